@@ -1,0 +1,54 @@
+# Dialtone build, code generation and test targets.
+SHELL := /bin/bash
+GOBIN := $(CURDIR)/bin
+export PATH := $(GOBIN):$(PATH)
+
+PROTO_PUBLIC := api/proto/dialtone/v1/requests.proto api/proto/dialtone/v1/cluster.proto
+PROTO_FSM := fsm/fsmpb/fsm.proto
+PROTO_CLUSTER := cluster/clusterpb/internal.proto
+
+.PHONY: all build test unit e2e lint proto proto-tools proto-check bench fuzz clean
+
+all: build
+
+build:
+	go build -o bin/dialtone ./cmd/dialtone
+
+# The whole suite: what CI runs.
+test: lint unit e2e
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$\|\.pb\.gw\.go$$')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	go vet ./...
+	go tool staticcheck ./...
+
+unit:
+	go test -race -count=1 -timeout 20m ./...
+
+e2e:
+	go test -race -count=1 -timeout 20m -tags e2e ./e2e/...
+
+proto-tools:
+	GOBIN=$(GOBIN) go install tool
+
+proto: proto-tools
+	protoc -I fsm/fsmpb --go_out=paths=source_relative:fsm/fsmpb $(PROTO_FSM)
+	protoc -I . -I fsm/fsmpb --go_out=paths=source_relative:. --go-grpc_out=paths=source_relative:. $(PROTO_CLUSTER)
+	protoc -I api/proto \
+	  --go_out=paths=source_relative:api/dialtonev1 \
+	  --go-grpc_out=paths=source_relative:api/dialtonev1 \
+	  --grpc-gateway_out=paths=source_relative:api/dialtonev1 \
+	  --openapiv2_out=api/openapi --openapiv2_opt=allow_merge=true,merge_file_name=dialtone,json_names_for_fields=false \
+	  $(PROTO_PUBLIC)
+	@# protoc writes the public package under dialtone/v1/: flatten it.
+	mv api/dialtonev1/dialtone/v1/*.go api/dialtonev1/ && rm -rf api/dialtonev1/dialtone
+
+# Fails when the committed generated code is stale.
+proto-check: proto
+	git diff --exit-code -- fsm/fsmpb cluster/clusterpb api/dialtonev1 api/openapi
+
+bench:
+	go run ./bench/cmd/createbench
+
+clean:
+	rm -rf bin
