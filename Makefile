@@ -33,7 +33,7 @@ proto-tools:
 
 proto: proto-tools
 	protoc -I fsm/fsmpb --go_out=paths=source_relative:fsm/fsmpb $(PROTO_FSM)
-	protoc -I . -I fsm/fsmpb --go_out=paths=source_relative:. --go-grpc_out=paths=source_relative:. $(PROTO_CLUSTER)
+	protoc -I cluster/clusterpb -I fsm/fsmpb --go_out=paths=source_relative,Mfsm.proto=github.com/seed-7bfc04c2/dialtone/fsm/fsmpb:cluster/clusterpb --go-grpc_out=paths=source_relative,Mfsm.proto=github.com/seed-7bfc04c2/dialtone/fsm/fsmpb:cluster/clusterpb $(PROTO_CLUSTER)
 	protoc -I api/proto \
 	  --go_out=paths=source_relative:api/dialtonev1 \
 	  --go-grpc_out=paths=source_relative:api/dialtonev1 \
