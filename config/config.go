@@ -1,0 +1,277 @@
+// Package config loads and validates Dialtone's operator configuration: one
+// TOML file that describes every node of the cluster, from which each node
+// picks its own block by id.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is the whole operator configuration.
+type Config struct {
+	Cluster Cluster `toml:"cluster"`
+	Limits  Limits  `toml:"limits"`
+	Log     Log     `toml:"log"`
+	Nodes   []Node  `toml:"node"`
+}
+
+// Cluster holds the settings shared by every node.
+type Cluster struct {
+	// DataDir is the parent of every node's data directory (<data_dir>/<id>).
+	DataDir string `toml:"data_dir"`
+	// InitialVoters bootstraps a fresh cluster with exactly these node ids.
+	InitialVoters []string `toml:"initial_voters"`
+	// BootstrapExpect bootstraps once this many nodes see each other
+	// (used when initial_voters is empty).
+	BootstrapExpect    int      `toml:"bootstrap_expect"`
+	HeartbeatTimeout   Duration `toml:"heartbeat_timeout"`
+	ElectionTimeout    Duration `toml:"election_timeout"`
+	LeaderLeaseTimeout Duration `toml:"leader_lease_timeout"`
+	ApplyTimeout       Duration `toml:"apply_timeout"`
+	SnapshotThreshold  uint64   `toml:"snapshot_threshold"`
+	SnapshotInterval   Duration `toml:"snapshot_interval"`
+	TrailingLogs       uint64   `toml:"trailing_logs"`
+}
+
+// Limits bounds what clients may store and send.
+type Limits struct {
+	// MaxRecords is the maximum number of stored request records.
+	MaxRecords uint64 `toml:"max_records"`
+	// MaxBulk is the maximum number of requests in one call.
+	MaxBulk int `toml:"max_bulk"`
+	// MaxBodyBytes bounds an HTTP request body.
+	MaxBodyBytes int64 `toml:"max_body_bytes"`
+	// ReadTimeout bounds how long a read waits for min_index or a
+	// linearizable read index.
+	ReadTimeout Duration `toml:"read_timeout"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `toml:"level"`  // debug, info, warn, error
+	Format string `toml:"format"` // text or json
+}
+
+// Node is one node's addresses.
+type Node struct {
+	ID     string `toml:"id"`
+	HTTP   string `toml:"http"`
+	GRPC   string `toml:"grpc"`
+	Raft   string `toml:"raft"`
+	Gossip string `toml:"gossip"`
+	// DataDir overrides <cluster.data_dir>/<id>.
+	DataDir string `toml:"data_dir"`
+	// Join lists gossip addresses to join at start; by default the gossip
+	// addresses of every other node in this file.
+	Join []string `toml:"join"`
+}
+
+// Duration is a time.Duration written as a string such as "500ms".
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("invalid duration %q (use e.g. \"500ms\", \"10s\")", string(b))
+	}
+	if v < 0 {
+		return fmt.Errorf("duration %q must not be negative", string(b))
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText writes the duration back as a string.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Default returns the configuration used for unset keys.
+func Default() Config {
+	return Config{
+		Cluster: Cluster{
+			DataDir:            "./data",
+			HeartbeatTimeout:   Duration{500 * time.Millisecond},
+			ElectionTimeout:    Duration{500 * time.Millisecond},
+			LeaderLeaseTimeout: Duration{250 * time.Millisecond},
+			ApplyTimeout:       Duration{10 * time.Second},
+			SnapshotThreshold:  8192,
+			SnapshotInterval:   Duration{2 * time.Minute},
+			TrailingLogs:       10240,
+		},
+		Limits: Limits{
+			MaxRecords:   1_000_000,
+			MaxBulk:      1000,
+			MaxBodyBytes: 8 << 20,
+			ReadTimeout:  Duration{5 * time.Second},
+		},
+		Log: Log{Level: "info", Format: "text"},
+	}
+}
+
+// Load reads a TOML file over the defaults and validates it. Unknown keys
+// are errors, named by their path.
+func Load(path string) (Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	return Parse(string(b))
+}
+
+// Parse decodes TOML text over the defaults and validates it.
+func Parse(text string) (Config, error) {
+	cfg := Default()
+	md, err := toml.Decode(text, &cfg)
+	if err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		return Config{}, fmt.Errorf("config: unknown key %s", strings.Join(keys, ", "))
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
+
+// Validate checks every key and names the first bad one.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("config: %s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if len(c.Nodes) == 0 {
+		bad("node", "at least one [[node]] block is required")
+	}
+	ids := map[string]bool{}
+	addrs := map[string]string{}
+	for i, n := range c.Nodes {
+		p := fmt.Sprintf("node[%d]", i)
+		if !idPattern.MatchString(n.ID) {
+			bad(p+".id", "%q must be 1-63 letters, digits, '.', '_' or '-'", n.ID)
+		} else if ids[n.ID] {
+			bad(p+".id", "%q is used by another node", n.ID)
+		}
+		ids[n.ID] = true
+		for _, f := range []struct{ key, val string }{{"http", n.HTTP}, {"grpc", n.GRPC}, {"raft", n.Raft}, {"gossip", n.Gossip}} {
+			if _, _, err := net.SplitHostPort(f.val); err != nil {
+				bad(p+"."+f.key, "%q is not a host:port address", f.val)
+				continue
+			}
+			if other, dup := addrs[f.val]; dup {
+				bad(p+"."+f.key, "%q is already used by %s", f.val, other)
+			}
+			addrs[f.val] = p + "." + f.key
+		}
+		for j, a := range n.Join {
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				bad(fmt.Sprintf("%s.join[%d]", p, j), "%q is not a host:port address", a)
+			}
+		}
+	}
+	for i, v := range c.Cluster.InitialVoters {
+		if !ids[v] {
+			bad(fmt.Sprintf("cluster.initial_voters[%d]", i), "%q is not the id of a [[node]]", v)
+		}
+	}
+	if c.Cluster.BootstrapExpect < 0 {
+		bad("cluster.bootstrap_expect", "must not be negative")
+	}
+	if len(c.Cluster.InitialVoters) > 0 && c.Cluster.BootstrapExpect > 0 {
+		bad("cluster.bootstrap_expect", "set either initial_voters or bootstrap_expect, not both")
+	}
+	if c.Cluster.DataDir == "" {
+		bad("cluster.data_dir", "must not be empty")
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+		min time.Duration
+	}{
+		{"cluster.heartbeat_timeout", c.Cluster.HeartbeatTimeout.Duration, 5 * time.Millisecond},
+		{"cluster.election_timeout", c.Cluster.ElectionTimeout.Duration, 5 * time.Millisecond},
+		{"cluster.leader_lease_timeout", c.Cluster.LeaderLeaseTimeout.Duration, 5 * time.Millisecond},
+		{"cluster.apply_timeout", c.Cluster.ApplyTimeout.Duration, 100 * time.Millisecond},
+		{"cluster.snapshot_interval", c.Cluster.SnapshotInterval.Duration, time.Second},
+		{"limits.read_timeout", c.Limits.ReadTimeout.Duration, 10 * time.Millisecond},
+	} {
+		if d.v < d.min {
+			bad(d.key, "%s is below the minimum %s", d.v, d.min)
+		}
+	}
+	if c.Cluster.LeaderLeaseTimeout.Duration > c.Cluster.HeartbeatTimeout.Duration {
+		bad("cluster.leader_lease_timeout", "must not exceed heartbeat_timeout")
+	}
+	if c.Cluster.SnapshotThreshold == 0 {
+		bad("cluster.snapshot_threshold", "must be positive")
+	}
+	if c.Limits.MaxBulk < 1 || c.Limits.MaxBulk > 100_000 {
+		bad("limits.max_bulk", "%d is outside 1..100000", c.Limits.MaxBulk)
+	}
+	if c.Limits.MaxBodyBytes < 1024 {
+		bad("limits.max_body_bytes", "%d is below 1024", c.Limits.MaxBodyBytes)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "%q must be debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format", "%q must be text or json", c.Log.Format)
+	}
+	return errors.Join(errs...)
+}
+
+// Node returns the block of the node with this id.
+func (c *Config) Node(id string) (Node, error) {
+	for _, n := range c.Nodes {
+		if n.ID == id {
+			return n, nil
+		}
+	}
+	ids := make([]string, len(c.Nodes))
+	for i, n := range c.Nodes {
+		ids[i] = n.ID
+	}
+	return Node{}, fmt.Errorf("config: no [[node]] with id %q (have %s)", id, strings.Join(ids, ", "))
+}
+
+// NodeDataDir is where node id keeps its data.
+func (c *Config) NodeDataDir(n Node) string {
+	if n.DataDir != "" {
+		return n.DataDir
+	}
+	return filepath.Join(c.Cluster.DataDir, n.ID)
+}
+
+// JoinAddrs is whom node n contacts at start: its own join list, or else
+// every other node's gossip address.
+func (c *Config) JoinAddrs(n Node) []string {
+	if len(n.Join) > 0 {
+		return n.Join
+	}
+	var out []string
+	for _, o := range c.Nodes {
+		if o.ID != n.ID {
+			out = append(out, o.Gossip)
+		}
+	}
+	return out
+}
