@@ -43,7 +43,7 @@ func (c *Cluster) Apply(ctx context.Context, cmd *fsmpb.Command) (*fsmpb.ApplyRe
 // applyLocal applies on this node, which must be the leader.
 func (c *Cluster) applyLocal(ctx context.Context, cmd *fsmpb.Command) (*fsmpb.ApplyResult, uint64, error) {
 	if c.raft.State() != raft.Leader {
-		return nil, 0, errNotLeader
+		return nil, 0, ErrNotLeader
 	}
 	// The leader stamps the time: the state machine never reads a clock.
 	stamped := proto.Clone(cmd).(*fsmpb.Command)
@@ -81,7 +81,7 @@ func mapRaftErr(err error) error {
 	switch {
 	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout):
 		// Never entered the log: safe to retry elsewhere.
-		return fmt.Errorf("%w: %v", errNotLeader, err)
+		return fmt.Errorf("%w: %v", ErrNotLeader, err)
 	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrAbortedByRestore):
 		return fmt.Errorf("%w: %v", ErrLeadershipLost, err)
 	case errors.Is(err, raft.ErrRaftShutdown):
@@ -109,7 +109,7 @@ func (c *Cluster) onLeader(ctx context.Context, local func(context.Context) erro
 		retry := false
 		if c.raft.State() == raft.Leader {
 			err = local(ctx)
-			retry = errors.Is(err, errNotLeader)
+			retry = errors.Is(err, ErrNotLeader)
 		} else if addr, ok := c.leaderGRPC(); !ok {
 			err, retry = ErrNoLeader, true
 		} else if cc, derr := c.conn(addr); derr != nil {
@@ -126,7 +126,7 @@ func (c *Cluster) onLeader(ctx context.Context, local func(context.Context) erro
 		last = err
 		select {
 		case <-ctx.Done():
-			if errors.Is(last, errNotLeader) {
+			if errors.Is(last, ErrNotLeader) {
 				last = ErrNoLeader
 			}
 			return fmt.Errorf("%w (%w)", last, ctx.Err())
@@ -152,7 +152,7 @@ func (c *Cluster) leaderGRPC() (string, bool) {
 }
 
 // ReadIndex returns an index that covers every write acknowledged before the
-// call: the leader confirms it still leads and answers its commit index.
+// call: the leader confirms it still leads and answers its applied index.
 // Waiting for this node to apply that index (WaitApplied) then makes a local
 // read linearizable.
 func (c *Cluster) ReadIndex(ctx context.Context) (uint64, error) {
@@ -176,9 +176,13 @@ func (c *Cluster) readIndexLocal() (uint64, error) {
 	if !c.IsLeader() {
 		// Not leader, or a new leader whose barrier has not yet applied
 		// the earlier terms: its commit index may be behind.
-		return 0, errNotLeader
+		return 0, ErrNotLeader
 	}
-	idx := c.raft.CommitIndex()
+	// Every acknowledged write was applied to the leader's state machine
+	// before it was acknowledged, so the leader's applied index covers them
+	// all. (The commit index would not do: it counts no-op and
+	// configuration entries that never reach a state machine.)
+	idx := c.fsm.AppliedIndex()
 	if err := c.raft.VerifyLeader().Error(); err != nil {
 		return 0, mapRaftErr(err)
 	}

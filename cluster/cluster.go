@@ -138,7 +138,7 @@ func Open(cfg Config, fsm FSM) (*Cluster, error) {
 	}
 	c := &Cluster{
 		cfg:           cfg,
-		log:           cfg.Logger.With("node", cfg.NodeID),
+		log:           cfg.Logger,
 		fsm:           fsm,
 		events:        make(chan struct{}, 1),
 		conns:         make(map[string]*grpc.ClientConn),
@@ -346,6 +346,19 @@ func (c *Cluster) IsLeader() bool {
 	return c.leaderReady && c.raft.State() == raft.Leader
 }
 
+// Close stops abruptly, as a crash would (no leadership transfer, no gossip
+// leave), but closes files so the data dir can be reopened. For tests that
+// kill nodes in-process.
+func (c *Cluster) Close() error {
+	c.stopOnce.Do(func() {
+		if c.ml != nil {
+			_ = c.ml.Shutdown()
+		}
+		c.stopErr = c.stop()
+	})
+	return c.stopErr
+}
+
 // Shutdown stops the node's cluster work in order: hand leadership to
 // another voter if this node leads, leave gossip, stop Raft, close the
 // stores. The Raft vote is kept: a restarted node resumes its place.
@@ -359,28 +372,34 @@ func (c *Cluster) Shutdown(ctx context.Context) error {
 		}
 		if c.ml != nil {
 			if err := c.ml.Leave(time.Second); err != nil {
-				c.log.Warn("gossip leave", "err", err)
+				// Expected when the peers are stopping too.
+				c.log.Debug("gossip leave", "err", err)
 			}
 			_ = c.ml.Shutdown()
 		}
-		c.cancel()
-		err := c.raft.Shutdown().Error()
-		c.wg.Wait()
-		c.connsMu.Lock()
-		for _, cc := range c.conns {
-			_ = cc.Close()
-		}
-		c.conns = map[string]*grpc.ClientConn{}
-		c.connsMu.Unlock()
-		if cerr := c.trans.Close(); cerr != nil && err == nil {
-			err = cerr
-		}
-		if cerr := c.closeStores(); cerr != nil && err == nil {
-			err = cerr
-		}
-		c.stopErr = err
+		c.stopErr = c.stop()
 	})
 	return c.stopErr
+}
+
+// stop shuts Raft down and releases everything after gossip has stopped.
+func (c *Cluster) stop() error {
+	c.cancel()
+	err := c.raft.Shutdown().Error()
+	c.wg.Wait()
+	c.connsMu.Lock()
+	for _, cc := range c.conns {
+		_ = cc.Close()
+	}
+	c.conns = map[string]*grpc.ClientConn{}
+	c.connsMu.Unlock()
+	if cerr := c.trans.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	if cerr := c.closeStores(); cerr != nil && err == nil {
+		err = cerr
+	}
+	return err
 }
 
 func (c *Cluster) closeStores() error {

@@ -23,16 +23,17 @@ var (
 	ErrUnknownServer = errors.New("unknown server")
 )
 
-// errNotLeader is what a forwarded call answers when it reached a node that
-// is not (or no longer) the leader; the forwarder retries.
-var errNotLeader = errors.New("not the leader")
+// ErrNotLeader means an operation that must run on the leader reached a
+// node that is not (or no longer) the leader. Forwarded writes answering
+// it were not applied, so the forwarder retries them.
+var ErrNotLeader = errors.New("not the leader")
 
 // toStatus maps cluster errors to gRPC status codes for the wire.
 func toStatus(err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, errNotLeader):
+	case errors.Is(err, ErrNotLeader):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, ErrNoLeader), errors.Is(err, ErrShutdown):
 		return status.Error(codes.Unavailable, err.Error())
@@ -57,7 +58,7 @@ func fromStatus(err error) (mapped error, retry bool) {
 	}
 	switch st.Code() {
 	case codes.FailedPrecondition:
-		return fmt.Errorf("%w: %s", errNotLeader, st.Message()), true
+		return fmt.Errorf("%w: %s", ErrNotLeader, st.Message()), true
 	case codes.Unavailable:
 		// Either the leader answered "no leader", or the transport failed.
 		// A transport failure may hide an applied write; callers only

@@ -308,7 +308,7 @@ func (c *Cluster) RemoveServer(ctx context.Context, id string) error {
 
 func (c *Cluster) removeLocal(id string) error {
 	if c.raft.State() != raft.Leader {
-		return errNotLeader
+		return ErrNotLeader
 	}
 	f := c.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
@@ -363,13 +363,22 @@ func (c *Cluster) Leave(ctx context.Context) error {
 // empty). It must run on the leader; it returns the new leader's id.
 func (c *Cluster) TransferLeadership(ctx context.Context, target string) (string, error) {
 	if c.raft.State() != raft.Leader {
-		return "", errNotLeader
+		return "", ErrNotLeader
 	}
 	if err := c.transfer(ctx, target); err != nil {
 		return "", err
 	}
-	_, id := c.raft.LeaderWithID()
-	return string(id), nil
+	// The new leader is known once its first heartbeat arrives.
+	for {
+		if _, id := c.raft.LeaderWithID(); id != "" && string(id) != c.cfg.NodeID {
+			return string(id), nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 func (c *Cluster) transfer(ctx context.Context, target string) error {

@@ -173,7 +173,7 @@ func (c *Config) Validate() error {
 				bad(p+"."+f.key, "%q is not a host:port address", f.val)
 				continue
 			}
-			if other, dup := addrs[f.val]; dup {
+			if other, dup := addrs[f.val]; dup && !strings.HasSuffix(f.val, ":0") {
 				bad(p+"."+f.key, "%q is already used by %s", f.val, other)
 			}
 			addrs[f.val] = p + "." + f.key

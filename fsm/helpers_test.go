@@ -44,6 +44,13 @@ func (h *harness) apply(now int64, cmd *fsmpb.Command) *fsmpb.ApplyResult {
 	return ar
 }
 
+// cmdLog returns a command log entry.
+func cmdLog(t testing.TB, index uint64, now int64, cmd *fsmpb.Command) *raft.Log {
+	t.Helper()
+	cmd.NowUnixMs = now
+	return &raft.Log{Index: index, Type: raft.LogCommand, Data: encode(t, cmd)}
+}
+
 // one applies a single-item command and returns its item.
 func (h *harness) one(now int64, cmd *fsmpb.Command) *fsmpb.ItemResult {
 	h.t.Helper()
@@ -149,11 +156,11 @@ func (s *sink) Write(p []byte) (int, error) {
 	}
 	return s.Buffer.Write(p)
 }
-func (s *sink) ID() string     { return "test" }
-func (s *sink) Close() error   { s.closed = true; return nil }
-func (s *sink) Cancel() error  { s.cancelled = true; return nil }
-func (s *sink) Bytes() []byte  { return s.Buffer.Bytes() }
-func (s *sink) Reader() io.ReadCloser { return io.NopCloser(bytes.NewReader(s.Buffer.Bytes())) }
+func (s *sink) ID() string    { return "test" }
+func (s *sink) Close() error  { s.closed = true; return nil }
+func (s *sink) Cancel() error { s.cancelled = true; return nil }
+
+func readCloser(b []byte) io.ReadCloser { return io.NopCloser(bytes.NewReader(b)) }
 
 // snapshotBytes persists a snapshot of f and returns the stream.
 func snapshotBytes(t testing.TB, f *FSM) []byte {

@@ -1,0 +1,266 @@
+// Package node is Dialtone's composition root: it wires one node's state
+// machine, cluster membership, gRPC and HTTP servers from the configuration,
+// and owns their lifecycle: ordered start, and an ordered, idempotent
+// shutdown.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/seed-7bfc04c2/dialtone/api"
+	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
+	"github.com/seed-7bfc04c2/dialtone/cluster"
+	"github.com/seed-7bfc04c2/dialtone/config"
+	"github.com/seed-7bfc04c2/dialtone/fsm"
+)
+
+// Options configure one node.
+type Options struct {
+	Config config.Config
+	NodeID string
+	Logger *slog.Logger
+	// Gatherer adds process-wide metrics (Go runtime, Raft internals) to
+	// this node's /metrics.
+	Gatherer prometheus.Gatherer
+}
+
+// Node is one running Dialtone node.
+type Node struct {
+	log     *slog.Logger
+	fsm     *fsm.FSM
+	cluster *cluster.Cluster
+	grpc    *grpc.Server
+	http    *http.Server
+	gwConn  *grpc.ClientConn
+	grpcLn  net.Listener
+	httpLn  net.Listener
+	reg     *prometheus.Registry
+
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	done     chan struct{}
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// Start builds and starts a node. Addresses with port 0 bind free ports
+// (tests); the actual addresses are advertised to peers.
+func Start(opts Options) (_ *Node, err error) {
+	cfg := opts.Config
+	nc, err := cfg.Node(opts.NodeID)
+	if err != nil {
+		return nil, err
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("node", nc.ID)
+	n := &Node{log: log, fsm: fsm.New(), reg: prometheus.NewRegistry(), done: make(chan struct{})}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	defer func() {
+		if err != nil {
+			n.cancel()
+			n.closeListeners()
+			if n.cluster != nil {
+				_ = n.cluster.Shutdown(context.Background())
+			}
+		}
+	}()
+
+	if n.grpcLn, err = net.Listen("tcp", nc.GRPC); err != nil {
+		return nil, fmt.Errorf("node: grpc listener: %w", err)
+	}
+	if n.httpLn, err = net.Listen("tcp", nc.HTTP); err != nil {
+		return nil, fmt.Errorf("node: http listener: %w", err)
+	}
+
+	var voters []cluster.Peer
+	for _, id := range cfg.Cluster.InitialVoters {
+		peer, _ := cfg.Node(id)
+		voters = append(voters, cluster.Peer{ID: id, RaftAddr: peer.Raft})
+	}
+	n.cluster, err = cluster.Open(cluster.Config{
+		NodeID:             nc.ID,
+		DataDir:            cfg.NodeDataDir(nc),
+		RaftAddr:           nc.Raft,
+		GossipAddr:         nc.Gossip,
+		GRPCAddr:           n.grpcLn.Addr().String(),
+		HTTPAddr:           n.httpLn.Addr().String(),
+		InitialVoters:      voters,
+		BootstrapExpect:    cfg.Cluster.BootstrapExpect,
+		Join:               cfg.JoinAddrs(nc),
+		HeartbeatTimeout:   cfg.Cluster.HeartbeatTimeout.Duration,
+		ElectionTimeout:    cfg.Cluster.ElectionTimeout.Duration,
+		LeaderLeaseTimeout: cfg.Cluster.LeaderLeaseTimeout.Duration,
+		ApplyTimeout:       cfg.Cluster.ApplyTimeout.Duration,
+		SnapshotThreshold:  cfg.Cluster.SnapshotThreshold,
+		SnapshotInterval:   cfg.Cluster.SnapshotInterval.Duration,
+		TrailingLogs:       cfg.Cluster.TrailingLogs,
+		Logger:             log,
+	}, n.fsm)
+	if err != nil {
+		return nil, err
+	}
+
+	icp := api.NewInterceptors(n.reg, log)
+	n.reg.MustRegister(newRaftCollector(n.cluster, n.fsm))
+	n.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(icp.Unary), grpc.MaxRecvMsgSize(int(cfg.Limits.MaxBodyBytes)+4096))
+	requests := api.NewRequests(n.fsm, n.cluster, api.Options{
+		MaxRecords:  cfg.Limits.MaxRecords,
+		MaxBulk:     cfg.Limits.MaxBulk,
+		ReadTimeout: cfg.Limits.ReadTimeout.Duration,
+	})
+	pb.RegisterRequestServiceServer(n.grpc, requests)
+	pb.RegisterClusterServiceServer(n.grpc, api.NewCluster(n.cluster, n.fsm, n.leaveAndStop))
+	n.cluster.RegisterGRPC(n.grpc)
+
+	n.gwConn, err = grpc.NewClient(n.grpcLn.Addr().String(),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(int(cfg.Limits.MaxBodyBytes)+4096)))
+	if err != nil {
+		return nil, fmt.Errorf("node: gateway connection: %w", err)
+	}
+	gatherers := prometheus.Gatherers{n.reg}
+	if opts.Gatherer != nil {
+		gatherers = append(gatherers, opts.Gatherer)
+	}
+	handler, err := api.NewHTTPHandler(n.ctx, n.gwConn, api.HTTPOptions{
+		Ready:        n.ready,
+		Gatherer:     gatherers,
+		MaxBodyBytes: cfg.Limits.MaxBodyBytes,
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+
+	n.wg.Add(2)
+	go func() {
+		defer n.wg.Done()
+		if err := n.grpc.Serve(n.grpcLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			log.Error("grpc server stopped", "err", err)
+		}
+	}()
+	go func() {
+		defer n.wg.Done()
+		if err := n.http.Serve(n.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server stopped", "err", err)
+		}
+	}()
+	log.Info("node started", "http", n.HTTPAddr(), "grpc", n.GRPCAddr(), "raft", n.cluster.RaftAddr(), "gossip", n.cluster.GossipAddr())
+	return n, nil
+}
+
+// ready: a member of a cluster with a known leader.
+func (n *Node) ready() (bool, string) {
+	st := n.cluster.Status()
+	member := false
+	for _, s := range st.Servers {
+		if s.ID == st.NodeID {
+			member = true
+		}
+	}
+	switch {
+	case !member:
+		return false, "not a member of a cluster yet"
+	case st.LeaderID == "":
+		return false, "no leader"
+	}
+	return true, "ready: leader " + st.LeaderID
+}
+
+// HTTPAddr is the address the HTTP server listens on.
+func (n *Node) HTTPAddr() string { return n.httpLn.Addr().String() }
+
+// GRPCAddr is the address the gRPC server listens on.
+func (n *Node) GRPCAddr() string { return n.grpcLn.Addr().String() }
+
+// Cluster is the node's cluster membership.
+func (n *Node) Cluster() *cluster.Cluster { return n.cluster }
+
+// FSM is the node's replicated state.
+func (n *Node) FSM() *fsm.FSM { return n.fsm }
+
+// Done is closed when the node has stopped (after Shutdown or a Leave).
+func (n *Node) Done() <-chan struct{} { return n.done }
+
+// leaveAndStop stops the node after a successful Leave. It runs in the
+// background because the Leave RPC must first answer its caller.
+func (n *Node) leaveAndStop() {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := n.Shutdown(ctx); err != nil {
+			n.log.Warn("shutdown after leave", "err", err)
+		}
+	}()
+}
+
+// Shutdown stops the node in order: stop taking client traffic (in-flight
+// calls finish), hand over leadership, leave gossip, stop Raft and close the
+// stores. It is idempotent and safe to call concurrently.
+func (n *Node) Shutdown(ctx context.Context) error {
+	n.stopOnce.Do(func() {
+		var errs []error
+		if err := n.http.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("http: %w", err))
+		}
+		stopped := make(chan struct{})
+		go func() { n.grpc.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-ctx.Done():
+			n.grpc.Stop()
+			<-stopped
+		}
+		n.cancel()
+		if err := n.cluster.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("cluster: %w", err))
+		}
+		_ = n.gwConn.Close()
+		n.wg.Wait()
+		n.stopErr = errors.Join(errs...)
+		n.log.Info("node stopped")
+		close(n.done)
+	})
+	<-n.done
+	return n.stopErr
+}
+
+func (n *Node) closeListeners() {
+	if n.grpcLn != nil {
+		_ = n.grpcLn.Close()
+	}
+	if n.httpLn != nil {
+		_ = n.httpLn.Close()
+	}
+}
+
+// Close stops the node abruptly, as a crash would: connections are cut, no
+// leadership transfer, no gossip leave. Files are closed so the data dir can
+// be reopened by a new node. For failure tests.
+func (n *Node) Close() {
+	n.stopOnce.Do(func() {
+		n.grpc.Stop()
+		_ = n.http.Close()
+		n.cancel()
+		_ = n.cluster.Close()
+		_ = n.gwConn.Close()
+		n.wg.Wait()
+		close(n.done)
+	})
+	<-n.done
+}
