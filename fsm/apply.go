@@ -129,7 +129,13 @@ func (a *applier) createOne(r *fsmpb.Request, maxRecords uint64) *fsmpb.ItemResu
 			return fail(r.Id, fsmpb.Code_CODE_CONFLICT, "idempotency key already used by a different request")
 		}
 	}
-	if _, exists := a.get(r.Id); exists {
+	if prev, exists := a.get(r.Id); exists {
+		// The same request under the same id is a replay of this very
+		// command (a proposer retrying after an unknown outcome): answer
+		// as the original did, not with an error.
+		if prev.Tenant == r.Tenant && string(prev.Fingerprint) == string(r.Fingerprint) {
+			return fail(prev.Id, fsmpb.Code_CODE_DUPLICATE, "request already stored under this id")
+		}
 		return fail(r.Id, fsmpb.Code_CODE_EXISTS, "id already exists")
 	}
 	if maxRecords > 0 && uint64(a.count) >= maxRecords {

@@ -54,6 +54,7 @@ func TestCreate(t *testing.T) {
 		{"empty tenant", newReq("b", "", "p1", 1, 1000), fsmpb.Code_CODE_INVALID_STATE, "b", "tenant is required"},
 		{"id exists", newReq("a", "t1", "p2", 1, 1000), fsmpb.Code_CODE_EXISTS, "a", "id already exists"},
 		{"id exists in other tenant", newReq("a", "t2", "p1", 1, 1000), fsmpb.Code_CODE_EXISTS, "a", "id already exists"},
+		{"replay of the same create", proto.Clone(r).(*fsmpb.Request), fsmpb.Code_CODE_DUPLICATE, "a", "request already stored under this id"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

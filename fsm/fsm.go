@@ -74,6 +74,9 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 // ApplyBatch applies committed entries in one memdb write transaction. The
 // results equal those of calling Apply for each entry in turn.
 func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
+	if len(logs) == 0 {
+		return nil
+	}
 	f.writeMu.Lock()
 	defer f.writeMu.Unlock()
 

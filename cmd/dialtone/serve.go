@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	gometrics "github.com/hashicorp/go-metrics"
+	gmprom "github.com/hashicorp/go-metrics/prometheus"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+
+	"github.com/seed-7bfc04c2/dialtone/config"
+	"github.com/seed-7bfc04c2/dialtone/node"
+)
+
+func newServe() *cobra.Command {
+	var (
+		cfgPath, nodeID, dataDir, logLevel string
+	)
+	cmd := &cobra.Command{
+		Use:   "serve --config FILE --node ID",
+		Short: "Run one node of the cluster described by a TOML config",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := config.Load(cfgPath)
+			if err != nil {
+				return err
+			}
+			if dataDir != "" {
+				cfg.Cluster.DataDir = dataDir
+			}
+			if logLevel != "" {
+				cfg.Log.Level = logLevel
+			}
+			if err := cfg.Validate(); err != nil {
+				return err
+			}
+			if _, err := cfg.Node(nodeID); err != nil {
+				return err
+			}
+			return serve(cfg, nodeID)
+		},
+	}
+	cmd.Flags().StringVar(&cfgPath, "config", "cluster.example.toml", "cluster configuration file")
+	cmd.Flags().StringVar(&nodeID, "node", "", "id of this node's [[node]] block (required)")
+	cmd.Flags().StringVar(&dataDir, "data-dir", "", "override cluster.data_dir")
+	cmd.Flags().StringVar(&logLevel, "log-level", "", "override log.level (debug, info, warn, error)")
+	_ = cmd.MarkFlagRequired("node")
+	return cmd
+}
+
+func newLogger(c config.Log) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+// processMetrics gathers what belongs to the process rather than a node: the
+// Go runtime, and Raft and memberlist internals, which report through the
+// go-metrics global sink.
+func processMetrics() (prometheus.Gatherer, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	sink, err := gmprom.NewPrometheusSinkFrom(gmprom.PrometheusOpts{Registerer: reg, Expiration: time.Minute})
+	if err != nil {
+		return nil, fmt.Errorf("metrics sink: %w", err)
+	}
+	mc := gometrics.DefaultConfig("dialtone")
+	mc.EnableHostname = false
+	mc.EnableRuntimeMetrics = false
+	if _, err := gometrics.NewGlobal(mc, sink); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	return reg, nil
+}
+
+func serve(cfg config.Config, nodeID string) error {
+	log := newLogger(cfg.Log)
+	if len(cfg.Cluster.InitialVoters) == 0 && cfg.Cluster.BootstrapExpect == 0 {
+		log.Info("no initial_voters or bootstrap_expect: waiting to be added to an existing cluster")
+	}
+	gatherer, err := processMetrics()
+	if err != nil {
+		return err
+	}
+	n, err := node.Start(node.Options{Config: cfg, NodeID: nodeID, Logger: log, Gatherer: gatherer})
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	select {
+	case <-ctx.Done():
+		log.Info("signal received: shutting down")
+	case <-n.Done():
+		log.Info("node left the cluster")
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return n.Shutdown(sctx)
+}
