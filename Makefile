@@ -20,10 +20,12 @@ test: lint unit e2e
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$\|\.pb\.gw\.go$$')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	go vet ./...
+	go vet -tags e2e ./e2e/...
 	go tool staticcheck ./...
 
 unit:
 	go test -race -count=1 -timeout 20m ./...
+
 
 e2e:
 	go test -race -count=1 -timeout 20m -tags e2e ./e2e/...
@@ -48,7 +50,14 @@ proto-check: proto
 	git diff --exit-code -- fsm/fsmpb cluster/clusterpb api/dialtonev1 api/openapi
 
 bench:
-	go run ./bench/cmd/createbench
+	go run ./bench/cmd/createbench --scenario all --duration 10s
+
+# Each fuzz target for a bounded time (FUZZTIME, default 20s).
+FUZZTIME ?= 20s
+fuzz:
+	go test -run='^$$' -fuzz=FuzzApply -fuzztime=$(FUZZTIME) ./fsm/
+	go test -run='^$$' -fuzz=FuzzValidateSpec -fuzztime=$(FUZZTIME) ./api/
+	go test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./config/
 
 clean:
 	rm -rf bin

@@ -107,7 +107,7 @@ func specOf(r *fsmpb.Request) *pb.RequestSpec {
 		Ani:             r.Ani,
 		NotificationUrl: r.NotificationUrl,
 		MaxAttempts:     r.MaxAttempts,
-		TimeToLive:      msDuration(r.TtlMs),
+		TimeToLive:      FormatDuration(r.TtlMs),
 		IdempotencyKey:  r.IdempotencyKey,
 	}
 	for _, kv := range r.CustomData {
@@ -116,10 +116,10 @@ func specOf(r *fsmpb.Request) *pb.RequestSpec {
 	if c := r.Cpd; c != nil {
 		s.Cpd = &pb.Cpd{Record: c.Record, Preconnect: c.Preconnect, Detect: c.Detect}
 		if c.PostConnectTimeoutMs != nil {
-			s.Cpd.PostConnectTimeout = msDuration(*c.PostConnectTimeoutMs)
+			s.Cpd.PostConnectTimeout = FormatDuration(*c.PostConnectTimeoutMs)
 		}
 		if c.RnaTimeoutMs != nil {
-			s.Cpd.RnaTimeout = msDuration(*c.RnaTimeoutMs)
+			s.Cpd.RnaTimeout = FormatDuration(*c.RnaTimeoutMs)
 		}
 	}
 	return s

@@ -160,16 +160,14 @@ func ValidateSpec(prefix string, s *pb.RequestSpec) (*fsmpb.Request, []FieldErro
 		fe.add(f("max_attempts"), "%d is above the maximum %d", s.MaxAttempts, MaxAttemptsLimit)
 	}
 	var ttl time.Duration
-	switch {
-	case s.TimeToLive == nil:
+	if s.TimeToLive == "" {
 		fe.add(f("time_to_live"), "is required (e.g. \"3600s\")")
-	case s.TimeToLive.CheckValid() != nil:
-		fe.add(f("time_to_live"), "is not a valid duration")
-	default:
-		ttl = s.TimeToLive.AsDuration()
-		if ttl < MinTTL || ttl > MaxTTL {
-			fe.add(f("time_to_live"), "%s is outside %s..%s", ttl, MinTTL, MaxTTL)
-		}
+	} else if d, err := ParseDuration(s.TimeToLive); err != nil {
+		fe.add(f("time_to_live"), "%v", err)
+	} else if d < MinTTL || d > MaxTTL {
+		fe.add(f("time_to_live"), "%s is outside %s..%s", s.TimeToLive, MinTTL, MaxTTL)
+	} else {
+		ttl = d
 	}
 	if len(s.CustomData) > maxCustomData {
 		fe.add(f("custom_data"), "has %d entries, at most %d allowed", len(s.CustomData), maxCustomData)
@@ -237,24 +235,45 @@ func validateCPD(field string, c *pb.Cpd, fe *fieldErrors) *fsmpb.Cpd {
 		return nil
 	}
 	out := &fsmpb.Cpd{Record: c.Record, Preconnect: c.Preconnect, Detect: c.Detect}
-	dur := func(name string, d interface {
-		CheckValid() error
-		AsDuration() time.Duration
-	}, set bool) *int64 {
-		if !set {
+	dur := func(name, v string) *int64 {
+		if v == "" {
 			return nil
 		}
-		if d.CheckValid() != nil || d.AsDuration() < 0 || d.AsDuration() > maxCPDTimeout {
-			fe.add(field+"."+name, "must be a duration in 0s..%s", maxCPDTimeout)
+		d, err := ParseDuration(v)
+		if err != nil {
+			fe.add(field+"."+name, "%v", err)
 			return nil
 		}
-		v := d.AsDuration().Milliseconds()
-		return &v
+		if d < 0 || d > maxCPDTimeout {
+			fe.add(field+"."+name, "%s is outside 0s..%s", v, maxCPDTimeout)
+			return nil
+		}
+		ms := d.Milliseconds()
+		return &ms
 	}
-	out.PostConnectTimeoutMs = dur("post_connect_timeout", c.PostConnectTimeout, c.PostConnectTimeout != nil)
-	out.RnaTimeoutMs = dur("rna_timeout", c.RnaTimeout, c.RnaTimeout != nil)
+	out.PostConnectTimeoutMs = dur("post_connect_timeout", c.PostConnectTimeout)
+	out.RnaTimeoutMs = dur("rna_timeout", c.RnaTimeout)
 	if len(c.Detect) > maxDetectLen || !detectPattern.MatchString(c.Detect) {
 		fe.add(field+".detect", "must be at most %d letters, digits, '_', '-' or ','", maxDetectLen)
 	}
 	return out
+}
+
+// ParseDuration parses a duration with a unit, as the SSG writes them:
+// "123s", "6000ms", "90m", "1h30m".
+func ParseDuration(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration with a unit, such as \"123s\" or \"6000ms\"", truncate(v, 40))
+	}
+	return d, nil
+}
+
+// FormatDuration writes milliseconds back in the form clients send:
+// whole seconds as "123s", anything else as "6500ms".
+func FormatDuration(ms int64) string {
+	if ms%1000 == 0 {
+		return fmt.Sprintf("%ds", ms/1000)
+	}
+	return fmt.Sprintf("%dms", ms)
 }

@@ -14,7 +14,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
 	"github.com/seed-7bfc04c2/dialtone/config"
@@ -30,14 +29,25 @@ type testCluster struct {
 	conns map[string]*grpc.ClientConn
 }
 
+// handedOut remembers ports given to earlier nodes of this test binary: the
+// kernel may offer a port again once its probe listener is closed.
+var handedOut sync.Map
+
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := l.Addr().String()
+		l.Close()
+		if _, dup := handedOut.LoadOrStore(a, true); !dup {
+			return a
+		}
 	}
-	defer l.Close()
-	return l.Addr().String()
+	t.Fatal("no free port")
+	return ""
 }
 
 func freeUDPTCPAddr(t *testing.T) string {
@@ -245,7 +255,7 @@ func spec(token string) *pb.RequestSpec {
 		Ani:             "12345",
 		NotificationUrl: "http://127.0.0.1:9/result",
 		MaxAttempts:     2,
-		TimeToLive:      durationpb.New(time.Hour),
+		TimeToLive:      "3600s",
 	}
 }
 

@@ -63,7 +63,7 @@ func (*GetStatusRequest) Descriptor() ([]byte, []int) {
 type Server struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	Id          string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	RaftAddress string                 `protobuf:"bytes,2,opt,name=raft_address,json=raftAddress,proto3" json:"raft_address,omitempty"`
+	RaftAddress string                 `protobuf:"bytes,2,opt,name=raft_address,proto3" json:"raft_address,omitempty"`
 	// Voter or Nonvoter.
 	Suffrage      string `protobuf:"bytes,3,opt,name=suffrage,proto3" json:"suffrage,omitempty"`
 	Leader        bool   `protobuf:"varint,4,opt,name=leader,proto3" json:"leader,omitempty"`
@@ -131,21 +131,21 @@ func (x *Server) GetLeader() bool {
 
 type ClusterStatus struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
-	NodeId string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	NodeId string                 `protobuf:"bytes,1,opt,name=node_id,proto3" json:"node_id,omitempty"`
 	// Leader, Follower, Candidate or Shutdown.
 	State             string `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
-	LeaderId          string `protobuf:"bytes,3,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
-	LeaderRaftAddress string `protobuf:"bytes,4,opt,name=leader_raft_address,json=leaderRaftAddress,proto3" json:"leader_raft_address,omitempty"`
+	LeaderId          string `protobuf:"bytes,3,opt,name=leader_id,proto3" json:"leader_id,omitempty"`
+	LeaderRaftAddress string `protobuf:"bytes,4,opt,name=leader_raft_address,proto3" json:"leader_raft_address,omitempty"`
 	Term              uint64 `protobuf:"varint,5,opt,name=term,proto3" json:"term,omitempty"`
-	CommitIndex       uint64 `protobuf:"varint,6,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
-	AppliedIndex      uint64 `protobuf:"varint,7,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
-	LastLogIndex      uint64 `protobuf:"varint,8,opt,name=last_log_index,json=lastLogIndex,proto3" json:"last_log_index,omitempty"`
+	CommitIndex       uint64 `protobuf:"varint,6,opt,name=commit_index,proto3" json:"commit_index,omitempty"`
+	AppliedIndex      uint64 `protobuf:"varint,7,opt,name=applied_index,proto3" json:"applied_index,omitempty"`
+	LastLogIndex      uint64 `protobuf:"varint,8,opt,name=last_log_index,proto3" json:"last_log_index,omitempty"`
 	// Milliseconds since the last contact with the leader (0 on the leader, -1 never).
-	LastContactMs int64     `protobuf:"varint,9,opt,name=last_contact_ms,json=lastContactMs,proto3" json:"last_contact_ms,omitempty"`
+	LastContactMs int64     `protobuf:"varint,9,opt,name=last_contact_ms,proto3" json:"last_contact_ms,omitempty"`
 	Servers       []*Server `protobuf:"bytes,10,rep,name=servers,proto3" json:"servers,omitempty"`
 	// Stored request records.
 	Records           uint64 `protobuf:"varint,11,opt,name=records,proto3" json:"records,omitempty"`
-	LeaderHttpAddress string `protobuf:"bytes,12,opt,name=leader_http_address,json=leaderHttpAddress,proto3" json:"leader_http_address,omitempty"`
+	LeaderHttpAddress string `protobuf:"bytes,12,opt,name=leader_http_address,proto3" json:"leader_http_address,omitempty"`
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
 }
@@ -303,12 +303,12 @@ func (*ListMembersRequest) Descriptor() ([]byte, []int) {
 type Member struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	GossipAddress string                 `protobuf:"bytes,2,opt,name=gossip_address,json=gossipAddress,proto3" json:"gossip_address,omitempty"`
+	GossipAddress string                 `protobuf:"bytes,2,opt,name=gossip_address,proto3" json:"gossip_address,omitempty"`
 	// alive, suspect, dead or left.
 	Status        string `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
-	HttpAddress   string `protobuf:"bytes,4,opt,name=http_address,json=httpAddress,proto3" json:"http_address,omitempty"`
-	GrpcAddress   string `protobuf:"bytes,5,opt,name=grpc_address,json=grpcAddress,proto3" json:"grpc_address,omitempty"`
-	RaftAddress   string `protobuf:"bytes,6,opt,name=raft_address,json=raftAddress,proto3" json:"raft_address,omitempty"`
+	HttpAddress   string `protobuf:"bytes,4,opt,name=http_address,proto3" json:"http_address,omitempty"`
+	GrpcAddress   string `protobuf:"bytes,5,opt,name=grpc_address,proto3" json:"grpc_address,omitempty"`
+	RaftAddress   string `protobuf:"bytes,6,opt,name=raft_address,proto3" json:"raft_address,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -672,7 +672,7 @@ func (*RemoveServerResponse) Descriptor() ([]byte, []int) {
 type TransferLeadershipRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Optional: the server to hand leadership to; any up-to-date voter if empty.
-	TargetId      string `protobuf:"bytes,1,opt,name=target_id,json=targetId,proto3" json:"target_id,omitempty"`
+	TargetId      string `protobuf:"bytes,1,opt,name=target_id,proto3" json:"target_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -716,7 +716,7 @@ func (x *TransferLeadershipRequest) GetTargetId() string {
 
 type TransferLeadershipResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	NewLeaderId   string                 `protobuf:"bytes,1,opt,name=new_leader_id,json=newLeaderId,proto3" json:"new_leader_id,omitempty"`
+	NewLeaderId   string                 `protobuf:"bytes,1,opt,name=new_leader_id,proto3" json:"new_leader_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -763,34 +763,34 @@ var File_dialtone_v1_cluster_proto protoreflect.FileDescriptor
 const file_dialtone_v1_cluster_proto_rawDesc = "" +
 	"\n" +
 	"\x19dialtone/v1/cluster.proto\x12\vdialtone.v1\x1a\x1cgoogle/api/annotations.proto\"\x12\n" +
-	"\x10GetStatusRequest\"o\n" +
+	"\x10GetStatusRequest\"p\n" +
 	"\x06Server\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
-	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12\x1a\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\"\n" +
+	"\fraft_address\x18\x02 \x01(\tR\fraft_address\x12\x1a\n" +
 	"\bsuffrage\x18\x03 \x01(\tR\bsuffrage\x12\x16\n" +
-	"\x06leader\x18\x04 \x01(\bR\x06leader\"\xae\x03\n" +
-	"\rClusterStatus\x12\x17\n" +
-	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x14\n" +
-	"\x05state\x18\x02 \x01(\tR\x05state\x12\x1b\n" +
-	"\tleader_id\x18\x03 \x01(\tR\bleaderId\x12.\n" +
-	"\x13leader_raft_address\x18\x04 \x01(\tR\x11leaderRaftAddress\x12\x12\n" +
-	"\x04term\x18\x05 \x01(\x04R\x04term\x12!\n" +
-	"\fcommit_index\x18\x06 \x01(\x04R\vcommitIndex\x12#\n" +
-	"\rapplied_index\x18\a \x01(\x04R\fappliedIndex\x12$\n" +
-	"\x0elast_log_index\x18\b \x01(\x04R\flastLogIndex\x12&\n" +
-	"\x0flast_contact_ms\x18\t \x01(\x03R\rlastContactMs\x12-\n" +
+	"\x06leader\x18\x04 \x01(\bR\x06leader\"\xba\x03\n" +
+	"\rClusterStatus\x12\x18\n" +
+	"\anode_id\x18\x01 \x01(\tR\anode_id\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12\x1c\n" +
+	"\tleader_id\x18\x03 \x01(\tR\tleader_id\x120\n" +
+	"\x13leader_raft_address\x18\x04 \x01(\tR\x13leader_raft_address\x12\x12\n" +
+	"\x04term\x18\x05 \x01(\x04R\x04term\x12\"\n" +
+	"\fcommit_index\x18\x06 \x01(\x04R\fcommit_index\x12$\n" +
+	"\rapplied_index\x18\a \x01(\x04R\rapplied_index\x12&\n" +
+	"\x0elast_log_index\x18\b \x01(\x04R\x0elast_log_index\x12(\n" +
+	"\x0flast_contact_ms\x18\t \x01(\x03R\x0flast_contact_ms\x12-\n" +
 	"\aservers\x18\n" +
 	" \x03(\v2\x13.dialtone.v1.ServerR\aservers\x12\x18\n" +
-	"\arecords\x18\v \x01(\x04R\arecords\x12.\n" +
-	"\x13leader_http_address\x18\f \x01(\tR\x11leaderHttpAddress\"\x14\n" +
-	"\x12ListMembersRequest\"\xc0\x01\n" +
+	"\arecords\x18\v \x01(\x04R\arecords\x120\n" +
+	"\x13leader_http_address\x18\f \x01(\tR\x13leader_http_address\"\x14\n" +
+	"\x12ListMembersRequest\"\xc4\x01\n" +
 	"\x06Member\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\x12%\n" +
-	"\x0egossip_address\x18\x02 \x01(\tR\rgossipAddress\x12\x16\n" +
-	"\x06status\x18\x03 \x01(\tR\x06status\x12!\n" +
-	"\fhttp_address\x18\x04 \x01(\tR\vhttpAddress\x12!\n" +
-	"\fgrpc_address\x18\x05 \x01(\tR\vgrpcAddress\x12!\n" +
-	"\fraft_address\x18\x06 \x01(\tR\vraftAddress\"D\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12&\n" +
+	"\x0egossip_address\x18\x02 \x01(\tR\x0egossip_address\x12\x16\n" +
+	"\x06status\x18\x03 \x01(\tR\x06status\x12\"\n" +
+	"\fhttp_address\x18\x04 \x01(\tR\fhttp_address\x12\"\n" +
+	"\fgrpc_address\x18\x05 \x01(\tR\fgrpc_address\x12\"\n" +
+	"\fraft_address\x18\x06 \x01(\tR\fraft_address\"D\n" +
 	"\x13ListMembersResponse\x12-\n" +
 	"\amembers\x18\x01 \x03(\v2\x13.dialtone.v1.MemberR\amembers\"+\n" +
 	"\vJoinRequest\x12\x1c\n" +
@@ -801,11 +801,11 @@ const file_dialtone_v1_cluster_proto_rawDesc = "" +
 	"\rLeaveResponse\"%\n" +
 	"\x13RemoveServerRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x16\n" +
-	"\x14RemoveServerResponse\"8\n" +
-	"\x19TransferLeadershipRequest\x12\x1b\n" +
-	"\ttarget_id\x18\x01 \x01(\tR\btargetId\"@\n" +
-	"\x1aTransferLeadershipResponse\x12\"\n" +
-	"\rnew_leader_id\x18\x01 \x01(\tR\vnewLeaderId2\x9f\x05\n" +
+	"\x14RemoveServerResponse\"9\n" +
+	"\x19TransferLeadershipRequest\x12\x1c\n" +
+	"\ttarget_id\x18\x01 \x01(\tR\ttarget_id\"B\n" +
+	"\x1aTransferLeadershipResponse\x12$\n" +
+	"\rnew_leader_id\x18\x01 \x01(\tR\rnew_leader_id2\x9f\x05\n" +
 	"\x0eClusterService\x12[\n" +
 	"\tGetStatus\x12\x1d.dialtone.v1.GetStatusRequest\x1a\x1a.dialtone.v1.ClusterStatus\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/cluster\x12m\n" +
 	"\vListMembers\x12\x1f.dialtone.v1.ListMembersRequest\x1a .dialtone.v1.ListMembersResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/cluster/members\x12X\n" +

@@ -80,11 +80,12 @@ func (x *KeyValue) GetValue() string {
 
 // Cpd carries optional call-progress-detection parameters.
 type Cpd struct {
-	state              protoimpl.MessageState `protogen:"open.v1"`
-	Record             *bool                  `protobuf:"varint,1,opt,name=record,proto3,oneof" json:"record,omitempty"`
-	PostConnectTimeout *durationpb.Duration   `protobuf:"bytes,2,opt,name=post_connect_timeout,json=postConnectTimeout,proto3" json:"post_connect_timeout,omitempty"`
-	RnaTimeout         *durationpb.Duration   `protobuf:"bytes,3,opt,name=rna_timeout,json=rnaTimeout,proto3" json:"rna_timeout,omitempty"`
-	Preconnect         *bool                  `protobuf:"varint,4,opt,name=preconnect,proto3,oneof" json:"preconnect,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Record *bool                  `protobuf:"varint,1,opt,name=record,proto3,oneof" json:"record,omitempty"`
+	// Durations such as "6000ms" or "60s".
+	PostConnectTimeout string `protobuf:"bytes,2,opt,name=post_connect_timeout,proto3" json:"post_connect_timeout,omitempty"`
+	RnaTimeout         string `protobuf:"bytes,3,opt,name=rna_timeout,proto3" json:"rna_timeout,omitempty"`
+	Preconnect         *bool  `protobuf:"varint,4,opt,name=preconnect,proto3,oneof" json:"preconnect,omitempty"`
 	// "all", "human", "machine", "fax", ... passed through to the media platform.
 	Detect        string `protobuf:"bytes,5,opt,name=detect,proto3" json:"detect,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -128,18 +129,18 @@ func (x *Cpd) GetRecord() bool {
 	return false
 }
 
-func (x *Cpd) GetPostConnectTimeout() *durationpb.Duration {
+func (x *Cpd) GetPostConnectTimeout() string {
 	if x != nil {
 		return x.PostConnectTimeout
 	}
-	return nil
+	return ""
 }
 
-func (x *Cpd) GetRnaTimeout() *durationpb.Duration {
+func (x *Cpd) GetRnaTimeout() string {
 	if x != nil {
 		return x.RnaTimeout
 	}
-	return nil
+	return ""
 }
 
 func (x *Cpd) GetPreconnect() bool {
@@ -161,21 +162,22 @@ type RequestSpec struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Identifies the trigger application's own request; echoed back.
 	Token      string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
-	IvrProfile string `protobuf:"bytes,2,opt,name=ivr_profile,json=ivrProfile,proto3" json:"ivr_profile,omitempty"`
+	IvrProfile string `protobuf:"bytes,2,opt,name=ivr_profile,proto3" json:"ivr_profile,omitempty"`
 	// The number to dial: digits with an optional leading '+'.
 	Telnum string `protobuf:"bytes,3,opt,name=telnum,proto3" json:"telnum,omitempty"`
 	// Calling number presented to the called party.
 	Ani string `protobuf:"bytes,4,opt,name=ani,proto3" json:"ani,omitempty"`
 	// http(s) URL that receives the result notification (HTTP GET).
-	NotificationUrl string      `protobuf:"bytes,5,opt,name=notification_url,json=notificationUrl,proto3" json:"notification_url,omitempty"`
-	CustomData      []*KeyValue `protobuf:"bytes,6,rep,name=custom_data,json=customData,proto3" json:"custom_data,omitempty"`
+	NotificationUrl string      `protobuf:"bytes,5,opt,name=notification_url,proto3" json:"notification_url,omitempty"`
+	CustomData      []*KeyValue `protobuf:"bytes,6,rep,name=custom_data,proto3" json:"custom_data,omitempty"`
 	Cpd             *Cpd        `protobuf:"bytes,7,opt,name=cpd,proto3" json:"cpd,omitempty"`
 	// 1..100.
-	MaxAttempts uint32 `protobuf:"varint,8,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"`
-	// How long the request may be attempted, e.g. "3600s".
-	TimeToLive *durationpb.Duration `protobuf:"bytes,9,opt,name=time_to_live,json=timeToLive,proto3" json:"time_to_live,omitempty"`
+	MaxAttempts uint32 `protobuf:"varint,8,opt,name=max_attempts,proto3" json:"max_attempts,omitempty"`
+	// How long the request may be attempted: a duration such as "3600s",
+	// "90m" or "6000ms" (1s..720h).
+	TimeToLive string `protobuf:"bytes,9,opt,name=time_to_live,proto3" json:"time_to_live,omitempty"`
 	// Optional: a retry with the same key and body returns the original request.
-	IdempotencyKey string `protobuf:"bytes,10,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	IdempotencyKey string `protobuf:"bytes,10,opt,name=idempotency_key,proto3" json:"idempotency_key,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -266,11 +268,11 @@ func (x *RequestSpec) GetMaxAttempts() uint32 {
 	return 0
 }
 
-func (x *RequestSpec) GetTimeToLive() *durationpb.Duration {
+func (x *RequestSpec) GetTimeToLive() string {
 	if x != nil {
 		return x.TimeToLive
 	}
-	return nil
+	return ""
 }
 
 func (x *RequestSpec) GetIdempotencyKey() string {
@@ -476,7 +478,7 @@ func (x *CreateRequestsResponse) GetIndex() uint64 {
 type Attempt struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Number        uint32                 `protobuf:"varint,1,opt,name=number,proto3" json:"number,omitempty"`
-	CallUuid      string                 `protobuf:"bytes,2,opt,name=call_uuid,json=callUuid,proto3" json:"call_uuid,omitempty"`
+	CallUuid      string                 `protobuf:"bytes,2,opt,name=call_uuid,proto3" json:"call_uuid,omitempty"`
 	Started       *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=started,proto3" json:"started,omitempty"`
 	Ended         *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=ended,proto3" json:"ended,omitempty"`
 	Outcome       string                 `protobuf:"bytes,5,opt,name=outcome,proto3" json:"outcome,omitempty"`
@@ -566,20 +568,20 @@ type Request struct {
 	State string `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
 	// SUCCESS, FAILURE or CANCELLED once PROCESSED.
 	Result       string `protobuf:"bytes,5,opt,name=result,proto3" json:"result,omitempty"`
-	ResultReason string `protobuf:"bytes,6,opt,name=result_reason,json=resultReason,proto3" json:"result_reason,omitempty"`
+	ResultReason string `protobuf:"bytes,6,opt,name=result_reason,proto3" json:"result_reason,omitempty"`
 	// Human-readable status, as the SSG reports it ("Waiting to be processed", ...).
 	Status       string                 `protobuf:"bytes,7,opt,name=status,proto3" json:"status,omitempty"`
-	AttemptsMade uint32                 `protobuf:"varint,8,opt,name=attempts_made,json=attemptsMade,proto3" json:"attempts_made,omitempty"`
-	TtlRemaining *durationpb.Duration   `protobuf:"bytes,9,opt,name=ttl_remaining,json=ttlRemaining,proto3" json:"ttl_remaining,omitempty"`
+	AttemptsMade uint32                 `protobuf:"varint,8,opt,name=attempts_made,proto3" json:"attempts_made,omitempty"`
+	TtlRemaining *durationpb.Duration   `protobuf:"bytes,9,opt,name=ttl_remaining,proto3" json:"ttl_remaining,omitempty"`
 	Created      *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=created,proto3" json:"created,omitempty"`
-	NextRetry    *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=next_retry,json=nextRetry,proto3" json:"next_retry,omitempty"`
+	NextRetry    *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=next_retry,proto3" json:"next_retry,omitempty"`
 	Expires      *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=expires,proto3" json:"expires,omitempty"`
-	LastCallUuid string                 `protobuf:"bytes,13,opt,name=last_call_uuid,json=lastCallUuid,proto3" json:"last_call_uuid,omitempty"`
+	LastCallUuid string                 `protobuf:"bytes,13,opt,name=last_call_uuid,proto3" json:"last_call_uuid,omitempty"`
 	Attempts     []*Attempt             `protobuf:"bytes,14,rep,name=attempts,proto3" json:"attempts,omitempty"`
 	// NONE, PENDING, NOTIFIED or NOT_REQUIRED.
 	Notification  string `protobuf:"bytes,15,opt,name=notification,proto3" json:"notification,omitempty"`
-	CreateIndex   uint64 `protobuf:"varint,16,opt,name=create_index,json=createIndex,proto3" json:"create_index,omitempty"`
-	ModifyIndex   uint64 `protobuf:"varint,17,opt,name=modify_index,json=modifyIndex,proto3" json:"modify_index,omitempty"`
+	CreateIndex   uint64 `protobuf:"varint,16,opt,name=create_index,proto3" json:"create_index,omitempty"`
+	ModifyIndex   uint64 `protobuf:"varint,17,opt,name=modify_index,proto3" json:"modify_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -736,12 +738,12 @@ func (x *Request) GetModifyIndex() uint64 {
 // ReadMeta says how fresh a read is.
 type ReadMeta struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
-	NodeId string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	NodeId string                 `protobuf:"bytes,1,opt,name=node_id,proto3" json:"node_id,omitempty"`
 	// Raft index applied on the node that served the read.
-	AppliedIndex uint64 `protobuf:"varint,2,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	AppliedIndex uint64 `protobuf:"varint,2,opt,name=applied_index,proto3" json:"applied_index,omitempty"`
 	Leader       bool   `protobuf:"varint,3,opt,name=leader,proto3" json:"leader,omitempty"`
 	// Milliseconds since this node last heard from the leader (0 on the leader).
-	LastContactMs int64 `protobuf:"varint,4,opt,name=last_contact_ms,json=lastContactMs,proto3" json:"last_contact_ms,omitempty"`
+	LastContactMs int64 `protobuf:"varint,4,opt,name=last_contact_ms,proto3" json:"last_contact_ms,omitempty"`
 	// "local" or "linearizable".
 	Consistency   string `protobuf:"bytes,5,opt,name=consistency,proto3" json:"consistency,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -821,7 +823,7 @@ type GetRequestRequest struct {
 	// reflects every write acknowledged before the read started.
 	Consistency string `protobuf:"bytes,3,opt,name=consistency,proto3" json:"consistency,omitempty"`
 	// Wait until this node has applied at least this index (read-your-writes).
-	MinIndex      uint64 `protobuf:"varint,4,opt,name=min_index,json=minIndex,proto3" json:"min_index,omitempty"`
+	MinIndex      uint64 `protobuf:"varint,4,opt,name=min_index,proto3" json:"min_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -941,7 +943,7 @@ type BatchGetRequestsRequest struct {
 	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
 	Ids           []string               `protobuf:"bytes,2,rep,name=ids,proto3" json:"ids,omitempty"`
 	Consistency   string                 `protobuf:"bytes,3,opt,name=consistency,proto3" json:"consistency,omitempty"`
-	MinIndex      uint64                 `protobuf:"varint,4,opt,name=min_index,json=minIndex,proto3" json:"min_index,omitempty"`
+	MinIndex      uint64                 `protobuf:"varint,4,opt,name=min_index,proto3" json:"min_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1404,14 +1406,14 @@ func (x *BatchCancelRequestsResponse) GetIndex() uint64 {
 type ListRequestsRequest struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	Tenant     string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
-	IvrProfile string                 `protobuf:"bytes,2,opt,name=ivr_profile,json=ivrProfile,proto3" json:"ivr_profile,omitempty"`
+	IvrProfile string                 `protobuf:"bytes,2,opt,name=ivr_profile,proto3" json:"ivr_profile,omitempty"`
 	// PENDING, INITIATED, IN_PROGRESS or PROCESSED; empty for all.
 	State string `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
 	// 1..1000, default 100.
-	PageSize      int32  `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	PageToken     string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageSize      int32  `protobuf:"varint,4,opt,name=page_size,proto3" json:"page_size,omitempty"`
+	PageToken     string `protobuf:"bytes,5,opt,name=page_token,proto3" json:"page_token,omitempty"`
 	Consistency   string `protobuf:"bytes,6,opt,name=consistency,proto3" json:"consistency,omitempty"`
-	MinIndex      uint64 `protobuf:"varint,7,opt,name=min_index,json=minIndex,proto3" json:"min_index,omitempty"`
+	MinIndex      uint64 `protobuf:"varint,7,opt,name=min_index,proto3" json:"min_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1498,7 +1500,7 @@ func (x *ListRequestsRequest) GetMinIndex() uint64 {
 type ListRequestsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Requests      []*Request             `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
-	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,proto3" json:"next_page_token,omitempty"`
 	Meta          *ReadMeta              `protobuf:"bytes,3,opt,name=meta,proto3" json:"meta,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1562,33 +1564,29 @@ const file_dialtone_v1_requests_proto_rawDesc = "" +
 	"\x1adialtone/v1/requests.proto\x12\vdialtone.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"2\n" +
 	"\bKeyValue\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value\"\x82\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\xcf\x01\n" +
 	"\x03Cpd\x12\x1b\n" +
-	"\x06record\x18\x01 \x01(\bH\x00R\x06record\x88\x01\x01\x12K\n" +
-	"\x14post_connect_timeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x12postConnectTimeout\x12:\n" +
-	"\vrna_timeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\n" +
-	"rnaTimeout\x12#\n" +
+	"\x06record\x18\x01 \x01(\bH\x00R\x06record\x88\x01\x01\x122\n" +
+	"\x14post_connect_timeout\x18\x02 \x01(\tR\x14post_connect_timeout\x12 \n" +
+	"\vrna_timeout\x18\x03 \x01(\tR\vrna_timeout\x12#\n" +
 	"\n" +
 	"preconnect\x18\x04 \x01(\bH\x01R\n" +
 	"preconnect\x88\x01\x01\x12\x16\n" +
 	"\x06detect\x18\x05 \x01(\tR\x06detectB\t\n" +
 	"\a_recordB\r\n" +
-	"\v_preconnect\"\xfe\x02\n" +
+	"\v_preconnect\"\xea\x02\n" +
 	"\vRequestSpec\x12\x14\n" +
-	"\x05token\x18\x01 \x01(\tR\x05token\x12\x1f\n" +
-	"\vivr_profile\x18\x02 \x01(\tR\n" +
-	"ivrProfile\x12\x16\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12 \n" +
+	"\vivr_profile\x18\x02 \x01(\tR\vivr_profile\x12\x16\n" +
 	"\x06telnum\x18\x03 \x01(\tR\x06telnum\x12\x10\n" +
-	"\x03ani\x18\x04 \x01(\tR\x03ani\x12)\n" +
-	"\x10notification_url\x18\x05 \x01(\tR\x0fnotificationUrl\x126\n" +
-	"\vcustom_data\x18\x06 \x03(\v2\x15.dialtone.v1.KeyValueR\n" +
-	"customData\x12\"\n" +
-	"\x03cpd\x18\a \x01(\v2\x10.dialtone.v1.CpdR\x03cpd\x12!\n" +
-	"\fmax_attempts\x18\b \x01(\rR\vmaxAttempts\x12;\n" +
-	"\ftime_to_live\x18\t \x01(\v2\x19.google.protobuf.DurationR\n" +
-	"timeToLive\x12'\n" +
+	"\x03ani\x18\x04 \x01(\tR\x03ani\x12*\n" +
+	"\x10notification_url\x18\x05 \x01(\tR\x10notification_url\x127\n" +
+	"\vcustom_data\x18\x06 \x03(\v2\x15.dialtone.v1.KeyValueR\vcustom_data\x12\"\n" +
+	"\x03cpd\x18\a \x01(\v2\x10.dialtone.v1.CpdR\x03cpd\x12\"\n" +
+	"\fmax_attempts\x18\b \x01(\rR\fmax_attempts\x12\"\n" +
+	"\ftime_to_live\x18\t \x01(\tR\ftime_to_live\x12(\n" +
 	"\x0fidempotency_key\x18\n" +
-	" \x01(\tR\x0eidempotencyKey\"e\n" +
+	" \x01(\tR\x0fidempotency_key\"e\n" +
 	"\x15CreateRequestsRequest\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x124\n" +
 	"\brequests\x18\x02 \x03(\v2\x18.dialtone.v1.RequestSpecR\brequests\"\x8e\x01\n" +
@@ -1601,53 +1599,54 @@ const file_dialtone_v1_requests_proto_rawDesc = "" +
 	"\x06reason\x18\x06 \x01(\tR\x06reason\"c\n" +
 	"\x16CreateRequestsResponse\x123\n" +
 	"\aresults\x18\x01 \x03(\v2\x19.dialtone.v1.CreateResultR\aresults\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"\xd8\x01\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"\xd9\x01\n" +
 	"\aAttempt\x12\x16\n" +
-	"\x06number\x18\x01 \x01(\rR\x06number\x12\x1b\n" +
-	"\tcall_uuid\x18\x02 \x01(\tR\bcallUuid\x124\n" +
+	"\x06number\x18\x01 \x01(\rR\x06number\x12\x1c\n" +
+	"\tcall_uuid\x18\x02 \x01(\tR\tcall_uuid\x124\n" +
 	"\astarted\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\astarted\x120\n" +
 	"\x05ended\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05ended\x12\x18\n" +
 	"\aoutcome\x18\x05 \x01(\tR\aoutcome\x12\x16\n" +
-	"\x06reason\x18\x06 \x01(\tR\x06reason\"\x98\x05\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\"\xa0\x05\n" +
 	"\aRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12,\n" +
 	"\x04spec\x18\x03 \x01(\v2\x18.dialtone.v1.RequestSpecR\x04spec\x12\x14\n" +
 	"\x05state\x18\x04 \x01(\tR\x05state\x12\x16\n" +
-	"\x06result\x18\x05 \x01(\tR\x06result\x12#\n" +
-	"\rresult_reason\x18\x06 \x01(\tR\fresultReason\x12\x16\n" +
-	"\x06status\x18\a \x01(\tR\x06status\x12#\n" +
-	"\rattempts_made\x18\b \x01(\rR\fattemptsMade\x12>\n" +
-	"\rttl_remaining\x18\t \x01(\v2\x19.google.protobuf.DurationR\fttlRemaining\x124\n" +
+	"\x06result\x18\x05 \x01(\tR\x06result\x12$\n" +
+	"\rresult_reason\x18\x06 \x01(\tR\rresult_reason\x12\x16\n" +
+	"\x06status\x18\a \x01(\tR\x06status\x12$\n" +
+	"\rattempts_made\x18\b \x01(\rR\rattempts_made\x12?\n" +
+	"\rttl_remaining\x18\t \x01(\v2\x19.google.protobuf.DurationR\rttl_remaining\x124\n" +
 	"\acreated\x18\n" +
-	" \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x129\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x12:\n" +
 	"\n" +
-	"next_retry\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tnextRetry\x124\n" +
-	"\aexpires\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\aexpires\x12$\n" +
-	"\x0elast_call_uuid\x18\r \x01(\tR\flastCallUuid\x120\n" +
+	"next_retry\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"next_retry\x124\n" +
+	"\aexpires\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\aexpires\x12&\n" +
+	"\x0elast_call_uuid\x18\r \x01(\tR\x0elast_call_uuid\x120\n" +
 	"\battempts\x18\x0e \x03(\v2\x14.dialtone.v1.AttemptR\battempts\x12\"\n" +
-	"\fnotification\x18\x0f \x01(\tR\fnotification\x12!\n" +
-	"\fcreate_index\x18\x10 \x01(\x04R\vcreateIndex\x12!\n" +
-	"\fmodify_index\x18\x11 \x01(\x04R\vmodifyIndex\"\xaa\x01\n" +
-	"\bReadMeta\x12\x17\n" +
-	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12#\n" +
-	"\rapplied_index\x18\x02 \x01(\x04R\fappliedIndex\x12\x16\n" +
-	"\x06leader\x18\x03 \x01(\bR\x06leader\x12&\n" +
-	"\x0flast_contact_ms\x18\x04 \x01(\x03R\rlastContactMs\x12 \n" +
-	"\vconsistency\x18\x05 \x01(\tR\vconsistency\"z\n" +
+	"\fnotification\x18\x0f \x01(\tR\fnotification\x12\"\n" +
+	"\fcreate_index\x18\x10 \x01(\x04R\fcreate_index\x12\"\n" +
+	"\fmodify_index\x18\x11 \x01(\x04R\fmodify_index\"\xae\x01\n" +
+	"\bReadMeta\x12\x18\n" +
+	"\anode_id\x18\x01 \x01(\tR\anode_id\x12$\n" +
+	"\rapplied_index\x18\x02 \x01(\x04R\rapplied_index\x12\x16\n" +
+	"\x06leader\x18\x03 \x01(\bR\x06leader\x12(\n" +
+	"\x0flast_contact_ms\x18\x04 \x01(\x03R\x0flast_contact_ms\x12 \n" +
+	"\vconsistency\x18\x05 \x01(\tR\vconsistency\"{\n" +
 	"\x11GetRequestRequest\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12 \n" +
-	"\vconsistency\x18\x03 \x01(\tR\vconsistency\x12\x1b\n" +
-	"\tmin_index\x18\x04 \x01(\x04R\bminIndex\"o\n" +
+	"\vconsistency\x18\x03 \x01(\tR\vconsistency\x12\x1c\n" +
+	"\tmin_index\x18\x04 \x01(\x04R\tmin_index\"o\n" +
 	"\x12GetRequestResponse\x12.\n" +
 	"\arequest\x18\x01 \x01(\v2\x14.dialtone.v1.RequestR\arequest\x12)\n" +
-	"\x04meta\x18\x02 \x01(\v2\x15.dialtone.v1.ReadMetaR\x04meta\"\x82\x01\n" +
+	"\x04meta\x18\x02 \x01(\v2\x15.dialtone.v1.ReadMetaR\x04meta\"\x83\x01\n" +
 	"\x17BatchGetRequestsRequest\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x10\n" +
 	"\x03ids\x18\x02 \x03(\tR\x03ids\x12 \n" +
-	"\vconsistency\x18\x03 \x01(\tR\vconsistency\x12\x1b\n" +
-	"\tmin_index\x18\x04 \x01(\x04R\bminIndex\"w\n" +
+	"\vconsistency\x18\x03 \x01(\tR\vconsistency\x12\x1c\n" +
+	"\tmin_index\x18\x04 \x01(\x04R\tmin_index\"w\n" +
 	"\tGetResult\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12.\n" +
 	"\arequest\x18\x02 \x01(\v2\x14.dialtone.v1.RequestR\arequest\x12\x12\n" +
@@ -1672,20 +1671,20 @@ const file_dialtone_v1_requests_proto_rawDesc = "" +
 	"\x03ids\x18\x02 \x03(\tR\x03ids\"h\n" +
 	"\x1bBatchCancelRequestsResponse\x123\n" +
 	"\aresults\x18\x01 \x03(\v2\x19.dialtone.v1.CancelResultR\aresults\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"\xdf\x01\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"\xe3\x01\n" +
 	"\x13ListRequestsRequest\x12\x16\n" +
-	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x1f\n" +
-	"\vivr_profile\x18\x02 \x01(\tR\n" +
-	"ivrProfile\x12\x14\n" +
-	"\x05state\x18\x03 \x01(\tR\x05state\x12\x1b\n" +
-	"\tpage_size\x18\x04 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12 \n" +
+	"\vivr_profile\x18\x02 \x01(\tR\vivr_profile\x12\x14\n" +
+	"\x05state\x18\x03 \x01(\tR\x05state\x12\x1c\n" +
+	"\tpage_size\x18\x04 \x01(\x05R\tpage_size\x12\x1e\n" +
 	"\n" +
-	"page_token\x18\x05 \x01(\tR\tpageToken\x12 \n" +
-	"\vconsistency\x18\x06 \x01(\tR\vconsistency\x12\x1b\n" +
-	"\tmin_index\x18\a \x01(\x04R\bminIndex\"\x9b\x01\n" +
+	"page_token\x18\x05 \x01(\tR\n" +
+	"page_token\x12 \n" +
+	"\vconsistency\x18\x06 \x01(\tR\vconsistency\x12\x1c\n" +
+	"\tmin_index\x18\a \x01(\x04R\tmin_index\"\x9d\x01\n" +
 	"\x14ListRequestsResponse\x120\n" +
-	"\brequests\x18\x01 \x03(\v2\x14.dialtone.v1.RequestR\brequests\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12)\n" +
+	"\brequests\x18\x01 \x03(\v2\x14.dialtone.v1.RequestR\brequests\x12(\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\x0fnext_page_token\x12)\n" +
 	"\x04meta\x18\x03 \x01(\v2\x15.dialtone.v1.ReadMetaR\x04meta2\xc8\x06\n" +
 	"\x0eRequestService\x12\x83\x01\n" +
 	"\x0eCreateRequests\x12\".dialtone.v1.CreateRequestsRequest\x1a#.dialtone.v1.CreateRequestsResponse\"(\x82\xd3\xe4\x93\x02\":\x01*\"\x1d/v1/tenants/{tenant}/requests\x12y\n" +
@@ -1731,51 +1730,48 @@ var file_dialtone_v1_requests_proto_goTypes = []any{
 	(*BatchCancelRequestsResponse)(nil), // 18: dialtone.v1.BatchCancelRequestsResponse
 	(*ListRequestsRequest)(nil),         // 19: dialtone.v1.ListRequestsRequest
 	(*ListRequestsResponse)(nil),        // 20: dialtone.v1.ListRequestsResponse
-	(*durationpb.Duration)(nil),         // 21: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),       // 22: google.protobuf.Timestamp
+	(*timestamppb.Timestamp)(nil),       // 21: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),         // 22: google.protobuf.Duration
 }
 var file_dialtone_v1_requests_proto_depIdxs = []int32{
-	21, // 0: dialtone.v1.Cpd.post_connect_timeout:type_name -> google.protobuf.Duration
-	21, // 1: dialtone.v1.Cpd.rna_timeout:type_name -> google.protobuf.Duration
-	0,  // 2: dialtone.v1.RequestSpec.custom_data:type_name -> dialtone.v1.KeyValue
-	1,  // 3: dialtone.v1.RequestSpec.cpd:type_name -> dialtone.v1.Cpd
-	21, // 4: dialtone.v1.RequestSpec.time_to_live:type_name -> google.protobuf.Duration
-	2,  // 5: dialtone.v1.CreateRequestsRequest.requests:type_name -> dialtone.v1.RequestSpec
-	4,  // 6: dialtone.v1.CreateRequestsResponse.results:type_name -> dialtone.v1.CreateResult
-	22, // 7: dialtone.v1.Attempt.started:type_name -> google.protobuf.Timestamp
-	22, // 8: dialtone.v1.Attempt.ended:type_name -> google.protobuf.Timestamp
-	2,  // 9: dialtone.v1.Request.spec:type_name -> dialtone.v1.RequestSpec
-	21, // 10: dialtone.v1.Request.ttl_remaining:type_name -> google.protobuf.Duration
-	22, // 11: dialtone.v1.Request.created:type_name -> google.protobuf.Timestamp
-	22, // 12: dialtone.v1.Request.next_retry:type_name -> google.protobuf.Timestamp
-	22, // 13: dialtone.v1.Request.expires:type_name -> google.protobuf.Timestamp
-	6,  // 14: dialtone.v1.Request.attempts:type_name -> dialtone.v1.Attempt
-	7,  // 15: dialtone.v1.GetRequestResponse.request:type_name -> dialtone.v1.Request
-	8,  // 16: dialtone.v1.GetRequestResponse.meta:type_name -> dialtone.v1.ReadMeta
-	7,  // 17: dialtone.v1.GetResult.request:type_name -> dialtone.v1.Request
-	12, // 18: dialtone.v1.BatchGetRequestsResponse.results:type_name -> dialtone.v1.GetResult
-	8,  // 19: dialtone.v1.BatchGetRequestsResponse.meta:type_name -> dialtone.v1.ReadMeta
-	15, // 20: dialtone.v1.CancelRequestResponse.result:type_name -> dialtone.v1.CancelResult
-	15, // 21: dialtone.v1.BatchCancelRequestsResponse.results:type_name -> dialtone.v1.CancelResult
-	7,  // 22: dialtone.v1.ListRequestsResponse.requests:type_name -> dialtone.v1.Request
-	8,  // 23: dialtone.v1.ListRequestsResponse.meta:type_name -> dialtone.v1.ReadMeta
-	3,  // 24: dialtone.v1.RequestService.CreateRequests:input_type -> dialtone.v1.CreateRequestsRequest
-	9,  // 25: dialtone.v1.RequestService.GetRequest:input_type -> dialtone.v1.GetRequestRequest
-	11, // 26: dialtone.v1.RequestService.BatchGetRequests:input_type -> dialtone.v1.BatchGetRequestsRequest
-	14, // 27: dialtone.v1.RequestService.CancelRequest:input_type -> dialtone.v1.CancelRequestRequest
-	17, // 28: dialtone.v1.RequestService.BatchCancelRequests:input_type -> dialtone.v1.BatchCancelRequestsRequest
-	19, // 29: dialtone.v1.RequestService.ListRequests:input_type -> dialtone.v1.ListRequestsRequest
-	5,  // 30: dialtone.v1.RequestService.CreateRequests:output_type -> dialtone.v1.CreateRequestsResponse
-	10, // 31: dialtone.v1.RequestService.GetRequest:output_type -> dialtone.v1.GetRequestResponse
-	13, // 32: dialtone.v1.RequestService.BatchGetRequests:output_type -> dialtone.v1.BatchGetRequestsResponse
-	16, // 33: dialtone.v1.RequestService.CancelRequest:output_type -> dialtone.v1.CancelRequestResponse
-	18, // 34: dialtone.v1.RequestService.BatchCancelRequests:output_type -> dialtone.v1.BatchCancelRequestsResponse
-	20, // 35: dialtone.v1.RequestService.ListRequests:output_type -> dialtone.v1.ListRequestsResponse
-	30, // [30:36] is the sub-list for method output_type
-	24, // [24:30] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	0,  // 0: dialtone.v1.RequestSpec.custom_data:type_name -> dialtone.v1.KeyValue
+	1,  // 1: dialtone.v1.RequestSpec.cpd:type_name -> dialtone.v1.Cpd
+	2,  // 2: dialtone.v1.CreateRequestsRequest.requests:type_name -> dialtone.v1.RequestSpec
+	4,  // 3: dialtone.v1.CreateRequestsResponse.results:type_name -> dialtone.v1.CreateResult
+	21, // 4: dialtone.v1.Attempt.started:type_name -> google.protobuf.Timestamp
+	21, // 5: dialtone.v1.Attempt.ended:type_name -> google.protobuf.Timestamp
+	2,  // 6: dialtone.v1.Request.spec:type_name -> dialtone.v1.RequestSpec
+	22, // 7: dialtone.v1.Request.ttl_remaining:type_name -> google.protobuf.Duration
+	21, // 8: dialtone.v1.Request.created:type_name -> google.protobuf.Timestamp
+	21, // 9: dialtone.v1.Request.next_retry:type_name -> google.protobuf.Timestamp
+	21, // 10: dialtone.v1.Request.expires:type_name -> google.protobuf.Timestamp
+	6,  // 11: dialtone.v1.Request.attempts:type_name -> dialtone.v1.Attempt
+	7,  // 12: dialtone.v1.GetRequestResponse.request:type_name -> dialtone.v1.Request
+	8,  // 13: dialtone.v1.GetRequestResponse.meta:type_name -> dialtone.v1.ReadMeta
+	7,  // 14: dialtone.v1.GetResult.request:type_name -> dialtone.v1.Request
+	12, // 15: dialtone.v1.BatchGetRequestsResponse.results:type_name -> dialtone.v1.GetResult
+	8,  // 16: dialtone.v1.BatchGetRequestsResponse.meta:type_name -> dialtone.v1.ReadMeta
+	15, // 17: dialtone.v1.CancelRequestResponse.result:type_name -> dialtone.v1.CancelResult
+	15, // 18: dialtone.v1.BatchCancelRequestsResponse.results:type_name -> dialtone.v1.CancelResult
+	7,  // 19: dialtone.v1.ListRequestsResponse.requests:type_name -> dialtone.v1.Request
+	8,  // 20: dialtone.v1.ListRequestsResponse.meta:type_name -> dialtone.v1.ReadMeta
+	3,  // 21: dialtone.v1.RequestService.CreateRequests:input_type -> dialtone.v1.CreateRequestsRequest
+	9,  // 22: dialtone.v1.RequestService.GetRequest:input_type -> dialtone.v1.GetRequestRequest
+	11, // 23: dialtone.v1.RequestService.BatchGetRequests:input_type -> dialtone.v1.BatchGetRequestsRequest
+	14, // 24: dialtone.v1.RequestService.CancelRequest:input_type -> dialtone.v1.CancelRequestRequest
+	17, // 25: dialtone.v1.RequestService.BatchCancelRequests:input_type -> dialtone.v1.BatchCancelRequestsRequest
+	19, // 26: dialtone.v1.RequestService.ListRequests:input_type -> dialtone.v1.ListRequestsRequest
+	5,  // 27: dialtone.v1.RequestService.CreateRequests:output_type -> dialtone.v1.CreateRequestsResponse
+	10, // 28: dialtone.v1.RequestService.GetRequest:output_type -> dialtone.v1.GetRequestResponse
+	13, // 29: dialtone.v1.RequestService.BatchGetRequests:output_type -> dialtone.v1.BatchGetRequestsResponse
+	16, // 30: dialtone.v1.RequestService.CancelRequest:output_type -> dialtone.v1.CancelRequestResponse
+	18, // 31: dialtone.v1.RequestService.BatchCancelRequests:output_type -> dialtone.v1.BatchCancelRequestsResponse
+	20, // 32: dialtone.v1.RequestService.ListRequests:output_type -> dialtone.v1.ListRequestsResponse
+	27, // [27:33] is the sub-list for method output_type
+	21, // [21:27] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_dialtone_v1_requests_proto_init() }

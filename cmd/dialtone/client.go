@@ -16,7 +16,6 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
 )
@@ -181,7 +180,7 @@ max_attempts, time_to_live "3600s", ...). Use --file - for standard input.`,
 				}
 				req.Requests = specs
 			} else {
-				s.TimeToLive = durationpb.New(ttl)
+				s.TimeToLive = ttl.String()
 				for _, kv := range data {
 					k, v, ok := strings.Cut(kv, "=")
 					if !ok {
