@@ -336,3 +336,65 @@ func TestDevClusterAndCLI(t *testing.T) {
 		}
 	}
 }
+
+// TestPausedLeaderStepsDownAndCatchesUp freezes the leader with SIGSTOP: the
+// others elect a new leader and keep accepting writes; after SIGCONT the old
+// leader follows the new term, and every node holds every acknowledged write.
+func TestPausedLeaderStepsDownAndCatchesUp(t *testing.T) {
+	data := t.TempDir()
+	procs := map[string]*proc{}
+	for id := range nodes {
+		procs[id] = start(t, "serve", "--config", "../cluster.example.toml", "--node", id, "--data-dir", data)
+	}
+	waitReady(t, nodes["n1"], nodes["n2"], nodes["n3"])
+	var st clusterStatus
+	if _, err := do(http.MethodGet, "http://"+nodes["n1"]+"/v1/cluster", nil, &st); err != nil {
+		t.Fatal(err)
+	}
+	old := st.LeaderID
+	if err := procs[old].cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	defer func() {
+		if !resumed {
+			_ = procs[old].cmd.Process.Signal(syscall.SIGCONT)
+		}
+	}()
+	var other []string
+	for id := range nodes {
+		if id != old {
+			other = append(other, id)
+		}
+	}
+	var ids []string
+	eventually(t, 30*time.Second, "write during the pause", func() error {
+		var cr createResp
+		if _, err := do(http.MethodPost, "http://"+nodes[other[0]]+"/v1/tenants/acme/requests", requestBody(3, "paused"), &cr); err != nil {
+			return err
+		}
+		for _, r := range cr.Results {
+			ids = append(ids, r.ID)
+		}
+		return nil
+	})
+	if err := procs[old].cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	resumed = true
+	eventually(t, 30*time.Second, "old leader follows", func() error {
+		var st clusterStatus
+		if _, err := do(http.MethodGet, "http://"+nodes[old]+"/v1/cluster", nil, &st); err != nil {
+			return err
+		}
+		if st.State != "Follower" || st.LeaderID == "" || st.LeaderID == old {
+			return fmt.Errorf("old leader: state %s, leader %q", st.State, st.LeaderID)
+		}
+		return nil
+	})
+	for _, id := range ids {
+		if _, err := do(http.MethodGet, "http://"+nodes[old]+"/v1/tenants/acme/requests/"+id+"?consistency=linearizable", nil, nil); err != nil {
+			t.Fatalf("old leader misses %s: %v", id, err)
+		}
+	}
+}

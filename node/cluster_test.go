@@ -567,3 +567,21 @@ func TestTransferLeadership(t *testing.T) {
 		t.Fatalf("members = %v, %v", m, err)
 	}
 }
+
+func TestBootstrapExpectFormsACluster(t *testing.T) {
+	tc := newTestCluster(t, 3, func(c *config.Config) {
+		c.Cluster.InitialVoters = nil
+		c.Cluster.BootstrapExpect = 3
+	})
+	l := tc.leader()
+	resp, err := tc.requests(tc.follower()).CreateRequests(ctxT(t, 10*time.Second), &pb.CreateRequestsRequest{Tenant: "acme", Requests: []*pb.RequestSpec{spec("T1")}})
+	if err != nil || !resp.Results[0].Ok {
+		t.Fatalf("create: %v %v", resp, err)
+	}
+	for _, id := range tc.ids() {
+		st := tc.nodes[id].Cluster().Status()
+		if st.LeaderID != l || len(st.Servers) != 3 {
+			t.Fatalf("%s: %+v", id, st)
+		}
+	}
+}
