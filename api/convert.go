@@ -17,10 +17,6 @@ func msTime(ms int64) *timestamppb.Timestamp {
 	return timestamppb.New(time.UnixMilli(ms))
 }
 
-func msDuration(ms int64) *durationpb.Duration {
-	return durationpb.New(time.Duration(ms) * time.Millisecond)
-}
-
 // TTLRemaining is how long the request may still be attempted at now.
 func TTLRemaining(r *fsmpb.Request, now time.Time) time.Duration {
 	if r.State == fsmpb.State_PROCESSED {
