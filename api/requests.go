@@ -194,9 +194,9 @@ func replError(err error) error {
 	return status.Errorf(codes.Internal, "write failed: %v", err)
 }
 
-// readBarrier applies the read's consistency options and returns the
-// consistency served.
-func (s *Requests) readBarrier(ctx context.Context, consistency string, minIndex uint64) (string, error) {
+// ReadBarrier applies a read's consistency options ("", "local" or
+// "linearizable"; minIndex 0 for none) and returns the consistency served.
+func (s *Requests) ReadBarrier(ctx context.Context, consistency string, minIndex uint64) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.ReadTimeout)
 	defer cancel()
 	switch consistency {
@@ -234,9 +234,9 @@ func (s *Requests) meta(consistency string) *pb.ReadMeta {
 	}
 }
 
-// lookup returns the tenant's record; another tenant's id is not found,
-// exactly like an unknown one.
-func (s *Requests) lookup(tenant, id string) (*fsmpb.Request, bool) {
+// Lookup returns the tenant's record from this node's replica; another
+// tenant's id is not found, exactly like an unknown one.
+func (s *Requests) Lookup(tenant, id string) (*fsmpb.Request, bool) {
 	r, ok := s.store.Get(id)
 	if !ok || r.Tenant != tenant {
 		return nil, false
@@ -256,11 +256,11 @@ func (s *Requests) GetRequest(ctx context.Context, req *pb.GetRequestRequest) (*
 	if err := ValidateRequestID("id", req.GetId()); err != nil {
 		return nil, FieldErrorStatus("id", err.(FieldError).Reason)
 	}
-	c, err := s.readBarrier(ctx, req.GetConsistency(), req.GetMinIndex())
+	c, err := s.ReadBarrier(ctx, req.GetConsistency(), req.GetMinIndex())
 	if err != nil {
 		return nil, err
 	}
-	r, ok := s.lookup(req.GetTenant(), req.GetId())
+	r, ok := s.Lookup(req.GetTenant(), req.GetId())
 	if !ok {
 		return nil, notFound(req.GetId())
 	}
@@ -272,14 +272,14 @@ func (s *Requests) BatchGetRequests(ctx context.Context, req *pb.BatchGetRequest
 	if err := s.checkIDs(req.GetTenant(), req.GetIds()); err != nil {
 		return nil, err
 	}
-	c, err := s.readBarrier(ctx, req.GetConsistency(), req.GetMinIndex())
+	c, err := s.ReadBarrier(ctx, req.GetConsistency(), req.GetMinIndex())
 	if err != nil {
 		return nil, err
 	}
 	now := s.opts.Now()
 	out := &pb.BatchGetRequestsResponse{Meta: s.meta(c)}
 	for _, id := range req.GetIds() {
-		if r, ok := s.lookup(req.GetTenant(), id); ok {
+		if r, ok := s.Lookup(req.GetTenant(), id); ok {
 			out.Results = append(out.Results, &pb.GetResult{Id: id, Request: toPublic(r, now)})
 		} else {
 			out.Results = append(out.Results, &pb.GetResult{Id: id, Code: "NOT_FOUND", Reason: "request not found"})
@@ -408,7 +408,7 @@ func (s *Requests) ListRequests(ctx context.Context, req *pb.ListRequestsRequest
 	if len(fe) > 0 {
 		return nil, fe.status()
 	}
-	c, err := s.readBarrier(ctx, req.GetConsistency(), req.GetMinIndex())
+	c, err := s.ReadBarrier(ctx, req.GetConsistency(), req.GetMinIndex())
 	if err != nil {
 		return nil, err
 	}
