@@ -58,6 +58,7 @@ fuzz:
 	go test -run='^$$' -fuzz=FuzzApply -fuzztime=$(FUZZTIME) ./fsm/
 	go test -run='^$$' -fuzz=FuzzValidateSpec -fuzztime=$(FUZZTIME) ./api/
 	go test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./config/
+	go test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./api/ssg/
 
 clean:
 	rm -rf bin

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
+	"github.com/seed-7bfc04c2/dialtone/auth"
 )
 
 //go:embed openapi/dialtone.swagger.json
@@ -33,6 +34,11 @@ type HTTPOptions struct {
 	MaxBodyBytes int64
 	// Extra mounts further handlers (the SSG endpoint) by path.
 	Extra map[string]http.Handler
+	// Auth guards /metrics (role admin) and /openapi.json (any principal)
+	// when ProtectMetrics / ProtectOpenAPI are set.
+	Auth           *auth.Authenticator
+	ProtectMetrics bool
+	ProtectOpenAPI bool
 }
 
 // NewHTTPHandler serves REST (grpc-gateway over conn, a client connection
@@ -67,12 +73,20 @@ func NewHTTPHandler(ctx context.Context, conn *grpc.ClientConn, opts HTTPOptions
 		}
 		fmt.Fprintln(w, why)
 	})
-	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
+	var spec http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(openAPI)
 	})
+	if opts.ProtectOpenAPI && opts.Auth != nil {
+		spec = HTTPAuth(opts.Auth, func(*http.Request) auth.Role { return anyPrincipal }, nil, spec)
+	}
+	mux.Handle("GET /openapi.json", spec)
 	if opts.Gatherer != nil {
-		mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
+		var metrics http.Handler = promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{})
+		if opts.ProtectMetrics && opts.Auth != nil {
+			metrics = HTTPAuth(opts.Auth, func(*http.Request) auth.Role { return auth.RoleAdmin }, nil, metrics)
+		}
+		mux.Handle("GET /metrics", metrics)
 	}
 	for path, h := range opts.Extra {
 		mux.Handle(path, h)
@@ -109,6 +123,10 @@ func grpcCodeForHTTP(code int) int {
 		return 8 // RESOURCE_EXHAUSTED
 	case http.StatusBadRequest, http.StatusUnsupportedMediaType:
 		return 3 // INVALID_ARGUMENT
+	case http.StatusUnauthorized:
+		return 16 // UNAUTHENTICATED
+	case http.StatusForbidden:
+		return 7 // PERMISSION_DENIED
 	}
 	return 2 // UNKNOWN
 }

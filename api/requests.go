@@ -350,8 +350,17 @@ func (s *Requests) Cancel(ctx context.Context, tenant string, ids []string) ([]*
 		return nil, 0, err
 	}
 	out := make([]*pb.CancelResult, len(ids))
+	waited := false
 	for i, id := range ids {
 		item := itemAt(res, i)
+		if item.GetCode() == fsmpb.Code_CODE_FINISHED && !waited {
+			// The check below reads this node's replica: let it catch up
+			// with the entry first (the write may have gone to the leader).
+			if err := s.repl.WaitApplied(ctx, index); err != nil {
+				return nil, 0, replError(err)
+			}
+			waited = true
+		}
 		cr := &pb.CancelResult{Id: id}
 		switch item.GetCode() {
 		case fsmpb.Code_CODE_OK:

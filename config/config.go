@@ -21,7 +21,40 @@ type Config struct {
 	Cluster Cluster `toml:"cluster"`
 	Limits  Limits  `toml:"limits"`
 	Log     Log     `toml:"log"`
+	Auth    Auth    `toml:"auth"`
 	Nodes   []Node  `toml:"node"`
+}
+
+// Auth configures client authentication and authorisation.
+type Auth struct {
+	// Mode: "none" (development only), "basic", "jwt" or "basic+jwt".
+	Mode  string     `toml:"mode"`
+	Users []AuthUser `toml:"user"`
+	JWT   AuthJWT    `toml:"jwt"`
+	// ProtectMetrics and ProtectOpenAPI require credentials for /metrics
+	// (role admin) and /openapi.json (any principal).
+	ProtectMetrics bool `toml:"protect_metrics"`
+	ProtectOpenAPI bool `toml:"protect_openapi"`
+}
+
+// AuthUser is one basic-auth user.
+type AuthUser struct {
+	Name         string   `toml:"name"`
+	PasswordHash string   `toml:"password_hash"` // bcrypt, e.g. from `dialtone hash-password`
+	Tenants      []string `toml:"tenants"`       // tenant names, or "*"
+	Roles        []string `toml:"roles"`         // submit, read, publish, admin
+}
+
+// AuthJWT configures bearer tokens.
+type AuthJWT struct {
+	JWKSURL         string   `toml:"jwks_url"`
+	PublicKeyFile   string   `toml:"public_key_file"`
+	Issuer          string   `toml:"issuer"`
+	Audience        string   `toml:"audience"`
+	TenantsClaim    string   `toml:"tenants_claim"`
+	RolesClaim      string   `toml:"roles_claim"`
+	RefreshInterval Duration `toml:"refresh_interval"`
+	Leeway          Duration `toml:"leeway"`
 }
 
 // Cluster holds the settings shared by every node.
@@ -40,6 +73,11 @@ type Cluster struct {
 	SnapshotThreshold  uint64   `toml:"snapshot_threshold"`
 	SnapshotInterval   Duration `toml:"snapshot_interval"`
 	TrailingLogs       uint64   `toml:"trailing_logs"`
+	// Secret authenticates cluster-internal calls (write forwarding, read
+	// index). Required when auth.mode is not "none". SecretFile reads it
+	// from a file instead.
+	Secret     string `toml:"secret"`
+	SecretFile string `toml:"secret_file"`
 }
 
 // Limits bounds what clients may store and send.
@@ -113,7 +151,8 @@ func Default() Config {
 			MaxBodyBytes: 8 << 20,
 			ReadTimeout:  Duration{5 * time.Second},
 		},
-		Log: Log{Level: "info", Format: "text"},
+		Log:  Log{Level: "info", Format: "text"},
+		Auth: Auth{Mode: "none", JWT: AuthJWT{TenantsClaim: "tenants", RolesClaim: "roles", RefreshInterval: Duration{time.Hour}}},
 	}
 }
 
@@ -236,7 +275,89 @@ func (c *Config) Validate() error {
 	default:
 		bad("log.format", "%q must be text or json", c.Log.Format)
 	}
+	c.validateAuth(bad)
 	return errors.Join(errs...)
+}
+
+var roleNames = map[string]bool{"submit": true, "read": true, "publish": true, "admin": true}
+
+func (c *Config) validateAuth(bad func(key, format string, args ...any)) {
+	a := c.Auth
+	basic, jwt := false, false
+	switch a.Mode {
+	case "none":
+	case "basic":
+		basic = true
+	case "jwt":
+		jwt = true
+	case "basic+jwt":
+		basic, jwt = true, true
+	default:
+		bad("auth.mode", "%q must be none, basic, jwt or basic+jwt", a.Mode)
+	}
+	if a.Mode != "none" && c.Cluster.Secret == "" && c.Cluster.SecretFile == "" {
+		bad("cluster.secret", "is required when auth.mode is %q: it authenticates cluster-internal calls", a.Mode)
+	}
+	if c.Cluster.Secret != "" && c.Cluster.SecretFile != "" {
+		bad("cluster.secret_file", "set either cluster.secret or cluster.secret_file, not both")
+	}
+	if c.Cluster.Secret != "" && len(c.Cluster.Secret) < 16 {
+		bad("cluster.secret", "must be at least 16 characters")
+	}
+	if basic && len(a.Users) == 0 {
+		bad("auth.user", "basic mode needs at least one [[auth.user]]")
+	}
+	names := map[string]bool{}
+	for i, u := range a.Users {
+		p := fmt.Sprintf("auth.user[%d]", i)
+		if u.Name == "" || strings.ContainsAny(u.Name, ":") {
+			bad(p+".name", "must be non-empty and contain no ':'")
+		} else if names[u.Name] {
+			bad(p+".name", "%q is used by another user", u.Name)
+		}
+		names[u.Name] = true
+		if !strings.HasPrefix(u.PasswordHash, "$2") {
+			bad(p+".password_hash", "must be a bcrypt hash (see `dialtone hash-password`)")
+		}
+		if len(u.Tenants) == 0 {
+			bad(p+".tenants", "must list tenant names or \"*\"")
+		}
+		for j, r := range u.Roles {
+			if !roleNames[r] {
+				bad(fmt.Sprintf("%s.roles[%d]", p, j), "%q must be submit, read, publish or admin", r)
+			}
+		}
+	}
+	if jwt {
+		if a.JWT.Issuer == "" {
+			bad("auth.jwt.issuer", "is required in jwt mode")
+		}
+		if a.JWT.Audience == "" {
+			bad("auth.jwt.audience", "is required in jwt mode")
+		}
+		if (a.JWT.JWKSURL == "") == (a.JWT.PublicKeyFile == "") {
+			bad("auth.jwt.jwks_url", "set exactly one of jwks_url and public_key_file in jwt mode")
+		}
+		if a.JWT.JWKSURL != "" && !strings.HasPrefix(a.JWT.JWKSURL, "https://") && !strings.HasPrefix(a.JWT.JWKSURL, "http://") {
+			bad("auth.jwt.jwks_url", "%q is not an http(s) URL", a.JWT.JWKSURL)
+		}
+	}
+}
+
+// ClusterSecret returns the cluster secret, reading secret_file if set.
+func (c *Config) ClusterSecret() (string, error) {
+	if c.Cluster.SecretFile == "" {
+		return c.Cluster.Secret, nil
+	}
+	b, err := os.ReadFile(c.Cluster.SecretFile)
+	if err != nil {
+		return "", fmt.Errorf("config: cluster.secret_file: %w", err)
+	}
+	s := strings.TrimSpace(string(b))
+	if len(s) < 16 {
+		return "", fmt.Errorf("config: cluster.secret_file: the secret must be at least 16 characters")
+	}
+	return s, nil
 }
 
 // Node returns the block of the node with this id.

@@ -4,10 +4,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 
-	"github.com/hashicorp/go-memdb"
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
 
@@ -31,16 +31,22 @@ var (
 // called from any goroutine at any time.
 type FSM struct {
 	// writeMu serialises the mutating methods (raft already does, but tests
-	// and future callers need not know) and makes Snapshot see a memdb
-	// version and applied index that belong together.
+	// and future callers need not know), guards w and serialises publishing.
 	writeMu sync.Mutex
+	// w is the writer's version of the state, changed in place by Apply.
+	w *state
 
-	// db is swapped wholesale by Restore; readers load it once per call and
-	// read from a txn on it, which is an immutable version.
-	db    atomic.Pointer[memdb.MemDB]
-	count atomic.Int64 // stored records, published after each commit
+	// cur is an immutable clone of w that readers and snapshots load
+	// without locking. It is published lazily: stale says w has changed
+	// since, and the first reader that finds it set publishes a new clone
+	// (see view), so the copy-on-write cost is paid once per read that
+	// follows a write, not once per batch.
+	cur   atomic.Pointer[state]
+	stale atomic.Bool
 
-	// applied is published after the memdb commit, so a reader that sees
+	count atomic.Int64 // stored records, published with applied
+
+	// applied is published after stale is set, so a reader that sees
 	// AppliedIndex() >= i also sees every change up to entry i.
 	applied atomic.Uint64
 
@@ -50,18 +56,28 @@ type FSM struct {
 
 // New returns an empty FSM.
 func New() *FSM {
-	f := &FSM{waitCh: make(chan struct{})}
-	f.db.Store(newDB())
+	f := &FSM{waitCh: make(chan struct{}), w: newState()}
+	f.cur.Store(f.w.clone())
 	return f
 }
 
-func newDB() *memdb.MemDB {
-	db, err := memdb.NewMemDB(schema)
-	if err != nil {
-		// The schema is validated in init; this cannot happen.
-		panic(fmt.Sprintf("fsm: creating memdb: %v", err))
+// view returns an immutable version of the state that includes every entry
+// applied before the call.
+func (f *FSM) view() *state {
+	if f.stale.Load() {
+		f.writeMu.Lock() // waits for a batch being applied
+		f.publishLocked()
+		f.writeMu.Unlock()
 	}
-	return db
+	return f.cur.Load()
+}
+
+// publishLocked publishes a clone of w if cur is stale. writeMu must be held.
+func (f *FSM) publishLocked() {
+	if f.stale.Load() {
+		f.cur.Store(f.w.clone())
+		f.stale.Store(false)
+	}
 }
 
 // Apply applies one committed log entry and returns its *fsmpb.ApplyResult
@@ -71,8 +87,10 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 	return f.ApplyBatch([]*raft.Log{l})[0]
 }
 
-// ApplyBatch applies committed entries in one memdb write transaction. The
-// results equal those of calling Apply for each entry in turn.
+// ApplyBatch applies committed entries to the writer's version of the
+// state in place; readers see them all at once afterwards. The results equal those of calling Apply for each entry
+// in turn. Every entry is decoded before any is applied, so a batch with an
+// entry that makes it panic changes nothing.
 func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	if len(logs) == 0 {
 		return nil
@@ -80,20 +98,23 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	f.writeMu.Lock()
 	defer f.writeMu.Unlock()
 
-	txn := f.db.Load().Txn(true)
-	defer txn.Abort() // no-op after Commit; releases the write lock on panic
-
-	a := applier{txn: txn, count: f.count.Load()}
-	out := make([]interface{}, len(logs))
-	last := f.applied.Load()
+	cmds := make([]*fsmpb.Command, len(logs))
 	for i, l := range logs {
 		if l.Type == raft.LogCommand {
-			out[i] = a.apply(l)
+			cmds[i] = decode(l)
 		}
-		last = l.Index
 	}
-	txn.Commit()
-	f.count.Store(a.count)
+	a := applier{st: f.w}
+	out := make([]interface{}, len(logs))
+	for i, cmd := range cmds {
+		if cmd != nil {
+			out[i] = a.apply(logs[i].Index, cmd)
+		}
+	}
+	last := logs[len(logs)-1].Index
+	f.w.applied = last
+	f.stale.Store(true)
+	f.count.Store(int64(f.w.count()))
 	f.setApplied(last)
 	return out
 }
@@ -130,27 +151,10 @@ func (f *FSM) WaitForIndex(ctx context.Context, index uint64) error {
 	}
 }
 
-func (f *FSM) readTxn() *memdb.Txn { return f.db.Load().Txn(false) }
-
 // Get returns the record with the given id. The record is shared and must
 // not be modified.
 func (f *FSM) Get(id string) (*fsmpb.Request, bool) {
-	if id == "" {
-		return nil, false
-	}
-	return getRequest(f.readTxn(), id)
-}
-
-func getRequest(txn *memdb.Txn, id string) (*fsmpb.Request, bool) {
-	raw, err := txn.First(tableRequests, indexID, id)
-	if err != nil {
-		// Only possible with a broken indexer, i.e. a programming error.
-		panic(fmt.Sprintf("fsm: lookup by id: %v", err))
-	}
-	if raw == nil {
-		return nil, false
-	}
-	return raw.(*fsmpb.Request), true
+	return f.view().get(id)
 }
 
 // Count returns the number of stored records in all states.
@@ -177,49 +181,43 @@ func (f *FSM) List(q ListQuery) (reqs []*fsmpb.Request, next string) {
 		limit = defaultListLimit
 	}
 	// Each filter combination has an index ending in the id, so a page
-	// costs O(limit) however sparse the matches are.
-	var index string
-	args := []interface{}{q.Tenant}
-	switch {
-	case q.IVRProfile != "" && q.State != fsmpb.State_STATE_UNSPECIFIED:
-		index = indexTenantProfileState
-		args = append(args, q.IVRProfile, q.State)
-	case q.IVRProfile != "":
-		index = indexTenantProfile
-		args = append(args, q.IVRProfile)
-	case q.State != fsmpb.State_STATE_UNSPECIFIED:
-		index = indexTenantState
-		args = append(args, q.State)
-	default:
-		index = indexTenant
-	}
-	txn := f.readTxn()
-	var (
-		it  memdb.ResultIterator
-		err error
-	)
-	if q.After != "" {
-		it, err = txn.LowerBound(tableRequests, index, append(args, q.After)...)
-	} else {
-		it, err = txn.Get(tableRequests, index+"_prefix", args...)
-	}
-	if err != nil {
-		panic(fmt.Sprintf("fsm: list: %v", err))
-	}
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		r := raw.(*fsmpb.Request)
+	// costs O(limit) however sparse the matches are. visit is called in id
+	// order for the matching records from After on; it stops the walk at
+	// the first record beyond the page.
+	visit := func(r *fsmpb.Request) bool {
 		if !matches(r, q) {
-			break // LowerBound runs past the prefix; the index is sorted.
+			return false // past the range of the filters
 		}
 		if r.Id <= q.After {
-			continue
+			return true
 		}
 		if len(reqs) == limit {
-			return reqs, reqs[len(reqs)-1].Id
+			next = reqs[len(reqs)-1].Id
+			return false
 		}
 		reqs = append(reqs, r)
+		return true
 	}
-	return reqs, ""
+	st := f.view()
+	switch {
+	case q.IVRProfile != "" && q.State != fsmpb.State_STATE_UNSPECIFIED:
+		st.tenantProfileState.AscendGreaterOrEqual(
+			tenantProfileStateItem{tenant: q.Tenant, profile: q.IVRProfile, state: q.State, id: q.After},
+			func(it tenantProfileStateItem) bool { return visit(it.r) })
+	case q.IVRProfile != "":
+		st.tenantProfile.AscendGreaterOrEqual(
+			tenantProfileItem{tenant: q.Tenant, profile: q.IVRProfile, id: q.After},
+			func(it tenantProfileItem) bool { return visit(it.r) })
+	case q.State != fsmpb.State_STATE_UNSPECIFIED:
+		st.tenantState.AscendGreaterOrEqual(
+			tenantStateItem{tenant: q.Tenant, state: q.State, id: q.After},
+			func(it tenantStateItem) bool { return visit(it.r) })
+	default:
+		st.tenant.AscendGreaterOrEqual(
+			tenantItem{tenant: q.Tenant, id: q.After},
+			func(it tenantItem) bool { return visit(it.r) })
+	}
+	return reqs, next
 }
 
 func matches(r *fsmpb.Request, q ListQuery) bool {
@@ -237,14 +235,19 @@ func (f *FSM) Due(tenant, ivrProfile string, state fsmpb.State, limit int) []*fs
 	if limit <= 0 {
 		return nil
 	}
-	it, err := f.readTxn().Get(tableRequests, indexQueue+"_prefix", tenant, ivrProfile, state)
-	if err != nil {
-		panic(fmt.Sprintf("fsm: due: %v", err))
-	}
 	var out []*fsmpb.Request
-	for raw := it.Next(); raw != nil && len(out) < limit; raw = it.Next() {
-		out = append(out, raw.(*fsmpb.Request))
+	// The smallest key of the (tenant, profile, state) range.
+	first := queueItem{
+		tenant: tenant, profile: ivrProfile, state: state,
+		nextRetry: math.MinInt64, expires: math.MinInt64, attempts: math.MaxUint32,
 	}
+	f.view().queue.AscendGreaterOrEqual(first, func(it queueItem) bool {
+		if it.tenant != tenant || it.profile != ivrProfile || it.state != state {
+			return false
+		}
+		out = append(out, it.r)
+		return len(out) < limit
+	})
 	return out
 }
 
@@ -252,19 +255,14 @@ func (f *FSM) Due(tenant, ivrProfile string, state fsmpb.State, limit int) []*fs
 // profile (all states summed for STATE_UNSPECIFIED). Profiles without
 // records are absent.
 func (f *FSM) Profiles(tenant string, state fsmpb.State) map[string]int {
-	args := []interface{}{tenant}
-	if state != fsmpb.State_STATE_UNSPECIFIED {
-		args = append(args, state)
-	}
-	it, err := f.readTxn().Get(tableCounts, indexID+"_prefix", args...)
-	if err != nil {
-		panic(fmt.Sprintf("fsm: profiles: %v", err))
-	}
 	out := make(map[string]int)
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		c := raw.(*profileCount)
-		out[c.Profile] += c.N
-	}
+	f.view().counts.AscendGreaterOrEqual(countItem{tenant: tenant, state: state}, func(c countItem) bool {
+		if c.tenant != tenant || (state != fsmpb.State_STATE_UNSPECIFIED && c.state != state) {
+			return false
+		}
+		out[c.profile] += c.n
+		return true
+	})
 	return out
 }
 

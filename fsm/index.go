@@ -1,183 +1,310 @@
 package fsm
 
 import (
-	"encoding/binary"
-	"fmt"
+	"cmp"
+	"strings"
 
-	"github.com/hashicorp/go-memdb"
+	"github.com/google/btree"
 
 	"github.com/seed-7bfc04c2/dialtone/fsm/fsmpb"
 )
 
-// Table and index names.
-const (
-	tableRequests = "requests"
-	tableCounts   = "counts"
+// btreeDegree is the degree of every tree: nodes hold up to 2*degree-1
+// items. Small enough that copying a node on a copy-on-write path is cheap,
+// large enough to keep the trees shallow.
+const btreeDegree = 16
 
-	indexID                 = "id"
-	indexTenant             = "tenant"
-	indexTenantState        = "tenant_state"
-	indexTenantProfile      = "tenant_profile"
-	indexTenantProfileState = "tenant_profile_state"
-	indexIdem               = "idem"
-	indexQueue              = "queue"
-)
+// Index items. Each holds the fields it is ordered by (copied out of the
+// record, so comparisons touch only the node's memory) and the record. Items
+// are values: a lookup builds its probe on the stack.
 
-// profileCount is one row of the counts table: how many records of a tenant
-// are in a state for an IVR profile. It exists so Profiles costs
-// O(profiles) rather than O(records). Rows are immutable like records.
-type profileCount struct {
-	Tenant  string
-	State   fsmpb.State
-	Profile string
-	N       int
+// idItem orders records by id (UUIDv7: creation order).
+type idItem struct {
+	id string
+	r  *fsmpb.Request
 }
 
-// schema is shared by every memdb the package creates; it is never modified.
-var schema = &memdb.DBSchema{
-	Tables: map[string]*memdb.TableSchema{
-		tableRequests: {
-			Name: tableRequests,
-			Indexes: map[string]*memdb.IndexSchema{
-				indexID: {Name: indexID, Unique: true, Indexer: reqIndexer(func(b []byte, r *fsmpb.Request) ([]byte, bool) {
-					return appendString(b, r.Id), r.Id != ""
-				})},
-				indexTenant: {Name: indexTenant, Unique: true, Indexer: reqIndexer(func(b []byte, r *fsmpb.Request) ([]byte, bool) {
-					b = appendString(b, r.Tenant)
-					return appendString(b, r.Id), true
-				})},
-				indexTenantState: {Name: indexTenantState, Unique: true, Indexer: reqIndexer(func(b []byte, r *fsmpb.Request) ([]byte, bool) {
-					b = appendString(b, r.Tenant)
-					b = appendState(b, r.State)
-					return appendString(b, r.Id), true
-				})},
-				indexTenantProfile: {Name: indexTenantProfile, Unique: true, Indexer: reqIndexer(func(b []byte, r *fsmpb.Request) ([]byte, bool) {
-					b = appendString(b, r.Tenant)
-					b = appendString(b, r.IvrProfile)
-					return appendString(b, r.Id), true
-				})},
-				indexTenantProfileState: {Name: indexTenantProfileState, Unique: true, Indexer: reqIndexer(func(b []byte, r *fsmpb.Request) ([]byte, bool) {
-					b = appendString(b, r.Tenant)
-					b = appendString(b, r.IvrProfile)
-					b = appendState(b, r.State)
-					return appendString(b, r.Id), true
-				})},
-				// Unique is not enforced by memdb (an insert silently
-				// overwrites the entry); applyCreate checks it first.
-				indexIdem: {Name: indexIdem, Unique: true, AllowMissing: true, Indexer: reqIndexer(func(b []byte, r *fsmpb.Request) ([]byte, bool) {
-					if r.IdempotencyKey == "" {
-						return nil, false
-					}
-					b = appendString(b, r.Tenant)
-					return appendString(b, r.IdempotencyKey), true
-				})},
-				// The dialer's priority order within (tenant, profile,
-				// state): earliest retry first, then least TTL remaining,
-				// then most attempts made, then oldest.
-				indexQueue: {Name: indexQueue, Unique: true, Indexer: reqIndexer(func(b []byte, r *fsmpb.Request) ([]byte, bool) {
-					b = appendString(b, r.Tenant)
-					b = appendString(b, r.IvrProfile)
-					b = appendState(b, r.State)
-					b = appendInt64(b, r.NextRetryUnixMs)
-					b = appendInt64(b, r.ExpiresUnixMs)
-					b = binary.BigEndian.AppendUint32(b, ^r.AttemptsMade)
-					return appendString(b, r.Id), true
-				})},
-			},
-		},
-		tableCounts: {
-			Name: tableCounts,
-			Indexes: map[string]*memdb.IndexSchema{
-				indexID: {Name: indexID, Unique: true, Indexer: keyIndexer[*profileCount](func(b []byte, c *profileCount) ([]byte, bool) {
-					b = appendString(b, c.Tenant)
-					b = appendState(b, c.State)
-					return appendString(b, c.Profile), true
-				})},
-			},
-		},
-	},
+// tenantItem orders (tenant, id): List by tenant.
+type tenantItem struct {
+	tenant, id string
+	r          *fsmpb.Request
 }
 
-func init() {
-	if err := schema.Validate(); err != nil {
-		panic(fmt.Sprintf("fsm: invalid memdb schema: %v", err))
+// tenantStateItem orders (tenant, state, id): List filtered by state.
+type tenantStateItem struct {
+	tenant string
+	state  fsmpb.State
+	id     string
+	r      *fsmpb.Request
+}
+
+// tenantProfileItem orders (tenant, profile, id): List filtered by profile.
+type tenantProfileItem struct {
+	tenant, profile, id string
+	r                   *fsmpb.Request
+}
+
+// tenantProfileStateItem orders (tenant, profile, state, id): List filtered
+// by both.
+type tenantProfileStateItem struct {
+	tenant, profile string
+	state           fsmpb.State
+	id              string
+	r               *fsmpb.Request
+}
+
+// idemItem orders (tenant, idempotency key); only records with a key have
+// one. The pair is unique (Apply and Restore check it).
+type idemItem struct {
+	tenant, key string
+	r           *fsmpb.Request
+}
+
+// queueItem is the dialer's priority order within (tenant, profile, state):
+// earliest retry first, then least TTL remaining, then most attempts made,
+// then oldest (id).
+type queueItem struct {
+	tenant, profile string
+	state           fsmpb.State
+	attempts        uint32
+	nextRetry       int64
+	expires         int64
+	id              string
+	r               *fsmpb.Request
+}
+
+// countItem is how many records of a tenant are in a state for an IVR
+// profile, so Profiles costs O(profiles) rather than O(records). Items with
+// n == 0 are removed.
+type countItem struct {
+	tenant  string
+	state   fsmpb.State
+	profile string
+	n       int
+}
+
+// States compare as uint32, the order the previous (byte-key) indexes had,
+// so even out-of-range values restored from a snapshot sort the same way.
+func cmpState(a, b fsmpb.State) int { return cmp.Compare(uint32(a), uint32(b)) }
+
+func lessID(a, b idItem) bool { return a.id < b.id }
+
+func lessTenant(a, b tenantItem) bool {
+	if a.tenant != b.tenant {
+		return a.tenant < b.tenant
+	}
+	return a.id < b.id
+}
+
+func lessTenantState(a, b tenantStateItem) bool {
+	if c := strings.Compare(a.tenant, b.tenant); c != 0 {
+		return c < 0
+	}
+	if c := cmpState(a.state, b.state); c != 0 {
+		return c < 0
+	}
+	return a.id < b.id
+}
+
+func lessTenantProfile(a, b tenantProfileItem) bool {
+	if c := strings.Compare(a.tenant, b.tenant); c != 0 {
+		return c < 0
+	}
+	if c := strings.Compare(a.profile, b.profile); c != 0 {
+		return c < 0
+	}
+	return a.id < b.id
+}
+
+func lessTenantProfileState(a, b tenantProfileStateItem) bool {
+	if c := strings.Compare(a.tenant, b.tenant); c != 0 {
+		return c < 0
+	}
+	if c := strings.Compare(a.profile, b.profile); c != 0 {
+		return c < 0
+	}
+	if c := cmpState(a.state, b.state); c != 0 {
+		return c < 0
+	}
+	return a.id < b.id
+}
+
+func lessIdem(a, b idemItem) bool {
+	if a.tenant != b.tenant {
+		return a.tenant < b.tenant
+	}
+	return a.key < b.key
+}
+
+func cmpQueue(a, b queueItem) int {
+	if c := strings.Compare(a.tenant, b.tenant); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.profile, b.profile); c != 0 {
+		return c
+	}
+	if c := cmpState(a.state, b.state); c != 0 {
+		return c
+	}
+	if a.nextRetry != b.nextRetry {
+		return cmp.Compare(a.nextRetry, b.nextRetry)
+	}
+	if a.expires != b.expires {
+		return cmp.Compare(a.expires, b.expires)
+	}
+	if a.attempts != b.attempts {
+		return cmp.Compare(b.attempts, a.attempts) // descending
+	}
+	return strings.Compare(a.id, b.id)
+}
+
+func lessQueue(a, b queueItem) bool { return cmpQueue(a, b) < 0 }
+
+func lessCount(a, b countItem) bool {
+	if c := strings.Compare(a.tenant, b.tenant); c != 0 {
+		return c < 0
+	}
+	if c := cmpState(a.state, b.state); c != 0 {
+		return c < 0
+	}
+	return a.profile < b.profile
+}
+
+func queueKey(r *fsmpb.Request) queueItem {
+	return queueItem{
+		tenant: r.Tenant, profile: r.IvrProfile, state: r.State,
+		attempts: r.AttemptsMade, nextRetry: r.NextRetryUnixMs, expires: r.ExpiresUnixMs,
+		id: r.Id, r: r,
 	}
 }
 
-// keyIndexer builds index keys for objects of type T with an order-preserving
-// encoding. Every component is self-delimiting, so the encoding of the first
-// k arguments is a prefix of the keys of exactly the objects whose first k
-// components equal them; FromArgs and PrefixFromArgs are therefore the same
-// encoding, taking the components in index order (string, fsmpb.State,
-// int64 or uint32).
-type keyIndexer[T any] func(b []byte, obj T) ([]byte, bool)
+// state is one version of the whole state machine: the records, their
+// indexes and the counts. The writer (Apply, Restore) owns one version and
+// mutates it in place; readers get immutable clones of it (see FSM).
+type state struct {
+	byID               *btree.BTreeG[idItem]
+	tenant             *btree.BTreeG[tenantItem]
+	tenantState        *btree.BTreeG[tenantStateItem]
+	tenantProfile      *btree.BTreeG[tenantProfileItem]
+	tenantProfileState *btree.BTreeG[tenantProfileStateItem]
+	idem               *btree.BTreeG[idemItem]
+	queue              *btree.BTreeG[queueItem]
+	counts             *btree.BTreeG[countItem]
 
-func reqIndexer(fn func(b []byte, r *fsmpb.Request) ([]byte, bool)) keyIndexer[*fsmpb.Request] {
-	return fn
+	applied uint64 // index of the last applied (or restored) entry
 }
 
-// FromObject implements memdb.SingleIndexer.
-func (k keyIndexer[T]) FromObject(raw interface{}) (bool, []byte, error) {
-	obj, ok := raw.(T)
-	if !ok {
-		return false, nil, fmt.Errorf("fsm: index: unexpected object type %T", raw)
+func newState() *state {
+	return &state{
+		byID:               btree.NewG(btreeDegree, lessID),
+		tenant:             btree.NewG(btreeDegree, lessTenant),
+		tenantState:        btree.NewG(btreeDegree, lessTenantState),
+		tenantProfile:      btree.NewG(btreeDegree, lessTenantProfile),
+		tenantProfileState: btree.NewG(btreeDegree, lessTenantProfileState),
+		idem:               btree.NewG(btreeDegree, lessIdem),
+		queue:              btree.NewG(btreeDegree, lessQueue),
+		counts:             btree.NewG(btreeDegree, lessCount),
 	}
-	b, ok := k(make([]byte, 0, 64), obj)
-	return ok, b, nil
 }
 
-// FromArgs implements memdb.Indexer.
-func (k keyIndexer[T]) FromArgs(args ...interface{}) ([]byte, error) {
-	return encodeArgs(args)
-}
-
-// PrefixFromArgs implements memdb.PrefixIndexer.
-func (k keyIndexer[T]) PrefixFromArgs(args ...interface{}) ([]byte, error) {
-	return encodeArgs(args)
-}
-
-func encodeArgs(args []interface{}) ([]byte, error) {
-	if len(args) == 0 {
-		return nil, fmt.Errorf("fsm: index: no arguments")
+// clone returns a copy of s in O(1). Both share their nodes copy-on-write:
+// later writes to s copy the nodes they touch and never change the clone.
+// Clone modifies s itself (its copy-on-write context), so only s's owner may
+// call it.
+func (s *state) clone() *state {
+	return &state{
+		byID:               s.byID.Clone(),
+		tenant:             s.tenant.Clone(),
+		tenantState:        s.tenantState.Clone(),
+		tenantProfile:      s.tenantProfile.Clone(),
+		tenantProfileState: s.tenantProfileState.Clone(),
+		idem:               s.idem.Clone(),
+		queue:              s.queue.Clone(),
+		counts:             s.counts.Clone(),
+		applied:            s.applied,
 	}
-	b := make([]byte, 0, 64)
-	for i, a := range args {
-		switch v := a.(type) {
-		case string:
-			b = appendString(b, v)
-		case fsmpb.State:
-			b = appendState(b, v)
-		case int64:
-			b = appendInt64(b, v)
-		case uint32:
-			b = binary.BigEndian.AppendUint32(b, v)
-		default:
-			return nil, fmt.Errorf("fsm: index: argument %d has unsupported type %T", i, a)
-		}
+}
+
+// count returns the number of stored records.
+func (s *state) count() int { return s.byID.Len() }
+
+func (s *state) get(id string) (*fsmpb.Request, bool) {
+	if id == "" {
+		return nil, false
 	}
-	return b, nil
+	it, ok := s.byID.Get(idItem{id: id})
+	return it.r, ok
 }
 
-// appendString appends s so that byte-wise key order equals string order and
-// no string's encoding is a prefix of another's: NUL bytes are escaped as
-// 00 FF and the string ends with 00 01, which sorts below any continuation.
-func appendString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c == 0 {
-			b = append(b, 0, 0xFF)
-		} else {
-			b = append(b, c)
-		}
+func (s *state) getByKey(tenant, key string) (*fsmpb.Request, bool) {
+	it, ok := s.idem.Get(idemItem{tenant: tenant, key: key})
+	return it.r, ok
+}
+
+// insert adds r, which must not be stored yet (no record with its id or its
+// idempotency key), to every index.
+func (s *state) insert(r *fsmpb.Request) {
+	s.byID.ReplaceOrInsert(idItem{id: r.Id, r: r})
+	s.tenant.ReplaceOrInsert(tenantItem{tenant: r.Tenant, id: r.Id, r: r})
+	s.tenantState.ReplaceOrInsert(tenantStateItem{tenant: r.Tenant, state: r.State, id: r.Id, r: r})
+	s.tenantProfile.ReplaceOrInsert(tenantProfileItem{tenant: r.Tenant, profile: r.IvrProfile, id: r.Id, r: r})
+	s.tenantProfileState.ReplaceOrInsert(tenantProfileStateItem{tenant: r.Tenant, profile: r.IvrProfile, state: r.State, id: r.Id, r: r})
+	if r.IdempotencyKey != "" {
+		s.idem.ReplaceOrInsert(idemItem{tenant: r.Tenant, key: r.IdempotencyKey, r: r})
 	}
-	return append(b, 0, 1)
+	s.queue.ReplaceOrInsert(queueKey(r))
+	s.adjust(r.Tenant, r.IvrProfile, r.State, 1)
 }
 
-// appendInt64 appends v big-endian with the sign bit flipped, so negative
-// values sort before positive ones.
-func appendInt64(b []byte, v int64) []byte {
-	return binary.BigEndian.AppendUint64(b, uint64(v)^(1<<63))
+// replace stores n in place of old, the stored record with the same id,
+// tenant, profile and idempotency key.
+func (s *state) replace(old, n *fsmpb.Request) {
+	s.byID.ReplaceOrInsert(idItem{id: n.Id, r: n})
+	s.tenant.ReplaceOrInsert(tenantItem{tenant: n.Tenant, id: n.Id, r: n})
+	s.tenantProfile.ReplaceOrInsert(tenantProfileItem{tenant: n.Tenant, profile: n.IvrProfile, id: n.Id, r: n})
+	if n.IdempotencyKey != "" {
+		s.idem.ReplaceOrInsert(idemItem{tenant: n.Tenant, key: n.IdempotencyKey, r: n})
+	}
+	if n.State != old.State {
+		s.tenantState.Delete(tenantStateItem{tenant: old.Tenant, state: old.State, id: old.Id})
+		s.tenantProfileState.Delete(tenantProfileStateItem{tenant: old.Tenant, profile: old.IvrProfile, state: old.State, id: old.Id})
+		s.adjust(old.Tenant, old.IvrProfile, old.State, -1)
+		s.adjust(n.Tenant, n.IvrProfile, n.State, 1)
+	}
+	s.tenantState.ReplaceOrInsert(tenantStateItem{tenant: n.Tenant, state: n.State, id: n.Id, r: n})
+	s.tenantProfileState.ReplaceOrInsert(tenantProfileStateItem{tenant: n.Tenant, profile: n.IvrProfile, state: n.State, id: n.Id, r: n})
+	oldKey, newKey := queueKey(old), queueKey(n)
+	if cmpQueue(oldKey, newKey) != 0 {
+		s.queue.Delete(oldKey)
+	}
+	s.queue.ReplaceOrInsert(newKey)
 }
 
-func appendState(b []byte, s fsmpb.State) []byte {
-	return binary.BigEndian.AppendUint32(b, uint32(s))
+// remove deletes the stored record r from every index.
+func (s *state) remove(r *fsmpb.Request) {
+	s.byID.Delete(idItem{id: r.Id})
+	s.tenant.Delete(tenantItem{tenant: r.Tenant, id: r.Id})
+	s.tenantState.Delete(tenantStateItem{tenant: r.Tenant, state: r.State, id: r.Id})
+	s.tenantProfile.Delete(tenantProfileItem{tenant: r.Tenant, profile: r.IvrProfile, id: r.Id})
+	s.tenantProfileState.Delete(tenantProfileStateItem{tenant: r.Tenant, profile: r.IvrProfile, state: r.State, id: r.Id})
+	if r.IdempotencyKey != "" {
+		s.idem.Delete(idemItem{tenant: r.Tenant, key: r.IdempotencyKey})
+	}
+	s.queue.Delete(queueKey(r))
+	s.adjust(r.Tenant, r.IvrProfile, r.State, -1)
+}
+
+// adjust adds delta to the (tenant, state, profile) count, dropping items
+// that reach zero.
+func (s *state) adjust(tenant, profile string, st fsmpb.State, delta int) {
+	key := countItem{tenant: tenant, state: st, profile: profile}
+	if c, ok := s.counts.Get(key); ok {
+		key.n = c.n
+	}
+	key.n += delta
+	if key.n == 0 {
+		s.counts.Delete(key)
+	} else {
+		s.counts.ReplaceOrInsert(key)
+	}
 }

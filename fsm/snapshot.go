@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/hashicorp/go-memdb"
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/encoding/protodelim"
 	"google.golang.org/protobuf/proto"
@@ -35,20 +34,15 @@ const (
 	maxRecordSize = 64 << 20
 )
 
-// Snapshot captures the current state in O(1): a memdb read transaction is an
-// immutable version of the trees, so Apply can go on while Persist streams it.
+// Snapshot captures the current state in O(1): the published version is
+// immutable, so Apply can go on while Persist streams it.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
-	f.writeMu.Lock()
-	defer f.writeMu.Unlock()
-	return &snapshot{
-		txn:     f.db.Load().Txn(false),
-		applied: f.applied.Load(),
-		count:   uint64(f.count.Load()),
-	}, nil
+	st := f.view()
+	return &snapshot{st: st, applied: st.applied, count: uint64(st.count())}, nil
 }
 
 type snapshot struct {
-	txn     *memdb.Txn
+	st      *state
 	applied uint64
 	count   uint64
 }
@@ -65,7 +59,7 @@ func (s *snapshot) Persist(sink raft.SnapshotSink) error {
 	return nil
 }
 
-// Release implements raft.FSMSnapshot; the read transaction needs no cleanup.
+// Release implements raft.FSMSnapshot; the immutable version needs no cleanup.
 func (s *snapshot) Release() {}
 
 func (s *snapshot) writeTo(w io.Writer) error {
@@ -78,19 +72,23 @@ func (s *snapshot) writeTo(w io.Writer) error {
 	if _, err := bw.Write(hdr); err != nil {
 		return fmt.Errorf("writing header: %w", err)
 	}
-	it, err := s.txn.Get(tableRequests, indexID)
-	if err != nil {
-		return fmt.Errorf("iterating records: %w", err)
-	}
 	// Deterministic marshalling makes replicas with the same state write
 	// byte-identical snapshots (within one binary version).
 	opts := protodelim.MarshalOptions{MarshalOptions: proto.MarshalOptions{Deterministic: true}}
-	var n uint64
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		if _, err := opts.MarshalTo(bw, raw.(*fsmpb.Request)); err != nil {
-			return fmt.Errorf("writing record %d: %w", n, err)
+	var (
+		n   uint64
+		err error
+	)
+	s.st.byID.Ascend(func(it idItem) bool {
+		if _, err = opts.MarshalTo(bw, it.r); err != nil {
+			err = fmt.Errorf("writing record %d: %w", n, err)
+			return false
 		}
 		n++
+		return true
+	})
+	if err != nil {
+		return err
 	}
 	if n != s.count {
 		return fmt.Errorf("wrote %d records but the header says %d", n, s.count)
@@ -106,36 +104,36 @@ func (s *snapshot) writeTo(w io.Writer) error {
 // completely, so an error leaves the current state untouched.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer func() { _ = rc.Close() }()
-	db, applied, count, err := readSnapshot(bufio.NewReaderSize(rc, 64<<10))
+	st, err := readSnapshot(bufio.NewReaderSize(rc, 64<<10))
 	if err != nil {
 		return fmt.Errorf("fsm: restoring snapshot: %w", err)
 	}
 	f.writeMu.Lock()
 	defer f.writeMu.Unlock()
-	f.db.Store(db)
-	f.count.Store(int64(count))
-	f.setApplied(applied)
+	f.w = st
+	f.cur.Store(st.clone())
+	f.stale.Store(false)
+	f.count.Store(int64(st.count()))
+	f.setApplied(st.applied)
 	return nil
 }
 
-func readSnapshot(br *bufio.Reader) (db *memdb.MemDB, applied, count uint64, err error) {
+func readSnapshot(br *bufio.Reader) (*state, error) {
 	hdr := make([]byte, headerLen)
 	if _, err := io.ReadFull(br, hdr); err != nil {
-		return nil, 0, 0, fmt.Errorf("reading header: %w", err)
+		return nil, fmt.Errorf("reading header: %w", err)
 	}
 	if !bytes.Equal(hdr[:len(snapshotMagic)], []byte(snapshotMagic)) {
-		return nil, 0, 0, errors.New("not an fsm snapshot (bad magic)")
+		return nil, errors.New("not an fsm snapshot (bad magic)")
 	}
 	rest := hdr[len(snapshotMagic):]
 	if v := binary.BigEndian.Uint32(rest); v != snapshotVersion {
-		return nil, 0, 0, fmt.Errorf("snapshot version %d is not supported (want %d)", v, snapshotVersion)
+		return nil, fmt.Errorf("snapshot version %d is not supported (want %d)", v, snapshotVersion)
 	}
-	applied = binary.BigEndian.Uint64(rest[4:])
-	count = binary.BigEndian.Uint64(rest[12:])
+	st := newState()
+	st.applied = binary.BigEndian.Uint64(rest[4:])
+	count := binary.BigEndian.Uint64(rest[12:])
 
-	db = newDB()
-	txn := db.Txn(true)
-	defer txn.Abort()
 	opts := protodelim.UnmarshalOptions{MaxSize: maxRecordSize}
 	for i := uint64(0); i < count; i++ {
 		r := &fsmpb.Request{}
@@ -143,40 +141,32 @@ func readSnapshot(br *bufio.Reader) (db *memdb.MemDB, applied, count uint64, err
 			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
 			}
-			return nil, 0, 0, fmt.Errorf("reading record %d of %d: %w", i, count, err)
+			return nil, fmt.Errorf("reading record %d of %d: %w", i, count, err)
 		}
-		if err := checkRestored(txn, r); err != nil {
-			return nil, 0, 0, fmt.Errorf("record %d of %d: %w", i, count, err)
+		if err := checkRestored(st, r); err != nil {
+			return nil, fmt.Errorf("record %d of %d: %w", i, count, err)
 		}
-		if err := txn.Insert(tableRequests, r); err != nil {
-			return nil, 0, 0, fmt.Errorf("record %d of %d: %w", i, count, err)
-		}
-		adjustCount(txn, r.Tenant, r.IvrProfile, r.State, 1)
+		st.insert(r)
 	}
 	if _, err := br.ReadByte(); err == nil {
-		return nil, 0, 0, fmt.Errorf("trailing data after %d records", count)
+		return nil, fmt.Errorf("trailing data after %d records", count)
 	} else if !errors.Is(err, io.EOF) {
-		return nil, 0, 0, fmt.Errorf("reading end of snapshot: %w", err)
+		return nil, fmt.Errorf("reading end of snapshot: %w", err)
 	}
-	txn.Commit()
-	return db, applied, count, nil
+	return st, nil
 }
 
-// checkRestored rejects records that would break the indexes' uniqueness,
-// which memdb itself does not enforce.
-func checkRestored(txn *memdb.Txn, r *fsmpb.Request) error {
+// checkRestored rejects records that would break the uniqueness of the
+// id and idempotency-key indexes.
+func checkRestored(st *state, r *fsmpb.Request) error {
 	if r.Id == "" || r.Tenant == "" {
 		return errors.New("record without id or tenant")
 	}
-	if _, dup := getRequest(txn, r.Id); dup {
+	if _, dup := st.get(r.Id); dup {
 		return fmt.Errorf("duplicate id %q", r.Id)
 	}
 	if r.IdempotencyKey != "" {
-		raw, err := txn.First(tableRequests, indexIdem, r.Tenant, r.IdempotencyKey)
-		if err != nil {
-			return fmt.Errorf("checking idempotency key: %w", err)
-		}
-		if raw != nil {
+		if _, dup := st.getByKey(r.Tenant, r.IdempotencyKey); dup {
 			return fmt.Errorf("duplicate idempotency key in tenant %q", r.Tenant)
 		}
 	}

@@ -20,6 +20,8 @@ import (
 
 	"github.com/seed-7bfc04c2/dialtone/api"
 	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
+	"github.com/seed-7bfc04c2/dialtone/api/ssg"
+	"github.com/seed-7bfc04c2/dialtone/auth"
 	"github.com/seed-7bfc04c2/dialtone/cluster"
 	"github.com/seed-7bfc04c2/dialtone/config"
 	"github.com/seed-7bfc04c2/dialtone/fsm"
@@ -87,6 +89,22 @@ func Start(opts Options) (_ *Node, err error) {
 		return nil, fmt.Errorf("node: http listener: %w", err)
 	}
 
+	authn, err := auth.New(n.ctx, authConfig(cfg.Auth), log)
+	if err != nil {
+		return nil, err
+	}
+	if !authn.Enabled() {
+		log.Warn("auth.mode is none: every caller may do everything; use only for development")
+	}
+	secret, err := cfg.ClusterSecret()
+	if err != nil {
+		return nil, err
+	}
+	var dialOpts []grpc.DialOption
+	if secret != "" {
+		dialOpts = append(dialOpts, api.ClusterSecretDialOption(secret))
+	}
+
 	var voters []cluster.Peer
 	for _, id := range cfg.Cluster.InitialVoters {
 		peer, _ := cfg.Node(id)
@@ -109,6 +127,7 @@ func Start(opts Options) (_ *Node, err error) {
 		SnapshotThreshold:  cfg.Cluster.SnapshotThreshold,
 		SnapshotInterval:   cfg.Cluster.SnapshotInterval.Duration,
 		TrailingLogs:       cfg.Cluster.TrailingLogs,
+		DialOptions:        dialOpts,
 		Logger:             log,
 	}, n.fsm)
 	if err != nil {
@@ -117,7 +136,8 @@ func Start(opts Options) (_ *Node, err error) {
 
 	icp := api.NewInterceptors(n.reg, log)
 	n.reg.MustRegister(newRaftCollector(n.cluster, n.fsm))
-	n.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(icp.Unary), grpc.MaxRecvMsgSize(int(cfg.Limits.MaxBodyBytes)+4096))
+	authz := api.NewAuthz(authn, secret)
+	n.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(icp.Unary, authz.Unary), grpc.MaxRecvMsgSize(int(cfg.Limits.MaxBodyBytes)+4096))
 	requests := api.NewRequests(n.fsm, n.cluster, api.Options{
 		MaxRecords:  cfg.Limits.MaxRecords,
 		MaxBulk:     cfg.Limits.MaxBulk,
@@ -138,9 +158,13 @@ func Start(opts Options) (_ *Node, err error) {
 		gatherers = append(gatherers, opts.Gatherer)
 	}
 	handler, err := api.NewHTTPHandler(n.ctx, n.gwConn, api.HTTPOptions{
-		Ready:        n.ready,
-		Gatherer:     gatherers,
-		MaxBodyBytes: cfg.Limits.MaxBodyBytes,
+		Ready:          n.ready,
+		Gatherer:       gatherers,
+		MaxBodyBytes:   cfg.Limits.MaxBodyBytes,
+		Extra:          protocolHandlers(authn, requests, cfg),
+		Auth:           authn,
+		ProtectMetrics: cfg.Auth.ProtectMetrics,
+		ProtectOpenAPI: cfg.Auth.ProtectOpenAPI,
 	})
 	if err != nil {
 		return nil, err
@@ -162,6 +186,55 @@ func Start(opts Options) (_ *Node, err error) {
 	}()
 	log.Info("node started", "http", n.HTTPAddr(), "grpc", n.GRPCAddr(), "raft", n.cluster.RaftAddr(), "gossip", n.cluster.GossipAddr())
 	return n, nil
+}
+
+// protocolHandlers are the HTTP front ends other than REST (the SSG
+// endpoint), each behind the same authentication as the RPCs. They name
+// their tenant in the TenantName query parameter; reads need the read role
+// (GET), everything else submit.
+func protocolHandlers(authn *auth.Authenticator, requests *api.Requests, cfg config.Config) map[string]http.Handler {
+	// Protocol front ends register here by path, e.g. handlers["/SSG"].
+	handlers := map[string]http.Handler{
+		"/SSG": ssg.NewHandler(requests, ssg.Options{
+			MaxBulk:      cfg.Limits.MaxBulk,
+			MaxBodyBytes: cfg.Limits.MaxBodyBytes,
+		}),
+	}
+	roleFor := func(r *http.Request) auth.Role {
+		if r.Method == http.MethodGet {
+			return auth.RoleRead
+		}
+		return auth.RoleSubmit
+	}
+	tenantOf := func(r *http.Request) string { return r.URL.Query().Get("TenantName") }
+	for path, h := range handlers {
+		handlers[path] = api.HTTPAuth(authn, roleFor, tenantOf, h)
+	}
+	return handlers
+}
+
+func authConfig(c config.Auth) auth.Config {
+	out := auth.Config{
+		Mode: auth.Mode(c.Mode),
+		JWT: auth.JWTConfig{
+			JWKSURL:         c.JWT.JWKSURL,
+			RefreshInterval: c.JWT.RefreshInterval.Duration,
+			PublicKeyFile:   c.JWT.PublicKeyFile,
+			Issuer:          c.JWT.Issuer,
+			Audience:        c.JWT.Audience,
+			TenantsClaim:    c.JWT.TenantsClaim,
+			RolesClaim:      c.JWT.RolesClaim,
+			Leeway:          c.JWT.Leeway.Duration,
+		},
+	}
+	for _, u := range c.Users {
+		au := auth.User{Name: u.Name, PasswordHash: u.PasswordHash, Tenants: u.Tenants}
+		for _, r := range u.Roles {
+			au.Roles = append(au.Roles, auth.Role(r))
+		}
+		out.Users = append(out.Users, au)
+	}
+	return out
 }
 
 // ready: a member of a cluster with a known leader.

@@ -20,12 +20,21 @@ import (
 
 func httpDo(t *testing.T, method, url, contentType string, body []byte) (int, string) {
 	t.Helper()
+	h := map[string]string{}
+	if contentType != "" {
+		h["Content-Type"] = contentType
+	}
+	return httpDoHeaders(t, method, url, h, body)
+}
+
+func httpDoHeaders(t *testing.T, method, url string, headers map[string]string, body []byte) (int, string) {
+	t.Helper()
 	req, err := http.NewRequest(method, url, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
+	for k, v := range headers {
+		req.Header.Set(k, v)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -22,8 +22,11 @@ import (
 
 // client calls a node's REST API.
 type client struct {
-	addr    string
-	timeout time.Duration
+	addr     string
+	timeout  time.Duration
+	user     string
+	password string
+	token    string
 }
 
 // apiError is a non-2xx answer, with the server's message.
@@ -64,6 +67,12 @@ func (c *client) call(ctx context.Context, method, path string, in proto.Message
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	switch {
+	case c.token != "":
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	case c.user != "":
+		req.SetBasicAuth(c.user, c.password)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -355,7 +364,8 @@ func transferCmd(c *client) *cobra.Command {
 			if st.LeaderHttpAddress == "" {
 				return fmt.Errorf("no leader known to %s", c.addr)
 			}
-			leader := &client{addr: st.LeaderHttpAddress, timeout: c.timeout}
+			leader := *c
+			leader.addr = st.LeaderHttpAddress
 			var resp pb.TransferLeadershipResponse
 			if err := leader.call(cmd.Context(), http.MethodPost, "/v1/cluster/leadership:transfer", &pb.TransferLeadershipRequest{TargetId: to}, &resp); err != nil {
 				return err
