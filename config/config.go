@@ -22,8 +22,23 @@ type Config struct {
 	Limits  Limits  `toml:"limits"`
 	Log     Log     `toml:"log"`
 	Auth    Auth    `toml:"auth"`
+	TLS     TLS     `toml:"tls"`
 	Nodes   []Node  `toml:"node"`
 }
+
+// TLS configures TLS on every node's HTTP and gRPC listeners. The same
+// certificate serves clients and peers, so it must name every node address
+// that clients and peers dial (IP SANs for IP addresses).
+type TLS struct {
+	CertFile string `toml:"cert_file"`
+	KeyFile  string `toml:"key_file"`
+	// CAFile verifies peers' certificates on cluster-internal calls; the
+	// system roots when empty.
+	CAFile string `toml:"ca_file"`
+}
+
+// Enabled reports whether the listeners serve TLS.
+func (t TLS) Enabled() bool { return t.CertFile != "" }
 
 // Auth configures client authentication and authorisation.
 type Auth struct {
@@ -276,6 +291,12 @@ func (c *Config) Validate() error {
 		bad("log.format", "%q must be text or json", c.Log.Format)
 	}
 	c.validateAuth(bad)
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		bad("tls.key_file", "set both tls.cert_file and tls.key_file, or neither")
+	}
+	if c.TLS.CAFile != "" && c.TLS.CertFile == "" {
+		bad("tls.ca_file", "needs tls.cert_file and tls.key_file")
+	}
 	return errors.Join(errs...)
 }
 

@@ -6,6 +6,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/seed-7bfc04c2/dialtone/api"
@@ -25,6 +27,7 @@ import (
 	"github.com/seed-7bfc04c2/dialtone/cluster"
 	"github.com/seed-7bfc04c2/dialtone/config"
 	"github.com/seed-7bfc04c2/dialtone/fsm"
+	"github.com/seed-7bfc04c2/dialtone/tlsconf"
 )
 
 // Options configure one node.
@@ -100,7 +103,24 @@ func Start(opts Options) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	var dialOpts []grpc.DialOption
+	// Transport security: plaintext unless tls.cert_file is set; then the
+	// listeners serve TLS and every call this node makes (to its peers and
+	// to its own gRPC server, for the REST gateway) verifies against ca_file.
+	transport := insecure.NewCredentials()
+	var serverOpts []grpc.ServerOption
+	var serverTLS *tls.Config
+	if cfg.TLS.Enabled() {
+		if serverTLS, err = tlsconf.Server(cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
+			return nil, err
+		}
+		clientTLS, err := tlsconf.Client(cfg.TLS.CAFile)
+		if err != nil {
+			return nil, err
+		}
+		transport = credentials.NewTLS(clientTLS)
+		serverOpts = append(serverOpts, grpc.Creds(credentials.NewTLS(serverTLS)))
+	}
+	dialOpts := []grpc.DialOption{grpc.WithTransportCredentials(transport)}
 	if secret != "" {
 		dialOpts = append(dialOpts, api.ClusterSecretDialOption(secret))
 	}
@@ -137,7 +157,8 @@ func Start(opts Options) (_ *Node, err error) {
 	icp := api.NewInterceptors(n.reg, log)
 	n.reg.MustRegister(newRaftCollector(n.cluster, n.fsm))
 	authz := api.NewAuthz(authn, secret)
-	n.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(icp.Unary, authz.Unary), grpc.MaxRecvMsgSize(int(cfg.Limits.MaxBodyBytes)+4096))
+	serverOpts = append(serverOpts, grpc.ChainUnaryInterceptor(icp.Unary, authz.Unary), grpc.MaxRecvMsgSize(int(cfg.Limits.MaxBodyBytes)+4096))
+	n.grpc = grpc.NewServer(serverOpts...)
 	requests := api.NewRequests(n.fsm, n.cluster, api.Options{
 		MaxRecords:  cfg.Limits.MaxRecords,
 		MaxBulk:     cfg.Limits.MaxBulk,
@@ -148,7 +169,7 @@ func Start(opts Options) (_ *Node, err error) {
 	n.cluster.RegisterGRPC(n.grpc)
 
 	n.gwConn, err = grpc.NewClient(n.grpcLn.Addr().String(),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(transport),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(int(cfg.Limits.MaxBodyBytes)+4096)))
 	if err != nil {
 		return nil, fmt.Errorf("node: gateway connection: %w", err)
@@ -169,7 +190,7 @@ func Start(opts Options) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	n.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, TLSConfig: serverTLS}
 
 	n.wg.Add(2)
 	go func() {
@@ -180,7 +201,11 @@ func Start(opts Options) (_ *Node, err error) {
 	}()
 	go func() {
 		defer n.wg.Done()
-		if err := n.http.Serve(n.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		serve := func() error { return n.http.Serve(n.httpLn) }
+		if serverTLS != nil {
+			serve = func() error { return n.http.ServeTLS(n.httpLn, "", "") }
+		}
+		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("http server stopped", "err", err)
 		}
 	}()

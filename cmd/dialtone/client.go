@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
+	"github.com/seed-7bfc04c2/dialtone/tlsconf"
 )
 
 // client calls a node's REST API.
@@ -27,6 +28,32 @@ type client struct {
 	user     string
 	password string
 	token    string
+	caFile   string
+	http     *http.Client
+}
+
+// httpClient trusts --ca-file for https addresses.
+func (c *client) httpClient() (*http.Client, error) {
+	if c.http != nil {
+		return c.http, nil
+	}
+	c.http = http.DefaultClient
+	if c.caFile != "" {
+		cfg, err := tlsconf.Client(c.caFile)
+		if err != nil {
+			return nil, err
+		}
+		c.http = &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
+	}
+	return c.http, nil
+}
+
+// scheme is the scheme of --addr ("http" unless given).
+func (c *client) scheme() string {
+	if s, _, ok := strings.Cut(c.addr, "://"); ok {
+		return s
+	}
+	return "http"
 }
 
 // apiError is a non-2xx answer, with the server's message.
@@ -74,7 +101,11 @@ func (c *client) call(ctx context.Context, method, path string, in proto.Message
 	case c.user != "":
 		req.SetBasicAuth(c.user, c.password)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	hc, err := c.httpClient()
+	if err != nil {
+		return err
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		return err
 	}
@@ -365,7 +396,7 @@ func transferCmd(c *client) *cobra.Command {
 				return fmt.Errorf("no leader known to %s", c.addr)
 			}
 			leader := *c
-			leader.addr = st.LeaderHttpAddress
+			leader.addr = c.scheme() + "://" + st.LeaderHttpAddress
 			var resp pb.TransferLeadershipResponse
 			if err := leader.call(cmd.Context(), http.MethodPost, "/v1/cluster/leadership:transfer", &pb.TransferLeadershipRequest{TargetId: to}, &resp); err != nil {
 				return err

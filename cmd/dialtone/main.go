@@ -27,6 +27,7 @@ func newRoot() *cobra.Command {
 	root.PersistentFlags().StringVar(&cl.addr, "addr", envOr("DIALTONE_ADDR", "http://127.0.0.1:8081"), "HTTP address of any node (env DIALTONE_ADDR)")
 	root.PersistentFlags().StringVar(&cl.user, "user", os.Getenv("DIALTONE_USER"), "basic-auth user (env DIALTONE_USER; password from env DIALTONE_PASSWORD)")
 	root.PersistentFlags().StringVar(&cl.token, "bearer", os.Getenv("DIALTONE_TOKEN"), "bearer token (env DIALTONE_TOKEN)")
+	root.PersistentFlags().StringVar(&cl.caFile, "ca-file", os.Getenv("DIALTONE_CA_FILE"), "CA certificate for https addresses (env DIALTONE_CA_FILE)")
 	cl.password = os.Getenv("DIALTONE_PASSWORD")
 	root.AddCommand(newServe(), newDev(), newHashPassword())
 	root.AddCommand(clientCommands(&cl)...)
