@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GOBIN := $(CURDIR)/bin
 export PATH := $(GOBIN):$(PATH)
 
-PROTO_PUBLIC := api/proto/dialtone/v1/requests.proto api/proto/dialtone/v1/cluster.proto
+PROTO_PUBLIC := api/proto/dialtone/v1/requests.proto api/proto/dialtone/v1/cluster.proto api/proto/dialtone/v1/portusage.proto
 PROTO_FSM := fsm/fsmpb/fsm.proto
 PROTO_CLUSTER := cluster/clusterpb/internal.proto
 
