@@ -97,6 +97,57 @@ func (z *Authz) Unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, 
 	return handler(auth.NewContext(ctx, p), req)
 }
 
+// Stream is the stream server interceptor. It authenticates once, at
+// stream start, requires the method's role, and checks the tenant of every
+// message the client sends (RecvMsg) against the principal: a report for
+// another tenant ends the stream with PermissionDenied.
+func (z *Authz) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	ctx := ss.Context()
+	md, _ := metadata.FromIncomingContext(ctx)
+	if strings.HasPrefix(info.FullMethod, internalPrefix) {
+		if len(z.secret) > 0 {
+			got := first(md, SecretHeader)
+			if subtle.ConstantTimeCompare([]byte(got), z.secret) != 1 {
+				return status.Error(codes.Unauthenticated, "cluster-internal call without the cluster secret")
+			}
+		}
+		return handler(srv, ss)
+	}
+	role, known := methodRoles[info.FullMethod]
+	if !known {
+		return status.Errorf(codes.PermissionDenied, "method %s is not open to clients", info.FullMethod)
+	}
+	p, err := z.a.Authenticate(ctx, first(md, "authorization"))
+	if err != nil {
+		return status.Error(codes.Unauthenticated, err.Error())
+	}
+	if err := Authorize(p, role, "", false); err != nil {
+		return status.Error(codes.PermissionDenied, err.Error())
+	}
+	return handler(srv, &authStream{ServerStream: ss, ctx: auth.NewContext(ctx, p), p: p, role: role})
+}
+
+// authStream carries the principal and checks each received message.
+type authStream struct {
+	grpc.ServerStream
+	ctx  context.Context
+	p    *auth.Principal
+	role auth.Role
+}
+
+func (s *authStream) Context() context.Context { return s.ctx }
+
+func (s *authStream) RecvMsg(m any) error {
+	if err := s.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	tenant, scoped := tenantOf(m)
+	if err := Authorize(s.p, s.role, tenant, scoped); err != nil {
+		return status.Error(codes.PermissionDenied, err.Error())
+	}
+	return nil
+}
+
 func first(md metadata.MD, key string) string {
 	if v := md.Get(key); len(v) > 0 {
 		return v[0]

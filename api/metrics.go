@@ -51,3 +51,18 @@ func (i *Interceptors) Unary(ctx context.Context, req any, info *grpc.UnaryServe
 	}()
 	return handler(ctx, req)
 }
+
+// Stream is the stream server interceptor: it counts and times each stream
+// (from open to close) and turns a panic into Internal.
+func (i *Interceptors) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+	start := time.Now()
+	defer func() {
+		if p := recover(); p != nil {
+			i.log.Error("panic in stream handler", "method", info.FullMethod, "panic", p, "stack", string(debug.Stack()))
+			err = status.Error(codes.Internal, "internal error")
+		}
+		i.requests.WithLabelValues(info.FullMethod, status.Code(err).String()).Inc()
+		i.latency.WithLabelValues(info.FullMethod).Observe(time.Since(start).Seconds())
+	}()
+	return handler(srv, ss)
+}

@@ -34,6 +34,50 @@ type metaDelegate struct {
 	mu     sync.Mutex
 	meta   nodeMeta
 	events chan struct{}
+
+	// handlers route user messages by their first byte (MessageType).
+	handlersMu sync.RWMutex
+	handlers   map[MessageType]func(msg []byte)
+
+	// peers is our copy of the member list, taken in memberlist's event
+	// callbacks (which run under memberlist's node lock). memberlist updates
+	// the *Node values that Members() returns in place, so reading them
+	// elsewhere races.
+	peersMu sync.RWMutex
+	peers   map[string]peer
+}
+
+// peer is a copy of one memberlist node.
+type peer struct {
+	name  string
+	addr  string // gossip host:port
+	state memberlist.NodeStateType
+	meta  []byte
+}
+
+func (d *metaDelegate) track(n *memberlist.Node) {
+	p := peer{
+		name:  n.Name,
+		addr:  net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port))),
+		state: n.State,
+		meta:  slices.Clone(n.Meta),
+	}
+	d.peersMu.Lock()
+	if d.peers == nil {
+		d.peers = map[string]peer{}
+	}
+	d.peers[p.name] = p
+	d.peersMu.Unlock()
+}
+
+func (d *metaDelegate) snapshot() []peer {
+	d.peersMu.RLock()
+	defer d.peersMu.RUnlock()
+	out := make([]peer, 0, len(d.peers))
+	for _, p := range d.peers {
+		out = append(out, p)
+	}
+	return out
 }
 
 func (d *metaDelegate) NodeMeta(limit int) []byte {
@@ -45,7 +89,21 @@ func (d *metaDelegate) NodeMeta(limit int) []byte {
 	}
 	return b
 }
-func (d *metaDelegate) NotifyMsg([]byte)                           {}
+
+// NotifyMsg routes a user message to the handler of its type. memberlist
+// reuses msg after the call: handlers must copy what they keep.
+func (d *metaDelegate) NotifyMsg(msg []byte) {
+	if len(msg) == 0 {
+		return
+	}
+	d.handlersMu.RLock()
+	h := d.handlers[MessageType(msg[0])]
+	d.handlersMu.RUnlock()
+	if h != nil {
+		h(msg[1:])
+	}
+}
+
 func (d *metaDelegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 func (d *metaDelegate) LocalState(join bool) []byte                { return nil }
 func (d *metaDelegate) MergeRemoteState(buf []byte, join bool)     {}
@@ -56,9 +114,9 @@ func (d *metaDelegate) wake() {
 	default:
 	}
 }
-func (d *metaDelegate) NotifyJoin(*memberlist.Node)   { d.wake() }
-func (d *metaDelegate) NotifyLeave(*memberlist.Node)  { d.wake() }
-func (d *metaDelegate) NotifyUpdate(*memberlist.Node) { d.wake() }
+func (d *metaDelegate) NotifyJoin(n *memberlist.Node)   { d.track(n); d.wake() }
+func (d *metaDelegate) NotifyLeave(n *memberlist.Node)  { d.track(n); d.wake() }
+func (d *metaDelegate) NotifyUpdate(n *memberlist.Node) { d.track(n); d.wake() }
 
 func (c *Cluster) openGossip() error {
 	host, portStr, err := net.SplitHostPort(c.cfg.GossipAddr)
@@ -101,15 +159,15 @@ func (c *Cluster) openGossip() error {
 // members returns gossip members with their decoded metadata.
 func (c *Cluster) members() []Member {
 	var out []Member
-	for _, n := range c.ml.Members() {
+	for _, p := range c.meta.snapshot() {
 		var m nodeMeta
-		if err := json.Unmarshal(n.Meta, &m); err != nil || m.ID == "" {
+		if err := json.Unmarshal(p.meta, &m); err != nil || m.ID == "" {
 			continue
 		}
 		out = append(out, Member{
 			ID:         m.ID,
-			GossipAddr: net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port))),
-			Status:     stateName(n.State),
+			GossipAddr: p.addr,
+			Status:     stateName(p.state),
 			RaftAddr:   m.RaftAddr,
 			GRPCAddr:   m.GRPCAddr,
 			HTTPAddr:   m.HTTPAddr,
@@ -412,4 +470,53 @@ func (c *Cluster) transfer(ctx context.Context, target string) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// MessageType prefixes every node-to-node user message so subsystems can
+// share the gossip transport.
+type MessageType byte
+
+// Message types.
+const (
+	// MsgPortUsage carries relayed port-usage reports.
+	MsgPortUsage MessageType = 1
+)
+
+// SetMessageHandler routes user messages of type t to h (nil removes it).
+// h runs on memberlist's packet goroutine: it must be quick and must copy
+// the payload if it keeps it.
+func (c *Cluster) SetMessageHandler(t MessageType, h func(payload []byte)) {
+	d := c.meta
+	d.handlersMu.Lock()
+	defer d.handlersMu.Unlock()
+	if d.handlers == nil {
+		d.handlers = map[MessageType]func([]byte){}
+	}
+	if h == nil {
+		delete(d.handlers, t)
+		return
+	}
+	d.handlers[t] = h
+}
+
+// SendToPeers sends payload, prefixed with t, as one best-effort (UDP)
+// message to every alive member but this node. It returns the number of
+// peers sent to. Keep payloads under about 1,300 bytes (one datagram on a
+// LAN); delivery is not guaranteed.
+func (c *Cluster) SendToPeers(t MessageType, payload []byte) int {
+	msg := make([]byte, 1+len(payload))
+	msg[0] = byte(t)
+	copy(msg[1:], payload)
+	n := 0
+	for _, p := range c.meta.snapshot() {
+		if p.name == c.cfg.NodeID || p.state == memberlist.StateDead || p.state == memberlist.StateLeft {
+			continue
+		}
+		if err := c.ml.SendToAddress(memberlist.Address{Addr: p.addr, Name: p.name}, msg); err != nil {
+			c.log.Debug("user message", "to", p.name, "err", err)
+			continue
+		}
+		n++
+	}
+	return n
 }

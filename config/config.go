@@ -24,6 +24,20 @@ type Config struct {
 	Auth    Auth    `toml:"auth"`
 	TLS     TLS     `toml:"tls"`
 	Nodes   []Node  `toml:"node"`
+	// PortUsage configures the port-usage cache.
+	PortUsage PortUsage `toml:"port_usage"`
+}
+
+// PortUsage configures the in-memory port-usage cache.
+type PortUsage struct {
+	// Window is the span of each server's per-second series (whole
+	// seconds).
+	Window Duration `toml:"window"`
+	// StaleAfter: a server silent this long is stale and left out of
+	// every aggregate (its capacity counts as none).
+	StaleAfter Duration `toml:"stale_after"`
+	// ExpireAfter: a server silent this long is no longer listed.
+	ExpireAfter Duration `toml:"expire_after"`
 }
 
 // TLS configures TLS on every node's HTTP and gRPC listeners. The same
@@ -166,7 +180,12 @@ func Default() Config {
 			MaxBodyBytes: 8 << 20,
 			ReadTimeout:  Duration{5 * time.Second},
 		},
-		Log:  Log{Level: "info", Format: "text"},
+		Log: Log{Level: "info", Format: "text"},
+		PortUsage: PortUsage{
+			Window:      Duration{15 * time.Second},
+			StaleAfter:  Duration{3 * time.Second},
+			ExpireAfter: Duration{5 * time.Minute},
+		},
 		Auth: Auth{Mode: "none", JWT: AuthJWT{TenantsClaim: "tenants", RolesClaim: "roles", RefreshInterval: Duration{time.Hour}}},
 	}
 }
@@ -290,6 +309,7 @@ func (c *Config) Validate() error {
 	default:
 		bad("log.format", "%q must be text or json", c.Log.Format)
 	}
+	c.validatePortUsage(bad)
 	c.validateAuth(bad)
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		bad("tls.key_file", "set both tls.cert_file and tls.key_file, or neither")
@@ -416,4 +436,20 @@ func (c *Config) JoinAddrs(n Node) []string {
 		}
 	}
 	return out
+}
+
+func (c *Config) validatePortUsage(bad func(key, format string, args ...any)) {
+	p := c.PortUsage
+	switch w := p.Window.Duration; {
+	case w < time.Second || w > time.Hour:
+		bad("port_usage.window", "%s is outside 1s..1h", w)
+	case w%time.Second != 0:
+		bad("port_usage.window", "%s must be whole seconds", w)
+	}
+	if p.StaleAfter.Duration < 100*time.Millisecond {
+		bad("port_usage.stale_after", "%s is below the minimum 100ms", p.StaleAfter.Duration)
+	}
+	if p.ExpireAfter.Duration < p.StaleAfter.Duration {
+		bad("port_usage.expire_after", "%s must not be below stale_after (%s)", p.ExpireAfter.Duration, p.StaleAfter.Duration)
+	}
 }

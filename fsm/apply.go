@@ -73,6 +73,14 @@ func (a *applier) apply(index uint64, cmd *fsmpb.Command) *fsmpb.ApplyResult {
 		return a.forEach(b.Requeue.GetIds(), a.requeue)
 	case *fsmpb.Command_Expire:
 		return a.forEach(b.Expire.GetIds(), a.expire)
+	case *fsmpb.Command_SetEntitlement:
+		return a.setEntitlement(b.SetEntitlement)
+	case *fsmpb.Command_DeleteEntitlement:
+		return a.deleteEntitlement(b.DeleteEntitlement)
+	case *fsmpb.Command_SetThreshold:
+		return a.setThreshold(b.SetThreshold)
+	case *fsmpb.Command_DeleteThreshold:
+		return a.deleteThreshold(b.DeleteThreshold)
 	default:
 		panic(unknownBody(index, cmd)) // decode rejects these
 	}

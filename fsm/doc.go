@@ -10,7 +10,7 @@
 // state. An entry this binary cannot understand (bad bytes, a newer version,
 // an unknown body) makes Apply panic: stopping is safer than diverging.
 //
-// Reads (Get, List, Due, Profiles, Count) are safe concurrently with Apply.
+// Reads (Get, List, Due, Profiles, Count, Entitlement(s), Threshold(s)) are safe concurrently with Apply.
 // They return the stored records themselves, which are immutable and shared:
 // callers must not modify them.
 //
@@ -72,9 +72,18 @@
 // Snapshot format: a fixed 28-byte header (magic "DTFSMSNP", uint32 format
 // version, uint64 applied index, uint64 record count, big-endian) followed by
 // every record in id order as a varint-length-delimited protobuf message
-// (protodelim), deterministically marshalled; unchanged from the memdb
-// version. The counts and all indexes are rebuilt on Restore. Restore builds
-// new trees aside and swaps them in only after reading exactly the announced
-// number of records and then EOF, so a corrupt or truncated snapshot leaves
-// the state untouched.
+// (protodelim), deterministically marshalled. Version 2 appends the
+// port-usage settings: a uint64 count and the entitlements in tenant order,
+// then a uint64 count and the thresholds in id order (see snapshot.go).
+// Restore still reads version 1 (no settings). The counts and all indexes
+// are rebuilt on Restore. Restore builds new state aside and swaps it in
+// only after reading exactly the announced number of items and then EOF, so
+// a corrupt or truncated snapshot leaves the state untouched.
+//
+// Port-usage settings (entitlements per tenant, alert thresholds) are
+// replicated too (SetEntitlement, DeleteEntitlement, SetThreshold,
+// DeleteThreshold). They are few and change rarely, so they live in an
+// immutable value of sorted slices that Apply replaces wholesale (see
+// settings.go): cloning the state shares it for free and the request path
+// is untouched.
 package fsm

@@ -53,13 +53,29 @@ func (g *gen) ids() []string {
 	return out
 }
 
+// settingTenant is one of a few tenants, sometimes "" (refused by Apply).
+func (g *gen) settingTenant() string {
+	if k := g.src.next() % 6; k > 0 {
+		return fmt.Sprintf("t%d", k-1)
+	}
+	return ""
+}
+
+// thresholdID is one of a few ids, sometimes "" (refused by Apply).
+func (g *gen) thresholdID() string {
+	if k := g.src.next() % 7; k > 0 {
+		return fmt.Sprintf("th-%d", k-1)
+	}
+	return ""
+}
+
 func (g *gen) tenant() string { return fmt.Sprintf("t%d", g.src.next()%2) }
 
 // command returns the next command; time only moves forward.
 func (g *gen) command() *fsmpb.Command {
 	g.now += int64(g.src.next()) * 100
 	cmd := &fsmpb.Command{NowUnixMs: g.now}
-	switch g.src.next() % 9 {
+	switch g.src.next() % 13 {
 	case 0:
 		c := &fsmpb.CreateRequests{}
 		if g.src.next()%2 == 1 {
@@ -122,6 +138,36 @@ func (g *gen) command() *fsmpb.Command {
 		cmd.Body = &fsmpb.Command_Requeue{Requeue: &fsmpb.RequeueRequests{Ids: g.ids()}}
 	case 8:
 		cmd.Body = &fsmpb.Command_Expire{Expire: &fsmpb.ExpireRequests{Ids: g.ids()}}
+	case 9:
+		c := &fsmpb.SetEntitlement{Entitlement: &fsmpb.Entitlement{Tenant: g.settingTenant(), LicensedPorts: uint32(g.src.next()) * 10}}
+		if g.src.next()%2 == 1 {
+			c.MaxEntitlements = 3
+		}
+		cmd.Body = &fsmpb.Command_SetEntitlement{SetEntitlement: c}
+	case 10:
+		cmd.Body = &fsmpb.Command_DeleteEntitlement{DeleteEntitlement: &fsmpb.DeleteEntitlement{Tenant: g.settingTenant()}}
+	case 11:
+		metrics := []string{"in_use_percent_of_entitlement", "in_use_percent_of_total", "available_ports"}
+		c := &fsmpb.SetThreshold{Threshold: &fsmpb.Threshold{
+			Id:         g.thresholdID(),
+			Tenant:     fmt.Sprintf("t%d", g.src.next()%3), // t2 stands for "" below
+			Metric:     metrics[int(g.src.next())%len(metrics)],
+			Direction:  []string{"above", "below"}[g.src.next()%2],
+			Value:      float64(g.src.next()) / 2,
+			ClearValue: float64(g.src.next()) / 2,
+		}}
+		if c.Threshold.Tenant == "t2" {
+			c.Threshold.Tenant = ""
+		}
+		if g.src.next()%2 == 1 {
+			c.Threshold.WebhookUrl = "https://hooks.example/alert"
+		}
+		if g.src.next()%2 == 1 {
+			c.MaxThresholds = 4
+		}
+		cmd.Body = &fsmpb.Command_SetThreshold{SetThreshold: c}
+	case 12:
+		cmd.Body = &fsmpb.Command_DeleteThreshold{DeleteThreshold: &fsmpb.DeleteThreshold{Id: g.thresholdID()}}
 	}
 	return cmd
 }
@@ -147,6 +193,9 @@ func itemCount(cmd *fsmpb.Command) int {
 		return len(b.Requeue.Ids)
 	case *fsmpb.Command_Expire:
 		return len(b.Expire.Ids)
+	case *fsmpb.Command_SetEntitlement, *fsmpb.Command_DeleteEntitlement,
+		*fsmpb.Command_SetThreshold, *fsmpb.Command_DeleteThreshold:
+		return 1
 	}
 	return -1
 }

@@ -191,6 +191,9 @@ type state struct {
 	queue              *btree.BTreeG[queueItem]
 	counts             *btree.BTreeG[countItem]
 
+	// settings is immutable and replaced, never modified (see settings).
+	settings *settings
+
 	applied uint64 // index of the last applied (or restored) entry
 }
 
@@ -204,6 +207,7 @@ func newState() *state {
 		idem:               btree.NewG(btreeDegree, lessIdem),
 		queue:              btree.NewG(btreeDegree, lessQueue),
 		counts:             btree.NewG(btreeDegree, lessCount),
+		settings:           emptySettings,
 	}
 }
 
@@ -221,6 +225,7 @@ func (s *state) clone() *state {
 		idem:               s.idem.Clone(),
 		queue:              s.queue.Clone(),
 		counts:             s.counts.Clone(),
+		settings:           s.settings,
 		applied:            s.applied,
 	}
 }

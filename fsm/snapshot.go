@@ -22,13 +22,21 @@ import (
 //	applied uint64  index of the last applied entry
 //	count   uint64  number of records that follow
 //	count × varint-length-delimited fsmpb.Request, in id order
+//	version 2 and later, the port-usage settings:
+//	ecount  uint64  number of entitlements that follow
+//	ecount × varint-length-delimited fsmpb.Entitlement, in tenant order
+//	tcount  uint64  number of thresholds that follow
+//	tcount × varint-length-delimited fsmpb.Threshold, in id order
 //
-// The record count lets Restore tell a complete stream from one truncated at
-// a record boundary.
+// The counts let Restore tell a complete stream from one truncated at a
+// record boundary. Restore reads version 1 (records only, no settings) and
+// version 2; Snapshot writes version 2.
 const (
 	snapshotMagic   = "DTFSMSNP"
-	snapshotVersion = 1
-	headerLen       = len(snapshotMagic) + 4 + 8 + 8
+	snapshotVersion = 2
+	// snapshotV1 is the format before settings: records only.
+	snapshotV1 = 1
+	headerLen  = len(snapshotMagic) + 4 + 8 + 8
 
 	// maxRecordSize bounds the allocation a corrupt length prefix can cause.
 	maxRecordSize = 64 << 20
@@ -93,8 +101,28 @@ func (s *snapshot) writeTo(w io.Writer) error {
 	if n != s.count {
 		return fmt.Errorf("wrote %d records but the header says %d", n, s.count)
 	}
+	set := s.st.settings
+	if err := writeSection(bw, opts, "entitlement", set.entitlements); err != nil {
+		return err
+	}
+	if err := writeSection(bw, opts, "threshold", set.thresholds); err != nil {
+		return err
+	}
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("flushing: %w", err)
+	}
+	return nil
+}
+
+// writeSection writes a count and then every message of a settings section.
+func writeSection[M proto.Message](w io.Writer, opts protodelim.MarshalOptions, what string, msgs []M) error {
+	if _, err := w.Write(binary.BigEndian.AppendUint64(nil, uint64(len(msgs)))); err != nil {
+		return fmt.Errorf("writing %s count: %w", what, err)
+	}
+	for i, m := range msgs {
+		if _, err := opts.MarshalTo(w, m); err != nil {
+			return fmt.Errorf("writing %s %d: %w", what, i, err)
+		}
 	}
 	return nil
 }
@@ -127,8 +155,9 @@ func readSnapshot(br *bufio.Reader) (*state, error) {
 		return nil, errors.New("not an fsm snapshot (bad magic)")
 	}
 	rest := hdr[len(snapshotMagic):]
-	if v := binary.BigEndian.Uint32(rest); v != snapshotVersion {
-		return nil, fmt.Errorf("snapshot version %d is not supported (want %d)", v, snapshotVersion)
+	version := binary.BigEndian.Uint32(rest)
+	if version != snapshotV1 && version != snapshotVersion {
+		return nil, fmt.Errorf("snapshot version %d is not supported (want %d or %d)", version, snapshotV1, snapshotVersion)
 	}
 	st := newState()
 	st.applied = binary.BigEndian.Uint64(rest[4:])
@@ -148,12 +177,69 @@ func readSnapshot(br *bufio.Reader) (*state, error) {
 		}
 		st.insert(r)
 	}
+	if version >= 2 {
+		set, err := readSettings(br, opts)
+		if err != nil {
+			return nil, err
+		}
+		st.settings = set
+	}
 	if _, err := br.ReadByte(); err == nil {
 		return nil, fmt.Errorf("trailing data after %d records", count)
 	} else if !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("reading end of snapshot: %w", err)
 	}
 	return st, nil
+}
+
+// readSettings reads the entitlement and threshold sections of a version 2
+// snapshot. Each must be in strictly ascending key order, as written.
+func readSettings(br *bufio.Reader, opts protodelim.UnmarshalOptions) (*settings, error) {
+	ents, err := readSection(br, opts, "entitlement", func() *fsmpb.Entitlement { return &fsmpb.Entitlement{} },
+		(*fsmpb.Entitlement).GetTenant)
+	if err != nil {
+		return nil, err
+	}
+	ths, err := readSection(br, opts, "threshold", func() *fsmpb.Threshold { return &fsmpb.Threshold{} },
+		(*fsmpb.Threshold).GetId)
+	if err != nil {
+		return nil, err
+	}
+	if len(ents) == 0 && len(ths) == 0 {
+		return emptySettings, nil
+	}
+	return &settings{entitlements: ents, thresholds: ths}, nil
+}
+
+// readSection reads a count and that many messages with non-empty,
+// strictly ascending keys.
+func readSection[M proto.Message](br *bufio.Reader, opts protodelim.UnmarshalOptions, what string, newM func() M, key func(M) string) ([]M, error) {
+	var cnt [8]byte
+	if _, err := io.ReadFull(br, cnt[:]); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, fmt.Errorf("reading %s count: %w", what, err)
+	}
+	n := binary.BigEndian.Uint64(cnt[:])
+	var out []M
+	prev := ""
+	for i := uint64(0); i < n; i++ {
+		m := newM()
+		if err := opts.UnmarshalFrom(br, m); err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, fmt.Errorf("reading %s %d of %d: %w", what, i, n, err)
+		}
+		k := key(m)
+		if k == "" || (i > 0 && k <= prev) {
+			return nil, fmt.Errorf("%s %d of %d: empty, duplicate or out-of-order key %q", what, i, n, k)
+		}
+		prev = k
+		out = append(out, m)
+	}
+	return out, nil
 }
 
 // checkRestored rejects records that would break the uniqueness of the

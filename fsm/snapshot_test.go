@@ -268,6 +268,7 @@ func TestReplayDeterminism(t *testing.T) {
 // checkInvariants verifies properties every reachable state has.
 func checkInvariants(t testing.TB, f *FSM) {
 	t.Helper()
+	checkSettingsInvariants(t, f)
 	all := allRecords(t, f, "t0", "t1")
 	if len(all) != f.Count() {
 		t.Fatalf("List finds %d records, Count() = %d", len(all), f.Count())
@@ -320,11 +321,12 @@ func checkInvariants(t testing.TB, f *FSM) {
 	}
 }
 
-// snapshotOf encodes records as a snapshot stream, valid or not.
+// snapshotOf encodes records as a version-1 snapshot stream (records only,
+// the format before settings), valid or not.
 func snapshotOf(t *testing.T, recs ...*fsmpb.Request) []byte {
 	t.Helper()
 	b := []byte(snapshotMagic)
-	b = binary.BigEndian.AppendUint32(b, snapshotVersion)
+	b = binary.BigEndian.AppendUint32(b, snapshotV1)
 	b = binary.BigEndian.AppendUint64(b, 7)
 	b = binary.BigEndian.AppendUint64(b, uint64(len(recs)))
 	for _, r := range recs {

@@ -20,7 +20,9 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/seed-7bfc04c2/dialtone/alerting"
 	"github.com/seed-7bfc04c2/dialtone/api"
+	"github.com/seed-7bfc04c2/dialtone/api/cvp"
 	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
 	"github.com/seed-7bfc04c2/dialtone/api/ssg"
 	"github.com/seed-7bfc04c2/dialtone/auth"
@@ -51,6 +53,14 @@ type Node struct {
 	grpcLn  net.Listener
 	httpLn  net.Listener
 	reg     *prometheus.Registry
+
+	// Port usage (node/portusage.go).
+	portUsage    *portUsage
+	licensesMu   sync.RWMutex
+	portLicenses cvp.Licenses
+
+	// Port-usage alert evaluator (package alerting).
+	alerts *alerting.Evaluator
 
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -158,6 +168,7 @@ func Start(opts Options) (_ *Node, err error) {
 	n.reg.MustRegister(newRaftCollector(n.cluster, n.fsm))
 	authz := api.NewAuthz(authn, secret)
 	serverOpts = append(serverOpts, grpc.ChainUnaryInterceptor(icp.Unary, authz.Unary), grpc.MaxRecvMsgSize(int(cfg.Limits.MaxBodyBytes)+4096))
+	serverOpts = append(serverOpts, grpc.ChainStreamInterceptor(icp.Stream, authz.Stream))
 	n.grpc = grpc.NewServer(serverOpts...)
 	requests := api.NewRequests(n.fsm, n.cluster, api.Options{
 		MaxRecords:  cfg.Limits.MaxRecords,
@@ -167,6 +178,38 @@ func Start(opts Options) (_ *Node, err error) {
 	pb.RegisterRequestServiceServer(n.grpc, requests)
 	pb.RegisterClusterServiceServer(n.grpc, api.NewCluster(n.cluster, n.fsm, n.leaveAndStop))
 	n.cluster.RegisterGRPC(n.grpc)
+
+	// Port usage: the in-memory cache, the Publish stream and reads, the
+	// relay to the peers over gossip user messages.
+	n.portUsage = n.startPortUsage(cfg, nc.ID)
+
+	// Port-usage settings and alerts (api/portsettings.go, package
+	// alerting): entitlements and thresholds go through Raft; every node
+	// evaluates the alerts every second over the port-usage cache, and only
+	// the leader notifies. The evaluator stops with n.ctx.
+	var alertUsage alerting.Usage = alerting.NoUsage{}
+	if n.portUsage != nil && n.portUsage.cache != nil {
+		alertUsage = n.portUsage.cache
+	}
+	n.alerts, err = alerting.New(alerting.Options{
+		Settings:   n.fsm,
+		Usage:      alertUsage,
+		IsLeader:   n.cluster.IsLeader,
+		Registerer: n.reg,
+		Logger:     log,
+		NodeID:     nc.ID,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("node: alerting: %w", err)
+	}
+	portSettings := api.NewPortSettings(n.fsm, n.cluster, n.alerts, api.PortSettingsOptions{})
+	pb.RegisterPortSettingsServiceServer(n.grpc, portSettings)
+	n.SetPortLicenses(portSettings)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.alerts.Run(n.ctx)
+	}()
 
 	n.gwConn, err = grpc.NewClient(n.grpcLn.Addr().String(),
 		grpc.WithTransportCredentials(transport),
@@ -182,7 +225,7 @@ func Start(opts Options) (_ *Node, err error) {
 		Ready:          n.ready,
 		Gatherer:       gatherers,
 		MaxBodyBytes:   cfg.Limits.MaxBodyBytes,
-		Extra:          protocolHandlers(authn, requests, cfg),
+		Extra:          mergeHandlers(protocolHandlers(authn, requests, cfg), n.cvpHandlers(authn)),
 		Auth:           authn,
 		ProtectMetrics: cfg.Auth.ProtectMetrics,
 		ProtectOpenAPI: cfg.Auth.ProtectOpenAPI,
@@ -236,6 +279,17 @@ func protocolHandlers(authn *auth.Authenticator, requests *api.Requests, cfg con
 		handlers[path] = api.HTTPAuth(authn, roleFor, tenantOf, h)
 	}
 	return handlers
+}
+
+// mergeHandlers joins handler maps by path (later maps win).
+func mergeHandlers(ms ...map[string]http.Handler) map[string]http.Handler {
+	out := map[string]http.Handler{}
+	for _, m := range ms {
+		for k, v := range m {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 func authConfig(c config.Auth) auth.Config {

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -24,6 +25,7 @@ func newDev() *cobra.Command {
 	var (
 		dataDir string
 		fresh   bool
+		portsim bool
 	)
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -32,13 +34,17 @@ func newDev() *cobra.Command {
 cluster.example.toml) to <data-dir>/dev.toml and runs each node as its own
 "dialtone serve" process, so a node can be killed to watch failover. Ctrl-C
 or SIGTERM stops them all cleanly. Data persists in <data-dir> across runs
-unless --fresh is given.`,
+unless --fresh is given. A fourth process, "dialtone portsim", simulates two
+media servers (vxml-1, vxml-2: 50 ports each, tenant acme) publishing their
+port usage to the nodes, so GET /v1/port-usage shows live figures at once
+(--portsim=false leaves it out).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runDev(cmd.OutOrStdout(), dataDir, fresh)
+			return runDev(cmd.OutOrStdout(), dataDir, fresh, portsim)
 		},
 	}
 	cmd.Flags().StringVar(&dataDir, "data-dir", "./data", "directory for the nodes' data and the generated config")
 	cmd.Flags().BoolVar(&fresh, "fresh", false, "delete the data directory first")
+	cmd.Flags().BoolVar(&portsim, "portsim", true, "also run portsim (2 simulated media servers x 50 ports, tenant acme) as a fourth process")
 	return cmd
 }
 
@@ -59,7 +65,7 @@ func devConfig(dataDir string) config.Config {
 	return cfg
 }
 
-func runDev(out io.Writer, dataDir string, fresh bool) error {
+func runDev(out io.Writer, dataDir string, fresh, withPortsim bool) error {
 	if fresh {
 		if err := os.RemoveAll(dataDir); err != nil {
 			return err
@@ -102,8 +108,10 @@ func runDev(out io.Writer, dataDir string, fresh bool) error {
 		procs []*exec.Cmd
 	)
 	exited := make(chan string, len(cfg.Nodes))
-	for _, n := range cfg.Nodes {
-		c := exec.Command(self, "serve", "--config", cfgPath, "--node", n.ID)
+	// startChild runs self with args, prefixing its output with [label];
+	// node children report their exit on exited.
+	startChild := func(label string, node bool, args ...string) error {
+		c := exec.Command(self, args...)
 		stopWithParent(c)
 		pr, pw := io.Pipe()
 		c.Stdout, c.Stderr = pw, pw
@@ -111,7 +119,7 @@ func runDev(out io.Writer, dataDir string, fresh bool) error {
 			for _, p := range procs {
 				_ = p.Process.Signal(syscall.SIGTERM)
 			}
-			return fmt.Errorf("start %s: %w", n.ID, err)
+			return fmt.Errorf("start %s: %w", label, err)
 		}
 		procs = append(procs, c)
 		wg.Add(2)
@@ -120,7 +128,7 @@ func runDev(out io.Writer, dataDir string, fresh bool) error {
 			sc := bufio.NewScanner(pr)
 			for sc.Scan() {
 				outMu.Lock()
-				fmt.Fprintf(out, "[%s] %s\n", n.ID, sc.Text())
+				fmt.Fprintf(out, "[%s] %s\n", label, sc.Text())
 				outMu.Unlock()
 			}
 		}()
@@ -129,20 +137,47 @@ func runDev(out io.Writer, dataDir string, fresh bool) error {
 			err := c.Wait()
 			pw.Close()
 			outMu.Lock()
-			fmt.Fprintf(out, "dev: node %s exited: %v\n", n.ID, errOrOK(err))
+			if node {
+				fmt.Fprintf(out, "dev: node %s exited: %v\n", label, errOrOK(err))
+			} else {
+				fmt.Fprintf(out, "dev: %s exited: %v\n", label, errOrOK(err))
+			}
 			outMu.Unlock()
-			exited <- n.ID
+			if node {
+				exited <- label
+			}
 		}()
+		return nil
+	}
+	var grpcAddrs []string
+	for _, n := range cfg.Nodes {
+		if err := startChild(n.ID, true, "serve", "--config", cfgPath, "--node", n.ID); err != nil {
+			return err
+		}
+		grpcAddrs = append(grpcAddrs, n.GRPC)
+	}
+	// Simulated media servers publishing port usage, so GET /v1/port-usage
+	// shows live figures at once.
+	simArgs := []string{"portsim", "--servers", "2", "--ports", "50", "--tenant", "acme", "--id-prefix", "vxml",
+		"--endpoints", strings.Join(grpcAddrs, ",")}
+	if withPortsim {
+		if err := startChild("portsim", false, simArgs...); err != nil {
+			return err
+		}
 	}
 	outMu.Lock()
 	fmt.Fprintf(out, "dev: three-node cluster starting (config %s)\n", cfgPath)
 	for _, n := range cfg.Nodes {
 		fmt.Fprintf(out, "dev: node %s  http://%s  (gRPC %s)\n", n.ID, n.HTTP, n.GRPC)
 	}
+	if withPortsim {
+		fmt.Fprintf(out, "dev: port usage: %s (2 simulated media servers x 50 ports, tenant acme); see http://%s/v1/port-usage\n",
+			strings.Join(simArgs, " "), cfg.Nodes[0].HTTP)
+	}
 	fmt.Fprintln(out, "dev: Ctrl-C stops the cluster")
 	outMu.Unlock()
 
-	running := len(procs)
+	running := len(cfg.Nodes)
 	for running > 0 {
 		select {
 		case <-ctx.Done():

@@ -834,6 +834,10 @@ type Command struct {
 	//	*Command_Purge
 	//	*Command_Requeue
 	//	*Command_Expire
+	//	*Command_SetEntitlement
+	//	*Command_DeleteEntitlement
+	//	*Command_SetThreshold
+	//	*Command_DeleteThreshold
 	Body          isCommand_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -971,6 +975,42 @@ func (x *Command) GetExpire() *ExpireRequests {
 	return nil
 }
 
+func (x *Command) GetSetEntitlement() *SetEntitlement {
+	if x != nil {
+		if x, ok := x.Body.(*Command_SetEntitlement); ok {
+			return x.SetEntitlement
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDeleteEntitlement() *DeleteEntitlement {
+	if x != nil {
+		if x, ok := x.Body.(*Command_DeleteEntitlement); ok {
+			return x.DeleteEntitlement
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetSetThreshold() *SetThreshold {
+	if x != nil {
+		if x, ok := x.Body.(*Command_SetThreshold); ok {
+			return x.SetThreshold
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDeleteThreshold() *DeleteThreshold {
+	if x != nil {
+		if x, ok := x.Body.(*Command_DeleteThreshold); ok {
+			return x.DeleteThreshold
+		}
+	}
+	return nil
+}
+
 type isCommand_Body interface {
 	isCommand_Body()
 }
@@ -1011,6 +1051,22 @@ type Command_Expire struct {
 	Expire *ExpireRequests `protobuf:"bytes,18,opt,name=expire,proto3,oneof"`
 }
 
+type Command_SetEntitlement struct {
+	SetEntitlement *SetEntitlement `protobuf:"bytes,19,opt,name=set_entitlement,json=setEntitlement,proto3,oneof"`
+}
+
+type Command_DeleteEntitlement struct {
+	DeleteEntitlement *DeleteEntitlement `protobuf:"bytes,20,opt,name=delete_entitlement,json=deleteEntitlement,proto3,oneof"`
+}
+
+type Command_SetThreshold struct {
+	SetThreshold *SetThreshold `protobuf:"bytes,21,opt,name=set_threshold,json=setThreshold,proto3,oneof"`
+}
+
+type Command_DeleteThreshold struct {
+	DeleteThreshold *DeleteThreshold `protobuf:"bytes,22,opt,name=delete_threshold,json=deleteThreshold,proto3,oneof"`
+}
+
 func (*Command_Create) isCommand_Body() {}
 
 func (*Command_Cancel) isCommand_Body() {}
@@ -1028,6 +1084,14 @@ func (*Command_Purge) isCommand_Body() {}
 func (*Command_Requeue) isCommand_Body() {}
 
 func (*Command_Expire) isCommand_Body() {}
+
+func (*Command_SetEntitlement) isCommand_Body() {}
+
+func (*Command_DeleteEntitlement) isCommand_Body() {}
+
+func (*Command_SetThreshold) isCommand_Body() {}
+
+func (*Command_DeleteThreshold) isCommand_Body() {}
 
 // CreateRequests stores new requests (one or many) as one entry.
 type CreateRequests struct {
@@ -1690,6 +1754,356 @@ func (x *ApplyResult) GetItems() []*ItemResult {
 	return nil
 }
 
+// Entitlement is a tenant's licensed self-service (CVP) ports.
+type Entitlement struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	LicensedPorts uint32                 `protobuf:"varint,2,opt,name=licensed_ports,json=licensedPorts,proto3" json:"licensed_ports,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Entitlement) Reset() {
+	*x = Entitlement{}
+	mi := &file_fsm_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Entitlement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Entitlement) ProtoMessage() {}
+
+func (x *Entitlement) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Entitlement.ProtoReflect.Descriptor instead.
+func (*Entitlement) Descriptor() ([]byte, []int) {
+	return file_fsm_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *Entitlement) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *Entitlement) GetLicensedPorts() uint32 {
+	if x != nil {
+		return x.LicensedPorts
+	}
+	return 0
+}
+
+// Threshold is a port-usage alert threshold; it mirrors the public
+// dialtone.v1.Threshold. clear_value is stored already defaulted.
+type Threshold struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// A tenant, or empty for the whole deployment.
+	Tenant string `protobuf:"bytes,2,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// "in_use_percent_of_entitlement", "in_use_percent_of_total" or
+	// "available_ports".
+	Metric string `protobuf:"bytes,3,opt,name=metric,proto3" json:"metric,omitempty"`
+	// "above" or "below".
+	Direction     string  `protobuf:"bytes,4,opt,name=direction,proto3" json:"direction,omitempty"`
+	Value         float64 `protobuf:"fixed64,5,opt,name=value,proto3" json:"value,omitempty"`
+	ClearValue    float64 `protobuf:"fixed64,6,opt,name=clear_value,json=clearValue,proto3" json:"clear_value,omitempty"`
+	WebhookUrl    string  `protobuf:"bytes,7,opt,name=webhook_url,json=webhookUrl,proto3" json:"webhook_url,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Threshold) Reset() {
+	*x = Threshold{}
+	mi := &file_fsm_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Threshold) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Threshold) ProtoMessage() {}
+
+func (x *Threshold) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Threshold.ProtoReflect.Descriptor instead.
+func (*Threshold) Descriptor() ([]byte, []int) {
+	return file_fsm_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *Threshold) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Threshold) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *Threshold) GetMetric() string {
+	if x != nil {
+		return x.Metric
+	}
+	return ""
+}
+
+func (x *Threshold) GetDirection() string {
+	if x != nil {
+		return x.Direction
+	}
+	return ""
+}
+
+func (x *Threshold) GetValue() float64 {
+	if x != nil {
+		return x.Value
+	}
+	return 0
+}
+
+func (x *Threshold) GetClearValue() float64 {
+	if x != nil {
+		return x.ClearValue
+	}
+	return 0
+}
+
+func (x *Threshold) GetWebhookUrl() string {
+	if x != nil {
+		return x.WebhookUrl
+	}
+	return ""
+}
+
+// SetEntitlement creates or replaces the entitlement of entitlement.tenant.
+type SetEntitlement struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Entitlement *Entitlement           `protobuf:"bytes,1,opt,name=entitlement,proto3" json:"entitlement,omitempty"`
+	// The configured maximum of stored entitlements; 0 means unlimited. A new
+	// tenant beyond it fails with CODE_CAPACITY (replacing one always works).
+	MaxEntitlements uint32 `protobuf:"varint,2,opt,name=max_entitlements,json=maxEntitlements,proto3" json:"max_entitlements,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *SetEntitlement) Reset() {
+	*x = SetEntitlement{}
+	mi := &file_fsm_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetEntitlement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetEntitlement) ProtoMessage() {}
+
+func (x *SetEntitlement) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetEntitlement.ProtoReflect.Descriptor instead.
+func (*SetEntitlement) Descriptor() ([]byte, []int) {
+	return file_fsm_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *SetEntitlement) GetEntitlement() *Entitlement {
+	if x != nil {
+		return x.Entitlement
+	}
+	return nil
+}
+
+func (x *SetEntitlement) GetMaxEntitlements() uint32 {
+	if x != nil {
+		return x.MaxEntitlements
+	}
+	return 0
+}
+
+// DeleteEntitlement removes a tenant's entitlement (CODE_NOT_FOUND if none).
+type DeleteEntitlement struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteEntitlement) Reset() {
+	*x = DeleteEntitlement{}
+	mi := &file_fsm_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteEntitlement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteEntitlement) ProtoMessage() {}
+
+func (x *DeleteEntitlement) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteEntitlement.ProtoReflect.Descriptor instead.
+func (*DeleteEntitlement) Descriptor() ([]byte, []int) {
+	return file_fsm_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *DeleteEntitlement) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+// SetThreshold creates or replaces the threshold with threshold.id.
+type SetThreshold struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Threshold *Threshold             `protobuf:"bytes,1,opt,name=threshold,proto3" json:"threshold,omitempty"`
+	// The configured maximum of stored thresholds; 0 means unlimited.
+	MaxThresholds uint32 `protobuf:"varint,2,opt,name=max_thresholds,json=maxThresholds,proto3" json:"max_thresholds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetThreshold) Reset() {
+	*x = SetThreshold{}
+	mi := &file_fsm_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetThreshold) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetThreshold) ProtoMessage() {}
+
+func (x *SetThreshold) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetThreshold.ProtoReflect.Descriptor instead.
+func (*SetThreshold) Descriptor() ([]byte, []int) {
+	return file_fsm_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *SetThreshold) GetThreshold() *Threshold {
+	if x != nil {
+		return x.Threshold
+	}
+	return nil
+}
+
+func (x *SetThreshold) GetMaxThresholds() uint32 {
+	if x != nil {
+		return x.MaxThresholds
+	}
+	return 0
+}
+
+// DeleteThreshold removes a threshold (CODE_NOT_FOUND if none).
+type DeleteThreshold struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteThreshold) Reset() {
+	*x = DeleteThreshold{}
+	mi := &file_fsm_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteThreshold) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteThreshold) ProtoMessage() {}
+
+func (x *DeleteThreshold) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteThreshold.ProtoReflect.Descriptor instead.
+func (*DeleteThreshold) Descriptor() ([]byte, []int) {
+	return file_fsm_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *DeleteThreshold) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
 var File_fsm_proto protoreflect.FileDescriptor
 
 const file_fsm_proto_rawDesc = "" +
@@ -1748,7 +2162,7 @@ const file_fsm_proto_rawDesc = "" +
 	"\x0fupdated_unix_ms\x18\x1e \x01(\x03R\rupdatedUnixMs\x12#\n" +
 	"\rresult_reason\x18\x1f \x01(\tR\fresultReason\x12!\n" +
 	"\fcreate_index\x18  \x01(\x04R\vcreateIndex\x12!\n" +
-	"\fmodify_index\x18! \x01(\x04R\vmodifyIndex\"\x82\x05\n" +
+	"\fmodify_index\x18! \x01(\x04R\vmodifyIndex\"\xb8\a\n" +
 	"\aCommand\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x1e\n" +
 	"\vnow_unix_ms\x18\x02 \x01(\x03R\tnowUnixMs\x129\n" +
@@ -1761,7 +2175,11 @@ const file_fsm_proto_rawDesc = "" +
 	"\rmark_notified\x18\x0f \x01(\v2\x1d.dialtone.fsm.v1.MarkNotifiedH\x00R\fmarkNotified\x126\n" +
 	"\x05purge\x18\x10 \x01(\v2\x1e.dialtone.fsm.v1.PurgeRequestsH\x00R\x05purge\x12<\n" +
 	"\arequeue\x18\x11 \x01(\v2 .dialtone.fsm.v1.RequeueRequestsH\x00R\arequeue\x129\n" +
-	"\x06expire\x18\x12 \x01(\v2\x1f.dialtone.fsm.v1.ExpireRequestsH\x00R\x06expireB\x06\n" +
+	"\x06expire\x18\x12 \x01(\v2\x1f.dialtone.fsm.v1.ExpireRequestsH\x00R\x06expire\x12J\n" +
+	"\x0fset_entitlement\x18\x13 \x01(\v2\x1f.dialtone.fsm.v1.SetEntitlementH\x00R\x0esetEntitlement\x12S\n" +
+	"\x12delete_entitlement\x18\x14 \x01(\v2\".dialtone.fsm.v1.DeleteEntitlementH\x00R\x11deleteEntitlement\x12D\n" +
+	"\rset_threshold\x18\x15 \x01(\v2\x1d.dialtone.fsm.v1.SetThresholdH\x00R\fsetThreshold\x12M\n" +
+	"\x10delete_threshold\x18\x16 \x01(\v2 .dialtone.fsm.v1.DeleteThresholdH\x00R\x0fdeleteThresholdB\x06\n" +
 	"\x04body\"g\n" +
 	"\x0eCreateRequests\x124\n" +
 	"\brequests\x18\x01 \x03(\v2\x18.dialtone.fsm.v1.RequestR\brequests\x12\x1f\n" +
@@ -1799,7 +2217,30 @@ const file_fsm_proto_rawDesc = "" +
 	"\x04code\x18\x02 \x01(\x0e2\x15.dialtone.fsm.v1.CodeR\x04code\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\"@\n" +
 	"\vApplyResult\x121\n" +
-	"\x05items\x18\x01 \x03(\v2\x1b.dialtone.fsm.v1.ItemResultR\x05items*Z\n" +
+	"\x05items\x18\x01 \x03(\v2\x1b.dialtone.fsm.v1.ItemResultR\x05items\"L\n" +
+	"\vEntitlement\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12%\n" +
+	"\x0elicensed_ports\x18\x02 \x01(\rR\rlicensedPorts\"\xc1\x01\n" +
+	"\tThreshold\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12\x16\n" +
+	"\x06metric\x18\x03 \x01(\tR\x06metric\x12\x1c\n" +
+	"\tdirection\x18\x04 \x01(\tR\tdirection\x12\x14\n" +
+	"\x05value\x18\x05 \x01(\x01R\x05value\x12\x1f\n" +
+	"\vclear_value\x18\x06 \x01(\x01R\n" +
+	"clearValue\x12\x1f\n" +
+	"\vwebhook_url\x18\a \x01(\tR\n" +
+	"webhookUrl\"{\n" +
+	"\x0eSetEntitlement\x12>\n" +
+	"\ventitlement\x18\x01 \x01(\v2\x1c.dialtone.fsm.v1.EntitlementR\ventitlement\x12)\n" +
+	"\x10max_entitlements\x18\x02 \x01(\rR\x0fmaxEntitlements\"+\n" +
+	"\x11DeleteEntitlement\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\"o\n" +
+	"\fSetThreshold\x128\n" +
+	"\tthreshold\x18\x01 \x01(\v2\x1a.dialtone.fsm.v1.ThresholdR\tthreshold\x12%\n" +
+	"\x0emax_thresholds\x18\x02 \x01(\rR\rmaxThresholds\"!\n" +
+	"\x0fDeleteThreshold\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id*Z\n" +
 	"\x05State\x12\x15\n" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\v\n" +
 	"\aPENDING\x10\x01\x12\r\n" +
@@ -1848,31 +2289,37 @@ func file_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_fsm_proto_goTypes = []any{
-	(State)(0),              // 0: dialtone.fsm.v1.State
-	(Result)(0),             // 1: dialtone.fsm.v1.Result
-	(NotifyState)(0),        // 2: dialtone.fsm.v1.NotifyState
-	(OutcomeClass)(0),       // 3: dialtone.fsm.v1.OutcomeClass
-	(Code)(0),               // 4: dialtone.fsm.v1.Code
-	(*KeyValue)(nil),        // 5: dialtone.fsm.v1.KeyValue
-	(*Cpd)(nil),             // 6: dialtone.fsm.v1.Cpd
-	(*Attempt)(nil),         // 7: dialtone.fsm.v1.Attempt
-	(*Request)(nil),         // 8: dialtone.fsm.v1.Request
-	(*Command)(nil),         // 9: dialtone.fsm.v1.Command
-	(*CreateRequests)(nil),  // 10: dialtone.fsm.v1.CreateRequests
-	(*CancelRequests)(nil),  // 11: dialtone.fsm.v1.CancelRequests
-	(*ClaimRequests)(nil),   // 12: dialtone.fsm.v1.ClaimRequests
-	(*AttemptStart)(nil),    // 13: dialtone.fsm.v1.AttemptStart
-	(*StartAttempts)(nil),   // 14: dialtone.fsm.v1.StartAttempts
-	(*AttemptResult)(nil),   // 15: dialtone.fsm.v1.AttemptResult
-	(*RecordResults)(nil),   // 16: dialtone.fsm.v1.RecordResults
-	(*MarkNotified)(nil),    // 17: dialtone.fsm.v1.MarkNotified
-	(*PurgeRequests)(nil),   // 18: dialtone.fsm.v1.PurgeRequests
-	(*RequeueRequests)(nil), // 19: dialtone.fsm.v1.RequeueRequests
-	(*ExpireRequests)(nil),  // 20: dialtone.fsm.v1.ExpireRequests
-	(*ItemResult)(nil),      // 21: dialtone.fsm.v1.ItemResult
-	(*ApplyResult)(nil),     // 22: dialtone.fsm.v1.ApplyResult
+	(State)(0),                // 0: dialtone.fsm.v1.State
+	(Result)(0),               // 1: dialtone.fsm.v1.Result
+	(NotifyState)(0),          // 2: dialtone.fsm.v1.NotifyState
+	(OutcomeClass)(0),         // 3: dialtone.fsm.v1.OutcomeClass
+	(Code)(0),                 // 4: dialtone.fsm.v1.Code
+	(*KeyValue)(nil),          // 5: dialtone.fsm.v1.KeyValue
+	(*Cpd)(nil),               // 6: dialtone.fsm.v1.Cpd
+	(*Attempt)(nil),           // 7: dialtone.fsm.v1.Attempt
+	(*Request)(nil),           // 8: dialtone.fsm.v1.Request
+	(*Command)(nil),           // 9: dialtone.fsm.v1.Command
+	(*CreateRequests)(nil),    // 10: dialtone.fsm.v1.CreateRequests
+	(*CancelRequests)(nil),    // 11: dialtone.fsm.v1.CancelRequests
+	(*ClaimRequests)(nil),     // 12: dialtone.fsm.v1.ClaimRequests
+	(*AttemptStart)(nil),      // 13: dialtone.fsm.v1.AttemptStart
+	(*StartAttempts)(nil),     // 14: dialtone.fsm.v1.StartAttempts
+	(*AttemptResult)(nil),     // 15: dialtone.fsm.v1.AttemptResult
+	(*RecordResults)(nil),     // 16: dialtone.fsm.v1.RecordResults
+	(*MarkNotified)(nil),      // 17: dialtone.fsm.v1.MarkNotified
+	(*PurgeRequests)(nil),     // 18: dialtone.fsm.v1.PurgeRequests
+	(*RequeueRequests)(nil),   // 19: dialtone.fsm.v1.RequeueRequests
+	(*ExpireRequests)(nil),    // 20: dialtone.fsm.v1.ExpireRequests
+	(*ItemResult)(nil),        // 21: dialtone.fsm.v1.ItemResult
+	(*ApplyResult)(nil),       // 22: dialtone.fsm.v1.ApplyResult
+	(*Entitlement)(nil),       // 23: dialtone.fsm.v1.Entitlement
+	(*Threshold)(nil),         // 24: dialtone.fsm.v1.Threshold
+	(*SetEntitlement)(nil),    // 25: dialtone.fsm.v1.SetEntitlement
+	(*DeleteEntitlement)(nil), // 26: dialtone.fsm.v1.DeleteEntitlement
+	(*SetThreshold)(nil),      // 27: dialtone.fsm.v1.SetThreshold
+	(*DeleteThreshold)(nil),   // 28: dialtone.fsm.v1.DeleteThreshold
 }
 var file_fsm_proto_depIdxs = []int32{
 	3,  // 0: dialtone.fsm.v1.Attempt.outcome:type_name -> dialtone.fsm.v1.OutcomeClass
@@ -1891,17 +2338,23 @@ var file_fsm_proto_depIdxs = []int32{
 	18, // 13: dialtone.fsm.v1.Command.purge:type_name -> dialtone.fsm.v1.PurgeRequests
 	19, // 14: dialtone.fsm.v1.Command.requeue:type_name -> dialtone.fsm.v1.RequeueRequests
 	20, // 15: dialtone.fsm.v1.Command.expire:type_name -> dialtone.fsm.v1.ExpireRequests
-	8,  // 16: dialtone.fsm.v1.CreateRequests.requests:type_name -> dialtone.fsm.v1.Request
-	13, // 17: dialtone.fsm.v1.StartAttempts.starts:type_name -> dialtone.fsm.v1.AttemptStart
-	3,  // 18: dialtone.fsm.v1.AttemptResult.outcome:type_name -> dialtone.fsm.v1.OutcomeClass
-	15, // 19: dialtone.fsm.v1.RecordResults.results:type_name -> dialtone.fsm.v1.AttemptResult
-	4,  // 20: dialtone.fsm.v1.ItemResult.code:type_name -> dialtone.fsm.v1.Code
-	21, // 21: dialtone.fsm.v1.ApplyResult.items:type_name -> dialtone.fsm.v1.ItemResult
-	22, // [22:22] is the sub-list for method output_type
-	22, // [22:22] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	25, // 16: dialtone.fsm.v1.Command.set_entitlement:type_name -> dialtone.fsm.v1.SetEntitlement
+	26, // 17: dialtone.fsm.v1.Command.delete_entitlement:type_name -> dialtone.fsm.v1.DeleteEntitlement
+	27, // 18: dialtone.fsm.v1.Command.set_threshold:type_name -> dialtone.fsm.v1.SetThreshold
+	28, // 19: dialtone.fsm.v1.Command.delete_threshold:type_name -> dialtone.fsm.v1.DeleteThreshold
+	8,  // 20: dialtone.fsm.v1.CreateRequests.requests:type_name -> dialtone.fsm.v1.Request
+	13, // 21: dialtone.fsm.v1.StartAttempts.starts:type_name -> dialtone.fsm.v1.AttemptStart
+	3,  // 22: dialtone.fsm.v1.AttemptResult.outcome:type_name -> dialtone.fsm.v1.OutcomeClass
+	15, // 23: dialtone.fsm.v1.RecordResults.results:type_name -> dialtone.fsm.v1.AttemptResult
+	4,  // 24: dialtone.fsm.v1.ItemResult.code:type_name -> dialtone.fsm.v1.Code
+	21, // 25: dialtone.fsm.v1.ApplyResult.items:type_name -> dialtone.fsm.v1.ItemResult
+	23, // 26: dialtone.fsm.v1.SetEntitlement.entitlement:type_name -> dialtone.fsm.v1.Entitlement
+	24, // 27: dialtone.fsm.v1.SetThreshold.threshold:type_name -> dialtone.fsm.v1.Threshold
+	28, // [28:28] is the sub-list for method output_type
+	28, // [28:28] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_fsm_proto_init() }
@@ -1920,6 +2373,10 @@ func file_fsm_proto_init() {
 		(*Command_Purge)(nil),
 		(*Command_Requeue)(nil),
 		(*Command_Expire)(nil),
+		(*Command_SetEntitlement)(nil),
+		(*Command_DeleteEntitlement)(nil),
+		(*Command_SetThreshold)(nil),
+		(*Command_DeleteThreshold)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1927,7 +2384,7 @@ func file_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fsm_proto_rawDesc), len(file_fsm_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   18,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
