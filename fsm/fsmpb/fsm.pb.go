@@ -838,6 +838,8 @@ type Command struct {
 	//	*Command_DeleteEntitlement
 	//	*Command_SetThreshold
 	//	*Command_DeleteThreshold
+	//	*Command_SetPacing
+	//	*Command_DeletePacing
 	Body          isCommand_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1011,6 +1013,24 @@ func (x *Command) GetDeleteThreshold() *DeleteThreshold {
 	return nil
 }
 
+func (x *Command) GetSetPacing() *SetPacing {
+	if x != nil {
+		if x, ok := x.Body.(*Command_SetPacing); ok {
+			return x.SetPacing
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDeletePacing() *DeletePacing {
+	if x != nil {
+		if x, ok := x.Body.(*Command_DeletePacing); ok {
+			return x.DeletePacing
+		}
+	}
+	return nil
+}
+
 type isCommand_Body interface {
 	isCommand_Body()
 }
@@ -1067,6 +1087,14 @@ type Command_DeleteThreshold struct {
 	DeleteThreshold *DeleteThreshold `protobuf:"bytes,22,opt,name=delete_threshold,json=deleteThreshold,proto3,oneof"`
 }
 
+type Command_SetPacing struct {
+	SetPacing *SetPacing `protobuf:"bytes,23,opt,name=set_pacing,json=setPacing,proto3,oneof"`
+}
+
+type Command_DeletePacing struct {
+	DeletePacing *DeletePacing `protobuf:"bytes,24,opt,name=delete_pacing,json=deletePacing,proto3,oneof"`
+}
+
 func (*Command_Create) isCommand_Body() {}
 
 func (*Command_Cancel) isCommand_Body() {}
@@ -1092,6 +1120,10 @@ func (*Command_DeleteEntitlement) isCommand_Body() {}
 func (*Command_SetThreshold) isCommand_Body() {}
 
 func (*Command_DeleteThreshold) isCommand_Body() {}
+
+func (*Command_SetPacing) isCommand_Body() {}
+
+func (*Command_DeletePacing) isCommand_Body() {}
 
 // CreateRequests stores new requests (one or many) as one entry.
 type CreateRequests struct {
@@ -2104,6 +2136,229 @@ func (x *DeleteThreshold) GetId() string {
 	return ""
 }
 
+// Pacing is the dialer's runtime configuration for one tenant, or the global
+// defaults and global CAPS when tenant is empty. Zero fields take the
+// global value, then the built-in default (documented in docs/dialer.md).
+type Pacing struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Tenant string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// Call attempts per second (the SSG's pacing.caps.CallRequestsPerSecond).
+	Caps float64 `protobuf:"fixed64,2,opt,name=caps,proto3" json:"caps,omitempty"`
+	// Percent of the ports the dialer may fill (default 100).
+	PortLoadFactor uint32 `protobuf:"varint,3,opt,name=port_load_factor,json=portLoadFactor,proto3" json:"port_load_factor,omitempty"`
+	// "TotalPorts" (default), "AvailablePorts" or "Fixed" (batch_size).
+	BatchSizeMode string `protobuf:"bytes,4,opt,name=batch_size_mode,json=batchSizeMode,proto3" json:"batch_size_mode,omitempty"`
+	BatchSize     uint32 `protobuf:"varint,5,opt,name=batch_size,json=batchSize,proto3" json:"batch_size,omitempty"`
+	// Percent of the batch size below which the next fetch starts (default 25).
+	QueueLowWatermark uint32 `protobuf:"varint,6,opt,name=queue_low_watermark,json=queueLowWatermark,proto3" json:"queue_low_watermark,omitempty"`
+	// "PROPORTIONATE" (default) or "EQUAL".
+	SlotCalculation        string `protobuf:"bytes,7,opt,name=slot_calculation,json=slotCalculation,proto3" json:"slot_calculation,omitempty"`
+	EqualPriorityNewAndOld bool   `protobuf:"varint,8,opt,name=equal_priority_new_and_old,json=equalPriorityNewAndOld,proto3" json:"equal_priority_new_and_old,omitempty"`
+	// Retry delay after an internal failure (default 10 s).
+	NextRetryIntervalMs int64 `protobuf:"varint,9,opt,name=next_retry_interval_ms,json=nextRetryIntervalMs,proto3" json:"next_retry_interval_ms,omitempty"`
+	// How often cleanup purges finished, notified records (default 180 s).
+	CleanIntervalMs int64 `protobuf:"varint,10,opt,name=clean_interval_ms,json=cleanIntervalMs,proto3" json:"clean_interval_ms,omitempty"`
+	// How long finished records are kept after notification before purge.
+	RetentionMs   int64 `protobuf:"varint,11,opt,name=retention_ms,json=retentionMs,proto3" json:"retention_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Pacing) Reset() {
+	*x = Pacing{}
+	mi := &file_fsm_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Pacing) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Pacing) ProtoMessage() {}
+
+func (x *Pacing) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Pacing.ProtoReflect.Descriptor instead.
+func (*Pacing) Descriptor() ([]byte, []int) {
+	return file_fsm_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *Pacing) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *Pacing) GetCaps() float64 {
+	if x != nil {
+		return x.Caps
+	}
+	return 0
+}
+
+func (x *Pacing) GetPortLoadFactor() uint32 {
+	if x != nil {
+		return x.PortLoadFactor
+	}
+	return 0
+}
+
+func (x *Pacing) GetBatchSizeMode() string {
+	if x != nil {
+		return x.BatchSizeMode
+	}
+	return ""
+}
+
+func (x *Pacing) GetBatchSize() uint32 {
+	if x != nil {
+		return x.BatchSize
+	}
+	return 0
+}
+
+func (x *Pacing) GetQueueLowWatermark() uint32 {
+	if x != nil {
+		return x.QueueLowWatermark
+	}
+	return 0
+}
+
+func (x *Pacing) GetSlotCalculation() string {
+	if x != nil {
+		return x.SlotCalculation
+	}
+	return ""
+}
+
+func (x *Pacing) GetEqualPriorityNewAndOld() bool {
+	if x != nil {
+		return x.EqualPriorityNewAndOld
+	}
+	return false
+}
+
+func (x *Pacing) GetNextRetryIntervalMs() int64 {
+	if x != nil {
+		return x.NextRetryIntervalMs
+	}
+	return 0
+}
+
+func (x *Pacing) GetCleanIntervalMs() int64 {
+	if x != nil {
+		return x.CleanIntervalMs
+	}
+	return 0
+}
+
+func (x *Pacing) GetRetentionMs() int64 {
+	if x != nil {
+		return x.RetentionMs
+	}
+	return 0
+}
+
+type SetPacing struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Pacing        *Pacing                `protobuf:"bytes,1,opt,name=pacing,proto3" json:"pacing,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetPacing) Reset() {
+	*x = SetPacing{}
+	mi := &file_fsm_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetPacing) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetPacing) ProtoMessage() {}
+
+func (x *SetPacing) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetPacing.ProtoReflect.Descriptor instead.
+func (*SetPacing) Descriptor() ([]byte, []int) {
+	return file_fsm_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *SetPacing) GetPacing() *Pacing {
+	if x != nil {
+		return x.Pacing
+	}
+	return nil
+}
+
+type DeletePacing struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeletePacing) Reset() {
+	*x = DeletePacing{}
+	mi := &file_fsm_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeletePacing) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeletePacing) ProtoMessage() {}
+
+func (x *DeletePacing) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeletePacing.ProtoReflect.Descriptor instead.
+func (*DeletePacing) Descriptor() ([]byte, []int) {
+	return file_fsm_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *DeletePacing) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
 var File_fsm_proto protoreflect.FileDescriptor
 
 const file_fsm_proto_rawDesc = "" +
@@ -2162,7 +2417,7 @@ const file_fsm_proto_rawDesc = "" +
 	"\x0fupdated_unix_ms\x18\x1e \x01(\x03R\rupdatedUnixMs\x12#\n" +
 	"\rresult_reason\x18\x1f \x01(\tR\fresultReason\x12!\n" +
 	"\fcreate_index\x18  \x01(\x04R\vcreateIndex\x12!\n" +
-	"\fmodify_index\x18! \x01(\x04R\vmodifyIndex\"\xb8\a\n" +
+	"\fmodify_index\x18! \x01(\x04R\vmodifyIndex\"\xbb\b\n" +
 	"\aCommand\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x1e\n" +
 	"\vnow_unix_ms\x18\x02 \x01(\x03R\tnowUnixMs\x129\n" +
@@ -2179,7 +2434,10 @@ const file_fsm_proto_rawDesc = "" +
 	"\x0fset_entitlement\x18\x13 \x01(\v2\x1f.dialtone.fsm.v1.SetEntitlementH\x00R\x0esetEntitlement\x12S\n" +
 	"\x12delete_entitlement\x18\x14 \x01(\v2\".dialtone.fsm.v1.DeleteEntitlementH\x00R\x11deleteEntitlement\x12D\n" +
 	"\rset_threshold\x18\x15 \x01(\v2\x1d.dialtone.fsm.v1.SetThresholdH\x00R\fsetThreshold\x12M\n" +
-	"\x10delete_threshold\x18\x16 \x01(\v2 .dialtone.fsm.v1.DeleteThresholdH\x00R\x0fdeleteThresholdB\x06\n" +
+	"\x10delete_threshold\x18\x16 \x01(\v2 .dialtone.fsm.v1.DeleteThresholdH\x00R\x0fdeleteThreshold\x12;\n" +
+	"\n" +
+	"set_pacing\x18\x17 \x01(\v2\x1a.dialtone.fsm.v1.SetPacingH\x00R\tsetPacing\x12D\n" +
+	"\rdelete_pacing\x18\x18 \x01(\v2\x1d.dialtone.fsm.v1.DeletePacingH\x00R\fdeletePacingB\x06\n" +
 	"\x04body\"g\n" +
 	"\x0eCreateRequests\x124\n" +
 	"\brequests\x18\x01 \x03(\v2\x18.dialtone.fsm.v1.RequestR\brequests\x12\x1f\n" +
@@ -2240,7 +2498,25 @@ const file_fsm_proto_rawDesc = "" +
 	"\tthreshold\x18\x01 \x01(\v2\x1a.dialtone.fsm.v1.ThresholdR\tthreshold\x12%\n" +
 	"\x0emax_thresholds\x18\x02 \x01(\rR\rmaxThresholds\"!\n" +
 	"\x0fDeleteThreshold\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id*Z\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xc0\x03\n" +
+	"\x06Pacing\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x12\n" +
+	"\x04caps\x18\x02 \x01(\x01R\x04caps\x12(\n" +
+	"\x10port_load_factor\x18\x03 \x01(\rR\x0eportLoadFactor\x12&\n" +
+	"\x0fbatch_size_mode\x18\x04 \x01(\tR\rbatchSizeMode\x12\x1d\n" +
+	"\n" +
+	"batch_size\x18\x05 \x01(\rR\tbatchSize\x12.\n" +
+	"\x13queue_low_watermark\x18\x06 \x01(\rR\x11queueLowWatermark\x12)\n" +
+	"\x10slot_calculation\x18\a \x01(\tR\x0fslotCalculation\x12:\n" +
+	"\x1aequal_priority_new_and_old\x18\b \x01(\bR\x16equalPriorityNewAndOld\x123\n" +
+	"\x16next_retry_interval_ms\x18\t \x01(\x03R\x13nextRetryIntervalMs\x12*\n" +
+	"\x11clean_interval_ms\x18\n" +
+	" \x01(\x03R\x0fcleanIntervalMs\x12!\n" +
+	"\fretention_ms\x18\v \x01(\x03R\vretentionMs\"<\n" +
+	"\tSetPacing\x12/\n" +
+	"\x06pacing\x18\x01 \x01(\v2\x17.dialtone.fsm.v1.PacingR\x06pacing\"&\n" +
+	"\fDeletePacing\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant*Z\n" +
 	"\x05State\x12\x15\n" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\v\n" +
 	"\aPENDING\x10\x01\x12\r\n" +
@@ -2289,7 +2565,7 @@ func file_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_fsm_proto_goTypes = []any{
 	(State)(0),                // 0: dialtone.fsm.v1.State
 	(Result)(0),               // 1: dialtone.fsm.v1.Result
@@ -2320,6 +2596,9 @@ var file_fsm_proto_goTypes = []any{
 	(*DeleteEntitlement)(nil), // 26: dialtone.fsm.v1.DeleteEntitlement
 	(*SetThreshold)(nil),      // 27: dialtone.fsm.v1.SetThreshold
 	(*DeleteThreshold)(nil),   // 28: dialtone.fsm.v1.DeleteThreshold
+	(*Pacing)(nil),            // 29: dialtone.fsm.v1.Pacing
+	(*SetPacing)(nil),         // 30: dialtone.fsm.v1.SetPacing
+	(*DeletePacing)(nil),      // 31: dialtone.fsm.v1.DeletePacing
 }
 var file_fsm_proto_depIdxs = []int32{
 	3,  // 0: dialtone.fsm.v1.Attempt.outcome:type_name -> dialtone.fsm.v1.OutcomeClass
@@ -2342,19 +2621,22 @@ var file_fsm_proto_depIdxs = []int32{
 	26, // 17: dialtone.fsm.v1.Command.delete_entitlement:type_name -> dialtone.fsm.v1.DeleteEntitlement
 	27, // 18: dialtone.fsm.v1.Command.set_threshold:type_name -> dialtone.fsm.v1.SetThreshold
 	28, // 19: dialtone.fsm.v1.Command.delete_threshold:type_name -> dialtone.fsm.v1.DeleteThreshold
-	8,  // 20: dialtone.fsm.v1.CreateRequests.requests:type_name -> dialtone.fsm.v1.Request
-	13, // 21: dialtone.fsm.v1.StartAttempts.starts:type_name -> dialtone.fsm.v1.AttemptStart
-	3,  // 22: dialtone.fsm.v1.AttemptResult.outcome:type_name -> dialtone.fsm.v1.OutcomeClass
-	15, // 23: dialtone.fsm.v1.RecordResults.results:type_name -> dialtone.fsm.v1.AttemptResult
-	4,  // 24: dialtone.fsm.v1.ItemResult.code:type_name -> dialtone.fsm.v1.Code
-	21, // 25: dialtone.fsm.v1.ApplyResult.items:type_name -> dialtone.fsm.v1.ItemResult
-	23, // 26: dialtone.fsm.v1.SetEntitlement.entitlement:type_name -> dialtone.fsm.v1.Entitlement
-	24, // 27: dialtone.fsm.v1.SetThreshold.threshold:type_name -> dialtone.fsm.v1.Threshold
-	28, // [28:28] is the sub-list for method output_type
-	28, // [28:28] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	30, // 20: dialtone.fsm.v1.Command.set_pacing:type_name -> dialtone.fsm.v1.SetPacing
+	31, // 21: dialtone.fsm.v1.Command.delete_pacing:type_name -> dialtone.fsm.v1.DeletePacing
+	8,  // 22: dialtone.fsm.v1.CreateRequests.requests:type_name -> dialtone.fsm.v1.Request
+	13, // 23: dialtone.fsm.v1.StartAttempts.starts:type_name -> dialtone.fsm.v1.AttemptStart
+	3,  // 24: dialtone.fsm.v1.AttemptResult.outcome:type_name -> dialtone.fsm.v1.OutcomeClass
+	15, // 25: dialtone.fsm.v1.RecordResults.results:type_name -> dialtone.fsm.v1.AttemptResult
+	4,  // 26: dialtone.fsm.v1.ItemResult.code:type_name -> dialtone.fsm.v1.Code
+	21, // 27: dialtone.fsm.v1.ApplyResult.items:type_name -> dialtone.fsm.v1.ItemResult
+	23, // 28: dialtone.fsm.v1.SetEntitlement.entitlement:type_name -> dialtone.fsm.v1.Entitlement
+	24, // 29: dialtone.fsm.v1.SetThreshold.threshold:type_name -> dialtone.fsm.v1.Threshold
+	29, // 30: dialtone.fsm.v1.SetPacing.pacing:type_name -> dialtone.fsm.v1.Pacing
+	31, // [31:31] is the sub-list for method output_type
+	31, // [31:31] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_fsm_proto_init() }
@@ -2377,6 +2659,8 @@ func file_fsm_proto_init() {
 		(*Command_DeleteEntitlement)(nil),
 		(*Command_SetThreshold)(nil),
 		(*Command_DeleteThreshold)(nil),
+		(*Command_SetPacing)(nil),
+		(*Command_DeletePacing)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2384,7 +2668,7 @@ func file_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fsm_proto_rawDesc), len(file_fsm_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   24,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
