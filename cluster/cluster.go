@@ -68,6 +68,11 @@ type Config struct {
 
 	// DialOptions are added to every internal gRPC connection (credentials).
 	DialOptions []grpc.DialOption
+	// GossipKey, when set (16, 24 or 32 bytes), encrypts and authenticates
+	// every gossip message (memberlist's AES-GCM keyring): a process
+	// without it can neither join the membership (and so never becomes a
+	// voter) nor inject relayed messages.
+	GossipKey []byte
 	// LeaderTasks run on the leader after its barrier, each in its own
 	// goroutine, until leadership is lost or the node stops.
 	LeaderTasks []func(ctx context.Context)

@@ -26,6 +26,36 @@ type Config struct {
 	Nodes   []Node  `toml:"node"`
 	// PortUsage configures the port-usage cache.
 	PortUsage PortUsage `toml:"port_usage"`
+	// Telephony chooses the call backend the dialer places calls through.
+	Telephony Telephony `toml:"telephony"`
+	// Dialer tunes the leader's dialer engine beyond the replicated pacing
+	// settings (which are changed at runtime through the admin API).
+	Dialer Dialer `toml:"dialer"`
+}
+
+// Telephony configures the call backend.
+type Telephony struct {
+	// Backend is "none" (the dialer places no calls: requests wait, expire
+	// and are notified) or "sim" (the simulated media platform, dialtone
+	// mediasim, reached over gRPC at SimAddr).
+	Backend string `toml:"backend"`
+	// SimAddr is the gRPC address of the simulated media platform.
+	SimAddr string `toml:"sim_addr"`
+}
+
+// Dialer tunes the dialer engine.
+type Dialer struct {
+	// InterruptedRetryDelay: a new leader retries an attempt its
+	// predecessor left in progress no sooner than this, so the old call has
+	// surely been torn down (a deposed leader hangs up within its leader
+	// lease).
+	InterruptedRetryDelay Duration `toml:"interrupted_retry_delay"`
+	// NotifyTimeout bounds one notification GET.
+	NotifyTimeout Duration `toml:"notify_timeout"`
+	// NotifyMaxBackoff caps the delay between notification retries.
+	NotifyMaxBackoff Duration `toml:"notify_max_backoff"`
+	// NotifyConcurrency bounds notifications in flight.
+	NotifyConcurrency int `toml:"notify_concurrency"`
 }
 
 // PortUsage configures the in-memory port-usage cache.
@@ -186,6 +216,13 @@ func Default() Config {
 			StaleAfter:  Duration{3 * time.Second},
 			ExpireAfter: Duration{5 * time.Minute},
 		},
+		Telephony: Telephony{Backend: "none"},
+		Dialer: Dialer{
+			InterruptedRetryDelay: Duration{2 * time.Second},
+			NotifyTimeout:         Duration{5 * time.Second},
+			NotifyMaxBackoff:      Duration{time.Minute},
+			NotifyConcurrency:     64,
+		},
 		Auth: Auth{Mode: "none", JWT: AuthJWT{TenantsClaim: "tenants", RolesClaim: "roles", RefreshInterval: Duration{time.Hour}}},
 	}
 }
@@ -310,6 +347,7 @@ func (c *Config) Validate() error {
 		bad("log.format", "%q must be text or json", c.Log.Format)
 	}
 	c.validatePortUsage(bad)
+	c.validateDialer(bad)
 	c.validateAuth(bad)
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		bad("tls.key_file", "set both tls.cert_file and tls.key_file, or neither")
@@ -318,6 +356,31 @@ func (c *Config) Validate() error {
 		bad("tls.ca_file", "needs tls.cert_file and tls.key_file")
 	}
 	return errors.Join(errs...)
+}
+
+func (c *Config) validateDialer(bad func(key, format string, args ...any)) {
+	switch c.Telephony.Backend {
+	case "none":
+	case "sim":
+		if _, _, err := net.SplitHostPort(c.Telephony.SimAddr); err != nil {
+			bad("telephony.sim_addr", "%q is not a host:port address (required with backend \"sim\")", c.Telephony.SimAddr)
+		}
+	default:
+		bad("telephony.backend", "%q must be \"none\" or \"sim\"", c.Telephony.Backend)
+	}
+	d := c.Dialer
+	if d.InterruptedRetryDelay.Duration < 0 || d.InterruptedRetryDelay.Duration > time.Hour {
+		bad("dialer.interrupted_retry_delay", "%s is outside 0..1h", d.InterruptedRetryDelay.Duration)
+	}
+	if d.NotifyTimeout.Duration < 10*time.Millisecond || d.NotifyTimeout.Duration > 5*time.Minute {
+		bad("dialer.notify_timeout", "%s is outside 10ms..5m", d.NotifyTimeout.Duration)
+	}
+	if d.NotifyMaxBackoff.Duration < 10*time.Millisecond || d.NotifyMaxBackoff.Duration > 24*time.Hour {
+		bad("dialer.notify_max_backoff", "%s is outside 10ms..24h", d.NotifyMaxBackoff.Duration)
+	}
+	if d.NotifyConcurrency < 1 || d.NotifyConcurrency > 10_000 {
+		bad("dialer.notify_concurrency", "%d is outside 1..10000", d.NotifyConcurrency)
+	}
 }
 
 var roleNames = map[string]bool{"submit": true, "read": true, "publish": true, "admin": true}

@@ -73,6 +73,27 @@ type queueItem struct {
 	r               *fsmpb.Request
 }
 
+// expiryItem orders records that wait for the dialer (PENDING or
+// INITIATED) by (expires, id), so the dialer finds the ones whose TTL ran
+// out without scanning the queues.
+type expiryItem struct {
+	expires int64
+	id      string
+	r       *fsmpb.Request
+}
+
+func lessExpiry(a, b expiryItem) bool {
+	if a.expires != b.expires {
+		return a.expires < b.expires
+	}
+	return a.id < b.id
+}
+
+// waiting reports whether r is in the expiry index.
+func waiting(r *fsmpb.Request) bool {
+	return r.State == fsmpb.State_PENDING || r.State == fsmpb.State_INITIATED
+}
+
 // countItem is how many records of a tenant are in a state for an IVR
 // profile, so Profiles costs O(profiles) rather than O(records). Items with
 // n == 0 are removed.
@@ -190,6 +211,7 @@ type state struct {
 	idem               *btree.BTreeG[idemItem]
 	queue              *btree.BTreeG[queueItem]
 	counts             *btree.BTreeG[countItem]
+	expiry             *btree.BTreeG[expiryItem]
 
 	// settings is immutable and replaced, never modified (see settings).
 	settings *settings
@@ -207,6 +229,7 @@ func newState() *state {
 		idem:               btree.NewG(btreeDegree, lessIdem),
 		queue:              btree.NewG(btreeDegree, lessQueue),
 		counts:             btree.NewG(btreeDegree, lessCount),
+		expiry:             btree.NewG(btreeDegree, lessExpiry),
 		settings:           emptySettings,
 	}
 }
@@ -225,6 +248,7 @@ func (s *state) clone() *state {
 		idem:               s.idem.Clone(),
 		queue:              s.queue.Clone(),
 		counts:             s.counts.Clone(),
+		expiry:             s.expiry.Clone(),
 		settings:           s.settings,
 		applied:            s.applied,
 	}
@@ -258,6 +282,9 @@ func (s *state) insert(r *fsmpb.Request) {
 		s.idem.ReplaceOrInsert(idemItem{tenant: r.Tenant, key: r.IdempotencyKey, r: r})
 	}
 	s.queue.ReplaceOrInsert(queueKey(r))
+	if waiting(r) {
+		s.expiry.ReplaceOrInsert(expiryItem{expires: r.ExpiresUnixMs, id: r.Id, r: r})
+	}
 	s.adjust(r.Tenant, r.IvrProfile, r.State, 1)
 }
 
@@ -283,6 +310,12 @@ func (s *state) replace(old, n *fsmpb.Request) {
 		s.queue.Delete(oldKey)
 	}
 	s.queue.ReplaceOrInsert(newKey)
+	if waiting(old) && (!waiting(n) || old.ExpiresUnixMs != n.ExpiresUnixMs) {
+		s.expiry.Delete(expiryItem{expires: old.ExpiresUnixMs, id: old.Id})
+	}
+	if waiting(n) {
+		s.expiry.ReplaceOrInsert(expiryItem{expires: n.ExpiresUnixMs, id: n.Id, r: n})
+	}
 }
 
 // remove deletes the stored record r from every index.
@@ -296,6 +329,9 @@ func (s *state) remove(r *fsmpb.Request) {
 		s.idem.Delete(idemItem{tenant: r.Tenant, key: r.IdempotencyKey})
 	}
 	s.queue.Delete(queueKey(r))
+	if waiting(r) {
+		s.expiry.Delete(expiryItem{expires: r.ExpiresUnixMs, id: r.Id})
+	}
 	s.adjust(r.Tenant, r.IvrProfile, r.State, -1)
 }
 

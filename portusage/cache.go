@@ -482,6 +482,24 @@ func (c *Cache) Tenant(tenant string) (total, inUse uint32, ok bool) {
 	return total, inUse, ok
 }
 
+// TenantPorts is Tenant plus the receive time (ReceivedUnixMs) of the
+// newest report among the tenant's fresh servers. Servers publish on every
+// change, so a call placed before that time (less the relay latency) is
+// already counted in inUse; the dialer counts the calls it placed since.
+func (c *Cache) TenantPorts(tenant string) (total, inUse uint32, newestMs int64, ok bool) {
+	now := c.nowMs()
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	for _, s := range c.servers {
+		if s.tenant != tenant || now-s.lastMs > c.staleMs {
+			continue
+		}
+		total, inUse, ok = addSat(total, s.total), addSat(inUse, s.inUse), true
+		newestMs = max(newestMs, s.lastMs)
+	}
+	return total, inUse, newestMs, ok
+}
+
 // Deployment returns the current total and in-use ports over every fresh
 // server; ok is false when there is none.
 func (c *Cache) Deployment() (total, inUse uint32, ok bool) {

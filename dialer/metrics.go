@@ -1,0 +1,86 @@
+package dialer
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the engine's Prometheus metrics. They outlive a term of
+// leadership: a node builds them once and hands them to its engine.
+type Metrics struct {
+	Running       prometheus.Gauge
+	QueueDepth    *prometheus.GaugeVec
+	InProgress    *prometheus.GaugeVec
+	PortBudget    *prometheus.GaugeVec
+	CAPSTarget    *prometheus.GaugeVec
+	Attempts      *prometheus.CounterVec
+	Outcomes      *prometheus.CounterVec
+	Refused       *prometheus.CounterVec
+	Notifications *prometheus.CounterVec
+	Fetches       prometheus.Counter
+	Reconciled    prometheus.Counter
+	Purged        prometheus.Counter
+	StartBatch    prometheus.Histogram
+}
+
+// NewMetrics builds the metrics and registers them with reg (if not nil).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Running: prometheus.NewGauge(prometheus.GaugeOpts{Name: "dialtone_dialer_running", Help: "1 while this node's dialer engine runs (it leads)."}),
+		QueueDepth: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "dialtone_dialer_queue_depth",
+			Help: "Requests fetched into the in-memory queues (INITIATED)."}, []string{"tenant"}),
+		InProgress: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "dialtone_dialer_calls_in_progress",
+			Help: "Calls this engine has in progress or armed."}, []string{"tenant"}),
+		PortBudget: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "dialtone_dialer_port_budget",
+			Help: "The most calls the engine may have in progress: floor(ports x PortLoadFactor/100)."}, []string{"tenant"}),
+		CAPSTarget: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "dialtone_dialer_caps_target",
+			Help: "Configured call attempts per second."}, []string{"tenant"}),
+		Attempts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dialtone_dialer_attempts_total",
+			Help: "Call attempts placed."}, []string{"tenant"}),
+		Outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dialtone_dialer_outcomes_total",
+			Help: "Attempt outcomes committed, by class, and requests that expired waiting (TTL_EXPIRED)."}, []string{"tenant", "outcome"}),
+		Refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dialtone_dialer_refused_total",
+			Help: "Calls the media platform refused because it was full (oversubscription)."}, []string{"tenant"}),
+		Notifications: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dialtone_dialer_notifications_total",
+			Help: "Result notification deliveries, by result (delivered, failed: retried)."}, []string{"tenant", "result"}),
+		Fetches:    prometheus.NewCounter(prometheus.CounterOpts{Name: "dialtone_dialer_fetches_total", Help: "Batch fetches committed (one Raft entry each)."}),
+		Reconciled: prometheus.NewCounter(prometheus.CounterOpts{Name: "dialtone_dialer_reconciled_total", Help: "Requests a new leader took back from its predecessor (requeued or interrupted)."}),
+		Purged:     prometheus.NewCounter(prometheus.CounterOpts{Name: "dialtone_dialer_purged_total", Help: "Finished requests purged by cleanup."}),
+		StartBatch: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "dialtone_dialer_start_batch_size",
+			Help: "Attempt starts per Raft entry (group commit).", Buckets: prometheus.ExponentialBuckets(1, 2, 11)}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.Running, m.QueueDepth, m.InProgress, m.PortBudget, m.CAPSTarget, m.Attempts, m.Outcomes,
+			m.Refused, m.Notifications, m.Fetches, m.Reconciled, m.Purged, m.StartBatch)
+	}
+	return m
+}
+
+func (m *Metrics) tenantGauges(t *tenant, margin time.Duration) {
+	limit, own, _, _ := t.budget.limit(t.settings.BatchMode, t.settings.PortLoadFactor, t.ports, margin)
+	m.Running.Set(1)
+	m.QueueDepth.WithLabelValues(t.name).Set(float64(t.queued()))
+	m.InProgress.WithLabelValues(t.name).Set(float64(own))
+	m.PortBudget.WithLabelValues(t.name).Set(float64(limit))
+	m.CAPSTarget.WithLabelValues(t.name).Set(t.settings.CAPS)
+}
+
+func (m *Metrics) dropTenant(name string) {
+	m.QueueDepth.DeleteLabelValues(name)
+	m.InProgress.DeleteLabelValues(name)
+	m.PortBudget.DeleteLabelValues(name)
+	m.CAPSTarget.DeleteLabelValues(name)
+}
+
+func (m *Metrics) outcome(tenant, class string) { m.Outcomes.WithLabelValues(tenant, class).Inc() }
+
+// reset clears the per-tenant gauges when the engine stops (a follower has
+// no queues or calls).
+func (m *Metrics) reset() {
+	m.Running.Set(0)
+	m.QueueDepth.Reset()
+	m.InProgress.Reset()
+	m.PortBudget.Reset()
+	m.CAPSTarget.Reset()
+}
