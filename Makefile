@@ -3,9 +3,10 @@ SHELL := /bin/bash
 GOBIN := $(CURDIR)/bin
 export PATH := $(GOBIN):$(PATH)
 
-PROTO_PUBLIC := api/proto/dialtone/v1/requests.proto api/proto/dialtone/v1/cluster.proto api/proto/dialtone/v1/portusage.proto
+PROTO_PUBLIC := api/proto/dialtone/v1/requests.proto api/proto/dialtone/v1/cluster.proto api/proto/dialtone/v1/portusage.proto api/proto/dialtone/v1/dialer.proto
 PROTO_FSM := fsm/fsmpb/fsm.proto
 PROTO_CLUSTER := cluster/clusterpb/internal.proto
+PROTO_MEDIASIM := mediasim/simpb/mediasim.proto
 
 .PHONY: all build test unit e2e lint proto proto-tools proto-check bench fuzz clean
 
@@ -36,6 +37,7 @@ proto-tools:
 proto: proto-tools
 	protoc -I fsm/fsmpb --go_out=paths=source_relative:fsm/fsmpb $(PROTO_FSM)
 	protoc -I cluster/clusterpb -I fsm/fsmpb --go_out=paths=source_relative,Mfsm.proto=github.com/seed-7bfc04c2/dialtone/fsm/fsmpb:cluster/clusterpb --go-grpc_out=paths=source_relative,Mfsm.proto=github.com/seed-7bfc04c2/dialtone/fsm/fsmpb:cluster/clusterpb $(PROTO_CLUSTER)
+	protoc -I mediasim/simpb -I fsm/fsmpb --go_out=paths=source_relative,Mfsm.proto=github.com/seed-7bfc04c2/dialtone/fsm/fsmpb:mediasim/simpb --go-grpc_out=paths=source_relative,Mfsm.proto=github.com/seed-7bfc04c2/dialtone/fsm/fsmpb:mediasim/simpb $(PROTO_MEDIASIM)
 	protoc -I api/proto \
 	  --go_out=paths=source_relative:api/dialtonev1 \
 	  --go-grpc_out=paths=source_relative:api/dialtonev1 \
@@ -47,7 +49,7 @@ proto: proto-tools
 
 # Fails when the committed generated code is stale.
 proto-check: proto
-	git diff --exit-code -- fsm/fsmpb cluster/clusterpb api/dialtonev1 api/openapi
+	git diff --exit-code -- fsm/fsmpb cluster/clusterpb mediasim/simpb api/dialtonev1 api/openapi
 
 bench:
 	go run ./bench/cmd/createbench --scenario all --duration 10s

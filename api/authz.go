@@ -47,6 +47,11 @@ var methodRoles = map[string]auth.Role{
 	pb.PortSettingsService_SetThreshold_FullMethodName:      auth.RoleAdmin,
 	pb.PortSettingsService_DeleteThreshold_FullMethodName:   auth.RoleAdmin,
 	pb.PortSettingsService_ListAlerts_FullMethodName:        auth.RoleRead,
+	pb.DialerService_GetPacing_FullMethodName:               auth.RoleRead,
+	pb.DialerService_ListPacing_FullMethodName:              auth.RoleRead,
+	pb.DialerService_SetPacing_FullMethodName:               auth.RoleAdmin,
+	pb.DialerService_DeletePacing_FullMethodName:            auth.RoleAdmin,
+	pb.DialerService_GetDialerStatus_FullMethodName:         auth.RoleRead,
 }
 
 // internalPrefix is the cluster-internal service, authenticated by the

@@ -63,6 +63,9 @@ func NewHTTPHandler(ctx context.Context, conn *grpc.ClientConn, opts HTTPOptions
 	if err := pb.RegisterPortSettingsServiceHandler(ctx, gw, conn); err != nil {
 		return nil, fmt.Errorf("api: register port-settings gateway: %w", err)
 	}
+	if err := pb.RegisterDialerServiceHandler(ctx, gw, conn); err != nil {
+		return nil, fmt.Errorf("api: register dialer gateway: %w", err)
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

@@ -279,11 +279,17 @@ func (s *PortSettings) ListAlerts(ctx context.Context, _ *pb.ListAlertsRequest) 
 
 // barrier makes this replica reflect every write committed before the call.
 func (s *PortSettings) barrier(ctx context.Context) error {
-	ctx, cancel := s.withTimeout(ctx)
+	return settingsBarrier(ctx, s.repl, s.opts.WriteTimeout)
+}
+
+// settingsBarrier makes this replica reflect every write committed before
+// the call, waiting at most timeout when ctx has no deadline.
+func settingsBarrier(ctx context.Context, repl Replicator, timeout time.Duration) error {
+	ctx, cancel := withDefaultTimeout(ctx, timeout)
 	defer cancel()
-	idx, err := s.repl.ReadIndex(ctx)
+	idx, err := repl.ReadIndex(ctx)
 	if err == nil {
-		err = s.repl.WaitApplied(ctx, idx)
+		err = repl.WaitApplied(ctx, idx)
 	}
 	if err != nil {
 		return status.Errorf(codes.Unavailable, "cluster unavailable: %v", err)
@@ -291,11 +297,12 @@ func (s *PortSettings) barrier(ctx context.Context) error {
 	return nil
 }
 
-func (s *PortSettings) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+// withDefaultTimeout bounds ctx by timeout unless it has a deadline.
+func withDefaultTimeout(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
 	if _, ok := ctx.Deadline(); ok {
 		return context.WithCancel(ctx)
 	}
-	return context.WithTimeout(ctx, s.opts.WriteTimeout)
+	return context.WithTimeout(ctx, timeout)
 }
 
 // apply commits a settings command, retrying while leadership changes
@@ -303,12 +310,20 @@ func (s *PortSettings) withTimeout(ctx context.Context) (context.Context, contex
 // unknown outcome may find the item gone: with isDelete that counts as
 // done.
 func (s *PortSettings) apply(ctx context.Context, cmd *fsmpb.Command, isDelete bool) (uint64, error) {
-	ctx, cancel := s.withTimeout(ctx)
+	return applySetting(ctx, s.repl, s.opts.WriteTimeout, cmd, isDelete)
+}
+
+// applySetting is PortSettings.apply for any settings command (the
+// dialer's pacing uses it too): committed through repl.Apply (a follower
+// forwards to the leader), waiting at most timeout when ctx has no
+// deadline.
+func applySetting(ctx context.Context, repl Replicator, timeout time.Duration, cmd *fsmpb.Command, isDelete bool) (uint64, error) {
+	ctx, cancel := withDefaultTimeout(ctx, timeout)
 	defer cancel()
 	backoff := 20 * time.Millisecond
 	retried := false
 	for {
-		res, idx, err := s.repl.Apply(ctx, cmd)
+		res, idx, err := repl.Apply(ctx, cmd)
 		if err == nil {
 			item := itemAt(res, 0)
 			switch item.GetCode() {

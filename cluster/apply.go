@@ -63,8 +63,18 @@ func (c *Cluster) applyLocal(ctx context.Context, cmd *fsmpb.Command) (*fsmpb.Ap
 		}
 	}
 	f := c.raft.Apply(data, timeout)
-	if err := f.Error(); err != nil {
-		return nil, 0, mapRaftErr(err)
+	// Raft does not always answer a future whose entry was dispatched when
+	// the node shuts down, so do not wait past ctx: the outcome is then
+	// unknown, as after a lost leadership.
+	errc := make(chan error, 1)
+	go func() { errc <- f.Error() }()
+	select {
+	case err := <-errc:
+		if err != nil {
+			return nil, 0, mapRaftErr(err)
+		}
+	case <-ctx.Done():
+		return nil, 0, fmt.Errorf("cluster: apply: outcome unknown: %w", ctx.Err())
 	}
 	switch r := f.Response().(type) {
 	case *fsmpb.ApplyResult:
@@ -149,6 +159,26 @@ func (c *Cluster) leaderGRPC() (string, bool) {
 		return "", false
 	}
 	return m.GRPCAddr, true
+}
+
+// LeaderConn returns a connection to the current leader's gRPC server, for
+// calls only the leader can answer (its dialer engine's statistics). It is
+// the pooled internal connection: it carries the configured DialOptions
+// (transport credentials and the cluster secret) and must not be closed.
+// On the leader it is a connection to this node's own server. It fails
+// with ErrNoLeader when no leader is known, ErrShutdown when stopping.
+func (c *Cluster) LeaderConn() (*grpc.ClientConn, error) {
+	if c.ctx.Err() != nil {
+		return nil, ErrShutdown
+	}
+	addr, ok := c.leaderGRPC()
+	if !ok {
+		if c.raft.State() != raft.Leader || c.cfg.GRPCAddr == "" {
+			return nil, ErrNoLeader
+		}
+		addr = c.cfg.GRPCAddr
+	}
+	return c.conn(addr)
 }
 
 // ReadIndex returns an index that covers every write acknowledged before the

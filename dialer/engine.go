@@ -110,7 +110,6 @@ type tenant struct {
 	budget   budget
 	attempts []time.Time // dial times, for the achieved rate
 	outcomes map[string]uint64
-	lastGC   time.Time
 }
 
 // item is one request on its way through the engine.

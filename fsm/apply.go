@@ -81,6 +81,10 @@ func (a *applier) apply(index uint64, cmd *fsmpb.Command) *fsmpb.ApplyResult {
 		return a.setThreshold(b.SetThreshold)
 	case *fsmpb.Command_DeleteThreshold:
 		return a.deleteThreshold(b.DeleteThreshold)
+	case *fsmpb.Command_SetPacing:
+		return a.setPacing(b.SetPacing)
+	case *fsmpb.Command_DeletePacing:
+		return a.deletePacing(b.DeletePacing)
 	default:
 		panic(unknownBody(index, cmd)) // decode rejects these
 	}

@@ -10,7 +10,8 @@
 // state. An entry this binary cannot understand (bad bytes, a newer version,
 // an unknown body) makes Apply panic: stopping is safer than diverging.
 //
-// Reads (Get, List, Due, Profiles, Count, Entitlement(s), Threshold(s)) are safe concurrently with Apply.
+// Reads (Get, List, Due, Profiles, Count, Entitlement(s), Threshold(s),
+// Pacing(s)) are safe concurrently with Apply.
 // They return the stored records themselves, which are immutable and shared:
 // callers must not modify them.
 //
@@ -75,15 +76,22 @@
 // (protodelim), deterministically marshalled. Version 2 appends the
 // port-usage settings: a uint64 count and the entitlements in tenant order,
 // then a uint64 count and the thresholds in id order (see snapshot.go).
-// Restore still reads version 1 (no settings). The counts and all indexes
-// are rebuilt on Restore. Restore builds new state aside and swaps it in
-// only after reading exactly the announced number of items and then EOF, so
-// a corrupt or truncated snapshot leaves the state untouched.
+// Version 3 (written now) appends the dialer's pacing settings: a uint64
+// count and the pacing entries in tenant order, the global entry (tenant
+// "") first. Restore still reads version 1 (no settings) and version 2 (no
+// pacing: every tenant runs on the built-in defaults). The counts and all
+// indexes are rebuilt on Restore. Restore builds new state aside and swaps
+// it in only after reading exactly the announced number of items and then
+// EOF, so a corrupt or truncated snapshot leaves the state untouched.
 //
-// Port-usage settings (entitlements per tenant, alert thresholds) are
-// replicated too (SetEntitlement, DeleteEntitlement, SetThreshold,
-// DeleteThreshold). They are few and change rarely, so they live in an
-// immutable value of sorted slices that Apply replaces wholesale (see
+// Port-usage settings (entitlements per tenant, alert thresholds) and the
+// dialer's pacing settings (one entry per tenant plus the global entry,
+// tenant "", resolved by package pacing) are replicated too
+// (SetEntitlement, DeleteEntitlement, SetThreshold, DeleteThreshold,
+// SetPacing, DeletePacing). They are few and change rarely, so they live
+// in an immutable value of sorted slices that Apply replaces wholesale (see
 // settings.go): cloning the state shares it for free and the request path
-// is untouched.
+// is untouched. SetPacing replaces the whole entry of its tenant; the
+// state machine checks only that there is an entry (the API validates the
+// values with pacing.Validate before proposing).
 package fsm

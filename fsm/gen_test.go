@@ -75,7 +75,7 @@ func (g *gen) tenant() string { return fmt.Sprintf("t%d", g.src.next()%2) }
 func (g *gen) command() *fsmpb.Command {
 	g.now += int64(g.src.next()) * 100
 	cmd := &fsmpb.Command{NowUnixMs: g.now}
-	switch g.src.next() % 13 {
+	switch g.src.next() % 15 {
 	case 0:
 		c := &fsmpb.CreateRequests{}
 		if g.src.next()%2 == 1 {
@@ -168,6 +168,32 @@ func (g *gen) command() *fsmpb.Command {
 		cmd.Body = &fsmpb.Command_SetThreshold{SetThreshold: c}
 	case 12:
 		cmd.Body = &fsmpb.Command_DeleteThreshold{DeleteThreshold: &fsmpb.DeleteThreshold{Id: g.thresholdID()}}
+	case 13:
+		// settingTenant's "" is the global entry here, which is valid.
+		p := &fsmpb.Pacing{
+			Tenant:            g.settingTenant(),
+			Caps:              float64(g.src.next()) / 4,
+			PortLoadFactor:    uint32(g.src.next() % 101),
+			BatchSizeMode:     []string{"", "TotalPorts", "AvailablePorts", "Fixed"}[g.src.next()%4],
+			QueueLowWatermark: uint32(g.src.next() % 101),
+			SlotCalculation:   []string{"", "PROPORTIONATE", "EQUAL"}[g.src.next()%3],
+			RetentionMs:       int64(g.src.next()) * 1000,
+		}
+		if p.BatchSizeMode == "Fixed" {
+			p.BatchSize = 1 + uint32(g.src.next())
+		}
+		if g.src.next()%2 == 1 {
+			p.EqualPriorityNewAndOld = true
+			p.NextRetryIntervalMs = 100 + int64(g.src.next())*10
+			p.CleanIntervalMs = 1000 + int64(g.src.next())*100
+		}
+		c := &fsmpb.SetPacing{Pacing: p}
+		if g.src.next()%16 == 0 {
+			c.Pacing = nil // refused by Apply
+		}
+		cmd.Body = &fsmpb.Command_SetPacing{SetPacing: c}
+	case 14:
+		cmd.Body = &fsmpb.Command_DeletePacing{DeletePacing: &fsmpb.DeletePacing{Tenant: g.settingTenant()}}
 	}
 	return cmd
 }
@@ -194,7 +220,8 @@ func itemCount(cmd *fsmpb.Command) int {
 	case *fsmpb.Command_Expire:
 		return len(b.Expire.Ids)
 	case *fsmpb.Command_SetEntitlement, *fsmpb.Command_DeleteEntitlement,
-		*fsmpb.Command_SetThreshold, *fsmpb.Command_DeleteThreshold:
+		*fsmpb.Command_SetThreshold, *fsmpb.Command_DeleteThreshold,
+		*fsmpb.Command_SetPacing, *fsmpb.Command_DeletePacing:
 		return 1
 	}
 	return -1

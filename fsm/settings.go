@@ -6,9 +6,11 @@ import (
 	"github.com/seed-7bfc04c2/dialtone/fsm/fsmpb"
 )
 
-// settings is the replicated port-usage configuration: entitlements sorted
-// by tenant and thresholds sorted by id. A settings value is immutable once
-// published: Apply builds a new one (copying the small slices) and swaps the
+// settings is the replicated configuration: the port-usage entitlements
+// sorted by tenant and thresholds sorted by id, and the dialer's pacing
+// entries sorted by tenant (the global entry, tenant "", first). A
+// settings value is immutable once published: Apply builds a new one
+// (copying the small slice it changes, sharing the others) and swaps the
 // writer's pointer, so state.clone shares it at no cost and the request
 // path (create, claim, ...) never touches it. Settings change rarely and
 // number at most a few thousand, so O(n) per change is cheaper than
@@ -16,9 +18,17 @@ import (
 type settings struct {
 	entitlements []*fsmpb.Entitlement // sorted by tenant, unique
 	thresholds   []*fsmpb.Threshold   // sorted by id, unique
+	pacing       []*fsmpb.Pacing      // sorted by tenant, unique; "" is the global entry
 }
 
 var emptySettings = &settings{}
+
+// shallow returns a copy of s that shares every section; the caller
+// replaces the section it changes.
+func (s *settings) shallow() *settings {
+	n := *s
+	return &n
+}
 
 func (s *settings) entitlementIndex(tenant string) (int, bool) {
 	i := sort.Search(len(s.entitlements), func(i int) bool { return s.entitlements[i].Tenant >= tenant })
@@ -30,10 +40,15 @@ func (s *settings) thresholdIndex(id string) (int, bool) {
 	return i, i < len(s.thresholds) && s.thresholds[i].Id == id
 }
 
+func (s *settings) pacingIndex(tenant string) (int, bool) {
+	i := sort.Search(len(s.pacing), func(i int) bool { return s.pacing[i].Tenant >= tenant })
+	return i, i < len(s.pacing) && s.pacing[i].Tenant == tenant
+}
+
 // withEntitlement returns a copy of s with e stored (inserted or replacing).
 func (s *settings) withEntitlement(e *fsmpb.Entitlement) *settings {
 	i, found := s.entitlementIndex(e.Tenant)
-	n := &settings{thresholds: s.thresholds}
+	n := s.shallow()
 	if found {
 		n.entitlements = append([]*fsmpb.Entitlement(nil), s.entitlements...)
 		n.entitlements[i] = e
@@ -48,7 +63,7 @@ func (s *settings) withEntitlement(e *fsmpb.Entitlement) *settings {
 
 // withoutEntitlement returns a copy of s without the entitlement at i.
 func (s *settings) withoutEntitlement(i int) *settings {
-	n := &settings{thresholds: s.thresholds}
+	n := s.shallow()
 	n.entitlements = make([]*fsmpb.Entitlement, 0, len(s.entitlements)-1)
 	n.entitlements = append(n.entitlements, s.entitlements[:i]...)
 	n.entitlements = append(n.entitlements, s.entitlements[i+1:]...)
@@ -57,7 +72,7 @@ func (s *settings) withoutEntitlement(i int) *settings {
 
 func (s *settings) withThreshold(t *fsmpb.Threshold) *settings {
 	i, found := s.thresholdIndex(t.Id)
-	n := &settings{entitlements: s.entitlements}
+	n := s.shallow()
 	if found {
 		n.thresholds = append([]*fsmpb.Threshold(nil), s.thresholds...)
 		n.thresholds[i] = t
@@ -71,10 +86,35 @@ func (s *settings) withThreshold(t *fsmpb.Threshold) *settings {
 }
 
 func (s *settings) withoutThreshold(i int) *settings {
-	n := &settings{entitlements: s.entitlements}
+	n := s.shallow()
 	n.thresholds = make([]*fsmpb.Threshold, 0, len(s.thresholds)-1)
 	n.thresholds = append(n.thresholds, s.thresholds[:i]...)
 	n.thresholds = append(n.thresholds, s.thresholds[i+1:]...)
+	return n
+}
+
+// withPacing returns a copy of s with p stored (inserted or replacing).
+func (s *settings) withPacing(p *fsmpb.Pacing) *settings {
+	i, found := s.pacingIndex(p.Tenant)
+	n := s.shallow()
+	if found {
+		n.pacing = append([]*fsmpb.Pacing(nil), s.pacing...)
+		n.pacing[i] = p
+		return n
+	}
+	n.pacing = make([]*fsmpb.Pacing, 0, len(s.pacing)+1)
+	n.pacing = append(n.pacing, s.pacing[:i]...)
+	n.pacing = append(n.pacing, p)
+	n.pacing = append(n.pacing, s.pacing[i:]...)
+	return n
+}
+
+// withoutPacing returns a copy of s without the pacing entry at i.
+func (s *settings) withoutPacing(i int) *settings {
+	n := s.shallow()
+	n.pacing = make([]*fsmpb.Pacing, 0, len(s.pacing)-1)
+	n.pacing = append(n.pacing, s.pacing[:i]...)
+	n.pacing = append(n.pacing, s.pacing[i+1:]...)
 	return n
 }
 
@@ -109,6 +149,24 @@ func (f *FSM) Threshold(id string) (*fsmpb.Threshold, bool) {
 // caller's; the records are shared and must not be modified.
 func (f *FSM) Thresholds() []*fsmpb.Threshold {
 	return append([]*fsmpb.Threshold(nil), f.view().settings.thresholds...)
+}
+
+// Pacing returns the dialer pacing entry of tenant ("" for the global
+// entry), if one is stored. It is shared and must not be modified.
+func (f *FSM) Pacing(tenant string) (*fsmpb.Pacing, bool) {
+	s := f.view().settings
+	i, ok := s.pacingIndex(tenant)
+	if !ok {
+		return nil, false
+	}
+	return s.pacing[i], true
+}
+
+// Pacings returns every pacing entry sorted by tenant, the global entry
+// (tenant "") first. The slice is the caller's; the entries are shared and
+// must not be modified.
+func (f *FSM) Pacings() []*fsmpb.Pacing {
+	return append([]*fsmpb.Pacing(nil), f.view().settings.pacing...)
 }
 
 // Apply side.
@@ -175,4 +233,39 @@ func (a *applier) deleteThreshold(c *fsmpb.DeleteThreshold) *fsmpb.ApplyResult {
 	}
 	a.st.settings = s.withoutThreshold(i)
 	return settingResult(c.GetId())
+}
+
+// setPacing creates or replaces the pacing entry of pacing.tenant (""
+// is the global entry). The API validates the values; the state machine
+// only needs an entry to store.
+func (a *applier) setPacing(c *fsmpb.SetPacing) *fsmpb.ApplyResult {
+	p := c.GetPacing()
+	if p == nil {
+		return settingFail(fail("", fsmpb.Code_CODE_INVALID_STATE, "pacing is required"))
+	}
+	// A fresh record: unknown fields of the proposer are not stored.
+	a.st.settings = a.st.settings.withPacing(&fsmpb.Pacing{
+		Tenant:                 p.GetTenant(),
+		Caps:                   p.GetCaps(),
+		PortLoadFactor:         p.GetPortLoadFactor(),
+		BatchSizeMode:          p.GetBatchSizeMode(),
+		BatchSize:              p.GetBatchSize(),
+		QueueLowWatermark:      p.GetQueueLowWatermark(),
+		SlotCalculation:        p.GetSlotCalculation(),
+		EqualPriorityNewAndOld: p.GetEqualPriorityNewAndOld(),
+		NextRetryIntervalMs:    p.GetNextRetryIntervalMs(),
+		CleanIntervalMs:        p.GetCleanIntervalMs(),
+		RetentionMs:            p.GetRetentionMs(),
+	})
+	return settingResult(p.GetTenant())
+}
+
+func (a *applier) deletePacing(c *fsmpb.DeletePacing) *fsmpb.ApplyResult {
+	s := a.st.settings
+	i, found := s.pacingIndex(c.GetTenant())
+	if !found {
+		return settingFail(&fsmpb.ItemResult{Id: c.GetTenant(), Code: fsmpb.Code_CODE_NOT_FOUND, Reason: "pacing not found"})
+	}
+	a.st.settings = s.withoutPacing(i)
+	return settingResult(c.GetTenant())
 }

@@ -279,12 +279,21 @@ func checkSettingsInvariants(t testing.TB, f *FSM) {
 			t.Fatalf("Threshold(%s) disagrees", th.Id)
 		}
 	}
+	pac := f.Pacings()
+	for i, p := range pac {
+		if i > 0 && pac[i-1].Tenant >= p.Tenant {
+			t.Fatalf("pacing not sorted/unique: %s", pacTenants(pac))
+		}
+		if got, ok := f.Pacing(p.Tenant); !ok || got != p {
+			t.Fatalf("Pacing(%q) disagrees", p.Tenant)
+		}
+	}
 }
 
 // The replay generator reaches settings states.
 func TestGeneratorCoversSettings(t *testing.T) {
 	_, _, ref := genLog(t, 1, 3000)
-	if len(ref.Entitlements()) == 0 || len(ref.Thresholds()) == 0 {
-		t.Fatalf("generator left %d entitlements and %d thresholds", len(ref.Entitlements()), len(ref.Thresholds()))
+	if len(ref.Entitlements()) == 0 || len(ref.Thresholds()) == 0 || len(ref.Pacings()) == 0 {
+		t.Fatalf("generator left %d entitlements, %d thresholds and %d pacing entries", len(ref.Entitlements()), len(ref.Thresholds()), len(ref.Pacings()))
 	}
 }

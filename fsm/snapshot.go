@@ -27,15 +27,21 @@ import (
 //	ecount × varint-length-delimited fsmpb.Entitlement, in tenant order
 //	tcount  uint64  number of thresholds that follow
 //	tcount × varint-length-delimited fsmpb.Threshold, in id order
+//	version 3 and later, the dialer's pacing settings:
+//	pcount  uint64  number of pacing entries that follow
+//	pcount × varint-length-delimited fsmpb.Pacing, in tenant order (the
+//	         global entry, tenant "", first)
 //
 // The counts let Restore tell a complete stream from one truncated at a
-// record boundary. Restore reads version 1 (records only, no settings) and
-// version 2; Snapshot writes version 2.
+// record boundary. Restore reads version 1 (records only, no settings),
+// version 2 (no pacing) and version 3; Snapshot writes version 3.
 const (
 	snapshotMagic   = "DTFSMSNP"
-	snapshotVersion = 2
+	snapshotVersion = 3
 	// snapshotV1 is the format before settings: records only.
 	snapshotV1 = 1
+	// snapshotV2 adds the port-usage settings, but no pacing.
+	snapshotV2 = 2
 	headerLen  = len(snapshotMagic) + 4 + 8 + 8
 
 	// maxRecordSize bounds the allocation a corrupt length prefix can cause.
@@ -108,6 +114,9 @@ func (s *snapshot) writeTo(w io.Writer) error {
 	if err := writeSection(bw, opts, "threshold", set.thresholds); err != nil {
 		return err
 	}
+	if err := writeSection(bw, opts, "pacing", set.pacing); err != nil {
+		return err
+	}
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("flushing: %w", err)
 	}
@@ -156,8 +165,8 @@ func readSnapshot(br *bufio.Reader) (*state, error) {
 	}
 	rest := hdr[len(snapshotMagic):]
 	version := binary.BigEndian.Uint32(rest)
-	if version != snapshotV1 && version != snapshotVersion {
-		return nil, fmt.Errorf("snapshot version %d is not supported (want %d or %d)", version, snapshotV1, snapshotVersion)
+	if version < snapshotV1 || version > snapshotVersion {
+		return nil, fmt.Errorf("snapshot version %d is not supported (want %d to %d)", version, snapshotV1, snapshotVersion)
 	}
 	st := newState()
 	st.applied = binary.BigEndian.Uint64(rest[4:])
@@ -177,8 +186,8 @@ func readSnapshot(br *bufio.Reader) (*state, error) {
 		}
 		st.insert(r)
 	}
-	if version >= 2 {
-		set, err := readSettings(br, opts)
+	if version >= snapshotV2 {
+		set, err := readSettings(br, opts, version)
 		if err != nil {
 			return nil, err
 		}
@@ -192,28 +201,37 @@ func readSnapshot(br *bufio.Reader) (*state, error) {
 	return st, nil
 }
 
-// readSettings reads the entitlement and threshold sections of a version 2
-// snapshot. Each must be in strictly ascending key order, as written.
-func readSettings(br *bufio.Reader, opts protodelim.UnmarshalOptions) (*settings, error) {
+// readSettings reads the settings sections of a version 2 or later
+// snapshot: entitlements and thresholds, and from version 3 the pacing
+// entries. Each must be in strictly ascending key order, as written.
+func readSettings(br *bufio.Reader, opts protodelim.UnmarshalOptions, version uint32) (*settings, error) {
 	ents, err := readSection(br, opts, "entitlement", func() *fsmpb.Entitlement { return &fsmpb.Entitlement{} },
-		(*fsmpb.Entitlement).GetTenant)
+		(*fsmpb.Entitlement).GetTenant, false)
 	if err != nil {
 		return nil, err
 	}
 	ths, err := readSection(br, opts, "threshold", func() *fsmpb.Threshold { return &fsmpb.Threshold{} },
-		(*fsmpb.Threshold).GetId)
+		(*fsmpb.Threshold).GetId, false)
 	if err != nil {
 		return nil, err
 	}
-	if len(ents) == 0 && len(ths) == 0 {
+	var pac []*fsmpb.Pacing
+	if version >= 3 {
+		// The global entry has the empty key: it can only come first.
+		if pac, err = readSection(br, opts, "pacing", func() *fsmpb.Pacing { return &fsmpb.Pacing{} },
+			(*fsmpb.Pacing).GetTenant, true); err != nil {
+			return nil, err
+		}
+	}
+	if len(ents) == 0 && len(ths) == 0 && len(pac) == 0 {
 		return emptySettings, nil
 	}
-	return &settings{entitlements: ents, thresholds: ths}, nil
+	return &settings{entitlements: ents, thresholds: ths, pacing: pac}, nil
 }
 
-// readSection reads a count and that many messages with non-empty,
-// strictly ascending keys.
-func readSection[M proto.Message](br *bufio.Reader, opts protodelim.UnmarshalOptions, what string, newM func() M, key func(M) string) ([]M, error) {
+// readSection reads a count and that many messages with strictly
+// ascending keys, non-empty unless emptyKey allows the first to be "".
+func readSection[M proto.Message](br *bufio.Reader, opts protodelim.UnmarshalOptions, what string, newM func() M, key func(M) string, emptyKey bool) ([]M, error) {
 	var cnt [8]byte
 	if _, err := io.ReadFull(br, cnt[:]); err != nil {
 		if errors.Is(err, io.EOF) {
@@ -233,7 +251,7 @@ func readSection[M proto.Message](br *bufio.Reader, opts protodelim.UnmarshalOpt
 			return nil, fmt.Errorf("reading %s %d of %d: %w", what, i, n, err)
 		}
 		k := key(m)
-		if k == "" || (i > 0 && k <= prev) {
+		if (k == "" && !(emptyKey && i == 0)) || (i > 0 && k <= prev) {
 			return nil, fmt.Errorf("%s %d of %d: empty, duplicate or out-of-order key %q", what, i, n, k)
 		}
 		prev = k

@@ -149,3 +149,39 @@ func TestInternalServiceNeedsClusterSecret(t *testing.T) {
 		t.Fatalf("%d records stored", n)
 	}
 }
+
+// A process without the cluster secret cannot join: gossip is encrypted
+// and authenticated with a key derived from the secret, so the leader
+// never sees it as a member and never makes it a voter. A node with the
+// secret, started after it, joins (the control).
+func TestNodeWithoutTheSecretCannotJoin(t *testing.T) {
+	tc := basicAuthCluster(t, 3)
+	rogueCfg := tc.cfg
+	rogueCfg.Nodes = append(append([]config.Node(nil), tc.cfg.Nodes...), nodeBlock(t, "rogue"))
+	rogueCfg.Nodes[len(rogueCfg.Nodes)-1].Join = []string{tc.cfg.Nodes[0].Gossip, tc.cfg.Nodes[1].Gossip}
+	rogueCfg.Cluster.Secret = "not-the-cluster-secret-at-all"
+	rogueCfg.Auth = config.Default().Auth
+	rogue, err := Start(Options{Config: rogueCfg, NodeID: "rogue", Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rogue.Close)
+
+	n4 := nodeBlock(t, "n4")
+	n4.Join = []string{tc.cfg.Nodes[0].Gossip}
+	tc.cfg.Nodes = append(tc.cfg.Nodes, n4)
+	tc.start("n4")
+	tc.waitVoters(4)
+
+	leader := tc.nodes[tc.leader()]
+	for _, s := range leader.Cluster().Status().Servers {
+		if s.ID == "rogue" {
+			t.Fatalf("the node without the secret became a Raft server: %+v", s)
+		}
+	}
+	for _, m := range leader.Cluster().Members() {
+		if m.ID == "rogue" {
+			t.Fatalf("the node without the secret is a gossip member: %+v", m)
+		}
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
+	"github.com/seed-7bfc04c2/dialtone/callbackend"
 	"github.com/seed-7bfc04c2/dialtone/config"
 )
 
@@ -27,6 +28,8 @@ type testCluster struct {
 	mu    sync.Mutex
 	nodes map[string]*Node
 	conns map[string]*grpc.ClientConn
+	// backend, when set, is every node's call backend.
+	backend callbackend.Backend
 }
 
 // handedOut remembers ports given to earlier nodes of this test binary: the
@@ -71,6 +74,14 @@ func nodeBlock(t *testing.T, id string) config.Node {
 
 func newTestCluster(t *testing.T, n int, edit func(*config.Config)) *testCluster {
 	t.Helper()
+	return newTestClusterWith(t, n, edit, nil)
+}
+
+// newTestClusterWith is newTestCluster with a call backend built from the
+// final configuration (every node shares it, as nodes share one media
+// platform).
+func newTestClusterWith(t *testing.T, n int, edit func(*config.Config), backend func(config.Config) callbackend.Backend) *testCluster {
+	t.Helper()
 	cfg := config.Default()
 	cfg.Cluster.DataDir = t.TempDir()
 	cfg.Cluster.HeartbeatTimeout = config.Duration{Duration: 200 * time.Millisecond}
@@ -89,6 +100,9 @@ func newTestCluster(t *testing.T, n int, edit func(*config.Config)) *testCluster
 		t.Fatal(err)
 	}
 	tc := &testCluster{t: t, cfg: cfg, nodes: map[string]*Node{}, conns: map[string]*grpc.ClientConn{}}
+	if backend != nil {
+		tc.backend = backend(cfg)
+	}
 	t.Cleanup(tc.stopAll)
 	for _, nb := range cfg.Nodes {
 		tc.start(nb.ID)
@@ -107,7 +121,7 @@ func testLogger() *slog.Logger {
 
 func (tc *testCluster) start(id string) *Node {
 	tc.t.Helper()
-	n, err := Start(Options{Config: tc.cfg, NodeID: id, Logger: testLogger()})
+	n, err := Start(Options{Config: tc.cfg, NodeID: id, Logger: testLogger(), Backend: tc.backend})
 	if err != nil {
 		tc.t.Fatalf("start %s: %v", id, err)
 	}

@@ -6,9 +6,11 @@ package node
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -26,8 +28,10 @@ import (
 	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
 	"github.com/seed-7bfc04c2/dialtone/api/ssg"
 	"github.com/seed-7bfc04c2/dialtone/auth"
+	"github.com/seed-7bfc04c2/dialtone/callbackend"
 	"github.com/seed-7bfc04c2/dialtone/cluster"
 	"github.com/seed-7bfc04c2/dialtone/config"
+	"github.com/seed-7bfc04c2/dialtone/dialer"
 	"github.com/seed-7bfc04c2/dialtone/fsm"
 	"github.com/seed-7bfc04c2/dialtone/tlsconf"
 )
@@ -40,6 +44,9 @@ type Options struct {
 	// Gatherer adds process-wide metrics (Go runtime, Raft internals) to
 	// this node's /metrics.
 	Gatherer prometheus.Gatherer
+	// Backend overrides the call backend chosen by [telephony] (tests use
+	// an in-process simulated media platform).
+	Backend callbackend.Backend
 }
 
 // Node is one running Dialtone node.
@@ -61,6 +68,14 @@ type Node struct {
 
 	// Port-usage alert evaluator (package alerting).
 	alerts *alerting.Evaluator
+
+	// The dialer engine (node/dialer.go), a leader task, and what closes
+	// its call backend (may be nil).
+	dialer        *dialer.Engine
+	backendCloser io.Closer
+	// dialerStats feeds GetDialerStatus (api/dialer.go); nil: the call
+	// answers Unavailable on this node.
+	dialerStats api.DialerStats
 
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -135,6 +150,16 @@ func Start(opts Options) (_ *Node, err error) {
 		dialOpts = append(dialOpts, api.ClusterSecretDialOption(secret))
 	}
 
+	backend, backendCloser, err := callBackend(cfg, opts.Backend)
+	if err != nil {
+		return nil, err
+	}
+	n.backendCloser = backendCloser
+	dialerReady := make(chan struct{})
+	var dialerTask func(context.Context)
+	n.dialer, dialerTask = n.newDialer(cfg, backend, dialerReady)
+	n.dialerStats = n.dialer
+
 	var voters []cluster.Peer
 	for _, id := range cfg.Cluster.InitialVoters {
 		peer, _ := cfg.Node(id)
@@ -158,6 +183,8 @@ func Start(opts Options) (_ *Node, err error) {
 		SnapshotInterval:   cfg.Cluster.SnapshotInterval.Duration,
 		TrailingLogs:       cfg.Cluster.TrailingLogs,
 		DialOptions:        dialOpts,
+		LeaderTasks:        []func(context.Context){dialerTask},
+		GossipKey:          gossipKey(secret),
 		Logger:             log,
 	}, n.fsm)
 	if err != nil {
@@ -182,6 +209,7 @@ func Start(opts Options) (_ *Node, err error) {
 	// Port usage: the in-memory cache, the Publish stream and reads, the
 	// relay to the peers over gossip user messages.
 	n.portUsage = n.startPortUsage(cfg, nc.ID)
+	close(dialerReady)
 
 	// Port-usage settings and alerts (api/portsettings.go, package
 	// alerting): entitlements and thresholds go through Raft; every node
@@ -204,6 +232,7 @@ func Start(opts Options) (_ *Node, err error) {
 	}
 	portSettings := api.NewPortSettings(n.fsm, n.cluster, n.alerts, api.PortSettingsOptions{})
 	pb.RegisterPortSettingsServiceServer(n.grpc, portSettings)
+	pb.RegisterDialerServiceServer(n.grpc, api.NewDialer(n.fsm, n.cluster, n.cluster, n.dialerStats, api.DialerOptions{ReadTimeout: cfg.Limits.ReadTimeout.Duration}))
 	n.SetPortLicenses(portSettings)
 	n.wg.Add(1)
 	go func() {
@@ -361,6 +390,20 @@ func (n *Node) leaveAndStop() {
 	}()
 }
 
+// gossipKey derives the gossip encryption key from the cluster secret (nil
+// without one: auth mode none, a trusted development network).
+func gossipKey(secret string) []byte {
+	if secret == "" {
+		return nil
+	}
+	k := sha256.Sum256([]byte("dialtone gossip key\x00" + secret))
+	return k[:]
+}
+
+// grpcGrace is how long Shutdown lets gRPC calls finish before cutting
+// them.
+const grpcGrace = 2 * time.Second
+
 // Shutdown stops the node in order: stop taking client traffic (in-flight
 // calls finish), hand over leadership, leave gossip, stop Raft and close the
 // stores. It is idempotent and safe to call concurrently.
@@ -370,26 +413,37 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		if err := n.http.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("http: %w", err))
 		}
+		// Unary calls finish; long-lived streams (port-usage publishers)
+		// never would, so after a short grace they are cut and their
+		// publishers fail over to another node.
 		stopped := make(chan struct{})
 		go func() { n.grpc.GracefulStop(); close(stopped) }()
 		select {
 		case <-stopped:
 		case <-ctx.Done():
-			n.grpc.Stop()
-			<-stopped
+		case <-time.After(grpcGrace):
 		}
+		n.grpc.Stop()
+		<-stopped
 		n.cancel()
 		if err := n.cluster.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("cluster: %w", err))
 		}
 		_ = n.gwConn.Close()
 		n.wg.Wait()
+		n.closeBackend()
 		n.stopErr = errors.Join(errs...)
 		n.log.Info("node stopped")
 		close(n.done)
 	})
 	<-n.done
 	return n.stopErr
+}
+
+func (n *Node) closeBackend() {
+	if n.backendCloser != nil {
+		_ = n.backendCloser.Close()
+	}
 }
 
 func (n *Node) closeListeners() {
@@ -412,6 +466,7 @@ func (n *Node) Close() {
 		_ = n.cluster.Close()
 		_ = n.gwConn.Close()
 		n.wg.Wait()
+		n.closeBackend()
 		close(n.done)
 	})
 	<-n.done

@@ -23,9 +23,9 @@ import (
 
 func newDev() *cobra.Command {
 	var (
-		dataDir string
-		fresh   bool
-		portsim bool
+		dataDir  string
+		fresh    bool
+		mediasim bool
 	)
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -34,23 +34,38 @@ func newDev() *cobra.Command {
 cluster.example.toml) to <data-dir>/dev.toml and runs each node as its own
 "dialtone serve" process, so a node can be killed to watch failover. Ctrl-C
 or SIGTERM stops them all cleanly. Data persists in <data-dir> across runs
-unless --fresh is given. A fourth process, "dialtone portsim", simulates two
-media servers (vxml-1, vxml-2: 50 ports each, tenant acme) publishing their
-port usage to the nodes, so GET /v1/port-usage shows live figures at once
-(--portsim=false leaves it out).`,
+unless --fresh is given. A fourth process, "dialtone mediasim", is the
+simulated media platform the nodes' dialer places calls on (telephony backend
+"sim" at 127.0.0.1:9090): two media servers (vxml-1, vxml-2: 50 ports each,
+tenant acme) that publish their port usage to the nodes, so GET
+/v1/port-usage shows live figures at once, with its stats at
+http://127.0.0.1:9091/stats and /calls. It also runs the notification
+receiver (a simulated trigger application) at http://127.0.0.1:8089/notify:
+submit requests with that notification_url and see the results at
+http://127.0.0.1:8089/notifications. --mediasim=false leaves it out.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runDev(cmd.OutOrStdout(), dataDir, fresh, portsim)
+			return runDev(cmd.OutOrStdout(), dataDir, fresh, mediasim)
 		},
 	}
 	cmd.Flags().StringVar(&dataDir, "data-dir", "./data", "directory for the nodes' data and the generated config")
 	cmd.Flags().BoolVar(&fresh, "fresh", false, "delete the data directory first")
-	cmd.Flags().BoolVar(&portsim, "portsim", true, "also run portsim (2 simulated media servers x 50 ports, tenant acme) as a fourth process")
+	cmd.Flags().BoolVar(&mediasim, "mediasim", true, "also run mediasim (the simulated media platform: 2 servers x 50 ports, tenant acme; and the notification receiver) as a fourth process")
 	return cmd
 }
 
-// devConfig is the local three-node cluster of cluster.example.toml.
+// The dev cluster's simulated media platform (dialtone mediasim) and its
+// notification receiver.
+const (
+	devMediasimAddr = "127.0.0.1:9090"
+	devMediasimHTTP = "127.0.0.1:9091"
+	devNotifyAddr   = "127.0.0.1:8089"
+)
+
+// devConfig is the local three-node cluster of cluster.example.toml, placing
+// calls on the simulated media platform.
 func devConfig(dataDir string) config.Config {
 	cfg := config.Default()
+	cfg.Telephony = config.Telephony{Backend: "sim", SimAddr: devMediasimAddr}
 	cfg.Cluster.DataDir = dataDir
 	cfg.Cluster.InitialVoters = []string{"n1", "n2", "n3"}
 	for i := 1; i <= 3; i++ {
@@ -65,7 +80,7 @@ func devConfig(dataDir string) config.Config {
 	return cfg
 }
 
-func runDev(out io.Writer, dataDir string, fresh, withPortsim bool) error {
+func runDev(out io.Writer, dataDir string, fresh, withMediasim bool) error {
 	if fresh {
 		if err := os.RemoveAll(dataDir); err != nil {
 			return err
@@ -156,12 +171,14 @@ func runDev(out io.Writer, dataDir string, fresh, withPortsim bool) error {
 		}
 		grpcAddrs = append(grpcAddrs, n.GRPC)
 	}
-	// Simulated media servers publishing port usage, so GET /v1/port-usage
-	// shows live figures at once.
-	simArgs := []string{"portsim", "--servers", "2", "--ports", "50", "--tenant", "acme", "--id-prefix", "vxml",
+	// The simulated media platform the dialer places calls on (its servers
+	// publish their port usage, so GET /v1/port-usage shows live figures at
+	// once) and the notification receiver.
+	simArgs := []string{"mediasim", "--servers", "2", "--ports", "50", "--tenant", "acme", "--id-prefix", "vxml",
+		"--listen", devMediasimAddr, "--http", devMediasimHTTP, "--notify-listen", devNotifyAddr,
 		"--endpoints", strings.Join(grpcAddrs, ",")}
-	if withPortsim {
-		if err := startChild("portsim", false, simArgs...); err != nil {
+	if withMediasim {
+		if err := startChild("mediasim", false, simArgs...); err != nil {
 			return err
 		}
 	}
@@ -170,9 +187,12 @@ func runDev(out io.Writer, dataDir string, fresh, withPortsim bool) error {
 	for _, n := range cfg.Nodes {
 		fmt.Fprintf(out, "dev: node %s  http://%s  (gRPC %s)\n", n.ID, n.HTTP, n.GRPC)
 	}
-	if withPortsim {
-		fmt.Fprintf(out, "dev: port usage: %s (2 simulated media servers x 50 ports, tenant acme); see http://%s/v1/port-usage\n",
-			strings.Join(simArgs, " "), cfg.Nodes[0].HTTP)
+	if withMediasim {
+		fmt.Fprintf(out, "dev: media platform: %s (2 simulated media servers x 50 ports, tenant acme)\n", strings.Join(simArgs, " "))
+		fmt.Fprintf(out, "dev: port usage http://%s/v1/port-usage; media platform stats http://%s/stats, calls http://%s/calls\n",
+			cfg.Nodes[0].HTTP, devMediasimHTTP, devMediasimHTTP)
+		fmt.Fprintf(out, "dev: notification receiver http://%s/notify (use it as notification_url); received: http://%s/notifications\n",
+			devNotifyAddr, devNotifyAddr)
 	}
 	fmt.Fprintln(out, "dev: Ctrl-C stops the cluster")
 	outMu.Unlock()

@@ -1,0 +1,85 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/seed-7bfc04c2/dialtone/callbackend"
+	"github.com/seed-7bfc04c2/dialtone/config"
+	"github.com/seed-7bfc04c2/dialtone/dialer"
+	"github.com/seed-7bfc04c2/dialtone/fsm/fsmpb"
+	"github.com/seed-7bfc04c2/dialtone/mediasim"
+	"github.com/seed-7bfc04c2/dialtone/notify"
+)
+
+// newDialer builds the node's dialer engine. It runs as a leader task of
+// the cluster (started after a barrier when this node becomes leader,
+// stopped when it loses leadership); the task waits for ready, which Start
+// closes once the cluster and the port-usage cache exist.
+func (n *Node) newDialer(cfg config.Config, backend callbackend.Backend, ready <-chan struct{}) (*dialer.Engine, func(context.Context)) {
+	e := dialer.New(dialer.Options{
+		Store:   n.fsm,
+		Apply:   leaderApplier{n},
+		Ports:   cachePorts{n},
+		Backend: backend,
+		Sender: notify.Sender{
+			Client:  &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Dialer.NotifyConcurrency, IdleConnTimeout: 90 * time.Second}},
+			Timeout: cfg.Dialer.NotifyTimeout.Duration,
+		},
+		Metrics:               dialer.NewMetrics(n.reg),
+		Logger:                n.log,
+		InterruptedRetryDelay: cfg.Dialer.InterruptedRetryDelay.Duration,
+		NotifyMaxBackoff:      cfg.Dialer.NotifyMaxBackoff.Duration,
+		NotifyConcurrency:     cfg.Dialer.NotifyConcurrency,
+	})
+	task := func(ctx context.Context) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ready:
+		}
+		e.Run(ctx)
+	}
+	return e, task
+}
+
+// Dialer is the node's dialer engine (running only while it leads).
+func (n *Node) Dialer() *dialer.Engine { return n.dialer }
+
+// leaderApplier applies on this node only if it leads (never forwarded).
+type leaderApplier struct{ n *Node }
+
+func (a leaderApplier) ApplyLeader(ctx context.Context, cmd *fsmpb.Command) (*fsmpb.ApplyResult, uint64, error) {
+	return a.n.cluster.ApplyLeader(ctx, cmd)
+}
+
+// cachePorts reads the port-usage cache for the dialer.
+type cachePorts struct{ n *Node }
+
+func (c cachePorts) TenantPorts(tenant string) dialer.PortReport {
+	total, inUse, newest, ok := c.n.portUsage.cache.TenantPorts(tenant)
+	return dialer.PortReport{Total: total, InUse: inUse, ReceivedAt: time.UnixMilli(newest), OK: ok}
+}
+
+// callBackend is the backend the [telephony] section names, unless the
+// caller gave one, and what closes it (nil when nothing needs closing).
+func callBackend(cfg config.Config, override callbackend.Backend) (callbackend.Backend, io.Closer, error) {
+	if override != nil {
+		return override, nil, nil
+	}
+	switch cfg.Telephony.Backend {
+	case "sim":
+		// The simulated media platform serves plaintext gRPC on a
+		// development host; the node's TLS settings are for its peers.
+		c, err := mediasim.NewClient(cfg.Telephony.SimAddr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("node: telephony.sim_addr: %w", err)
+		}
+		return c, c, nil
+	default:
+		return nil, nil, nil
+	}
+}
