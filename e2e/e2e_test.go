@@ -268,7 +268,9 @@ func TestServeFromExampleConfigSurvivesLeaderKill(t *testing.T) {
 // and stops it with SIGTERM.
 func TestDevClusterAndCLI(t *testing.T) {
 	data := t.TempDir()
-	dev := start(t, "dev", "--data-dir", data)
+	// Without the media platform there are no ports, so nothing is
+	// dialled and the request stays waiting (and cancellable).
+	dev := start(t, "dev", "--data-dir", data, "--mediasim=false")
 	waitReady(t, nodes["n1"], nodes["n2"], nodes["n3"])
 
 	cli := func(args ...string) (string, error) {

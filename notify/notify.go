@@ -87,7 +87,9 @@ type Sender struct {
 // non-2xx status.
 type StatusError struct{ Code int }
 
-func (e *StatusError) Error() string { return fmt.Sprintf("notify: trigger application answered %d", e.Code) }
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("notify: trigger application answered %d", e.Code)
+}
 
 // Send GETs the notification URL of r; nil means a 2xx answer.
 func (s Sender) Send(ctx context.Context, r *fsmpb.Request) error {

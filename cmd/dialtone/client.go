@@ -172,7 +172,18 @@ func statusCmd(c *client) *cobra.Command {
 			for _, s := range st.Servers {
 				fmt.Fprintf(w, "%s\t%s\t%s\t%v\n", s.Id, s.RaftAddress, s.Suffrage, s.Leader)
 			}
-			return w.Flush()
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			// The leader's dialer figures (the same as `dialtone dialer`);
+			// without a leader there are none to show.
+			var ds pb.DialerStatus
+			if err := c.call(cmd.Context(), http.MethodGet, "/v1/dialer", nil, &ds); err != nil {
+				fmt.Fprintf(cmd.OutOrStdout(), "\ndialer: %v\n", err)
+				return nil
+			}
+			fmt.Fprintln(cmd.OutOrStdout())
+			return printDialerStatus(cmd.OutOrStdout(), &ds)
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")

@@ -26,6 +26,8 @@ func newDev() *cobra.Command {
 		dataDir  string
 		fresh    bool
 		mediasim bool
+		ring     string
+		talk     string
 	)
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -44,12 +46,14 @@ receiver (a simulated trigger application) at http://127.0.0.1:8089/notify:
 submit requests with that notification_url and see the results at
 http://127.0.0.1:8089/notifications. --mediasim=false leaves it out.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runDev(cmd.OutOrStdout(), dataDir, fresh, mediasim)
+			return runDev(cmd.OutOrStdout(), dataDir, fresh, mediasim, "--ring", ring, "--talk", talk)
 		},
 	}
 	cmd.Flags().StringVar(&dataDir, "data-dir", "./data", "directory for the nodes' data and the generated config")
 	cmd.Flags().BoolVar(&fresh, "fresh", false, "delete the data directory first")
 	cmd.Flags().BoolVar(&mediasim, "mediasim", true, "also run mediasim (the simulated media platform: 2 servers x 50 ports, tenant acme; and the notification receiver) as a fourth process")
+	cmd.Flags().StringVar(&ring, "ring", "1s-3s", "mediasim: how long a call rings (a duration or min-max)")
+	cmd.Flags().StringVar(&talk, "talk", "5s-15s", "mediasim: how long an answered call holds its port")
 	return cmd
 }
 
@@ -80,7 +84,8 @@ func devConfig(dataDir string) config.Config {
 	return cfg
 }
 
-func runDev(out io.Writer, dataDir string, fresh, withMediasim bool) error {
+// simExtra are further mediasim flags.
+func runDev(out io.Writer, dataDir string, fresh, withMediasim bool, simExtra ...string) error {
 	if fresh {
 		if err := os.RemoveAll(dataDir); err != nil {
 			return err
@@ -177,6 +182,7 @@ func runDev(out io.Writer, dataDir string, fresh, withMediasim bool) error {
 	simArgs := []string{"mediasim", "--servers", "2", "--ports", "50", "--tenant", "acme", "--id-prefix", "vxml",
 		"--listen", devMediasimAddr, "--http", devMediasimHTTP, "--notify-listen", devNotifyAddr,
 		"--endpoints", strings.Join(grpcAddrs, ",")}
+	simArgs = append(simArgs, simExtra...)
 	if withMediasim {
 		if err := startChild("mediasim", false, simArgs...); err != nil {
 			return err
