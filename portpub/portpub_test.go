@@ -364,15 +364,21 @@ func TestSkipsDeadEndpointsAndWrapsAround(t *testing.T) {
 	s0.start()
 	s2.stop()
 	eventually(t, 3*time.Second, "wrap around to the primary", on(p, s0.addr))
+	// OnSwitch may run just after the publisher reports its new endpoint.
+	eventually(t, 2*time.Second, "three switches reported", func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		var kinds []string
+		for _, s := range switches {
+			kinds = append(kinds, s.Kind)
+		}
+		if !slices.Equal(kinds, []string{"connect", "failover", "failover"}) {
+			return fmt.Errorf("switches %v", kinds)
+		}
+		return nil
+	})
 	mu.Lock()
 	defer mu.Unlock()
-	var kinds []string
-	for _, s := range switches {
-		kinds = append(kinds, s.Kind)
-	}
-	if !slices.Equal(kinds, []string{"connect", "failover", "failover"}) {
-		t.Fatalf("switches %v", kinds)
-	}
 	if switches[1].Reason == "" {
 		t.Fatal("failover without a reason")
 	}
