@@ -632,13 +632,7 @@ func (e *Engine) dispatch(ctx context.Context) {
 			e.calls.Add(1)
 			go e.call(ctx, it)
 		}
-		if !timer.Stop() {
-			select {
-			case <-timer.C:
-			default:
-			}
-		}
-		timer.Reset(wait)
+		timer.Reset(wait) // Go ≥1.23 timers: Reset discards a pending tick
 		select {
 		case <-ctx.Done():
 			return

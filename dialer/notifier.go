@@ -129,13 +129,7 @@ func (n *notifier) run(ctx context.Context) {
 			}()
 		}
 	sleep:
-		if !timer.Stop() {
-			select {
-			case <-timer.C:
-			default:
-			}
-		}
-		timer.Reset(wait)
+		timer.Reset(wait) // Go ≥1.23 timers: Reset discards a pending tick
 		select {
 		case <-ctx.Done():
 			return

@@ -470,15 +470,7 @@ func (c *Cache) TenantUsage(tenant string) (Aggregate, bool) {
 // Tenant returns a tenant's current total and in-use ports over its fresh
 // servers; ok is false when it has no fresh server (treat as no capacity).
 func (c *Cache) Tenant(tenant string) (total, inUse uint32, ok bool) {
-	now := c.nowMs()
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	for _, s := range c.servers {
-		if s.tenant != tenant || now-s.lastMs > c.staleMs {
-			continue
-		}
-		total, inUse, ok = addSat(total, s.total), addSat(inUse, s.inUse), true
-	}
+	total, inUse, _, ok = c.TenantPorts(tenant)
 	return total, inUse, ok
 }
 
