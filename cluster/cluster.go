@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -73,6 +74,13 @@ type Config struct {
 	// without it can neither join the membership (and so never becomes a
 	// voter) nor inject relayed messages.
 	GossipKey []byte
+	// RaftKey, when set, authenticates every Raft connection in both
+	// directions (see raftStream): a process without it can neither send
+	// nor receive Raft RPCs.
+	RaftKey []byte
+	// RaftServerTLS and RaftClientTLS, when set, wrap Raft connections in
+	// TLS (accepting and dialling).
+	RaftServerTLS, RaftClientTLS *tls.Config
 	// LeaderTasks run on the leader after its barrier, each in its own
 	// goroutine, until leadership is lost or the node stops.
 	LeaderTasks []func(ctx context.Context)
@@ -197,10 +205,21 @@ func (c *Cluster) openRaft() error {
 	if addr.Port != 0 && !addr.IP.IsUnspecified() {
 		advertise = addr
 	}
-	trans, err := raft.NewTCPTransportWithLogger(c.cfg.RaftAddr, advertise, 3, 10*time.Second, hl)
+	ln, err := net.Listen("tcp", c.cfg.RaftAddr)
 	if err != nil {
-		return fmt.Errorf("cluster: raft transport: %w", err)
+		return fmt.Errorf("cluster: raft listener: %w", err)
 	}
+	stream := newRaftStream(ln, advertise, c.cfg.RaftKey, c.cfg.RaftServerTLS, c.cfg.RaftClientTLS)
+	if a, ok := stream.Addr().(*net.TCPAddr); !ok || a.IP.IsUnspecified() {
+		_ = ln.Close()
+		return fmt.Errorf("cluster: raft address %q is not advertisable: give a host address", c.cfg.RaftAddr)
+	}
+	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  stream,
+		MaxPool: 3,
+		Timeout: 10 * time.Second,
+		Logger:  hl,
+	})
 	c.trans = trans
 
 	notify := make(chan bool, 8)

@@ -26,4 +26,8 @@
 // start after the node becomes leader and a Raft barrier has applied every
 // earlier entry, and stop when leadership is lost. Leadership changes come
 // from raft.Config.NotifyCh.
+//
+// Raft's TCP connections go through raftStream: TLS when configured, and a
+// mutual HMAC challenge-response with a key derived from the cluster secret
+// before Raft reads a byte, so only holders of the secret take part.
 package cluster

@@ -133,13 +133,12 @@ func Start(opts Options) (_ *Node, err error) {
 	// to its own gRPC server, for the REST gateway) verifies against ca_file.
 	transport := insecure.NewCredentials()
 	var serverOpts []grpc.ServerOption
-	var serverTLS *tls.Config
+	var serverTLS, clientTLS *tls.Config
 	if cfg.TLS.Enabled() {
 		if serverTLS, err = tlsconf.Server(cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
 			return nil, err
 		}
-		clientTLS, err := tlsconf.Client(cfg.TLS.CAFile)
-		if err != nil {
+		if clientTLS, err = tlsconf.Client(cfg.TLS.CAFile); err != nil {
 			return nil, err
 		}
 		transport = credentials.NewTLS(clientTLS)
@@ -184,7 +183,10 @@ func Start(opts Options) (_ *Node, err error) {
 		TrailingLogs:       cfg.Cluster.TrailingLogs,
 		DialOptions:        dialOpts,
 		LeaderTasks:        []func(context.Context){dialerTask},
-		GossipKey:          gossipKey(secret),
+		GossipKey:          derivedKey("gossip", secret),
+		RaftKey:            derivedKey("raft", secret),
+		RaftServerTLS:      serverTLS,
+		RaftClientTLS:      clientTLS,
 		Logger:             log,
 	}, n.fsm)
 	if err != nil {
@@ -390,13 +392,15 @@ func (n *Node) leaveAndStop() {
 	}()
 }
 
-// gossipKey derives the gossip encryption key from the cluster secret (nil
-// without one: auth mode none, a trusted development network).
-func gossipKey(secret string) []byte {
+// derivedKey derives the key for one use (gossip encryption, Raft
+// connection authentication) from the cluster secret; nil without one (auth
+// mode none, a trusted development network). The gossip derivation is the
+// one earlier releases used, so a rolling upgrade keeps gossip working.
+func derivedKey(use, secret string) []byte {
 	if secret == "" {
 		return nil
 	}
-	k := sha256.Sum256([]byte("dialtone gossip key\x00" + secret))
+	k := sha256.Sum256([]byte("dialtone " + use + " key\x00" + secret))
 	return k[:]
 }
 
