@@ -431,6 +431,9 @@ func (b *Backend) dial(ctx context.Context, t *trunk, c callbackend.Call, req *s
 			// crossed it is answered and hung up at once.
 			b.hangUpCrossed(sess)
 			return callbackend.Outcome{}, ctx.Err()
+		case errors.Is(err, sip.ErrTransactionTimeout):
+			// Not even a provisional response (Timer B): unreachable.
+			return internal("timeout"), nil
 		case ringCtx.Err() != nil:
 			b.hangUpCrossed(sess)
 			out := callbackend.Outcome{Class: fsmpb.OutcomeClass_OUTCOME_TEMPORARY, Reason: "RingNoAnswer"}
@@ -442,9 +445,6 @@ func (b *Backend) dial(ctx context.Context, t *trunk, c callbackend.Call, req *s
 			return out, nil
 		default:
 			b.log.Debug("INVITE failed", "trunk", t.Name, "request", c.RequestID, "err", err)
-			if errors.Is(err, sip.ErrTransactionTimeout) {
-				return internal("timeout"), nil
-			}
 			return internal("transport"), nil
 		}
 	}

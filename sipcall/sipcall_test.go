@@ -271,7 +271,7 @@ func TestCancelTearsDown(t *testing.T) {
 			c.Cpd = nil // ring_timeout (1 min) applies
 			errc := make(chan error, 1)
 			go func() { _, err := b.Place(ctx, c); errc <- err }()
-			u.waitFor(t, "INVITE " + tc.telnum)
+			u.waitFor(t, "INVITE "+tc.telnum)
 			if tc.telnum == "answer" {
 				u.waitFor(t, "ACK answer")
 			}
@@ -309,7 +309,7 @@ func TestCloseEndsCalls(t *testing.T) {
 		}()
 	}
 	for i := range n {
-		u.waitFor(t, "ACK answer" + strconv.Itoa(i))
+		u.waitFor(t, "ACK answer"+strconv.Itoa(i))
 	}
 	if got := b.InProgress(); got != n {
 		t.Fatalf("in progress %d, want %d", got, n)
