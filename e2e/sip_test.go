@@ -433,7 +433,7 @@ func checkScenario(t *testing.T, c *sipCluster, u *sippUAS, notes *notifications
 func TestSIPFailoverNoConcurrentDuplicateInvite(t *testing.T) {
 	requireSIPp(t)
 	const n = 20
-	const retryDelay = 5 * time.Second // above the UAS's hold time
+	const retryDelay = 5 * time.Second     // above the UAS's hold time
 	u := startSIPp(t, "uas_answer_hold3s") // holds each call 3 s
 	c := startSIPCluster(t, []sipTrunk{{tenant: "fo", addr: u.addr, ports: 50}}, "max_call_duration = \"0s\"",
 		fmt.Sprintf("interrupted_retry_delay = %q", retryDelay.String()))

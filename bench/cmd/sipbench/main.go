@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -43,8 +44,19 @@ func main() {
 		hold     = flag.Duration("hold", 10*time.Millisecond, "time each answered call is held before the caller hangs up")
 		sippBin  = flag.String("sipp", "sipp", "the sipp binary")
 		only     = flag.String("only", "", "run only one side: dialtone or sipp")
+		cpuprof  = flag.String("cpuprofile", "", "write a CPU profile of the run (the Dialtone side runs in this process)")
 	)
 	flag.Parse()
+	if *cpuprof != "" {
+		f, err := os.Create(*cpuprof)
+		if err != nil {
+			fail(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fail(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	var steps []float64
 	for _, s := range strings.Split(*rates, ",") {
