@@ -68,9 +68,14 @@ func newUAS(t *testing.T) *uas {
 			_ = tx.Respond(sip.NewResponseFromRequest(req, 481, "No dialog", nil))
 		}
 	})
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.ServeUDP(conn) }()
-	t.Cleanup(func() { _ = ua.Close(); _ = conn.Close(); <-done })
+	tcp, err := net.Listen("tcp", u.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{}, 2)
+	go func() { defer func() { done <- struct{}{} }(); _ = srv.ServeUDP(conn) }()
+	go func() { defer func() { done <- struct{}{} }(); _ = srv.ServeTCP(tcp) }()
+	t.Cleanup(func() { _ = ua.Close(); _ = conn.Close(); _ = tcp.Close(); <-done; <-done })
 	return u
 }
 
@@ -391,5 +396,32 @@ func TestRequestURITemplate(t *testing.T) {
 	}
 	if r := req.GetHeader("Route"); r == nil || r.Value() != "<sip:127.0.0.1:5999;lr>" {
 		t.Fatalf("Route %v: the trunk must be the next hop", r)
+	}
+}
+
+// TestTCP places calls over a TCP trunk: the answer, the far end's BYE
+// (sent back over the connection Dialtone opened) and our BYE.
+func TestTCP(t *testing.T) {
+	u := newUAS(t)
+	b := newBackend(t, u, func(c *config.SIP) {
+		c.Trunks[0].Transport = "tcp"
+		c.MaxCallDuration = config.Duration{Duration: 200 * time.Millisecond}
+	})
+	for _, telnum := range []string{"hangup", "answer", "busy"} {
+		out, err := b.Place(context.Background(), call(telnum))
+		if err != nil {
+			t.Fatalf("%s: %v", telnum, err)
+		}
+		want := map[string]fsmpb.OutcomeClass{"hangup": fsmpb.OutcomeClass_OUTCOME_SUCCESS, "answer": fsmpb.OutcomeClass_OUTCOME_SUCCESS, "busy": fsmpb.OutcomeClass_OUTCOME_BUSY}[telnum]
+		if out.Class != want {
+			t.Fatalf("%s over TCP: %s %q", telnum, out.Class, out.Reason)
+		}
+	}
+	u.waitFor(t, "BYE-tx hangup")
+	u.waitFor(t, "BYE-rx answer")
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if via := u.heads["Via"]; !strings.Contains(via, "SIP/2.0/TCP") {
+		t.Fatalf("Via %q: not sent over TCP", via)
 	}
 }
