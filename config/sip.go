@@ -34,6 +34,11 @@ type SIP struct {
 	// TLSCAFile verifies trunks reached over TLS; the system roots when
 	// empty.
 	TLSCAFile string `toml:"tls_ca_file"`
+	// TLSCertFile and TLSKeyFile, when set, make Dialtone listen for TLS
+	// (on the listen port + 1) so a far end can open a connection for
+	// in-dialog requests; without them it must reuse Dialtone's.
+	TLSCertFile string `toml:"tls_cert_file"`
+	TLSKeyFile  string `toml:"tls_key_file"`
 	// Header names the far end reads: the request id, tenant, IVR profile
 	// and call UUID, and the prefix of the CPD headers
 	// (<prefix>Record, <prefix>RNATimeout, ...). An empty name leaves the
@@ -139,6 +144,9 @@ func (c *Config) validateSIP(bad func(key, format string, args ...any)) {
 		if _, _, err := net.SplitHostPort(n.SIP); err != nil {
 			bad(fmt.Sprintf("node[%d].sip", i), "%q is not a host:port address", n.SIP)
 		}
+	}
+	if (s.TLSCertFile == "") != (s.TLSKeyFile == "") {
+		bad("telephony.sip.tls_key_file", "set both tls_cert_file and tls_key_file, or neither")
 	}
 	if strings.ContainsAny(s.Advertise, " <>;@") {
 		bad("telephony.sip.advertise", "%q must be a host or host:port", s.Advertise)

@@ -52,6 +52,7 @@ func TestSIPValidationNamesTheKey(t *testing.T) {
 		{"no trunk", "", "", "telephony.sip.trunk"},
 		{"bad listen", "listen = \"nowhere\"\n", sipTrunk, "telephony.sip.listen"},
 		{"bad ring timeout", "ring_timeout = \"1ms\"\n", sipTrunk, "telephony.sip.ring_timeout"},
+		{"tls cert without key", "tls_cert_file = \"c.pem\"\n", sipTrunk, "telephony.sip.tls_key_file"},
 		{"bad header", "request_id_header = \"X Bad\"\n", sipTrunk, "telephony.sip.request_id_header"},
 		{"bad outcome key", "[telephony.sip.outcomes]\n\"busy\" = \"busy/Busy\"\n", sipTrunk, "telephony.sip.outcomes.busy"},
 		{"bad outcome class", "[telephony.sip.outcomes]\n\"486\" = \"maybe/Busy\"\n", sipTrunk, "telephony.sip.outcomes.486"},

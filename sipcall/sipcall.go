@@ -9,7 +9,8 @@
 //     loss at high rates was receive-buffer overflow, and responses and
 //     in-dialog requests arrive on the socket requests left from. TCP and
 //     TLS calls use connections the client opens (the far end sends BYE
-//     back on them); a TCP listener on the same port takes new ones.
+//     back on them); a TCP listener on the same port, and a TLS one on the
+//     next port when a certificate is configured, take new ones.
 //   - Place is one dialog, run in the caller's goroutine: INVITE, wait for
 //     the answer for the ring timeout (CANCEL on expiry), ACK, then hold
 //     until the far end hangs up, the duration limit, or ctx ends (BYE).
@@ -88,6 +89,7 @@ type Backend struct {
 	srv    *sipgo.Server
 	udp    *net.UDPConn
 	tcp    net.Listener
+	tls    net.Listener
 	caches []*sipgo.DialogClientCache
 	host   string // advertised host
 	port   int    // bound port
@@ -196,6 +198,24 @@ func New(o Options) (_ *Backend, err error) {
 			return nil, fmt.Errorf("sipcall: listen tcp: %w", err)
 		}
 	}
+	tlsPort := 0 // the TLS listener's advertised port
+	if needTLS && o.SIP.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(o.SIP.TLSCertFile, o.SIP.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("sipcall: telephony.sip.tls_cert_file: %w", err)
+		}
+		port := 0
+		if addr.Port != 0 {
+			port = addr.Port + 1
+		}
+		if b.tls, err = tls.Listen("tcp", net.JoinHostPort(bound.IP.String(), strconv.Itoa(port)), &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}); err != nil {
+			return nil, fmt.Errorf("sipcall: listen tls: %w", err)
+		}
+		tlsPort = b.tls.Addr().(*net.TCPAddr).Port
+		if advPort != b.port {
+			tlsPort = advPort + 1
+		}
+	}
 
 	// UDP is sent from the listening socket; TCP and TLS from connections
 	// of their own.
@@ -217,6 +237,9 @@ func New(o Options) (_ *Backend, err error) {
 			cli = streamClient
 			contact.Address.UriParams = sip.NewParams()
 			contact.Address.UriParams.Add("transport", strings.ToLower(tp))
+		}
+		if tp == "TLS" && tlsPort != 0 {
+			contact.Address.Port = tlsPort
 		}
 		caches[tp], contacts[tp] = sipgo.NewDialogClientCache(cli, contact), contact
 		b.caches = append(b.caches, caches[tp])
@@ -276,6 +299,13 @@ func New(o Options) (_ *Backend, err error) {
 		go func() {
 			defer b.serve.Done()
 			_ = b.srv.ServeTCP(b.tcp)
+		}()
+	}
+	if b.tls != nil {
+		b.serve.Add(1)
+		go func() {
+			defer b.serve.Done()
+			_ = b.srv.ServeTLS(b.tls)
 		}()
 	}
 	b.log.Info("SIP backend listening", "addr", b.udp.LocalAddr().String(), "advertise", net.JoinHostPort(b.host, strconv.Itoa(advPort)), "trunks", len(b.trunks))
@@ -591,6 +621,9 @@ func (b *Backend) Close() error {
 		}
 		if b.tcp != nil {
 			_ = b.tcp.Close()
+		}
+		if b.tls != nil {
+			_ = b.tls.Close()
 		}
 		b.serve.Wait()
 	})

@@ -2,8 +2,18 @@ package sipcall
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
+	"math/big"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +27,7 @@ import (
 	"github.com/seed-7bfc04c2/dialtone/callbackend"
 	"github.com/seed-7bfc04c2/dialtone/config"
 	"github.com/seed-7bfc04c2/dialtone/fsm/fsmpb"
+	"github.com/seed-7bfc04c2/dialtone/tlsconf"
 )
 
 // uas is an in-process SIP peer (a sipgo UAS) whose behaviour is chosen by
@@ -25,8 +36,11 @@ import (
 // header), auth (401 challenge, then answer and hold), q850 (404 with
 // Reason Q.850 cause 1), 503.
 type uas struct {
-	t    *testing.T
-	addr string
+	t       *testing.T
+	addr    string // UDP and TCP
+	tlsAddr string
+	caFile  string // the certificate of both sides' TLS listeners (self-signed)
+	keyFile string
 
 	mu     sync.Mutex
 	events []string          // "INVITE answer", "CANCEL ring", "ACK answer", "BYE-rx answer", "BYE-tx hangup"
@@ -37,7 +51,13 @@ type uas struct {
 func newUAS(t *testing.T) *uas {
 	t.Helper()
 	u := &uas{t: t, heads: map[string]string{}, active: map[string]bool{}}
-	ua, err := sipgo.NewUA(sipgo.WithUserAgentHostname("127.0.0.1"))
+	// One certificate for 127.0.0.1 serves, and is trusted by, both sides.
+	cert, key := selfSigned(t)
+	pool := x509.NewCertPool()
+	pemBytes, _ := os.ReadFile(cert)
+	pool.AppendCertsFromPEM(pemBytes)
+	u.caFile, u.keyFile = cert, key
+	ua, err := sipgo.NewUA(sipgo.WithUserAgentHostname("127.0.0.1"), sipgo.WithUserAgenTLSConfig(&tls.Config{RootCAs: pool}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,16 +75,38 @@ func newUAS(t *testing.T) *uas {
 	if err != nil {
 		t.Fatal(err)
 	}
+	tlsCfg, err := tlsconf.Server(cert, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsL, err := tls.Listen("tcp", "127.0.0.1:0", tlsCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.tlsAddr = tlsL.Addr().String()
+	// One dialog cache per contact: the TLS one points at the TLS listener.
 	dc := sipgo.NewDialogServerCache(cli, sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "uas", Host: "127.0.0.1", Port: port}})
-	srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) { u.onInvite(dc, req, tx) })
+	tlsPort := tlsL.Addr().(*net.TCPAddr).Port
+	tlsContact := sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "uas", Host: "127.0.0.1", Port: tlsPort, UriParams: sip.NewParams()}}
+	tlsContact.Address.UriParams.Add("transport", "tls")
+	dcTLS := sipgo.NewDialogServerCache(cli, tlsContact)
+	srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
+		if req.Transport() == "TLS" {
+			u.onInvite(dcTLS, req, tx)
+			return
+		}
+		u.onInvite(dc, req, tx)
+	})
 	srv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) {
 		u.event("ACK " + req.To().Address.User)
-		_ = dc.ReadAck(req, tx)
+		if dc.ReadAck(req, tx) != nil {
+			_ = dcTLS.ReadAck(req, tx)
+		}
 	})
 	srv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
 		u.event("BYE-rx " + req.To().Address.User)
 		u.setActive(req.To().Address.User, false)
-		if err := dc.ReadBye(req, tx); err != nil {
+		if dc.ReadBye(req, tx) != nil && dcTLS.ReadBye(req, tx) != nil {
 			_ = tx.Respond(sip.NewResponseFromRequest(req, 481, "No dialog", nil))
 		}
 	})
@@ -72,11 +114,53 @@ func newUAS(t *testing.T) *uas {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{}, 2)
+	done := make(chan struct{}, 3)
 	go func() { defer func() { done <- struct{}{} }(); _ = srv.ServeUDP(conn) }()
 	go func() { defer func() { done <- struct{}{} }(); _ = srv.ServeTCP(tcp) }()
-	t.Cleanup(func() { _ = ua.Close(); _ = conn.Close(); _ = tcp.Close(); <-done; <-done })
+	go func() { defer func() { done <- struct{}{} }(); _ = srv.ServeTLS(tlsL) }()
+	t.Cleanup(func() {
+		_ = ua.Close()
+		_ = conn.Close()
+		_ = tcp.Close()
+		_ = tlsL.Close()
+		<-done
+		<-done
+		<-done
+	})
 	return u
+}
+
+// selfSigned writes a certificate for 127.0.0.1 that is its own CA.
+func selfSigned(t *testing.T) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "uas"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, BasicConstraintsValid: true, IsCA: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
 }
 
 func (u *uas) event(e string) {
@@ -399,12 +483,24 @@ func TestRequestURITemplate(t *testing.T) {
 	}
 }
 
-// TestTCP places calls over a TCP trunk: the answer, the far end's BYE
-// (sent back over the connection Dialtone opened) and our BYE.
-func TestTCP(t *testing.T) {
+// TestStreamTransports places calls over TCP and TLS trunks: the answer,
+// the far end's BYE and our BYE.
+func TestStreamTransports(t *testing.T) {
+	for _, tp := range []string{"tcp", "tls"} {
+		t.Run(tp, func(t *testing.T) { testStream(t, tp) })
+	}
+}
+
+func testStream(t *testing.T, transport string) {
 	u := newUAS(t)
 	b := newBackend(t, u, func(c *config.SIP) {
-		c.Trunks[0].Transport = "tcp"
+		c.Trunks[0].Transport = transport
+		if transport == "tls" {
+			c.Trunks[0].Address = u.tlsAddr
+			c.TLSCAFile = u.caFile
+			// Our own TLS listener, for the UAS's BYE.
+			c.TLSCertFile, c.TLSKeyFile = u.caFile, u.keyFile
+		}
 		c.MaxCallDuration = config.Duration{Duration: 200 * time.Millisecond}
 	})
 	for _, telnum := range []string{"hangup", "answer", "busy"} {
@@ -414,14 +510,14 @@ func TestTCP(t *testing.T) {
 		}
 		want := map[string]fsmpb.OutcomeClass{"hangup": fsmpb.OutcomeClass_OUTCOME_SUCCESS, "answer": fsmpb.OutcomeClass_OUTCOME_SUCCESS, "busy": fsmpb.OutcomeClass_OUTCOME_BUSY}[telnum]
 		if out.Class != want {
-			t.Fatalf("%s over TCP: %s %q", telnum, out.Class, out.Reason)
+			t.Fatalf("%s over %s: %s %q", telnum, transport, out.Class, out.Reason)
 		}
 	}
 	u.waitFor(t, "BYE-tx hangup")
 	u.waitFor(t, "BYE-rx answer")
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if via := u.heads["Via"]; !strings.Contains(via, "SIP/2.0/TCP") {
-		t.Fatalf("Via %q: not sent over TCP", via)
+	if via := u.heads["Via"]; !strings.Contains(via, "SIP/2.0/"+strings.ToUpper(transport)) {
+		t.Fatalf("Via %q: not sent over %s", via, transport)
 	}
 }
