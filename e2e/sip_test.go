@@ -534,3 +534,107 @@ func TestSIPFailoverNoConcurrentDuplicateInvite(t *testing.T) {
 		t.Fatal("SIPp saw no request dialled twice")
 	}
 }
+
+// TestSIPTeardownOnLeadershipLossAndStop: calls up (answered and held,
+// or ringing) when the leader loses leadership (a transfer), and then when
+// the next leader stops (SIGTERM), are all ended on the wire — BYE for
+// the answered, CANCEL for the ringing — long before any call timer would
+// end them, so no dialog is left orphaned at the far end.
+func TestSIPTeardownOnLeadershipLossAndStop(t *testing.T) {
+	requireSIPp(t)
+	const n = 8
+	hold := startSIPp(t, "uas_answer_hold")
+	ring := startSIPp(t, "uas_ring")
+	c := startSIPCluster(t, []sipTrunk{{tenant: "hold", addr: hold.addr, ports: 50}, {tenant: "ring", addr: ring.addr, ports: 50}},
+		"ring_timeout = \"5m\"\nmax_call_duration = \"5m\"", "")
+	for _, tenant := range []string{"hold", "ring"} {
+		var specs []map[string]any
+		for i := range n {
+			specs = append(specs, map[string]any{"token": fmt.Sprintf("%s%d", tenant, i), "ivr_profile": "Sales", "telnum": fmt.Sprintf("49302%04d", i),
+				"notification_url": "http://127.0.0.1:9/r", "max_attempts": 5, "time_to_live": "300s"})
+		}
+		submit(t, c.http["n1"], tenant, specs...)
+	}
+	invites := func(u *sippUAS) map[string]bool {
+		cids := map[string]bool{}
+		for _, e := range u.entries(t) {
+			if e.kind == "INVITE" {
+				cids[e.cid] = true
+			}
+		}
+		return cids
+	}
+	// allEnded waits until every call in cids has ended at SIPp, as want.
+	allEnded := func(what string, u *sippUAS, cids map[string]bool, want string) {
+		t.Helper()
+		eventually(t, 20*time.Second, what, func() error {
+			ended := map[string]string{}
+			for _, e := range u.entries(t) {
+				if e.kind == "END" {
+					ended[e.cid] = e.fields["how"]
+				}
+			}
+			missing := 0
+			for cid := range cids {
+				how, ok := ended[cid]
+				if !ok {
+					missing++
+				} else if how != want {
+					t.Fatalf("%s: call %s ended %q, want %q", what, cid, how, want)
+				}
+			}
+			if missing > 0 {
+				return fmt.Errorf("%d of %d calls still up at SIPp", missing, len(cids))
+			}
+			return nil
+		})
+	}
+	waitInvites := func(u *sippUAS, atLeast int) map[string]bool {
+		t.Helper()
+		var cids map[string]bool
+		eventually(t, 30*time.Second, "calls up at SIPp", func() error {
+			if cids = invites(u); len(cids) < atLeast {
+				return fmt.Errorf("%d of %d INVITEs", len(cids), atLeast)
+			}
+			return nil
+		})
+		return cids
+	}
+
+	// 1. Leadership moves away: the old leader hangs up everything it had.
+	heldA, ringingA := waitInvites(hold, n), waitInvites(ring, n)
+	first := c.leader(t, "n1")
+	if _, err := do(http.MethodPost, "http://"+c.http[first]+"/v1/cluster/leadership:transfer", map[string]any{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	allEnded("after the leadership transfer: answered calls", hold, heldA, "caller_bye")
+	allEnded("after the leadership transfer: ringing calls", ring, ringingA, "cancel")
+
+	// 2. The new leader re-dials them; then it is stopped (SIGTERM) and
+	// hangs up its calls before it exits.
+	heldB, ringingB := waitInvites(hold, 2*n), waitInvites(ring, 2*n)
+	second := c.leader(t, "n1")
+	if second == first {
+		t.Fatalf("leadership did not move from %s", first)
+	}
+	for cid := range heldA {
+		delete(heldB, cid)
+	}
+	for cid := range ringingA {
+		delete(ringingB, cid)
+	}
+	p := c.procs[second]
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the leader did not stop on SIGTERM")
+	}
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("leader exit code %d", code)
+	}
+	allEnded("after the leader stopped: answered calls", hold, heldB, "caller_bye")
+	allEnded("after the leader stopped: ringing calls", ring, ringingB, "cancel")
+}
