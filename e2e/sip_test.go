@@ -62,6 +62,7 @@ type sippUAS struct {
 	addr    string
 	logFile string
 	errFile string
+	msgFile string // every SIP message SIPp sent and received
 }
 
 type sippEntry struct {
@@ -76,9 +77,10 @@ func startSIPp(t *testing.T, scenario string, extra ...string) *sippUAS {
 	bin := requireSIPp(t)
 	dir := t.TempDir()
 	port := freeUDPPort(t)
-	u := &sippUAS{addr: fmt.Sprintf("127.0.0.1:%d", port), logFile: filepath.Join(dir, "log"), errFile: filepath.Join(dir, "err")}
+	u := &sippUAS{addr: fmt.Sprintf("127.0.0.1:%d", port), logFile: filepath.Join(dir, "log"), errFile: filepath.Join(dir, "err"), msgFile: filepath.Join(dir, "msg")}
 	args := append([]string{"-sf", filepath.Join("testdata", "sipp", scenario+".xml"), "-i", "127.0.0.1", "-p", strconv.Itoa(port),
-		"-buff_size", "4194304", "-nostdin", "-trace_logs", "-log_file", u.logFile, "-trace_err", "-error_file", u.errFile}, extra...)
+		"-buff_size", "4194304", "-nostdin", "-trace_logs", "-log_file", u.logFile, "-trace_err", "-error_file", u.errFile,
+		"-trace_msg", "-message_file", u.msgFile}, extra...)
 	cmd := exec.Command(bin, args...)
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
@@ -93,6 +95,12 @@ func startSIPp(t *testing.T, scenario string, extra ...string) *sippUAS {
 		if t.Failed() {
 			errs, _ := os.ReadFile(u.errFile)
 			t.Logf("sipp %s errors:\n%s", scenario, lastLines(string(errs), 40))
+			if msgs, err := os.ReadFile(u.msgFile); err == nil {
+				keep := filepath.Join(os.TempDir(), fmt.Sprintf("sipp-%s-%d.msg", scenario, port))
+				if os.WriteFile(keep, msgs, 0o600) == nil {
+					t.Logf("sipp %s messages kept in %s", scenario, keep)
+				}
+			}
 		}
 	})
 	// Listening once the port can no longer be bound.
@@ -203,7 +211,9 @@ func startSIPCluster(t *testing.T, trunks []sipTrunk, sipExtra, dialerExtra stri
 	c := &sipCluster{http: map[string]string{}, procs: map[string]*proc{}, cfg: filepath.Join(dir, "cluster.toml")}
 	var b strings.Builder
 	fmt.Fprintf(&b, "[cluster]\ninitial_voters = [\"n1\", \"n2\", \"n3\"]\ndata_dir = %q\n", filepath.Join(dir, "data"))
-	b.WriteString("heartbeat_timeout = \"300ms\"\nelection_timeout = \"300ms\"\nleader_lease_timeout = \"150ms\"\n")
+	// The default Raft timeouts: 300 ms ones flapped on this shared machine
+	// under -race, and leader changes must come only from the tests.
+	b.WriteString("heartbeat_timeout = \"500ms\"\nelection_timeout = \"500ms\"\nleader_lease_timeout = \"250ms\"\n")
 	fmt.Fprintf(&b, "[dialer]\n%s\n", dialerExtra)
 	fmt.Fprintf(&b, "[telephony]\nbackend = \"sip\"\n[telephony.sip]\nlisten = \"127.0.0.1:0\"\n%s\n", sipExtra)
 	for _, tr := range trunks {
@@ -584,7 +594,13 @@ func TestSIPTeardownOnLeadershipLossAndStop(t *testing.T) {
 				}
 			}
 			if missing > 0 {
-				return fmt.Errorf("%d of %d calls still up at SIPp", missing, len(cids))
+				var up []string
+				for cid := range cids {
+					if _, ok := ended[cid]; !ok {
+						up = append(up, cid)
+					}
+				}
+				return fmt.Errorf("%d of %d calls still up at SIPp: %v", missing, len(cids), up)
 			}
 			return nil
 		})
@@ -603,10 +619,12 @@ func TestSIPTeardownOnLeadershipLossAndStop(t *testing.T) {
 
 	// 1. Leadership moves away: the old leader hangs up everything it had.
 	heldA, ringingA := waitInvites(hold, n), waitInvites(ring, n)
-	first := c.leader(t, "n1")
-	if _, err := do(http.MethodPost, "http://"+c.http[first]+"/v1/cluster/leadership:transfer", map[string]any{}, nil); err != nil {
-		t.Fatal(err)
-	}
+	var first string
+	eventually(t, 30*time.Second, "leadership transfer", func() error {
+		first = c.leader(t, "n1")
+		_, err := do(http.MethodPost, "http://"+c.http[first]+"/v1/cluster/leadership:transfer", map[string]any{}, nil)
+		return err
+	})
 	allEnded("after the leadership transfer: answered calls", hold, heldA, "caller_bye")
 	allEnded("after the leadership transfer: ringing calls", ring, ringingA, "cancel")
 

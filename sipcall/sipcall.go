@@ -427,6 +427,9 @@ func (b *Backend) Place(ctx context.Context, c callbackend.Call) (callbackend.Ou
 			return callbackend.Outcome{}, fmt.Errorf("sipcall: trunk %s caps: %w", t.Name, err)
 		}
 	}
+	if err := ctx.Err(); err != nil {
+		return callbackend.Outcome{}, err // stopped before the INVITE: send nothing
+	}
 	req, err := b.invite(t, c)
 	if err != nil {
 		return callbackend.Outcome{}, err
