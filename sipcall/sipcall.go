@@ -363,15 +363,20 @@ func (b *Backend) InProgress() int {
 	return n
 }
 
-// Ports is the capacity the trunks serving a tenant state (their ports
-// setting) and their calls in progress; ok is false when none of them
-// states any, and the port budget comes from port-usage reports alone.
+// Ports is the capacity the trunk serving a tenant states (its ports
+// setting, at most its max_calls) and its calls in progress; ok is false
+// when it states none, and the port budget comes from port-usage reports
+// alone.
 func (b *Backend) Ports(tenant string) (total, inUse uint32, ok bool) {
 	t := b.route(tenant)
 	if t == nil || t.Ports <= 0 {
 		return 0, 0, false
 	}
-	return uint32(t.Ports), uint32(max(t.active.Load(), 0)), true
+	n := t.Ports
+	if t.MaxCalls > 0 {
+		n = min(n, t.MaxCalls)
+	}
+	return uint32(n), uint32(max(t.active.Load(), 0)), true
 }
 
 func (b *Backend) route(tenant string) *trunk {

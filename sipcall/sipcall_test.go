@@ -430,6 +430,9 @@ func TestTrunkLimits(t *testing.T) {
 		if _, err := b.Place(context.Background(), call("busy")); !errors.Is(err, callbackend.ErrFull) {
 			t.Fatalf("second call = %v, want ErrFull", err)
 		}
+		if total, inUse, ok := b.Ports("acme"); !ok || total != 1 || inUse != 1 {
+			t.Fatalf("Ports = %d %d %v: want the stated 10 ports capped at max_calls 1, 1 in use", total, inUse, ok)
+		}
 		cancel()
 		<-done
 		if _, err := b.Place(context.Background(), call("busy")); err != nil {
