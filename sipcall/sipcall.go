@@ -96,6 +96,8 @@ type Backend struct {
 
 	ctx       context.Context // cancelled by Close: ends every call
 	cancel    context.CancelFunc
+	mu        sync.Mutex
+	closed    bool
 	calls     sync.WaitGroup
 	serve     sync.WaitGroup
 	closeOnce sync.Once
@@ -407,11 +409,14 @@ func (b *Backend) Place(ctx context.Context, c callbackend.Call) (callbackend.Ou
 	if t == nil {
 		return callbackend.Outcome{}, fmt.Errorf("sipcall: %w %q", ErrNoTrunk, c.Tenant)
 	}
-	b.calls.Add(1)
-	defer b.calls.Done()
-	if b.ctx.Err() != nil {
-		return callbackend.Outcome{}, fmt.Errorf("sipcall: backend closed: %w", b.ctx.Err())
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return callbackend.Outcome{}, fmt.Errorf("sipcall: backend closed: %w", context.Canceled)
 	}
+	b.calls.Add(1) // under mu: never concurrent with Close's Wait from zero
+	b.mu.Unlock()
+	defer b.calls.Done()
 	if !t.acquire() {
 		b.m.refused.WithLabelValues(t.Name).Inc()
 		return callbackend.Outcome{}, fmt.Errorf("sipcall: trunk %s has %d calls in progress (max_calls): %w", t.Name, t.MaxCalls, callbackend.ErrFull)
@@ -610,6 +615,9 @@ func (b *Backend) invite(t *trunk, c callbackend.Call) (*sip.Request, error) {
 // user agent and closes the sockets. Idempotent.
 func (b *Backend) Close() error {
 	b.closeOnce.Do(func() {
+		b.mu.Lock()
+		b.closed = true
+		b.mu.Unlock()
 		b.cancel()
 		done := make(chan struct{})
 		go func() { b.calls.Wait(); close(done) }()
