@@ -36,11 +36,14 @@ type Config struct {
 // Telephony configures the call backend.
 type Telephony struct {
 	// Backend is "none" (the dialer places no calls: requests wait, expire
-	// and are notified) or "sim" (the simulated media platform, dialtone
-	// mediasim, reached over gRPC at SimAddr).
+	// and are notified), "sim" (the simulated media platform, dialtone
+	// mediasim, reached over gRPC at SimAddr) or "sip" (calls over SIP, see
+	// SIP).
 	Backend string `toml:"backend"`
 	// SimAddr is the gRPC address of the simulated media platform.
 	SimAddr string `toml:"sim_addr"`
+	// SIP configures the SIP backend.
+	SIP SIP `toml:"sip"`
 }
 
 // Dialer tunes the dialer engine.
@@ -170,6 +173,8 @@ type Node struct {
 	// Join lists gossip addresses to join at start; by default the gossip
 	// addresses of every other node in this file.
 	Join []string `toml:"join"`
+	// SIP overrides telephony.sip.listen for this node.
+	SIP string `toml:"sip"`
 }
 
 // Duration is a time.Duration written as a string such as "500ms".
@@ -216,7 +221,7 @@ func Default() Config {
 			StaleAfter:  Duration{3 * time.Second},
 			ExpireAfter: Duration{5 * time.Minute},
 		},
-		Telephony: Telephony{Backend: "none"},
+		Telephony: Telephony{Backend: "none", SIP: defaultSIP()},
 		Dialer: Dialer{
 			InterruptedRetryDelay: Duration{2 * time.Second},
 			NotifyTimeout:         Duration{5 * time.Second},
@@ -361,12 +366,14 @@ func (c *Config) Validate() error {
 func (c *Config) validateDialer(bad func(key, format string, args ...any)) {
 	switch c.Telephony.Backend {
 	case "none":
+	case "sip":
+		c.validateSIP(bad)
 	case "sim":
 		if _, _, err := net.SplitHostPort(c.Telephony.SimAddr); err != nil {
 			bad("telephony.sim_addr", "%q is not a host:port address (required with backend \"sim\")", c.Telephony.SimAddr)
 		}
 	default:
-		bad("telephony.backend", "%q must be \"none\" or \"sim\"", c.Telephony.Backend)
+		bad("telephony.backend", "%q must be \"none\", \"sim\" or \"sip\"", c.Telephony.Backend)
 	}
 	d := c.Dialer
 	if d.InterruptedRetryDelay.Duration < 0 || d.InterruptedRetryDelay.Duration > time.Hour {

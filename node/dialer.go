@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/seed-7bfc04c2/dialtone/callbackend"
 	"github.com/seed-7bfc04c2/dialtone/config"
@@ -13,6 +16,7 @@ import (
 	"github.com/seed-7bfc04c2/dialtone/fsm/fsmpb"
 	"github.com/seed-7bfc04c2/dialtone/mediasim"
 	"github.com/seed-7bfc04c2/dialtone/notify"
+	"github.com/seed-7bfc04c2/dialtone/sipcall"
 )
 
 // newDialer builds the node's dialer engine. It runs as a leader task of
@@ -61,16 +65,36 @@ type cachePorts struct{ n *Node }
 
 func (c cachePorts) TenantPorts(tenant string) dialer.PortReport {
 	total, inUse, newest, ok := c.n.portUsage.cache.TenantPorts(tenant)
-	return dialer.PortReport{Total: total, InUse: inUse, ReceivedAt: time.UnixMilli(newest), OK: ok}
+	r := dialer.PortReport{Total: total, InUse: inUse, ReceivedAt: time.UnixMilli(newest), OK: ok}
+	if c.n.statedPorts != nil {
+		// A backend that states its capacity (a SIP trunk's ports) counts
+		// its calls in progress itself, live: its figures are as of now.
+		if t, u, ok := c.n.statedPorts.Ports(tenant); ok {
+			r.Total, r.InUse, r.ReceivedAt, r.OK = r.Total+t, r.InUse+u, time.Now(), true
+		}
+	}
+	return r
+}
+
+// statedPorts is a call backend that states its own capacity per tenant
+// (sipcall.Backend: trunks with a ports setting).
+type statedPorts interface {
+	Ports(tenant string) (total, inUse uint32, ok bool)
 }
 
 // callBackend is the backend the [telephony] section names, unless the
 // caller gave one, and what closes it (nil when nothing needs closing).
-func callBackend(cfg config.Config, override callbackend.Backend) (callbackend.Backend, io.Closer, error) {
+func callBackend(cfg config.Config, nodeCfg config.Node, log *slog.Logger, reg prometheus.Registerer, override callbackend.Backend) (callbackend.Backend, io.Closer, error) {
 	if override != nil {
 		return override, nil, nil
 	}
 	switch cfg.Telephony.Backend {
+	case "sip":
+		b, err := sipcall.New(sipcall.Options{SIP: cfg.Telephony.SIP, Listen: nodeCfg.SIP, Logger: log, Registerer: reg})
+		if err != nil {
+			return nil, nil, fmt.Errorf("node: telephony.sip: %w", err)
+		}
+		return b, b, nil
 	case "sim":
 		// The simulated media platform serves plaintext gRPC on a
 		// development host; the node's TLS settings are for its peers.

@@ -73,6 +73,7 @@ type Node struct {
 	// its call backend (may be nil).
 	dialer        *dialer.Engine
 	backendCloser io.Closer
+	statedPorts   statedPorts // nil unless the backend states its capacity
 	// dialerStats feeds GetDialerStatus (api/dialer.go); nil: the call
 	// answers Unavailable on this node.
 	dialerStats api.DialerStats
@@ -107,6 +108,7 @@ func Start(opts Options) (_ *Node, err error) {
 			if n.cluster != nil {
 				_ = n.cluster.Shutdown(context.Background())
 			}
+			n.closeBackend()
 		}
 	}()
 
@@ -149,11 +151,12 @@ func Start(opts Options) (_ *Node, err error) {
 		dialOpts = append(dialOpts, api.ClusterSecretDialOption(secret))
 	}
 
-	backend, backendCloser, err := callBackend(cfg, opts.Backend)
+	backend, backendCloser, err := callBackend(cfg, nc, log, n.reg, opts.Backend)
 	if err != nil {
 		return nil, err
 	}
 	n.backendCloser = backendCloser
+	n.statedPorts, _ = backend.(statedPorts)
 	dialerReady := make(chan struct{})
 	var dialerTask func(context.Context)
 	n.dialer, dialerTask = n.newDialer(cfg, backend, dialerReady)

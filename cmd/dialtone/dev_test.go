@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -15,7 +16,7 @@ import (
 // mediasim child and survives the TOML round trip the nodes read it through.
 func TestDevConfigUsesMediasim(t *testing.T) {
 	cfg := devConfig(t.TempDir())
-	if cfg.Telephony != (config.Telephony{Backend: "sim", SimAddr: devMediasimAddr}) {
+	if cfg.Telephony.Backend != "sim" || cfg.Telephony.SimAddr != devMediasimAddr {
 		t.Fatalf("telephony: %+v", cfg.Telephony)
 	}
 	var buf bytes.Buffer
@@ -26,7 +27,7 @@ func TestDevConfigUsesMediasim(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if back.Telephony != cfg.Telephony || len(back.Nodes) != 3 {
+	if !reflect.DeepEqual(back.Telephony, cfg.Telephony) || len(back.Nodes) != 3 {
 		t.Fatalf("round trip: %+v", back.Telephony)
 	}
 	// The mediasim child publishes to the nodes' gRPC addresses, which the
