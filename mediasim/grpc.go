@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/seed-7bfc04c2/dialtone/callbackend"
@@ -47,11 +48,15 @@ func (s *Server) PlaceCall(ctx context.Context, req *simpb.PlaceCallRequest) (*s
 	if !ok {
 		return nil, status.Errorf(codes.NotFound, "mediasim: no platform for tenant %q", req.GetTenant())
 	}
+	var caller string
+	if v := metadata.ValueFromIncomingContext(ctx, CallerHeader); len(v) > 0 {
+		caller = v[0]
+	}
 	out, rec, err := p.place(ctx, callbackend.Call{
 		RequestID: req.GetRequestId(), CallUUID: req.GetCallUuid(), Tenant: req.GetTenant(),
 		IVRProfile: req.GetIvrProfile(), Telnum: req.GetTelnum(), Ani: req.GetAni(),
 		Cpd: req.GetCpd(), CustomData: req.GetCustomData(), Attempt: req.GetAttempt(),
-	})
+	}, caller)
 	switch {
 	case errors.Is(err, callbackend.ErrFull):
 		// The client adds ErrFull back.
@@ -149,7 +154,7 @@ func recordToPB(r CallRecord) *simpb.CallRecord {
 	return &simpb.CallRecord{
 		RequestId: r.RequestID, CallUuid: r.CallUUID, Attempt: r.Attempt, Telnum: r.Telnum, Tenant: r.Tenant,
 		ServerId: r.ServerID, StartUnixMs: unixMs(r.Start), EndUnixMs: unixMs(r.End), State: r.State,
-		Outcome: r.Outcome, Reason: r.Reason, Class: r.Class, Concurrent: r.Concurrent,
+		Outcome: r.Outcome, Reason: r.Reason, Class: r.Class, Concurrent: r.Concurrent, Caller: r.Caller,
 	}
 }
 
@@ -158,8 +163,19 @@ func recordFromPB(r *simpb.CallRecord) CallRecord {
 		RequestID: r.GetRequestId(), CallUUID: r.GetCallUuid(), Attempt: r.GetAttempt(), Telnum: r.GetTelnum(),
 		Tenant: r.GetTenant(), ServerID: r.GetServerId(), Start: fromUnixMs(r.GetStartUnixMs()),
 		End: fromUnixMs(r.GetEndUnixMs()), State: r.GetState(), Outcome: r.GetOutcome(), Reason: r.GetReason(),
-		Class: r.GetClass(), Concurrent: r.GetConcurrent(),
+		Class: r.GetClass(), Concurrent: r.GetConcurrent(), Caller: r.GetCaller(),
 	}
+}
+
+// CallerHeader is the gRPC metadata key carrying the caller's id.
+const CallerHeader = "dialtone-caller"
+
+// CallerDialOption makes every call through a Client say who placed it (a
+// node id): the platform records it in CallRecord.Caller.
+func CallerDialOption(id string) grpc.DialOption {
+	return grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		return invoker(metadata.AppendToOutgoingContext(ctx, CallerHeader, id), method, req, reply, cc, opts...)
+	})
 }
 
 // Client is the dialer's backend on a mediasim process reached over gRPC. It

@@ -126,6 +126,10 @@ type CallRecord struct {
 	Reason     string             `json:"reason,omitempty"`
 	Class      fsmpb.OutcomeClass `json:"-"`
 	Concurrent bool               `json:"concurrent,omitempty"` // another call of the request was in progress
+	// Caller is the id the dialer that placed the call gave (CallerDialOption;
+	// the node id), "" when it gave none: which node dialled, for checks
+	// that a deposed leader places no call.
+	Caller string `json:"caller,omitempty"`
 }
 
 // MarshalJSON writes Class by name.
@@ -287,18 +291,19 @@ func (p *Platform) Run(ctx context.Context) error {
 // Place places one call and blocks until it has ended; see the package
 // documentation. It implements callbackend.Backend.
 func (p *Platform) Place(ctx context.Context, c callbackend.Call) (callbackend.Outcome, error) {
-	out, _, err := p.place(ctx, c)
+	out, _, err := p.place(ctx, c, "")
 	return out, err
 }
 
-// place is Place, also reporting the outcome's record.
-func (p *Platform) place(ctx context.Context, c callbackend.Call) (callbackend.Outcome, CallRecord, error) {
+// place is Place, also reporting the outcome's record; caller is recorded
+// as the record's Caller.
+func (p *Platform) place(ctx context.Context, c callbackend.Call, caller string) (callbackend.Outcome, CallRecord, error) {
 	if err := ctx.Err(); err != nil {
 		return callbackend.Outcome{}, CallRecord{}, err
 	}
 	rec := &CallRecord{
 		RequestID: c.RequestID, CallUUID: c.CallUUID, Attempt: c.Attempt, Telnum: c.Telnum,
-		Tenant: c.Tenant, Start: time.Now(), State: StateInProgress,
+		Tenant: c.Tenant, Start: time.Now(), State: StateInProgress, Caller: caller,
 	}
 	p.mu.Lock()
 	if p.active[c.RequestID] > 0 {

@@ -499,7 +499,7 @@ func TestGRPCRoundTrip(t *testing.T) {
 		Rules: []Rule{{Prefix: "1", Outcome: Success}, {Prefix: "2", Outcome: SITVacant}}, TalkTime: Fixed(10 * time.Millisecond)})
 	other := newPlatform(t, Options{Tenant: "globex"})
 	addr := serveGRPC(t, NewServer(p, other).Register)
-	c, err := NewClient(addr)
+	c, err := NewClient(addr, CallerDialOption("n2"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -544,7 +544,7 @@ func TestGRPCRoundTrip(t *testing.T) {
 	}
 	calls, err := c.Calls(ctx, "acme", "r1", 0)
 	if err != nil || len(calls) != 1 || calls[0].CallUUID != "u1" || calls[0].Outcome != SITVacant ||
-		calls[0].Class != fsmpb.OutcomeClass_OUTCOME_PERMANENT || calls[0].End.IsZero() {
+		calls[0].Class != fsmpb.OutcomeClass_OUTCOME_PERMANENT || calls[0].End.IsZero() || calls[0].Caller != "n2" {
 		t.Fatalf("calls: %+v %v", calls, err)
 	}
 	if all, err := c.Calls(ctx, "", "", 0); err != nil || len(all) != 3 {

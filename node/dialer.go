@@ -66,7 +66,7 @@ func (c cachePorts) TenantPorts(tenant string) dialer.PortReport {
 
 // callBackend is the backend the [telephony] section names, unless the
 // caller gave one, and what closes it (nil when nothing needs closing).
-func callBackend(cfg config.Config, override callbackend.Backend) (callbackend.Backend, io.Closer, error) {
+func callBackend(cfg config.Config, nodeID string, override callbackend.Backend) (callbackend.Backend, io.Closer, error) {
 	if override != nil {
 		return override, nil, nil
 	}
@@ -74,7 +74,9 @@ func callBackend(cfg config.Config, override callbackend.Backend) (callbackend.B
 	case "sim":
 		// The simulated media platform serves plaintext gRPC on a
 		// development host; the node's TLS settings are for its peers.
-		c, err := mediasim.NewClient(cfg.Telephony.SimAddr)
+		// Calls carry the node id, so the platform's call log shows
+		// which node dialled (the chaos suite checks deposed leaders).
+		c, err := mediasim.NewClient(cfg.Telephony.SimAddr, mediasim.CallerDialOption(nodeID))
 		if err != nil {
 			return nil, nil, fmt.Errorf("node: telephony.sim_addr: %w", err)
 		}

@@ -590,7 +590,9 @@ type CallRecord struct {
 	Reason  string             `protobuf:"bytes,11,opt,name=reason,proto3" json:"reason,omitempty"`
 	Class   fsmpb.OutcomeClass `protobuf:"varint,12,opt,name=class,proto3,enum=dialtone.fsm.v1.OutcomeClass" json:"class,omitempty"`
 	// Another call of the same request was in progress when this one began.
-	Concurrent    bool `protobuf:"varint,13,opt,name=concurrent,proto3" json:"concurrent,omitempty"`
+	Concurrent bool `protobuf:"varint,13,opt,name=concurrent,proto3" json:"concurrent,omitempty"`
+	// Who placed the call (the dialtone-caller metadata: a node id), if given.
+	Caller        string `protobuf:"bytes,14,opt,name=caller,proto3" json:"caller,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -716,6 +718,13 @@ func (x *CallRecord) GetConcurrent() bool {
 	return false
 }
 
+func (x *CallRecord) GetCaller() string {
+	if x != nil {
+		return x.Caller
+	}
+	return ""
+}
+
 var File_mediasim_proto protoreflect.FileDescriptor
 
 const file_mediasim_proto_rawDesc = "" +
@@ -770,7 +779,7 @@ const file_mediasim_proto_rawDesc = "" +
 	"request_id\x18\x02 \x01(\tR\trequestId\x12\x14\n" +
 	"\x05limit\x18\x03 \x01(\rR\x05limit\"K\n" +
 	"\x11ListCallsResponse\x126\n" +
-	"\x05calls\x18\x01 \x03(\v2 .dialtone.mediasim.v1.CallRecordR\x05calls\"\x90\x03\n" +
+	"\x05calls\x18\x01 \x03(\v2 .dialtone.mediasim.v1.CallRecordR\x05calls\"\xa8\x03\n" +
 	"\n" +
 	"CallRecord\x12\x1d\n" +
 	"\n" +
@@ -789,7 +798,8 @@ const file_mediasim_proto_rawDesc = "" +
 	"\x05class\x18\f \x01(\x0e2\x1d.dialtone.fsm.v1.OutcomeClassR\x05class\x12\x1e\n" +
 	"\n" +
 	"concurrent\x18\r \x01(\bR\n" +
-	"concurrent2\xa1\x02\n" +
+	"concurrent\x12\x16\n" +
+	"\x06caller\x18\x0e \x01(\tR\x06caller2\xa1\x02\n" +
 	"\bMediaSim\x12\\\n" +
 	"\tPlaceCall\x12&.dialtone.mediasim.v1.PlaceCallRequest\x1a'.dialtone.mediasim.v1.PlaceCallResponse\x12Y\n" +
 	"\bGetStats\x12%.dialtone.mediasim.v1.GetStatsRequest\x1a&.dialtone.mediasim.v1.GetStatsResponse\x12\\\n" +
