@@ -53,7 +53,7 @@ func run() int {
 	flag.Float64Var(&o.CreateRate, "create-rate", 8, "creates per second")
 	flag.Float64Var(&o.GetRate, "get-rate", 15, "linearizable gets per second")
 	flag.Float64Var(&o.CancelRate, "cancel-rate", 2, "cancels per second")
-	flag.IntVar(&o.Clients, "clients", 16, "concurrent clients")
+	flag.IntVar(&o.Clients, "clients", 64, "concurrent clients (a client waits for its answer: enough of them that calls hung on a cut-off node do not starve the load)")
 	flag.DurationVar(&o.OpTimeout, "op-timeout", 5*time.Second, "timeout of one client operation")
 	flag.DurationVar(&o.CreateRetry, "create-retry", 20*time.Second, "how long a create without a definite answer is retried")
 	flag.DurationVar(&o.DrainTimeout, "drain", 0, "how long to wait for every request to finish (default TTL + 60s)")
