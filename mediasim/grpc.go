@@ -58,6 +58,8 @@ func (s *Server) PlaceCall(ctx context.Context, req *simpb.PlaceCallRequest) (*s
 		Cpd: req.GetCpd(), CustomData: req.GetCustomData(), Attempt: req.GetAttempt(),
 	}, caller)
 	switch {
+	case errors.Is(err, callbackend.ErrRevoked):
+		return nil, status.Errorf(codes.FailedPrecondition, "mediasim: call %s was revoked", req.GetCallUuid())
 	case errors.Is(err, callbackend.ErrFull):
 		// The client adds ErrFull back.
 		return nil, status.Errorf(codes.ResourceExhausted, "mediasim: tenant %q: every port busy", req.GetTenant())
@@ -67,6 +69,24 @@ func (s *Server) PlaceCall(ctx context.Context, req *simpb.PlaceCallRequest) (*s
 		return nil, status.Error(codes.Internal, err.Error())
 	}
 	return &simpb.PlaceCallResponse{Class: out.Class, Reason: out.Reason, Outcome: rec.Outcome, ServerId: rec.ServerID}, nil
+}
+
+// RevokeCall revokes a call of the tenant's platform (Platform.Revoke).
+func (s *Server) RevokeCall(ctx context.Context, req *simpb.RevokeCallRequest) (*simpb.RevokeCallResponse, error) {
+	p, ok := s.byTenant[req.GetTenant()]
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "mediasim: no platform for tenant %q", req.GetTenant())
+	}
+	p.mu.Lock()
+	_, live := p.live[req.GetCallUuid()]
+	p.mu.Unlock()
+	if err := p.Revoke(ctx, req.GetTenant(), req.GetCallUuid()); err != nil {
+		if ctx.Err() != nil {
+			return nil, status.FromContextError(ctx.Err()).Err()
+		}
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	return &simpb.RevokeCallResponse{WasInProgress: live}, nil
 }
 
 // GetStats answers the platforms' counters.
@@ -185,7 +205,11 @@ type Client struct {
 	api simpb.MediaSimClient
 }
 
-var _ callbackend.Backend = (*Client)(nil)
+var (
+	_ callbackend.Backend = (*Client)(nil)
+	_ callbackend.Revoker = (*Client)(nil)
+	_ callbackend.Revoker = (*Platform)(nil)
+)
 
 // NewClient connects (lazily) to the MediaSim service at addr. opts are
 // applied after the defaults (plaintext, reconnect backoff capped at 1s):
@@ -214,12 +238,25 @@ func (c *Client) Place(ctx context.Context, call callbackend.Call) (callbackend.
 		if cerr := ctx.Err(); cerr != nil {
 			return callbackend.Outcome{}, cerr
 		}
-		if status.Code(err) == codes.ResourceExhausted {
+		switch status.Code(err) {
+		case codes.ResourceExhausted:
 			return callbackend.Outcome{}, fmt.Errorf("%s: %w", status.Convert(err).Message(), callbackend.ErrFull)
+		case codes.FailedPrecondition:
+			return callbackend.Outcome{}, fmt.Errorf("%s: %w", status.Convert(err).Message(), callbackend.ErrRevoked)
 		}
 		return callbackend.Outcome{}, fmt.Errorf("mediasim: place call: %w", err)
 	}
 	return callbackend.Outcome{Class: resp.GetClass(), Reason: resp.GetReason()}, nil
+}
+
+// Revoke hangs up the call with callUUID on tenant's platform if it is in
+// progress (returning once it has ended) and makes the platform refuse it
+// from now on.
+func (c *Client) Revoke(ctx context.Context, tenant, callUUID string) error {
+	if _, err := c.api.RevokeCall(ctx, &simpb.RevokeCallRequest{Tenant: tenant, CallUuid: callUUID}); err != nil {
+		return fmt.Errorf("mediasim: revoke call %s: %w", callUUID, err)
+	}
+	return nil
 }
 
 // Stats returns the counters of tenant's platform, or of every platform for

@@ -52,6 +52,22 @@ func good() *history.History {
 	}
 }
 
+// TestRevokedAttemptsAreNotCalls: a late dial that the platform refused
+// (its call UUID revoked) counts as no call anywhere.
+func TestRevokedAttemptsAreNotCalls(t *testing.T) {
+	h := good()
+	h.Finals[0].Attempts[0].Reason, h.Finals[0].Attempts[0].Ended = "Interrupted", at(1510)
+	h.Calls = append(h.Calls, mediasim.CallRecord{RequestID: "A", CallUUID: "A1", Attempt: 1, Start: at(6000), End: at(6000), State: mediasim.StateRevoked, Caller: "n1"})
+	for _, r := range all(h) {
+		if !r.OK() {
+			t.Errorf("%s", r)
+		}
+		if r.Checker == "dial-only-committed" && !strings.Contains(r.String(), "1 late attempts") {
+			t.Errorf("fenced dial not noted: %s", r)
+		}
+	}
+}
+
 func all(h *history.History) []Report {
 	return append(Invariants(h), Linearizable(h, 10*time.Second, ""))
 }

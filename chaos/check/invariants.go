@@ -20,6 +20,18 @@ func endOf(c mediasim.CallRecord) time.Time {
 	return c.End
 }
 
+// placedOnly leaves out the attempts the platform refused because their
+// call UUID had been revoked (a fenced deposed leader): no call was placed.
+func placedOnly(calls []mediasim.CallRecord) []mediasim.CallRecord {
+	var out []mediasim.CallRecord
+	for _, c := range calls {
+		if c.State != mediasim.StateRevoked {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 // NoLostCreates (invariant 1): every acknowledged create is found, with the
 // token and telnum it was created with, by a linearizable read after the
 // run, whatever nodes died or restarted meanwhile.
@@ -46,7 +58,7 @@ func NoConcurrentAttempts(h *history.History) Report {
 	ix := newIndex(h)
 	r := Report{Checker: "no-concurrent-attempts"}
 	for id, calls := range ix.calls {
-		calls = slices.Clone(calls)
+		calls = placedOnly(calls)
 		slices.SortFunc(calls, func(a, b mediasim.CallRecord) int { return a.Start.Compare(b.Start) })
 		var busyUntil time.Time
 		for i, c := range calls {
@@ -80,7 +92,7 @@ func AttemptsWithinMax(h *history.History) Report {
 			max = f.MaxAttempts
 		}
 		seen := map[string]bool{}
-		for _, c := range calls {
+		for _, c := range placedOnly(calls) {
 			if max > 0 && c.Attempt > max {
 				r.Findings = append(r.Findings, Finding{Message: fmt.Sprintf("request %s: call %s placed as attempt %d, max %d", id, c.CallUUID, c.Attempt, max), Slice: ix.requestSlice(id)})
 			}
@@ -104,12 +116,17 @@ func DialOnlyCommitted(h *history.History) Report {
 	ix := newIndex(h)
 	r := Report{Checker: "dial-only-committed"}
 	skew := h.Settings.Skew
+	fenced := 0
 	for id, calls := range ix.calls {
 		f, ok := ix.finals[id]
 		if !ok || !f.Found {
 			continue // reported by no-lost-creates, or a create of unknown outcome
 		}
 		for _, c := range calls {
+			if c.State == mediasim.StateRevoked {
+				fenced++ // a late dial the platform refused: the fence worked
+				continue
+			}
 			i := slices.IndexFunc(f.Attempts, func(a history.Attempt) bool { return a.CallUUID == c.CallUUID })
 			if i < 0 {
 				r.Findings = append(r.Findings, Finding{Message: fmt.Sprintf("request %s: call %s by %s has no committed attempt", id, c.CallUUID, orDash(c.Caller)), Slice: ix.requestSlice(id)})
@@ -121,6 +138,7 @@ func DialOnlyCommitted(h *history.History) Report {
 			}
 		}
 	}
+	r.Notes = append(r.Notes, fmt.Sprintf("%d late attempts of deposed leaders refused by the platform (revoked call UUIDs)", fenced))
 	r.Checked = fmt.Sprintf("%d calls", len(h.Calls))
 	return r
 }
@@ -139,7 +157,7 @@ func NothingAfterCancelOrTTL(h *history.History) Report {
 				continue
 			}
 			cancels++
-			for _, c := range ix.calls[id] {
+			for _, c := range placedOnly(ix.calls[id]) {
 				switch {
 				case c.Start.After(o.Return):
 					r.Findings = append(r.Findings, Finding{Message: fmt.Sprintf("request %s: call %s began at %s, after the cancel was acknowledged at %s", id, c.CallUUID, ts(c.Start), ts(o.Return)), Slice: ix.requestSlice(id)})
@@ -153,7 +171,7 @@ func NothingAfterCancelOrTTL(h *history.History) Report {
 		if !f.Found || f.Expires.IsZero() {
 			continue
 		}
-		for _, c := range ix.calls[f.ID] {
+		for _, c := range placedOnly(ix.calls[f.ID]) {
 			if c.Start.After(f.Expires.Add(skew)) {
 				r.Findings = append(r.Findings, Finding{Message: fmt.Sprintf("request %s: call %s began at %s, after its TTL ended at %s", f.ID, c.CallUUID, ts(c.Start), ts(f.Expires)), Slice: ix.requestSlice(f.ID)})
 			}
@@ -175,7 +193,7 @@ func WithinPortBudget(h *history.History) Report {
 	}
 	var edges []edge
 	var refused []mediasim.CallRecord
-	for _, c := range h.Calls {
+	for _, c := range placedOnly(h.Calls) {
 		if c.State == mediasim.StateRefused {
 			refused = append(refused, c)
 			continue
@@ -229,8 +247,7 @@ func WithinCAPS(h *history.History) Report {
 	}
 	limit := int(math.Floor(h.Settings.CAPS)) + 1
 	win := time.Second - h.Settings.Skew
-	starts := make([]mediasim.CallRecord, len(h.Calls))
-	copy(starts, h.Calls)
+	starts := placedOnly(h.Calls)
 	slices.SortFunc(starts, func(a, b mediasim.CallRecord) int { return a.Start.Compare(b.Start) })
 	lo, worst, worstAt := 0, 0, 0
 	for hi := range starts {
