@@ -208,18 +208,18 @@ func (r *receiver) last(id string) url.Values {
 }
 
 type harness struct {
-	t      *testing.T
-	st     *store
-	app    *localApplier
-	plat   *platform
+	t    *testing.T
+	st   *store
+	app  *localApplier
+	plat *platform
 	// backend, when set, replaces plat as the engine's backend.
 	backend callbackend.Backend
 	ports   *ports
-	recv   *receiver
-	srv    *httptest.Server
-	engine *Engine
-	cancel context.CancelFunc
-	done   chan struct{}
+	recv    *receiver
+	srv     *httptest.Server
+	engine  *Engine
+	cancel  context.CancelFunc
+	done    chan struct{}
 }
 
 func newHarness(t *testing.T, hold time.Duration) *harness {

@@ -188,8 +188,8 @@ type Platform struct {
 	live       map[string]liveCall // calls in progress by call UUID
 	revoked    map[string]bool     // revoked call UUIDs (bounded by revokedOrder)
 	revokedQ   []string
-	calls      []*CallRecord  // ring buffer of at most opts.MaxLog
-	head       int            // oldest entry once calls is full
+	calls      []*CallRecord // ring buffer of at most opts.MaxLog
+	head       int           // oldest entry once calls is full
 	placed     uint64
 	refused    uint64
 	cancelled  uint64
