@@ -43,9 +43,9 @@ func run() int {
 	flag.DurationVar(&o.Recover, "recover", 15*time.Second, "load between faults")
 	flag.Float64Var(&o.CAPS, "caps", 20, "dialer CAPS (call attempts per second)")
 	flag.IntVar(&o.Servers, "servers", 2, "media servers")
-	flag.IntVar(&o.PortsPerSrv, "ports", 10, "ports per media server")
+	flag.IntVar(&o.PortsPerSrv, "ports", 20, "ports per media server")
 	flag.StringVar(&o.Ring, "ring", "200ms-1s", "mediasim ring time")
-	flag.StringVar(&o.Talk, "talk", "1s-3s", "mediasim talk time")
+	flag.StringVar(&o.Talk, "talk", "1s-5s", "mediasim talk time (longer than a pause plus interrupted_retry_delay, so a paused leader still has calls up when its successor retries them)")
 	flag.StringVar(&o.Mix, "mix", "success=60,busy=10,no_answer=15,answering_machine=5,invalid_number=5,internal_error=5", "mediasim outcome mix")
 	flag.DurationVar(&o.TTL, "ttl", 60*time.Second, "requests' time to live")
 	var maxAttempts uint
