@@ -8,7 +8,7 @@ PROTO_FSM := fsm/fsmpb/fsm.proto
 PROTO_CLUSTER := cluster/clusterpb/internal.proto
 PROTO_MEDIASIM := mediasim/simpb/mediasim.proto
 
-.PHONY: all build test unit e2e lint proto proto-tools proto-check bench fuzz clean image compose-up compose-grow compose-down chaos
+.PHONY: all build test unit e2e lint proto proto-tools proto-check bench fuzz clean image compose-up compose-grow compose-shrink compose-down chaos
 
 all: build
 
@@ -82,6 +82,11 @@ compose-up: image
 	$(COMPOSE) up -d
 compose-grow:
 	$(COMPOSE) --profile five up -d n4 n5
+# n5 and n4 leave the cluster for good; their containers and volumes go.
+compose-shrink:
+	$(COMPOSE) --profile five exec -T n5 dialtone --addr http://127.0.0.1:8080 leave
+	$(COMPOSE) --profile five exec -T n4 dialtone --addr http://127.0.0.1:8080 leave
+	$(COMPOSE) --profile five rm -sfv n4 n5
 compose-down:
 	$(COMPOSE) --profile five down -v --remove-orphans
 
