@@ -67,10 +67,8 @@ func longest(ts []time.Time, from, to time.Time) time.Duration {
 		worst = max(worst, t.Sub(prev))
 		prev = t
 	}
-	if len(ts) == 0 {
-		return to.Sub(from)
-	}
-	return worst
+	// A silence that lasts to the window's end counts too.
+	return max(worst, to.Sub(prev))
 }
 
 // AvailabilityTable renders the measures as a Markdown table.
