@@ -92,3 +92,49 @@ func AvailabilityTable(av []Availability) string {
 	}
 	return b.String()
 }
+
+// LeaderTerms counts the terms in which a leader was observed, and how
+// many of them began outside every fault (from its start until 5 s after
+// it settled): elections nobody forced, e.g. a leader lease missed on a
+// loaded machine.
+func LeaderTerms(h *history.History) (terms, unforced int) {
+	first := map[uint64]time.Time{}
+	for _, o := range h.Leaders {
+		if o.State != "Leader" {
+			continue
+		}
+		if t, ok := first[o.Term]; !ok || o.Time.Before(t) {
+			first[o.Term] = o.Time
+		}
+	}
+	for term, t := range first {
+		if term == minTerm(first) {
+			continue // the first leader of the run
+		}
+		terms++
+		forced := false
+		for _, f := range h.Faults {
+			end := f.Settled
+			if end.IsZero() {
+				end = f.Healed
+			}
+			if !t.Before(f.Start) && !t.After(end.Add(5*time.Second)) {
+				forced = true
+			}
+		}
+		if !forced {
+			unforced++
+		}
+	}
+	return terms, unforced
+}
+
+func minTerm(m map[uint64]time.Time) uint64 {
+	var lo uint64
+	for t := range m {
+		if lo == 0 || t < lo {
+			lo = t
+		}
+	}
+	return lo
+}

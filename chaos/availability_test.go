@@ -38,3 +38,22 @@ func TestMeasure(t *testing.T) {
 		t.Errorf("table:\n%s", tab)
 	}
 }
+
+// TestLeaderTerms: a new term inside a fault's window is forced; one
+// elsewhere is not.
+func TestLeaderTerms(t *testing.T) {
+	t0 := time.Date(2026, 12, 2, 13, 0, 0, 0, time.UTC)
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	h := &history.History{
+		Faults: []history.Fault{{Name: "kill-leader", Start: at(10), Settled: at(11)}},
+		Leaders: []history.LeaderObs{
+			{Time: at(1), Node: "n1", State: "Leader", Term: 2},
+			{Time: at(11), Node: "n2", State: "Leader", Term: 3},
+			{Time: at(12), Node: "n1", State: "Follower", Term: 3},
+			{Time: at(40), Node: "n3", State: "Leader", Term: 5},
+		},
+	}
+	if terms, unforced := LeaderTerms(h); terms != 2 || unforced != 1 {
+		t.Fatalf("terms %d unforced %d, want 2 and 1", terms, unforced)
+	}
+}

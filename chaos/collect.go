@@ -19,10 +19,8 @@ func (r *Runner) readAll(ctx context.Context, knowns []known) (map[string]wireRe
 		for _, k := range knowns[i:min(i+500, len(knowns))] {
 			ids = append(ids, k.id)
 		}
-		err := r.retry(ctx, 30*time.Second, func(base string) error {
-			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			defer cancel()
-			m, err := r.api.batchGet(cctx, base, ids)
+		err := r.retry(ctx, 30*time.Second, func(ctx context.Context, base string) error {
+			m, err := r.api.batchGet(ctx, base, ids)
 			if err != nil {
 				return err
 			}

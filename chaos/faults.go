@@ -220,7 +220,7 @@ func (r *Runner) apply(ctx context.Context, name string, f *history.Fault) error
 		for _, id := range gone {
 			r.setUp(id, false)
 			base := r.base(r.nodes[id])
-			err := r.retry(ctx, 30*time.Second, func(string) error {
+			err := r.retry(ctx, 30*time.Second, func(ctx context.Context, _ string) error {
 				_, err := r.api.do(ctx, http.MethodPost, base+"/v1/cluster/leave", map[string]any{}, nil)
 				return err
 			})

@@ -365,7 +365,8 @@ func (r *Runner) run(ctx context.Context, rng *rand.Rand) (*Result, error) {
 		r.log("fault schedule stopped: %v", faultErr)
 	}
 	ops, knowns := rec.snapshot()
-	r.log("load stopped: %d operations, %d acknowledged creates; draining", len(ops), len(knowns))
+	r.log("load stopped: %d operations, %d acknowledged creates (ticks dropped with every client busy: %d creates, %d gets, %d cancels); draining",
+		len(ops), len(knowns), ld.dropped[0], ld.dropped[1], ld.dropped[2])
 
 	finals, err := r.drain(ctx, knowns)
 	if err != nil {
@@ -401,22 +402,22 @@ func (r *Runner) run(ctx context.Context, rng *rand.Rand) (*Result, error) {
 
 func (r *Runner) setPacing(ctx context.Context) error {
 	body := map[string]any{"caps": r.opts.CAPS, "port_load_factor": 100, "retention": "24h", "clean_interval": "1h"}
-	return r.retry(ctx, 30*time.Second, func(base string) error {
+	return r.retry(ctx, 30*time.Second, func(ctx context.Context, base string) error {
 		_, err := r.api.do(ctx, http.MethodPut, base+"/v1/pacing/acme", body, nil)
 		return err
 	})
 }
 
-// retry calls f on up nodes until it succeeds or timeout passes.
-func (r *Runner) retry(ctx context.Context, timeout time.Duration, f func(base string) error) error {
+// retry calls f on up nodes (10 s each) until it succeeds or timeout
+// passes.
+func (r *Runner) retry(ctx context.Context, timeout time.Duration, f func(ctx context.Context, base string) error) error {
 	rng := rand.New(rand.NewPCG(1, 2))
 	var err error
 	waitFor(ctx, timeout, func() bool {
 		_, base := r.pickNode(rng)
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		_ = cctx
-		err = f(base)
+		err = f(cctx, base)
 		return err == nil
 	})
 	return err

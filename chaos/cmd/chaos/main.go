@@ -111,9 +111,14 @@ func run() int {
 	f, ferr := os.Create(filepath.Join(o.OutDir, "report.txt"))
 	if ferr == nil {
 		defer f.Close()
-		fmt.Fprintf(f, "seed %d, faults %s, rounds %d, duration %v\n\n", o.Seed, faults, o.Rounds, time.Since(start).Round(time.Second))
+		terms, unforced := chaos.LeaderTerms(res.History)
+		fmt.Fprintf(f, "seed %d, faults %s, rounds %d, duration %v\n", o.Seed, faults, o.Rounds, time.Since(start).Round(time.Second))
+		fmt.Fprintf(f, "%d operations, %d calls, %d notifications; %d leader changes, %d of them outside the faults\n\n",
+			len(res.History.Ops), len(res.History.Calls), len(res.History.Notifications), terms, unforced)
 		report(f, res.Reports, res.Availability)
 	}
+	terms, unforced := chaos.LeaderTerms(res.History)
+	logf("%d leader changes, %d of them outside the faults", terms, unforced)
 	code := report(os.Stdout, res.Reports, res.Availability)
 	logf("done in %v; history, report and container logs in %s", time.Since(start).Round(time.Second), o.OutDir)
 	return code
