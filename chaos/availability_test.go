@@ -18,7 +18,7 @@ func TestMeasure(t *testing.T) {
 	for _, ms := range []int{100, 300, 600, 1000, 1100, 3500, 3600, 5000} { // acks
 		h.Ops = append(h.Ops, history.Op{Kind: history.Create, Outcome: history.OK, Return: at(ms)})
 	}
-	h.Ops = append(h.Ops, history.Op{Kind: history.Get, Outcome: history.OK, Return: at(2000)})        // a read is not a write
+	h.Ops = append(h.Ops, history.Op{Kind: history.Get, Outcome: history.OK, Return: at(2000)})         // a read is not a write
 	h.Ops = append(h.Ops, history.Op{Kind: history.Cancel, Outcome: history.Unknown, Return: at(2500)}) // nor a failed cancel
 	for _, ms := range []int{200, 900, 1050, 4200, 4300} {
 		h.Calls = append(h.Calls, mediasim.CallRecord{Start: at(ms)})
