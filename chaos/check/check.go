@@ -68,6 +68,7 @@ func Invariants(h *history.History) []Report {
 		NoConcurrentAttempts(h),
 		AttemptsWithinMax(h),
 		DialOnlyCommitted(h),
+		DeposedLeaderSilent(h),
 		NothingAfterCancelOrTTL(h),
 		WithinPortBudget(h),
 		WithinCAPS(h),

@@ -73,6 +73,16 @@ func all(h *history.History) []Report {
 }
 
 func TestGoodHistoryPasses(t *testing.T) {
+	// n1 placed the first call and n2, leading the next term, the second.
+	h := good()
+	h.Leaders = []history.LeaderObs{
+		{Time: at(0), Node: "n1", State: "Leader", Term: 2},
+		{Time: at(2000), Node: "n2", State: "Leader", Term: 3},
+		{Time: at(2000), Node: "n1", State: "Follower", Term: 3},
+	}
+	if r := DeposedLeaderSilent(h); !r.OK() || !strings.Contains(r.Checked, "2 calls") {
+		t.Errorf("%s", r)
+	}
 	for _, r := range all(good()) {
 		if !r.OK() {
 			t.Errorf("%s", r)
@@ -102,6 +112,13 @@ func TestViolationsFail(t *testing.T) {
 		}},
 		{"deposed leader dials", "dial-only-committed", "a deposed leader dialled", func(h *history.History) {
 			h.Finals[0].Attempts[0].Reason, h.Finals[0].Attempts[0].Ended = "Interrupted", at(800)
+		}},
+		{"call after a newer leader", "deposed-leader-silent", "after n2 was seen leading term 3", func(h *history.History) {
+			h.Leaders = []history.LeaderObs{
+				{Time: at(0), Node: "n1", State: "Leader", Term: 2},
+				{Time: at(2000), Node: "n2", State: "Leader", Term: 3},
+			}
+			h.Calls[1].Caller = "n1"
 		}},
 		{"dial without commit", "dial-only-committed", "no committed attempt", func(h *history.History) { h.Calls[0].CallUUID = "X" }},
 		{"dial after cancel", "nothing-after-cancel-or-ttl", "after the cancel", func(h *history.History) {

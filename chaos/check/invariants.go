@@ -332,3 +332,62 @@ func TerminalAndNotified(h *history.History) Report {
 	r.Checked = fmt.Sprintf("%d acknowledged requests, %d notifications", len(acked(h)), len(h.Notifications))
 	return r
 }
+
+// DeposedLeaderSilent: no node places a call after another node was seen
+// leading a later term, unless it leads again itself. Calls carry the node
+// that placed them (CallRecord.Caller); the runner polled every node's view
+// of the cluster (History.Leaders, every 200 ms). A call by X at t is a
+// violation when X last led term T before t, some node was seen leading a
+// term above T before t − Skew, and X was not seen leading that term or a
+// later one up to a second after t. (Sampling can miss a short term, so
+// this check can only miss violations, not invent them; DialOnlyCommitted
+// is the exact check.)
+func DeposedLeaderSilent(h *history.History) Report {
+	r := Report{Checker: "deposed-leader-silent"}
+	type lead struct {
+		t    time.Time
+		term uint64
+	}
+	byNode := map[string][]lead{}
+	var all []history.LeaderObs
+	for _, o := range h.Leaders {
+		if o.State == "Leader" {
+			byNode[o.Node] = append(byNode[o.Node], lead{o.Time, o.Term})
+			all = append(all, o)
+		}
+	}
+	for _, l := range byNode {
+		slices.SortFunc(l, func(a, b lead) int { return a.t.Compare(b.t) })
+	}
+	checked := 0
+	for _, c := range placedOnly(h.Calls) {
+		if c.Caller == "" || c.State == mediasim.StateRefused {
+			continue
+		}
+		mine := byNode[c.Caller]
+		i, _ := slices.BinarySearchFunc(mine, c.Start, func(l lead, t time.Time) int { return l.t.Compare(t) })
+		if i == 0 {
+			continue // never seen leading before the call: cannot judge
+		}
+		checked++
+		term := mine[i-1].term
+		for _, o := range all {
+			if o.Node == c.Caller || o.Term <= term || !o.Time.Before(c.Start.Add(-h.Settings.Skew)) {
+				continue
+			}
+			again := slices.ContainsFunc(mine, func(l lead) bool {
+				return l.term >= o.Term && !l.t.After(c.Start.Add(time.Second))
+			})
+			if !again {
+				r.Findings = append(r.Findings, Finding{
+					Message: fmt.Sprintf("%s placed call %s at %s, after %s was seen leading term %d at %s (%s last led term %d)",
+						c.Caller, c.CallUUID, ts(c.Start), o.Node, o.Term, ts(o.Time), c.Caller, term),
+					Slice: newIndex(h).requestSlice(c.RequestID),
+				})
+			}
+			break
+		}
+	}
+	r.Checked = fmt.Sprintf("%d calls whose caller was seen leading before them", checked)
+	return r
+}
