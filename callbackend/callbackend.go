@@ -43,3 +43,18 @@ type Backend interface {
 // ErrFull is returned (wrapped) by a backend that refused a call because
 // every port was busy: the oversubscription the port budget must prevent.
 var ErrFull = errors.New("media platform full")
+
+// Revoker is implemented by backends that can end a call placed by another
+// process. A new leader revokes the calls its predecessor left in progress
+// before it retries their requests: a predecessor that was paused or cut
+// off, rather than dead, cannot hang them up itself. Revoke hangs the call
+// up if it is in progress and returns once it has ended (nil also when
+// there is no such call), and makes the platform refuse any later Place
+// with that call UUID (wrapping ErrRevoked), so a deposed leader that wakes
+// up cannot place it either.
+type Revoker interface {
+	Revoke(ctx context.Context, tenant, callUUID string) error
+}
+
+// ErrRevoked is returned (wrapped) by Place for a call UUID that was revoked.
+var ErrRevoked = errors.New("call revoked by a newer leader")

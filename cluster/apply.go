@@ -125,8 +125,16 @@ func (c *Cluster) onLeader(ctx context.Context, local func(context.Context) erro
 		} else if cc, derr := c.conn(addr); derr != nil {
 			err, retry = derr, true
 		} else {
-			err = remote(ctx, clusterpb.NewInternalClient(cc))
-			if err != nil {
+			// A leader cut off from the cluster may never answer: give up on
+			// it as soon as another leader is known, and retry there.
+			// Forwarded commands are safe to replay (see Apply).
+			rctx, cancel := context.WithCancel(ctx)
+			moved := c.cancelOnLeaderMove(rctx, cancel, addr)
+			err = remote(rctx, clusterpb.NewInternalClient(cc))
+			cancel()
+			if <-moved && err != nil && ctx.Err() == nil {
+				err, retry = fmt.Errorf("%w: the leader changed while the call was forwarded to %s", ErrLeadershipLost, addr), true
+			} else if err != nil {
 				err, retry = fromStatus(err)
 			}
 		}
@@ -146,6 +154,30 @@ func (c *Cluster) onLeader(ctx context.Context, local func(context.Context) erro
 		}
 		backoff = min(2*backoff, 200*time.Millisecond)
 	}
+}
+
+// cancelOnLeaderMove calls cancel when a leader other than the one at addr
+// is known (or this node leads) before ctx ends, and then answers true on
+// the returned channel; false when ctx ended first.
+func (c *Cluster) cancelOnLeaderMove(ctx context.Context, cancel context.CancelFunc, addr string) <-chan bool {
+	moved := make(chan bool, 1)
+	go func() {
+		for {
+			seen := c.leaderSeenCh() // before the check: no observation is missed
+			if a, ok := c.leaderGRPC(); (ok && a != addr) || c.raft.State() == raft.Leader {
+				cancel()
+				moved <- true
+				return
+			}
+			select {
+			case <-ctx.Done():
+				moved <- false
+				return
+			case <-seen:
+			}
+		}
+	}()
+	return moved
 }
 
 // leaderGRPC returns the leader's internal gRPC address from gossip.

@@ -133,6 +133,11 @@ type Cluster struct {
 	leaderMu      sync.RWMutex
 	leaderReady   bool // barrier done in the current term
 	leaderChanged chan struct{}
+	// leaderSeen is closed and replaced whenever Raft observes a new
+	// leader (or none): forwarded calls watch it to give up on a leader
+	// that was replaced while they waited on it.
+	leaderSeenMu sync.Mutex
+	leaderSeen   chan struct{}
 
 	ctx      context.Context // cancelled at shutdown
 	cancel   context.CancelFunc
@@ -156,6 +161,7 @@ func Open(cfg Config, fsm FSM) (*Cluster, error) {
 		events:        make(chan struct{}, 1),
 		conns:         make(map[string]*grpc.ClientConn),
 		leaderChanged: make(chan struct{}),
+		leaderSeen:    make(chan struct{}),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	if err := c.openRaft(); err != nil {
@@ -262,7 +268,38 @@ func (c *Cluster) openRaft() error {
 	}
 	c.wg.Add(1)
 	go c.watchLeadership(notify)
+	obs := make(chan raft.Observation, 16)
+	r.RegisterObserver(raft.NewObserver(obs, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	}))
+	c.wg.Add(1)
+	go c.watchLeaderObservations(obs)
 	return nil
+}
+
+// watchLeaderObservations wakes the watchers of leaderSeen on every
+// leader observation.
+func (c *Cluster) watchLeaderObservations(obs <-chan raft.Observation) {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-obs:
+			c.leaderSeenMu.Lock()
+			close(c.leaderSeen)
+			c.leaderSeen = make(chan struct{})
+			c.leaderSeenMu.Unlock()
+		}
+	}
+}
+
+// leaderSeenCh is closed at the next leader observation.
+func (c *Cluster) leaderSeenCh() <-chan struct{} {
+	c.leaderSeenMu.Lock()
+	defer c.leaderSeenMu.Unlock()
+	return c.leaderSeen
 }
 
 func (c *Cluster) isInitialVoter() bool {

@@ -168,6 +168,11 @@ type Node struct {
 	GRPC   string `toml:"grpc"`
 	Raft   string `toml:"raft"`
 	Gossip string `toml:"gossip"`
+	// HTTPBind and GRPCBind, when set, are what the listeners bind (e.g.
+	// "0.0.0.0:8080" in a container on two networks); HTTP and GRPC stay
+	// the addresses advertised to peers (write forwarding) and clients.
+	HTTPBind string `toml:"http_bind"`
+	GRPCBind string `toml:"grpc_bind"`
 	// DataDir overrides <cluster.data_dir>/<id>.
 	DataDir string `toml:"data_dir"`
 	// Join lists gossip addresses to join at start; by default the gossip
@@ -292,6 +297,14 @@ func (c *Config) Validate() error {
 				bad(p+"."+f.key, "%q is already used by %s", f.val, other)
 			}
 			addrs[f.val] = p + "." + f.key
+		}
+		for _, f := range []struct{ key, val string }{{"http_bind", n.HTTPBind}, {"grpc_bind", n.GRPCBind}} {
+			if f.val == "" {
+				continue
+			}
+			if _, _, err := net.SplitHostPort(f.val); err != nil {
+				bad(p+"."+f.key, "%q is not a host:port address", f.val)
+			}
 		}
 		for j, a := range n.Join {
 			if _, _, err := net.SplitHostPort(a); err != nil {

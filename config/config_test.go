@@ -74,6 +74,7 @@ func TestValidationNamesTheKey(t *testing.T) {
 		{"bad address", "[[node]]\nid=\"n4\"\nhttp=\"nope\"\ngrpc=\"127.0.0.1:1\"\nraft=\"127.0.0.1:2\"\ngossip=\"127.0.0.1:3\"\n", "node[3].http"},
 		{"duplicate id", "[[node]]\nid=\"n1\"\nhttp=\"127.0.0.1:1\"\ngrpc=\"127.0.0.1:2\"\nraft=\"127.0.0.1:3\"\ngossip=\"127.0.0.1:4\"\n", "node[3].id"},
 		{"duplicate address", "[[node]]\nid=\"n4\"\nhttp=\"127.0.0.1:8081\"\ngrpc=\"127.0.0.1:2\"\nraft=\"127.0.0.1:3\"\ngossip=\"127.0.0.1:4\"\n", "node[3].http"},
+		{"bad bind", "[[node]]\nid=\"n4\"\nhttp=\"10.0.0.4:8080\"\ngrpc=\"10.0.0.4:9000\"\nraft=\"10.0.0.4:7000\"\ngossip=\"10.0.0.4:7946\"\ngrpc_bind=\"9000\"\n", "node[3].grpc_bind"},
 		{"bad voter", "", "cluster.initial_voters[0]"},
 		{"bad level", "[log]\nlevel = \"loud\"\n", "log.level"},
 		{"bad bulk", "[limits]\nmax_bulk = 0\n", "limits.max_bulk"},

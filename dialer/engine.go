@@ -8,6 +8,7 @@ import (
 	"math"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -247,6 +248,7 @@ func (e *Engine) reconcileOnce(ctx context.Context) error {
 			if len(recs) == 0 {
 				break
 			}
+			e.revoke(ctx, recs)
 			now := time.Now()
 			rs := make([]*fsmpb.AttemptResult, len(recs))
 			for i, r := range recs {
@@ -268,6 +270,44 @@ func (e *Engine) reconcileOnce(ctx context.Context) error {
 	}
 	e.m.Reconciled.Add(float64(requeued + interrupted))
 	return nil
+}
+
+// revokeTimeout bounds how long reconcile waits for the media platform to
+// end a predecessor's calls.
+const revokeTimeout = 5 * time.Second
+
+// revoke asks the backend, when it can (callbackend.Revoker), to end the
+// calls of recs that a previous leader left in progress, before they are
+// returned to the pool: a predecessor that was paused or cut off rather
+// than killed may still have them up, and a retry would then be a second
+// concurrent call, or a cancel would be acknowledged while a call is up.
+// A revoke that fails (platform unreachable) is logged; the request is
+// then retried after InterruptedRetryDelay as before.
+func (e *Engine) revoke(ctx context.Context, recs []*fsmpb.Request) {
+	rv, ok := e.opts.Backend.(callbackend.Revoker)
+	if !ok || len(recs) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, revokeTimeout)
+	defer cancel()
+	sem := make(chan struct{}, 32)
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for _, r := range recs {
+		if r.LastCallUuid == "" {
+			continue
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := rv.Revoke(ctx, r.Tenant, r.LastCallUuid); err != nil {
+				failed.Add(1)
+				e.log.Warn("could not revoke a previous leader's call", "request", r.Id, "call_uuid", r.LastCallUuid, "err", err)
+			}
+		})
+	}
+	wg.Wait()
+	e.m.Revoked.Add(float64(len(recs) - int(failed.Load())))
 }
 
 // housekeep refreshes settings and port figures, fetches, expires and

@@ -208,16 +208,18 @@ func (r *receiver) last(id string) url.Values {
 }
 
 type harness struct {
-	t      *testing.T
-	st     *store
-	app    *localApplier
-	plat   *platform
-	ports  *ports
-	recv   *receiver
-	srv    *httptest.Server
-	engine *Engine
-	cancel context.CancelFunc
-	done   chan struct{}
+	t    *testing.T
+	st   *store
+	app  *localApplier
+	plat *platform
+	// backend, when set, replaces plat as the engine's backend.
+	backend callbackend.Backend
+	ports   *ports
+	recv    *receiver
+	srv     *httptest.Server
+	engine  *Engine
+	cancel  context.CancelFunc
+	done    chan struct{}
 }
 
 func newHarness(t *testing.T, hold time.Duration) *harness {
@@ -240,9 +242,13 @@ func (h *harness) setPorts(tenant string, n int) {
 }
 
 func (h *harness) start() {
+	var backend callbackend.Backend = h.plat
+	if h.backend != nil {
+		backend = h.backend
+	}
 	h.engine = New(Options{
 		Logger: slog.New(slog.DiscardHandler),
-		Store:  h.st, Apply: h.app, Ports: h.ports, Backend: h.plat,
+		Store:  h.st, Apply: h.app, Ports: h.ports, Backend: backend,
 		Sender:                notify.Sender{Timeout: time.Second},
 		InterruptedRetryDelay: 50 * time.Millisecond,
 		NotifyMaxBackoff:      100 * time.Millisecond,

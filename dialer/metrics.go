@@ -20,6 +20,7 @@ type Metrics struct {
 	Notifications *prometheus.CounterVec
 	Fetches       prometheus.Counter
 	Reconciled    prometheus.Counter
+	Revoked       prometheus.Counter
 	Purged        prometheus.Counter
 	StartBatch    prometheus.Histogram
 }
@@ -46,13 +47,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Result notification deliveries, by result (delivered, failed: retried)."}, []string{"tenant", "result"}),
 		Fetches:    prometheus.NewCounter(prometheus.CounterOpts{Name: "dialtone_dialer_fetches_total", Help: "Batch fetches committed (one Raft entry each)."}),
 		Reconciled: prometheus.NewCounter(prometheus.CounterOpts{Name: "dialtone_dialer_reconciled_total", Help: "Requests a new leader took back from its predecessor (requeued or interrupted)."}),
+		Revoked:    prometheus.NewCounter(prometheus.CounterOpts{Name: "dialtone_dialer_revoked_total", Help: "Calls of a previous leader that the new leader revoked on the media platform before retrying them."}),
 		Purged:     prometheus.NewCounter(prometheus.CounterOpts{Name: "dialtone_dialer_purged_total", Help: "Finished requests purged by cleanup."}),
 		StartBatch: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "dialtone_dialer_start_batch_size",
 			Help: "Attempt starts per Raft entry (group commit).", Buckets: prometheus.ExponentialBuckets(1, 2, 11)}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Running, m.QueueDepth, m.InProgress, m.PortBudget, m.CAPSTarget, m.Attempts, m.Outcomes,
-			m.Refused, m.Notifications, m.Fetches, m.Reconciled, m.Purged, m.StartBatch)
+			m.Refused, m.Notifications, m.Fetches, m.Reconciled, m.Revoked, m.Purged, m.StartBatch)
 	}
 	return m
 }

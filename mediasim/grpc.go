@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/seed-7bfc04c2/dialtone/callbackend"
@@ -47,12 +48,18 @@ func (s *Server) PlaceCall(ctx context.Context, req *simpb.PlaceCallRequest) (*s
 	if !ok {
 		return nil, status.Errorf(codes.NotFound, "mediasim: no platform for tenant %q", req.GetTenant())
 	}
+	var caller string
+	if v := metadata.ValueFromIncomingContext(ctx, CallerHeader); len(v) > 0 {
+		caller = v[0]
+	}
 	out, rec, err := p.place(ctx, callbackend.Call{
 		RequestID: req.GetRequestId(), CallUUID: req.GetCallUuid(), Tenant: req.GetTenant(),
 		IVRProfile: req.GetIvrProfile(), Telnum: req.GetTelnum(), Ani: req.GetAni(),
 		Cpd: req.GetCpd(), CustomData: req.GetCustomData(), Attempt: req.GetAttempt(),
-	})
+	}, caller)
 	switch {
+	case errors.Is(err, callbackend.ErrRevoked):
+		return nil, status.Errorf(codes.FailedPrecondition, "mediasim: call %s was revoked", req.GetCallUuid())
 	case errors.Is(err, callbackend.ErrFull):
 		// The client adds ErrFull back.
 		return nil, status.Errorf(codes.ResourceExhausted, "mediasim: tenant %q: every port busy", req.GetTenant())
@@ -62,6 +69,24 @@ func (s *Server) PlaceCall(ctx context.Context, req *simpb.PlaceCallRequest) (*s
 		return nil, status.Error(codes.Internal, err.Error())
 	}
 	return &simpb.PlaceCallResponse{Class: out.Class, Reason: out.Reason, Outcome: rec.Outcome, ServerId: rec.ServerID}, nil
+}
+
+// RevokeCall revokes a call of the tenant's platform (Platform.Revoke).
+func (s *Server) RevokeCall(ctx context.Context, req *simpb.RevokeCallRequest) (*simpb.RevokeCallResponse, error) {
+	p, ok := s.byTenant[req.GetTenant()]
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "mediasim: no platform for tenant %q", req.GetTenant())
+	}
+	p.mu.Lock()
+	_, live := p.live[req.GetCallUuid()]
+	p.mu.Unlock()
+	if err := p.Revoke(ctx, req.GetTenant(), req.GetCallUuid()); err != nil {
+		if ctx.Err() != nil {
+			return nil, status.FromContextError(ctx.Err()).Err()
+		}
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	return &simpb.RevokeCallResponse{WasInProgress: live}, nil
 }
 
 // GetStats answers the platforms' counters.
@@ -149,7 +174,7 @@ func recordToPB(r CallRecord) *simpb.CallRecord {
 	return &simpb.CallRecord{
 		RequestId: r.RequestID, CallUuid: r.CallUUID, Attempt: r.Attempt, Telnum: r.Telnum, Tenant: r.Tenant,
 		ServerId: r.ServerID, StartUnixMs: unixMs(r.Start), EndUnixMs: unixMs(r.End), State: r.State,
-		Outcome: r.Outcome, Reason: r.Reason, Class: r.Class, Concurrent: r.Concurrent,
+		Outcome: r.Outcome, Reason: r.Reason, Class: r.Class, Concurrent: r.Concurrent, Caller: r.Caller,
 	}
 }
 
@@ -158,8 +183,19 @@ func recordFromPB(r *simpb.CallRecord) CallRecord {
 		RequestID: r.GetRequestId(), CallUUID: r.GetCallUuid(), Attempt: r.GetAttempt(), Telnum: r.GetTelnum(),
 		Tenant: r.GetTenant(), ServerID: r.GetServerId(), Start: fromUnixMs(r.GetStartUnixMs()),
 		End: fromUnixMs(r.GetEndUnixMs()), State: r.GetState(), Outcome: r.GetOutcome(), Reason: r.GetReason(),
-		Class: r.GetClass(), Concurrent: r.GetConcurrent(),
+		Class: r.GetClass(), Concurrent: r.GetConcurrent(), Caller: r.GetCaller(),
 	}
+}
+
+// CallerHeader is the gRPC metadata key carrying the caller's id.
+const CallerHeader = "dialtone-caller"
+
+// CallerDialOption makes every call through a Client say who placed it (a
+// node id): the platform records it in CallRecord.Caller.
+func CallerDialOption(id string) grpc.DialOption {
+	return grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		return invoker(metadata.AppendToOutgoingContext(ctx, CallerHeader, id), method, req, reply, cc, opts...)
+	})
 }
 
 // Client is the dialer's backend on a mediasim process reached over gRPC. It
@@ -169,7 +205,11 @@ type Client struct {
 	api simpb.MediaSimClient
 }
 
-var _ callbackend.Backend = (*Client)(nil)
+var (
+	_ callbackend.Backend = (*Client)(nil)
+	_ callbackend.Revoker = (*Client)(nil)
+	_ callbackend.Revoker = (*Platform)(nil)
+)
 
 // NewClient connects (lazily) to the MediaSim service at addr. opts are
 // applied after the defaults (plaintext, reconnect backoff capped at 1s):
@@ -198,12 +238,25 @@ func (c *Client) Place(ctx context.Context, call callbackend.Call) (callbackend.
 		if cerr := ctx.Err(); cerr != nil {
 			return callbackend.Outcome{}, cerr
 		}
-		if status.Code(err) == codes.ResourceExhausted {
+		switch status.Code(err) {
+		case codes.ResourceExhausted:
 			return callbackend.Outcome{}, fmt.Errorf("%s: %w", status.Convert(err).Message(), callbackend.ErrFull)
+		case codes.FailedPrecondition:
+			return callbackend.Outcome{}, fmt.Errorf("%s: %w", status.Convert(err).Message(), callbackend.ErrRevoked)
 		}
 		return callbackend.Outcome{}, fmt.Errorf("mediasim: place call: %w", err)
 	}
 	return callbackend.Outcome{Class: resp.GetClass(), Reason: resp.GetReason()}, nil
+}
+
+// Revoke hangs up the call with callUUID on tenant's platform if it is in
+// progress (returning once it has ended) and makes the platform refuse it
+// from now on.
+func (c *Client) Revoke(ctx context.Context, tenant, callUUID string) error {
+	if _, err := c.api.RevokeCall(ctx, &simpb.RevokeCallRequest{Tenant: tenant, CallUuid: callUUID}); err != nil {
+		return fmt.Errorf("mediasim: revoke call %s: %w", callUUID, err)
+	}
+	return nil
 }
 
 // Stats returns the counters of tenant's platform, or of every platform for

@@ -108,7 +108,8 @@ const (
 	StateInProgress = "in_progress"
 	StateEnded      = "ended"
 	StateRefused    = "refused"   // no free port
-	StateCancelled  = "cancelled" // the caller hung up first
+	StateCancelled  = "cancelled" // the caller hung up first, or the call was revoked
+	StateRevoked    = "revoked"   // refused: its call UUID was revoked before it was placed
 )
 
 // CallRecord is one entry of the call log.
@@ -126,6 +127,10 @@ type CallRecord struct {
 	Reason     string             `json:"reason,omitempty"`
 	Class      fsmpb.OutcomeClass `json:"-"`
 	Concurrent bool               `json:"concurrent,omitempty"` // another call of the request was in progress
+	// Caller is the id the dialer that placed the call gave (CallerDialOption;
+	// the node id), "" when it gave none: which node dialled, for checks
+	// that a deposed leader places no call.
+	Caller string `json:"caller,omitempty"`
 }
 
 // MarshalJSON writes Class by name.
@@ -179,9 +184,12 @@ type Platform struct {
 	rng   *rand.Rand
 
 	mu         sync.Mutex
-	active     map[string]int // calls in progress per request id
-	calls      []*CallRecord  // ring buffer of at most opts.MaxLog
-	head       int            // oldest entry once calls is full
+	active     map[string]int      // calls in progress per request id
+	live       map[string]liveCall // calls in progress by call UUID
+	revoked    map[string]bool     // revoked call UUIDs (bounded by revokedOrder)
+	revokedQ   []string
+	calls      []*CallRecord // ring buffer of at most opts.MaxLog
+	head       int           // oldest entry once calls is full
 	placed     uint64
 	refused    uint64
 	cancelled  uint64
@@ -190,6 +198,15 @@ type Platform struct {
 	inProgress int64
 	peak       int64
 }
+
+// liveCall is a call in progress that Revoke can end.
+type liveCall struct {
+	hangUp context.CancelFunc
+	ended  chan struct{}
+}
+
+// maxRevoked bounds the revoked call UUIDs remembered.
+const maxRevoked = 100_000
 
 // New builds a platform; Run publishes its port usage.
 func New(o Options) (*Platform, error) {
@@ -226,6 +243,8 @@ func New(o Options) (*Platform, error) {
 		opts:      o,
 		log:       o.Logger.With("tenant", o.Tenant),
 		active:    map[string]int{},
+		live:      map[string]liveCall{},
+		revoked:   map[string]bool{},
 		byOutcome: map[string]uint64{},
 	}
 	mix := o.Mix
@@ -287,30 +306,48 @@ func (p *Platform) Run(ctx context.Context) error {
 // Place places one call and blocks until it has ended; see the package
 // documentation. It implements callbackend.Backend.
 func (p *Platform) Place(ctx context.Context, c callbackend.Call) (callbackend.Outcome, error) {
-	out, _, err := p.place(ctx, c)
+	out, _, err := p.place(ctx, c, "")
 	return out, err
 }
 
-// place is Place, also reporting the outcome's record.
-func (p *Platform) place(ctx context.Context, c callbackend.Call) (callbackend.Outcome, CallRecord, error) {
+// place is Place, also reporting the outcome's record; caller is recorded
+// as the record's Caller.
+func (p *Platform) place(ctx context.Context, c callbackend.Call, caller string) (callbackend.Outcome, CallRecord, error) {
 	if err := ctx.Err(); err != nil {
 		return callbackend.Outcome{}, CallRecord{}, err
 	}
 	rec := &CallRecord{
 		RequestID: c.RequestID, CallUUID: c.CallUUID, Attempt: c.Attempt, Telnum: c.Telnum,
-		Tenant: c.Tenant, Start: time.Now(), State: StateInProgress,
+		Tenant: c.Tenant, Start: time.Now(), State: StateInProgress, Caller: caller,
 	}
+	ctx, hangUp := context.WithCancel(ctx)
+	defer hangUp()
+	lc := liveCall{hangUp: hangUp, ended: make(chan struct{})}
+	defer close(lc.ended)
 	p.mu.Lock()
+	if c.CallUUID != "" && p.revoked[c.CallUUID] {
+		rec.State, rec.End = StateRevoked, rec.Start
+		p.appendLog(rec)
+		p.mu.Unlock()
+		p.log.Warn("mediasim: refused a call whose UUID was revoked", "request_id", c.RequestID, "call_uuid", c.CallUUID)
+		return callbackend.Outcome{}, *rec, fmt.Errorf("mediasim: call %s: %w", c.CallUUID, callbackend.ErrRevoked)
+	}
 	if p.active[c.RequestID] > 0 {
 		rec.Concurrent = true
 		p.violations++
 	}
 	p.active[c.RequestID]++
+	if c.CallUUID != "" {
+		p.live[c.CallUUID] = lc
+	}
 	p.mu.Unlock()
 	defer func() {
 		p.mu.Lock()
 		if p.active[c.RequestID]--; p.active[c.RequestID] <= 0 {
 			delete(p.active, c.RequestID)
+		}
+		if c.CallUUID != "" && p.live[c.CallUUID].ended == lc.ended {
+			delete(p.live, c.CallUUID)
 		}
 		p.mu.Unlock()
 	}()
@@ -372,6 +409,37 @@ func (p *Platform) place(ctx context.Context, c callbackend.Call) (callbackend.O
 	p.log.Debug("mediasim: call ended", "request_id", c.RequestID, "call_uuid", c.CallUUID, "server", srv.ID,
 		"outcome", name, "held", r.End.Sub(r.Start))
 	return out, r, nil
+}
+
+// Revoke hangs up the call with callUUID if it is in progress, waiting
+// until it has ended, and refuses any later Place with that UUID. It
+// implements callbackend.Revoker (tenant is the platform's own).
+func (p *Platform) Revoke(ctx context.Context, _ string, callUUID string) error {
+	if callUUID == "" {
+		return errors.New("mediasim: revoke: no call UUID")
+	}
+	p.mu.Lock()
+	if !p.revoked[callUUID] {
+		p.revoked[callUUID] = true
+		p.revokedQ = append(p.revokedQ, callUUID)
+		if len(p.revokedQ) > maxRevoked {
+			delete(p.revoked, p.revokedQ[0])
+			p.revokedQ = p.revokedQ[1:]
+		}
+	}
+	lc, ok := p.live[callUUID]
+	p.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	p.log.Info("mediasim: revoking a call in progress", "call_uuid", callUUID)
+	lc.hangUp()
+	select {
+	case <-lc.ended:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // choose picks the call's outcome (a rule, else the mix) and how long it

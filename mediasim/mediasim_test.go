@@ -499,7 +499,7 @@ func TestGRPCRoundTrip(t *testing.T) {
 		Rules: []Rule{{Prefix: "1", Outcome: Success}, {Prefix: "2", Outcome: SITVacant}}, TalkTime: Fixed(10 * time.Millisecond)})
 	other := newPlatform(t, Options{Tenant: "globex"})
 	addr := serveGRPC(t, NewServer(p, other).Register)
-	c, err := NewClient(addr)
+	c, err := NewClient(addr, CallerDialOption("n2"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -544,7 +544,7 @@ func TestGRPCRoundTrip(t *testing.T) {
 	}
 	calls, err := c.Calls(ctx, "acme", "r1", 0)
 	if err != nil || len(calls) != 1 || calls[0].CallUUID != "u1" || calls[0].Outcome != SITVacant ||
-		calls[0].Class != fsmpb.OutcomeClass_OUTCOME_PERMANENT || calls[0].End.IsZero() {
+		calls[0].Class != fsmpb.OutcomeClass_OUTCOME_PERMANENT || calls[0].End.IsZero() || calls[0].Caller != "n2" {
 		t.Fatalf("calls: %+v %v", calls, err)
 	}
 	if all, err := c.Calls(ctx, "", "", 0); err != nil || len(all) != 3 {
@@ -569,5 +569,48 @@ func TestClientUnavailable(t *testing.T) {
 	_, err = c.Place(context.Background(), callbackend.Call{RequestID: "r", Tenant: "acme"})
 	if err == nil || errors.Is(err, callbackend.ErrFull) || errors.Is(err, context.Canceled) {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// TestRevoke: revoking hangs a call up (over gRPC too) and fences its call
+// UUID; revoking a call that is not up only fences it.
+func TestRevoke(t *testing.T) {
+	p := newPlatform(t, Options{Servers: 1, PortsPerServer: 2, RingTime: Fixed(time.Hour)})
+	addr := serveGRPC(t, NewServer(p).Register)
+	c, err := NewClient(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+
+	ch := placeAsync(ctx, c, callbackend.Call{RequestID: "r1", CallUUID: "u1", Tenant: "acme"})
+	eventually(t, 5*time.Second, "the call up", func() bool { return inUse(p) == 1 })
+	if err := c.Revoke(ctx, "acme", "u1"); err != nil {
+		t.Fatal(err)
+	}
+	// Revoke answers once the call has ended.
+	if n := inUse(p); n != 0 {
+		t.Fatalf("%d ports in use after the revoke answered", n)
+	}
+	if r := wait(t, ch); r.err == nil {
+		t.Fatal("the revoked call ended normally")
+	}
+	// The same attempt cannot be placed again, in process or over gRPC.
+	if _, err := c.Place(ctx, callbackend.Call{RequestID: "r1", CallUUID: "u1", Tenant: "acme"}); !errors.Is(err, callbackend.ErrRevoked) {
+		t.Fatalf("gRPC place of a revoked call: %v", err)
+	}
+	if err := p.Revoke(ctx, "acme", "u2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Place(ctx, callbackend.Call{RequestID: "r2", CallUUID: "u2", Tenant: "acme"}); !errors.Is(err, callbackend.ErrRevoked) {
+		t.Fatalf("place of a call revoked before it was placed: %v", err)
+	}
+	calls := p.CallsOf("r1", 0)
+	if len(calls) != 2 || calls[0].State != StateCancelled || calls[1].State != StateRevoked {
+		t.Fatalf("call log: %+v", calls)
+	}
+	if err := c.Revoke(ctx, "nobody", "u3"); err == nil {
+		t.Fatal("revoke on an unknown tenant")
 	}
 }

@@ -98,7 +98,9 @@ func callBackend(cfg config.Config, nodeCfg config.Node, log *slog.Logger, reg p
 	case "sim":
 		// The simulated media platform serves plaintext gRPC on a
 		// development host; the node's TLS settings are for its peers.
-		c, err := mediasim.NewClient(cfg.Telephony.SimAddr)
+		// Calls carry the node id, so the platform's call log shows
+		// which node dialled (the chaos suite checks deposed leaders).
+		c, err := mediasim.NewClient(cfg.Telephony.SimAddr, mediasim.CallerDialOption(nodeCfg.ID))
 		if err != nil {
 			return nil, nil, fmt.Errorf("node: telephony.sim_addr: %w", err)
 		}

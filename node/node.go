@@ -5,6 +5,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -112,11 +113,20 @@ func Start(opts Options) (_ *Node, err error) {
 		}
 	}()
 
-	if n.grpcLn, err = net.Listen("tcp", nc.GRPC); err != nil {
+	if n.grpcLn, err = net.Listen("tcp", cmp.Or(nc.GRPCBind, nc.GRPC)); err != nil {
 		return nil, fmt.Errorf("node: grpc listener: %w", err)
 	}
-	if n.httpLn, err = net.Listen("tcp", nc.HTTP); err != nil {
+	if n.httpLn, err = net.Listen("tcp", cmp.Or(nc.HTTPBind, nc.HTTP)); err != nil {
 		return nil, fmt.Errorf("node: http listener: %w", err)
+	}
+	// Peers reach this node at the configured address when the listener
+	// binds elsewhere (a wildcard), else at what it bound (port 0 resolved).
+	advGRPC, advHTTP := n.grpcLn.Addr().String(), n.httpLn.Addr().String()
+	if nc.GRPCBind != "" {
+		advGRPC = nc.GRPC
+	}
+	if nc.HTTPBind != "" {
+		advHTTP = nc.HTTP
 	}
 
 	authn, err := auth.New(n.ctx, authConfig(cfg.Auth), log)
@@ -172,8 +182,8 @@ func Start(opts Options) (_ *Node, err error) {
 		DataDir:            cfg.NodeDataDir(nc),
 		RaftAddr:           nc.Raft,
 		GossipAddr:         nc.Gossip,
-		GRPCAddr:           n.grpcLn.Addr().String(),
-		HTTPAddr:           n.httpLn.Addr().String(),
+		GRPCAddr:           advGRPC,
+		HTTPAddr:           advHTTP,
 		InitialVoters:      voters,
 		BootstrapExpect:    cfg.Cluster.BootstrapExpect,
 		Join:               cfg.JoinAddrs(nc),

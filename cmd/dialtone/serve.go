@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -26,7 +27,14 @@ func newServe() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve --config FILE --node ID",
 		Short: "Run one node of the cluster described by a TOML config",
+		Long: `serve runs one node of the cluster the TOML file describes. The config
+path and the node id also come from the environment (DIALTONE_CONFIG,
+DIALTONE_NODE), so a container image can run "dialtone serve" unchanged on
+every node; a flag wins over the environment.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if nodeID == "" {
+				return errors.New("--node (or DIALTONE_NODE): the id of this node's [[node]] block is required")
+			}
 			cfg, err := config.Load(cfgPath)
 			if err != nil {
 				return err
@@ -46,11 +54,10 @@ func newServe() *cobra.Command {
 			return serve(cfg, nodeID)
 		},
 	}
-	cmd.Flags().StringVar(&cfgPath, "config", "cluster.example.toml", "cluster configuration file")
-	cmd.Flags().StringVar(&nodeID, "node", "", "id of this node's [[node]] block (required)")
+	cmd.Flags().StringVar(&cfgPath, "config", envOr("DIALTONE_CONFIG", "cluster.example.toml"), "cluster configuration file (env DIALTONE_CONFIG)")
+	cmd.Flags().StringVar(&nodeID, "node", os.Getenv("DIALTONE_NODE"), "id of this node's [[node]] block (required; env DIALTONE_NODE)")
 	cmd.Flags().StringVar(&dataDir, "data-dir", "", "override cluster.data_dir")
 	cmd.Flags().StringVar(&logLevel, "log-level", "", "override log.level (debug, info, warn, error)")
-	_ = cmd.MarkFlagRequired("node")
 	return cmd
 }
 

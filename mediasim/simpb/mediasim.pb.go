@@ -133,6 +133,103 @@ func (x *PlaceCallRequest) GetAttempt() uint32 {
 	return 0
 }
 
+type RevokeCallRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	CallUuid      string                 `protobuf:"bytes,2,opt,name=call_uuid,json=callUuid,proto3" json:"call_uuid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeCallRequest) Reset() {
+	*x = RevokeCallRequest{}
+	mi := &file_mediasim_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeCallRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeCallRequest) ProtoMessage() {}
+
+func (x *RevokeCallRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mediasim_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeCallRequest.ProtoReflect.Descriptor instead.
+func (*RevokeCallRequest) Descriptor() ([]byte, []int) {
+	return file_mediasim_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *RevokeCallRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *RevokeCallRequest) GetCallUuid() string {
+	if x != nil {
+		return x.CallUuid
+	}
+	return ""
+}
+
+type RevokeCallResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The call was in progress and has been hung up.
+	WasInProgress bool `protobuf:"varint,1,opt,name=was_in_progress,json=wasInProgress,proto3" json:"was_in_progress,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeCallResponse) Reset() {
+	*x = RevokeCallResponse{}
+	mi := &file_mediasim_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeCallResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeCallResponse) ProtoMessage() {}
+
+func (x *RevokeCallResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mediasim_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeCallResponse.ProtoReflect.Descriptor instead.
+func (*RevokeCallResponse) Descriptor() ([]byte, []int) {
+	return file_mediasim_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RevokeCallResponse) GetWasInProgress() bool {
+	if x != nil {
+		return x.WasInProgress
+	}
+	return false
+}
+
 type PlaceCallResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Class fsmpb.OutcomeClass     `protobuf:"varint,1,opt,name=class,proto3,enum=dialtone.fsm.v1.OutcomeClass" json:"class,omitempty"`
@@ -148,7 +245,7 @@ type PlaceCallResponse struct {
 
 func (x *PlaceCallResponse) Reset() {
 	*x = PlaceCallResponse{}
-	mi := &file_mediasim_proto_msgTypes[1]
+	mi := &file_mediasim_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -160,7 +257,7 @@ func (x *PlaceCallResponse) String() string {
 func (*PlaceCallResponse) ProtoMessage() {}
 
 func (x *PlaceCallResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mediasim_proto_msgTypes[1]
+	mi := &file_mediasim_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -173,7 +270,7 @@ func (x *PlaceCallResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlaceCallResponse.ProtoReflect.Descriptor instead.
 func (*PlaceCallResponse) Descriptor() ([]byte, []int) {
-	return file_mediasim_proto_rawDescGZIP(), []int{1}
+	return file_mediasim_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *PlaceCallResponse) GetClass() fsmpb.OutcomeClass {
@@ -214,7 +311,7 @@ type GetStatsRequest struct {
 
 func (x *GetStatsRequest) Reset() {
 	*x = GetStatsRequest{}
-	mi := &file_mediasim_proto_msgTypes[2]
+	mi := &file_mediasim_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -226,7 +323,7 @@ func (x *GetStatsRequest) String() string {
 func (*GetStatsRequest) ProtoMessage() {}
 
 func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mediasim_proto_msgTypes[2]
+	mi := &file_mediasim_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -239,7 +336,7 @@ func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatsRequest.ProtoReflect.Descriptor instead.
 func (*GetStatsRequest) Descriptor() ([]byte, []int) {
-	return file_mediasim_proto_rawDescGZIP(), []int{2}
+	return file_mediasim_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetStatsRequest) GetTenant() string {
@@ -258,7 +355,7 @@ type GetStatsResponse struct {
 
 func (x *GetStatsResponse) Reset() {
 	*x = GetStatsResponse{}
-	mi := &file_mediasim_proto_msgTypes[3]
+	mi := &file_mediasim_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -270,7 +367,7 @@ func (x *GetStatsResponse) String() string {
 func (*GetStatsResponse) ProtoMessage() {}
 
 func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mediasim_proto_msgTypes[3]
+	mi := &file_mediasim_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -283,7 +380,7 @@ func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatsResponse.ProtoReflect.Descriptor instead.
 func (*GetStatsResponse) Descriptor() ([]byte, []int) {
-	return file_mediasim_proto_rawDescGZIP(), []int{3}
+	return file_mediasim_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetStatsResponse) GetPlatforms() []*PlatformStats {
@@ -304,7 +401,7 @@ type ServerStats struct {
 
 func (x *ServerStats) Reset() {
 	*x = ServerStats{}
-	mi := &file_mediasim_proto_msgTypes[4]
+	mi := &file_mediasim_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -316,7 +413,7 @@ func (x *ServerStats) String() string {
 func (*ServerStats) ProtoMessage() {}
 
 func (x *ServerStats) ProtoReflect() protoreflect.Message {
-	mi := &file_mediasim_proto_msgTypes[4]
+	mi := &file_mediasim_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -329,7 +426,7 @@ func (x *ServerStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerStats.ProtoReflect.Descriptor instead.
 func (*ServerStats) Descriptor() ([]byte, []int) {
-	return file_mediasim_proto_rawDescGZIP(), []int{4}
+	return file_mediasim_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ServerStats) GetId() string {
@@ -375,7 +472,7 @@ type PlatformStats struct {
 
 func (x *PlatformStats) Reset() {
 	*x = PlatformStats{}
-	mi := &file_mediasim_proto_msgTypes[5]
+	mi := &file_mediasim_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -387,7 +484,7 @@ func (x *PlatformStats) String() string {
 func (*PlatformStats) ProtoMessage() {}
 
 func (x *PlatformStats) ProtoReflect() protoreflect.Message {
-	mi := &file_mediasim_proto_msgTypes[5]
+	mi := &file_mediasim_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -400,7 +497,7 @@ func (x *PlatformStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlatformStats.ProtoReflect.Descriptor instead.
 func (*PlatformStats) Descriptor() ([]byte, []int) {
-	return file_mediasim_proto_rawDescGZIP(), []int{5}
+	return file_mediasim_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PlatformStats) GetTenant() string {
@@ -480,7 +577,7 @@ type ListCallsRequest struct {
 
 func (x *ListCallsRequest) Reset() {
 	*x = ListCallsRequest{}
-	mi := &file_mediasim_proto_msgTypes[6]
+	mi := &file_mediasim_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -492,7 +589,7 @@ func (x *ListCallsRequest) String() string {
 func (*ListCallsRequest) ProtoMessage() {}
 
 func (x *ListCallsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mediasim_proto_msgTypes[6]
+	mi := &file_mediasim_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -505,7 +602,7 @@ func (x *ListCallsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCallsRequest.ProtoReflect.Descriptor instead.
 func (*ListCallsRequest) Descriptor() ([]byte, []int) {
-	return file_mediasim_proto_rawDescGZIP(), []int{6}
+	return file_mediasim_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListCallsRequest) GetTenant() string {
@@ -538,7 +635,7 @@ type ListCallsResponse struct {
 
 func (x *ListCallsResponse) Reset() {
 	*x = ListCallsResponse{}
-	mi := &file_mediasim_proto_msgTypes[7]
+	mi := &file_mediasim_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -550,7 +647,7 @@ func (x *ListCallsResponse) String() string {
 func (*ListCallsResponse) ProtoMessage() {}
 
 func (x *ListCallsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mediasim_proto_msgTypes[7]
+	mi := &file_mediasim_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -563,7 +660,7 @@ func (x *ListCallsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCallsResponse.ProtoReflect.Descriptor instead.
 func (*ListCallsResponse) Descriptor() ([]byte, []int) {
-	return file_mediasim_proto_rawDescGZIP(), []int{7}
+	return file_mediasim_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListCallsResponse) GetCalls() []*CallRecord {
@@ -590,14 +687,16 @@ type CallRecord struct {
 	Reason  string             `protobuf:"bytes,11,opt,name=reason,proto3" json:"reason,omitempty"`
 	Class   fsmpb.OutcomeClass `protobuf:"varint,12,opt,name=class,proto3,enum=dialtone.fsm.v1.OutcomeClass" json:"class,omitempty"`
 	// Another call of the same request was in progress when this one began.
-	Concurrent    bool `protobuf:"varint,13,opt,name=concurrent,proto3" json:"concurrent,omitempty"`
+	Concurrent bool `protobuf:"varint,13,opt,name=concurrent,proto3" json:"concurrent,omitempty"`
+	// Who placed the call (the dialtone-caller metadata: a node id), if given.
+	Caller        string `protobuf:"bytes,14,opt,name=caller,proto3" json:"caller,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CallRecord) Reset() {
 	*x = CallRecord{}
-	mi := &file_mediasim_proto_msgTypes[8]
+	mi := &file_mediasim_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -609,7 +708,7 @@ func (x *CallRecord) String() string {
 func (*CallRecord) ProtoMessage() {}
 
 func (x *CallRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_mediasim_proto_msgTypes[8]
+	mi := &file_mediasim_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -622,7 +721,7 @@ func (x *CallRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallRecord.ProtoReflect.Descriptor instead.
 func (*CallRecord) Descriptor() ([]byte, []int) {
-	return file_mediasim_proto_rawDescGZIP(), []int{8}
+	return file_mediasim_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CallRecord) GetRequestId() string {
@@ -716,6 +815,13 @@ func (x *CallRecord) GetConcurrent() bool {
 	return false
 }
 
+func (x *CallRecord) GetCaller() string {
+	if x != nil {
+		return x.Caller
+	}
+	return ""
+}
+
 var File_mediasim_proto protoreflect.FileDescriptor
 
 const file_mediasim_proto_rawDesc = "" +
@@ -733,7 +839,12 @@ const file_mediasim_proto_rawDesc = "" +
 	"\x03cpd\x18\a \x01(\v2\x14.dialtone.fsm.v1.CpdR\x03cpd\x12:\n" +
 	"\vcustom_data\x18\b \x03(\v2\x19.dialtone.fsm.v1.KeyValueR\n" +
 	"customData\x12\x18\n" +
-	"\aattempt\x18\t \x01(\rR\aattempt\"\x97\x01\n" +
+	"\aattempt\x18\t \x01(\rR\aattempt\"H\n" +
+	"\x11RevokeCallRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x1b\n" +
+	"\tcall_uuid\x18\x02 \x01(\tR\bcallUuid\"<\n" +
+	"\x12RevokeCallResponse\x12&\n" +
+	"\x0fwas_in_progress\x18\x01 \x01(\bR\rwasInProgress\"\x97\x01\n" +
 	"\x11PlaceCallResponse\x123\n" +
 	"\x05class\x18\x01 \x01(\x0e2\x1d.dialtone.fsm.v1.OutcomeClassR\x05class\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x18\n" +
@@ -770,7 +881,7 @@ const file_mediasim_proto_rawDesc = "" +
 	"request_id\x18\x02 \x01(\tR\trequestId\x12\x14\n" +
 	"\x05limit\x18\x03 \x01(\rR\x05limit\"K\n" +
 	"\x11ListCallsResponse\x126\n" +
-	"\x05calls\x18\x01 \x03(\v2 .dialtone.mediasim.v1.CallRecordR\x05calls\"\x90\x03\n" +
+	"\x05calls\x18\x01 \x03(\v2 .dialtone.mediasim.v1.CallRecordR\x05calls\"\xa8\x03\n" +
 	"\n" +
 	"CallRecord\x12\x1d\n" +
 	"\n" +
@@ -789,9 +900,12 @@ const file_mediasim_proto_rawDesc = "" +
 	"\x05class\x18\f \x01(\x0e2\x1d.dialtone.fsm.v1.OutcomeClassR\x05class\x12\x1e\n" +
 	"\n" +
 	"concurrent\x18\r \x01(\bR\n" +
-	"concurrent2\xa1\x02\n" +
+	"concurrent\x12\x16\n" +
+	"\x06caller\x18\x0e \x01(\tR\x06caller2\x82\x03\n" +
 	"\bMediaSim\x12\\\n" +
-	"\tPlaceCall\x12&.dialtone.mediasim.v1.PlaceCallRequest\x1a'.dialtone.mediasim.v1.PlaceCallResponse\x12Y\n" +
+	"\tPlaceCall\x12&.dialtone.mediasim.v1.PlaceCallRequest\x1a'.dialtone.mediasim.v1.PlaceCallResponse\x12_\n" +
+	"\n" +
+	"RevokeCall\x12'.dialtone.mediasim.v1.RevokeCallRequest\x1a(.dialtone.mediasim.v1.RevokeCallResponse\x12Y\n" +
 	"\bGetStats\x12%.dialtone.mediasim.v1.GetStatsRequest\x1a&.dialtone.mediasim.v1.GetStatsResponse\x12\\\n" +
 	"\tListCalls\x12&.dialtone.mediasim.v1.ListCallsRequest\x1a'.dialtone.mediasim.v1.ListCallsResponseB8Z6github.com/seed-7bfc04c2/dialtone/mediasim/simpb;simpbb\x06proto3"
 
@@ -807,39 +921,43 @@ func file_mediasim_proto_rawDescGZIP() []byte {
 	return file_mediasim_proto_rawDescData
 }
 
-var file_mediasim_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_mediasim_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_mediasim_proto_goTypes = []any{
-	(*PlaceCallRequest)(nil),  // 0: dialtone.mediasim.v1.PlaceCallRequest
-	(*PlaceCallResponse)(nil), // 1: dialtone.mediasim.v1.PlaceCallResponse
-	(*GetStatsRequest)(nil),   // 2: dialtone.mediasim.v1.GetStatsRequest
-	(*GetStatsResponse)(nil),  // 3: dialtone.mediasim.v1.GetStatsResponse
-	(*ServerStats)(nil),       // 4: dialtone.mediasim.v1.ServerStats
-	(*PlatformStats)(nil),     // 5: dialtone.mediasim.v1.PlatformStats
-	(*ListCallsRequest)(nil),  // 6: dialtone.mediasim.v1.ListCallsRequest
-	(*ListCallsResponse)(nil), // 7: dialtone.mediasim.v1.ListCallsResponse
-	(*CallRecord)(nil),        // 8: dialtone.mediasim.v1.CallRecord
-	nil,                       // 9: dialtone.mediasim.v1.PlatformStats.ByOutcomeEntry
-	(*fsmpb.Cpd)(nil),         // 10: dialtone.fsm.v1.Cpd
-	(*fsmpb.KeyValue)(nil),    // 11: dialtone.fsm.v1.KeyValue
-	(fsmpb.OutcomeClass)(0),   // 12: dialtone.fsm.v1.OutcomeClass
+	(*PlaceCallRequest)(nil),   // 0: dialtone.mediasim.v1.PlaceCallRequest
+	(*RevokeCallRequest)(nil),  // 1: dialtone.mediasim.v1.RevokeCallRequest
+	(*RevokeCallResponse)(nil), // 2: dialtone.mediasim.v1.RevokeCallResponse
+	(*PlaceCallResponse)(nil),  // 3: dialtone.mediasim.v1.PlaceCallResponse
+	(*GetStatsRequest)(nil),    // 4: dialtone.mediasim.v1.GetStatsRequest
+	(*GetStatsResponse)(nil),   // 5: dialtone.mediasim.v1.GetStatsResponse
+	(*ServerStats)(nil),        // 6: dialtone.mediasim.v1.ServerStats
+	(*PlatformStats)(nil),      // 7: dialtone.mediasim.v1.PlatformStats
+	(*ListCallsRequest)(nil),   // 8: dialtone.mediasim.v1.ListCallsRequest
+	(*ListCallsResponse)(nil),  // 9: dialtone.mediasim.v1.ListCallsResponse
+	(*CallRecord)(nil),         // 10: dialtone.mediasim.v1.CallRecord
+	nil,                        // 11: dialtone.mediasim.v1.PlatformStats.ByOutcomeEntry
+	(*fsmpb.Cpd)(nil),          // 12: dialtone.fsm.v1.Cpd
+	(*fsmpb.KeyValue)(nil),     // 13: dialtone.fsm.v1.KeyValue
+	(fsmpb.OutcomeClass)(0),    // 14: dialtone.fsm.v1.OutcomeClass
 }
 var file_mediasim_proto_depIdxs = []int32{
-	10, // 0: dialtone.mediasim.v1.PlaceCallRequest.cpd:type_name -> dialtone.fsm.v1.Cpd
-	11, // 1: dialtone.mediasim.v1.PlaceCallRequest.custom_data:type_name -> dialtone.fsm.v1.KeyValue
-	12, // 2: dialtone.mediasim.v1.PlaceCallResponse.class:type_name -> dialtone.fsm.v1.OutcomeClass
-	5,  // 3: dialtone.mediasim.v1.GetStatsResponse.platforms:type_name -> dialtone.mediasim.v1.PlatformStats
-	4,  // 4: dialtone.mediasim.v1.PlatformStats.servers:type_name -> dialtone.mediasim.v1.ServerStats
-	9,  // 5: dialtone.mediasim.v1.PlatformStats.by_outcome:type_name -> dialtone.mediasim.v1.PlatformStats.ByOutcomeEntry
-	8,  // 6: dialtone.mediasim.v1.ListCallsResponse.calls:type_name -> dialtone.mediasim.v1.CallRecord
-	12, // 7: dialtone.mediasim.v1.CallRecord.class:type_name -> dialtone.fsm.v1.OutcomeClass
+	12, // 0: dialtone.mediasim.v1.PlaceCallRequest.cpd:type_name -> dialtone.fsm.v1.Cpd
+	13, // 1: dialtone.mediasim.v1.PlaceCallRequest.custom_data:type_name -> dialtone.fsm.v1.KeyValue
+	14, // 2: dialtone.mediasim.v1.PlaceCallResponse.class:type_name -> dialtone.fsm.v1.OutcomeClass
+	7,  // 3: dialtone.mediasim.v1.GetStatsResponse.platforms:type_name -> dialtone.mediasim.v1.PlatformStats
+	6,  // 4: dialtone.mediasim.v1.PlatformStats.servers:type_name -> dialtone.mediasim.v1.ServerStats
+	11, // 5: dialtone.mediasim.v1.PlatformStats.by_outcome:type_name -> dialtone.mediasim.v1.PlatformStats.ByOutcomeEntry
+	10, // 6: dialtone.mediasim.v1.ListCallsResponse.calls:type_name -> dialtone.mediasim.v1.CallRecord
+	14, // 7: dialtone.mediasim.v1.CallRecord.class:type_name -> dialtone.fsm.v1.OutcomeClass
 	0,  // 8: dialtone.mediasim.v1.MediaSim.PlaceCall:input_type -> dialtone.mediasim.v1.PlaceCallRequest
-	2,  // 9: dialtone.mediasim.v1.MediaSim.GetStats:input_type -> dialtone.mediasim.v1.GetStatsRequest
-	6,  // 10: dialtone.mediasim.v1.MediaSim.ListCalls:input_type -> dialtone.mediasim.v1.ListCallsRequest
-	1,  // 11: dialtone.mediasim.v1.MediaSim.PlaceCall:output_type -> dialtone.mediasim.v1.PlaceCallResponse
-	3,  // 12: dialtone.mediasim.v1.MediaSim.GetStats:output_type -> dialtone.mediasim.v1.GetStatsResponse
-	7,  // 13: dialtone.mediasim.v1.MediaSim.ListCalls:output_type -> dialtone.mediasim.v1.ListCallsResponse
-	11, // [11:14] is the sub-list for method output_type
-	8,  // [8:11] is the sub-list for method input_type
+	1,  // 9: dialtone.mediasim.v1.MediaSim.RevokeCall:input_type -> dialtone.mediasim.v1.RevokeCallRequest
+	4,  // 10: dialtone.mediasim.v1.MediaSim.GetStats:input_type -> dialtone.mediasim.v1.GetStatsRequest
+	8,  // 11: dialtone.mediasim.v1.MediaSim.ListCalls:input_type -> dialtone.mediasim.v1.ListCallsRequest
+	3,  // 12: dialtone.mediasim.v1.MediaSim.PlaceCall:output_type -> dialtone.mediasim.v1.PlaceCallResponse
+	2,  // 13: dialtone.mediasim.v1.MediaSim.RevokeCall:output_type -> dialtone.mediasim.v1.RevokeCallResponse
+	5,  // 14: dialtone.mediasim.v1.MediaSim.GetStats:output_type -> dialtone.mediasim.v1.GetStatsResponse
+	9,  // 15: dialtone.mediasim.v1.MediaSim.ListCalls:output_type -> dialtone.mediasim.v1.ListCallsResponse
+	12, // [12:16] is the sub-list for method output_type
+	8,  // [8:12] is the sub-list for method input_type
 	8,  // [8:8] is the sub-list for extension type_name
 	8,  // [8:8] is the sub-list for extension extendee
 	0,  // [0:8] is the sub-list for field type_name
@@ -856,7 +974,7 @@ func file_mediasim_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mediasim_proto_rawDesc), len(file_mediasim_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,9 +22,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	MediaSim_PlaceCall_FullMethodName = "/dialtone.mediasim.v1.MediaSim/PlaceCall"
-	MediaSim_GetStats_FullMethodName  = "/dialtone.mediasim.v1.MediaSim/GetStats"
-	MediaSim_ListCalls_FullMethodName = "/dialtone.mediasim.v1.MediaSim/ListCalls"
+	MediaSim_PlaceCall_FullMethodName  = "/dialtone.mediasim.v1.MediaSim/PlaceCall"
+	MediaSim_RevokeCall_FullMethodName = "/dialtone.mediasim.v1.MediaSim/RevokeCall"
+	MediaSim_GetStats_FullMethodName   = "/dialtone.mediasim.v1.MediaSim/GetStats"
+	MediaSim_ListCalls_FullMethodName  = "/dialtone.mediasim.v1.MediaSim/ListCalls"
 )
 
 // MediaSimClient is the client API for MediaSim service.
@@ -35,6 +36,11 @@ type MediaSimClient interface {
 	// the call up. A platform with no free port answers RESOURCE_EXHAUSTED; a
 	// tenant the process does not simulate answers NOT_FOUND.
 	PlaceCall(ctx context.Context, in *PlaceCallRequest, opts ...grpc.CallOption) (*PlaceCallResponse, error)
+	// Hangs up the call with this call UUID if it is in progress (answering
+	// once it has ended) and refuses any later PlaceCall with it
+	// (FAILED_PRECONDITION): a new leader revokes its predecessor's calls
+	// before retrying them, which also fences a deposed leader that wakes up.
+	RevokeCall(ctx context.Context, in *RevokeCallRequest, opts ...grpc.CallOption) (*RevokeCallResponse, error)
 	// The counters of every platform (or of one tenant's).
 	GetStats(ctx context.Context, in *GetStatsRequest, opts ...grpc.CallOption) (*GetStatsResponse, error)
 	// The call log, oldest first.
@@ -53,6 +59,16 @@ func (c *mediaSimClient) PlaceCall(ctx context.Context, in *PlaceCallRequest, op
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(PlaceCallResponse)
 	err := c.cc.Invoke(ctx, MediaSim_PlaceCall_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *mediaSimClient) RevokeCall(ctx context.Context, in *RevokeCallRequest, opts ...grpc.CallOption) (*RevokeCallResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeCallResponse)
+	err := c.cc.Invoke(ctx, MediaSim_RevokeCall_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -87,6 +103,11 @@ type MediaSimServer interface {
 	// the call up. A platform with no free port answers RESOURCE_EXHAUSTED; a
 	// tenant the process does not simulate answers NOT_FOUND.
 	PlaceCall(context.Context, *PlaceCallRequest) (*PlaceCallResponse, error)
+	// Hangs up the call with this call UUID if it is in progress (answering
+	// once it has ended) and refuses any later PlaceCall with it
+	// (FAILED_PRECONDITION): a new leader revokes its predecessor's calls
+	// before retrying them, which also fences a deposed leader that wakes up.
+	RevokeCall(context.Context, *RevokeCallRequest) (*RevokeCallResponse, error)
 	// The counters of every platform (or of one tenant's).
 	GetStats(context.Context, *GetStatsRequest) (*GetStatsResponse, error)
 	// The call log, oldest first.
@@ -103,6 +124,9 @@ type UnimplementedMediaSimServer struct{}
 
 func (UnimplementedMediaSimServer) PlaceCall(context.Context, *PlaceCallRequest) (*PlaceCallResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method PlaceCall not implemented")
+}
+func (UnimplementedMediaSimServer) RevokeCall(context.Context, *RevokeCallRequest) (*RevokeCallResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeCall not implemented")
 }
 func (UnimplementedMediaSimServer) GetStats(context.Context, *GetStatsRequest) (*GetStatsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetStats not implemented")
@@ -145,6 +169,24 @@ func _MediaSim_PlaceCall_Handler(srv interface{}, ctx context.Context, dec func(
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(MediaSimServer).PlaceCall(ctx, req.(*PlaceCallRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MediaSim_RevokeCall_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeCallRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MediaSimServer).RevokeCall(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MediaSim_RevokeCall_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MediaSimServer).RevokeCall(ctx, req.(*RevokeCallRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -195,6 +237,10 @@ var MediaSim_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "PlaceCall",
 			Handler:    _MediaSim_PlaceCall_Handler,
+		},
+		{
+			MethodName: "RevokeCall",
+			Handler:    _MediaSim_RevokeCall_Handler,
 		},
 		{
 			MethodName: "GetStats",
