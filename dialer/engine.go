@@ -68,7 +68,19 @@ type Options struct {
 	// Housekeeping is the period of the fetch, expiry and settings loop
 	// (default 50ms).
 	Housekeeping time.Duration
+	// PortView is how the port budget sees the media platform:
+	// PortViewLive (default) or PortViewSampled, the SSG-style baseline for
+	// benchmarks (see sampledPorts). PortSampleInterval is the baseline's
+	// sampling period (default 5s).
+	PortView           string
+	PortSampleInterval time.Duration
 }
+
+// The port views (Options.PortView).
+const (
+	PortViewLive    = "live"
+	PortViewSampled = "sampled-5s"
+)
 
 // maxEntryItems bounds the items of one Raft entry the engine proposes.
 const maxEntryItems = 1000
@@ -108,7 +120,8 @@ type tenant struct {
 	ready    []*item // armed and committed, waiting for their dial slot
 	pacer    pacer
 	budget   budget
-	attempts []time.Time // dial times, for the achieved rate
+	sampled  sampledPorts // PortViewSampled only
+	attempts []time.Time  // dial times, for the achieved rate
 	outcomes map[string]uint64
 }
 
@@ -143,6 +156,12 @@ func New(o Options) *Engine {
 	}
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics(nil)
+	}
+	if o.PortView == "" {
+		o.PortView = PortViewLive
+	}
+	if o.PortSampleInterval <= 0 {
+		o.PortSampleInterval = 5 * time.Second
 	}
 	e := &Engine{opts: o, log: o.Logger.With("component", "dialer"), m: o.Metrics}
 	e.retry = retryPolicy{nextRetryInterval: pacing.DefaultNextRetryInterval, interruptedDelay: o.InterruptedRetryDelay}
@@ -315,6 +334,9 @@ func (e *Engine) refresh(now time.Time) {
 		t.settings = pacing.Resolve(global, tp)
 		t.pacer.setRate(t.settings.CAPS)
 		t.ports = e.opts.Ports.TenantPorts(n)
+		if e.opts.PortView == PortViewSampled {
+			t.sampled.refresh(now, e.opts.PortSampleInterval, t.ports, t.settings.PortLoadFactor)
+		}
 		t.rate(now) // trims the attempt log
 		if t.idle() && !slices.Contains(names, n) {
 			delete(e.tenants, n)
@@ -577,14 +599,14 @@ func (e *Engine) dispatch(ctx context.Context) {
 				break
 			}
 			// armed counts the attempts being committed and those ready.
-			for t.budget.armed < lookahead(t.settings.CAPS) &&
-				t.budget.canArm(t.settings.BatchMode, t.settings.PortLoadFactor, t.ports, e.opts.ReportMargin) {
+			for t.budget.armed < lookahead(t.settings.CAPS) && e.canArm(t) {
 				it := t.next()
 				if it == nil {
 					break
 				}
 				it.callUUID = uuid.Must(uuid.NewV7()).String()
 				t.budget.armed++
+				t.sampled.quota--
 				arm = append(arm, it)
 			}
 			if t.queued()*100 < t.batchSize()*int(t.settings.LowWatermark) || t.queued() == 0 {
@@ -640,6 +662,14 @@ func (e *Engine) dispatch(ctx context.Context) {
 		case <-timer.C:
 		}
 	}
+}
+
+// canArm reports whether the port view lets t arm one more attempt.
+func (e *Engine) canArm(t *tenant) bool {
+	if e.opts.PortView == PortViewSampled {
+		return t.sampled.quota > 0
+	}
+	return t.budget.canArm(t.settings.BatchMode, t.settings.PortLoadFactor, t.ports, e.opts.ReportMargin)
 }
 
 // commitStarts commits armed attempts (one entry) and makes those that

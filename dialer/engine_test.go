@@ -218,6 +218,8 @@ type harness struct {
 	engine *Engine
 	cancel context.CancelFunc
 	done   chan struct{}
+	// opts, when set, changes the engine's options before start.
+	opts func(*Options)
 }
 
 func newHarness(t *testing.T, hold time.Duration) *harness {
@@ -240,14 +242,18 @@ func (h *harness) setPorts(tenant string, n int) {
 }
 
 func (h *harness) start() {
-	h.engine = New(Options{
+	o := Options{
 		Logger: slog.New(slog.DiscardHandler),
 		Store:  h.st, Apply: h.app, Ports: h.ports, Backend: h.plat,
 		Sender:                notify.Sender{Timeout: time.Second},
 		InterruptedRetryDelay: 50 * time.Millisecond,
 		NotifyMaxBackoff:      100 * time.Millisecond,
 		Housekeeping:          10 * time.Millisecond,
-	})
+	}
+	if h.opts != nil {
+		h.opts(&o)
+	}
+	h.engine = New(o)
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel, h.done = cancel, make(chan struct{})
 	go func() {
