@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -21,7 +22,7 @@ import (
 
 func newServe() *cobra.Command {
 	var (
-		cfgPath, nodeID, dataDir, logLevel string
+		cfgPath, nodeID, dataDir, logLevel, cpuProfile string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve --config FILE --node ID",
@@ -43,6 +44,19 @@ func newServe() *cobra.Command {
 			if _, err := cfg.Node(nodeID); err != nil {
 				return err
 			}
+			if cpuProfile != "" {
+				// For benchmarks (go run ./bench --cpuprofile): written at
+				// a clean shutdown.
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return fmt.Errorf("--cpuprofile: %w", err)
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return fmt.Errorf("--cpuprofile: %w", err)
+				}
+				defer pprof.StopCPUProfile()
+			}
 			return serve(cfg, nodeID)
 		},
 	}
@@ -50,6 +64,7 @@ func newServe() *cobra.Command {
 	cmd.Flags().StringVar(&nodeID, "node", "", "id of this node's [[node]] block (required)")
 	cmd.Flags().StringVar(&dataDir, "data-dir", "", "override cluster.data_dir")
 	cmd.Flags().StringVar(&logLevel, "log-level", "", "override log.level (debug, info, warn, error)")
+	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the node's whole run to this file (at a clean shutdown)")
 	_ = cmd.MarkFlagRequired("node")
 	return cmd
 }
