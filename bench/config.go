@@ -109,7 +109,7 @@ func defaults() Config {
 		Scenarios: "all", Out: "bench/results/latest", BasePort: 18100,
 		Heartbeat: dur(300 * time.Millisecond), Election: dur(300 * time.Millisecond), Lease: dur(150 * time.Millisecond),
 		Caps: CapsConfig{Targets: "50,200,1000,5000,1000@2", Duration: dur(60 * time.Second), Warmup: dur(3 * time.Second),
-			Servers: 4, Ports: 1000, Ring: "50ms-150ms", Talk: "100ms-300ms"},
+			Servers: 4, Ports: 2500, Ring: "50ms-150ms", Talk: "100ms-300ms"},
 		Ports: PortsConfig{Views: "live,sampled-5s", Duration: dur(60 * time.Second), Skip: dur(10 * time.Second), CAPS: 50, PLF: 100,
 			Servers: 2, Ports: 50, Ring: "1s-3s", Talk: "5s-15s", Mix: "success=75,no_answer=15,busy=10", Backlog: 5000},
 		Ingest: IngestConfig{Protocols: "grpc,rest,ssg", Duration: dur(10 * time.Second), Warmup: dur(2 * time.Second),

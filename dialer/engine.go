@@ -102,6 +102,9 @@ type Engine struct {
 	gCAPS   float64
 	wake    chan struct{} // dispatcher: something changed
 	fetchCh chan struct{} // fetcher: a queue fell below its watermark
+	// startLatency is the moving average of StartAttempts commits
+	// (lookahead).
+	startLatency time.Duration
 
 	starts  *batcher[*item]
 	results *batcher[result]
@@ -179,6 +182,7 @@ func (e *Engine) Run(ctx context.Context) {
 	e.running = true
 	e.tenants = map[string]*tenant{}
 	e.global = pacer{}
+	e.startLatency = 0
 	e.wake = make(chan struct{}, 1)
 	e.fetchCh = make(chan struct{}, 1)
 	e.starts = newBatcher(maxEntryItems, e.commitStarts)
@@ -577,11 +581,17 @@ func (e *Engine) signal() {
 }
 
 // lookahead is how many attempts of a tenant are armed (committed) ahead
-// of their dial slots: about 100 ms worth at its CAPS, so the commit
-// latency never delays a dial.
-func lookahead(caps float64) int {
-	return int(min(max(math.Ceil(caps*0.1), 2), maxEntryItems))
+// of their dial slots: enough for twice the recent commit latency of
+// attempt starts at its CAPS, and at least 100 ms worth, so the commit
+// latency never delays a dial. (With a fixed 100 ms, a commit slower than
+// that, e.g. fsync on a busy disk, capped the rate at lookahead/latency.)
+func lookahead(caps float64, commit time.Duration) int {
+	ahead := max(100*time.Millisecond, 2*commit)
+	return int(min(max(math.Ceil(caps*ahead.Seconds()), 2), maxArmed))
 }
+
+// maxArmed bounds the attempts of a tenant armed ahead (several entries).
+const maxArmed = 5 * maxEntryItems
 
 // dispatch arms attempts within the port budget and dials them at the
 // paced rate, until ctx ends.
@@ -599,7 +609,7 @@ func (e *Engine) dispatch(ctx context.Context) {
 				break
 			}
 			// armed counts the attempts being committed and those ready.
-			for t.budget.armed < lookahead(t.settings.CAPS) && e.canArm(t) {
+			for t.budget.armed < lookahead(t.settings.CAPS, e.startLatency) && e.canArm(t) {
 				it := t.next()
 				if it == nil {
 					break
@@ -679,10 +689,21 @@ func (e *Engine) commitStarts(ctx context.Context, items []*item) {
 	for i, it := range items {
 		starts[i] = &fsmpb.AttemptStart{Id: it.req.Id, CallUuid: it.callUUID}
 	}
+	t0 := time.Now()
 	res, _, err := e.opts.Apply.ApplyLeader(ctx, &fsmpb.Command{Body: &fsmpb.Command_StartAttempts{StartAttempts: &fsmpb.StartAttempts{Starts: starts}}})
+	took := time.Since(t0)
 	e.m.StartBatch.Observe(float64(len(items)))
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if err == nil {
+		// A moving average: one slow commit raises the lookahead a little,
+		// a run of them a lot.
+		if e.startLatency == 0 {
+			e.startLatency = took
+		} else {
+			e.startLatency = (3*e.startLatency + took) / 4
+		}
+	}
 	for i, it := range items {
 		if err != nil || i >= len(res.GetItems()) || res.Items[i].Code != fsmpb.Code_CODE_OK {
 			// Not started (cancelled or expired meanwhile, or we are no
