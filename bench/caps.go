@@ -185,9 +185,10 @@ func portSeries(samples []Sample, queue bool) []report.Series {
 	return out
 }
 
-// chart saves c as <name>.svg in the report directory and lists it.
+// chart saves c as <name>.svg (or .png) in the report directory and lists
+// it.
 func (h *harness) chart(name string, c report.Chart) {
-	file := name + ".svg"
+	file := name + "." + h.cfg.ChartFormat
 	if err := c.Save(h.out + "/" + file); err != nil {
 		h.logf("chart %s: %v", name, err)
 		return

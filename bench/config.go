@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,7 +25,9 @@ type Config struct {
 	Election   Duration `toml:"election_timeout"`
 	Lease      Duration `toml:"leader_lease_timeout"`
 	CPUProfile bool     `toml:"cpu_profile"`
-	Keep       bool     `toml:"keep"`
+	// ChartFormat: svg or png.
+	ChartFormat string `toml:"chart_format"`
+	Keep        bool   `toml:"keep"`
 
 	Caps     CapsConfig     `toml:"caps"`
 	Ports    PortsConfig    `toml:"ports"`
@@ -106,7 +109,7 @@ func dur(d time.Duration) Duration { return Duration{d} }
 
 func defaults() Config {
 	return Config{
-		Scenarios: "all", Out: "bench/results/latest", BasePort: 18100,
+		Scenarios: "all", Out: "bench/results/latest", BasePort: 18100, ChartFormat: "svg",
 		Heartbeat: dur(300 * time.Millisecond), Election: dur(300 * time.Millisecond), Lease: dur(150 * time.Millisecond),
 		Caps: CapsConfig{Targets: "50,200,1000,5000,1000@2", Duration: dur(60 * time.Second), Warmup: dur(3 * time.Second),
 			Servers: 4, Ports: 2500, Ring: "50ms-150ms", Talk: "100ms-300ms"},
@@ -122,9 +125,9 @@ func defaults() Config {
 
 // quick is the --quick preset: every scenario, small, under two minutes.
 func quick(c *Config) {
-	c.Out = "bench/results/quick"
+	c.Out = filepath.Join(os.TempDir(), "dialtone-bench-quick") // not committed
 	c.Caps.Targets, c.Caps.Duration, c.Caps.Warmup = "50,500", dur(6*time.Second), dur(time.Second)
-	c.Ports.Duration, c.Ports.Skip, c.Ports.Talk, c.Ports.Ring, c.Ports.Backlog = dur(14*time.Second), dur(3*time.Second), "1s-3s", "200ms-500ms", 1000
+	c.Ports.Duration, c.Ports.Skip, c.Ports.Talk, c.Ports.Ring, c.Ports.Backlog, c.Ports.CAPS = dur(14*time.Second), dur(3*time.Second), "1s-3s", "200ms-500ms", 1000, 200
 	c.Ingest.Duration, c.Ingest.Warmup, c.Ingest.SingleWriters, c.Ingest.BulkWriters = dur(1500*time.Millisecond), dur(500*time.Millisecond), 32, 8
 	c.Failover.CAPS, c.Failover.Duration, c.Failover.KillEvery, c.Failover.RestartAfter, c.Failover.Settle =
 		100, dur(14*time.Second), dur(5*time.Second), dur(2*time.Second), dur(40*time.Second)
@@ -175,6 +178,7 @@ func parseConfig(args []string) (Config, bool, error) {
 	fs.DurationVar(&c.Election.Duration, "election-timeout", c.Election.Duration, "cluster.election_timeout")
 	fs.DurationVar(&c.Lease.Duration, "leader-lease-timeout", c.Lease.Duration, "cluster.leader_lease_timeout")
 	fs.BoolVar(&c.CPUProfile, "cpuprofile", c.CPUProfile, "write a CPU profile of every node to the report directory (cpu-<scenario>-<node>.pprof)")
+	fs.StringVar(&c.ChartFormat, "chart-format", c.ChartFormat, "svg or png")
 	fs.BoolVar(&c.Keep, "keep", c.Keep, "keep the nodes' data and logs (temporary directory) after the run")
 
 	fs.StringVar(&c.Caps.Targets, "caps-targets", c.Caps.Targets, "caps: target CAPS, comma-separated; CAPS@PLF runs at that PortLoadFactor (a run the ports cap)")
@@ -299,6 +303,9 @@ func (c Config) validate() error {
 		if p != "grpc" && p != "rest" && p != "ssg" {
 			return fmt.Errorf("ingest.protocols: %q must be grpc, rest or ssg", p)
 		}
+	}
+	if c.ChartFormat != "svg" && c.ChartFormat != "png" {
+		return fmt.Errorf("--chart-format: %q must be svg or png", c.ChartFormat)
 	}
 	if c.BasePort < 1024 || c.BasePort > 65000 {
 		return fmt.Errorf("--base-port: %d is outside 1024..65000", c.BasePort)

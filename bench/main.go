@@ -67,7 +67,8 @@ func run(ctx context.Context, cfg Config, isQuick bool) int {
 	h.out = out
 	// Old charts would be listed as if they were this run's.
 	old, _ := filepath.Glob(filepath.Join(out, "*.svg"))
-	for _, f := range old {
+	png, _ := filepath.Glob(filepath.Join(out, "*.png"))
+	for _, f := range append(old, png...) {
 		_ = os.Remove(f)
 	}
 	if h.tmp, err = os.MkdirTemp("", "dialtone-bench-"); err != nil {

@@ -129,7 +129,7 @@ func summary(r *Report) string {
 func charts(b *strings.Builder, all []string, prefix string) {
 	for _, c := range all {
 		if strings.HasPrefix(c, prefix) {
-			fmt.Fprintf(b, "![%s](%s)\n\n", strings.TrimSuffix(c, ".svg"), c)
+			fmt.Fprintf(b, "![%s](%s)\n\n", strings.TrimSuffix(strings.TrimSuffix(c, ".svg"), ".png"), c)
 		}
 	}
 }

@@ -70,6 +70,8 @@ func (c Chart) Save(path string) error {
 		p.Add(l)
 		p.Legend.Add(s.Name, l)
 	}
+	// Headroom for the legend above the data.
+	p.Y.Max *= 1.3
 	for _, m := range c.Markers {
 		ymax := p.Y.Max
 		l, err := plotter.NewLine(plotter.XYs{{X: m.X, Y: 0}, {X: m.X, Y: ymax}})
