@@ -110,7 +110,7 @@ func dur(d time.Duration) Duration { return Duration{d} }
 func defaults() Config {
 	return Config{
 		Scenarios: "all", Out: "bench/results/latest", BasePort: 18100, ChartFormat: "svg",
-		Heartbeat: dur(300 * time.Millisecond), Election: dur(300 * time.Millisecond), Lease: dur(150 * time.Millisecond),
+		Heartbeat: dur(500 * time.Millisecond), Election: dur(500 * time.Millisecond), Lease: dur(250 * time.Millisecond),
 		Caps: CapsConfig{Targets: "50,200,1000,5000,1000@2", Duration: dur(60 * time.Second), Warmup: dur(3 * time.Second),
 			Servers: 4, Ports: 2500, Ring: "50ms-150ms", Talk: "100ms-300ms"},
 		Ports: PortsConfig{Views: "live,sampled-5s", Duration: dur(60 * time.Second), Skip: dur(10 * time.Second), CAPS: 50, PLF: 100,

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/seed-7bfc04c2/dialtone/config"
 )
 
 // summary renders the report as Markdown.
@@ -18,10 +20,16 @@ func summary(r *Report) string {
 	p("- Started %s, finished %s (%s).\n", r.Started.Format("2006-01-02 15:04:05Z"), r.Finished.Format("15:04:05Z"), r.Finished.Sub(r.Started).Round(1e9))
 	p("- Command: `%s`\n", r.Command)
 	p("- Machine: %d CPUs, %.1f GiB, %s %s/%s, load average at start %s.\n", r.Machine.NumCPU, r.Machine.MemGiB, r.Machine.GoVersion, r.Machine.OS, r.Machine.Arch, r.Machine.Load1)
+	timeouts := "the `dialtone serve` defaults"
+	if d := config.Default().Cluster; d.HeartbeatTimeout.Duration != r.Config.Heartbeat.Duration || d.ElectionTimeout.Duration != r.Config.Election.Duration ||
+		d.LeaderLeaseTimeout.Duration != r.Config.Lease.Duration {
+		timeouts = fmt.Sprintf("set by the harness in the generated config; the serve defaults are %s/%s/%s",
+			d.HeartbeatTimeout.Duration, d.ElectionTimeout.Duration, d.LeaderLeaseTimeout.Duration)
+	}
 	p("- Clusters: three `dialtone serve` processes on 127.0.0.1 per scenario, fresh data, raft-boltdb with fsync; "+
-		"Raft heartbeat/election/leader-lease timeouts %s/%s/%s (set by the harness in the generated config; the serve defaults are 500ms/500ms/250ms). "+
+		"Raft heartbeat/election/leader-lease timeouts %s/%s/%s (%s). "+
 		"Calls go to one `dialtone mediasim` process per cluster; attempts are counted from its call start times.\n\n",
-		r.Config.Heartbeat.Duration, r.Config.Election.Duration, r.Config.Lease.Duration)
+		r.Config.Heartbeat.Duration, r.Config.Election.Duration, r.Config.Lease.Duration, timeouts)
 
 	inv, tgt := 0, 0
 	for _, c := range r.Checks {
