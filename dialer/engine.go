@@ -102,8 +102,8 @@ type Engine struct {
 	gCAPS   float64
 	wake    chan struct{} // dispatcher: something changed
 	fetchCh chan struct{} // fetcher: a queue fell below its watermark
-	// startLatency is the moving average of StartAttempts commits
-	// (lookahead).
+	// startLatency is the recent time from arming an attempt to its
+	// committed start, a decaying maximum (lookahead).
 	startLatency time.Duration
 
 	starts  *batcher[*item]
@@ -133,6 +133,7 @@ type item struct {
 	t        *tenant
 	req      *fsmpb.Request // as fetched
 	callUUID string
+	armed    time.Time
 }
 
 type result struct {
@@ -581,10 +582,11 @@ func (e *Engine) signal() {
 }
 
 // lookahead is how many attempts of a tenant are armed (committed) ahead
-// of their dial slots: enough for twice the recent commit latency of
-// attempt starts at its CAPS, and at least 100 ms worth, so the commit
-// latency never delays a dial. (With a fixed 100 ms, a commit slower than
-// that, e.g. fsync on a busy disk, capped the rate at lookahead/latency.)
+// of their dial slots: enough for twice the recent time from arming to
+// committed start at its CAPS, and at least 100 ms worth, so the commit
+// latency never delays a dial. (With a fixed 100 ms, commits slower than
+// that, e.g. fsync on a busy disk or a long FSM queue, capped the rate at
+// lookahead/latency.)
 func lookahead(caps float64, commit time.Duration) int {
 	ahead := max(100*time.Millisecond, 2*commit)
 	return int(min(max(math.Ceil(caps*ahead.Seconds()), 2), maxArmed))
@@ -615,6 +617,7 @@ func (e *Engine) dispatch(ctx context.Context) {
 					break
 				}
 				it.callUUID = uuid.Must(uuid.NewV7()).String()
+				it.armed = now
 				t.budget.armed++
 				t.sampled.quota--
 				arm = append(arm, it)
@@ -689,20 +692,16 @@ func (e *Engine) commitStarts(ctx context.Context, items []*item) {
 	for i, it := range items {
 		starts[i] = &fsmpb.AttemptStart{Id: it.req.Id, CallUuid: it.callUUID}
 	}
-	t0 := time.Now()
 	res, _, err := e.opts.Apply.ApplyLeader(ctx, &fsmpb.Command{Body: &fsmpb.Command_StartAttempts{StartAttempts: &fsmpb.StartAttempts{Starts: starts}}})
-	took := time.Since(t0)
 	e.m.StartBatch.Observe(float64(len(items)))
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if err == nil {
-		// A moving average: one slow commit raises the lookahead a little,
-		// a run of them a lot.
-		if e.startLatency == 0 {
-			e.startLatency = took
-		} else {
-			e.startLatency = (3*e.startLatency + took) / 4
-		}
+		// From arming the oldest item to its commit: the wait for the
+		// commit before it plus its own. A decaying maximum, so one slow
+		// commit raises the lookahead at once and it shrinks slowly.
+		took := time.Since(items[0].armed)
+		e.startLatency = max(took, e.startLatency*99/100)
 	}
 	for i, it := range items {
 		if err != nil || i >= len(res.GetItems()) || res.Items[i].Code != fsmpb.Code_CODE_OK {
