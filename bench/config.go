@@ -126,11 +126,11 @@ func defaults() Config {
 // quick is the --quick preset: every scenario, small, under two minutes.
 func quick(c *Config) {
 	c.Out = filepath.Join(os.TempDir(), "dialtone-bench-quick") // not committed
-	c.Caps.Targets, c.Caps.Duration, c.Caps.Warmup = "50,500", dur(6*time.Second), dur(time.Second)
-	c.Ports.Duration, c.Ports.Skip, c.Ports.Talk, c.Ports.Ring, c.Ports.Backlog, c.Ports.CAPS = dur(14*time.Second), dur(3*time.Second), "1s-3s", "200ms-500ms", 1000, 200
+	c.Caps.Targets, c.Caps.Duration, c.Caps.Warmup = "50,500", dur(5*time.Second), dur(time.Second)
+	c.Ports.Duration, c.Ports.Skip, c.Ports.Talk, c.Ports.Ring, c.Ports.Backlog, c.Ports.CAPS = dur(12*time.Second), dur(3*time.Second), "1s-3s", "200ms-500ms", 1000, 200
 	c.Ingest.Duration, c.Ingest.Warmup, c.Ingest.SingleWriters, c.Ingest.BulkWriters = dur(1500*time.Millisecond), dur(500*time.Millisecond), 32, 8
 	c.Failover.CAPS, c.Failover.Duration, c.Failover.KillEvery, c.Failover.RestartAfter, c.Failover.Settle =
-		100, dur(14*time.Second), dur(5*time.Second), dur(2*time.Second), dur(40*time.Second)
+		100, dur(12*time.Second), dur(4*time.Second), dur(1500*time.Millisecond), dur(40*time.Second)
 	c.Reads.Duration, c.Reads.Warmup, c.Reads.Requests = dur(2*time.Second), dur(500*time.Millisecond), 1000
 }
 

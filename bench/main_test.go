@@ -32,7 +32,7 @@ func TestParseConfigPrecedence(t *testing.T) {
 	}
 	// quick preset, then the file, then the flag.
 	if !quick || c.Scenarios != "caps" || c.Caps.Targets != "10,20" || c.Caps.Duration.Duration != 9*time.Second ||
-		c.Failover.KillEvery.Duration != 5*time.Second {
+		c.Failover.KillEvery.Duration != 4*time.Second {
 		t.Fatalf("%+v", c)
 	}
 	ts, err := c.Caps.targets()
