@@ -136,7 +136,9 @@ func (h *harness) capsChecks(res CapsResult) {
 	}
 	h.check("caps", name+": no concurrent attempt of one request", res.Concurrent == 0, "%d concurrent", res.Concurrent)
 	r := res.Rate
-	if res.CappedByPortsPct > 0 || res.PLF < 100 {
+	// Ports capped the run when its load factor says so, or when the
+	// engine sat at its port budget in most samples.
+	if res.PLF < 100 || res.CappedByPortsPct >= 50 {
 		h.target("caps", name+": capped by ports (PortLoadFactor "+strconv.Itoa(res.PLF)+")", r.Achieved <= r.Target,
 			"achieved %.1f/s of %g/s; at the port budget in %.0f%% of samples", r.Achieved, r.Target, res.CappedByPortsPct)
 		return
