@@ -8,7 +8,7 @@ PROTO_FSM := fsm/fsmpb/fsm.proto
 PROTO_CLUSTER := cluster/clusterpb/internal.proto
 PROTO_MEDIASIM := mediasim/simpb/mediasim.proto
 
-.PHONY: all build test unit e2e lint proto proto-tools proto-check bench fuzz clean image compose-up compose-grow compose-shrink compose-down chaos
+.PHONY: all build test unit e2e lint proto proto-tools proto-check bench bench-quick fuzz clean image compose-up compose-grow compose-shrink compose-down chaos
 
 all: build
 
@@ -51,8 +51,15 @@ proto: proto-tools
 proto-check: proto
 	git diff --exit-code -- fsm/fsmpb cluster/clusterpb mediasim/simpb api/dialtonev1 api/openapi
 
+# The benchmark harness (bench/README.md): every scenario, full size
+# (about 11 minutes), report in bench/results/latest.
 bench:
-	go run ./bench/cmd/createbench --scenario all --duration 10s
+	go run ./bench
+
+# Every scenario, small (under two minutes; report in $TMPDIR): fails on a
+# broken invariant or a missing report, never on speed. CI runs it.
+bench-quick:
+	go run ./bench --quick
 
 # Each fuzz target for a bounded time (FUZZTIME, default 20s).
 FUZZTIME ?= 20s

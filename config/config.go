@@ -59,6 +59,11 @@ type Dialer struct {
 	NotifyMaxBackoff Duration `toml:"notify_max_backoff"`
 	// NotifyConcurrency bounds notifications in flight.
 	NotifyConcurrency int `toml:"notify_concurrency"`
+	// PortView is how the port budget sees the media platform: "live"
+	// (the port-usage cache plus the calls placed since its newest report)
+	// or "sampled-5s", an SSG-style baseline that reads the ports once
+	// every 5 s, for benchmarks only (docs/dialer.md).
+	PortView string `toml:"port_view"`
 }
 
 // PortUsage configures the in-memory port-usage cache.
@@ -232,6 +237,7 @@ func Default() Config {
 			NotifyTimeout:         Duration{5 * time.Second},
 			NotifyMaxBackoff:      Duration{time.Minute},
 			NotifyConcurrency:     64,
+			PortView:              "live",
 		},
 		Auth: Auth{Mode: "none", JWT: AuthJWT{TenantsClaim: "tenants", RolesClaim: "roles", RefreshInterval: Duration{time.Hour}}},
 	}
@@ -400,6 +406,9 @@ func (c *Config) validateDialer(bad func(key, format string, args ...any)) {
 	}
 	if d.NotifyConcurrency < 1 || d.NotifyConcurrency > 10_000 {
 		bad("dialer.notify_concurrency", "%d is outside 1..10000", d.NotifyConcurrency)
+	}
+	if d.PortView != "live" && d.PortView != "sampled-5s" {
+		bad("dialer.port_view", "%q must be \"live\" or \"sampled-5s\"", d.PortView)
 	}
 }
 

@@ -78,6 +78,7 @@ func TestValidationNamesTheKey(t *testing.T) {
 		{"bad voter", "", "cluster.initial_voters[0]"},
 		{"bad level", "[log]\nlevel = \"loud\"\n", "log.level"},
 		{"bad bulk", "[limits]\nmax_bulk = 0\n", "limits.max_bulk"},
+		{"bad port view", "[dialer]\nport_view = \"sampled\"\n", "dialer.port_view"},
 		{"wrong type", "[limits]\nmax_bulk = \"many\"\n", "max_bulk"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/seed-7bfc04c2/dialtone/fsm/fsmpb"
 	"github.com/seed-7bfc04c2/dialtone/pacing"
 )
 
@@ -109,5 +110,65 @@ func TestBudgetNoReportNoCapacity(t *testing.T) {
 	}
 	if l, _, _, _ := b.limit(pacing.BatchTotalPorts, 100, PortReport{Total: 10, OK: false}, time.Second); l != 0 {
 		t.Fatalf("stale report gave a budget of %d, want 0", l)
+	}
+}
+
+func TestSampledPortsRefresh(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	rep := func(total, inUse uint32) PortReport {
+		return PortReport{Total: total, InUse: inUse, ReceivedAt: t0, OK: true}
+	}
+	var s sampledPorts
+	steps := []struct {
+		at        time.Duration
+		rep       PortReport
+		plf       uint32
+		use       int // calls armed before this step
+		wantQuota int
+	}{
+		{0, rep(50, 10), 100, 0, 40},                // first sample: the available ports
+		{time.Second, rep(50, 0), 100, 15, 25},      // no new sample within 5s: 40 - 15, ended calls free nothing
+		{5 * time.Second, rep(50, 30), 100, 0, 20},  // new sample
+		{10 * time.Second, rep(50, 10), 50, 20, 20}, // PortLoadFactor on the available ports: (50-10)*50%
+		{15 * time.Second, rep(50, 60), 100, 0, 0},  // more in use than total
+		{20 * time.Second, PortReport{}, 100, 0, 0}, // no report: no capacity
+	}
+	for i, st := range steps {
+		s.quota -= st.use
+		s.refresh(t0.Add(st.at), 5*time.Second, st.rep, st.plf)
+		if s.quota != st.wantQuota {
+			t.Fatalf("step %d: quota %d, want %d", i, s.quota, st.wantQuota)
+		}
+	}
+}
+
+// TestEngineSampledPortView: with the SSG-style baseline the engine arms at
+// most the ports available at each sample until the next one, however fast
+// calls end, while the default live view refills ports as they free.
+func TestEngineSampledPortView(t *testing.T) {
+	const ports, hold, interval, run = 10, 20 * time.Millisecond, 400 * time.Millisecond, 1500 * time.Millisecond
+	for _, view := range []string{PortViewSampled, PortViewLive} {
+		t.Run(view, func(t *testing.T) {
+			h := newHarness(t, hold)
+			h.setPorts("acme", ports)
+			h.st.setPacing(&fsmpb.Pacing{Tenant: "acme", Caps: 2000})
+			h.submit("acme", "Application", 2000, 1, time.Hour, digits)
+			h.opts = func(o *Options) { o.PortView, o.PortSampleInterval = view, interval }
+			h.start()
+			time.Sleep(run)
+			h.stop()
+			n := len(h.plat.snapshot())
+			samples := int(run/interval) + 1
+			if view == PortViewSampled {
+				if n == 0 || n > ports*samples {
+					t.Fatalf("sampled view placed %d calls in %s, want 1..%d (%d ports per %s sample)", n, run, ports*samples, ports, interval)
+				}
+				return
+			}
+			// The live view reuses ports as calls end: far more calls.
+			if n <= ports*samples*2 {
+				t.Fatalf("live view placed only %d calls in %s", n, run)
+			}
+		})
 	}
 }

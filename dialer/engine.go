@@ -69,7 +69,19 @@ type Options struct {
 	// Housekeeping is the period of the fetch, expiry and settings loop
 	// (default 50ms).
 	Housekeeping time.Duration
+	// PortView is how the port budget sees the media platform:
+	// PortViewLive (default) or PortViewSampled, the SSG-style baseline for
+	// benchmarks (see sampledPorts). PortSampleInterval is the baseline's
+	// sampling period (default 5s).
+	PortView           string
+	PortSampleInterval time.Duration
 }
+
+// The port views (Options.PortView).
+const (
+	PortViewLive    = "live"
+	PortViewSampled = "sampled-5s"
+)
 
 // maxEntryItems bounds the items of one Raft entry the engine proposes.
 const maxEntryItems = 1000
@@ -91,6 +103,9 @@ type Engine struct {
 	gCAPS   float64
 	wake    chan struct{} // dispatcher: something changed
 	fetchCh chan struct{} // fetcher: a queue fell below its watermark
+	// startLatency is the recent time from arming an attempt to its
+	// committed start, a decaying maximum (lookahead).
+	startLatency time.Duration
 
 	starts  *batcher[*item]
 	results *batcher[result]
@@ -109,7 +124,9 @@ type tenant struct {
 	ready    []*item // armed and committed, waiting for their dial slot
 	pacer    pacer
 	budget   budget
-	attempts []time.Time // dial times, for the achieved rate
+	sampled  sampledPorts // PortViewSampled only
+	attempts []time.Time  // dial times, for the achieved rate
+	pruned   time.Time    // last prune of the queues
 	outcomes map[string]uint64
 }
 
@@ -118,6 +135,7 @@ type item struct {
 	t        *tenant
 	req      *fsmpb.Request // as fetched
 	callUUID string
+	armed    time.Time
 }
 
 type result struct {
@@ -145,6 +163,12 @@ func New(o Options) *Engine {
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics(nil)
 	}
+	if o.PortView == "" {
+		o.PortView = PortViewLive
+	}
+	if o.PortSampleInterval <= 0 {
+		o.PortSampleInterval = 5 * time.Second
+	}
 	e := &Engine{opts: o, log: o.Logger.With("component", "dialer"), m: o.Metrics}
 	e.retry = retryPolicy{nextRetryInterval: pacing.DefaultNextRetryInterval, interruptedDelay: o.InterruptedRetryDelay}
 	return e
@@ -161,6 +185,7 @@ func (e *Engine) Run(ctx context.Context) {
 	e.running = true
 	e.tenants = map[string]*tenant{}
 	e.global = pacer{}
+	e.startLatency = 0
 	e.wake = make(chan struct{}, 1)
 	e.fetchCh = make(chan struct{}, 1)
 	e.starts = newBatcher(maxEntryItems, e.commitStarts)
@@ -355,6 +380,9 @@ func (e *Engine) refresh(now time.Time) {
 		t.settings = pacing.Resolve(global, tp)
 		t.pacer.setRate(t.settings.CAPS)
 		t.ports = e.opts.Ports.TenantPorts(n)
+		if e.opts.PortView == PortViewSampled {
+			t.sampled.refresh(now, e.opts.PortSampleInterval, t.ports, t.settings.PortLoadFactor)
+		}
 		t.rate(now) // trims the attempt log
 		if t.idle() && !slices.Contains(names, n) {
 			delete(e.tenants, n)
@@ -403,7 +431,14 @@ func (e *Engine) fetch(ctx context.Context, now time.Time) {
 	var wants []want
 	e.mu.Lock()
 	for _, t := range e.tenants {
-		t.prune(e.opts.Store)
+		// Pruning reads every queued request; at thousands of CAPS the
+		// fetch runs far more often than cancels need noticing (a start of
+		// a request no longer INITIATED is refused by the state machine
+		// anyway).
+		if now.Sub(t.pruned) >= 250*time.Millisecond {
+			t.prune(e.opts.Store)
+			t.pruned = now
+		}
 		size := t.batchSize()
 		q := t.queued()
 		if size <= 0 || q*100 >= size*int(t.settings.LowWatermark) && q > 0 {
@@ -595,11 +630,18 @@ func (e *Engine) signal() {
 }
 
 // lookahead is how many attempts of a tenant are armed (committed) ahead
-// of their dial slots: about 100 ms worth at its CAPS, so the commit
-// latency never delays a dial.
-func lookahead(caps float64) int {
-	return int(min(max(math.Ceil(caps*0.1), 2), maxEntryItems))
+// of their dial slots: enough for twice the recent time from arming to
+// committed start at its CAPS, and at least 100 ms worth, so the commit
+// latency never delays a dial. (With a fixed 100 ms, commits slower than
+// that, e.g. fsync on a busy disk or a long FSM queue, capped the rate at
+// lookahead/latency.)
+func lookahead(caps float64, commit time.Duration) int {
+	ahead := max(100*time.Millisecond, 2*commit)
+	return int(min(max(math.Ceil(caps*ahead.Seconds()), 2), maxArmed))
 }
+
+// maxArmed bounds the attempts of a tenant armed ahead (several entries).
+const maxArmed = 5 * maxEntryItems
 
 // dispatch arms attempts within the port budget and dials them at the
 // paced rate, until ctx ends.
@@ -617,14 +659,15 @@ func (e *Engine) dispatch(ctx context.Context) {
 				break
 			}
 			// armed counts the attempts being committed and those ready.
-			for t.budget.armed < lookahead(t.settings.CAPS) &&
-				t.budget.canArm(t.settings.BatchMode, t.settings.PortLoadFactor, t.ports, e.opts.ReportMargin) {
+			for t.budget.armed < lookahead(t.settings.CAPS, e.startLatency) && e.canArm(t) {
 				it := t.next()
 				if it == nil {
 					break
 				}
 				it.callUUID = uuid.Must(uuid.NewV7()).String()
+				it.armed = now
 				t.budget.armed++
+				t.sampled.quota--
 				arm = append(arm, it)
 			}
 			if t.queued()*100 < t.batchSize()*int(t.settings.LowWatermark) || t.queued() == 0 {
@@ -682,6 +725,14 @@ func (e *Engine) dispatch(ctx context.Context) {
 	}
 }
 
+// canArm reports whether the port view lets t arm one more attempt.
+func (e *Engine) canArm(t *tenant) bool {
+	if e.opts.PortView == PortViewSampled {
+		return t.sampled.quota > 0
+	}
+	return t.budget.canArm(t.settings.BatchMode, t.settings.PortLoadFactor, t.ports, e.opts.ReportMargin)
+}
+
 // commitStarts commits armed attempts (one entry) and makes those that
 // started ready to dial.
 func (e *Engine) commitStarts(ctx context.Context, items []*item) {
@@ -693,6 +744,13 @@ func (e *Engine) commitStarts(ctx context.Context, items []*item) {
 	e.m.StartBatch.Observe(float64(len(items)))
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if err == nil {
+		// From arming the oldest item to its commit: the wait for the
+		// commit before it plus its own. A decaying maximum, so one slow
+		// commit raises the lookahead at once and it shrinks slowly.
+		took := time.Since(items[0].armed)
+		e.startLatency = max(took, e.startLatency*99/100)
+	}
 	for i, it := range items {
 		if err != nil || i >= len(res.GetItems()) || res.Items[i].Code != fsmpb.Code_CODE_OK {
 			// Not started (cancelled or expired meanwhile, or we are no

@@ -220,6 +220,8 @@ type harness struct {
 	engine  *Engine
 	cancel  context.CancelFunc
 	done    chan struct{}
+	// opts, when set, changes the engine's options before start.
+	opts func(*Options)
 }
 
 func newHarness(t *testing.T, hold time.Duration) *harness {
@@ -246,14 +248,18 @@ func (h *harness) start() {
 	if h.backend != nil {
 		backend = h.backend
 	}
-	h.engine = New(Options{
+	o := Options{
 		Logger: slog.New(slog.DiscardHandler),
 		Store:  h.st, Apply: h.app, Ports: h.ports, Backend: backend,
 		Sender:                notify.Sender{Timeout: time.Second},
 		InterruptedRetryDelay: 50 * time.Millisecond,
 		NotifyMaxBackoff:      100 * time.Millisecond,
 		Housekeeping:          10 * time.Millisecond,
-	})
+	}
+	if h.opts != nil {
+		h.opts(&o)
+	}
+	h.engine = New(o)
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel, h.done = cancel, make(chan struct{})
 	go func() {

@@ -10,8 +10,9 @@ import (
 //
 //	GET /stats                 {"platforms": [Stats, ...]}
 //	GET /calls                 {"calls": [CallRecord, ...]} (oldest first)
+//	GET /starts                {"platforms": [CallStarts, ...]} (every call's start time)
 //
-// Both take ?tenant= (one platform); /calls also ?request_id= and ?limit=
+// Each takes ?tenant= (one platform); /calls also ?request_id= and ?limit=
 // (the newest N per platform).
 func StatsHandler(platforms ...*Platform) http.Handler {
 	pick := func(w http.ResponseWriter, r *http.Request) ([]*Platform, bool) {
@@ -40,6 +41,20 @@ func StatsHandler(platforms ...*Platform) http.Handler {
 			out.Platforms = append(out.Platforms, p.Stats())
 		}
 		writeJSON(w, http.StatusOK, out)
+	})
+	mux.HandleFunc("GET /starts", func(w http.ResponseWriter, r *http.Request) {
+		ps, ok := pick(w, r)
+		if !ok {
+			return
+		}
+		out := struct {
+			Platforms []CallStarts `json:"platforms"`
+		}{Platforms: []CallStarts{}}
+		for _, p := range ps {
+			out.Platforms = append(out.Platforms, p.Starts())
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(out) // compact: these lists are long
 	})
 	mux.HandleFunc("GET /calls", func(w http.ResponseWriter, r *http.Request) {
 		ps, ok := pick(w, r)

@@ -75,6 +75,18 @@ func TestStatsHandler(t *testing.T) {
 	if code := getJSON(t, srv.URL+"/calls?request_id=none", &calls); code != 200 || calls.Calls == nil || len(calls.Calls) != 0 {
 		t.Fatalf("/calls?request_id=none: %d %+v", code, calls)
 	}
+	var starts struct {
+		Platforms []CallStarts `json:"platforms"`
+	}
+	if code := getJSON(t, srv.URL+"/starts?tenant=acme", &starts); code != 200 || len(starts.Platforms) != 1 {
+		t.Fatalf("/starts: %d %+v", code, starts)
+	}
+	st := starts.Platforms[0]
+	all := p.Calls()
+	if st.Tenant != "acme" || len(st.Placed) != 3 || len(st.Refused) != 0 ||
+		st.Placed[0] != all[0].Start.UnixNano() || st.Placed[2] != all[2].Start.UnixNano() {
+		t.Fatalf("/starts: %+v, calls %+v", st, all)
+	}
 	if code := getJSON(t, srv.URL+"/calls?limit=x", nil); code != http.StatusBadRequest {
 		t.Fatalf("bad limit: %d", code)
 	}

@@ -306,6 +306,9 @@ func TestRefusedWhenFull(t *testing.T) {
 	if len(refused) != 1 || refused[0].State != StateRefused || refused[0].ServerID != "" {
 		t.Fatalf("log: %+v", refused)
 	}
+	if st := p.Starts(); len(st.Placed) != 2 || len(st.Refused) != 1 || st.Refused[0] != refused[0].Start.UnixNano() {
+		t.Fatalf("starts: %+v", st)
+	}
 	cancel()
 	for _, ch := range chs {
 		if r := wait(t, ch); !errors.Is(r.err, context.Canceled) {

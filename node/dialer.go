@@ -38,6 +38,7 @@ func (n *Node) newDialer(cfg config.Config, backend callbackend.Backend, ready <
 		InterruptedRetryDelay: cfg.Dialer.InterruptedRetryDelay.Duration,
 		NotifyMaxBackoff:      cfg.Dialer.NotifyMaxBackoff.Duration,
 		NotifyConcurrency:     cfg.Dialer.NotifyConcurrency,
+		PortView:              cfg.Dialer.PortView,
 	})
 	task := func(ctx context.Context) {
 		select {

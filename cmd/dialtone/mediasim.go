@@ -68,7 +68,7 @@ backend "sim"): a call takes a port, rings for --ring, and holds the port for
 port busy a call is refused (the oversubscription the dialer must never
 cause). Port usage is published to the cluster's --endpoints (empty: not
 published) on every change, as portsim does. GET /stats and /calls on --http
-show what the platform saw. --notify-listen also runs a notification receiver
+show what the platform saw (/starts: every call's start time, compactly). --notify-listen also runs a notification receiver
 (the simulated trigger application: any path records a notification; GET
 /notifications and /notifications/stats show them). A line is printed per
 notification and per publisher endpoint change. Credentials for publishing:

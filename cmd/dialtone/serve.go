@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -22,7 +23,7 @@ import (
 
 func newServe() *cobra.Command {
 	var (
-		cfgPath, nodeID, dataDir, logLevel string
+		cfgPath, nodeID, dataDir, logLevel, cpuProfile string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve --config FILE --node ID",
@@ -51,6 +52,19 @@ every node; a flag wins over the environment.`,
 			if _, err := cfg.Node(nodeID); err != nil {
 				return err
 			}
+			if cpuProfile != "" {
+				// For benchmarks (go run ./bench --cpuprofile): written at
+				// a clean shutdown.
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return fmt.Errorf("--cpuprofile: %w", err)
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return fmt.Errorf("--cpuprofile: %w", err)
+				}
+				defer pprof.StopCPUProfile()
+			}
 			return serve(cfg, nodeID)
 		},
 	}
@@ -58,6 +72,7 @@ every node; a flag wins over the environment.`,
 	cmd.Flags().StringVar(&nodeID, "node", os.Getenv("DIALTONE_NODE"), "id of this node's [[node]] block (required; env DIALTONE_NODE)")
 	cmd.Flags().StringVar(&dataDir, "data-dir", "", "override cluster.data_dir")
 	cmd.Flags().StringVar(&logLevel, "log-level", "", "override log.level (debug, info, warn, error)")
+	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the node's whole run to this file (at a clean shutdown)")
 	return cmd
 }
 

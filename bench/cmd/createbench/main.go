@@ -35,6 +35,7 @@ import (
 	"time"
 
 	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
+	"github.com/seed-7bfc04c2/dialtone/bench/load"
 )
 
 type options struct {
@@ -222,11 +223,11 @@ func run(ctx context.Context, o options, out io.Writer, nodeLog *slog.Logger, no
 	}
 	fmt.Fprintf(out, "cluster:  %s, gRPC %s, %d client connections per node\n\n", rep.Mode, strings.Join(rep.Addrs, " "), o.connsPer)
 
-	p, err := dialPool(rep.Addrs, o.connsPer)
+	p, err := load.DialPool(rep.Addrs, o.connsPer)
 	if err != nil {
 		return err
 	}
-	defer p.close()
+	defer p.Close()
 	if lc == nil {
 		if err := waitReady(ctx, p, o.tenant, 30*time.Second); err != nil {
 			return err
@@ -252,8 +253,7 @@ func run(ctx context.Context, o options, out io.Writer, nodeLog *slog.Logger, no
 		}
 		tenant := fmt.Sprintf("%s-%d-%s", o.tenant, runID, sc.Name)
 		fmt.Fprintf(os.Stderr, "running %s: %d writers x %d requests/call, %s warm-up + %s ...\n", sc.Name, sc.Writers, sc.Batch, o.warmup, o.duration)
-		st, measured := runScenario(ctx, p, sc, tenant, o.warmup, o.duration, o.callTimeout)
-		rep.Results = append(rep.Results, result(sc, tenant, st, measured))
+		rep.Results = append(rep.Results, result(sc, tenant, runScenario(ctx, p, sc, tenant, o.warmup, o.duration, o.callTimeout)))
 	}
 	if o.cpuProfile != "" {
 		pprof.StopCPUProfile()
@@ -283,23 +283,19 @@ func run(ctx context.Context, o options, out io.Writer, nodeLog *slog.Logger, no
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-func result(sc scenario, tenant string, st *writerStats, measured time.Duration) Result {
-	r := Result{
+func result(sc scenario, tenant string, st *load.Result) Result {
+	return Result{
 		Scenario: sc.Name, Tenant: tenant, Writers: sc.Writers, Batch: sc.Batch,
-		Seconds: measured.Seconds(), Calls: st.calls, Records: st.records,
-		Errors: st.errors, ItemFailures: st.itemFailures, Acked: st.acked,
+		Seconds: st.Seconds, Calls: st.Calls, Records: st.Records,
+		CallsPerSec: st.CallsPerSec(), RecordsPerSec: st.RecordsPerSec(),
+		Errors: st.Errors, ItemFailures: st.ItemFailures, Acked: st.Acked,
 		Latency: Latency{
-			P50: ms(quantile(st.latencies, 0.50)),
-			P90: ms(quantile(st.latencies, 0.90)),
-			P99: ms(quantile(st.latencies, 0.99)),
-			Max: ms(quantile(st.latencies, 1)),
+			P50: ms(st.Quantile(0.50)),
+			P90: ms(st.Quantile(0.90)),
+			P99: ms(st.Quantile(0.99)),
+			Max: ms(st.Quantile(1)),
 		},
 	}
-	if s := measured.Seconds(); s > 0 {
-		r.CallsPerSec = float64(st.calls) / s
-		r.RecordsPerSec = float64(st.records) / s
-	}
-	return r
 }
 
 func counts(m map[string]int64) string {
@@ -347,10 +343,10 @@ func printTable(out io.Writer, rep Report) {
 
 // waitReady waits until every address answers a linearizable read, which
 // needs a leader.
-func waitReady(ctx context.Context, p *pool, tenant string, timeout time.Duration) error {
+func waitReady(ctx context.Context, p *load.Pool, tenant string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	for i, cl := range p.clients {
+	for i, cl := range p.Clients {
 		for {
 			_, err := cl[0].ListRequests(ctx, &pb.ListRequestsRequest{Tenant: tenant, PageSize: 1, Consistency: "linearizable"})
 			if err == nil {
@@ -397,9 +393,9 @@ func verifyLocal(lc *localCluster, results []Result) Verification {
 // verifyList walks each scenario's tenant with ListRequests through the
 // first address; the first page is linearizable, so every acknowledged
 // write is visible.
-func verifyList(ctx context.Context, p *pool, results []Result) Verification {
+func verifyList(ctx context.Context, p *load.Pool, results []Result) Verification {
 	v := Verification{Method: "ListRequests page walk", Stored: map[string]int64{}}
-	cl := p.clients[0][0]
+	cl := p.Clients[0][0]
 	for _, r := range results {
 		v.Acked += r.Acked
 		var n int64

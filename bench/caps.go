@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/seed-7bfc04c2/dialtone/bench/report"
+	"github.com/seed-7bfc04c2/dialtone/mediasim"
+)
+
+// attempts merges the platform's placed and refused call starts: every
+// call that reached the platform is an attempt.
+func attempts(cs mediasim.CallStarts) []int64 {
+	out := append(append(make([]int64, 0, len(cs.Placed)+len(cs.Refused)), cs.Placed...), cs.Refused...)
+	slices.Sort(out)
+	return out
+}
+
+func capsTenant(t capsTarget) string {
+	return "caps-" + strings.ReplaceAll(t.label(), "@", "-plf")
+}
+
+// runCaps measures CAPS accuracy: for each target a tenant with a backlog
+// larger than the run can dial and enough ports (unless its PortLoadFactor
+// says otherwise), the tenant's CAPS raised from 0.1 to the target, and
+// the attempts the platform saw counted over the measured window.
+func (h *harness) runCaps(ctx context.Context) error {
+	c := h.cfg.Caps
+	targets, _ := c.targets()
+	var tenants []string
+	for _, t := range targets {
+		tenants = append(tenants, capsTenant(t))
+	}
+	e, err := h.startEnv(ctx, "caps", h.cfg.BasePort, "live", []string{
+		"--tenant", strings.Join(tenants, ","), "--servers", strconv.Itoa(c.Servers), "--ports", strconv.Itoa(c.Ports),
+		"--ring", c.Ring, "--talk", c.Talk, "--mix", "success=100", "--max-log", "2000000"})
+	if err != nil {
+		return err
+	}
+	defer e.stop()
+	ports := c.Servers * c.Ports
+	for i, t := range targets {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		tenant := tenants[i]
+		if err := e.setPacing(ctx, tenant, 0.1, t.PLF); err != nil {
+			return err
+		}
+		n := int(t.CAPS*(c.Warmup.Seconds()+c.Duration.Seconds())*1.05) + 2000
+		t0 := time.Now()
+		ids, err := e.createBacklog(ctx, tenant, n, 3)
+		if err != nil {
+			return err
+		}
+		h.logf("caps %s: backlog of %d requests created in %s", t.label(), len(ids), time.Since(t0).Round(time.Millisecond))
+		// Wait for the engine to see the ports and fetch.
+		if !waitFor(ctx, 30*time.Second, func() bool {
+			st, err := e.dialerStatus(ctx)
+			if err != nil {
+				return false
+			}
+			for _, ts := range st.GetTenants() {
+				if ts.GetTenant() == tenant && ts.GetQueued() > 0 && ts.GetPortsTotal() > 0 {
+					return true
+				}
+			}
+			return false
+		}) {
+			return fmt.Errorf("caps %s: the engine did not fetch the backlog within 30s", t.label())
+		}
+		origin := time.Now()
+		if err := e.setPacing(ctx, tenant, t.CAPS, t.PLF); err != nil {
+			return err
+		}
+		smp := e.startSampler(ctx, tenant, origin, 250*time.Millisecond)
+		h.logf("caps %s: CAPS set; %s warm-up + %s measured ...", t.label(), c.Warmup.Duration, c.Duration.Duration)
+		err = sleepCtx(ctx, c.Warmup.Duration+c.Duration.Duration)
+		samples := smp.finish()
+		if err != nil {
+			return err
+		}
+		if err := e.setPacing(ctx, tenant, 0.1, t.PLF); err != nil {
+			return err
+		}
+		cs, err := e.simStarts(ctx, tenant)
+		if err != nil {
+			return err
+		}
+		st, err := e.simStats(ctx, tenant)
+		if err != nil {
+			return err
+		}
+		from := origin.Add(c.Warmup.Duration).UnixNano()
+		to := from + int64(c.Duration.Duration)
+		all := attempts(cs)
+		res := CapsResult{
+			Label: t.label(), Tenant: tenant, PLF: t.PLF, Backlog: len(ids), Ports: ports,
+			Rate:    report.AnalyzeRate(all, from, to, t.CAPS),
+			Refused: st.Refused, Concurrent: st.ConcurrentViolations, PeakInUse: st.PeakInProgress, Samples: samples,
+			RateSeries: report.RateSeries(all, origin.UnixNano(), to, time.Second),
+		}
+		capped, measured := 0, 0
+		for _, s := range samples {
+			if s.T < c.Warmup.Seconds() {
+				continue
+			}
+			measured++
+			if s.Budget > 0 && s.InProgress >= s.Budget {
+				capped++
+			}
+		}
+		if measured > 0 {
+			res.CappedByPortsPct = float64(capped) / float64(measured) * 100
+		}
+		h.repMu.Lock()
+		h.rep.Caps = append(h.rep.Caps, res)
+		h.repMu.Unlock()
+		r := res.Rate
+		h.logf("caps %s: achieved %.2f/s (error %+.3f%%), max in any 1s window %d, interval p50 %.3f ms p99 %.3f ms, capped by ports %.0f%% of samples",
+			t.label(), r.Achieved, r.ErrorPct, r.MaxWindow, r.IntervalP50, r.IntervalP99, res.CappedByPortsPct)
+		h.capsChecks(res)
+		h.capsCharts(res, c.Warmup.Seconds())
+	}
+	return nil
+}
+
+func (h *harness) capsChecks(res CapsResult) {
+	name := "caps " + res.Label
+	if res.PLF <= 100 {
+		h.check("caps", name+": no call refused by a full platform", res.Refused == 0, "%d refused at PortLoadFactor %d", res.Refused, res.PLF)
+	}
+	h.check("caps", name+": no concurrent attempt of one request", res.Concurrent == 0, "%d concurrent", res.Concurrent)
+	r := res.Rate
+	// Ports capped the run when its load factor says so, or when the
+	// engine sat at its port budget in most samples.
+	if res.PLF < 100 || res.CappedByPortsPct >= 50 {
+		h.target("caps", name+": capped by ports (PortLoadFactor "+strconv.Itoa(res.PLF)+")", r.Achieved <= r.Target,
+			"achieved %.1f/s of %g/s; at the port budget in %.0f%% of samples", r.Achieved, r.Target, res.CappedByPortsPct)
+		return
+	}
+	if r.Target <= 1000 {
+		h.target("caps", name+": within ±1% over the run", r.ErrorPct >= -1 && r.ErrorPct <= 1, "achieved %.2f/s, error %+.3f%% over %.0fs", r.Achieved, r.ErrorPct, r.Seconds)
+	} else {
+		h.target("caps", name+": sustained (≥99% of target)", r.ErrorPct >= -1, "achieved %.1f/s, error %+.3f%% over %.0fs", r.Achieved, r.ErrorPct, r.Seconds)
+	}
+	h.target("caps", name+": no 1s window above target+1", float64(r.MaxWindow) <= r.Target+1, "max %d in any 1s window (target %g)", r.MaxWindow, r.Target)
+}
+
+func (h *harness) capsCharts(res CapsResult, warmup float64) {
+	var target []report.Point
+	if len(res.RateSeries) > 0 {
+		target = []report.Point{{X: 0, Y: res.Rate.Target}, {X: res.RateSeries[len(res.RateSeries)-1].X, Y: res.Rate.Target}}
+	}
+	h.chart("caps-"+res.Label+"-rate", report.Chart{
+		Title:  fmt.Sprintf("caps %s: attempts per second (platform's view, 1 s bins) vs target", res.Label),
+		XLabel: "seconds since the CAPS change", YLabel: "attempts/s",
+		Series:  []report.Series{{Name: "achieved", Points: res.RateSeries}, {Name: "target", Points: target, Dashed: true}},
+		Markers: []report.Marker{{X: warmup, Name: "measured from"}},
+	})
+	h.chart("caps-"+res.Label+"-ports", report.Chart{
+		Title:  fmt.Sprintf("caps %s: ports in use vs budget and capacity; engine queue", res.Label),
+		XLabel: "seconds since the CAPS change", YLabel: "ports / requests",
+		Series: portSeries(res.Samples, true),
+	})
+}
+
+// portSeries are the ports in use (platform), the engine's budget and the
+// capacity, and optionally the engine's queue, from samples.
+func portSeries(samples []Sample, queue bool) []report.Series {
+	var inUse, budget, total, queued []report.Point
+	for _, s := range samples {
+		inUse = append(inUse, report.Point{X: s.T, Y: float64(s.PlatformInUse)})
+		budget = append(budget, report.Point{X: s.T, Y: float64(s.Budget)})
+		total = append(total, report.Point{X: s.T, Y: float64(s.PortsTotal)})
+		queued = append(queued, report.Point{X: s.T, Y: float64(s.Queued)})
+	}
+	out := []report.Series{{Name: "ports in use (platform)", Points: inUse}, {Name: "port budget (engine)", Points: budget, Dashed: true},
+		{Name: "ports total (reported)", Points: total, Dashed: true}}
+	if queue {
+		out = append(out, report.Series{Name: "engine queue (fetched, waiting)", Points: queued})
+	}
+	return out
+}
+
+// chart saves c as <name>.svg (or .png) in the report directory and lists
+// it.
+func (h *harness) chart(name string, c report.Chart) {
+	file := name + "." + h.cfg.ChartFormat
+	if err := c.Save(h.out + "/" + file); err != nil {
+		h.logf("chart %s: %v", name, err)
+		return
+	}
+	h.repMu.Lock()
+	h.rep.Charts = append(h.rep.Charts, file)
+	h.repMu.Unlock()
+}

@@ -1,0 +1,181 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"html"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
+	"github.com/seed-7bfc04c2/dialtone/bench/env"
+	"github.com/seed-7bfc04c2/dialtone/bench/load"
+)
+
+// runIngest measures creates per second through gRPC, REST and SSG XML,
+// one request per call and bulk, on a cluster with no media platform (so
+// nothing is dialled), then checks every acknowledged create was stored.
+func (h *harness) runIngest(ctx context.Context) error {
+	c := h.cfg.Ingest
+	e, err := h.startEnv(ctx, "ingest", h.cfg.BasePort, "live", nil)
+	if err != nil {
+		return err
+	}
+	defer e.stop()
+	var acked int64
+	for _, proto := range strings.Split(c.Protocols, ",") {
+		for _, shape := range []struct {
+			name           string
+			writers, batch int
+		}{{"single", c.SingleWriters, 1}, {"bulk", c.BulkWriters, c.BulkSize}} {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			tenant := "ingest-" + proto + "-" + shape.name
+			var op load.Op
+			switch proto {
+			case "grpc":
+				op = load.CreateOp(e.pool, tenant, shape.batch, "http://127.0.0.1:9/r")
+			case "rest":
+				op = e.restCreateOp(tenant, shape.batch)
+			case "ssg":
+				op = e.ssgCreateOp(tenant, shape.batch)
+			}
+			r := load.Run(ctx, load.Options{Workers: shape.writers, Warmup: c.Warmup.Duration, Duration: c.Duration.Duration}, op)
+			acked += r.Acked
+			res := IngestResult{Protocol: proto, Shape: shape.name, Writers: shape.writers, Batch: shape.batch, Seconds: r.Seconds,
+				CallsPerSec: r.CallsPerSec(), RecordsPerSec: r.RecordsPerSec(), P50ms: ms(r.Quantile(0.5)), P99ms: ms(r.Quantile(0.99)),
+				Acked: r.Acked, Errors: r.Errors, ItemFailures: r.ItemFailures}
+			h.repMu.Lock()
+			h.rep.Ingest = append(h.rep.Ingest, res)
+			h.repMu.Unlock()
+			h.logf("ingest %s %s: %.0f calls/s, %.0f records/s, p50 %.1f ms, p99 %.1f ms, failed calls %s",
+				proto, shape.name, res.CallsPerSec, res.RecordsPerSec, res.P50ms, res.P99ms, counts(res.Errors))
+		}
+	}
+	// The cluster is fresh: every stored record is an acknowledged create
+	// of this scenario, or one whose answer was lost.
+	stored := map[string]uint64{}
+	ok := waitFor(ctx, 60*time.Second, func() bool {
+		all := true
+		for _, id := range env.NodeIDs {
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			st, err := pb.NewClusterServiceClient(e.c.Conn(id)).GetStatus(cctx, &pb.GetStatusRequest{})
+			cancel()
+			if err != nil {
+				all = false
+				continue
+			}
+			stored[id] = st.GetRecords()
+			all = all && int64(st.GetRecords()) >= acked
+		}
+		return all
+	})
+	h.check("ingest", "every acknowledged create stored on every node", ok, "acknowledged %d, stored %v", acked, stored)
+	return nil
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// post sends body to url and returns the answer's body, failing on a
+// non-2xx status.
+func (e *environment) post(ctx context.Context, url, contentType string, body []byte) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", contentType)
+	resp, err := e.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode/100 != 2 {
+		return nil, &load.HTTPError{Code: resp.StatusCode}
+	}
+	return b, nil
+}
+
+// restCreateOp creates batch requests per call with POST
+// /v1/tenants/{tenant}/requests, rotating over the nodes.
+func (e *environment) restCreateOp(tenant string, batch int) load.Op {
+	type spec struct {
+		Token           string `json:"token"`
+		IvrProfile      string `json:"ivr_profile"`
+		Telnum          string `json:"telnum"`
+		NotificationURL string `json:"notification_url"`
+		MaxAttempts     int    `json:"max_attempts"`
+		TimeToLive      string `json:"time_to_live"`
+	}
+	return func(ctx context.Context, w *load.Worker) (int, error) {
+		body := struct {
+			Requests []spec `json:"requests"`
+		}{}
+		for i := range batch {
+			seq := w.Seq*int64(batch) + int64(i)
+			body.Requests = append(body.Requests, spec{Token: "r" + strconv.Itoa(w.ID) + "-" + strconv.FormatInt(seq, 10),
+				IvrProfile: "Application", Telnum: load.Telnum(w.ID, seq), NotificationURL: "http://127.0.0.1:9/r", MaxAttempts: 3, TimeToLive: "3600s"})
+		}
+		b, err := json.Marshal(body)
+		if err != nil {
+			return 0, err
+		}
+		node := env.NodeIDs[(w.ID+int(w.Seq))%3]
+		out, err := e.post(ctx, "http://"+e.c.HTTPAddr(node)+"/v1/tenants/"+tenant+"/requests", "application/json", b)
+		if err != nil {
+			return 0, err
+		}
+		var resp struct {
+			Results []struct {
+				OK   bool   `json:"ok"`
+				Code string `json:"code"`
+			} `json:"results"`
+		}
+		if err := json.Unmarshal(out, &resp); err != nil {
+			return 0, fmt.Errorf("REST answer: %w", err)
+		}
+		ok := 0
+		for _, r := range resp.Results {
+			if r.OK {
+				ok++
+			} else {
+				w.Fail(r.Code)
+			}
+		}
+		return ok, nil
+	}
+}
+
+// ssgCreateOp creates batch requests per call with an SSG XML POST
+// /SSG?TenantName=..., rotating over the nodes.
+func (e *environment) ssgCreateOp(tenant string, batch int) load.Op {
+	return func(ctx context.Context, w *load.Worker) (int, error) {
+		var b strings.Builder
+		b.WriteString(`<?xml version="1.0" encoding="UTF-8"?>` + "\n<SSGRequest>\n")
+		for i := range batch {
+			seq := w.Seq*int64(batch) + int64(i)
+			fmt.Fprintf(&b, `<CreateRequest Token="s%d-%d" MaxAttempts="3" TimeToLive="3600s" IVRProfileName="Application" Telnum="%s" NotificationURL="%s"/>`+"\n",
+				w.ID, seq, load.Telnum(w.ID, seq), html.EscapeString("http://127.0.0.1:9/r?src=ssg&x=1"))
+		}
+		b.WriteString("</SSGRequest>\n")
+		node := env.NodeIDs[(w.ID+int(w.Seq))%3]
+		out, err := e.post(ctx, "http://"+e.c.HTTPAddr(node)+"/SSG?TenantName="+tenant, "text/xml", []byte(b.String()))
+		if err != nil {
+			return 0, err
+		}
+		ok := strings.Count(string(out), `ResponseType="SUCCESS"`)
+		for range strings.Count(string(out), `ResponseType="FAILURE"`) {
+			w.Fail("SSG FAILURE")
+		}
+		return ok, nil
+	}
+}

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/seed-7bfc04c2/dialtone/mediasim"
+)
+
+// The harness runs from the repository root (go.mod); tests run in bench/.
+func inRoot(t *testing.T) {
+	t.Helper()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(filepath.Dir(wd))
+}
+
+func TestParseConfigPrecedence(t *testing.T) {
+	inRoot(t)
+	file := filepath.Join(t.TempDir(), "b.toml")
+	if err := os.WriteFile(file, []byte("scenarios = \"caps\"\n[caps]\ntargets = \"10,20\"\nduration = \"7s\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, quick, err := parseConfig([]string{"--quick", "--config", file, "--caps-duration", "9s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// quick preset, then the file, then the flag.
+	if !quick || c.Scenarios != "caps" || c.Caps.Targets != "10,20" || c.Caps.Duration.Duration != 9*time.Second ||
+		c.Failover.KillEvery.Duration != 4*time.Second {
+		t.Fatalf("%+v", c)
+	}
+	ts, err := c.Caps.targets()
+	if err != nil || len(ts) != 2 || ts[1].CAPS != 20 || ts[1].PLF != 100 {
+		t.Fatalf("targets %+v %v", ts, err)
+	}
+}
+
+func TestParseConfigErrorsNameTheField(t *testing.T) {
+	inRoot(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--scenario", "caps,speed"}, "--scenario"},
+		{[]string{"--caps-targets", "100@0"}, "caps.targets"},
+		{[]string{"--caps-targets", "fast"}, "caps.targets"},
+		{[]string{"--ports-views", "live,sometimes"}, "ports.views"},
+		{[]string{"--ingest-protocols", "grpc,soap"}, "ingest.protocols"},
+		{[]string{"--chart-format", "gif"}, "--chart-format"},
+		{[]string{"--failover-kill-every", "1s"}, "kill_every"},
+		{[]string{"extra"}, "unexpected argument"},
+	} {
+		_, _, err := parseConfig(tc.args)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: got %v, want an error naming %q", tc.args, err, tc.want)
+		}
+	}
+	file := filepath.Join(t.TempDir(), "b.toml")
+	if err := os.WriteFile(file, []byte("[caps]\nspeed = 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := parseConfig([]string{"--config", file}); err == nil || !strings.Contains(err.Error(), "caps.speed") {
+		t.Errorf("unknown TOML key: %v", err)
+	}
+}
+
+func TestOverlaps(t *testing.T) {
+	at := func(s float64) time.Time { return time.Unix(1000, 0).Add(time.Duration(s * float64(time.Second))) }
+	calls := []mediasim.CallRecord{
+		{RequestID: "a", Start: at(0), End: at(1), State: mediasim.StateEnded},
+		{RequestID: "a", Start: at(2), End: at(3), State: mediasim.StateEnded},
+		{RequestID: "b", Start: at(0), End: at(5), State: mediasim.StateCancelled}, // a dying leader's call
+		{RequestID: "b", Start: at(4), End: at(6), State: mediasim.StateEnded},     // overlaps it
+		{RequestID: "c", Start: at(0), State: mediasim.StateRefused},
+		{RequestID: "c", Start: at(0), End: at(1), State: mediasim.StateEnded},
+	}
+	concurrent, hungUp, counted := overlaps(calls)
+	if concurrent != 1 || hungUp != 1 || counted["a"] != 2 || counted["b"] != 1 || counted["c"] != 1 {
+		t.Fatalf("concurrent %d, hung up %d, counted %v", concurrent, hungUp, counted)
+	}
+}
+
+func TestSummaryNamesFailures(t *testing.T) {
+	r := &Report{Config: defaults(), Checks: []Check{
+		{Scenario: "failover", Name: "no lost request", OK: false, Detail: "1 missing"},
+		{Scenario: "caps", Name: "within 1%", Target: true, OK: false, Detail: "-2%"},
+	}}
+	s := summary(r)
+	for _, want := range []string{"**FAILED**", "1 failed invariant", "| failover | invariant | no lost request | **FAIL** | 1 missing |", "| caps | target | within 1% | missed |", "the `dialtone serve` defaults"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("summary lacks %q:\n%s", want, s)
+		}
+	}
+}

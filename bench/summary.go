@@ -1,0 +1,159 @@
+package main
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/seed-7bfc04c2/dialtone/config"
+)
+
+// summary renders the report as Markdown.
+func summary(r *Report) string {
+	var b strings.Builder
+	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	mode := "full"
+	if r.Quick {
+		mode = "quick"
+	}
+	p("# Dialtone benchmark report (%s)\n\n", mode)
+	p("- Started %s, finished %s (%s).\n", r.Started.Format("2006-01-02 15:04:05Z"), r.Finished.Format("15:04:05Z"), r.Finished.Sub(r.Started).Round(1e9))
+	p("- Command: `%s`\n", r.Command)
+	p("- Machine: %d CPUs, %.1f GiB, %s %s/%s, load average at start %s.\n", r.Machine.NumCPU, r.Machine.MemGiB, r.Machine.GoVersion, r.Machine.OS, r.Machine.Arch, r.Machine.Load1)
+	timeouts := "the `dialtone serve` defaults"
+	if d := config.Default().Cluster; d.HeartbeatTimeout.Duration != r.Config.Heartbeat.Duration || d.ElectionTimeout.Duration != r.Config.Election.Duration ||
+		d.LeaderLeaseTimeout.Duration != r.Config.Lease.Duration {
+		timeouts = fmt.Sprintf("set by the harness in the generated config; the serve defaults are %s/%s/%s",
+			d.HeartbeatTimeout.Duration, d.ElectionTimeout.Duration, d.LeaderLeaseTimeout.Duration)
+	}
+	p("- Clusters: three `dialtone serve` processes on 127.0.0.1 per scenario, fresh data, raft-boltdb with fsync; "+
+		"Raft heartbeat/election/leader-lease timeouts %s/%s/%s (%s). "+
+		"Calls go to one `dialtone mediasim` process per cluster; attempts are counted from its call start times.\n\n",
+		r.Config.Heartbeat.Duration, r.Config.Election.Duration, r.Config.Lease.Duration, timeouts)
+
+	inv, tgt := 0, 0
+	for _, c := range r.Checks {
+		if !c.OK && !c.Target {
+			inv++
+		}
+		if !c.OK && c.Target {
+			tgt++
+		}
+	}
+	switch {
+	case len(r.Errors) > 0 || inv > 0:
+		p("**FAILED**: %d scenario error(s), %d failed invariant(s).\n\n", len(r.Errors), inv)
+	default:
+		p("**Invariants: all held.** Performance targets missed: %d.\n\n", tgt)
+	}
+	for _, e := range r.Errors {
+		p("- scenario error: %s\n", e)
+	}
+
+	if len(r.Caps) > 0 {
+		p("## caps: CAPS accuracy\n\n")
+		p("Backlog larger than the run can dial; `success` outcome only, ring %s, talk %s; %d ports per tenant (%d servers × %d). "+
+			"The tenant's CAPS goes from 0.1 to the target at t=0; %s warm-up, then %s measured.\n\n",
+			r.Config.Caps.Ring, r.Config.Caps.Talk, r.Config.Caps.Servers*r.Config.Caps.Ports, r.Config.Caps.Servers, r.Config.Caps.Ports,
+			r.Config.Caps.Warmup.Duration, r.Config.Caps.Duration.Duration)
+		p("| target | PLF | attempts | achieved/s | error | 1 s bins MAE | max in any 1 s | interval p50 ms | p99 ms | max ms | at port budget | refused | concurrent |\n")
+		p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, c := range r.Caps {
+			x := c.Rate
+			p("| %s | %d | %d | %.2f | %+.3f%% | %.2f%% | %d | %.3f | %.3f | %.1f | %.0f%% | %d | %d |\n",
+				c.Label, c.PLF, x.Count, x.Achieved, x.ErrorPct, x.BinMAEPct, x.MaxWindow, x.IntervalP50, x.IntervalP99, x.IntervalMax,
+				c.CappedByPortsPct, c.Refused, c.Concurrent)
+		}
+		p("\n\"at port budget\": share of the 250 ms samples in which the engine's calls (in progress + armed) were at its port budget, i.e. ports, not CAPS, limited the rate.\n\n")
+		charts(&b, r.Charts, "caps-")
+	}
+
+	if len(r.Ports) > 0 {
+		p("## ports: port utilisation vs the SSG-style baseline\n\n")
+		pc := r.Config.Ports
+		p("Backlog of %d requests, %d ports (%d servers × %d), PortLoadFactor %d, CAPS %g, ring %s, talk %s, mix %s; %s run, the first %s (fill-up) left out. "+
+			"`live` is the engine's port budget; `sampled-5s` (`dialer.port_view`) reads the ports once every 5 s and dispatches the available ports × PLF until the next sample, as the SSG does with EventResourceInfo. Both views ran at the same time on two clusters.\n\n",
+			pc.Backlog, pc.Servers*pc.Ports, pc.Servers, pc.Ports, pc.PLF, pc.CAPS, pc.Ring, pc.Talk, pc.Mix, pc.Duration.Duration, pc.Skip.Duration)
+		p("| view | budget | utilisation | mean in use | min | peak | calls placed | refused (oversubscription) |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, x := range r.Ports {
+			p("| %s | %d | %.1f%% | %.1f | %d | %d | %d | %d |\n", x.View, x.Budget, x.UtilisationPct, x.MeanInUse, x.MinInUse, x.PeakInUse, x.Placed, x.Refused)
+		}
+		p("\n")
+		charts(&b, r.Charts, "ports-")
+	}
+
+	if len(r.Ingest) > 0 {
+		p("## ingest: creates per second\n\n")
+		p("Closed-loop writers rotating over the three nodes (followers forward to the leader); %s warm-up, %s measured per row. gRPC `CreateRequests`, REST `POST /v1/tenants/{tenant}/requests`, SSG `POST /SSG?TenantName=` with CreateRequest elements.\n\n",
+			r.Config.Ingest.Warmup.Duration, r.Config.Ingest.Duration.Duration)
+		p("| protocol | shape | writers | per call | calls/s | records/s | p50 ms | p99 ms | failed calls | failed records |\n|---|---|---:|---:|---:|---:|---:|---:|---|---|\n")
+		for _, x := range r.Ingest {
+			p("| %s | %s | %d | %d | %.0f | %.0f | %.1f | %.1f | %s | %s |\n", x.Protocol, x.Shape, x.Writers, x.Batch, x.CallsPerSec, x.RecordsPerSec, x.P50ms, x.P99ms, counts(x.Errors), counts(x.ItemFailures))
+		}
+		p("\n")
+	}
+
+	if f := r.Failover; f != nil {
+		p("## failover: leader SIGKILL while dialling\n\n")
+		p("%d requests (MaxAttempts 3, `success` outcome), CAPS %g; the leader is SIGKILLed every %s and restarted %s later. "+
+			"\"Resumed after\" is the time from the kill to the next call the platform saw; \"gap\" the pause between the last call before and the first after.\n\n",
+			f.Requests, f.CAPS, r.Config.Failover.KillEvery.Duration, r.Config.Failover.RestartAfter.Duration)
+		p("| kill | node | at s | new leader | elected after s | dialling resumed after s | gap s |\n|---:|---|---:|---|---:|---:|---:|\n")
+		for i, k := range f.Kills {
+			p("| %d | %s | %.1f | %s | %.2f | %.3f | %.3f |\n", i+1, k.Node, k.At, k.NewLeader, k.ElectedAfter, k.Gap.Resumed, k.Gap.Gap)
+		}
+		p("\nLargest resume time %.3f s. Over the run: %d attempts, %.1f/s. Every request finished %.1f s after the run.\n\n", f.MaxGap, f.Rate.Count, f.Rate.Achieved, f.SettleSeconds)
+		p("Invariants: lost requests %d, not terminal %d, attempts over MaxAttempts %d, concurrent attempts of one request %d, calls refused by a full platform %d, "+
+			"requests notified %d of %d; %d calls were hung up by a dying leader (interrupted, retried by the next).\n\n",
+			f.Lost, f.NotTerminal, f.OverMaxAttempts, f.Concurrent, f.Refused, f.Notified, f.Requests, f.InterruptedCalls)
+		charts(&b, r.Charts, "failover")
+	}
+
+	if len(r.Reads) > 0 {
+		p("## reads: follower reads\n\n| read | node | workers | per second | p50 ms | p99 ms | errors |\n|---|---|---:|---:|---:|---:|---|\n")
+		for _, x := range r.Reads {
+			p("| %s | %s | %d | %.0f | %.2f | %.2f | %s |\n", x.Read, x.Node, x.Workers, x.PerSec, x.P50ms, x.P99ms, counts(x.Errors))
+		}
+		p("\n")
+	}
+
+	p("## Checks\n\nInvariants fail the run; targets (from the issue) are reported only.\n\n| scenario | kind | check | result | detail |\n|---|---|---|---|---|\n")
+	for _, c := range r.Checks {
+		kind, res := "invariant", "ok"
+		if c.Target {
+			kind = "target"
+		}
+		if !c.OK {
+			res = "**FAIL**"
+			if c.Target {
+				res = "missed"
+			}
+		}
+		p("| %s | %s | %s | %s | %s |\n", c.Scenario, kind, c.Name, res, c.Detail)
+	}
+	return b.String()
+}
+
+func charts(b *strings.Builder, all []string, prefix string) {
+	for _, c := range all {
+		if strings.HasPrefix(c, prefix) {
+			fmt.Fprintf(b, "![%s](%s)\n\n", strings.TrimSuffix(strings.TrimSuffix(c, ".svg"), ".png"), c)
+		}
+	}
+}
+
+func counts(m map[string]int64) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s=%d", k, m[k])
+	}
+	return strings.Join(parts, " ")
+}
