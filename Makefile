@@ -70,7 +70,7 @@ fuzz:
 	go test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./api/ssg/
 
 clean:
-	rm -rf bin
+	rm -rf bin build
 
 # Container image dialtone:dev: a static binary FROM scratch with CA
 # certificates and a non-root user (uid 65532). Nothing is pulled.

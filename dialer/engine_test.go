@@ -610,7 +610,9 @@ func TestEnginePacingChangeTakesEffect(t *testing.T) {
 	})
 	changed := time.Now()
 	h.st.setPacing(&fsmpb.Pacing{Tenant: "acme", Caps: 200})
-	// Within a second the rate is well above 5/s.
+	// Within a second the rate is well above 5/s: the old rate allows at
+	// most 6 in any second, so 20 shows the change took effect (the full
+	// 200 is not reached on a loaded machine under -race).
 	eventually(t, 3*time.Second, "faster dialling", func() error {
 		n := 0
 		for _, c := range h.plat.snapshot() {
@@ -618,7 +620,7 @@ func TestEnginePacingChangeTakesEffect(t *testing.T) {
 				n++
 			}
 		}
-		if n < 50 {
+		if n < 20 {
 			return fmt.Errorf("%d calls in the first second after the change", n)
 		}
 		return nil
