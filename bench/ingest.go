@@ -55,7 +55,7 @@ func (h *harness) runIngest(ctx context.Context) error {
 			h.rep.Ingest = append(h.rep.Ingest, res)
 			h.repMu.Unlock()
 			h.logf("ingest %s %s: %.0f calls/s, %.0f records/s, p50 %.1f ms, p99 %.1f ms, failed calls %s",
-				proto, shape.name, res.CallsPerSec, res.RecordsPerSec, res.P50ms, res.P99ms, counts(res.Errors))
+				proto, shape.name, res.CallsPerSec, res.RecordsPerSec, res.P50ms, res.P99ms, load.Counts(res.Errors))
 		}
 	}
 	// The cluster is fresh: every stored record is an acknowledged create

@@ -56,8 +56,8 @@ func (h *harness) runReads(ctx context.Context) error {
 		h.repMu.Lock()
 		h.rep.Reads = append(h.rep.Reads, res)
 		h.repMu.Unlock()
-		h.logf("reads %s on follower %s: %.0f/s, p50 %.2f ms, p99 %.2f ms, errors %s", rd.name, follower, res.PerSec, res.P50ms, res.P99ms, counts(res.Errors))
-		h.check("reads", rd.name+": answered", r.Calls > 0 && len(r.Errors) == 0, "%d reads, errors %s", r.Calls, counts(r.Errors))
+		h.logf("reads %s on follower %s: %.0f/s, p50 %.2f ms, p99 %.2f ms, errors %s", rd.name, follower, res.PerSec, res.P50ms, res.P99ms, load.Counts(res.Errors))
+		h.check("reads", rd.name+": answered", r.Calls > 0 && len(r.Errors) == 0, "%d reads, errors %s", r.Calls, load.Counts(r.Errors))
 	}
 	return nil
 }

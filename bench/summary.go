@@ -2,9 +2,9 @@ package main
 
 import (
 	"fmt"
-	"sort"
 	"strings"
 
+	"github.com/seed-7bfc04c2/dialtone/bench/load"
 	"github.com/seed-7bfc04c2/dialtone/config"
 )
 
@@ -88,7 +88,7 @@ func summary(r *Report) string {
 			r.Config.Ingest.Warmup.Duration, r.Config.Ingest.Duration.Duration)
 		p("| protocol | shape | writers | per call | calls/s | records/s | p50 ms | p99 ms | failed calls | failed records |\n|---|---|---:|---:|---:|---:|---:|---:|---|---|\n")
 		for _, x := range r.Ingest {
-			p("| %s | %s | %d | %d | %.0f | %.0f | %.1f | %.1f | %s | %s |\n", x.Protocol, x.Shape, x.Writers, x.Batch, x.CallsPerSec, x.RecordsPerSec, x.P50ms, x.P99ms, counts(x.Errors), counts(x.ItemFailures))
+			p("| %s | %s | %d | %d | %.0f | %.0f | %.1f | %.1f | %s | %s |\n", x.Protocol, x.Shape, x.Writers, x.Batch, x.CallsPerSec, x.RecordsPerSec, x.P50ms, x.P99ms, load.Counts(x.Errors), load.Counts(x.ItemFailures))
 		}
 		p("\n")
 	}
@@ -112,7 +112,7 @@ func summary(r *Report) string {
 	if len(r.Reads) > 0 {
 		p("## reads: follower reads\n\n| read | node | workers | per second | p50 ms | p99 ms | errors |\n|---|---|---:|---:|---:|---:|---|\n")
 		for _, x := range r.Reads {
-			p("| %s | %s | %d | %.0f | %.2f | %.2f | %s |\n", x.Read, x.Node, x.Workers, x.PerSec, x.P50ms, x.P99ms, counts(x.Errors))
+			p("| %s | %s | %d | %.0f | %.2f | %.2f | %s |\n", x.Read, x.Node, x.Workers, x.PerSec, x.P50ms, x.P99ms, load.Counts(x.Errors))
 		}
 		p("\n")
 	}
@@ -140,20 +140,4 @@ func charts(b *strings.Builder, all []string, prefix string) {
 			fmt.Fprintf(b, "![%s](%s)\n\n", strings.TrimSuffix(strings.TrimSuffix(c, ".svg"), ".png"), c)
 		}
 	}
-}
-
-func counts(m map[string]int64) string {
-	if len(m) == 0 {
-		return "none"
-	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = fmt.Sprintf("%s=%d", k, m[k])
-	}
-	return strings.Join(parts, " ")
 }

@@ -10,8 +10,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -252,4 +254,18 @@ func CreateOp(p *Pool, tenant string, batch int, notifyURL string) Op {
 // Telnum is a made-up number for worker w's seq-th request.
 func Telnum(w int, seq int64) string {
 	return strconv.FormatInt(15_550_000_000+(int64(w)*1_000_003+seq)%10_000_000, 10)
+}
+
+// Counts prints failure counts by key, sorted: "Unavailable=3 503=1", or
+// "none".
+func Counts(m map[string]int64) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	keys := slices.Sorted(maps.Keys(m))
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s=%d", k, m[k])
+	}
+	return strings.Join(parts, " ")
 }

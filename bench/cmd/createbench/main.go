@@ -298,22 +298,6 @@ func result(sc scenario, tenant string, st *load.Result) Result {
 	}
 }
 
-func counts(m map[string]int64) string {
-	if len(m) == 0 {
-		return "none"
-	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = fmt.Sprintf("%s=%d", k, m[k])
-	}
-	return strings.Join(parts, " ")
-}
-
 func printTable(out io.Writer, rep Report) {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "scenario\twriters\tbatch\tcalls\tcalls/s\trecords/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\t")
@@ -325,11 +309,11 @@ func printTable(out io.Writer, rep Report) {
 	_ = tw.Flush()
 	fmt.Fprintln(out)
 	for _, r := range rep.Results {
-		fmt.Fprintf(out, "%s: failed calls (whole run incl. warm-up): %s; failed records: %s\n", r.Scenario, counts(r.Errors), counts(r.ItemFailures))
+		fmt.Fprintf(out, "%s: failed calls (whole run incl. warm-up): %s; failed records: %s\n", r.Scenario, load.Counts(r.Errors), load.Counts(r.ItemFailures))
 	}
 	v := rep.Verify
 	if v.OK {
-		fmt.Fprintf(out, "verify (%s): OK, %d acknowledged records stored (%s)\n", v.Method, v.Acked, counts(v.Stored))
+		fmt.Fprintf(out, "verify (%s): OK, %d acknowledged records stored (%s)\n", v.Method, v.Acked, load.Counts(v.Stored))
 		if v.Detail != "" {
 			fmt.Fprintf(out, "  note: %s\n", v.Detail)
 		}
@@ -337,7 +321,7 @@ func printTable(out io.Writer, rep Report) {
 	}
 	fmt.Fprintln(out, "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!")
 	fmt.Fprintf(out, "!!! VERIFY FAILED (%s): %s\n", v.Method, v.Detail)
-	fmt.Fprintf(out, "!!! acknowledged %d, stored %s\n", v.Acked, counts(v.Stored))
+	fmt.Fprintf(out, "!!! acknowledged %d, stored %s\n", v.Acked, load.Counts(v.Stored))
 	fmt.Fprintln(out, "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!")
 }
 
