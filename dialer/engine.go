@@ -8,7 +8,6 @@ import (
 	"math"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -317,7 +316,6 @@ func (e *Engine) revoke(ctx context.Context, recs []*fsmpb.Request) {
 	defer cancel()
 	sem := make(chan struct{}, 32)
 	var wg sync.WaitGroup
-	var failed atomic.Int64
 	for _, r := range recs {
 		if r.LastCallUuid == "" {
 			continue
@@ -326,13 +324,13 @@ func (e *Engine) revoke(ctx context.Context, recs []*fsmpb.Request) {
 		wg.Go(func() {
 			defer func() { <-sem }()
 			if err := rv.Revoke(ctx, r.Tenant, r.LastCallUuid); err != nil {
-				failed.Add(1)
 				e.log.Warn("could not revoke a previous leader's call", "request", r.Id, "call_uuid", r.LastCallUuid, "err", err)
+				return
 			}
+			e.m.Revoked.Inc()
 		})
 	}
 	wg.Wait()
-	e.m.Revoked.Add(float64(len(recs) - int(failed.Load())))
 }
 
 // housekeep refreshes settings and port figures, fetches, expires and

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/seed-7bfc04c2/dialtone/callbackend"
 	"github.com/seed-7bfc04c2/dialtone/fsm/fsmpb"
 	"github.com/seed-7bfc04c2/dialtone/mediasim"
@@ -72,6 +74,9 @@ func TestEngineRevokesPreviousLeadersCalls(t *testing.T) {
 	// The paused leader wakes up and dials the attempt it had armed: fenced.
 	if _, err := sim.Place(ctx, old); !errors.Is(err, callbackend.ErrRevoked) {
 		t.Fatalf("placing a revoked call: %v, want ErrRevoked", err)
+	}
+	if n := testutil.ToFloat64(h.engine.m.Revoked); n != 1 {
+		t.Errorf("dialtone_dialer_revoked_total %v, want 1", n)
 	}
 	r, _ := h.st.Get(ids[0])
 	if len(r.Attempts) < 1 || r.Attempts[0].Outcome != fsmpb.OutcomeClass_OUTCOME_INTERRUPTED {
