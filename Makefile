@@ -1,19 +1,28 @@
 # Dialtone build, code generation and test targets.
 SHELL := /bin/bash
-GOBIN := $(CURDIR)/bin
+# Everything built lands in build/ (ignored by git): the binaries and the
+# protoc plugins, which go.mod pins as tools.
+GOBIN := $(CURDIR)/build/tools
 export PATH := $(GOBIN):$(PATH)
 
 PROTO_PUBLIC := api/proto/dialtone/v1/requests.proto api/proto/dialtone/v1/cluster.proto api/proto/dialtone/v1/portusage.proto api/proto/dialtone/v1/dialer.proto
-PROTO_FSM := fsm/fsmpb/fsm.proto
-PROTO_CLUSTER := cluster/clusterpb/internal.proto
-PROTO_MEDIASIM := mediasim/simpb/mediasim.proto
+PROTO_FSM := internal/fsm/fsmpb/fsm.proto
+PROTO_CLUSTER := internal/cluster/clusterpb/internal.proto
+PROTO_MEDIASIM := internal/telephony/simcall/simpb/mediasim.proto
+FSMPB := github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb
 
-.PHONY: all build test unit e2e lint proto proto-tools proto-check bench bench-quick fuzz clean image compose-up compose-grow compose-shrink compose-down chaos
+.PHONY: all build dev bench-build test unit e2e lint proto proto-tools proto-check bench bench-quick fuzz clean image compose-up compose-grow compose-shrink compose-down chaos
 
 all: build
 
+# build/dialtone (the server and CLI) and build/dialtone-sim (the
+# simulators, which dialtone dev runs beside the nodes).
 build:
-	go build -o bin/dialtone ./cmd/dialtone
+	go build -o build/ ./cmd/dialtone ./cmd/dialtone-sim
+
+# A local three-node cluster with the simulated media platform.
+dev: build
+	build/dialtone dev $(DEV_FLAGS)
 
 # The whole suite: what CI runs.
 test: lint unit e2e
@@ -21,23 +30,25 @@ test: lint unit e2e
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$\|\.pb\.gw\.go$$')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	go vet ./...
-	go vet -tags e2e ./e2e/...
+	go vet -tags e2e ./test/e2e/...
 	go tool staticcheck ./...
+	go build -o build/tools/ honnef.co/go/tools/cmd/staticcheck
+	cd bench && go vet ./... && ../build/tools/staticcheck ./...
 
 unit:
 	go test -race -count=1 -timeout 20m ./...
-
+	cd bench && go test -race -count=1 -timeout 10m ./...
 
 e2e:
-	go test -race -count=1 -timeout 20m -tags e2e ./e2e/...
+	go test -race -count=1 -timeout 20m -tags e2e ./test/e2e/...
 
 proto-tools:
 	GOBIN=$(GOBIN) go install tool
 
 proto: proto-tools
-	protoc -I fsm/fsmpb --go_out=paths=source_relative:fsm/fsmpb $(PROTO_FSM)
-	protoc -I cluster/clusterpb -I fsm/fsmpb --go_out=paths=source_relative,Mfsm.proto=github.com/seed-7bfc04c2/dialtone/fsm/fsmpb:cluster/clusterpb --go-grpc_out=paths=source_relative,Mfsm.proto=github.com/seed-7bfc04c2/dialtone/fsm/fsmpb:cluster/clusterpb $(PROTO_CLUSTER)
-	protoc -I mediasim/simpb -I fsm/fsmpb --go_out=paths=source_relative,Mfsm.proto=github.com/seed-7bfc04c2/dialtone/fsm/fsmpb:mediasim/simpb --go-grpc_out=paths=source_relative,Mfsm.proto=github.com/seed-7bfc04c2/dialtone/fsm/fsmpb:mediasim/simpb $(PROTO_MEDIASIM)
+	protoc -I internal/fsm/fsmpb --go_out=paths=source_relative:internal/fsm/fsmpb $(PROTO_FSM)
+	protoc -I internal/cluster/clusterpb -I internal/fsm/fsmpb --go_out=paths=source_relative,Mfsm.proto=$(FSMPB):internal/cluster/clusterpb --go-grpc_out=paths=source_relative,Mfsm.proto=$(FSMPB):internal/cluster/clusterpb $(PROTO_CLUSTER)
+	protoc -I internal/telephony/simcall/simpb -I internal/fsm/fsmpb --go_out=paths=source_relative,Mfsm.proto=$(FSMPB):internal/telephony/simcall/simpb --go-grpc_out=paths=source_relative,Mfsm.proto=$(FSMPB):internal/telephony/simcall/simpb $(PROTO_MEDIASIM)
 	protoc -I api/proto \
 	  --go_out=paths=source_relative:api/dialtonev1 \
 	  --go-grpc_out=paths=source_relative:api/dialtonev1 \
@@ -49,35 +60,39 @@ proto: proto-tools
 
 # Fails when the committed generated code is stale.
 proto-check: proto
-	git diff --exit-code -- fsm/fsmpb cluster/clusterpb mediasim/simpb api/dialtonev1 api/openapi
+	git diff --exit-code -- internal/fsm/fsmpb internal/cluster/clusterpb internal/telephony/simcall/simpb api/dialtonev1 api/openapi
 
-# The benchmark harness (bench/README.md): every scenario, full size
+# The benchmark harness (bench/README.md, its own Go module so that its
+# chart library stays out of the server's go.mod): every scenario, full size
 # (about 11 minutes), report in bench/results/latest.
-bench:
-	go run ./bench
+# It runs from the repository root (it builds ./cmd/dialtone there).
+bench: bench-build
+	build/bench $(BENCH_FLAGS)
+bench-build:
+	cd bench && go build -o ../build/bench .
 
 # Every scenario, small (under two minutes; report in $TMPDIR): fails on a
 # broken invariant or a missing report, never on speed. CI runs it.
-bench-quick:
-	go run ./bench --quick
+bench-quick: bench-build
+	build/bench --quick
 
 # Each fuzz target for a bounded time (FUZZTIME, default 20s).
 FUZZTIME ?= 20s
 fuzz:
-	go test -run='^$$' -fuzz=FuzzApply -fuzztime=$(FUZZTIME) ./fsm/
-	go test -run='^$$' -fuzz=FuzzValidateSpec -fuzztime=$(FUZZTIME) ./api/
-	go test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./config/
-	go test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./api/ssg/
+	go test -run='^$$' -fuzz=FuzzApply -fuzztime=$(FUZZTIME) ./internal/fsm/
+	go test -run='^$$' -fuzz=FuzzValidateSpec -fuzztime=$(FUZZTIME) ./internal/server/
+	go test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./internal/config/
+	go test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./internal/server/ssg/
 
 clean:
-	rm -rf bin build
+	rm -rf build
 
 # Container image dialtone:dev: a static binary FROM scratch with CA
 # certificates and a non-root user (uid 65532). Nothing is pulled.
 IMAGE ?= dialtone:dev
 image:
 	rm -rf build/image && mkdir -p build/image/data
-	CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o build/image/dialtone ./cmd/dialtone
+	CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o build/image/ ./cmd/dialtone ./cmd/dialtone-sim
 	cp deploy/image/Dockerfile deploy/image/passwd deploy/image/group build/image/
 	cp /etc/ssl/certs/ca-certificates.crt build/image/
 	DOCKER_BUILDKIT=0 docker build -q -t $(IMAGE) build/image
@@ -101,4 +116,4 @@ compose-down:
 # the checkers (exit 1 on a violation). CHAOS_FLAGS=--quick: every fault once.
 CHAOS_FLAGS ?=
 chaos: image
-	go run ./chaos/cmd/chaos $(CHAOS_FLAGS)
+	go run ./test/chaos/cmd/chaos $(CHAOS_FLAGS)

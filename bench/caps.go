@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/seed-7bfc04c2/dialtone/bench/report"
-	"github.com/seed-7bfc04c2/dialtone/mediasim"
+	"github.com/seed-7bfc04c2/dialtone/internal/sim/mediasim"
 )
 
 // attempts merges the platform's placed and refused call starts: every

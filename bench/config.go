@@ -317,7 +317,7 @@ func (c Config) validate() error {
 		return errors.New("durations must be positive (ports.duration longer than ports.skip)")
 	}
 	if _, err := os.Stat("go.mod"); err != nil {
-		return errors.New("run from the repository root (go run ./bench): go.mod not found")
+		return errors.New("run from the repository root (make bench, or build/bench there): go.mod not found")
 	}
 	return nil
 }

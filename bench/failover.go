@@ -9,7 +9,7 @@ import (
 
 	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
 	"github.com/seed-7bfc04c2/dialtone/bench/report"
-	"github.com/seed-7bfc04c2/dialtone/mediasim"
+	"github.com/seed-7bfc04c2/dialtone/internal/sim/mediasim"
 )
 
 // runFailover SIGKILLs the leader every KillEvery during a CAPS run

@@ -15,7 +15,7 @@ import (
 	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
 	"github.com/seed-7bfc04c2/dialtone/bench/env"
 	"github.com/seed-7bfc04c2/dialtone/bench/load"
-	"github.com/seed-7bfc04c2/dialtone/mediasim"
+	"github.com/seed-7bfc04c2/dialtone/internal/sim/mediasim"
 )
 
 // harness is one run of the harness: the built binary, the temporary

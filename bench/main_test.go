@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/seed-7bfc04c2/dialtone/mediasim"
+	"github.com/seed-7bfc04c2/dialtone/internal/sim/mediasim"
 )
 
 // The harness runs from the repository root (go.mod); tests run in bench/.

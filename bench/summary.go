@@ -5,7 +5,7 @@ import (
 	"strings"
 
 	"github.com/seed-7bfc04c2/dialtone/bench/load"
-	"github.com/seed-7bfc04c2/dialtone/config"
+	"github.com/seed-7bfc04c2/dialtone/internal/config"
 )
 
 // summary renders the report as Markdown.

@@ -8,7 +8,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
-	"github.com/seed-7bfc04c2/dialtone/tlsconf"
+	"github.com/seed-7bfc04c2/dialtone/internal/tlsconf"
 )
 
 // WithTLS makes the connections use TLS with cfg.

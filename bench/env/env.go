@@ -28,19 +28,19 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
-	"github.com/seed-7bfc04c2/dialtone/config"
+	"github.com/seed-7bfc04c2/dialtone/internal/config"
 )
 
-// Build compiles ./cmd/dialtone of the module at root into dir and returns
-// the binary's path.
+// Build compiles ./cmd/dialtone and ./cmd/dialtone-sim of the module at
+// root into dir and returns the dialtone binary's path (dialtone-sim sits
+// beside it).
 func Build(ctx context.Context, root, dir string) (string, error) {
-	bin := filepath.Join(dir, "dialtone")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/dialtone")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+string(filepath.Separator), "./cmd/dialtone", "./cmd/dialtone-sim")
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/dialtone: %w\n%s", err, out)
+		return "", fmt.Errorf("go build ./cmd/dialtone ./cmd/dialtone-sim: %w\n%s", err, out)
 	}
-	return bin, nil
+	return filepath.Join(dir, "dialtone"), nil
 }
 
 // Ports are the loopback ports of one environment, from Base: mediasim
@@ -326,19 +326,19 @@ func (c *Cluster) WaitNewLeader(ctx context.Context, within time.Duration, old s
 	}
 }
 
-// Mediasim is a `dialtone mediasim` process.
+// Mediasim is a `dialtone-sim mediasim` process.
 type Mediasim struct {
 	p     *proc
 	Ports Ports
 }
 
-// StartMediasim runs mediasim with the harness's addresses and args
-// (--tenant, --servers, ...), publishing to the cluster's nodes, and waits
-// until its HTTP answers.
+// StartMediasim runs mediasim (the dialtone-sim beside bin) with the
+// harness's addresses and args (--tenant, --servers, ...), publishing to the
+// cluster's nodes, and waits until its HTTP answers.
 func StartMediasim(ctx context.Context, bin, dir string, ports Ports, args ...string) (*Mediasim, error) {
 	full := []string{"mediasim", "--listen", ports.SimGRPC(), "--http", ports.SimHTTP(), "--notify-listen", ports.Notify(),
 		"--endpoints", ports.GRPC(1) + "," + ports.GRPC(2) + "," + ports.GRPC(3), "--log-level", "error"}
-	p, err := startProc(filepath.Join(dir, "log-mediasim.txt"), bin, append(full, args...)...)
+	p, err := startProc(filepath.Join(dir, "log-mediasim.txt"), filepath.Join(filepath.Dir(bin), "dialtone-sim"), append(full, args...)...)
 	if err != nil {
 		return nil, fmt.Errorf("start mediasim: %w", err)
 	}

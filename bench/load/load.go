@@ -2,7 +2,7 @@
 // send the next call as soon as the previous one returns, with a warm-up that
 // is not measured, exact latency quantiles over the measured window, and
 // failures counted by kind. The create benchmark (bench/cmd/createbench) and
-// the harness's ingest and read scenarios (go run ./bench) share it; Pool
+// the harness's ingest and read scenarios (build/bench) share it; Pool
 // holds the gRPC connections the create load spreads over the nodes.
 package load
 

@@ -20,7 +20,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
-	"github.com/seed-7bfc04c2/dialtone/tlsconf"
+	"github.com/seed-7bfc04c2/dialtone/internal/tlsconf"
 )
 
 // client calls a node's REST API.

@@ -18,7 +18,7 @@ import (
 	"github.com/BurntSushi/toml"
 	"github.com/spf13/cobra"
 
-	"github.com/seed-7bfc04c2/dialtone/config"
+	"github.com/seed-7bfc04c2/dialtone/internal/config"
 )
 
 func newDev() *cobra.Command {
@@ -36,7 +36,8 @@ func newDev() *cobra.Command {
 cluster.example.toml) to <data-dir>/dev.toml and runs each node as its own
 "dialtone serve" process, so a node can be killed to watch failover. Ctrl-C
 or SIGTERM stops them all cleanly. Data persists in <data-dir> across runs
-unless --fresh is given. A fourth process, "dialtone mediasim", is the
+unless --fresh is given. A fourth process, "dialtone-sim mediasim" (the
+dialtone-sim binary next to this one, or on PATH: make build builds both), is the
 simulated media platform the nodes' dialer places calls on (telephony backend
 "sim" at 127.0.0.1:9090): two media servers (vxml-1, vxml-2: 50 ports each,
 tenant acme) that publish their port usage to the nodes, so GET
@@ -57,9 +58,13 @@ http://127.0.0.1:8089/notifications. --mediasim=false leaves it out.`,
 	return cmd
 }
 
-// The dev cluster's simulated media platform (dialtone mediasim) and its
-// notification receiver.
+// The dev cluster's simulated media platform (dialtone-sim mediasim) and
+// its notification receiver.
 const (
+	// devGRPCEndpoints are the nodes' gRPC addresses (devConfig), which
+	// dialtone-sim's --endpoints default also names.
+	devGRPCEndpoints = "127.0.0.1:9081,127.0.0.1:9082,127.0.0.1:9083"
+
 	devMediasimAddr = "127.0.0.1:9090"
 	devMediasimHTTP = "127.0.0.1:9091"
 	devNotifyAddr   = "127.0.0.1:8089"
@@ -130,8 +135,8 @@ func runDev(out io.Writer, dataDir string, fresh, withMediasim bool, simExtra ..
 	exited := make(chan string, len(cfg.Nodes))
 	// startChild runs self with args, prefixing its output with [label];
 	// node children report their exit on exited.
-	startChild := func(label string, node bool, args ...string) error {
-		c := exec.Command(self, args...)
+	startChild := func(label string, node bool, bin string, args ...string) error {
+		c := exec.Command(bin, args...)
 		stopWithParent(c)
 		pr, pw := io.Pipe()
 		c.Stdout, c.Stderr = pw, pw
@@ -171,7 +176,7 @@ func runDev(out io.Writer, dataDir string, fresh, withMediasim bool, simExtra ..
 	}
 	var grpcAddrs []string
 	for _, n := range cfg.Nodes {
-		if err := startChild(n.ID, true, "serve", "--config", cfgPath, "--node", n.ID); err != nil {
+		if err := startChild(n.ID, true, self, "serve", "--config", cfgPath, "--node", n.ID); err != nil {
 			return err
 		}
 		grpcAddrs = append(grpcAddrs, n.GRPC)
@@ -184,7 +189,14 @@ func runDev(out io.Writer, dataDir string, fresh, withMediasim bool, simExtra ..
 		"--endpoints", strings.Join(grpcAddrs, ",")}
 	simArgs = append(simArgs, simExtra...)
 	if withMediasim {
-		if err := startChild("mediasim", false, simArgs...); err != nil {
+		sim, err := simBinary(self)
+		if err != nil {
+			for _, p := range procs {
+				_ = p.Process.Signal(syscall.SIGTERM)
+			}
+			return err
+		}
+		if err := startChild("mediasim", false, sim, simArgs...); err != nil {
 			return err
 		}
 	}
@@ -194,7 +206,7 @@ func runDev(out io.Writer, dataDir string, fresh, withMediasim bool, simExtra ..
 		fmt.Fprintf(out, "dev: node %s  http://%s  (gRPC %s)\n", n.ID, n.HTTP, n.GRPC)
 	}
 	if withMediasim {
-		fmt.Fprintf(out, "dev: media platform: %s (2 simulated media servers x 50 ports, tenant acme)\n", strings.Join(simArgs, " "))
+		fmt.Fprintf(out, "dev: media platform: dialtone-sim %s (2 simulated media servers x 50 ports, tenant acme)\n", strings.Join(simArgs, " "))
 		fmt.Fprintf(out, "dev: port usage http://%s/v1/port-usage; media platform stats http://%s/stats, calls http://%s/calls\n",
 			cfg.Nodes[0].HTTP, devMediasimHTTP, devMediasimHTTP)
 		fmt.Fprintf(out, "dev: notification receiver http://%s/notify (use it as notification_url); received: http://%s/notifications\n",
@@ -225,6 +237,19 @@ func runDev(out io.Writer, dataDir string, fresh, withMediasim bool, simExtra ..
 	}
 	wg.Wait()
 	return errors.New("every node has exited")
+}
+
+// simBinary finds dialtone-sim: beside self first (make build puts both in
+// build/), then on PATH.
+func simBinary(self string) (string, error) {
+	beside := filepath.Join(filepath.Dir(self), "dialtone-sim")
+	if st, err := os.Stat(beside); err == nil && !st.IsDir() {
+		return beside, nil
+	}
+	if p, err := exec.LookPath("dialtone-sim"); err == nil {
+		return p, nil
+	}
+	return "", fmt.Errorf("dev: the simulator binary dialtone-sim is neither beside %s nor on PATH: run `make dev` (or `make build` and build/dialtone dev), or pass --mediasim=false", self)
 }
 
 func errOrOK(err error) string {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -9,7 +11,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
-	"github.com/seed-7bfc04c2/dialtone/config"
+	"github.com/seed-7bfc04c2/dialtone/internal/config"
 )
 
 // TestDevConfigUsesMediasim: the generated dev config places calls on the
@@ -39,13 +41,33 @@ func TestDevConfigUsesMediasim(t *testing.T) {
 	if !slices.Equal(grpcAddrs, strings.Split(devGRPCEndpoints, ",")) {
 		t.Fatalf("node gRPC addresses %v, devGRPCEndpoints %s", grpcAddrs, devGRPCEndpoints)
 	}
-	// The dev flags name a verb that exists.
-	root := newRoot()
-	if c, _, err := root.Find([]string{"mediasim"}); err != nil || c.Name() != "mediasim" {
-		t.Fatalf("mediasim verb: %v", err)
-	}
-	dev, _, err := root.Find([]string{"dev"})
+	dev, _, err := newRoot().Find([]string{"dev"})
 	if err != nil || dev.Flags().Lookup("mediasim") == nil || dev.Flags().Lookup("portsim") != nil {
 		t.Fatalf("dev flags: %v", err)
+	}
+}
+
+// dev finds dialtone-sim beside its own binary, else on PATH, else says how
+// to build it.
+func TestDevFindsSimulator(t *testing.T) {
+	dir := t.TempDir()
+	self := filepath.Join(dir, "dialtone")
+	t.Setenv("PATH", t.TempDir())
+	if _, err := simBinary(self); err == nil || !strings.Contains(err.Error(), "make dev") {
+		t.Fatalf("no simulator anywhere: %v", err)
+	}
+	onPath := filepath.Join(os.Getenv("PATH"), "dialtone-sim")
+	if err := os.WriteFile(onPath, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := simBinary(self); err != nil || got != onPath {
+		t.Fatalf("on PATH: %q, %v", got, err)
+	}
+	beside := filepath.Join(dir, "dialtone-sim")
+	if err := os.WriteFile(beside, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := simBinary(self); err != nil || got != beside {
+		t.Fatalf("beside: %q, %v", got, err)
 	}
 }

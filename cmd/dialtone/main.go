@@ -29,7 +29,7 @@ func newRoot() *cobra.Command {
 	root.PersistentFlags().StringVar(&cl.token, "bearer", os.Getenv("DIALTONE_TOKEN"), "bearer token (env DIALTONE_TOKEN)")
 	root.PersistentFlags().StringVar(&cl.caFile, "ca-file", os.Getenv("DIALTONE_CA_FILE"), "CA certificate for https addresses (env DIALTONE_CA_FILE)")
 	cl.password = os.Getenv("DIALTONE_PASSWORD")
-	root.AddCommand(newServe(), newDev(), newHashPassword(), newPortsim(&cl), newMediasim(&cl))
+	root.AddCommand(newServe(), newDev(), newHashPassword())
 	root.AddCommand(clientCommands(&cl)...)
 	return root
 }

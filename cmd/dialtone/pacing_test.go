@@ -11,8 +11,8 @@ import (
 	"time"
 
 	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
-	"github.com/seed-7bfc04c2/dialtone/config"
-	"github.com/seed-7bfc04c2/dialtone/node"
+	"github.com/seed-7bfc04c2/dialtone/internal/config"
+	"github.com/seed-7bfc04c2/dialtone/internal/node"
 )
 
 // oneNode starts a single-node cluster in this process and returns its

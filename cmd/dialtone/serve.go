@@ -17,8 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
-	"github.com/seed-7bfc04c2/dialtone/config"
-	"github.com/seed-7bfc04c2/dialtone/node"
+	"github.com/seed-7bfc04c2/dialtone/internal/config"
+	"github.com/seed-7bfc04c2/dialtone/internal/node"
 )
 
 func newServe() *cobra.Command {
@@ -53,7 +53,7 @@ every node; a flag wins over the environment.`,
 				return err
 			}
 			if cpuProfile != "" {
-				// For benchmarks (go run ./bench --cpuprofile): written at
+				// For benchmarks (build/bench --cpuprofile): written at
 				// a clean shutdown.
 				f, err := os.Create(cpuProfile)
 				if err != nil {

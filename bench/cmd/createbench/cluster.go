@@ -10,8 +10,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/seed-7bfc04c2/dialtone/config"
-	"github.com/seed-7bfc04c2/dialtone/node"
+	"github.com/seed-7bfc04c2/dialtone/internal/config"
+	"github.com/seed-7bfc04c2/dialtone/internal/node"
 )
 
 // localCluster is a three-node cluster running inside this process on

@@ -31,10 +31,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/seed-7bfc04c2/dialtone/callbackend"
-	"github.com/seed-7bfc04c2/dialtone/config"
-	"github.com/seed-7bfc04c2/dialtone/fsm/fsmpb"
-	"github.com/seed-7bfc04c2/dialtone/sipcall"
+	"github.com/seed-7bfc04c2/dialtone/internal/config"
+	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
+	"github.com/seed-7bfc04c2/dialtone/internal/telephony"
+	"github.com/seed-7bfc04c2/dialtone/internal/telephony/sipcall"
 )
 
 func main() {
@@ -202,7 +202,7 @@ func dialtoneStep(bin, _ string, r float64, d, hold time.Duration) (step, error)
 		go func() {
 			defer wg.Done()
 			t0 := time.Now()
-			out, err := b.Place(context.Background(), callbackend.Call{RequestID: strconv.Itoa(i), Tenant: "bench", Telnum: strconv.Itoa(100000 + i), Ani: "1000"})
+			out, err := b.Place(context.Background(), telephony.Call{RequestID: strconv.Itoa(i), Tenant: "bench", Telnum: strconv.Itoa(100000 + i), Ani: "1000"})
 			lat[i] = time.Since(t0) - hold
 			if err != nil || out.Class != fsmpb.OutcomeClass_OUTCOME_SUCCESS {
 				failed.Add(1)

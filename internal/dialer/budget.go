@@ -1,0 +1,131 @@
+package dialer
+
+import (
+	"time"
+
+	"github.com/seed-7bfc04c2/dialtone/internal/dialer/pacing"
+)
+
+// PortReport is a tenant's port figures from the port-usage cache.
+type PortReport struct {
+	Total, InUse uint32
+	// ReceivedAt is when the newest report behind the figures arrived.
+	ReceivedAt time.Time
+	// OK is false when the tenant has no fresh report: no capacity.
+	OK bool
+}
+
+// budget counts one tenant's calls for the port budget.
+//
+// Two limits apply. The budget proper bounds this engine's calls (in
+// progress plus armed, i.e. committed but not dialled yet):
+//
+//	TotalPorts, Fixed: floor(total × PortLoadFactor / 100)
+//	AvailablePorts:    floor((total − other) × PortLoadFactor / 100)
+//
+// where other is the ports the report shows in use by traffic that is not
+// this engine's (inbound calls, say). The physical limit keeps the media
+// platform from ever being asked for more ports than it has (at
+// PortLoadFactor ≤ 100; above 100 the operator oversubscribes on purpose
+// and the limit scales with it). The figures the media servers report
+// arrive late, so the ports in use now are estimated as
+//
+//	max(calls, inUse + placedSince(report − margin)) + armed
+//
+// where calls are this engine's calls in progress (a lower bound on what
+// it holds), placedSince counts the calls placed after the report (less a
+// margin for the relay latency: a call may be counted twice, never not at
+// all). This also covers calls a previous leader left on the platform:
+// they are in inUse until they end. With no fresh report both limits are
+// 0. This assumes, as the CVP seed says, that servers report on every
+// change; with reports only every few seconds calls that ended still count
+// as in use, so the estimate errs towards fewer calls, never more.
+type budget struct {
+	armed  int
+	calls  int
+	placed []time.Time // dial times of the last few seconds, oldest first
+}
+
+// placedKeep bounds how far back placed dial times are kept: a report
+// older than this is stale anyway (port_usage.stale_after).
+const placedKeep = 10 * time.Second
+
+func (b *budget) place(now time.Time) {
+	b.armed--
+	b.calls++
+	b.placed = append(b.placed, now)
+	if len(b.placed) > 64 && now.Sub(b.placed[0]) > placedKeep {
+		i := 0
+		for i < len(b.placed) && now.Sub(b.placed[i]) > placedKeep {
+			i++
+		}
+		b.placed = append(b.placed[:0], b.placed[i:]...)
+	}
+}
+
+func (b *budget) placedSince(t time.Time) int {
+	// placed is sorted: count from the end.
+	n := 0
+	for i := len(b.placed) - 1; i >= 0 && !b.placed[i].Before(t); i-- {
+		n++
+	}
+	return n
+}
+
+// limit returns the budget and this engine's calls counted against it
+// (in progress plus armed), and the physical limit and the estimate of
+// ports in use counted against that.
+func (b *budget) limit(mode string, plf uint32, rep PortReport, margin time.Duration) (limit, own, physical, estimate int) {
+	own = b.calls + b.armed
+	if !rep.OK {
+		return 0, own, 0, own
+	}
+	inUse, total := int(rep.InUse), int(rep.Total)
+	since := b.placedSince(rep.ReceivedAt.Add(-margin))
+	switch mode {
+	case pacing.BatchAvailablePorts:
+		// Of inUse, this engine's are the calls it has now less those
+		// placed after the report (an over-estimate of its share when calls
+		// ended since, so other traffic is if anything under-estimated; the
+		// physical limit still holds).
+		other := max(inUse-max(b.calls-since, 0), 0)
+		limit = max(total-other, 0) * int(plf) / 100
+	default:
+		limit = total * int(plf) / 100
+	}
+	physical = total * int(max(plf, 100)) / 100
+	estimate = max(b.calls, inUse+since) + b.armed
+	return limit, own, physical, estimate
+}
+
+// canArm reports whether one more call fits both limits.
+func (b *budget) canArm(mode string, plf uint32, rep PortReport, margin time.Duration) bool {
+	l, own, phys, est := b.limit(mode, plf, rep, margin)
+	return own < l && est < phys
+}
+
+// sampledPorts is the SSG-style baseline port view (PortViewSampled), kept
+// only so benchmarks can compare the live budget with it on the same
+// engine. The SSG learns its ports from an EventResourceInfo sent every 5
+// seconds and passes floor(available × PortLoadFactor / 100) calls until
+// the next one. So here: every interval the engine takes the port report
+// once and may arm that many calls until the next sample. Calls that end in
+// between free nothing until the next sample (idle ports), and calls armed
+// before a sample but not yet in its figures are not counted against it (a
+// possible oversubscription).
+type sampledPorts struct {
+	at    time.Time
+	quota int
+}
+
+// refresh takes a new sample when the last one is interval old.
+func (s *sampledPorts) refresh(now time.Time, interval time.Duration, rep PortReport, plf uint32) {
+	if !s.at.IsZero() && now.Sub(s.at) < interval {
+		return
+	}
+	s.at = now
+	s.quota = 0
+	if rep.OK && rep.Total > rep.InUse {
+		s.quota = int(rep.Total-rep.InUse) * int(plf) / 100
+	}
+}

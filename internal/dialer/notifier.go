@@ -1,0 +1,224 @@
+package dialer
+
+import (
+	"container/heap"
+	"context"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
+)
+
+// notifier delivers result notifications at least once: every finished
+// request with a pending notification is sent, retried with capped
+// exponential backoff (1 s, 2 s, 4 s, ... up to NotifyMaxBackoff, ±20%
+// jitter) until the trigger application answers 2xx, and the delivery is
+// then committed (MarkNotified, group-committed). A new leader starts by
+// queueing every request still marked pending, so a notification whose
+// delivery was not committed is sent again: at least once, possibly twice.
+type notifier struct {
+	e     *Engine
+	marks *batcher[string]
+
+	mu      sync.Mutex
+	queue   noteHeap
+	byID    map[string]*note
+	pending map[string]int    // per tenant
+	retries map[string]uint64 // per tenant
+	wake    chan struct{}
+}
+
+type note struct {
+	id, tenant string
+	next       time.Time
+	tries      int
+	sending    bool
+	idx        int
+}
+
+func newNotifier(e *Engine) *notifier {
+	n := &notifier{e: e, byID: map[string]*note{}, pending: map[string]int{}, retries: map[string]uint64{}, wake: make(chan struct{}, 1)}
+	n.marks = newBatcher(maxEntryItems, n.commitMarks)
+	return n
+}
+
+// add queues the notification of a finished request (idempotent).
+func (n *notifier) add(id string) {
+	r, ok := n.e.opts.Store.Get(id)
+	if !ok || r.State != fsmpb.State_PROCESSED || r.NotifyState != fsmpb.NotifyState_NOTIFY_PENDING {
+		return
+	}
+	n.mu.Lock()
+	if n.byID[id] == nil {
+		nt := &note{id: id, tenant: r.Tenant, next: time.Now()}
+		n.byID[id] = nt
+		heap.Push(&n.queue, nt)
+		n.pending[r.Tenant]++
+	}
+	n.mu.Unlock()
+	select {
+	case n.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (n *notifier) stats(tenant string) (pending int, retries uint64) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.pending[tenant], n.retries[tenant]
+}
+
+func (n *notifier) run(ctx context.Context) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		n.marks.run(ctx)
+	}()
+	// What earlier leaders finished but did not get delivered.
+	for _, tn := range n.e.opts.Store.Tenants(fsmpb.State_PROCESSED) {
+		after := ""
+		for ctx.Err() == nil {
+			recs := n.e.opts.Store.InState(tn, fsmpb.State_PROCESSED, after, maxEntryItems)
+			if len(recs) == 0 {
+				break
+			}
+			after = recs[len(recs)-1].Id
+			for _, r := range recs {
+				if r.NotifyState == fsmpb.NotifyState_NOTIFY_PENDING {
+					n.add(r.Id)
+				}
+			}
+		}
+	}
+	sem := make(chan struct{}, n.e.opts.NotifyConcurrency)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		wait := time.Second
+		now := time.Now()
+		for n.e.opts.Sender != nil {
+			n.mu.Lock()
+			if n.queue.Len() == 0 {
+				n.mu.Unlock()
+				break
+			}
+			nt := n.queue[0]
+			if nt.next.After(now) {
+				wait = min(wait, nt.next.Sub(now))
+				n.mu.Unlock()
+				break
+			}
+			select {
+			case sem <- struct{}{}:
+			default:
+				n.mu.Unlock()
+				wait = min(wait, 10*time.Millisecond)
+				goto sleep
+			}
+			heap.Pop(&n.queue)
+			nt.sending = true
+			n.mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				n.send(ctx, nt)
+			}()
+		}
+	sleep:
+		timer.Reset(wait) // Go ≥1.23 timers: Reset discards a pending tick
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.wake:
+		case <-timer.C:
+		}
+	}
+}
+
+func (n *notifier) send(ctx context.Context, nt *note) {
+	r, ok := n.e.opts.Store.Get(nt.id)
+	if !ok || r.State != fsmpb.State_PROCESSED || r.NotifyState != fsmpb.NotifyState_NOTIFY_PENDING {
+		n.forget(nt)
+		return
+	}
+	err := n.e.opts.Sender.Send(ctx, r)
+	if ctx.Err() != nil {
+		return
+	}
+	if err == nil {
+		n.e.m.Notifications.WithLabelValues(r.Tenant, "delivered").Inc()
+		n.marks.add(nt.id)
+		return
+	}
+	n.e.m.Notifications.WithLabelValues(r.Tenant, "failed").Inc()
+	n.e.log.Debug("notification failed; will retry", "request", nt.id, "tries", nt.tries+1, "err", err)
+	n.mu.Lock()
+	nt.tries++
+	n.retries[nt.tenant]++
+	backoff := time.Second << min(nt.tries-1, 20)
+	backoff = min(backoff, n.e.opts.NotifyMaxBackoff)
+	backoff = time.Duration(float64(backoff) * (0.8 + 0.4*rand.Float64()))
+	nt.next = time.Now().Add(backoff)
+	nt.sending = false
+	heap.Push(&n.queue, nt)
+	n.mu.Unlock()
+}
+
+func (n *notifier) forget(nt *note) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.byID[nt.id] == nt {
+		delete(n.byID, nt.id)
+		n.pending[nt.tenant]--
+		if n.pending[nt.tenant] <= 0 {
+			delete(n.pending, nt.tenant)
+		}
+	}
+}
+
+func (n *notifier) commitMarks(ctx context.Context, ids []string) {
+	_, _, err := n.e.opts.Apply.ApplyLeader(ctx, &fsmpb.Command{Body: &fsmpb.Command_MarkNotified{MarkNotified: &fsmpb.MarkNotified{Ids: ids}}})
+	if err != nil {
+		if ctx.Err() == nil {
+			n.e.log.Warn("committing delivered notifications failed; the next leader sends them again", "n", len(ids), "err", err)
+		}
+		return
+	}
+	n.mu.Lock()
+	nts := make([]*note, 0, len(ids))
+	for _, id := range ids {
+		if nt := n.byID[id]; nt != nil {
+			nts = append(nts, nt)
+		}
+	}
+	n.mu.Unlock()
+	for _, nt := range nts {
+		n.forget(nt)
+	}
+}
+
+// noteHeap orders notes by next delivery time.
+type noteHeap []*note
+
+func (h noteHeap) Len() int           { return len(h) }
+func (h noteHeap) Less(i, j int) bool { return h[i].next.Before(h[j].next) }
+func (h noteHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].idx, h[j].idx = i, j
+}
+func (h *noteHeap) Push(x any) {
+	nt := x.(*note)
+	nt.idx = len(*h)
+	*h = append(*h, nt)
+}
+func (h *noteHeap) Pop() any {
+	old := *h
+	nt := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return nt
+}

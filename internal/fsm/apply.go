@@ -1,0 +1,443 @@
+package fsm
+
+import (
+	"fmt"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
+)
+
+// Result reasons stored on records; other packages may show them to clients.
+const (
+	reasonCancelled   = "Cancelled"
+	reasonTTLExpired  = "TTL Expired"
+	reasonMaxAttempts = "MaxAttempts Exceeded"
+)
+
+// applier applies commands to the writer's version of the state, in place.
+type applier struct {
+	st *state
+
+	// Of the entry being applied.
+	index uint64
+	now   int64
+}
+
+// decode decodes and checks one command entry. It panics on anything this
+// binary cannot apply; ApplyBatch decodes a whole batch before applying any
+// of it, so such a batch changes nothing.
+func decode(l *raft.Log) *fsmpb.Command {
+	cmd := &fsmpb.Command{}
+	if err := proto.Unmarshal(l.Data, cmd); err != nil {
+		panic(fmt.Sprintf("fsm: log entry %d is not a Command (%v); refusing to diverge from the cluster", l.Index, err))
+	}
+	if cmd.Version > CommandVersion {
+		panic(fmt.Sprintf("fsm: log entry %d has command version %d but this binary knows only up to %d; upgrade it", l.Index, cmd.Version, CommandVersion))
+	}
+	if cmd.Body == nil {
+		// A body type number this binary does not know decodes as no body.
+		panic(unknownBody(l.Index, cmd))
+	}
+	return cmd
+}
+
+func unknownBody(index uint64, cmd *fsmpb.Command) string {
+	return fmt.Sprintf("fsm: log entry %d (command version %d) has an unknown or missing body; upgrade this binary", index, cmd.Version)
+}
+
+// apply applies one decoded command entry. Everything it does depends only
+// on the state and the entry, never on a clock or on randomness, so every
+// replica computes the same state.
+func (a *applier) apply(index uint64, cmd *fsmpb.Command) *fsmpb.ApplyResult {
+	a.index, a.now = index, cmd.NowUnixMs
+
+	switch b := cmd.Body.(type) {
+	case *fsmpb.Command_Create:
+		return a.create(b.Create)
+	case *fsmpb.Command_Cancel:
+		return a.forEach(b.Cancel.GetIds(), a.cancelFn(b.Cancel.GetTenant()))
+	case *fsmpb.Command_Claim:
+		return a.forEach(b.Claim.GetIds(), a.claim)
+	case *fsmpb.Command_StartAttempts:
+		return a.startAttempts(b.StartAttempts)
+	case *fsmpb.Command_RecordResults:
+		return a.recordResults(b.RecordResults)
+	case *fsmpb.Command_MarkNotified:
+		return a.forEach(b.MarkNotified.GetIds(), a.markNotified)
+	case *fsmpb.Command_Purge:
+		return a.forEach(b.Purge.GetIds(), a.purge)
+	case *fsmpb.Command_Requeue:
+		return a.forEach(b.Requeue.GetIds(), a.requeue)
+	case *fsmpb.Command_Expire:
+		return a.forEach(b.Expire.GetIds(), a.expire)
+	case *fsmpb.Command_SetEntitlement:
+		return a.setEntitlement(b.SetEntitlement)
+	case *fsmpb.Command_DeleteEntitlement:
+		return a.deleteEntitlement(b.DeleteEntitlement)
+	case *fsmpb.Command_SetThreshold:
+		return a.setThreshold(b.SetThreshold)
+	case *fsmpb.Command_DeleteThreshold:
+		return a.deleteThreshold(b.DeleteThreshold)
+	case *fsmpb.Command_SetPacing:
+		return a.setPacing(b.SetPacing)
+	case *fsmpb.Command_DeletePacing:
+		return a.deletePacing(b.DeletePacing)
+	default:
+		panic(unknownBody(index, cmd)) // decode rejects these
+	}
+}
+
+func ok(id string) *fsmpb.ItemResult { return &fsmpb.ItemResult{Id: id} }
+
+func fail(id string, code fsmpb.Code, format string, args ...interface{}) *fsmpb.ItemResult {
+	return &fsmpb.ItemResult{Id: id, Code: code, Reason: fmt.Sprintf(format, args...)}
+}
+
+func notFound(id string) *fsmpb.ItemResult {
+	return &fsmpb.ItemResult{Id: id, Code: fsmpb.Code_CODE_NOT_FOUND, Reason: "request not found"}
+}
+
+func invalidState(r *fsmpb.Request, want string) *fsmpb.ItemResult {
+	return fail(r.Id, fsmpb.Code_CODE_INVALID_STATE, "request is %s, not %s", r.State, want)
+}
+
+// forEach applies fn to the stored record of every id in order.
+func (a *applier) forEach(ids []string, fn func(r *fsmpb.Request) *fsmpb.ItemResult) *fsmpb.ApplyResult {
+	res := &fsmpb.ApplyResult{Items: make([]*fsmpb.ItemResult, 0, len(ids))}
+	for _, id := range ids {
+		r, found := a.get(id)
+		if !found {
+			res.Items = append(res.Items, notFound(id))
+			continue
+		}
+		res.Items = append(res.Items, fn(r))
+	}
+	return res
+}
+
+func (a *applier) get(id string) (*fsmpb.Request, bool) { return a.st.get(id) }
+
+func (a *applier) create(c *fsmpb.CreateRequests) *fsmpb.ApplyResult {
+	reqs := c.GetRequests()
+	res := &fsmpb.ApplyResult{Items: make([]*fsmpb.ItemResult, 0, len(reqs))}
+	for _, r := range reqs {
+		res.Items = append(res.Items, a.createOne(r, c.GetMaxRecords()))
+	}
+	return res
+}
+
+func (a *applier) createOne(r *fsmpb.Request, maxRecords uint64) *fsmpb.ItemResult {
+	switch {
+	case r.Id == "":
+		return fail("", fsmpb.Code_CODE_INVALID_STATE, "id is required")
+	case r.Tenant == "":
+		return fail(r.Id, fsmpb.Code_CODE_INVALID_STATE, "tenant is required")
+	}
+	if r.IdempotencyKey != "" {
+		if prev, found := a.st.getByKey(r.Tenant, r.IdempotencyKey); found {
+			if string(prev.Fingerprint) == string(r.Fingerprint) {
+				return fail(prev.Id, fsmpb.Code_CODE_DUPLICATE, "idempotency key already used by this request")
+			}
+			return fail(r.Id, fsmpb.Code_CODE_CONFLICT, "idempotency key already used by a different request")
+		}
+	}
+	if prev, exists := a.get(r.Id); exists {
+		// The same request under the same id is a replay of this very
+		// command (a proposer retrying after an unknown outcome): answer
+		// as the original did, not with an error.
+		if prev.Tenant == r.Tenant && string(prev.Fingerprint) == string(r.Fingerprint) {
+			return fail(prev.Id, fsmpb.Code_CODE_DUPLICATE, "request already stored under this id")
+		}
+		return fail(r.Id, fsmpb.Code_CODE_EXISTS, "id already exists")
+	}
+	if maxRecords > 0 && uint64(a.st.count()) >= maxRecords {
+		return fail(r.Id, fsmpb.Code_CODE_CAPACITY, "maximum of %d stored records reached", maxRecords)
+	}
+
+	// r was decoded from this entry and is owned here. Reset every status
+	// field: only the spec (and its fingerprint) comes from the proposer.
+	n := &fsmpb.Request{
+		Id:              r.Id,
+		Tenant:          r.Tenant,
+		Token:           r.Token,
+		IvrProfile:      r.IvrProfile,
+		Telnum:          r.Telnum,
+		Ani:             r.Ani,
+		NotificationUrl: r.NotificationUrl,
+		CustomData:      r.CustomData,
+		Cpd:             r.Cpd,
+		MaxAttempts:     r.MaxAttempts,
+		TtlMs:           r.TtlMs,
+		IdempotencyKey:  r.IdempotencyKey,
+		Fingerprint:     r.Fingerprint,
+
+		State:           fsmpb.State_PENDING,
+		CreatedUnixMs:   a.now,
+		NextRetryUnixMs: a.now,
+		ExpiresUnixMs:   a.now + r.TtlMs,
+		NotifyState:     fsmpb.NotifyState_NOTIFY_NONE,
+		UpdatedUnixMs:   a.now,
+		CreateIndex:     a.index,
+		ModifyIndex:     a.index,
+	}
+	a.st.insert(n)
+	return ok(n.Id)
+}
+
+func (a *applier) cancelFn(tenant string) func(r *fsmpb.Request) *fsmpb.ItemResult {
+	return func(r *fsmpb.Request) *fsmpb.ItemResult {
+		if r.Tenant != tenant {
+			// Same answer as a missing id: do not reveal other tenants' ids.
+			return notFound(r.Id)
+		}
+		switch r.State {
+		case fsmpb.State_IN_PROGRESS:
+			return fail(r.Id, fsmpb.Code_CODE_IN_PROGRESS, "an attempt is in progress")
+		case fsmpb.State_PROCESSED:
+			return fail(r.Id, fsmpb.Code_CODE_FINISHED, "request is already finished")
+		case fsmpb.State_PENDING, fsmpb.State_INITIATED:
+			a.update(r, func(n *fsmpb.Request) {
+				setProcessed(n, fsmpb.Result_CANCELLED, reasonCancelled)
+				// The client learns the outcome from its cancel call.
+				n.NotifyState = fsmpb.NotifyState_NOTIFY_NOT_REQUIRED
+			})
+			return ok(r.Id)
+		default:
+			return invalidState(r, "PENDING or INITIATED")
+		}
+	}
+}
+
+func (a *applier) claim(r *fsmpb.Request) *fsmpb.ItemResult {
+	if r.State != fsmpb.State_PENDING {
+		return invalidState(r, "PENDING")
+	}
+	a.update(r, func(n *fsmpb.Request) { n.State = fsmpb.State_INITIATED })
+	return ok(r.Id)
+}
+
+func (a *applier) startAttempts(c *fsmpb.StartAttempts) *fsmpb.ApplyResult {
+	starts := c.GetStarts()
+	res := &fsmpb.ApplyResult{Items: make([]*fsmpb.ItemResult, 0, len(starts))}
+	for _, s := range starts {
+		res.Items = append(res.Items, a.startOne(s))
+	}
+	return res
+}
+
+func (a *applier) startOne(s *fsmpb.AttemptStart) *fsmpb.ItemResult {
+	r, found := a.get(s.GetId())
+	switch {
+	case !found:
+		return notFound(s.GetId())
+	case r.State != fsmpb.State_INITIATED:
+		return invalidState(r, "INITIATED")
+	case r.AttemptsMade >= r.MaxAttempts:
+		return fail(r.Id, fsmpb.Code_CODE_INVALID_STATE, "all %d attempts made", r.MaxAttempts)
+	case a.now >= r.ExpiresUnixMs:
+		return fail(r.Id, fsmpb.Code_CODE_INVALID_STATE, "TTL expired")
+	}
+	a.update(r, func(n *fsmpb.Request) {
+		n.State = fsmpb.State_IN_PROGRESS
+		n.AttemptsMade++
+		n.LastCallUuid = s.GetCallUuid()
+		n.Attempts = append(n.Attempts, &fsmpb.Attempt{
+			Number:        n.AttemptsMade,
+			CallUuid:      s.GetCallUuid(),
+			StartedUnixMs: a.now,
+		})
+	})
+	return ok(r.Id)
+}
+
+func (a *applier) recordResults(c *fsmpb.RecordResults) *fsmpb.ApplyResult {
+	results := c.GetResults()
+	res := &fsmpb.ApplyResult{Items: make([]*fsmpb.ItemResult, 0, len(results))}
+	for _, ar := range results {
+		res.Items = append(res.Items, a.recordOne(ar))
+	}
+	return res
+}
+
+func (a *applier) recordOne(ar *fsmpb.AttemptResult) *fsmpb.ItemResult {
+	r, found := a.get(ar.GetId())
+	switch {
+	case !found:
+		return notFound(ar.GetId())
+	case r.State != fsmpb.State_IN_PROGRESS:
+		return invalidState(r, "IN_PROGRESS")
+	case r.LastCallUuid != ar.GetCallUuid():
+		return fail(r.Id, fsmpb.Code_CODE_INVALID_STATE, "stale result: call %q is not the current attempt", ar.GetCallUuid())
+	}
+	switch ar.GetOutcome() {
+	case fsmpb.OutcomeClass_OUTCOME_SUCCESS, fsmpb.OutcomeClass_OUTCOME_PERMANENT,
+		fsmpb.OutcomeClass_OUTCOME_BUSY, fsmpb.OutcomeClass_OUTCOME_TEMPORARY,
+		fsmpb.OutcomeClass_OUTCOME_INTERNAL, fsmpb.OutcomeClass_OUTCOME_INTERRUPTED:
+	default:
+		return fail(r.Id, fsmpb.Code_CODE_INVALID_STATE, "unknown outcome %s", ar.GetOutcome())
+	}
+
+	a.update(r, func(n *fsmpb.Request) {
+		if k := len(n.Attempts); k > 0 {
+			// n.Attempts is n's own slice but its elements are shared.
+			last := copyAttempt(n.Attempts[k-1])
+			n.Attempts[k-1] = last
+			last.EndedUnixMs = a.now
+			last.Outcome = ar.GetOutcome()
+			last.Reason = ar.GetReason()
+		}
+		nextRetry := max(ar.GetNextRetryUnixMs(), a.now)
+		switch ar.GetOutcome() {
+		case fsmpb.OutcomeClass_OUTCOME_SUCCESS:
+			setProcessed(n, fsmpb.Result_SUCCESS, "")
+		case fsmpb.OutcomeClass_OUTCOME_PERMANENT:
+			setProcessed(n, fsmpb.Result_FAILURE, ar.GetReason())
+		case fsmpb.OutcomeClass_OUTCOME_INTERNAL, fsmpb.OutcomeClass_OUTCOME_INTERRUPTED:
+			// Not the callee's doing: the attempt does not count.
+			if n.AttemptsMade > 0 {
+				n.AttemptsMade--
+			}
+			if a.now >= n.ExpiresUnixMs {
+				setProcessed(n, fsmpb.Result_FAILURE, reasonTTLExpired)
+			} else {
+				setPending(n, nextRetry)
+			}
+		case fsmpb.OutcomeClass_OUTCOME_BUSY, fsmpb.OutcomeClass_OUTCOME_TEMPORARY:
+			switch {
+			case n.AttemptsMade >= n.MaxAttempts:
+				setProcessed(n, fsmpb.Result_FAILURE, reasonMaxAttempts)
+			case nextRetry >= n.ExpiresUnixMs: // covers now >= expires
+				setProcessed(n, fsmpb.Result_FAILURE, reasonTTLExpired)
+			default:
+				setPending(n, nextRetry)
+			}
+		}
+	})
+	return ok(r.Id)
+}
+
+func (a *applier) markNotified(r *fsmpb.Request) *fsmpb.ItemResult {
+	if r.State != fsmpb.State_PROCESSED || r.NotifyState != fsmpb.NotifyState_NOTIFY_PENDING {
+		return fail(r.Id, fsmpb.Code_CODE_INVALID_STATE, "request is %s with notification %s, not PROCESSED with NOTIFY_PENDING", r.State, r.NotifyState)
+	}
+	a.update(r, func(n *fsmpb.Request) { n.NotifyState = fsmpb.NotifyState_NOTIFIED })
+	return ok(r.Id)
+}
+
+func (a *applier) purge(r *fsmpb.Request) *fsmpb.ItemResult {
+	if r.State != fsmpb.State_PROCESSED ||
+		(r.NotifyState != fsmpb.NotifyState_NOTIFIED && r.NotifyState != fsmpb.NotifyState_NOTIFY_NOT_REQUIRED) {
+		return fail(r.Id, fsmpb.Code_CODE_INVALID_STATE, "request is %s with notification %s, not finished and notified", r.State, r.NotifyState)
+	}
+	a.st.remove(r)
+	return ok(r.Id)
+}
+
+func (a *applier) requeue(r *fsmpb.Request) *fsmpb.ItemResult {
+	if r.State != fsmpb.State_INITIATED {
+		return invalidState(r, "INITIATED")
+	}
+	a.update(r, func(n *fsmpb.Request) { n.State = fsmpb.State_PENDING })
+	return ok(r.Id)
+}
+
+func (a *applier) expire(r *fsmpb.Request) *fsmpb.ItemResult {
+	if r.State != fsmpb.State_PENDING && r.State != fsmpb.State_INITIATED {
+		return invalidState(r, "PENDING or INITIATED")
+	}
+	if a.now < r.ExpiresUnixMs {
+		return fail(r.Id, fsmpb.Code_CODE_INVALID_STATE, "TTL not expired yet")
+	}
+	a.update(r, func(n *fsmpb.Request) { setProcessed(n, fsmpb.Result_FAILURE, reasonTTLExpired) })
+	return ok(r.Id)
+}
+
+// setProcessed finishes n; the notification is pending unless the caller
+// overrides it.
+func setProcessed(n *fsmpb.Request, result fsmpb.Result, reason string) {
+	n.State = fsmpb.State_PROCESSED
+	n.Result = result
+	n.ResultReason = reason
+	n.DeleteFlag = true
+	n.NotifyState = fsmpb.NotifyState_NOTIFY_PENDING
+}
+
+func setPending(n *fsmpb.Request, nextRetry int64) {
+	n.State = fsmpb.State_PENDING
+	n.NextRetryUnixMs = nextRetry
+}
+
+// update stores a modified copy of the stored record old: stored records are
+// shared with readers and snapshots and are never modified in place.
+func (a *applier) update(old *fsmpb.Request, mutate func(n *fsmpb.Request)) {
+	n := copyRequest(old)
+	mutate(n)
+	n.UpdatedUnixMs = a.now
+	n.ModifyIndex = a.index
+	a.st.replace(old, n)
+}
+
+// copyRequest returns a copy of r that mutate functions may modify: every
+// field, including unknown ones, is copied, and Attempts is a new slice
+// (with room for one more). Sub-messages and byte slices (CustomData, Cpd,
+// Fingerprint, the Attempt elements) are shared, so they must be replaced,
+// never modified, in the copy (see copyAttempt). It is several times faster
+// than proto.Clone; TestCopyRequest checks it covers every field.
+func copyRequest(r *fsmpb.Request) *fsmpb.Request {
+	n := &fsmpb.Request{
+		Id:              r.Id,
+		Tenant:          r.Tenant,
+		Token:           r.Token,
+		IvrProfile:      r.IvrProfile,
+		Telnum:          r.Telnum,
+		Ani:             r.Ani,
+		NotificationUrl: r.NotificationUrl,
+		CustomData:      r.CustomData,
+		Cpd:             r.Cpd,
+		MaxAttempts:     r.MaxAttempts,
+		TtlMs:           r.TtlMs,
+		IdempotencyKey:  r.IdempotencyKey,
+		Fingerprint:     r.Fingerprint,
+
+		State:           r.State,
+		Result:          r.Result,
+		AttemptsMade:    r.AttemptsMade,
+		CreatedUnixMs:   r.CreatedUnixMs,
+		NextRetryUnixMs: r.NextRetryUnixMs,
+		ExpiresUnixMs:   r.ExpiresUnixMs,
+		LastCallUuid:    r.LastCallUuid,
+		DeleteFlag:      r.DeleteFlag,
+		NotifyState:     r.NotifyState,
+		UpdatedUnixMs:   r.UpdatedUnixMs,
+		ResultReason:    r.ResultReason,
+		CreateIndex:     r.CreateIndex,
+		ModifyIndex:     r.ModifyIndex,
+	}
+	if len(r.Attempts) > 0 {
+		n.Attempts = make([]*fsmpb.Attempt, len(r.Attempts), len(r.Attempts)+1)
+		copy(n.Attempts, r.Attempts)
+	}
+	if u := r.ProtoReflect().GetUnknown(); len(u) > 0 {
+		n.ProtoReflect().SetUnknown(append(protoreflect.RawFields(nil), u...))
+	}
+	return n
+}
+
+// copyAttempt returns a copy of a, including its unknown fields.
+func copyAttempt(a *fsmpb.Attempt) *fsmpb.Attempt {
+	n := &fsmpb.Attempt{
+		Number:        a.Number,
+		CallUuid:      a.CallUuid,
+		StartedUnixMs: a.StartedUnixMs,
+		EndedUnixMs:   a.EndedUnixMs,
+		Outcome:       a.Outcome,
+		Reason:        a.Reason,
+	}
+	if u := a.ProtoReflect().GetUnknown(); len(u) > 0 {
+		n.ProtoReflect().SetUnknown(append(protoreflect.RawFields(nil), u...))
+	}
+	return n
+}

@@ -1,0 +1,60 @@
+package fsm
+
+import (
+	"math"
+
+	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
+)
+
+// Reads for the dialer engine.
+
+// Tenants returns, sorted, the tenants that have records in state (any
+// state when state is STATE_UNSPECIFIED). It costs O(tenants × states ×
+// profiles), not O(records).
+func (f *FSM) Tenants(state fsmpb.State) []string {
+	var out []string
+	f.view().counts.Ascend(func(c countItem) bool {
+		if state != fsmpb.State_STATE_UNSPECIFIED && c.state != state {
+			return true
+		}
+		if len(out) == 0 || out[len(out)-1] != c.tenant {
+			out = append(out, c.tenant)
+		}
+		return true
+	})
+	return out
+}
+
+// Expired returns up to limit PENDING or INITIATED records whose TTL ended
+// at or before nowUnixMs, earliest expiry first.
+func (f *FSM) Expired(nowUnixMs int64, limit int) []*fsmpb.Request {
+	if limit <= 0 {
+		return nil
+	}
+	var out []*fsmpb.Request
+	f.view().expiry.AscendLessThan(expiryItem{expires: nowUnixMs, id: string([]byte{math.MaxUint8})}, func(it expiryItem) bool {
+		out = append(out, it.r)
+		return len(out) < limit
+	})
+	return out
+}
+
+// InState returns up to limit records of tenant in state, after the id
+// after (exclusive; "" starts at the beginning), in id order.
+func (f *FSM) InState(tenant string, state fsmpb.State, after string, limit int) []*fsmpb.Request {
+	if limit <= 0 {
+		return nil
+	}
+	var out []*fsmpb.Request
+	f.view().tenantState.AscendGreaterOrEqual(tenantStateItem{tenant: tenant, state: state, id: after}, func(it tenantStateItem) bool {
+		if it.tenant != tenant || it.state != state {
+			return false
+		}
+		if it.id == after {
+			return true
+		}
+		out = append(out, it.r)
+		return len(out) < limit
+	})
+	return out
+}

@@ -1,0 +1,307 @@
+package fsm
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"math"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
+)
+
+// CommandVersion is the newest Command envelope version this binary applies.
+const CommandVersion = 1
+
+// defaultListLimit is the page size of List when ListQuery.Limit <= 0.
+const defaultListLimit = 100
+
+// Compile-time checks that FSM satisfies the raft interfaces.
+var (
+	_ raft.FSM         = (*FSM)(nil)
+	_ raft.BatchingFSM = (*FSM)(nil)
+)
+
+// FSM is the replicated state machine. Apply, ApplyBatch, Snapshot and
+// Restore are called by raft from one goroutine; the read methods may be
+// called from any goroutine at any time.
+type FSM struct {
+	// writeMu serialises the mutating methods (raft already does, but tests
+	// and future callers need not know), guards w and serialises publishing.
+	writeMu sync.Mutex
+	// w is the writer's version of the state, changed in place by Apply.
+	w *state
+
+	// cur is an immutable clone of w that readers and snapshots load
+	// without locking. It is published lazily: stale says w has changed
+	// since, and the first reader that finds it set publishes a new clone
+	// (see view), so the copy-on-write cost is paid once per read that
+	// follows a write, not once per batch.
+	cur   atomic.Pointer[state]
+	stale atomic.Bool
+
+	count atomic.Int64 // stored records, published with applied
+
+	// applied is published after stale is set, so a reader that sees
+	// AppliedIndex() >= i also sees every change up to entry i.
+	applied atomic.Uint64
+
+	waitMu sync.Mutex
+	waitCh chan struct{} // closed and replaced whenever applied advances
+}
+
+// New returns an empty FSM.
+func New() *FSM {
+	f := &FSM{waitCh: make(chan struct{}), w: newState()}
+	f.cur.Store(f.w.clone())
+	return f
+}
+
+// view returns an immutable version of the state that includes every entry
+// applied before the call.
+func (f *FSM) view() *state {
+	if f.stale.Load() {
+		f.writeMu.Lock() // waits for a batch being applied
+		f.publishLocked()
+		f.writeMu.Unlock()
+	}
+	return f.cur.Load()
+}
+
+// publishLocked publishes a clone of w if cur is stale. writeMu must be held.
+func (f *FSM) publishLocked() {
+	if f.stale.Load() {
+		f.cur.Store(f.w.clone())
+		f.stale.Store(false)
+	}
+}
+
+// Apply applies one committed log entry and returns its *fsmpb.ApplyResult
+// (nil for entries that are not commands). It panics if the entry cannot be
+// understood: a replica that skipped it would silently diverge.
+func (f *FSM) Apply(l *raft.Log) interface{} {
+	return f.ApplyBatch([]*raft.Log{l})[0]
+}
+
+// ApplyBatch applies committed entries to the writer's version of the
+// state in place; readers see them all at once afterwards. The results equal those of calling Apply for each entry
+// in turn. Every entry is decoded before any is applied, so a batch with an
+// entry that makes it panic changes nothing.
+func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
+	if len(logs) == 0 {
+		return nil
+	}
+	f.writeMu.Lock()
+	defer f.writeMu.Unlock()
+
+	cmds := make([]*fsmpb.Command, len(logs))
+	for i, l := range logs {
+		if l.Type == raft.LogCommand {
+			cmds[i] = decode(l)
+		}
+	}
+	a := applier{st: f.w}
+	out := make([]interface{}, len(logs))
+	for i, cmd := range cmds {
+		if cmd != nil {
+			out[i] = a.apply(logs[i].Index, cmd)
+		}
+	}
+	last := logs[len(logs)-1].Index
+	f.w.applied = last
+	f.stale.Store(true)
+	f.count.Store(int64(f.w.count()))
+	f.setApplied(last)
+	return out
+}
+
+// setApplied publishes index and wakes WaitForIndex callers.
+func (f *FSM) setApplied(index uint64) {
+	f.waitMu.Lock()
+	f.applied.Store(index)
+	close(f.waitCh)
+	f.waitCh = make(chan struct{})
+	f.waitMu.Unlock()
+}
+
+// AppliedIndex returns the index of the last applied (or restored) entry.
+func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
+
+// WaitForIndex blocks until AppliedIndex() >= index or ctx is done.
+//
+// Raft does not hand barrier or no-op entries to the FSM, so wait for the
+// index of a command entry (ApplyFuture.Index), not raft's last index.
+func (f *FSM) WaitForIndex(ctx context.Context, index uint64) error {
+	for {
+		f.waitMu.Lock()
+		applied, ch := f.applied.Load(), f.waitCh
+		f.waitMu.Unlock()
+		if applied >= index {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("fsm: waiting for index %d (applied %d): %w", index, applied, ctx.Err())
+		}
+	}
+}
+
+// Get returns the record with the given id. The record is shared and must
+// not be modified.
+func (f *FSM) Get(id string) (*fsmpb.Request, bool) {
+	return f.view().get(id)
+}
+
+// Count returns the number of stored records in all states.
+func (f *FSM) Count() int { return int(f.count.Load()) }
+
+// ListQuery selects records of one tenant for List.
+type ListQuery struct {
+	Tenant     string      // required
+	IVRProfile string      // "" = any
+	State      fsmpb.State // STATE_UNSPECIFIED = any
+	After      string      // paging token: only records with id > After
+	Limit      int         // <= 0 means 100
+}
+
+// List returns up to q.Limit records of q.Tenant matching the filters, ordered
+// by id (creation order). next is the last id returned when more records
+// match, else "". Records are shared and must not be modified.
+func (f *FSM) List(q ListQuery) (reqs []*fsmpb.Request, next string) {
+	if q.Tenant == "" {
+		return nil, ""
+	}
+	limit := q.Limit
+	if limit <= 0 {
+		limit = defaultListLimit
+	}
+	// Each filter combination has an index ending in the id, so a page
+	// costs O(limit) however sparse the matches are. visit is called in id
+	// order for the matching records from After on; it stops the walk at
+	// the first record beyond the page.
+	visit := func(r *fsmpb.Request) bool {
+		if !matches(r, q) {
+			return false // past the range of the filters
+		}
+		if r.Id <= q.After {
+			return true
+		}
+		if len(reqs) == limit {
+			next = reqs[len(reqs)-1].Id
+			return false
+		}
+		reqs = append(reqs, r)
+		return true
+	}
+	st := f.view()
+	switch {
+	case q.IVRProfile != "" && q.State != fsmpb.State_STATE_UNSPECIFIED:
+		st.tenantProfileState.AscendGreaterOrEqual(
+			tenantProfileStateItem{tenant: q.Tenant, profile: q.IVRProfile, state: q.State, id: q.After},
+			func(it tenantProfileStateItem) bool { return visit(it.r) })
+	case q.IVRProfile != "":
+		st.tenantProfile.AscendGreaterOrEqual(
+			tenantProfileItem{tenant: q.Tenant, profile: q.IVRProfile, id: q.After},
+			func(it tenantProfileItem) bool { return visit(it.r) })
+	case q.State != fsmpb.State_STATE_UNSPECIFIED:
+		st.tenantState.AscendGreaterOrEqual(
+			tenantStateItem{tenant: q.Tenant, state: q.State, id: q.After},
+			func(it tenantStateItem) bool { return visit(it.r) })
+	default:
+		st.tenant.AscendGreaterOrEqual(
+			tenantItem{tenant: q.Tenant, id: q.After},
+			func(it tenantItem) bool { return visit(it.r) })
+	}
+	return reqs, next
+}
+
+func matches(r *fsmpb.Request, q ListQuery) bool {
+	return r.Tenant == q.Tenant &&
+		(q.IVRProfile == "" || r.IvrProfile == q.IVRProfile) &&
+		(q.State == fsmpb.State_STATE_UNSPECIFIED || r.State == q.State)
+}
+
+// Due returns up to limit records of (tenant, ivrProfile, state) in dialer
+// priority order: earliest next retry, then least TTL remaining, then most
+// attempts made, then id. limit <= 0 returns nil. It does not compare
+// next_retry with the clock: the caller stops at the first record not yet
+// due. Records are shared and must not be modified.
+func (f *FSM) Due(tenant, ivrProfile string, state fsmpb.State, limit int) []*fsmpb.Request {
+	if limit <= 0 {
+		return nil
+	}
+	var out []*fsmpb.Request
+	// The smallest key of the (tenant, profile, state) range.
+	first := queueItem{
+		tenant: tenant, profile: ivrProfile, state: state,
+		nextRetry: math.MinInt64, expires: math.MinInt64, attempts: math.MaxUint32,
+	}
+	f.view().queue.AscendGreaterOrEqual(first, func(it queueItem) bool {
+		if it.tenant != tenant || it.profile != ivrProfile || it.state != state {
+			return false
+		}
+		out = append(out, it.r)
+		return len(out) < limit
+	})
+	return out
+}
+
+// Profiles returns the number of the tenant's records in state per IVR
+// profile (all states summed for STATE_UNSPECIFIED). Profiles without
+// records are absent.
+func (f *FSM) Profiles(tenant string, state fsmpb.State) map[string]int {
+	out := make(map[string]int)
+	f.view().counts.AscendGreaterOrEqual(countItem{tenant: tenant, state: state}, func(c countItem) bool {
+		if c.tenant != tenant || (state != fsmpb.State_STATE_UNSPECIFIED && c.state != state) {
+			return false
+		}
+		out[c.profile] += c.n
+		return true
+	})
+	return out
+}
+
+// Fingerprint returns the sha256 of the deterministic encoding of r's client
+// spec (tenant, token, ivr_profile, telnum, ani, notification_url,
+// custom_data, cpd, max_attempts, ttl_ms, idempotency_key). The proposer
+// computes it once and stores it in the command; Apply only compares the
+// stored bytes, because deterministic marshalling is not guaranteed stable
+// across protobuf library versions and replicas may run different binaries.
+func Fingerprint(r *fsmpb.Request) []byte {
+	spec := &fsmpb.Request{
+		Tenant:          r.GetTenant(),
+		Token:           r.GetToken(),
+		IvrProfile:      r.GetIvrProfile(),
+		Telnum:          r.GetTelnum(),
+		Ani:             r.GetAni(),
+		NotificationUrl: r.GetNotificationUrl(),
+		CustomData:      r.GetCustomData(), // shared read-only: marshalling does not modify
+		Cpd:             r.GetCpd(),
+		MaxAttempts:     r.GetMaxAttempts(),
+		TtlMs:           r.GetTtlMs(),
+		IdempotencyKey:  r.GetIdempotencyKey(),
+	}
+	// Marshalling fails only on invalid UTF-8, which Encode rejects too, so
+	// such a request never reaches the log whatever is hashed here.
+	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(spec)
+	sum := sha256.Sum256(b)
+	return sum[:]
+}
+
+// Encode marshals cmd for raft.Apply, setting Version to CommandVersion when
+// it is 0.
+func Encode(cmd *fsmpb.Command) ([]byte, error) {
+	if cmd.Version == 0 {
+		cmd.Version = CommandVersion
+	}
+	b, err := proto.Marshal(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("fsm: encoding command: %w", err)
+	}
+	return b, nil
+}

@@ -1,0 +1,278 @@
+package fsm
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/encoding/protodelim"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
+)
+
+// Snapshot stream format (all integers big-endian):
+//
+//	magic   [8]byte "DTFSMSNP"
+//	version uint32  snapshotVersion
+//	applied uint64  index of the last applied entry
+//	count   uint64  number of records that follow
+//	count × varint-length-delimited fsmpb.Request, in id order
+//	version 2 and later, the port-usage settings:
+//	ecount  uint64  number of entitlements that follow
+//	ecount × varint-length-delimited fsmpb.Entitlement, in tenant order
+//	tcount  uint64  number of thresholds that follow
+//	tcount × varint-length-delimited fsmpb.Threshold, in id order
+//	version 3 and later, the dialer's pacing settings:
+//	pcount  uint64  number of pacing entries that follow
+//	pcount × varint-length-delimited fsmpb.Pacing, in tenant order (the
+//	         global entry, tenant "", first)
+//
+// The counts let Restore tell a complete stream from one truncated at a
+// record boundary. Restore reads version 1 (records only, no settings),
+// version 2 (no pacing) and version 3; Snapshot writes version 3.
+const (
+	snapshotMagic   = "DTFSMSNP"
+	snapshotVersion = 3
+	// snapshotV1 is the format before settings: records only.
+	snapshotV1 = 1
+	// snapshotV2 adds the port-usage settings, but no pacing.
+	snapshotV2 = 2
+	headerLen  = len(snapshotMagic) + 4 + 8 + 8
+
+	// maxRecordSize bounds the allocation a corrupt length prefix can cause.
+	maxRecordSize = 64 << 20
+)
+
+// Snapshot captures the current state in O(1): the published version is
+// immutable, so Apply can go on while Persist streams it.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	st := f.view()
+	return &snapshot{st: st, applied: st.applied, count: uint64(st.count())}, nil
+}
+
+type snapshot struct {
+	st      *state
+	applied uint64
+	count   uint64
+}
+
+// Persist writes the snapshot to sink and closes it, or cancels it on error.
+func (s *snapshot) Persist(sink raft.SnapshotSink) error {
+	if err := s.writeTo(sink); err != nil {
+		_ = sink.Cancel()
+		return fmt.Errorf("fsm: persisting snapshot: %w", err)
+	}
+	if err := sink.Close(); err != nil {
+		return fmt.Errorf("fsm: closing snapshot sink: %w", err)
+	}
+	return nil
+}
+
+// Release implements raft.FSMSnapshot; the immutable version needs no cleanup.
+func (s *snapshot) Release() {}
+
+func (s *snapshot) writeTo(w io.Writer) error {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	hdr := make([]byte, 0, headerLen)
+	hdr = append(hdr, snapshotMagic...)
+	hdr = binary.BigEndian.AppendUint32(hdr, snapshotVersion)
+	hdr = binary.BigEndian.AppendUint64(hdr, s.applied)
+	hdr = binary.BigEndian.AppendUint64(hdr, s.count)
+	if _, err := bw.Write(hdr); err != nil {
+		return fmt.Errorf("writing header: %w", err)
+	}
+	// Deterministic marshalling makes replicas with the same state write
+	// byte-identical snapshots (within one binary version).
+	opts := protodelim.MarshalOptions{MarshalOptions: proto.MarshalOptions{Deterministic: true}}
+	var (
+		n   uint64
+		err error
+	)
+	s.st.byID.Ascend(func(it idItem) bool {
+		if _, err = opts.MarshalTo(bw, it.r); err != nil {
+			err = fmt.Errorf("writing record %d: %w", n, err)
+			return false
+		}
+		n++
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	if n != s.count {
+		return fmt.Errorf("wrote %d records but the header says %d", n, s.count)
+	}
+	set := s.st.settings
+	if err := writeSection(bw, opts, "entitlement", set.entitlements); err != nil {
+		return err
+	}
+	if err := writeSection(bw, opts, "threshold", set.thresholds); err != nil {
+		return err
+	}
+	if err := writeSection(bw, opts, "pacing", set.pacing); err != nil {
+		return err
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("flushing: %w", err)
+	}
+	return nil
+}
+
+// writeSection writes a count and then every message of a settings section.
+func writeSection[M proto.Message](w io.Writer, opts protodelim.MarshalOptions, what string, msgs []M) error {
+	if _, err := w.Write(binary.BigEndian.AppendUint64(nil, uint64(len(msgs)))); err != nil {
+		return fmt.Errorf("writing %s count: %w", what, err)
+	}
+	for i, m := range msgs {
+		if _, err := opts.MarshalTo(w, m); err != nil {
+			return fmt.Errorf("writing %s %d: %w", what, i, err)
+		}
+	}
+	return nil
+}
+
+// Restore replaces the whole state with the snapshot read from rc. The new
+// state is built aside and swapped in only when the stream was read
+// completely, so an error leaves the current state untouched.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer func() { _ = rc.Close() }()
+	st, err := readSnapshot(bufio.NewReaderSize(rc, 64<<10))
+	if err != nil {
+		return fmt.Errorf("fsm: restoring snapshot: %w", err)
+	}
+	f.writeMu.Lock()
+	defer f.writeMu.Unlock()
+	f.w = st
+	f.cur.Store(st.clone())
+	f.stale.Store(false)
+	f.count.Store(int64(st.count()))
+	f.setApplied(st.applied)
+	return nil
+}
+
+func readSnapshot(br *bufio.Reader) (*state, error) {
+	hdr := make([]byte, headerLen)
+	if _, err := io.ReadFull(br, hdr); err != nil {
+		return nil, fmt.Errorf("reading header: %w", err)
+	}
+	if !bytes.Equal(hdr[:len(snapshotMagic)], []byte(snapshotMagic)) {
+		return nil, errors.New("not an fsm snapshot (bad magic)")
+	}
+	rest := hdr[len(snapshotMagic):]
+	version := binary.BigEndian.Uint32(rest)
+	if version < snapshotV1 || version > snapshotVersion {
+		return nil, fmt.Errorf("snapshot version %d is not supported (want %d to %d)", version, snapshotV1, snapshotVersion)
+	}
+	st := newState()
+	st.applied = binary.BigEndian.Uint64(rest[4:])
+	count := binary.BigEndian.Uint64(rest[12:])
+
+	opts := protodelim.UnmarshalOptions{MaxSize: maxRecordSize}
+	for i := uint64(0); i < count; i++ {
+		r := &fsmpb.Request{}
+		if err := opts.UnmarshalFrom(br, r); err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, fmt.Errorf("reading record %d of %d: %w", i, count, err)
+		}
+		if err := checkRestored(st, r); err != nil {
+			return nil, fmt.Errorf("record %d of %d: %w", i, count, err)
+		}
+		st.insert(r)
+	}
+	if version >= snapshotV2 {
+		set, err := readSettings(br, opts, version)
+		if err != nil {
+			return nil, err
+		}
+		st.settings = set
+	}
+	if _, err := br.ReadByte(); err == nil {
+		return nil, fmt.Errorf("trailing data after %d records", count)
+	} else if !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("reading end of snapshot: %w", err)
+	}
+	return st, nil
+}
+
+// readSettings reads the settings sections of a version 2 or later
+// snapshot: entitlements and thresholds, and from version 3 the pacing
+// entries. Each must be in strictly ascending key order, as written.
+func readSettings(br *bufio.Reader, opts protodelim.UnmarshalOptions, version uint32) (*settings, error) {
+	ents, err := readSection(br, opts, "entitlement", func() *fsmpb.Entitlement { return &fsmpb.Entitlement{} },
+		(*fsmpb.Entitlement).GetTenant, false)
+	if err != nil {
+		return nil, err
+	}
+	ths, err := readSection(br, opts, "threshold", func() *fsmpb.Threshold { return &fsmpb.Threshold{} },
+		(*fsmpb.Threshold).GetId, false)
+	if err != nil {
+		return nil, err
+	}
+	var pac []*fsmpb.Pacing
+	if version >= 3 {
+		// The global entry has the empty key: it can only come first.
+		if pac, err = readSection(br, opts, "pacing", func() *fsmpb.Pacing { return &fsmpb.Pacing{} },
+			(*fsmpb.Pacing).GetTenant, true); err != nil {
+			return nil, err
+		}
+	}
+	if len(ents) == 0 && len(ths) == 0 && len(pac) == 0 {
+		return emptySettings, nil
+	}
+	return &settings{entitlements: ents, thresholds: ths, pacing: pac}, nil
+}
+
+// readSection reads a count and that many messages with strictly
+// ascending keys, non-empty unless emptyKey allows the first to be "".
+func readSection[M proto.Message](br *bufio.Reader, opts protodelim.UnmarshalOptions, what string, newM func() M, key func(M) string, emptyKey bool) ([]M, error) {
+	var cnt [8]byte
+	if _, err := io.ReadFull(br, cnt[:]); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, fmt.Errorf("reading %s count: %w", what, err)
+	}
+	n := binary.BigEndian.Uint64(cnt[:])
+	var out []M
+	prev := ""
+	for i := uint64(0); i < n; i++ {
+		m := newM()
+		if err := opts.UnmarshalFrom(br, m); err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, fmt.Errorf("reading %s %d of %d: %w", what, i, n, err)
+		}
+		k := key(m)
+		if (k == "" && !(emptyKey && i == 0)) || (i > 0 && k <= prev) {
+			return nil, fmt.Errorf("%s %d of %d: empty, duplicate or out-of-order key %q", what, i, n, k)
+		}
+		prev = k
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// checkRestored rejects records that would break the uniqueness of the
+// id and idempotency-key indexes.
+func checkRestored(st *state, r *fsmpb.Request) error {
+	if r.Id == "" || r.Tenant == "" {
+		return errors.New("record without id or tenant")
+	}
+	if _, dup := st.get(r.Id); dup {
+		return fmt.Errorf("duplicate id %q", r.Id)
+	}
+	if r.IdempotencyKey != "" {
+		if _, dup := st.getByKey(r.Tenant, r.IdempotencyKey); dup {
+			return fmt.Errorf("duplicate idempotency key in tenant %q", r.Tenant)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,112 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/seed-7bfc04c2/dialtone/internal/config"
+	"github.com/seed-7bfc04c2/dialtone/internal/dialer"
+	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
+	"github.com/seed-7bfc04c2/dialtone/internal/notify"
+	"github.com/seed-7bfc04c2/dialtone/internal/telephony"
+	"github.com/seed-7bfc04c2/dialtone/internal/telephony/simcall"
+	"github.com/seed-7bfc04c2/dialtone/internal/telephony/sipcall"
+)
+
+// newDialer builds the node's dialer engine. It runs as a leader task of
+// the cluster (started after a barrier when this node becomes leader,
+// stopped when it loses leadership); the task waits for ready, which Start
+// closes once the cluster and the port-usage cache exist.
+func (n *Node) newDialer(cfg config.Config, backend telephony.Backend, ready <-chan struct{}) (*dialer.Engine, func(context.Context)) {
+	e := dialer.New(dialer.Options{
+		Store:   n.fsm,
+		Apply:   leaderApplier{n},
+		Ports:   cachePorts{n},
+		Backend: backend,
+		Sender: notify.Sender{
+			Client:  &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Dialer.NotifyConcurrency, IdleConnTimeout: 90 * time.Second}},
+			Timeout: cfg.Dialer.NotifyTimeout.Duration,
+		},
+		Metrics:               dialer.NewMetrics(n.reg),
+		Logger:                n.log,
+		InterruptedRetryDelay: cfg.Dialer.InterruptedRetryDelay.Duration,
+		NotifyMaxBackoff:      cfg.Dialer.NotifyMaxBackoff.Duration,
+		NotifyConcurrency:     cfg.Dialer.NotifyConcurrency,
+		PortView:              cfg.Dialer.PortView,
+	})
+	task := func(ctx context.Context) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ready:
+		}
+		e.Run(ctx)
+	}
+	return e, task
+}
+
+// Dialer is the node's dialer engine (running only while it leads).
+func (n *Node) Dialer() *dialer.Engine { return n.dialer }
+
+// leaderApplier applies on this node only if it leads (never forwarded).
+type leaderApplier struct{ n *Node }
+
+func (a leaderApplier) ApplyLeader(ctx context.Context, cmd *fsmpb.Command) (*fsmpb.ApplyResult, uint64, error) {
+	return a.n.cluster.ApplyLeader(ctx, cmd)
+}
+
+// cachePorts reads the port-usage cache for the dialer.
+type cachePorts struct{ n *Node }
+
+func (c cachePorts) TenantPorts(tenant string) dialer.PortReport {
+	total, inUse, newest, ok := c.n.portUsage.cache.TenantPorts(tenant)
+	r := dialer.PortReport{Total: total, InUse: inUse, ReceivedAt: time.UnixMilli(newest), OK: ok}
+	if c.n.statedPorts != nil {
+		// A backend that states its capacity (a SIP trunk's ports) counts
+		// its calls in progress itself, live: its figures are as of now.
+		if t, u, ok := c.n.statedPorts.Ports(tenant); ok {
+			r.Total, r.InUse, r.ReceivedAt, r.OK = r.Total+t, r.InUse+u, time.Now(), true
+		}
+	}
+	return r
+}
+
+// statedPorts is a call backend that states its own capacity per tenant
+// (sipcall.Backend: trunks with a ports setting).
+type statedPorts interface {
+	Ports(tenant string) (total, inUse uint32, ok bool)
+}
+
+// callBackend is the backend the [telephony] section names, unless the
+// caller gave one, and what closes it (nil when nothing needs closing).
+func callBackend(cfg config.Config, nodeCfg config.Node, log *slog.Logger, reg prometheus.Registerer, override telephony.Backend) (telephony.Backend, io.Closer, error) {
+	if override != nil {
+		return override, nil, nil
+	}
+	switch cfg.Telephony.Backend {
+	case "sip":
+		b, err := sipcall.New(sipcall.Options{SIP: cfg.Telephony.SIP, Listen: nodeCfg.SIP, Logger: log, Registerer: reg})
+		if err != nil {
+			return nil, nil, fmt.Errorf("node: telephony.sip: %w", err)
+		}
+		return b, b, nil
+	case "sim":
+		// The simulated media platform serves plaintext gRPC on a
+		// development host; the node's TLS settings are for its peers.
+		// Calls carry the node id, so the platform's call log shows
+		// which node dialled (the chaos suite checks deposed leaders).
+		c, err := simcall.NewClient(cfg.Telephony.SimAddr, simcall.CallerDialOption(nodeCfg.ID))
+		if err != nil {
+			return nil, nil, fmt.Errorf("node: telephony.sim_addr: %w", err)
+		}
+		return c, c, nil
+	default:
+		return nil, nil, nil
+	}
+}

@@ -1,0 +1,647 @@
+// Package sipcall is the SIP call backend: it places each call attempt as
+// an INVITE to a configured trunk, gateway or media server and maps the
+// SIP outcome to the dialer's outcome classes.
+//
+// DESIGN
+//
+//   - One sipgo user agent per node. UDP is sent from the listening socket
+//     (WithClientConnectionAddr), which has 4 MiB buffers: on loopback all
+//     loss at high rates was receive-buffer overflow, and responses and
+//     in-dialog requests arrive on the socket requests left from. TCP and
+//     TLS calls use connections the client opens (the far end sends BYE
+//     back on them); a TCP listener on the same port, and a TLS one on the
+//     next port when a certificate is configured, take new ones.
+//   - Place is one dialog, run in the caller's goroutine: INVITE, wait for
+//     the answer for the ring timeout (CANCEL on expiry), ACK, then hold
+//     until the far end hangs up, the duration limit, or ctx ends (BYE).
+//     Cancelling ctx (leadership lost, node stopping) always ends the
+//     dialog on the wire — CANCEL while it rings, BYE once answered, also
+//     when a 200 OK crosses our CANCEL — before Place returns, so a
+//     returned Place holds no dialog and no trunk slot.
+//   - Timers and retransmissions are sipgo's (RFC 3261 transaction
+//     layer); the backend adds only the call-level timers.
+//   - Per-trunk limits: an even CAPS limiter (x/time/rate, burst 1) that
+//     delays the INVITE, and a concurrent-call limit that refuses the call
+//     (callbackend.ErrFull, recorded as PortsFull) rather than sending what
+//     a carrier would answer with 503.
+//   - Ports states a trunk's capacity to the dialer's port budget for
+//     trunks nothing reports port usage for (see docs/sip.md).
+//   - Close cancels every call, waits for their dialogs to end, then stops
+//     the user agent.
+package sipcall
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+
+	"github.com/seed-7bfc04c2/dialtone/internal/config"
+	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
+	"github.com/seed-7bfc04c2/dialtone/internal/telephony"
+)
+
+// ErrNoTrunk: no trunk is configured for the call's tenant.
+var ErrNoTrunk = errors.New("no SIP trunk for tenant")
+
+// socketBuffer is the UDP socket's receive and send buffer.
+const socketBuffer = 4 << 20
+
+// byeTimeout bounds the wait for the answer to a BYE sent at teardown.
+const byeTimeout = 5 * time.Second
+
+// Options configure a backend.
+type Options struct {
+	SIP config.SIP
+	// Listen overrides SIP.Listen (a node's own address).
+	Listen string
+	Logger *slog.Logger
+	// Registerer registers the backend's metrics (nil: unregistered).
+	Registerer prometheus.Registerer
+}
+
+// Backend places calls over SIP. Safe for concurrent use.
+type Backend struct {
+	cfg      config.SIP
+	log      *slog.Logger
+	outcomes outcomeTable
+	trunks   []*trunk
+	byTenant map[string]*trunk
+	fallback *trunk
+	m        *metrics
+
+	ua     *sipgo.UserAgent
+	srv    *sipgo.Server
+	udp    *net.UDPConn
+	tcp    net.Listener
+	tls    net.Listener
+	caches []*sipgo.DialogClientCache
+	host   string // advertised host
+	port   int    // bound port
+
+	ctx       context.Context // cancelled by Close: ends every call
+	cancel    context.CancelFunc
+	mu        sync.Mutex
+	closed    bool
+	calls     sync.WaitGroup
+	serve     sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// trunk is one configured destination with its limits.
+type trunk struct {
+	config.SIPTrunk
+	transport string // "UDP", "TCP" or "TLS"
+	limiter   *rate.Limiter
+	active    atomic.Int64
+	dc        *sipgo.DialogClientCache
+	contact   sip.ContactHeader
+}
+
+func (t *trunk) acquire() bool {
+	if t.MaxCalls <= 0 {
+		t.active.Add(1)
+		return true
+	}
+	for {
+		n := t.active.Load()
+		if n >= int64(t.MaxCalls) {
+			return false
+		}
+		if t.active.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// New binds the listen address and starts the user agent.
+func New(o Options) (_ *Backend, err error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	listen := o.SIP.Listen
+	if o.Listen != "" {
+		listen = o.Listen
+	}
+	outcomes, err := newOutcomeTable(o.SIP.Outcomes)
+	if err != nil {
+		return nil, err
+	}
+	b := &Backend{cfg: o.SIP, log: o.Logger.With("component", "sip"), outcomes: outcomes, byTenant: map[string]*trunk{}, m: newMetrics(o.Registerer)}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	defer func() {
+		if err != nil {
+			_ = b.Close()
+		}
+	}()
+
+	addr, err := net.ResolveUDPAddr("udp", listen)
+	if err != nil {
+		return nil, fmt.Errorf("sipcall: telephony.sip.listen %q: %w", listen, err)
+	}
+	network := "udp"
+	if addr.IP.To4() != nil {
+		network = "udp4" // so that the socket's address is the one requests are sent from
+	}
+	if b.udp, err = net.ListenUDP(network, addr); err != nil {
+		return nil, fmt.Errorf("sipcall: listen %s: %w", listen, err)
+	}
+	_ = b.udp.SetReadBuffer(socketBuffer)
+	_ = b.udp.SetWriteBuffer(socketBuffer)
+	bound := b.udp.LocalAddr().(*net.UDPAddr)
+	b.port = bound.Port
+
+	var uaOpts []sipgo.UserAgentOption
+	if ua := o.SIP.UserAgent; ua != "" {
+		uaOpts = append(uaOpts, sipgo.WithUserAgent(ua))
+	}
+	needTCP, needTLS := false, false
+	for _, tc := range o.SIP.Trunks {
+		needTCP = needTCP || tc.Transport == "tcp"
+		needTLS = needTLS || tc.Transport == "tls"
+	}
+	if needTLS {
+		tc, err := tlsClientConfig(o.SIP.TLSCAFile)
+		if err != nil {
+			return nil, err
+		}
+		uaOpts = append(uaOpts, sipgo.WithUserAgenTLSConfig(tc))
+	}
+	b.host = advertisedHost(o.SIP.Advertise, bound.IP, o.SIP.Trunks)
+	advPort := b.port
+	if h, p, err := net.SplitHostPort(o.SIP.Advertise); err == nil {
+		b.host = h
+		advPort, _ = strconv.Atoi(p)
+	}
+	uaOpts = append(uaOpts, sipgo.WithUserAgentHostname(b.host))
+	if b.ua, err = sipgo.NewUA(uaOpts...); err != nil {
+		return nil, fmt.Errorf("sipcall: user agent: %w", err)
+	}
+	if b.srv, err = sipgo.NewServer(b.ua, sipgo.WithServerLogger(b.log)); err != nil {
+		return nil, fmt.Errorf("sipcall: server: %w", err)
+	}
+	if needTCP {
+		if b.tcp, err = net.Listen("tcp", net.JoinHostPort(bound.IP.String(), strconv.Itoa(b.port))); err != nil {
+			return nil, fmt.Errorf("sipcall: listen tcp: %w", err)
+		}
+	}
+	tlsPort := 0 // the TLS listener's advertised port
+	if needTLS && o.SIP.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(o.SIP.TLSCertFile, o.SIP.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("sipcall: telephony.sip.tls_cert_file: %w", err)
+		}
+		port := 0
+		if addr.Port != 0 {
+			port = addr.Port + 1
+		}
+		if b.tls, err = tls.Listen("tcp", net.JoinHostPort(bound.IP.String(), strconv.Itoa(port)), &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}); err != nil {
+			return nil, fmt.Errorf("sipcall: listen tls: %w", err)
+		}
+		tlsPort = b.tls.Addr().(*net.TCPAddr).Port
+		if advPort != b.port {
+			tlsPort = advPort + 1
+		}
+	}
+
+	// UDP is sent from the listening socket; TCP and TLS from connections
+	// of their own.
+	connAddr := b.udp.LocalAddr().String()
+	udpClient, err := sipgo.NewClient(b.ua, sipgo.WithClientHostname(b.host), sipgo.WithClientPort(advPort),
+		sipgo.WithClientConnectionAddr(connAddr), sipgo.WithClientLogger(b.log))
+	if err != nil {
+		return nil, fmt.Errorf("sipcall: client: %w", err)
+	}
+	streamClient, err := sipgo.NewClient(b.ua, sipgo.WithClientHostname(b.host), sipgo.WithClientLogger(b.log))
+	if err != nil {
+		return nil, fmt.Errorf("sipcall: client: %w", err)
+	}
+	caches := map[string]*sipgo.DialogClientCache{}
+	contacts := map[string]sip.ContactHeader{}
+	for _, tp := range []string{"UDP", "TCP", "TLS"} {
+		cli, contact := udpClient, sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "dialtone", Host: b.host, Port: advPort}}
+		if tp != "UDP" {
+			cli = streamClient
+			contact.Address.UriParams = sip.NewParams()
+			contact.Address.UriParams.Add("transport", strings.ToLower(tp))
+		}
+		if tp == "TLS" && tlsPort != 0 {
+			contact.Address.Port = tlsPort
+		}
+		caches[tp], contacts[tp] = sipgo.NewDialogClientCache(cli, contact), contact
+		b.caches = append(b.caches, caches[tp])
+	}
+
+	for _, tc := range o.SIP.Trunks {
+		t := &trunk{SIPTrunk: tc, transport: strings.ToUpper(tc.Transport)}
+		if t.transport == "" {
+			t.transport = "UDP"
+		}
+		if t.RequestURI == "" {
+			t.RequestURI = "sip:{prefix}{telnum}@{address}"
+		}
+		if tc.CAPS > 0 {
+			t.limiter = rate.NewLimiter(rate.Limit(tc.CAPS), 1)
+		}
+		t.dc, t.contact = caches[t.transport], contacts[t.transport]
+		b.trunks = append(b.trunks, t)
+		if len(tc.Tenants) == 0 || slices.Contains(tc.Tenants, "*") {
+			if b.fallback == nil {
+				b.fallback = t
+			}
+		}
+		for _, tn := range tc.Tenants {
+			if tn != "*" {
+				b.byTenant[tn] = t
+			}
+		}
+	}
+
+	b.srv.OnBye(b.onBye)
+	b.srv.OnOptions(func(req *sip.Request, tx sip.ServerTransaction) {
+		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil))
+	})
+	b.srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
+		// Outbound only: an inbound call or re-INVITE is declined.
+		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusNotAcceptableHere, "Outbound only", nil))
+	})
+	b.srv.OnAck(func(*sip.Request, sip.ServerTransaction) {})
+	b.serve.Add(1)
+	go func() {
+		defer b.serve.Done()
+		_ = b.srv.ServeUDP(b.udp)
+	}()
+	// Requests may be sent only once the socket is in the transport layer's
+	// pool; before that sipgo would try to bind a second socket.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		if c, _ := b.ua.TransportLayer().GetConnection("udp", connAddr); c != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("sipcall: UDP listener %s not serving", connAddr)
+		}
+	}
+	if b.tcp != nil {
+		b.serve.Add(1)
+		go func() {
+			defer b.serve.Done()
+			_ = b.srv.ServeTCP(b.tcp)
+		}()
+	}
+	if b.tls != nil {
+		b.serve.Add(1)
+		go func() {
+			defer b.serve.Done()
+			_ = b.srv.ServeTLS(b.tls)
+		}()
+	}
+	b.log.Info("SIP backend listening", "addr", b.udp.LocalAddr().String(), "advertise", net.JoinHostPort(b.host, strconv.Itoa(advPort)), "trunks", len(b.trunks))
+	return b, nil
+}
+
+func tlsClientConfig(caFile string) (*tls.Config, error) {
+	c := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile == "" {
+		return c, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("sipcall: telephony.sip.tls_ca_file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("sipcall: telephony.sip.tls_ca_file %s: no PEM certificate", caFile)
+	}
+	c.RootCAs = pool
+	return c, nil
+}
+
+// advertisedHost is the host put in Via, Contact and From: the configured
+// one, else the listen IP, else (listening on every interface) the local
+// address the system would use toward the first trunk.
+func advertisedHost(advertise string, bound net.IP, trunks []config.SIPTrunk) string {
+	if advertise != "" {
+		if h, _, err := net.SplitHostPort(advertise); err == nil {
+			return h
+		}
+		return advertise
+	}
+	if !bound.IsUnspecified() {
+		return bound.String()
+	}
+	if len(trunks) > 0 {
+		if c, err := net.Dial("udp", trunks[0].Address); err == nil {
+			defer c.Close()
+			return c.LocalAddr().(*net.UDPAddr).IP.String()
+		}
+	}
+	return "127.0.0.1"
+}
+
+// Addr is the bound UDP address.
+func (b *Backend) Addr() string { return b.udp.LocalAddr().String() }
+
+// InProgress is the number of calls in progress (dialogs not ended).
+func (b *Backend) InProgress() int {
+	n := 0
+	for _, t := range b.trunks {
+		n += int(t.active.Load())
+	}
+	return n
+}
+
+// Ports is the capacity the trunk serving a tenant states (its ports
+// setting, at most its max_calls) and its calls in progress; ok is false
+// when it states none, and the port budget comes from port-usage reports
+// alone.
+func (b *Backend) Ports(tenant string) (total, inUse uint32, ok bool) {
+	t := b.route(tenant)
+	if t == nil || t.Ports <= 0 {
+		return 0, 0, false
+	}
+	n := t.Ports
+	if t.MaxCalls > 0 {
+		n = min(n, t.MaxCalls)
+	}
+	return uint32(n), uint32(max(t.active.Load(), 0)), true
+}
+
+func (b *Backend) route(tenant string) *trunk {
+	if t, ok := b.byTenant[tenant]; ok {
+		return t
+	}
+	return b.fallback
+}
+
+func (b *Backend) onBye(req *sip.Request, tx sip.ServerTransaction) {
+	for _, dc := range b.caches {
+		err := dc.ReadBye(req, tx)
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, sipgo.ErrDialogDoesNotExists) {
+			b.log.Debug("BYE", "err", err)
+			break
+		}
+	}
+	_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil))
+}
+
+// Place places one call and blocks until it has ended. See the package
+// doc for the dialog; outcomes are mapped by the outcome table.
+func (b *Backend) Place(ctx context.Context, c telephony.Call) (telephony.Outcome, error) {
+	t := b.route(c.Tenant)
+	if t == nil {
+		return telephony.Outcome{}, fmt.Errorf("sipcall: %w %q", ErrNoTrunk, c.Tenant)
+	}
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return telephony.Outcome{}, fmt.Errorf("sipcall: backend closed: %w", context.Canceled)
+	}
+	b.calls.Add(1) // under mu: never concurrent with Close's Wait from zero
+	b.mu.Unlock()
+	defer b.calls.Done()
+	if !t.acquire() {
+		b.m.refused.WithLabelValues(t.Name).Inc()
+		return telephony.Outcome{}, fmt.Errorf("sipcall: trunk %s has %d calls in progress (max_calls): %w", t.Name, t.MaxCalls, telephony.ErrFull)
+	}
+	b.m.inProgress.WithLabelValues(t.Name).Inc()
+	defer func() {
+		t.active.Add(-1)
+		b.m.inProgress.WithLabelValues(t.Name).Dec()
+	}()
+	// The backend's own lifetime bounds every call too.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(b.ctx, cancel)
+	defer stop()
+
+	if t.limiter != nil {
+		if err := t.limiter.Wait(ctx); err != nil {
+			return telephony.Outcome{}, fmt.Errorf("sipcall: trunk %s caps: %w", t.Name, err)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return telephony.Outcome{}, err // stopped before the INVITE: send nothing
+	}
+	req, err := b.invite(t, c)
+	if err != nil {
+		return telephony.Outcome{}, err
+	}
+	out, err := b.dial(ctx, t, c, req)
+	if err == nil {
+		b.m.outcomes.WithLabelValues(t.Name, strings.ToLower(strings.TrimPrefix(out.Class.String(), "OUTCOME_"))).Inc()
+	}
+	return out, err
+}
+
+func (b *Backend) dial(ctx context.Context, t *trunk, c telephony.Call, req *sip.Request) (telephony.Outcome, error) {
+	b.m.invites.WithLabelValues(t.Name).Inc()
+	sess, err := t.dc.WriteInvite(ctx, req)
+	if err != nil {
+		b.log.Debug("INVITE not sent", "trunk", t.Name, "request", c.RequestID, "err", err)
+		return internal("transport"), nil
+	}
+	defer sess.Close()
+
+	ringCtx, ringCancel := context.WithTimeout(ctx, b.ringTimeout(c.Cpd))
+	err = sess.WaitAnswer(ringCtx, sipgo.AnswerOptions{Username: t.Username, Password: t.Password})
+	ringCancel()
+	if err != nil {
+		var de *sipgo.ErrDialogResponse
+		switch {
+		case errors.As(err, &de):
+			b.m.responses.WithLabelValues(t.Name, strconv.Itoa(de.Res.StatusCode)).Inc()
+			return b.outcomes.classify(de.Res, b.cfg.DetectionHeader), nil
+		case ctx.Err() != nil:
+			// Stopped while ringing: WaitAnswer sent CANCEL. A 200 OK that
+			// crossed it is answered and hung up at once.
+			b.hangUpCrossed(sess)
+			return telephony.Outcome{}, ctx.Err()
+		case errors.Is(err, sip.ErrTransactionTimeout):
+			// Not even a provisional response (Timer B): unreachable.
+			return internal("timeout"), nil
+		case ringCtx.Err() != nil:
+			b.hangUpCrossed(sess)
+			out := telephony.Outcome{Class: fsmpb.OutcomeClass_OUTCOME_TEMPORARY, Reason: "RingNoAnswer"}
+			if o, ok := b.outcomes["487"]; ok {
+				out = o
+			}
+			out.Reason += " (SIP 487)"
+			b.m.responses.WithLabelValues(t.Name, "487").Inc()
+			return out, nil
+		default:
+			b.log.Debug("INVITE failed", "trunk", t.Name, "request", c.RequestID, "err", err)
+			return internal("transport"), nil
+		}
+	}
+
+	b.m.responses.WithLabelValues(t.Name, strconv.Itoa(sess.InviteResponse.StatusCode)).Inc()
+	if err := sess.Ack(ctx); err != nil {
+		b.bye(sess)
+		return internal("ACK failed"), nil
+	}
+	out := b.outcomes.classify(sess.InviteResponse, b.cfg.DetectionHeader)
+	if out.Class != fsmpb.OutcomeClass_OUTCOME_SUCCESS {
+		// An answering machine or fax answered: hang up.
+		b.bye(sess)
+		return out, nil
+	}
+	var limit <-chan time.Time
+	if d := b.cfg.MaxCallDuration.Duration; d > 0 {
+		timer := time.NewTimer(d)
+		defer timer.Stop()
+		limit = timer.C
+	}
+	select {
+	case <-sess.Context().Done():
+		// The far end hung up (BYE answered by onBye).
+		return out, nil
+	case <-limit:
+		b.bye(sess)
+		return out, nil
+	case <-ctx.Done():
+		b.bye(sess)
+		return telephony.Outcome{}, ctx.Err()
+	}
+}
+
+// hangUpCrossed ends a dialog whose 200 OK crossed our CANCEL.
+func (b *Backend) hangUpCrossed(sess *sipgo.DialogClientSession) {
+	if r := sess.InviteResponse; r != nil && r.IsSuccess() {
+		if _, err := sip.DialogIDFromResponse(r); err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), byeTimeout)
+			defer cancel()
+			_ = sess.Ack(ctx)
+			b.bye(sess)
+		}
+	}
+}
+
+func (b *Backend) bye(sess *sipgo.DialogClientSession) {
+	ctx, cancel := context.WithTimeout(context.Background(), byeTimeout)
+	defer cancel()
+	if err := sess.Bye(ctx); err != nil {
+		b.log.Debug("BYE failed", "err", err)
+	}
+}
+
+func (b *Backend) ringTimeout(cpd *fsmpb.Cpd) time.Duration {
+	if ms := cpd.GetRnaTimeoutMs(); ms > 0 {
+		return time.Duration(ms) * time.Millisecond
+	}
+	return b.cfg.RingTimeout.Duration
+}
+
+// invite builds the INVITE of one call.
+func (b *Backend) invite(t *trunk, c telephony.Call) (*sip.Request, error) {
+	prefix := b.cfg.TenantPrefix[c.Tenant] + t.Prefix
+	host, _, _ := net.SplitHostPort(t.Address)
+	uri := strings.NewReplacer(
+		"{telnum}", c.Telnum, "{prefix}", prefix, "{address}", t.Address, "{host}", host,
+		"{tenant}", c.Tenant, "{ivr_profile}", c.IVRProfile,
+	).Replace(t.RequestURI)
+	var recipient sip.Uri
+	if err := sip.ParseUri(uri, &recipient); err != nil {
+		return nil, fmt.Errorf("sipcall: trunk %s: Request-URI %q: %w", t.Name, uri, err)
+	}
+	req := sip.NewRequest(sip.INVITE, recipient)
+	req.SetTransport(t.transport)
+	if net.JoinHostPort(recipient.Host, strconv.Itoa(recipient.Port)) != t.Address {
+		// The trunk is the next hop for a Request-URI elsewhere: a
+		// pre-loaded route, so CANCEL follows the INVITE.
+		req.AppendHeader(sip.NewHeader("Route", "<sip:"+t.Address+";lr>"))
+	}
+	user := c.Ani
+	if user == "" {
+		user = "anonymous"
+	}
+	from := &sip.FromHeader{DisplayName: c.Ani, Address: sip.Uri{Scheme: "sip", User: user, Host: b.host}, Params: sip.NewParams()}
+	from.Params.Add("tag", sip.GenerateTagN(16))
+	req.AppendHeader(from)
+	req.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: recipient.Scheme, User: recipient.User, Host: recipient.Host, Port: recipient.Port}})
+	contact := t.contact
+	req.AppendHeader(&contact)
+	if b.cfg.PAssertedIdentity && c.Ani != "" {
+		req.AppendHeader(sip.NewHeader("P-Asserted-Identity", "<sip:"+c.Ani+"@"+b.host+">"))
+	}
+	if ua := b.cfg.UserAgent; ua != "" {
+		req.AppendHeader(sip.NewHeader("User-Agent", ua))
+	}
+	add := func(name, v string) {
+		if name != "" && v != "" {
+			req.AppendHeader(sip.NewHeader(name, v))
+		}
+	}
+	add(b.cfg.RequestIDHeader, c.RequestID)
+	add(b.cfg.TenantHeader, c.Tenant)
+	add(b.cfg.IVRProfileHeader, c.IVRProfile)
+	add(b.cfg.CallUUIDHeader, c.CallUUID)
+	if p, cpd := b.cfg.CPDHeaderPrefix, c.Cpd; p != "" && cpd != nil {
+		if cpd.Record != nil {
+			add(p+"Record", strconv.FormatBool(cpd.GetRecord()))
+		}
+		if cpd.PostConnectTimeoutMs != nil {
+			add(p+"PostConnectTimeout", strconv.FormatInt(cpd.GetPostConnectTimeoutMs(), 10)+"ms")
+		}
+		if cpd.RnaTimeoutMs != nil {
+			add(p+"RNATimeout", strconv.FormatInt(cpd.GetRnaTimeoutMs(), 10)+"ms")
+		}
+		if cpd.Preconnect != nil {
+			add(p+"Preconnect", strconv.FormatBool(cpd.GetPreconnect()))
+		}
+		add(p+"Detect", cpd.GetDetect())
+	}
+	return req, nil
+}
+
+// Close ends every call (CANCEL or BYE), waits for them, then stops the
+// user agent and closes the sockets. Idempotent.
+func (b *Backend) Close() error {
+	b.closeOnce.Do(func() {
+		b.mu.Lock()
+		b.closed = true
+		b.mu.Unlock()
+		b.cancel()
+		done := make(chan struct{})
+		go func() { b.calls.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(2 * byeTimeout):
+			b.log.Warn("SIP calls still ending at close", "in_progress", b.InProgress())
+		}
+		if b.srv != nil {
+			_ = b.srv.Close()
+		}
+		if b.ua != nil {
+			_ = b.ua.Close()
+		}
+		if b.udp != nil {
+			_ = b.udp.Close()
+		}
+		if b.tcp != nil {
+			_ = b.tcp.Close()
+		}
+		if b.tls != nil {
+			_ = b.tls.Close()
+		}
+		b.serve.Wait()
+	})
+	return nil
+}

@@ -1,0 +1,60 @@
+// Package callbackend defines how the dialer places a call and learns its
+// outcome, independently of the media platform behind it (the simulated
+// media platform, or SIP).
+package telephony
+
+import (
+	"context"
+	"errors"
+
+	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
+)
+
+// Call is one call attempt to place.
+type Call struct {
+	RequestID  string
+	CallUUID   string // unique per attempt, chosen and committed by the dialer before the call is placed
+	Tenant     string
+	IVRProfile string
+	Telnum     string
+	Ani        string
+	Cpd        *fsmpb.Cpd
+	CustomData []*fsmpb.KeyValue
+	Attempt    uint32
+}
+
+// Outcome is how an attempt ended: its class drives retries; Reason is the
+// seed's per-attempt reason ("RingNoAnswer", "DestinationBusy",
+// "AnsweringMachineDetected", "SITInvalidNumber", ...), reported in the
+// notification's Status.
+type Outcome struct {
+	Class  fsmpb.OutcomeClass
+	Reason string
+}
+
+// Backend places calls. Place blocks until the call has ended (or ctx is
+// done) and reports its outcome. An error means the platform could not be
+// asked at all; the dialer records it as an internal failure. Safe for
+// concurrent use.
+type Backend interface {
+	Place(ctx context.Context, c Call) (Outcome, error)
+}
+
+// ErrFull is returned (wrapped) by a backend that refused a call because
+// every port was busy: the oversubscription the port budget must prevent.
+var ErrFull = errors.New("media platform full")
+
+// Revoker is implemented by backends that can end a call placed by another
+// process. A new leader revokes the calls its predecessor left in progress
+// before it retries their requests: a predecessor that was paused or cut
+// off, rather than dead, cannot hang them up itself. Revoke hangs the call
+// up if it is in progress and returns once it has ended (nil also when
+// there is no such call), and makes the platform refuse any later Place
+// with that call UUID (wrapping ErrRevoked), so a deposed leader that wakes
+// up cannot place it either.
+type Revoker interface {
+	Revoke(ctx context.Context, tenant, callUUID string) error
+}
+
+// ErrRevoked is returned (wrapped) by Place for a call UUID that was revoked.
+var ErrRevoked = errors.New("call revoked by a newer leader")

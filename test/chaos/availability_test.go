@@ -1,0 +1,59 @@
+package chaos
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/seed-7bfc04c2/dialtone/internal/sim/mediasim"
+	"github.com/seed-7bfc04c2/dialtone/test/chaos/history"
+)
+
+// TestMeasure: a fault's write and dial gaps are the longest silences from
+// its start to the next fault, and the baseline covers the warm-up.
+func TestMeasure(t *testing.T) {
+	t0 := time.Date(2026, 12, 2, 13, 0, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	h := &history.History{Start: t0}
+	for _, ms := range []int{100, 300, 600, 1000, 1100, 3500, 3600, 5000} { // acks
+		h.Ops = append(h.Ops, history.Op{Kind: history.Create, Outcome: history.OK, Return: at(ms)})
+	}
+	h.Ops = append(h.Ops, history.Op{Kind: history.Get, Outcome: history.OK, Return: at(2000)})         // a read is not a write
+	h.Ops = append(h.Ops, history.Op{Kind: history.Cancel, Outcome: history.Unknown, Return: at(2500)}) // nor a failed cancel
+	for _, ms := range []int{200, 900, 1050, 4200, 4300} {
+		h.Calls = append(h.Calls, mediasim.CallRecord{Start: at(ms)})
+	}
+	h.Faults = []history.Fault{{Name: "kill-leader", Start: at(1000), Settled: at(1500), Healed: at(3000)}}
+	av := Measure(h, at(5000))
+	if len(av) != 2 {
+		t.Fatalf("%d entries", len(av))
+	}
+	if av[0].WriteGap != 400*time.Millisecond || av[0].DialGap != 700*time.Millisecond {
+		t.Errorf("baseline: write %v dial %v, want 400ms 700ms", av[0].WriteGap, av[0].DialGap)
+	}
+	if av[1].WriteGap != 2400*time.Millisecond || av[1].DialGap != 3150*time.Millisecond {
+		t.Errorf("fault: write %v dial %v, want 2.4s 3.15s", av[1].WriteGap, av[1].DialGap)
+	}
+	if tab := AvailabilityTable(av); !strings.Contains(tab, "| kill-leader |  | 500ms | 2s | 2.4s | 3.15s |") {
+		t.Errorf("table:\n%s", tab)
+	}
+}
+
+// TestLeaderTerms: a new term inside a fault's window is forced; one
+// elsewhere is not.
+func TestLeaderTerms(t *testing.T) {
+	t0 := time.Date(2026, 12, 2, 13, 0, 0, 0, time.UTC)
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	h := &history.History{
+		Faults: []history.Fault{{Name: "kill-leader", Start: at(10), Settled: at(11)}},
+		Leaders: []history.LeaderObs{
+			{Time: at(1), Node: "n1", State: "Leader", Term: 2},
+			{Time: at(11), Node: "n2", State: "Leader", Term: 3},
+			{Time: at(12), Node: "n1", State: "Follower", Term: 3},
+			{Time: at(40), Node: "n3", State: "Leader", Term: 5},
+		},
+	}
+	if terms, unforced := LeaderTerms(h); terms != 2 || unforced != 1 {
+		t.Fatalf("terms %d unforced %d, want 2 and 1", terms, unforced)
+	}
+}

@@ -1,0 +1,403 @@
+//go:build e2e
+
+// Package e2e starts the real dialtone binary and drives it as an operator
+// and a trigger application would: over REST and the CLI, killing
+// processes with SIGKILL.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "dialtone-e2e")
+	if err != nil {
+		panic(err)
+	}
+	// dialtone dev finds dialtone-sim beside dialtone.
+	binary = filepath.Join(dir, "dialtone")
+	build := exec.Command("go", "build", "-race", "-o", dir+string(filepath.Separator), "../../cmd/dialtone", "../../cmd/dialtone-sim")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		panic(fmt.Sprintf("build: %v", err))
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+var nodes = map[string]string{"n1": "127.0.0.1:8081", "n2": "127.0.0.1:8082", "n3": "127.0.0.1:8083"}
+
+// proc is one running dialtone process with its output captured.
+type proc struct {
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan struct{}
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func start(t *testing.T, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(binary, args...), out: &syncBuffer{}, done: make(chan struct{})}
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("output of %v:\n%s", args, lastLines(p.out.String(), 60))
+		}
+	})
+	return p
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not reached within %s: %v", what, timeout, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func do(method, url string, body any, out any) (int, error) {
+	var r io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		r = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, url, r)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	resp, err := http.DefaultClient.Do(req.WithContext(ctx))
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		return resp.StatusCode, fmt.Errorf("%s %s: %d %s", method, url, resp.StatusCode, data)
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			return resp.StatusCode, fmt.Errorf("decode %s: %w", data, err)
+		}
+	}
+	return resp.StatusCode, nil
+}
+
+func waitReady(t *testing.T, addrs ...string) {
+	t.Helper()
+	for _, a := range addrs {
+		eventually(t, 30*time.Second, a+" ready", func() error {
+			_, err := do(http.MethodGet, "http://"+a+"/readyz", nil, nil)
+			return err
+		})
+	}
+}
+
+type clusterStatus struct {
+	NodeID   string `json:"node_id"`
+	State    string `json:"state"`
+	LeaderID string `json:"leader_id"`
+}
+
+type createResp struct {
+	Results []struct {
+		OK bool   `json:"ok"`
+		ID string `json:"id"`
+	} `json:"results"`
+}
+
+func requestBody(n int, prefix string) map[string]any {
+	var reqs []map[string]any
+	for i := range n {
+		reqs = append(reqs, map[string]any{
+			"token": fmt.Sprintf("%s-%d", prefix, i), "ivr_profile": "Application", "telnum": "9884719189",
+			"notification_url": "http://127.0.0.1:9/result", "max_attempts": 2, "time_to_live": "600s",
+		})
+	}
+	return map[string]any{"requests": reqs}
+}
+
+// TestServeFromExampleConfigSurvivesLeaderKill runs three `serve` processes
+// from cluster.example.toml, submits over REST, SIGKILLs the leader, and
+// reads every acknowledged request back from the survivors.
+func TestServeFromExampleConfigSurvivesLeaderKill(t *testing.T) {
+	data := t.TempDir()
+	procs := map[string]*proc{}
+	for id := range nodes {
+		procs[id] = start(t, "serve", "--config", "../../cluster.example.toml", "--node", id, "--data-dir", data)
+	}
+	waitReady(t, nodes["n1"], nodes["n2"], nodes["n3"])
+
+	var ids []string
+	for round := range 20 {
+		addr := nodes[fmt.Sprintf("n%d", round%3+1)]
+		var cr createResp
+		if _, err := do(http.MethodPost, "http://"+addr+"/v1/tenants/acme/requests", requestBody(5, fmt.Sprint(round)), &cr); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range cr.Results {
+			if !r.OK {
+				t.Fatalf("create failed: %+v", cr)
+			}
+			ids = append(ids, r.ID)
+		}
+	}
+
+	var st clusterStatus
+	if _, err := do(http.MethodGet, "http://"+nodes["n1"]+"/v1/cluster", nil, &st); err != nil {
+		t.Fatal(err)
+	}
+	leader := st.LeaderID
+	if err := procs[leader].cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-procs[leader].done
+
+	var survivors []string
+	for id, a := range nodes {
+		if id != leader {
+			survivors = append(survivors, a)
+		}
+	}
+	// A new leader is elected and writes continue.
+	eventually(t, 30*time.Second, "new leader", func() error {
+		var st clusterStatus
+		if _, err := do(http.MethodGet, "http://"+survivors[0]+"/v1/cluster", nil, &st); err != nil {
+			return err
+		}
+		if st.LeaderID == "" || st.LeaderID == leader {
+			return fmt.Errorf("leader %q", st.LeaderID)
+		}
+		return nil
+	})
+	var cr createResp
+	if _, err := do(http.MethodPost, "http://"+survivors[1]+"/v1/tenants/acme/requests", requestBody(1, "after"), &cr); err != nil {
+		t.Fatal(err)
+	}
+	ids = append(ids, cr.Results[0].ID)
+
+	for _, a := range survivors {
+		for _, id := range ids {
+			var got struct {
+				Request struct {
+					ID    string `json:"id"`
+					State string `json:"state"`
+				} `json:"request"`
+			}
+			if _, err := do(http.MethodGet, "http://"+a+"/v1/tenants/acme/requests/"+id+"?consistency=linearizable", nil, &got); err != nil {
+				t.Fatalf("survivor %s lost %s: %v", a, id, err)
+			}
+			if got.Request.ID != id || got.Request.State != "PENDING" {
+				t.Fatalf("survivor %s: %+v", a, got)
+			}
+		}
+	}
+
+	// The killed node restarts from its data dir and catches up.
+	procs[leader] = start(t, "serve", "--config", "../../cluster.example.toml", "--node", leader, "--data-dir", data)
+	waitReady(t, nodes[leader])
+	eventually(t, 30*time.Second, "restarted node has every request", func() error {
+		var list struct {
+			Requests []json.RawMessage `json:"requests"`
+		}
+		if _, err := do(http.MethodGet, "http://"+nodes[leader]+"/v1/tenants/acme/requests?page_size=1000", nil, &list); err != nil {
+			return err
+		}
+		if len(list.Requests) != len(ids) {
+			return fmt.Errorf("%d of %d", len(list.Requests), len(ids))
+		}
+		return nil
+	})
+}
+
+// TestDevClusterAndCLI runs `dialtone dev`, drives it with the CLI verbs,
+// and stops it with SIGTERM.
+func TestDevClusterAndCLI(t *testing.T) {
+	data := t.TempDir()
+	// Without the media platform there are no ports, so nothing is
+	// dialled and the request stays waiting (and cancellable).
+	dev := start(t, "dev", "--data-dir", data, "--mediasim=false")
+	waitReady(t, nodes["n1"], nodes["n2"], nodes["n3"])
+
+	cli := func(args ...string) (string, error) {
+		out, err := exec.Command(binary, args...).CombinedOutput()
+		return string(out), err
+	}
+	out, err := cli("submit", "--addr", nodes["n2"], "--tenant", "acme", "--telnum", "+4930123456", "--profile", "Application", "--notify", "https://example.test/r", "--data", "campaign=spring")
+	if err != nil {
+		t.Fatalf("submit: %v\n%s", err, out)
+	}
+	var sub createResp
+	if err := json.Unmarshal([]byte(out), &sub); err != nil || len(sub.Results) != 1 || !sub.Results[0].OK {
+		t.Fatalf("submit output: %s (%v)", out, err)
+	}
+	id := sub.Results[0].ID
+
+	out, err = cli("get", "--addr", nodes["n3"], "--tenant", "acme", "--consistency", "linearizable", id)
+	if err != nil || !strings.Contains(out, `"campaign"`) || !strings.Contains(out, "Waiting to be processed") {
+		t.Fatalf("get: %v\n%s", err, out)
+	}
+	out, err = cli("get", "--addr", nodes["n3"], "--tenant", "other", id)
+	if err == nil || !strings.Contains(out, "404") {
+		t.Fatalf("cross-tenant get should be 404: %v\n%s", err, out)
+	}
+	out, err = cli("status", "--addr", nodes["n1"])
+	if err != nil || !strings.Contains(out, "Voter") || !strings.Contains(out, "leader") {
+		t.Fatalf("status: %v\n%s", err, out)
+	}
+	out, err = cli("members", "--addr", nodes["n1"])
+	if err != nil || strings.Count(out, "alive") != 3 {
+		t.Fatalf("members: %v\n%s", err, out)
+	}
+	out, err = cli("transfer-leadership", "--addr", nodes["n1"])
+	if err != nil || !strings.Contains(out, "leadership moved") {
+		t.Fatalf("transfer-leadership: %v\n%s", err, out)
+	}
+	out, err = cli("cancel", "--addr", nodes["n1"], "--tenant", "acme", id)
+	var cancelled struct {
+		Result struct {
+			OK bool `json:"ok"`
+		} `json:"result"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &cancelled) != nil || !cancelled.Result.OK {
+		t.Fatalf("cancel: %v\n%s", err, out)
+	}
+	out, err = cli("list", "--addr", nodes["n2"], "--tenant", "acme", "--state", "PROCESSED")
+	if err != nil || !strings.Contains(out, `"Cancelled"`) {
+		t.Fatalf("list: %v\n%s", err, out)
+	}
+
+	if err := dev.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-dev.done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("dev did not stop on SIGTERM")
+	}
+	if code := dev.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("dev exit code %d", code)
+	}
+	for _, n := range []string{"n1", "n2", "n3"} {
+		if !strings.Contains(dev.out.String(), "dev: node "+n+" exited: ok") {
+			t.Fatalf("node %s did not stop cleanly", n)
+		}
+	}
+}
+
+// TestPausedLeaderStepsDownAndCatchesUp freezes the leader with SIGSTOP: the
+// others elect a new leader and keep accepting writes; after SIGCONT the old
+// leader follows the new term, and every node holds every acknowledged write.
+func TestPausedLeaderStepsDownAndCatchesUp(t *testing.T) {
+	data := t.TempDir()
+	procs := map[string]*proc{}
+	for id := range nodes {
+		procs[id] = start(t, "serve", "--config", "../../cluster.example.toml", "--node", id, "--data-dir", data)
+	}
+	waitReady(t, nodes["n1"], nodes["n2"], nodes["n3"])
+	var st clusterStatus
+	if _, err := do(http.MethodGet, "http://"+nodes["n1"]+"/v1/cluster", nil, &st); err != nil {
+		t.Fatal(err)
+	}
+	old := st.LeaderID
+	if err := procs[old].cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	defer func() {
+		if !resumed {
+			_ = procs[old].cmd.Process.Signal(syscall.SIGCONT)
+		}
+	}()
+	var other []string
+	for id := range nodes {
+		if id != old {
+			other = append(other, id)
+		}
+	}
+	var ids []string
+	eventually(t, 30*time.Second, "write during the pause", func() error {
+		var cr createResp
+		if _, err := do(http.MethodPost, "http://"+nodes[other[0]]+"/v1/tenants/acme/requests", requestBody(3, "paused"), &cr); err != nil {
+			return err
+		}
+		for _, r := range cr.Results {
+			ids = append(ids, r.ID)
+		}
+		return nil
+	})
+	if err := procs[old].cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	resumed = true
+	eventually(t, 30*time.Second, "old leader follows", func() error {
+		var st clusterStatus
+		if _, err := do(http.MethodGet, "http://"+nodes[old]+"/v1/cluster", nil, &st); err != nil {
+			return err
+		}
+		if st.State != "Follower" || st.LeaderID == "" || st.LeaderID == old {
+			return fmt.Errorf("old leader: state %s, leader %q", st.State, st.LeaderID)
+		}
+		return nil
+	})
+	for _, id := range ids {
+		if _, err := do(http.MethodGet, "http://"+nodes[old]+"/v1/tenants/acme/requests/"+id+"?consistency=linearizable", nil, nil); err != nil {
+			t.Fatalf("old leader misses %s: %v", id, err)
+		}
+	}
+}
