@@ -145,7 +145,7 @@ func waitAllNotified(t *testing.T, tc *testCluster, recv *notifications, ids []s
 }
 
 // TestDialerFailoverUnderLoad kills the leader repeatedly while it dials
-// thousands of requests at CAPS 200 and checks the invariants of DESIGN.md
+// thousands of requests at CAPS 200 and checks the invariants of docs/DESIGN.md
 // from the platform's call log and the replicated records.
 func TestDialerFailoverUnderLoad(t *testing.T) {
 	if testing.Short() {

@@ -4,7 +4,7 @@
 // calls or notifications involved).
 //
 // Linearizable checks the request operations with porcupine (see model.go);
-// the others check DESIGN.md's correctness invariants from what the media
+// the others check the correctness invariants of docs/DESIGN.md from what the media
 // platform and the trigger application saw and the final replicated state.
 package check
 
