@@ -103,29 +103,3 @@ func (b *budget) canArm(mode string, plf uint32, rep PortReport, margin time.Dur
 	l, own, phys, est := b.limit(mode, plf, rep, margin)
 	return own < l && est < phys
 }
-
-// sampledPorts is the SSG-style baseline port view (PortViewSampled), kept
-// only so benchmarks can compare the live budget with it on the same
-// engine. The SSG learns its ports from an EventResourceInfo sent every 5
-// seconds and passes floor(available × PortLoadFactor / 100) calls until
-// the next one. So here: every interval the engine takes the port report
-// once and may arm that many calls until the next sample. Calls that end in
-// between free nothing until the next sample (idle ports), and calls armed
-// before a sample but not yet in its figures are not counted against it (a
-// possible oversubscription).
-type sampledPorts struct {
-	at    time.Time
-	quota int
-}
-
-// refresh takes a new sample when the last one is interval old.
-func (s *sampledPorts) refresh(now time.Time, interval time.Duration, rep PortReport, plf uint32) {
-	if !s.at.IsZero() && now.Sub(s.at) < interval {
-		return
-	}
-	s.at = now
-	s.quota = 0
-	if rep.OK && rep.Total > rep.InUse {
-		s.quota = int(rep.Total-rep.InUse) * int(plf) / 100
-	}
-}

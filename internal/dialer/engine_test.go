@@ -297,7 +297,7 @@ func (h *harness) submit(tenant, profile string, n int, maxAttempts uint32, ttl 
 			reqs = append(reqs, r)
 			ids = append(ids, r.Id)
 		}
-		res, _, err := h.app.ApplyLeader(context.Background(), &fsmpb.Command{Body: &fsmpb.Command_Create{Create: &fsmpb.CreateRequests{Requests: reqs}}})
+		res, _, err := h.app.ApplyLeader(context.Background(), fsm.CreateCommand(reqs, 0))
 		if err != nil {
 			h.t.Fatal(err)
 		}
@@ -460,12 +460,12 @@ func TestEngineReconcilesPreviousLeader(t *testing.T) {
 	ids := h.submit("acme", "P", 4, 2, time.Hour, digits)
 	ctx := context.Background()
 	// A previous leader fetched all four and started attempts on two.
-	if _, _, err := h.app.ApplyLeader(ctx, &fsmpb.Command{Body: &fsmpb.Command_Claim{Claim: &fsmpb.ClaimRequests{Ids: ids}}}); err != nil {
+	if _, _, err := h.app.ApplyLeader(ctx, fsm.ClaimCommand(ids)); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := h.app.ApplyLeader(ctx, &fsmpb.Command{Body: &fsmpb.Command_StartAttempts{StartAttempts: &fsmpb.StartAttempts{Starts: []*fsmpb.AttemptStart{
+	if _, _, err := h.app.ApplyLeader(ctx, fsm.StartAttemptsCommand([]*fsmpb.AttemptStart{
 		{Id: ids[0], CallUuid: "old-0"}, {Id: ids[1], CallUuid: "old-1"},
-	}}}}); err != nil {
+	})); err != nil {
 		t.Fatal(err)
 	}
 	h.start()
@@ -511,7 +511,7 @@ func TestEngineNeverDialsCancelled(t *testing.T) {
 		}
 		return nil
 	})
-	res, _, err := h.app.ApplyLeader(context.Background(), &fsmpb.Command{Body: &fsmpb.Command_Cancel{Cancel: &fsmpb.CancelRequests{Tenant: "acme", Ids: ids}}})
+	res, _, err := h.app.ApplyLeader(context.Background(), fsm.CancelCommand("acme", ids))
 	if err != nil {
 		t.Fatal(err)
 	}

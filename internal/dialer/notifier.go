@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/seed-7bfc04c2/dialtone/internal/fsm"
 	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
 )
 
@@ -181,8 +182,7 @@ func (n *notifier) forget(nt *note) {
 }
 
 func (n *notifier) commitMarks(ctx context.Context, ids []string) {
-	_, _, err := n.e.opts.Apply.ApplyLeader(ctx, &fsmpb.Command{Body: &fsmpb.Command_MarkNotified{MarkNotified: &fsmpb.MarkNotified{Ids: ids}}})
-	if err != nil {
+	if err := propose(ctx, n.e.opts.Apply, ids, fsm.MarkNotifiedCommand, nil); err != nil {
 		if ctx.Err() == nil {
 			n.e.log.Warn("committing delivered notifications failed; the next leader sends them again", "n", len(ids), "err", err)
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/seed-7bfc04c2/dialtone/internal/fsm"
 	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
 	"github.com/seed-7bfc04c2/dialtone/internal/sim/mediasim"
 	"github.com/seed-7bfc04c2/dialtone/internal/telephony"
@@ -31,12 +32,12 @@ func TestEngineRevokesPreviousLeadersCalls(t *testing.T) {
 	h.backend = sim
 	ids := h.submit("acme", "P", 1, 3, time.Hour, digits)
 	ctx := context.Background()
-	if _, _, err := h.app.ApplyLeader(ctx, &fsmpb.Command{Body: &fsmpb.Command_Claim{Claim: &fsmpb.ClaimRequests{Ids: ids}}}); err != nil {
+	if _, _, err := h.app.ApplyLeader(ctx, fsm.ClaimCommand(ids)); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := h.app.ApplyLeader(ctx, &fsmpb.Command{Body: &fsmpb.Command_StartAttempts{StartAttempts: &fsmpb.StartAttempts{Starts: []*fsmpb.AttemptStart{
+	if _, _, err := h.app.ApplyLeader(ctx, fsm.StartAttemptsCommand([]*fsmpb.AttemptStart{
 		{Id: ids[0], CallUuid: "old-0"},
-	}}}}); err != nil {
+	})); err != nil {
 		t.Fatal(err)
 	}
 	// The paused leader's call: up until someone hangs it up.

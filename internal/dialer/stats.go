@@ -1,5 +1,11 @@
 package dialer
 
+import (
+	"cmp"
+	"slices"
+	"time"
+)
+
 // Stats is a point-in-time view of the engine, for `dialtone status`, the
 // admin API and tests. Only the leader's engine runs; elsewhere Running is
 // false and Tenants is empty.
@@ -33,4 +39,32 @@ type TenantStats struct {
 	// Notifications waiting to be delivered, and retries so far.
 	NotifyPending int
 	NotifyRetries uint64
+}
+
+// Stats returns the engine's current figures.
+func (e *Engine) Stats() Stats {
+	now := time.Now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	st := Stats{Running: e.running, GlobalCAPS: e.gCAPS}
+	for _, t := range e.tenants {
+		limit, own, _, _ := t.budget.limit(t.settings.BatchMode, t.settings.PortLoadFactor, t.ports, e.opts.ReportMargin)
+		ts := TenantStats{
+			Tenant: t.name, Queued: t.queued(), QueuedProfile: map[string]int{},
+			InProgress: own, PortBudget: limit, PortsTotal: t.ports.Total, PortsInUse: t.ports.InUse,
+			CAPS: t.settings.CAPS, AttemptsPerSec: t.rate(now), Outcomes: map[string]uint64{},
+		}
+		for p, q := range t.queues {
+			ts.QueuedProfile[p] = len(q)
+		}
+		for k, v := range t.outcomes {
+			ts.Outcomes[k] = v
+		}
+		if e.notes != nil {
+			ts.NotifyPending, ts.NotifyRetries = e.notes.stats(t.name)
+		}
+		st.Tenants = append(st.Tenants, ts)
+	}
+	slices.SortFunc(st.Tenants, func(a, b TenantStats) int { return cmp.Compare(a.Tenant, b.Tenant) })
+	return st
 }

@@ -100,47 +100,43 @@ func withKey(r *fsmpb.Request, key string) *fsmpb.Request {
 // Command builders.
 
 func create(reqs ...*fsmpb.Request) *fsmpb.Command {
-	return &fsmpb.Command{Body: &fsmpb.Command_Create{Create: &fsmpb.CreateRequests{Requests: reqs}}}
+	return CreateCommand(reqs, 0)
 }
 
 func createMax(maxRecords uint64, reqs ...*fsmpb.Request) *fsmpb.Command {
-	return &fsmpb.Command{Body: &fsmpb.Command_Create{Create: &fsmpb.CreateRequests{Requests: reqs, MaxRecords: maxRecords}}}
+	return CreateCommand(reqs, maxRecords)
 }
 
 func cancel(tenant string, ids ...string) *fsmpb.Command {
-	return &fsmpb.Command{Body: &fsmpb.Command_Cancel{Cancel: &fsmpb.CancelRequests{Tenant: tenant, Ids: ids}}}
+	return CancelCommand(tenant, ids)
 }
 
 func claim(ids ...string) *fsmpb.Command {
-	return &fsmpb.Command{Body: &fsmpb.Command_Claim{Claim: &fsmpb.ClaimRequests{Ids: ids}}}
+	return ClaimCommand(ids)
 }
 
 func start(id, callUUID string) *fsmpb.Command {
-	return &fsmpb.Command{Body: &fsmpb.Command_StartAttempts{StartAttempts: &fsmpb.StartAttempts{
-		Starts: []*fsmpb.AttemptStart{{Id: id, CallUuid: callUUID}},
-	}}}
+	return StartAttemptsCommand([]*fsmpb.AttemptStart{{Id: id, CallUuid: callUUID}})
 }
 
 func record(id, callUUID string, outcome fsmpb.OutcomeClass, reason string, nextRetry int64) *fsmpb.Command {
-	return &fsmpb.Command{Body: &fsmpb.Command_RecordResults{RecordResults: &fsmpb.RecordResults{
-		Results: []*fsmpb.AttemptResult{{Id: id, CallUuid: callUUID, Outcome: outcome, Reason: reason, NextRetryUnixMs: nextRetry}},
-	}}}
+	return RecordResultsCommand([]*fsmpb.AttemptResult{{Id: id, CallUuid: callUUID, Outcome: outcome, Reason: reason, NextRetryUnixMs: nextRetry}})
 }
 
 func markNotified(ids ...string) *fsmpb.Command {
-	return &fsmpb.Command{Body: &fsmpb.Command_MarkNotified{MarkNotified: &fsmpb.MarkNotified{Ids: ids}}}
+	return MarkNotifiedCommand(ids)
 }
 
 func purge(ids ...string) *fsmpb.Command {
-	return &fsmpb.Command{Body: &fsmpb.Command_Purge{Purge: &fsmpb.PurgeRequests{Ids: ids}}}
+	return PurgeCommand(ids)
 }
 
 func requeue(ids ...string) *fsmpb.Command {
-	return &fsmpb.Command{Body: &fsmpb.Command_Requeue{Requeue: &fsmpb.RequeueRequests{Ids: ids}}}
+	return RequeueCommand(ids)
 }
 
 func expire(ids ...string) *fsmpb.Command {
-	return &fsmpb.Command{Body: &fsmpb.Command_Expire{Expire: &fsmpb.ExpireRequests{Ids: ids}}}
+	return ExpireCommand(ids)
 }
 
 // sink is a raft.SnapshotSink over a bytes.Buffer.

@@ -14,11 +14,11 @@ import (
 )
 
 func setPac(p *fsmpb.Pacing) *fsmpb.Command {
-	return &fsmpb.Command{Body: &fsmpb.Command_SetPacing{SetPacing: &fsmpb.SetPacing{Pacing: p}}}
+	return SetPacingCommand(p)
 }
 
 func delPac(tenant string) *fsmpb.Command {
-	return &fsmpb.Command{Body: &fsmpb.Command_DeletePacing{DeletePacing: &fsmpb.DeletePacing{Tenant: tenant}}}
+	return DeletePacingCommand(tenant)
 }
 
 // pac is a pacing entry with every field set.

@@ -13,20 +13,19 @@ import (
 )
 
 func setEnt(tenant string, ports uint32) *fsmpb.Command {
-	return &fsmpb.Command{Body: &fsmpb.Command_SetEntitlement{SetEntitlement: &fsmpb.SetEntitlement{
-		Entitlement: &fsmpb.Entitlement{Tenant: tenant, LicensedPorts: ports}}}}
+	return SetEntitlementCommand(&fsmpb.Entitlement{Tenant: tenant, LicensedPorts: ports}, 0)
 }
 
 func delEnt(tenant string) *fsmpb.Command {
-	return &fsmpb.Command{Body: &fsmpb.Command_DeleteEntitlement{DeleteEntitlement: &fsmpb.DeleteEntitlement{Tenant: tenant}}}
+	return DeleteEntitlementCommand(tenant)
 }
 
 func setTh(th *fsmpb.Threshold) *fsmpb.Command {
-	return &fsmpb.Command{Body: &fsmpb.Command_SetThreshold{SetThreshold: &fsmpb.SetThreshold{Threshold: th}}}
+	return SetThresholdCommand(th, 0)
 }
 
 func delTh(id string) *fsmpb.Command {
-	return &fsmpb.Command{Body: &fsmpb.Command_DeleteThreshold{DeleteThreshold: &fsmpb.DeleteThreshold{Id: id}}}
+	return DeleteThresholdCommand(id)
 }
 
 func th(id, tenant string, value float64) *fsmpb.Threshold {

@@ -18,6 +18,7 @@ import (
 	"github.com/seed-7bfc04c2/dialtone/internal/auth"
 	"github.com/seed-7bfc04c2/dialtone/internal/dialer"
 	"github.com/seed-7bfc04c2/dialtone/internal/dialer/pacing"
+	"github.com/seed-7bfc04c2/dialtone/internal/fsm"
 	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
 )
 
@@ -140,7 +141,7 @@ func (s *Dialer) SetPacing(ctx context.Context, req *pb.SetPacingRequest) (*pb.S
 	if err := pacingAccess(ctx, tenant, auth.RoleAdmin); err != nil {
 		return nil, err
 	}
-	cmd := &fsmpb.Command{Body: &fsmpb.Command_SetPacing{SetPacing: &fsmpb.SetPacing{Pacing: p}}}
+	cmd := fsm.SetPacingCommand(p)
 	idx, err := applySetting(ctx, s.repl, s.opts.WriteTimeout, cmd, false)
 	if err != nil {
 		return nil, err
@@ -168,7 +169,7 @@ func (s *Dialer) DeletePacing(ctx context.Context, req *pb.DeletePacingRequest) 
 	if err := pacingAccess(ctx, tenant, auth.RoleAdmin); err != nil {
 		return nil, err
 	}
-	cmd := &fsmpb.Command{Body: &fsmpb.Command_DeletePacing{DeletePacing: &fsmpb.DeletePacing{Tenant: tenant}}}
+	cmd := fsm.DeletePacingCommand(tenant)
 	idx, err := applySetting(ctx, s.repl, s.opts.WriteTimeout, cmd, true)
 	if err != nil {
 		if status.Code(err) == codes.NotFound {

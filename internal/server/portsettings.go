@@ -13,6 +13,7 @@ import (
 	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
 	"github.com/seed-7bfc04c2/dialtone/internal/auth"
 	"github.com/seed-7bfc04c2/dialtone/internal/cluster"
+	"github.com/seed-7bfc04c2/dialtone/internal/fsm"
 	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
 )
 
@@ -169,10 +170,7 @@ func (s *PortSettings) SetEntitlementPorts(ctx context.Context, tenant string, p
 			return status.Error(codes.PermissionDenied, err.Error())
 		}
 	}
-	cmd := &fsmpb.Command{Body: &fsmpb.Command_SetEntitlement{SetEntitlement: &fsmpb.SetEntitlement{
-		Entitlement:     &fsmpb.Entitlement{Tenant: tenant, LicensedPorts: ports},
-		MaxEntitlements: s.opts.MaxEntitlements,
-	}}}
+	cmd := fsm.SetEntitlementCommand(&fsmpb.Entitlement{Tenant: tenant, LicensedPorts: ports}, s.opts.MaxEntitlements)
 	_, err := s.apply(ctx, cmd, false)
 	return err
 }
@@ -182,7 +180,7 @@ func (s *PortSettings) DeleteEntitlement(ctx context.Context, req *pb.DeleteEnti
 	if err := ValidateTenant(req.GetTenant()); err != nil {
 		return nil, FieldErrorStatus("tenant", err.(FieldError).Reason)
 	}
-	cmd := &fsmpb.Command{Body: &fsmpb.Command_DeleteEntitlement{DeleteEntitlement: &fsmpb.DeleteEntitlement{Tenant: req.GetTenant()}}}
+	cmd := fsm.DeleteEntitlementCommand(req.GetTenant())
 	if _, err := s.apply(ctx, cmd, true); err != nil {
 		return nil, err
 	}
@@ -233,7 +231,7 @@ func (s *PortSettings) SetThreshold(ctx context.Context, req *pb.SetThresholdReq
 			return nil, status.Errorf(codes.PermissionDenied, "threshold id %q is taken by a tenant principal %s may not act for", th.Id, quote(p.Name))
 		}
 	}
-	cmd := &fsmpb.Command{Body: &fsmpb.Command_SetThreshold{SetThreshold: &fsmpb.SetThreshold{Threshold: th, MaxThresholds: s.opts.MaxThresholds}}}
+	cmd := fsm.SetThresholdCommand(th, s.opts.MaxThresholds)
 	if _, err := s.apply(ctx, cmd, false); err != nil {
 		return nil, err
 	}
@@ -254,7 +252,7 @@ func (s *PortSettings) DeleteThreshold(ctx context.Context, req *pb.DeleteThresh
 			return nil, status.Errorf(codes.NotFound, "threshold %q not found", req.GetId())
 		}
 	}
-	cmd := &fsmpb.Command{Body: &fsmpb.Command_DeleteThreshold{DeleteThreshold: &fsmpb.DeleteThreshold{Id: req.GetId()}}}
+	cmd := fsm.DeleteThresholdCommand(req.GetId())
 	if _, err := s.apply(ctx, cmd, true); err != nil {
 		return nil, err
 	}

@@ -121,7 +121,7 @@ func (s *Requests) Create(ctx context.Context, tenant string, recs []*fsmpb.Requ
 		r.Fingerprint = fsm.Fingerprint(r)
 		ids[i] = r.Id
 	}
-	cmd := &fsmpb.Command{Body: &fsmpb.Command_Create{Create: &fsmpb.CreateRequests{Requests: recs, MaxRecords: s.opts.MaxRecords}}}
+	cmd := fsm.CreateCommand(recs, s.opts.MaxRecords)
 	res, index, err := s.applyReplayable(ctx, cmd)
 	if err != nil {
 		return nil, 0, err
@@ -344,7 +344,7 @@ func (s *Requests) BatchCancelRequests(ctx context.Context, req *pb.BatchCancelR
 
 // Cancel cancels ids of tenant as one entry and reports one result each.
 func (s *Requests) Cancel(ctx context.Context, tenant string, ids []string) ([]*pb.CancelResult, uint64, error) {
-	cmd := &fsmpb.Command{Body: &fsmpb.Command_Cancel{Cancel: &fsmpb.CancelRequests{Tenant: tenant, Ids: ids}}}
+	cmd := fsm.CancelCommand(tenant, ids)
 	res, index, err := s.applyReplayable(ctx, cmd)
 	if err != nil {
 		return nil, 0, err

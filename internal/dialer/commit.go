@@ -1,0 +1,166 @@
+package dialer
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/seed-7bfc04c2/dialtone/internal/fsm"
+	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
+	"github.com/seed-7bfc04c2/dialtone/internal/telephony"
+)
+
+// Commit, then dial: an attempt's start is committed (commitStarts)
+// before it is dialled (call), and its outcome is committed afterwards
+// (commitResults). Starts and outcomes are group-committed by batchers.
+
+// startLatency is the recent time from arming an attempt to its committed
+// start, a decaying maximum: one slow commit raises the lookahead at once
+// and it shrinks slowly. Commits record it, the dispatcher reads it.
+type startLatency struct {
+	mu sync.Mutex
+	d  time.Duration
+}
+
+func (l *startLatency) observe(took time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.d = max(took, l.d*99/100)
+}
+
+func (l *startLatency) get() time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.d
+}
+
+// commitStarts commits armed attempts (one entry) and makes those that
+// started ready to dial.
+func (e *Engine) commitStarts(ctx context.Context, items []*item) {
+	var started []*item
+	err := propose(ctx, e.opts.Apply, items, startCommand, func(_, ok []*item) { started = ok })
+	e.m.StartBatch.Observe(float64(len(items)))
+	if err == nil {
+		// From arming the oldest item to its commit: the wait for the
+		// commit before it plus its own.
+		e.latency.observe(time.Since(items[0].armed))
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, it := range items {
+		if len(started) > 0 && started[0] == it {
+			started = started[1:]
+			it.t.ready = append(it.t.ready, it)
+			continue
+		}
+		// Not started (cancelled or expired meanwhile, or we are no
+		// longer leader): it holds no budget.
+		it.t.budget.armed--
+	}
+	if err != nil && ctx.Err() == nil {
+		e.log.Warn("attempt start failed", "attempts", len(items), "err", err)
+	}
+	e.signal()
+}
+
+func startCommand(items []*item) *fsmpb.Command {
+	starts := make([]*fsmpb.AttemptStart, len(items))
+	for i, it := range items {
+		starts[i] = &fsmpb.AttemptStart{Id: it.req.Id, CallUuid: it.callUUID}
+	}
+	return fsm.StartAttemptsCommand(starts)
+}
+
+// call places one committed attempt and queues its outcome.
+func (e *Engine) call(ctx context.Context, it *item) {
+	defer e.calls.Done()
+	r := it.req
+	started := time.Now()
+	var out telephony.Outcome
+	var err error
+	if started.UnixMilli() >= r.ExpiresUnixMs {
+		// Its TTL ran out between the commit and its slot: do not dial.
+		out = telephony.Outcome{Class: fsmpb.OutcomeClass_OUTCOME_INTERNAL, Reason: "TTL Expired"}
+	} else {
+		e.m.Attempts.WithLabelValues(r.Tenant).Inc()
+		out, err = e.opts.Backend.Place(ctx, telephony.Call{
+			RequestID: r.Id, CallUUID: it.callUUID, Tenant: r.Tenant, IVRProfile: r.IvrProfile,
+			Telnum: r.Telnum, Ani: r.Ani, Cpd: r.Cpd, CustomData: r.CustomData,
+			Attempt: r.AttemptsMade + 1,
+		})
+	}
+	e.mu.Lock()
+	it.t.budget.calls--
+	e.mu.Unlock()
+	if ctx.Err() != nil {
+		return // hung up because leadership ended: the next leader reconciles
+	}
+	switch {
+	case errors.Is(err, telephony.ErrFull):
+		e.m.Refused.WithLabelValues(r.Tenant).Inc()
+		out = telephony.Outcome{Class: fsmpb.OutcomeClass_OUTCOME_INTERNAL, Reason: "PortsFull"}
+	case err != nil:
+		e.log.Debug("call failed", "request", r.Id, "err", err)
+		out = telephony.Outcome{Class: fsmpb.OutcomeClass_OUTCOME_INTERNAL, Reason: "InternalError"}
+	case out.Class == fsmpb.OutcomeClass_OUTCOME_UNSPECIFIED:
+		out.Class = fsmpb.OutcomeClass_OUTCOME_INTERNAL
+	}
+	if out.Reason == "" {
+		out.Reason = out.Class.String()
+	}
+	// The record as stored now: IN_PROGRESS with this attempt counted.
+	cur, ok := e.opts.Store.Get(r.Id)
+	if !ok {
+		return
+	}
+	e.results.add(result{it: it, res: &fsmpb.AttemptResult{
+		Id: r.Id, CallUuid: it.callUUID, Outcome: out.Class, Reason: out.Reason,
+		NextRetryUnixMs: e.retryFor(cur, out.Class, time.Now()).UnixMilli(),
+	}})
+}
+
+// retryFor is r's retry time after an outcome of class c, at its tenant's
+// NextRetryInterval.
+func (e *Engine) retryFor(r *fsmpb.Request, c fsmpb.OutcomeClass, now time.Time) time.Time {
+	p := e.retry
+	e.mu.Lock()
+	if t := e.tenants[r.Tenant]; t != nil {
+		p.nextRetryInterval = t.settings.NextRetryInterval
+	}
+	e.mu.Unlock()
+	return p.nextRetry(r, c, now)
+}
+
+// commitResults commits attempt outcomes (one entry) and queues the
+// notifications of the requests they finished.
+func (e *Engine) commitResults(ctx context.Context, rs []result) {
+	var recorded []result
+	err := propose(ctx, e.opts.Apply, rs, resultsCommand, func(_, ok []result) { recorded = ok })
+	if err != nil {
+		if ctx.Err() == nil {
+			e.log.Warn("recording outcomes failed; the next leader reinstates them", "results", len(rs), "err", err)
+		}
+		return
+	}
+	e.mu.Lock()
+	for _, r := range recorded {
+		r.it.t.outcomes[r.res.Outcome.String()]++
+	}
+	e.mu.Unlock()
+	for _, r := range recorded {
+		e.m.outcome(r.it.req.Tenant, r.res.Outcome.String())
+		if cur, ok := e.opts.Store.Get(r.res.Id); ok && cur.State == fsmpb.State_PROCESSED {
+			e.notes.add(cur.Id)
+		}
+	}
+	e.signal()
+}
+
+func resultsCommand(rs []result) *fsmpb.Command {
+	results := make([]*fsmpb.AttemptResult, len(rs))
+	for i, r := range rs {
+		results[i] = r.res
+	}
+	return fsm.RecordResultsCommand(results)
+}

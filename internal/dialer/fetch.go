@@ -1,0 +1,138 @@
+package dialer
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"github.com/seed-7bfc04c2/dialtone/internal/fsm"
+	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
+)
+
+// fetch claims due requests into the in-memory queues of every tenant
+// whose queues fell below the low watermark: one Raft entry per tenant.
+func (e *Engine) fetch(ctx context.Context, now time.Time) {
+	for _, w := range e.fetchWants(now) {
+		picked := e.pickDue(w, now)
+		if len(picked) == 0 {
+			continue
+		}
+		err := propose(ctx, e.opts.Apply, picked, byRequestID(fsm.ClaimCommand), func(_, claimed []*fsmpb.Request) {
+			e.m.Fetches.Inc()
+			e.mu.Lock()
+			for _, r := range claimed {
+				w.t.enqueue(&item{t: w.t, req: r})
+			}
+			e.mu.Unlock()
+		})
+		if err != nil {
+			if ctx.Err() == nil {
+				e.log.Warn("fetch failed", "tenant", w.t.name, "err", err)
+			}
+			return
+		}
+	}
+}
+
+// fetchWant is what one tenant's fetch asks for: how many requests of
+// each IVR profile.
+type fetchWant struct {
+	t      *tenant
+	shares map[string]int
+	equal  bool // equal_priority_new_and_old
+}
+
+// fetchWants prunes the queues and returns the tenants that are low on
+// work, with the shares of their profiles in the batch they need.
+func (e *Engine) fetchWants(now time.Time) []fetchWant {
+	var wants []fetchWant
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, t := range e.tenants {
+		// Pruning reads every queued request; at thousands of CAPS the
+		// fetch runs far more often than cancels need noticing (a start of
+		// a request no longer INITIATED is refused by the state machine
+		// anyway).
+		if now.Sub(t.pruned) >= 250*time.Millisecond {
+			t.prune(e.opts.Store)
+			t.pruned = now
+		}
+		size := t.batchSize()
+		if size <= 0 || !t.lowOnWork() {
+			continue
+		}
+		need := size - t.queued()
+		if need <= 0 {
+			continue
+		}
+		wants = append(wants, fetchWant{t: t, shares: allocate(need, e.opts.Store.Profiles(t.name, fsmpb.State_PENDING), t.settings.Slots), equal: t.settings.EqualNewAndOld})
+	}
+	return wants
+}
+
+// pickDue picks the requests w asks for: per profile (in name order) the due
+// ones, in queue order, new and retries alternating when w.equal.
+func (e *Engine) pickDue(w fetchWant, now time.Time) []*fsmpb.Request {
+	var picked []*fsmpb.Request
+	profiles := make([]string, 0, len(w.shares))
+	for p := range w.shares {
+		profiles = append(profiles, p)
+	}
+	slices.Sort(profiles)
+	for _, p := range profiles {
+		n := w.shares[p]
+		limit := n
+		if w.equal {
+			limit = n * 4 // room to find both kinds
+		}
+		var due []*fsmpb.Request
+		for _, r := range e.opts.Store.Due(w.t.name, p, fsmpb.State_PENDING, limit) {
+			if r.NextRetryUnixMs > now.UnixMilli() {
+				break // the rest is later still
+			}
+			if r.ExpiresUnixMs > now.UnixMilli() {
+				due = append(due, r)
+			}
+		}
+		picked = append(picked, pick(due, n, w.equal)...)
+	}
+	return picked
+}
+
+func (t *tenant) enqueue(it *item) {
+	p := it.req.IvrProfile
+	if _, ok := t.queues[p]; !ok {
+		t.order = append(t.order, p)
+	}
+	t.queues[p] = append(t.queues[p], it)
+}
+
+// prune drops queued requests that are no longer INITIATED (cancelled or
+// expired since they were fetched).
+func (t *tenant) prune(s Store) {
+	for p, q := range t.queues {
+		kept := q[:0]
+		for _, it := range q {
+			if r, ok := s.Get(it.req.Id); ok && r.State == fsmpb.State_INITIATED {
+				kept = append(kept, it)
+			}
+		}
+		clear(q[len(kept):])
+		t.queues[p] = kept
+	}
+}
+
+// next pops the next queued request, round robin over the profiles.
+func (t *tenant) next() *item {
+	for range t.order {
+		p := t.order[t.rr%len(t.order)]
+		t.rr++
+		if q := t.queues[p]; len(q) > 0 {
+			it := q[0]
+			q[0] = nil
+			t.queues[p] = q[1:]
+			return it
+		}
+	}
+	return nil
+}

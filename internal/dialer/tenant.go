@@ -1,0 +1,88 @@
+package dialer
+
+import (
+	"time"
+
+	"github.com/seed-7bfc04c2/dialtone/internal/dialer/pacing"
+	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
+)
+
+// tenant is one tenant's in-memory dialer state. Guarded by Engine.mu.
+type tenant struct {
+	name     string
+	settings pacing.Settings
+	ports    PortReport
+	queues   map[string][]*item // per IVR profile: fetched (INITIATED), in priority order
+	order    []string           // profiles, for round robin
+	rr       int
+	ready    []*item // armed and committed, waiting for their dial slot
+	pacer    pacer
+	budget   budget
+	sampled  sampledPorts // sampledView only
+	attempts []time.Time  // dial times, for the achieved rate
+	pruned   time.Time    // last prune of the queues
+	outcomes map[string]uint64
+}
+
+func newTenant(name string) *tenant {
+	return &tenant{name: name, queues: map[string][]*item{}, outcomes: map[string]uint64{}}
+}
+
+// item is one request on its way through the engine.
+type item struct {
+	t        *tenant
+	req      *fsmpb.Request // as fetched
+	callUUID string
+	armed    time.Time
+}
+
+// result is the outcome of one item's attempt, waiting to be committed.
+type result struct {
+	it  *item
+	res *fsmpb.AttemptResult
+}
+
+func (t *tenant) idle() bool {
+	return t.queued() == 0 && len(t.ready) == 0 && t.budget.calls == 0 && t.budget.armed == 0
+}
+
+func (t *tenant) queued() int {
+	n := 0
+	for _, q := range t.queues {
+		n += len(q)
+	}
+	return n
+}
+
+// lowOnWork reports whether t's queues are empty or below the low
+// watermark (a percentage of the batch size): time to fetch.
+func (t *tenant) lowOnWork() bool {
+	q := t.queued()
+	return q*100 < t.batchSize()*int(t.settings.LowWatermark) || q == 0
+}
+
+// batchSize is the SSG's Request Batch Size for the tenant now.
+func (t *tenant) batchSize() int {
+	if !t.ports.OK {
+		return 0
+	}
+	switch t.settings.BatchMode {
+	case pacing.BatchAvailablePorts:
+		return int(t.ports.Total) - min(int(t.ports.InUse), int(t.ports.Total))
+	case pacing.BatchFixed:
+		return int(t.settings.BatchSize)
+	default:
+		return int(t.ports.Total)
+	}
+}
+
+// rate is the attempts per second over the last 10 s (and trims the log).
+func (t *tenant) rate(now time.Time) float64 {
+	const span = 10 * time.Second
+	i := 0
+	for i < len(t.attempts) && now.Sub(t.attempts[i]) > span {
+		i++
+	}
+	t.attempts = append(t.attempts[:0], t.attempts[i:]...)
+	return float64(len(t.attempts)) / span.Seconds()
+}

@@ -1,0 +1,88 @@
+package fsm
+
+import "github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
+
+// Command constructors: one per fsmpb.Command body, named after it, so
+// callers never build the oneof envelope by hand. They set only the body;
+// the time (NowUnixMs) and the version are stamped where the command is
+// proposed.
+
+// CreateCommand stores new requests; maxRecords is the configured maximum
+// of stored records (0: unlimited).
+func CreateCommand(reqs []*fsmpb.Request, maxRecords uint64) *fsmpb.Command {
+	return &fsmpb.Command{Body: &fsmpb.Command_Create{Create: &fsmpb.CreateRequests{Requests: reqs, MaxRecords: maxRecords}}}
+}
+
+// CancelCommand cancels a tenant's requests.
+func CancelCommand(tenant string, ids []string) *fsmpb.Command {
+	return &fsmpb.Command{Body: &fsmpb.Command_Cancel{Cancel: &fsmpb.CancelRequests{Tenant: tenant, Ids: ids}}}
+}
+
+// ClaimCommand moves due requests from PENDING to INITIATED (the dialer's
+// fetch).
+func ClaimCommand(ids []string) *fsmpb.Command {
+	return &fsmpb.Command{Body: &fsmpb.Command_Claim{Claim: &fsmpb.ClaimRequests{Ids: ids}}}
+}
+
+// StartAttemptsCommand starts attempts of INITIATED requests.
+func StartAttemptsCommand(starts []*fsmpb.AttemptStart) *fsmpb.Command {
+	return &fsmpb.Command{Body: &fsmpb.Command_StartAttempts{StartAttempts: &fsmpb.StartAttempts{Starts: starts}}}
+}
+
+// RecordResultsCommand records the outcomes of attempts in progress.
+func RecordResultsCommand(results []*fsmpb.AttemptResult) *fsmpb.Command {
+	return &fsmpb.Command{Body: &fsmpb.Command_RecordResults{RecordResults: &fsmpb.RecordResults{Results: results}}}
+}
+
+// MarkNotifiedCommand records delivered result notifications.
+func MarkNotifiedCommand(ids []string) *fsmpb.Command {
+	return &fsmpb.Command{Body: &fsmpb.Command_MarkNotified{MarkNotified: &fsmpb.MarkNotified{Ids: ids}}}
+}
+
+// PurgeCommand removes finished requests.
+func PurgeCommand(ids []string) *fsmpb.Command {
+	return &fsmpb.Command{Body: &fsmpb.Command_Purge{Purge: &fsmpb.PurgeRequests{Ids: ids}}}
+}
+
+// RequeueCommand returns INITIATED requests to PENDING.
+func RequeueCommand(ids []string) *fsmpb.Command {
+	return &fsmpb.Command{Body: &fsmpb.Command_Requeue{Requeue: &fsmpb.RequeueRequests{Ids: ids}}}
+}
+
+// ExpireCommand ends waiting requests whose TTL ran out.
+func ExpireCommand(ids []string) *fsmpb.Command {
+	return &fsmpb.Command{Body: &fsmpb.Command_Expire{Expire: &fsmpb.ExpireRequests{Ids: ids}}}
+}
+
+// SetEntitlementCommand stores or replaces a tenant's entitlement;
+// maxEntitlements is the configured maximum (0: unlimited).
+func SetEntitlementCommand(e *fsmpb.Entitlement, maxEntitlements uint32) *fsmpb.Command {
+	return &fsmpb.Command{Body: &fsmpb.Command_SetEntitlement{SetEntitlement: &fsmpb.SetEntitlement{Entitlement: e, MaxEntitlements: maxEntitlements}}}
+}
+
+// DeleteEntitlementCommand removes a tenant's entitlement.
+func DeleteEntitlementCommand(tenant string) *fsmpb.Command {
+	return &fsmpb.Command{Body: &fsmpb.Command_DeleteEntitlement{DeleteEntitlement: &fsmpb.DeleteEntitlement{Tenant: tenant}}}
+}
+
+// SetThresholdCommand stores or replaces a port-usage threshold;
+// maxThresholds is the configured maximum (0: unlimited).
+func SetThresholdCommand(th *fsmpb.Threshold, maxThresholds uint32) *fsmpb.Command {
+	return &fsmpb.Command{Body: &fsmpb.Command_SetThreshold{SetThreshold: &fsmpb.SetThreshold{Threshold: th, MaxThresholds: maxThresholds}}}
+}
+
+// DeleteThresholdCommand removes a port-usage threshold.
+func DeleteThresholdCommand(id string) *fsmpb.Command {
+	return &fsmpb.Command{Body: &fsmpb.Command_DeleteThreshold{DeleteThreshold: &fsmpb.DeleteThreshold{Id: id}}}
+}
+
+// SetPacingCommand stores or replaces a tenant's (or, for tenant "", the
+// global) dialer settings.
+func SetPacingCommand(p *fsmpb.Pacing) *fsmpb.Command {
+	return &fsmpb.Command{Body: &fsmpb.Command_SetPacing{SetPacing: &fsmpb.SetPacing{Pacing: p}}}
+}
+
+// DeletePacingCommand removes a tenant's (or the global) dialer settings.
+func DeletePacingCommand(tenant string) *fsmpb.Command {
+	return &fsmpb.Command{Body: &fsmpb.Command_DeletePacing{DeletePacing: &fsmpb.DeletePacing{Tenant: tenant}}}
+}
