@@ -207,7 +207,10 @@ func TestCallsReachTheGateway(t *testing.T) {
 		{"create", func() (proto.Message, error) {
 			return c.CreateRequests(ctx, &pb.CreateRequestsRequest{Tenant: "acme", Requests: []*pb.RequestSpec{spec}})
 		}, &pb.CreateRequestsRequest{Tenant: "acme", Requests: []*pb.RequestSpec{spec}},
-			func(m proto.Message) bool { r := m.(*pb.CreateRequestsResponse); return r.Index == 7 && r.Results[0].Token == "t1" }},
+			func(m proto.Message) bool {
+				r := m.(*pb.CreateRequestsResponse)
+				return r.Index == 7 && r.Results[0].Token == "t1"
+			}},
 		{"get with query", func() (proto.Message, error) {
 			return c.GetRequest(ctx, &pb.GetRequestRequest{Tenant: "a b", Id: "r1", Consistency: client.Linearizable, MinIndex: 12})
 		}, &pb.GetRequestRequest{Tenant: "a b", Id: "r1", Consistency: "linearizable", MinIndex: 12},
@@ -227,7 +230,9 @@ func TestCallsReachTheGateway(t *testing.T) {
 		{"batch cancel", func() (proto.Message, error) {
 			return c.BatchCancelRequests(ctx, &pb.BatchCancelRequestsRequest{Tenant: "acme", Ids: []string{"r1"}})
 		}, &pb.BatchCancelRequestsRequest{Tenant: "acme", Ids: []string{"r1"}},
-			func(m proto.Message) bool { return m.(*pb.BatchCancelRequestsResponse).Results[0].Code == "IN_PROGRESS" }},
+			func(m proto.Message) bool {
+				return m.(*pb.BatchCancelRequestsResponse).Results[0].Code == "IN_PROGRESS"
+			}},
 		{"cluster status", func() (proto.Message, error) { return c.GetClusterStatus(ctx) }, &pb.GetStatusRequest{},
 			func(m proto.Message) bool { return m.(*pb.ClusterStatus).Term == 1<<40 }},
 		{"members", func() (proto.Message, error) { return c.ListMembers(ctx) }, &pb.ListMembersRequest{},
@@ -307,7 +312,10 @@ func TestErrors(t *testing.T) {
 		msgHas   string
 		textHave string
 	}{
-		{"not found", func() error { _, err := c.GetRequest(ctx, &pb.GetRequestRequest{Tenant: "acme", Id: "missing"}); return err }(),
+		{"not found", func() error {
+			_, err := c.GetRequest(ctx, &pb.GetRequestRequest{Tenant: "acme", Id: "missing"})
+			return err
+		}(),
 			404, codes.NotFound, "request missing not found", "HTTP 404: request missing not found"},
 		{"invalid", func() error {
 			_, err := c.SetPacing(ctx, &pb.SetPacingRequest{Tenant: "acme", Pacing: &pb.Pacing{Caps: 200001}})
