@@ -3,11 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"net/http"
 	"time"
 
+	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
 	"github.com/seed-7bfc04c2/dialtone/bench/load"
 )
 
@@ -32,24 +31,34 @@ func (h *harness) runReads(ctx context.Context) error {
 	if follower == "" {
 		return fmt.Errorf("reads: no follower")
 	}
-	base := "http://" + e.c.HTTPAddr(follower)
+	rc, err := e.rest(follower)
+	if err != nil {
+		return err
+	}
+	getRequest := func(ctx context.Context, id string) error {
+		_, err := rc.GetRequest(ctx, &pb.GetRequestRequest{Tenant: tenant, Id: id})
+		return err
+	}
 	// The follower must hold the requests and the port figures first.
 	if !waitFor(ctx, 30*time.Second, func() bool {
-		return e.getStatus(ctx, base+"/v1/tenants/"+tenant+"/requests/"+ids[len(ids)-1]) == nil &&
-			e.getStatus(ctx, base+"/v1/port-usage/tenants/"+tenant) == nil
+		if getRequest(ctx, ids[len(ids)-1]) != nil {
+			return false
+		}
+		_, err := rc.GetTenantPortUsage(ctx, tenant)
+		return err == nil
 	}) {
 		return fmt.Errorf("reads: follower %s does not serve the data within 30s", follower)
 	}
 	for _, rd := range []struct {
 		name string
-		url  func() string
+		read func(ctx context.Context) error
 	}{
-		{"GET /v1/port-usage", func() string { return base + "/v1/port-usage" }},
-		{"GET /v1/tenants/{tenant}/requests/{id}", func() string { return base + "/v1/tenants/" + tenant + "/requests/" + ids[rand.IntN(len(ids))] }},
+		{"GET /v1/port-usage", func(ctx context.Context) error { _, err := rc.GetPortUsage(ctx); return err }},
+		{"GET /v1/tenants/{tenant}/requests/{id}", func(ctx context.Context) error { return getRequest(ctx, ids[rand.IntN(len(ids))]) }},
 	} {
 		r := load.Run(ctx, load.Options{Workers: c.Workers, Warmup: c.Warmup.Duration, Duration: c.Duration.Duration},
 			func(ctx context.Context, w *load.Worker) (int, error) {
-				return 1, e.getStatus(ctx, rd.url())
+				return 1, rd.read(ctx)
 			})
 		res := ReadResult{Read: rd.name, Node: follower, Workers: c.Workers, Seconds: r.Seconds, PerSec: r.CallsPerSec(),
 			P50ms: ms(r.Quantile(0.5)), P99ms: ms(r.Quantile(0.99)), Errors: r.Errors}
@@ -58,24 +67,6 @@ func (h *harness) runReads(ctx context.Context) error {
 		h.repMu.Unlock()
 		h.logf("reads %s on follower %s: %.0f/s, p50 %.2f ms, p99 %.2f ms, errors %s", rd.name, follower, res.PerSec, res.P50ms, res.P99ms, load.Counts(res.Errors))
 		h.check("reads", rd.name+": answered", r.Calls > 0 && len(r.Errors) == 0, "%d reads, errors %s", r.Calls, load.Counts(r.Errors))
-	}
-	return nil
-}
-
-// getStatus GETs url and discards the body; non-2xx is an error.
-func (e *environment) getStatus(ctx context.Context, url string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := e.http.Do(req)
-	if err != nil {
-		return err
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return &load.HTTPError{Code: resp.StatusCode}
 	}
 	return nil
 }

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
+	"github.com/seed-7bfc04c2/dialtone/client"
 )
 
 // Worker is one closed-loop worker, handed to every call it makes.
@@ -93,12 +94,17 @@ type HTTPError struct{ Code int }
 
 func (e *HTTPError) Error() string { return fmt.Sprintf("HTTP %d", e.Code) }
 
-// Kind names an error for counting: the gRPC code, "HTTP <status>", or
-// "transport" for anything else.
+// Kind names an error for counting: "HTTP <status>" for a REST answer, the
+// gRPC code, or "transport" for anything else.
 func Kind(err error) string {
 	var he *HTTPError
 	if errors.As(err, &he) {
 		return he.Error()
+	}
+	// Before the gRPC status: a *client.Error has one too.
+	var ce *client.Error
+	if errors.As(err, &ce) {
+		return fmt.Sprintf("HTTP %d", ce.StatusCode)
 	}
 	if s, ok := status.FromError(err); ok {
 		return s.Code().String()

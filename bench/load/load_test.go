@@ -3,11 +3,14 @@ package load
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/seed-7bfc04c2/dialtone/client"
 )
 
 func TestRunCountsMeasuredCallsAndFailures(t *testing.T) {
@@ -41,8 +44,9 @@ func TestKind(t *testing.T) {
 	for err, want := range map[error]string{
 		status.Error(codes.ResourceExhausted, "x"): "ResourceExhausted",
 		&HTTPError{Code: 415}:                      "HTTP 415",
-		context.DeadlineExceeded:                   "DeadlineExceeded",
-		errors.New("connection refused"):           "transport",
+		fmt.Errorf("create: %w", &client.Error{StatusCode: 503, Code: codes.Unavailable, Message: "no leader"}): "HTTP 503",
+		context.DeadlineExceeded:         "DeadlineExceeded",
+		errors.New("connection refused"): "transport",
 	} {
 		if got := Kind(err); got != want {
 			t.Errorf("Kind(%v) = %q, want %q", err, got, want)

@@ -23,7 +23,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	var cl client
+	var cl remote
 	root.PersistentFlags().StringVar(&cl.addr, "addr", envOr("DIALTONE_ADDR", "http://127.0.0.1:8081"), "HTTP address of any node (env DIALTONE_ADDR)")
 	root.PersistentFlags().StringVar(&cl.user, "user", os.Getenv("DIALTONE_USER"), "basic-auth user (env DIALTONE_USER; password from env DIALTONE_PASSWORD)")
 	root.PersistentFlags().StringVar(&cl.token, "bearer", os.Getenv("DIALTONE_TOKEN"), "bearer token (env DIALTONE_TOKEN)")

@@ -1,65 +1,49 @@
 package chaos
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"sync"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
+	"github.com/seed-7bfc04c2/dialtone/client"
 	"github.com/seed-7bfc04c2/dialtone/test/chaos/history"
 )
 
-// api talks REST to the nodes.
+// api is the runner's REST access to the nodes: a client.Client per node,
+// all over one connection pool. Timeouts and retries are the callers'
+// policy (per-operation contexts, another node on failure), so the clients
+// have no timeout of their own.
 type api struct {
 	hc     *http.Client
 	tenant string
+	mu     sync.Mutex
+	nodes  map[string]*client.Client // by base URL
 }
 
-// errUnknown marks an answer that does not say what happened.
-type httpError struct {
-	status int
-	body   string
+func newAPI(tenant string) *api {
+	return &api{hc: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 32}}, tenant: tenant, nodes: map[string]*client.Client{}}
 }
 
-func (e *httpError) Error() string { return fmt.Sprintf("HTTP %d: %s", e.status, e.body) }
-
-func (a *api) do(ctx context.Context, method, url string, body, out any) (int, error) {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return 0, err
-		}
-		rd = bytes.NewReader(b)
+// node is the client of the node at base.
+func (a *api) node(base string) (*client.Client, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if c, ok := a.nodes[base]; ok {
+		return c, nil
 	}
-	req, err := http.NewRequestWithContext(ctx, method, url, rd)
+	c, err := client.New(base, client.WithHTTPClient(a.hc), client.WithTimeout(0))
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := a.hc.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return resp.StatusCode, err
-	}
-	if resp.StatusCode/100 != 2 {
-		return resp.StatusCode, &httpError{resp.StatusCode, truncate(string(b), 200)}
-	}
-	if out != nil {
-		if err := json.Unmarshal(b, out); err != nil {
-			return resp.StatusCode, fmt.Errorf("decode %s: %w", url, err)
-		}
-	}
-	return resp.StatusCode, nil
+	a.nodes[base] = c
+	return c, nil
 }
 
 func truncate(s string, n int) string {
@@ -69,76 +53,35 @@ func truncate(s string, n int) string {
 	return s
 }
 
-// spec is a request as created.
-type spec struct {
-	Token           string `json:"token"`
-	IVRProfile      string `json:"ivr_profile"`
-	Telnum          string `json:"telnum"`
-	MaxAttempts     uint32 `json:"max_attempts"`
-	TimeToLive      string `json:"time_to_live"`
-	NotificationURL string `json:"notification_url"`
-	IdempotencyKey  string `json:"idempotency_key,omitempty"`
-}
-
-type createResp struct {
-	Results []struct {
-		OK        bool   `json:"ok"`
-		ID        string `json:"id"`
-		Duplicate bool   `json:"duplicate"`
-		Code      string `json:"code"`
-		Reason    string `json:"reason"`
-	} `json:"results"`
-}
-
 // create answers the request's id, or an error.
-func (a *api) create(ctx context.Context, base string, s spec) (string, error) {
-	var out createResp
-	if _, err := a.do(ctx, http.MethodPost, base+"/v1/tenants/"+a.tenant+"/requests", map[string]any{"requests": []spec{s}}, &out); err != nil {
+func (a *api) create(ctx context.Context, base string, s *pb.RequestSpec) (string, error) {
+	c, err := a.node(base)
+	if err != nil {
 		return "", err
 	}
-	if len(out.Results) != 1 || !out.Results[0].OK {
-		return "", fmt.Errorf("create refused: %+v", out.Results)
+	out, err := c.CreateRequests(ctx, &pb.CreateRequestsRequest{Tenant: a.tenant, Requests: []*pb.RequestSpec{s}})
+	if err != nil {
+		return "", err
 	}
-	return out.Results[0].ID, nil
-}
-
-// wireRequest is the JSON of a dialtone.v1.Request.
-type wireRequest struct {
-	ID   string `json:"id"`
-	Spec struct {
-		Token       string `json:"token"`
-		Telnum      string `json:"telnum"`
-		MaxAttempts uint32 `json:"max_attempts"`
-	} `json:"spec"`
-	State        string    `json:"state"`
-	Result       string    `json:"result"`
-	ResultReason string    `json:"result_reason"`
-	AttemptsMade uint32    `json:"attempts_made"`
-	Created      time.Time `json:"created"`
-	Expires      time.Time `json:"expires"`
-	Notification string    `json:"notification"`
-	Attempts     []struct {
-		Number   uint32    `json:"number"`
-		CallUUID string    `json:"call_uuid"`
-		Started  time.Time `json:"started"`
-		Ended    time.Time `json:"ended"`
-		Outcome  string    `json:"outcome"`
-		Reason   string    `json:"reason"`
-	} `json:"attempts"`
+	if len(out.Results) != 1 || !out.Results[0].Ok {
+		return "", fmt.Errorf("create refused: %v", out.Results)
+	}
+	return out.Results[0].Id, nil
 }
 
 // get reads one request with consistency=linearizable; found is false on
 // 404.
-func (a *api) get(ctx context.Context, base, id string) (r wireRequest, found bool, err error) {
-	var out struct {
-		Request wireRequest `json:"request"`
+func (a *api) get(ctx context.Context, base, id string) (r *pb.Request, found bool, err error) {
+	c, err := a.node(base)
+	if err != nil {
+		return nil, false, err
 	}
-	code, err := a.do(ctx, http.MethodGet, base+"/v1/tenants/"+a.tenant+"/requests/"+id+"?consistency=linearizable", nil, &out)
-	if code == http.StatusNotFound {
-		return r, false, nil
+	out, err := c.GetRequest(ctx, &pb.GetRequestRequest{Tenant: a.tenant, Id: id, Consistency: client.Linearizable})
+	if client.StatusCode(err) == http.StatusNotFound {
+		return nil, false, nil
 	}
 	if err != nil {
-		return r, false, err
+		return nil, false, err
 	}
 	return out.Request, true, nil
 }
@@ -146,21 +89,19 @@ func (a *api) get(ctx context.Context, base, id string) (r wireRequest, found bo
 // cancel answers the cancel's outcome (history.OK, InProgress, Finished,
 // NotFound) or an error.
 func (a *api) cancel(ctx context.Context, base, id string) (string, error) {
-	var out struct {
-		Results []struct {
-			OK     bool   `json:"ok"`
-			Code   string `json:"code"`
-			Reason string `json:"reason"`
-		} `json:"results"`
+	c, err := a.node(base)
+	if err != nil {
+		return "", err
 	}
-	if _, err := a.do(ctx, http.MethodPost, base+"/v1/tenants/"+a.tenant+"/requests:batchCancel", map[string]any{"ids": []string{id}}, &out); err != nil {
+	out, err := c.BatchCancelRequests(ctx, &pb.BatchCancelRequestsRequest{Tenant: a.tenant, Ids: []string{id}})
+	if err != nil {
 		return "", err
 	}
 	if len(out.Results) != 1 {
 		return "", fmt.Errorf("cancel: %d results", len(out.Results))
 	}
 	switch r := out.Results[0]; {
-	case r.OK:
+	case r.Ok:
 		return history.OK, nil
 	case r.Code == "IN_PROGRESS":
 		return history.InProgress, nil
@@ -174,39 +115,86 @@ func (a *api) cancel(ctx context.Context, base, id string) (string, error) {
 }
 
 // batchGet reads many requests linearizably.
-func (a *api) batchGet(ctx context.Context, base string, ids []string) (map[string]wireRequest, error) {
-	var out struct {
-		Results []struct {
-			ID      string       `json:"id"`
-			Request *wireRequest `json:"request"`
-		} `json:"results"`
-	}
-	if _, err := a.do(ctx, http.MethodPost, base+"/v1/tenants/"+a.tenant+"/requests:batchGet", map[string]any{"ids": ids, "consistency": "linearizable"}, &out); err != nil {
+func (a *api) batchGet(ctx context.Context, base string, ids []string) (map[string]*pb.Request, error) {
+	c, err := a.node(base)
+	if err != nil {
 		return nil, err
 	}
-	m := map[string]wireRequest{}
+	out, err := c.BatchGetRequests(ctx, &pb.BatchGetRequestsRequest{Tenant: a.tenant, Ids: ids, Consistency: client.Linearizable})
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]*pb.Request{}
 	for _, r := range out.Results {
 		if r.Request != nil {
-			m[r.ID] = *r.Request
+			m[r.Id] = r.Request
 		}
 	}
 	return m, nil
 }
 
-// clusterStatus is the part of GET /v1/cluster the runner reads.
-type clusterStatus struct {
-	NodeID   string `json:"node_id"`
-	State    string `json:"state"`
-	LeaderID string `json:"leader_id"`
-	Term     uint64 `json:"term,string"`
-	Servers  []struct {
-		ID       string `json:"id"`
-		Suffrage string `json:"suffrage"`
-	} `json:"servers"`
+func (a *api) status(ctx context.Context, base string) (*pb.ClusterStatus, error) {
+	c, err := a.node(base)
+	if err != nil {
+		return nil, err
+	}
+	return c.GetClusterStatus(ctx)
 }
 
-func (a *api) status(ctx context.Context, base string) (clusterStatus, error) {
-	var st clusterStatus
-	_, err := a.do(ctx, http.MethodGet, base+"/v1/cluster", nil, &st)
-	return st, err
+func (a *api) setPacing(ctx context.Context, base string, p *pb.Pacing) error {
+	c, err := a.node(base)
+	if err != nil {
+		return err
+	}
+	_, err = c.SetPacing(ctx, &pb.SetPacingRequest{Tenant: a.tenant, Pacing: p})
+	return err
+}
+
+func (a *api) leave(ctx context.Context, base string) error {
+	c, err := a.node(base)
+	if err != nil {
+		return err
+	}
+	return c.Leave(ctx)
+}
+
+func (a *api) portUsage(ctx context.Context, base string) (*pb.Usage, error) {
+	c, err := a.node(base)
+	if err != nil {
+		return nil, err
+	}
+	return c.GetPortUsage(ctx)
+}
+
+// simJSON decodes the JSON answer of a GET to the simulators (the media
+// platform and the notification sink), which are not Dialtone's API.
+func (a *api) simJSON(ctx context.Context, url string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := a.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("GET %s: HTTP %d: %s", url, resp.StatusCode, truncate(string(b), 200))
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("decode %s: %w", url, err)
+	}
+	return nil
+}
+
+// asTime is t, or the zero time when t is unset (AsTime would say 1970).
+func asTime(t *timestamppb.Timestamp) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return t.AsTime()
 }

@@ -3,17 +3,17 @@ package chaos
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"time"
 
+	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
 	"github.com/seed-7bfc04c2/dialtone/internal/sim/mediasim"
 	"github.com/seed-7bfc04c2/dialtone/internal/sim/notifysink"
 	"github.com/seed-7bfc04c2/dialtone/test/chaos/history"
 )
 
 // readAll reads every known request linearizably, 500 at a time.
-func (r *Runner) readAll(ctx context.Context, knowns []known) (map[string]wireRequest, error) {
-	out := map[string]wireRequest{}
+func (r *Runner) readAll(ctx context.Context, knowns []known) (map[string]*pb.Request, error) {
+	out := map[string]*pb.Request{}
 	for i := 0; i < len(knowns); i += 500 {
 		var ids []string
 		for _, k := range knowns[i:min(i+500, len(knowns))] {
@@ -41,7 +41,7 @@ func (r *Runner) readAll(ctx context.Context, knowns []known) (map[string]wireRe
 // answers their final state.
 func (r *Runner) drain(ctx context.Context, knowns []known) ([]history.Final, error) {
 	deadline := time.Now().Add(r.opts.DrainTimeout)
-	var last map[string]wireRequest
+	var last map[string]*pb.Request
 	var pending int
 	for {
 		m, err := r.readAll(ctx, knowns)
@@ -67,11 +67,11 @@ func (r *Runner) drain(ctx context.Context, knowns []known) ([]history.Final, er
 		f := history.Final{ID: k.id, Token: k.token}
 		if w, ok := last[k.id]; ok {
 			f.Found = true
-			f.State, f.Result, f.ResultReason, f.Telnum = w.State, w.Result, w.ResultReason, w.Spec.Telnum
-			f.Token = w.Spec.Token
-			f.AttemptsMade, f.MaxAttempts, f.Created, f.Expires, f.Notification = w.AttemptsMade, w.Spec.MaxAttempts, w.Created, w.Expires, w.Notification
-			for _, a := range w.Attempts {
-				f.Attempts = append(f.Attempts, history.Attempt{Number: a.Number, CallUUID: a.CallUUID, Started: a.Started, Ended: a.Ended, Outcome: a.Outcome, Reason: a.Reason})
+			f.State, f.Result, f.ResultReason, f.Telnum = w.GetState(), w.GetResult(), w.GetResultReason(), w.GetSpec().GetTelnum()
+			f.Token = w.GetSpec().GetToken()
+			f.AttemptsMade, f.MaxAttempts, f.Created, f.Expires, f.Notification = w.GetAttemptsMade(), w.GetSpec().GetMaxAttempts(), asTime(w.GetCreated()), asTime(w.GetExpires()), w.GetNotification()
+			for _, a := range w.GetAttempts() {
+				f.Attempts = append(f.Attempts, history.Attempt{Number: a.GetNumber(), CallUUID: a.GetCallUuid(), Started: asTime(a.GetStarted()), Ended: asTime(a.GetEnded()), Outcome: a.GetOutcome(), Reason: a.GetReason()})
 			}
 		}
 		finals = append(finals, f)
@@ -91,13 +91,13 @@ func (r *Runner) collect(ctx context.Context) ([]mediasim.CallRecord, []notifysi
 	}
 	cctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	if _, err := r.api.do(cctx, http.MethodGet, sim+":9091/calls", nil, &calls); err != nil {
+	if err := r.api.simJSON(cctx, sim+":9091/calls", &calls); err != nil {
 		return nil, nil, fmt.Errorf("media platform call log: %w", err)
 	}
 	var notes struct {
 		Notifications []notifysink.Notification `json:"notifications"`
 	}
-	if _, err := r.api.do(cctx, http.MethodGet, sim+":8089/notifications", nil, &notes); err != nil {
+	if err := r.api.simJSON(cctx, sim+":8089/notifications", &notes); err != nil {
 		return nil, nil, fmt.Errorf("notifications: %w", err)
 	}
 	return calls.Calls, notes.Notifications, nil

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"slices"
 	"sync"
 	"time"
@@ -221,8 +220,7 @@ func (r *Runner) apply(ctx context.Context, name string, f *history.Fault) error
 			r.setUp(id, false)
 			base := r.base(r.nodes[id])
 			err := r.retry(ctx, 30*time.Second, func(ctx context.Context, _ string) error {
-				_, err := r.api.do(ctx, http.MethodPost, base+"/v1/cluster/leave", map[string]any{}, nil)
-				return err
+				return r.api.leave(ctx, base)
 			})
 			if err != nil {
 				return fmt.Errorf("%s leave: %w", id, err)
@@ -279,9 +277,9 @@ func (r *Runner) servers(ctx context.Context) ([]string, bool) {
 		return nil, false
 	}
 	var out []string
-	for _, s := range st.Servers {
-		if s.Suffrage == "Voter" {
-			out = append(out, s.ID)
+	for _, s := range st.GetServers() {
+		if s.GetSuffrage() == "Voter" {
+			out = append(out, s.GetId())
 		}
 	}
 	return out, true

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
 	"github.com/seed-7bfc04c2/dialtone/test/chaos/history"
 )
 
@@ -137,10 +138,10 @@ func (l *load) client(ctx context.Context, c int) {
 func (l *load) create(ctx context.Context, c int, rng *rand.Rand) {
 	o := l.r.opts
 	tok := l.token()
-	s := spec{
-		Token: tok, IVRProfile: "Chaos", Telnum: fmt.Sprintf("555%07d", rng.IntN(10_000_000)),
+	s := &pb.RequestSpec{
+		Token: tok, IvrProfile: "Chaos", Telnum: fmt.Sprintf("555%07d", rng.IntN(10_000_000)),
 		MaxAttempts: o.MaxAttempts, TimeToLive: fmt.Sprintf("%dms", o.TTL.Milliseconds()),
-		NotificationURL: "http://mediasim:8089/notify", IdempotencyKey: tok,
+		NotificationUrl: "http://mediasim:8089/notify", IdempotencyKey: tok,
 	}
 	op := history.Op{Client: c, Kind: history.Create, Token: tok, Telnum: s.Telnum, Invoke: time.Now()}
 	deadline := op.Invoke.Add(o.CreateRetry)
@@ -179,7 +180,7 @@ func (l *load) get(ctx context.Context, c int, rng *rand.Rand, k known) {
 		op.Outcome, op.Return = history.NotFound, time.Now()
 	default:
 		op.Outcome, op.Return = history.OK, time.Now()
-		op.State, op.Result, op.Telnum, op.Attempts = r.State, r.Result, r.Spec.Telnum, r.AttemptsMade
+		op.State, op.Result, op.Telnum, op.Attempts = r.GetState(), r.GetResult(), r.GetSpec().GetTelnum(), r.GetAttemptsMade()
 	}
 	if ctx.Err() != nil && op.Outcome == history.Unknown {
 		return // cut off by the end of the load: not an operation

@@ -22,7 +22,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -30,6 +29,7 @@ import (
 	"sync"
 	"time"
 
+	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
 	"github.com/seed-7bfc04c2/dialtone/test/chaos/check"
 	"github.com/seed-7bfc04c2/dialtone/test/chaos/history"
 )
@@ -133,7 +133,7 @@ func Run(ctx context.Context, o Options) (res *Result, err error) {
 	}
 	r := &Runner{
 		opts: o, log: o.Log, nodes: map[string]*node{}, latest: map[string]history.LeaderObs{},
-		api: &api{hc: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 32}}, tenant: "acme"},
+		api: newAPI("acme"),
 	}
 	// Subnets unique to the run (retried when Docker finds them taken).
 	for try := 0; ; try++ {
@@ -241,7 +241,7 @@ func (r *Runner) watch(ctx context.Context) {
 				if err != nil {
 					return
 				}
-				o := history.LeaderObs{Time: time.Now(), Node: n.id, State: st.State, Leader: st.LeaderID, Term: st.Term}
+				o := history.LeaderObs{Time: time.Now(), Node: n.id, State: st.GetState(), Leader: st.GetLeaderId(), Term: st.GetTerm()}
 				r.mu.Lock()
 				r.obs = append(r.obs, o)
 				r.latest[n.id] = o
@@ -401,10 +401,9 @@ func (r *Runner) run(ctx context.Context, rng *rand.Rand) (*Result, error) {
 }
 
 func (r *Runner) setPacing(ctx context.Context) error {
-	body := map[string]any{"caps": r.opts.CAPS, "port_load_factor": 100, "retention": "24h", "clean_interval": "1h"}
+	p := &pb.Pacing{Caps: r.opts.CAPS, PortLoadFactor: 100, Retention: "24h", CleanInterval: "1h"}
 	return r.retry(ctx, 30*time.Second, func(ctx context.Context, base string) error {
-		_, err := r.api.do(ctx, http.MethodPut, base+"/v1/pacing/acme", body, nil)
-		return err
+		return r.api.setPacing(ctx, base, p)
 	})
 }
 
@@ -424,20 +423,15 @@ func (r *Runner) retry(ctx context.Context, timeout time.Duration, f func(ctx co
 }
 
 func (r *Runner) portsKnown(ctx context.Context) bool {
-	var out struct {
-		Tenants []struct {
-			Tenant     string `json:"tenant"`
-			TotalPorts uint32 `json:"total_ports"`
-		} `json:"tenants"`
-	}
 	_, base := r.pickNode(rand.New(rand.NewPCG(3, 4)))
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	if _, err := r.api.do(cctx, http.MethodGet, base+"/v1/port-usage", nil, &out); err != nil {
+	out, err := r.api.portUsage(cctx, base)
+	if err != nil {
 		return false
 	}
-	for _, t := range out.Tenants {
-		if t.Tenant == "acme" && int(t.TotalPorts) == r.opts.Servers*r.opts.PortsPerSrv {
+	for _, t := range out.GetTenants() {
+		if t.GetTenant() == "acme" && int(t.GetTotalPorts()) == r.opts.Servers*r.opts.PortsPerSrv {
 			return true
 		}
 	}

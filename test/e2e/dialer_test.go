@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
 )
 
 // TestDevDialsAndNotifies runs `dialtone dev` as a new user would: it
@@ -38,24 +40,17 @@ func TestDevDialsAndNotifies(t *testing.T) {
 	const n = 1000
 	ids := map[string]string{} // id -> token
 	for batch := range 2 {
-		var reqs []map[string]any
+		var reqs []*pb.RequestSpec
 		for i := range n / 2 {
 			k := batch*n/2 + i
-			reqs = append(reqs, map[string]any{
-				"token": fmt.Sprintf("T%d", k), "ivr_profile": []string{"Sales", "Support"}[k%2],
-				"telnum": fmt.Sprintf("9%09d", k), "ani": "12345",
-				"notification_url": "http://127.0.0.1:8089/notify", "max_attempts": 3, "time_to_live": "30s",
+			reqs = append(reqs, &pb.RequestSpec{
+				Token: fmt.Sprintf("T%d", k), IvrProfile: []string{"Sales", "Support"}[k%2],
+				Telnum: fmt.Sprintf("9%09d", k), Ani: "12345",
+				NotificationUrl: "http://127.0.0.1:8089/notify", MaxAttempts: 3, TimeToLive: "30s",
 			})
 		}
-		var resp createResp
-		if _, err := do(http.MethodPost, "http://"+nodes[[]string{"n1", "n3"}[batch]]+"/v1/tenants/acme/requests", map[string]any{"requests": reqs}, &resp); err != nil {
-			t.Fatal(err)
-		}
-		for i, r := range resp.Results {
-			if !r.OK {
-				t.Fatalf("create %d: %+v", i, r)
-			}
-			ids[r.ID] = fmt.Sprintf("T%d", batch*n/2+i)
+		for i, id := range submit(t, nodes[[]string{"n1", "n3"}[batch]], "acme", reqs...) {
+			ids[id] = fmt.Sprintf("T%d", batch*n/2+i)
 		}
 	}
 

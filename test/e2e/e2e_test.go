@@ -20,6 +20,11 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+
+	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
+	"github.com/seed-7bfc04c2/dialtone/client"
 )
 
 var binary string
@@ -108,6 +113,18 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() er
 	}
 }
 
+// rest is a client of the node at addr (host:port).
+func rest(t *testing.T, addr string) *client.Client {
+	t.Helper()
+	c, err := client.New(addr, client.WithTimeout(15*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// do calls the HTTP endpoints that are not Dialtone's REST API: the
+// simulators' and the CVP compatibility API.
 func do(method, url string, body any, out any) (int, error) {
 	var r io.Reader
 	if body != nil {
@@ -142,34 +159,48 @@ func waitReady(t *testing.T, addrs ...string) {
 	t.Helper()
 	for _, a := range addrs {
 		eventually(t, 30*time.Second, a+" ready", func() error {
-			_, err := do(http.MethodGet, "http://"+a+"/readyz", nil, nil)
-			return err
+			return rest(t, a).Ready(t.Context())
 		})
 	}
 }
 
-type clusterStatus struct {
-	NodeID   string `json:"node_id"`
-	State    string `json:"state"`
-	LeaderID string `json:"leader_id"`
-}
-
-type createResp struct {
-	Results []struct {
-		OK bool   `json:"ok"`
-		ID string `json:"id"`
-	} `json:"results"`
-}
-
-func requestBody(n int, prefix string) map[string]any {
-	var reqs []map[string]any
+// specs are n requests with tokens prefix-0, prefix-1, ...
+func specs(n int, prefix string) []*pb.RequestSpec {
+	var reqs []*pb.RequestSpec
 	for i := range n {
-		reqs = append(reqs, map[string]any{
-			"token": fmt.Sprintf("%s-%d", prefix, i), "ivr_profile": "Application", "telnum": "9884719189",
-			"notification_url": "http://127.0.0.1:9/result", "max_attempts": 2, "time_to_live": "600s",
+		reqs = append(reqs, &pb.RequestSpec{
+			Token: fmt.Sprintf("%s-%d", prefix, i), IvrProfile: "Application", Telnum: "9884719189",
+			NotificationUrl: "http://127.0.0.1:9/result", MaxAttempts: 2, TimeToLive: "600s",
 		})
 	}
-	return map[string]any{"requests": reqs}
+	return reqs
+}
+
+// create submits specs to the node at addr and answers their ids; a
+// refused one is an error.
+func create(ctx context.Context, t *testing.T, addr, tenant string, specs ...*pb.RequestSpec) ([]string, error) {
+	cr, err := rest(t, addr).CreateRequests(ctx, &pb.CreateRequestsRequest{Tenant: tenant, Requests: specs})
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, r := range cr.Results {
+		if !r.Ok {
+			return nil, fmt.Errorf("create refused: %v", cr.Results)
+		}
+		ids = append(ids, r.Id)
+	}
+	return ids, nil
+}
+
+// submit is create that fails the test on an error.
+func submit(t *testing.T, addr, tenant string, specs ...*pb.RequestSpec) []string {
+	t.Helper()
+	ids, err := create(t.Context(), t, addr, tenant, specs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids
 }
 
 // TestServeFromExampleConfigSurvivesLeaderKill runs three `serve` processes
@@ -185,24 +216,14 @@ func TestServeFromExampleConfigSurvivesLeaderKill(t *testing.T) {
 
 	var ids []string
 	for round := range 20 {
-		addr := nodes[fmt.Sprintf("n%d", round%3+1)]
-		var cr createResp
-		if _, err := do(http.MethodPost, "http://"+addr+"/v1/tenants/acme/requests", requestBody(5, fmt.Sprint(round)), &cr); err != nil {
-			t.Fatal(err)
-		}
-		for _, r := range cr.Results {
-			if !r.OK {
-				t.Fatalf("create failed: %+v", cr)
-			}
-			ids = append(ids, r.ID)
-		}
+		ids = append(ids, submit(t, nodes[fmt.Sprintf("n%d", round%3+1)], "acme", specs(5, fmt.Sprint(round))...)...)
 	}
 
-	var st clusterStatus
-	if _, err := do(http.MethodGet, "http://"+nodes["n1"]+"/v1/cluster", nil, &st); err != nil {
+	st, err := rest(t, nodes["n1"]).GetClusterStatus(t.Context())
+	if err != nil {
 		t.Fatal(err)
 	}
-	leader := st.LeaderID
+	leader := st.LeaderId
 	if err := procs[leader].cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -216,34 +237,25 @@ func TestServeFromExampleConfigSurvivesLeaderKill(t *testing.T) {
 	}
 	// A new leader is elected and writes continue.
 	eventually(t, 30*time.Second, "new leader", func() error {
-		var st clusterStatus
-		if _, err := do(http.MethodGet, "http://"+survivors[0]+"/v1/cluster", nil, &st); err != nil {
+		st, err := rest(t, survivors[0]).GetClusterStatus(t.Context())
+		if err != nil {
 			return err
 		}
-		if st.LeaderID == "" || st.LeaderID == leader {
-			return fmt.Errorf("leader %q", st.LeaderID)
+		if st.LeaderId == "" || st.LeaderId == leader {
+			return fmt.Errorf("leader %q", st.LeaderId)
 		}
 		return nil
 	})
-	var cr createResp
-	if _, err := do(http.MethodPost, "http://"+survivors[1]+"/v1/tenants/acme/requests", requestBody(1, "after"), &cr); err != nil {
-		t.Fatal(err)
-	}
-	ids = append(ids, cr.Results[0].ID)
+	ids = append(ids, submit(t, survivors[1], "acme", specs(1, "after")...)...)
 
 	for _, a := range survivors {
 		for _, id := range ids {
-			var got struct {
-				Request struct {
-					ID    string `json:"id"`
-					State string `json:"state"`
-				} `json:"request"`
-			}
-			if _, err := do(http.MethodGet, "http://"+a+"/v1/tenants/acme/requests/"+id+"?consistency=linearizable", nil, &got); err != nil {
+			got, err := rest(t, a).GetRequest(t.Context(), &pb.GetRequestRequest{Tenant: "acme", Id: id, Consistency: client.Linearizable})
+			if err != nil {
 				t.Fatalf("survivor %s lost %s: %v", a, id, err)
 			}
-			if got.Request.ID != id || got.Request.State != "PENDING" {
-				t.Fatalf("survivor %s: %+v", a, got)
+			if got.Request.GetId() != id || got.Request.GetState() != "PENDING" {
+				t.Fatalf("survivor %s: %v", a, got)
 			}
 		}
 	}
@@ -252,10 +264,8 @@ func TestServeFromExampleConfigSurvivesLeaderKill(t *testing.T) {
 	procs[leader] = start(t, "serve", "--config", "../../cluster.example.toml", "--node", leader, "--data-dir", data)
 	waitReady(t, nodes[leader])
 	eventually(t, 30*time.Second, "restarted node has every request", func() error {
-		var list struct {
-			Requests []json.RawMessage `json:"requests"`
-		}
-		if _, err := do(http.MethodGet, "http://"+nodes[leader]+"/v1/tenants/acme/requests?page_size=1000", nil, &list); err != nil {
+		list, err := rest(t, nodes[leader]).ListRequests(t.Context(), &pb.ListRequestsRequest{Tenant: "acme", PageSize: 1000})
+		if err != nil {
 			return err
 		}
 		if len(list.Requests) != len(ids) {
@@ -282,11 +292,11 @@ func TestDevClusterAndCLI(t *testing.T) {
 	if err != nil {
 		t.Fatalf("submit: %v\n%s", err, out)
 	}
-	var sub createResp
-	if err := json.Unmarshal([]byte(out), &sub); err != nil || len(sub.Results) != 1 || !sub.Results[0].OK {
+	var sub pb.CreateRequestsResponse
+	if err := protojson.Unmarshal([]byte(out), &sub); err != nil || len(sub.Results) != 1 || !sub.Results[0].Ok {
 		t.Fatalf("submit output: %s (%v)", out, err)
 	}
-	id := sub.Results[0].ID
+	id := sub.Results[0].Id
 
 	out, err = cli("get", "--addr", nodes["n3"], "--tenant", "acme", "--consistency", "linearizable", id)
 	if err != nil || !strings.Contains(out, `"campaign"`) || !strings.Contains(out, "Waiting to be processed") {
@@ -350,11 +360,11 @@ func TestPausedLeaderStepsDownAndCatchesUp(t *testing.T) {
 		procs[id] = start(t, "serve", "--config", "../../cluster.example.toml", "--node", id, "--data-dir", data)
 	}
 	waitReady(t, nodes["n1"], nodes["n2"], nodes["n3"])
-	var st clusterStatus
-	if _, err := do(http.MethodGet, "http://"+nodes["n1"]+"/v1/cluster", nil, &st); err != nil {
+	st, err := rest(t, nodes["n1"]).GetClusterStatus(t.Context())
+	if err != nil {
 		t.Fatal(err)
 	}
-	old := st.LeaderID
+	old := st.LeaderId
 	if err := procs[old].cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
@@ -372,31 +382,26 @@ func TestPausedLeaderStepsDownAndCatchesUp(t *testing.T) {
 	}
 	var ids []string
 	eventually(t, 30*time.Second, "write during the pause", func() error {
-		var cr createResp
-		if _, err := do(http.MethodPost, "http://"+nodes[other[0]]+"/v1/tenants/acme/requests", requestBody(3, "paused"), &cr); err != nil {
-			return err
-		}
-		for _, r := range cr.Results {
-			ids = append(ids, r.ID)
-		}
-		return nil
+		var err error
+		ids, err = create(t.Context(), t, nodes[other[0]], "acme", specs(3, "paused")...)
+		return err
 	})
 	if err := procs[old].cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
 	resumed = true
 	eventually(t, 30*time.Second, "old leader follows", func() error {
-		var st clusterStatus
-		if _, err := do(http.MethodGet, "http://"+nodes[old]+"/v1/cluster", nil, &st); err != nil {
+		st, err := rest(t, nodes[old]).GetClusterStatus(t.Context())
+		if err != nil {
 			return err
 		}
-		if st.State != "Follower" || st.LeaderID == "" || st.LeaderID == old {
-			return fmt.Errorf("old leader: state %s, leader %q", st.State, st.LeaderID)
+		if st.State != "Follower" || st.LeaderId == "" || st.LeaderId == old {
+			return fmt.Errorf("old leader: state %s, leader %q", st.State, st.LeaderId)
 		}
 		return nil
 	})
 	for _, id := range ids {
-		if _, err := do(http.MethodGet, "http://"+nodes[old]+"/v1/tenants/acme/requests/"+id+"?consistency=linearizable", nil, nil); err != nil {
+		if _, err := rest(t, nodes[old]).GetRequest(t.Context(), &pb.GetRequestRequest{Tenant: "acme", Id: id, Consistency: client.Linearizable}); err != nil {
 			t.Fatalf("old leader misses %s: %v", id, err)
 		}
 	}

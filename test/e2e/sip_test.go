@@ -19,6 +19,11 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
+	"github.com/seed-7bfc04c2/dialtone/client"
 )
 
 // requireSIPp returns the sipp binary, or skips the test when it is not
@@ -270,61 +275,34 @@ func (c *sipCluster) leader(t *testing.T, via string) string {
 	t.Helper()
 	var id string
 	eventually(t, 30*time.Second, "a leader", func() error {
-		var st clusterStatus
-		if _, err := do(http.MethodGet, "http://"+c.http[via]+"/v1/cluster", nil, &st); err != nil {
+		st, err := rest(t, c.http[via]).GetClusterStatus(t.Context())
+		if err != nil {
 			return err
 		}
-		if st.LeaderID == "" {
+		if st.LeaderId == "" {
 			return fmt.Errorf("no leader")
 		}
-		id = st.LeaderID
+		id = st.LeaderId
 		return nil
 	})
 	return id
 }
 
-type apiAttempt struct {
-	Number  int       `json:"number"`
-	Started time.Time `json:"started"`
-	Ended   time.Time `json:"ended"`
-	Outcome string    `json:"outcome"`
-	Reason  string    `json:"reason"`
+// getRequest reads a request linearizably.
+func getRequest(t *testing.T, addr, tenant, id string) (*pb.Request, error) {
+	got, err := rest(t, addr).GetRequest(t.Context(), &pb.GetRequestRequest{Tenant: tenant, Id: id, Consistency: client.Linearizable})
+	return got.GetRequest(), err
 }
 
-type apiRequest struct {
-	ID           string       `json:"id"`
-	State        string       `json:"state"`
-	Result       string       `json:"result"`
-	ResultReason string       `json:"result_reason"`
-	AttemptsMade int          `json:"attempts_made"`
-	NextRetry    time.Time    `json:"next_retry"`
-	Expires      time.Time    `json:"expires"`
-	Notification string       `json:"notification"`
-	Attempts     []apiAttempt `json:"attempts"`
-}
+// sub is b - a, an unset timestamp being the zero time (as the JSON's
+// absent field was).
+func sub(b, a *timestamppb.Timestamp) time.Duration { return at(b).Sub(at(a)) }
 
-func getRequest(addr, tenant, id string) (apiRequest, error) {
-	var got struct {
-		Request apiRequest `json:"request"`
+func at(ts *timestamppb.Timestamp) time.Time {
+	if ts == nil {
+		return time.Time{}
 	}
-	_, err := do(http.MethodGet, "http://"+addr+"/v1/tenants/"+tenant+"/requests/"+id+"?consistency=linearizable", nil, &got)
-	return got.Request, err
-}
-
-func submit(t *testing.T, addr, tenant string, specs ...map[string]any) []string {
-	t.Helper()
-	var cr createResp
-	if _, err := do(http.MethodPost, "http://"+addr+"/v1/tenants/"+tenant+"/requests", map[string]any{"requests": specs}, &cr); err != nil {
-		t.Fatal(err)
-	}
-	var ids []string
-	for _, r := range cr.Results {
-		if !r.OK {
-			t.Fatalf("create: %+v", cr)
-		}
-		ids = append(ids, r.ID)
-	}
-	return ids
+	return ts.AsTime()
 }
 
 func near(got, want, tol time.Duration) bool { return got >= want-tol && got <= want+tol }
@@ -338,21 +316,21 @@ func TestSIPScenarios(t *testing.T) {
 	type scenario struct {
 		tenant, file string
 		sippArgs     []string
-		spec         map[string]any
+		spec         *pb.RequestSpec
 		// after the first attempt (nil: not checked)
-		first func(*testing.T, apiRequest) error
+		first func(*testing.T, *pb.Request) error
 		// final
 		result, resultReason, status string
 		attempts                     int
 		ends                         string // SIPp END how= of every call
 	}
-	base := func(maxAttempts int, ttl string) map[string]any {
-		return map[string]any{"ivr_profile": "Sales", "telnum": "4930123456", "ani": "4930999", "max_attempts": maxAttempts, "time_to_live": ttl}
+	base := func(maxAttempts uint32, ttl string) *pb.RequestSpec {
+		return &pb.RequestSpec{IvrProfile: "Sales", Telnum: "4930123456", Ani: "4930999", MaxAttempts: maxAttempts, TimeToLive: ttl}
 	}
-	firstAttempt := func(outcome, reason string, attemptsMade int, retry func(r apiRequest, a apiAttempt) time.Duration) func(*testing.T, apiRequest) error {
-		return func(t *testing.T, r apiRequest) error {
-			if len(r.Attempts) != 1 || r.Attempts[0].Ended.IsZero() {
-				return fmt.Errorf("first attempt not ended yet: %s %+v", r.State, r.Attempts)
+	firstAttempt := func(outcome, reason string, attemptsMade uint32, retry func(r *pb.Request, a *pb.Attempt) time.Duration) func(*testing.T, *pb.Request) error {
+		return func(t *testing.T, r *pb.Request) error {
+			if len(r.Attempts) != 1 || r.Attempts[0].Ended == nil {
+				return fmt.Errorf("first attempt not ended yet: %s %v", r.State, r.Attempts)
 			}
 			if r.State != "PENDING" && r.State != "INITIATED" {
 				t.Errorf("after the first attempt: state %s, want PENDING (or INITIATED: fetched, waiting for its retry)", r.State)
@@ -361,29 +339,29 @@ func TestSIPScenarios(t *testing.T) {
 			if a.Outcome != outcome || a.Reason != reason || r.AttemptsMade != attemptsMade {
 				t.Errorf("first attempt %s %q (attempts made %d), want %s %q (%d)", a.Outcome, a.Reason, r.AttemptsMade, outcome, reason, attemptsMade)
 			}
-			if want, got := retry(r, a), r.NextRetry.Sub(a.Ended); !near(got, want, 1500*time.Millisecond) {
+			if want, got := retry(r, a), sub(r.NextRetry, a.Ended); !near(got, want, 1500*time.Millisecond) {
 				t.Errorf("%s: next retry %s after the attempt, want %s", reason, got, want)
 			}
 			return nil
 		}
 	}
 	ring := base(2, "30s")
-	ring["cpd"] = map[string]any{"rna_timeout": "1s"}
+	ring.Cpd = &pb.Cpd{RnaTimeout: "1s"}
 	scenarios := []scenario{
 		{tenant: "answer", file: "uas_answer_hold", spec: base(2, "60s"), result: "SUCCESS", status: "", attempts: 1, ends: "caller_bye"},
 		{tenant: "hangup", file: "uas_answer_bye", sippArgs: []string{"-d", "500"}, spec: base(2, "60s"), result: "SUCCESS", status: "", attempts: 1, ends: "callee_bye"},
 		{tenant: "busy", file: "uas_busy", spec: base(2, "60s"),
 			// busy: close together first: min(15 s, TTL left / (remaining + 1))
-			first:  firstAttempt("BUSY", "DestinationBusy (SIP 486)", 1, func(apiRequest, apiAttempt) time.Duration { return 15 * time.Second }),
+			first:  firstAttempt("BUSY", "DestinationBusy (SIP 486)", 1, func(*pb.Request, *pb.Attempt) time.Duration { return 15 * time.Second }),
 			result: "FAILURE", resultReason: "MaxAttempts Exceeded", status: "DestinationBusy (SIP 486):DestinationBusy (SIP 486):MaxAttempts Exceeded", attempts: 2, ends: "486"},
 		{tenant: "ring", file: "uas_ring", spec: ring,
 			// no answer: the TTL left divided equally among the remaining attempts
-			first:  firstAttempt("TEMPORARY", "RingNoAnswer (SIP 487)", 1, func(r apiRequest, a apiAttempt) time.Duration { return r.Expires.Sub(a.Ended) / 2 }),
+			first:  firstAttempt("TEMPORARY", "RingNoAnswer (SIP 487)", 1, func(r *pb.Request, a *pb.Attempt) time.Duration { return sub(r.Expires, a.Ended) / 2 }),
 			result: "FAILURE", resultReason: "MaxAttempts Exceeded", status: "RingNoAnswer (SIP 487):RingNoAnswer (SIP 487):MaxAttempts Exceeded", attempts: 2, ends: "cancel"},
 		{tenant: "invalid", file: "uas_404", spec: base(3, "60s"), result: "FAILURE", resultReason: "InvalidNumber (SIP 404)", status: "InvalidNumber (SIP 404)", attempts: 1, ends: "404"},
 		{tenant: "unavail", file: "uas_503", spec: base(2, "14s"),
 			// internal: not counted, retried after NextRetryInterval (10 s)
-			first:  firstAttempt("INTERNAL", "InternalError (SIP 503)", 0, func(apiRequest, apiAttempt) time.Duration { return 10 * time.Second }),
+			first:  firstAttempt("INTERNAL", "InternalError (SIP 503)", 0, func(*pb.Request, *pb.Attempt) time.Duration { return 10 * time.Second }),
 			result: "FAILURE", resultReason: "TTL Expired", status: "InternalError (SIP 503):InternalError (SIP 503):TTL Expired", attempts: 0, ends: "503"},
 		{tenant: "machine", file: "uas_machine", spec: base(1, "60s"), result: "FAILURE", resultReason: "MaxAttempts Exceeded", status: "AnsweringMachineDetected (SIP 200):MaxAttempts Exceeded", attempts: 1, ends: "caller_bye"},
 	}
@@ -398,8 +376,8 @@ func TestSIPScenarios(t *testing.T) {
 
 	ids := map[string]string{}
 	for i, s := range scenarios {
-		s.spec["token"] = "T-" + s.tenant
-		s.spec["notification_url"] = notes.srv.URL + "/result"
+		s.spec.Token = "T-" + s.tenant
+		s.spec.NotificationUrl = notes.srv.URL + "/result"
 		ids[s.tenant] = submit(t, c.http[fmt.Sprintf("n%d", i%3+1)], s.tenant, s.spec)[0]
 	}
 	// Concurrent subtests (not t.Parallel, which runs only GOMAXPROCS at
@@ -417,26 +395,26 @@ func TestSIPScenarios(t *testing.T) {
 	wg.Wait()
 }
 
-func checkScenario(t *testing.T, c *sipCluster, u *sippUAS, notes *notifications, id, tenant string, first func(*testing.T, apiRequest) error, result, resultReason, status string, attempts int, ends string) {
+func checkScenario(t *testing.T, c *sipCluster, u *sippUAS, notes *notifications, id, tenant string, first func(*testing.T, *pb.Request) error, result, resultReason, status string, attempts int, ends string) {
 	if first != nil {
 		eventually(t, 30*time.Second, tenant+": first attempt", func() error {
-			r, err := getRequest(c.http["n2"], tenant, id)
+			r, err := getRequest(t, c.http["n2"], tenant, id)
 			if err != nil {
 				return err
 			}
 			return first(t, r)
 		})
 	}
-	var r apiRequest
+	var r *pb.Request
 	eventually(t, 90*time.Second, tenant+": notified", func() error {
 		if notes.of(id) == nil {
 			return fmt.Errorf("not notified")
 		}
 		var err error
-		r, err = getRequest(c.http["n3"], tenant, id)
+		r, err = getRequest(t, c.http["n3"], tenant, id)
 		return err
 	})
-	if r.State != "PROCESSED" || r.Result != result || r.ResultReason != resultReason || r.AttemptsMade != attempts {
+	if r.State != "PROCESSED" || r.Result != result || r.ResultReason != resultReason || int(r.AttemptsMade) != attempts {
 		t.Errorf("%s: %s %s %q attempts %d, want PROCESSED %s %q attempts %d", tenant, r.State, r.Result, r.ResultReason, r.AttemptsMade, result, resultReason, attempts)
 	}
 	n := notes.of(id)
@@ -480,10 +458,10 @@ func TestSIPFailoverNoConcurrentDuplicateInvite(t *testing.T) {
 	c := startSIPCluster(t, []sipTrunk{{tenant: "fo", addr: u.addr, ports: 50}}, "max_call_duration = \"0s\"",
 		fmt.Sprintf("interrupted_retry_delay = %q", retryDelay.String()))
 	notes := newNotifications(t)
-	var specs []map[string]any
+	var specs []*pb.RequestSpec
 	for i := range n {
-		specs = append(specs, map[string]any{"token": fmt.Sprintf("F%d", i), "ivr_profile": "Sales", "telnum": fmt.Sprintf("49301%04d", i),
-			"notification_url": notes.srv.URL + "/r", "max_attempts": 3, "time_to_live": "120s"})
+		specs = append(specs, &pb.RequestSpec{Token: fmt.Sprintf("F%d", i), IvrProfile: "Sales", Telnum: fmt.Sprintf("49301%04d", i),
+			NotificationUrl: notes.srv.URL + "/r", MaxAttempts: 3, TimeToLive: "120s"})
 	}
 	ids := submit(t, c.http["n1"], "fo", specs...)
 	eventually(t, 30*time.Second, "every call up at SIPp", func() error {
@@ -513,10 +491,10 @@ func TestSIPFailoverNoConcurrentDuplicateInvite(t *testing.T) {
 
 	interrupted := 0
 	for _, id := range ids {
-		var r apiRequest
+		var r *pb.Request
 		eventually(t, 90*time.Second, "request "+id+" done", func() error {
 			var err error
-			if r, err = getRequest(c.http[survivor], "fo", id); err != nil {
+			if r, err = getRequest(t, c.http[survivor], "fo", id); err != nil {
 				return err
 			}
 			if r.State != "PROCESSED" || notes.of(id) == nil {
@@ -533,7 +511,7 @@ func TestSIPFailoverNoConcurrentDuplicateInvite(t *testing.T) {
 			}
 			interrupted++
 			if i+1 < len(r.Attempts) {
-				if gap := r.Attempts[i+1].Started.Sub(a.Ended); gap < retryDelay-100*time.Millisecond {
+				if gap := sub(r.Attempts[i+1].Started, a.Ended); gap < retryDelay-100*time.Millisecond {
 					t.Errorf("%s: re-dialled %s after the interrupted attempt, before its retry was due (%s)", id, gap, retryDelay)
 				}
 			}
@@ -590,10 +568,10 @@ func TestSIPTeardownOnLeadershipLossAndStop(t *testing.T) {
 	c := startSIPCluster(t, []sipTrunk{{tenant: "hold", addr: hold.addr, ports: 50}, {tenant: "ring", addr: ring.addr, ports: 50}},
 		"ring_timeout = \"5m\"\nmax_call_duration = \"5m\"", "")
 	for _, tenant := range []string{"hold", "ring"} {
-		var specs []map[string]any
+		var specs []*pb.RequestSpec
 		for i := range n {
-			specs = append(specs, map[string]any{"token": fmt.Sprintf("%s%d", tenant, i), "ivr_profile": "Sales", "telnum": fmt.Sprintf("49302%04d", i),
-				"notification_url": "http://127.0.0.1:9/r", "max_attempts": 5, "time_to_live": "300s"})
+			specs = append(specs, &pb.RequestSpec{Token: fmt.Sprintf("%s%d", tenant, i), IvrProfile: "Sales", Telnum: fmt.Sprintf("49302%04d", i),
+				NotificationUrl: "http://127.0.0.1:9/r", MaxAttempts: 5, TimeToLive: "300s"})
 		}
 		submit(t, c.http["n1"], tenant, specs...)
 	}
@@ -654,7 +632,7 @@ func TestSIPTeardownOnLeadershipLossAndStop(t *testing.T) {
 	var first string
 	eventually(t, 30*time.Second, "leadership transfer", func() error {
 		first = c.leader(t, "n1")
-		_, err := do(http.MethodPost, "http://"+c.http[first]+"/v1/cluster/leadership:transfer", map[string]any{}, nil)
+		_, err := rest(t, c.http[first]).TransferLeadership(t.Context(), &pb.TransferLeadershipRequest{})
 		return err
 	})
 	allEnded("after the leadership transfer: answered calls", hold, heldA, "caller_bye")

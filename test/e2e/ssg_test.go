@@ -12,6 +12,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
+	"github.com/seed-7bfc04c2/dialtone/client"
 )
 
 // ssgResponse is one SSG answer: the HTTP status and each ResponseElement's
@@ -174,14 +177,8 @@ func TestSSGTriggerApplication(t *testing.T) {
 		for id, st := range want {
 			ssgCall(t, "GET", url(n, "&RequestID="+id), "").expect(t, "ResponseType=SUCCESS|RequestID="+id+"|Status="+st)
 		}
-		var list struct {
-			Requests []struct {
-				Spec struct {
-					Token string `json:"token"`
-				} `json:"spec"`
-			} `json:"requests"`
-		}
-		if _, err := do(http.MethodGet, "http://"+nodes[n]+"/v1/tenants/Environment/requests?consistency=linearizable", nil, &list); err != nil {
+		list, err := rest(t, nodes[n]).ListRequests(t.Context(), &pb.ListRequestsRequest{Tenant: "Environment", Consistency: client.Linearizable})
+		if err != nil {
 			t.Fatal(err)
 		}
 		if len(list.Requests) != len(want) {

@@ -40,6 +40,7 @@ import (
 	"google.golang.org/grpc"
 
 	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
+	"github.com/seed-7bfc04c2/dialtone/client"
 	"github.com/seed-7bfc04c2/dialtone/portpub"
 )
 
@@ -126,7 +127,8 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 	var dial []grpc.DialOption
-	var authHeader string
+	var authHeader string // for /metrics
+	var restAuth []client.Option
 	switch {
 	case o.user != "":
 		pw := os.Getenv("DIALTONE_PASSWORD")
@@ -134,9 +136,11 @@ func run(ctx context.Context, o options) error {
 		req, _ := http.NewRequest("GET", "/", nil)
 		req.SetBasicAuth(o.user, pw)
 		authHeader = req.Header.Get("Authorization")
+		restAuth = append(restAuth, client.WithBasicAuth(o.user, pw))
 	case o.bearer != "":
 		dial = append(dial, portpub.BearerToken(o.bearer))
 		authHeader = "Bearer " + o.bearer
+		restAuth = append(restAuth, client.WithBearerToken(o.bearer))
 	}
 	authDial := dial
 	dial = append(portpub.DefaultDialOptions(), authDial...)
@@ -153,7 +157,7 @@ func run(ctx context.Context, o options) error {
 		if readHTTP == "" {
 			return errors.New("read: --http is required with --addrs")
 		}
-		if err := read(ctx, o, grpcAddrs, readHTTP, authDial, authHeader, log); err != nil {
+		if err := read(ctx, o, grpcAddrs, readHTTP, authDial, restAuth, log); err != nil {
 			return err
 		}
 	}
@@ -435,7 +439,7 @@ func publishFlood(ctx context.Context, c pb.PortUsageServiceClient, id string, w
 
 // ---- read ----
 
-func read(ctx context.Context, o options, grpcAddrs []string, httpAddr string, authDial []grpc.DialOption, authHeader string, log *slog.Logger) error {
+func read(ctx context.Context, o options, grpcAddrs []string, httpAddr string, authDial []grpc.DialOption, restAuth []client.Option, log *slog.Logger) error {
 	fmt.Printf("\n== read: GET http://%s/v1/port-usage, %d workers; %d simulated servers publishing at 1/s; %s warm-up + %s measured\n",
 		httpAddr, o.conc, o.readServers, o.warmup, o.duration)
 	simCtx, stopSim := context.WithCancel(ctx)
@@ -450,36 +454,22 @@ func read(ctx context.Context, o options, grpcAddrs []string, httpAddr string, a
 	defer simWG.Wait()
 	defer stopSim()
 
-	url := "http://" + httpAddr + "/v1/port-usage"
 	tr := &http.Transport{MaxIdleConns: o.conc * 2, MaxIdleConnsPerHost: o.conc * 2}
 	defer tr.CloseIdleConnections()
-	hc := &http.Client{Transport: tr, Timeout: 5 * time.Second}
-	get := func() (int, []byte, error) {
-		req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
-		if err != nil {
-			return 0, nil, err
-		}
-		if authHeader != "" {
-			req.Header.Set("Authorization", authHeader)
-		}
-		resp, err := hc.Do(req)
-		if err != nil {
-			return 0, nil, err
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		return resp.StatusCode, b, err
+	rc, err := client.New(httpAddr, append(restAuth, client.WithHTTPClient(&http.Client{Transport: tr}), client.WithTimeout(5*time.Second))...)
+	if err != nil {
+		return err
 	}
 	// Wait until the follower shows every simulated server.
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		code, body, err := get()
-		if err == nil && code == 200 && strings.Contains(string(body), `"tenant":"bench-read"`) && countServers(body) >= o.readServers {
-			fmt.Printf("follower answers with all %d servers (%d bytes)\n", o.readServers, len(body))
+		u, err := rc.GetPortUsage(ctx)
+		if err == nil && benchReadServers(u) >= o.readServers {
+			fmt.Printf("follower answers with all %d servers\n", o.readServers)
 			break
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("read: follower does not show the simulated servers (HTTP %d, err %v): %.300s", code, err, body)
+			return fmt.Errorf("read: follower does not show the simulated servers (%d, err %v)", benchReadServers(u), err)
 		}
 		if !sleepCtx(ctx, 100*time.Millisecond) {
 			return ctx.Err()
@@ -499,9 +489,9 @@ func read(ctx context.Context, o options, grpcAddrs []string, httpAddr string, a
 			var mine []float64
 			for !stop.Load() {
 				t := time.Now()
-				code, _, err := get()
+				_, err := rc.GetPortUsage(ctx)
 				d := time.Since(t)
-				if err != nil || code != 200 {
+				if err != nil {
 					errs.Add(1)
 					continue
 				}
@@ -527,18 +517,14 @@ func read(ctx context.Context, o options, grpcAddrs []string, httpAddr string, a
 	return nil
 }
 
-// countServers reads the "servers" count of the bench-read tenant row.
-func countServers(body []byte) int {
-	s := string(body)
-	i := strings.Index(s, `"tenant":"bench-read"`)
-	if i < 0 {
-		return 0
+// benchReadServers is the server count of the bench-read tenant.
+func benchReadServers(u *pb.Usage) int {
+	for _, t := range u.GetTenants() {
+		if t.GetTenant() == "bench-read" {
+			return int(t.GetServers())
+		}
 	}
-	var n int
-	if j := strings.Index(s[i:], `"servers":`); j >= 0 {
-		_, _ = fmt.Sscanf(s[i+j+len(`"servers":`):], "%d", &n)
-	}
-	return n
+	return 0
 }
 
 // ---- helpers ----
