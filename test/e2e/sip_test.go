@@ -372,6 +372,8 @@ func TestSIPScenarios(t *testing.T) {
 	scenarios := []scenario{
 		{tenant: "answer", file: "uas_answer_hold", spec: base(2, "60s"), result: "SUCCESS", status: "", attempts: 1, ends: "caller_bye"},
 		{tenant: "hangup", file: "uas_answer_bye", sippArgs: []string{"-d", "500"}, spec: base(2, "60s"), result: "SUCCESS", status: "", attempts: 1, ends: "callee_bye"},
+		// Hung up within min_connected (300 ms here): not a success.
+		{tenant: "short", file: "uas_answer_bye", sippArgs: []string{"-d", "50"}, spec: base(1, "60s"), result: "FAILURE", resultReason: "MaxAttempts Exceeded", status: "ShortCall (callee hung up):MaxAttempts Exceeded", attempts: 1, ends: "callee_bye"},
 		{tenant: "busy", file: "uas_busy", spec: base(2, "60s"),
 			// busy: close together first: min(15 s, TTL left / (remaining + 1))
 			first:  firstAttempt("BUSY", "DestinationBusy (SIP 486)", 1, func(apiRequest, apiAttempt) time.Duration { return 15 * time.Second }),
@@ -393,7 +395,7 @@ func TestSIPScenarios(t *testing.T) {
 		uas[s.tenant] = startSIPp(t, s.file, s.sippArgs...)
 		trunks = append(trunks, sipTrunk{tenant: s.tenant, addr: uas[s.tenant].addr, ports: 5})
 	}
-	c := startSIPCluster(t, trunks, "ring_timeout = \"5s\"\nmax_call_duration = \"1s\"", "")
+	c := startSIPCluster(t, trunks, "ring_timeout = \"5s\"\nmax_call_duration = \"1s\"\nmin_connected = \"300ms\"", "")
 	notes := newNotifications(t)
 
 	ids := map[string]string{}

@@ -448,7 +448,8 @@ func (b *Backend) hold(ctx context.Context, out telephony.Outcome, callee, ivr *
 		}
 	}
 	if who != "" && time.Since(connected) < b.cfg.MinConnected.Duration {
-		return b.event("short-call", who+" hung up after "+time.Since(connected).Round(time.Millisecond).String()), nil
+		b.log.Debug("short call", "who", who, "connected", time.Since(connected))
+		return b.event("short-call", who+" hung up"), nil
 	}
 	return out, nil
 }

@@ -78,7 +78,18 @@ func newUAS(t *testing.T) *uas {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	// UDP and TCP on one port: retry when the TCP port is taken.
+	var conn *net.UDPConn
+	var tcp net.Listener
+	for range 20 {
+		if conn, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
+			t.Fatal(err)
+		}
+		if tcp, err = net.Listen("tcp", conn.LocalAddr().String()); err == nil {
+			break
+		}
+		_ = conn.Close()
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,10 +140,6 @@ func newUAS(t *testing.T) *uas {
 			_ = tx.Respond(sip.NewResponseFromRequest(req, 481, "No dialog", nil))
 		}
 	})
-	tcp, err := net.Listen("tcp", u.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
 	done := make(chan struct{}, 3)
 	go func() { defer func() { done <- struct{}{} }(); _ = srv.ServeUDP(conn) }()
 	go func() { defer func() { done <- struct{}{} }(); _ = srv.ServeTCP(tcp) }()
@@ -328,7 +335,7 @@ func TestOutcomes(t *testing.T) {
 	}{
 		{"answer", fsmpb.OutcomeClass_OUTCOME_SUCCESS, "TreatmentApplied (SIP 200)", []string{"ACK answer", "BYE-rx answer"}},
 		// Hung up 100 ms after the ACK: within min_connected (1 s), not a success.
-		{"hangup", fsmpb.OutcomeClass_OUTCOME_TEMPORARY, "ShortCall (callee hung up after", []string{"ACK hangup", "BYE-tx hangup"}},
+		{"hangup", fsmpb.OutcomeClass_OUTCOME_TEMPORARY, "ShortCall (callee hung up)", []string{"ACK hangup", "BYE-tx hangup"}},
 		{"busy", fsmpb.OutcomeClass_OUTCOME_BUSY, "DestinationBusy (SIP 486)", nil},
 		{"ring", fsmpb.OutcomeClass_OUTCOME_TEMPORARY, "RingNoAnswer (SIP 487)", []string{"CANCEL ring"}},
 		{"machine", fsmpb.OutcomeClass_OUTCOME_TEMPORARY, "AnsweringMachineDetected (SIP 200)", []string{"ACK machine", "BYE-rx machine"}},
