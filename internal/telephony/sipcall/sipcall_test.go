@@ -55,6 +55,37 @@ const calleeOffer = "v=0\r\no=callee 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127
 // ivrAnswer is the SDP a media server answers an offer with.
 const ivrAnswer = "v=0\r\no=ivr 7 7 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 50000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\na=sendrecv\r\n"
 
+// reinviteOffer is the new offer a callee makes in a re-INVITE.
+const reinviteOffer = "v=0\r\no=callee 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40002 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\na=sendonly\r\n"
+
+// reinvite sends, once the call is confirmed, a re-INVITE with a new
+// offer (a hold) and records the response as "REINVITE-res <code>".
+func (u *uas) reinvite(dlg *sipgo.DialogServerSession, inv *sip.Request, user string) {
+	for deadline := time.Now().Add(5 * time.Second); !u.has("ACK " + user); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return
+		}
+	}
+	r := sip.NewRequest(sip.INVITE, inv.Contact().Address)
+	r.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	r.SetBody([]byte(reinviteOffer))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	res, err := dlg.Do(ctx, r)
+	if err != nil {
+		u.event("REINVITE-err " + err.Error())
+		return
+	}
+	u.mu.Lock()
+	u.reqs["REINVITE-res "+user] = &sip.Request{}
+	u.reqs["REINVITE-res "+user].SetBody(res.Body())
+	u.mu.Unlock()
+	if res.IsSuccess() {
+		_ = dlg.WriteRequest(sip.NewRequest(sip.ACK, inv.Contact().Address))
+	}
+	u.event("REINVITE-res " + strconv.Itoa(res.StatusCode))
+}
+
 func (u *uas) req(key string) *sip.Request {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -283,6 +314,9 @@ func (u *uas) onInvite(dc *sipgo.DialogServerCache, req *sip.Request, tx sip.Ser
 	default: // answer, hangup, auth
 		u.setActive(user, true)
 		_ = ok()
+		if strings.HasPrefix(user, "reinvite") {
+			u.reinvite(dlg, req, user)
+		}
 		if strings.HasPrefix(user, "hangup") {
 			time.Sleep(100 * time.Millisecond)
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -403,3 +403,33 @@ func TestLateFinalAfterUnansweredCancel(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestReinviteRelayed: the callee's re-INVITE (a new offer: hold) is
+// relayed to the IVR leg as a re-INVITE and the IVR's answer returned in
+// the 200; the call goes on. In direct mode it is answered (inactive).
+func TestReinviteRelayed(t *testing.T) {
+	u := newUAS(t)
+	b := ivrBackend(t, u, func(c *config.SIP) { c.MaxCallDuration = config.Duration{Duration: 2 * time.Second} })
+	out, err := b.Place(context.Background(), ivrCall("reinvite1", "app7"))
+	if err != nil || out.Class != fsmpb.OutcomeClass_OUTCOME_SUCCESS {
+		t.Fatalf("Place = %v %s %q", err, out.Class, out.Reason)
+	}
+	u.waitFor(t, "REINVITE-res 200")
+	if got := string(u.req("REINVITE-res reinvite1").Body()); got != ivrAnswer {
+		t.Fatalf("200 to the re-INVITE carries %q, want the IVR's answer", got)
+	}
+	// The re-INVITE goes to the IVR's Contact (user "uas"), in its dialog.
+	if inv := u.req("INVITE uas"); inv == nil || string(inv.Body()) != reinviteOffer || !inv.To().Params.Has("tag") {
+		t.Fatalf("the IVR got no in-dialog re-INVITE with the callee's new offer: %v", inv)
+	}
+	u.waitFor(t, "BYE-rx reinvite1")
+	u.waitFor(t, "BYE-rx app7")
+
+	d := newBackend(t, u, func(c *config.SIP) { c.MaxCallDuration = config.Duration{Duration: 2 * time.Second} })
+	if out, err := d.Place(context.Background(), call("reinvite2")); err != nil || out.Class != fsmpb.OutcomeClass_OUTCOME_SUCCESS {
+		t.Fatalf("direct: %v %s %q", err, out.Class, out.Reason)
+	}
+	if got := string(u.req("REINVITE-res reinvite2").Body()); !strings.Contains(got, "a=inactive") || !strings.Contains(got, "m=audio 9 RTP/AVP 8") {
+		t.Fatalf("direct: 200 to the re-INVITE carries %q, want an inactive answer", got)
+	}
+}
