@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"bufio"
+	byteorder "encoding/binary"
 	"fmt"
 	"net"
 	"os"
@@ -15,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/emiago/sipgo/sip"
 )
 
 // The tests here run Dialtone against SIP software nobody on the project
@@ -149,8 +152,8 @@ func startBaresip(t *testing.T, user string, autoAnswer bool) *baresip {
 	bin := requireTool(t, "baresip", "baresip")
 	dir := t.TempDir()
 	port := freeSIPPort(t)
-	rtp := freeUDPRange(t, 40)
-	b := &baresip{addr: fmt.Sprintf("127.0.0.1:%d", port), user: user, rtpLo: rtp, rtpHi: rtp + 39}
+	rtp := freeUDPRange(t, 64)
+	b := &baresip{addr: fmt.Sprintf("127.0.0.1:%d", port), user: user, rtpLo: rtp, rtpHi: rtp + 63}
 	cfg := fmt.Sprintf(`poll_method epoll
 sip_listen 127.0.0.1:%d
 net_interface 127.0.0.1
@@ -334,6 +337,128 @@ func (c *rtpCapture) calls(a, b [2]int) map[[2]int][2]int {
 	return out
 }
 
+// sipCapture records the SIP packets to and from some UDP ports on the
+// loopback (tcpdump, pcap written packet by packet).
+type sipCapture struct {
+	file string
+	proc *bgProc
+}
+
+func startSIPCapture(t *testing.T, ports ...int) *sipCapture {
+	t.Helper()
+	bin := requireTool(t, "tcpdump", "tcpdump")
+	var f []string
+	for _, p := range ports {
+		f = append(f, fmt.Sprintf("port %d", p))
+	}
+	c := &sipCapture{file: filepath.Join(t.TempDir(), "sip.pcap")}
+	c.proc = startBG(t, bin, "-i", "lo", "-nn", "-U", "-s", "0", "-w", c.file, "udp and ("+strings.Join(f, " or ")+")")
+	eventually(t, 10*time.Second, "tcpdump listening", func() error {
+		if !strings.Contains(c.proc.out.String(), "listening on") {
+			return fmt.Errorf("not listening yet")
+		}
+		return nil
+	})
+	return c
+}
+
+// captured is one SIP message of a capture, with its time.
+type captured struct {
+	at  time.Time
+	msg sip.Message
+}
+
+// messages parses the pcap (Ethernet/IPv4/UDP on Linux loopback); a
+// truncated last record is ignored.
+func (c *sipCapture) messages(t *testing.T) []captured {
+	t.Helper()
+	data, err := os.ReadFile(c.file)
+	if err != nil || len(data) < 24 {
+		t.Fatalf("pcap %s: %v (%d bytes)", c.file, err, len(data))
+	}
+	le := byteorder.LittleEndian
+	if le.Uint32(data) != 0xa1b2c3d4 || le.Uint32(data[20:]) != 1 {
+		t.Fatalf("pcap %s: not a little-endian Ethernet capture", c.file)
+	}
+	var out []captured
+	for off := 24; off+16 <= len(data); {
+		sec, usec, n := le.Uint32(data[off:]), le.Uint32(data[off+4:]), int(le.Uint32(data[off+8:]))
+		off += 16
+		if off+n > len(data) {
+			break
+		}
+		pkt := data[off : off+n]
+		off += n
+		if len(pkt) < 14+20 || byteorder.BigEndian.Uint16(pkt[12:]) != 0x0800 {
+			continue
+		}
+		ip := pkt[14:]
+		ihl := int(ip[0]&0x0f) * 4
+		if ip[9] != 17 || len(ip) < ihl+8 {
+			continue
+		}
+		msg, err := sip.ParseMessage(append([]byte(nil), ip[ihl+8:]...))
+		if err != nil {
+			continue
+		}
+		out = append(out, captured{at: time.Unix(int64(sec), int64(usec)*1000), msg: msg})
+	}
+	return out
+}
+
+// checkNoOverlappingInvites: per request (X-Dialtone-Request-ID), the
+// INVITE transactions to the callee (the INVITEs without a body and
+// without a To tag) never overlap: each runs from its first INVITE to its
+// final response.
+func checkNoOverlappingInvites(t *testing.T, msgs []captured) int {
+	t.Helper()
+	type span struct {
+		rid        string
+		start, end time.Time
+	}
+	txs := map[string]*span{} // by Call-ID and CSeq
+	for _, m := range msgs {
+		switch v := m.msg.(type) {
+		case *sip.Request:
+			if v.Method != sip.INVITE || len(v.Body()) > 0 || v.To().Params.Has("tag") {
+				continue
+			}
+			key := v.CallID().Value() + " " + v.CSeq().Value()
+			if txs[key] == nil {
+				rid := ""
+				if h := v.GetHeader("X-Dialtone-Request-ID"); h != nil {
+					rid = h.Value()
+				}
+				txs[key] = &span{rid: rid, start: m.at}
+			}
+		case *sip.Response:
+			key := v.CallID().Value() + " " + v.CSeq().Value()
+			if s := txs[key]; s != nil && v.StatusCode >= 200 && s.end.IsZero() {
+				s.end = m.at
+			}
+		}
+	}
+	byRID := map[string][]*span{}
+	for _, s := range txs {
+		if s.end.IsZero() {
+			t.Errorf("request %s: an INVITE transaction from %s has no final response in the capture", s.rid, s.start.Format(time.StampMicro))
+			continue
+		}
+		byRID[s.rid] = append(byRID[s.rid], s)
+	}
+	for rid, ss := range byRID {
+		for i, a := range ss {
+			for _, b := range ss[i+1:] {
+				if a.start.Before(b.end) && b.start.Before(a.end) {
+					t.Errorf("request %s: INVITE transactions overlap: %s..%s and %s..%s", rid,
+						a.start.Format(time.StampMicro), a.end.Format(time.StampMicro), b.start.Format(time.StampMicro), b.end.Format(time.StampMicro))
+				}
+			}
+		}
+	}
+	return len(txs)
+}
+
 // TestSIPRealPeers: a 3-node cluster connects each answered callee (a
 // baresip behind a record-routing kamailio) to its IVR application (a
 // second baresip) by third-party call control. Every call has RTP both
@@ -345,7 +470,7 @@ func (c *rtpCapture) calls(a, b [2]int) map[[2]int][2]int {
 // attempt.
 func TestSIPRealPeers(t *testing.T) {
 	requireSIPp(t) // the cluster helpers; also skips consistently with the SIPp tests
-	const calls = 6
+	const calls = 20
 	const hold = 4 * time.Second
 	callee := startBaresip(t, "4930100", true)
 	ringer := startBaresip(t, "4930200", false)
@@ -354,6 +479,7 @@ func TestSIPRealPeers(t *testing.T) {
 	second := startKamailio(t, ringer.addr, true, nil)
 	first := startKamailio(t, second.addr, false, nil)
 	capture := startRTPCapture(t, [2]int{callee.rtpLo, callee.rtpHi}, [2]int{ivr.rtpLo, ivr.rtpHi})
+	sipcap := startSIPCapture(t, portOf(t, rr.addr), portOf(t, first.addr))
 
 	sipExtra := fmt.Sprintf(`ring_timeout = "20s"
 max_call_duration = %q
@@ -362,13 +488,13 @@ min_connected = "1s"
 profile = "*"
 uri = "sip:ivr@{server}"
 servers = [%q]
-ports = 20
+ports = 30
 [[telephony.sip.ivr]]
 profile = "Refuse"
 uri = "sip:refuse@{server}"
 servers = [%q]
 `, hold.String(), ivr.addr, rr.addr)
-	c := startSIPCluster(t, []sipTrunk{{tenant: "rp", addr: rr.addr, ports: 20}, {tenant: "chain", addr: first.addr, ports: 5}}, sipExtra, "")
+	c := startSIPCluster(t, []sipTrunk{{tenant: "rp", addr: rr.addr, ports: 30}, {tenant: "chain", addr: first.addr, ports: 5}}, sipExtra, "")
 	notes := newNotifications(t)
 	spec := func(telnum, profile string, attempts int, ttl string) map[string]any {
 		return map[string]any{"ivr_profile": profile, "telnum": telnum, "ani": "4930999", "max_attempts": attempts, "time_to_live": ttl,
@@ -441,4 +567,19 @@ servers = [%q]
 			t.Errorf("refusing media server: attempt %s %q, want INTERNAL IVRFailed (SIP 503)", a.Outcome, a.Reason)
 		}
 	}
+	n := checkNoOverlappingInvites(t, sipcap.messages(t))
+	t.Logf("%d INVITE transactions to callees in the capture, none of one request overlapping", n)
+	if n < calls+3 {
+		t.Errorf("the capture holds %d INVITE transactions to callees, want at least %d", n, calls+3)
+	}
+}
+
+func portOf(t *testing.T, addr string) int {
+	t.Helper()
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := strconv.Atoi(p)
+	return n
 }
