@@ -86,6 +86,43 @@ func (u *uas) reinvite(dlg *sipgo.DialogServerSession, inv *sip.Request, user st
 	u.event("REINVITE-res " + strconv.Itoa(res.StatusCode))
 }
 
+// inDialog, once the call is confirmed: "refresh" users send an UPDATE
+// without a body (a session refresh); "cpdinfo" users an INFO reporting an
+// answering machine, then hang up. Responses are recorded as
+// "<METHOD>-res <code>".
+func (u *uas) inDialog(dlg *sipgo.DialogServerSession, inv *sip.Request, user string) {
+	for deadline := time.Now().Add(5 * time.Second); !u.has("ACK " + user); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return
+		}
+	}
+	method := sip.UPDATE
+	if strings.HasPrefix(user, "cpdinfo") {
+		method = sip.INFO
+	}
+	r := sip.NewRequest(method, inv.Contact().Address)
+	if method == sip.INFO {
+		r.AppendHeader(sip.NewHeader("X-Dialtone-Detection", "machine"))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	res, err := dlg.Do(ctx, r)
+	if err != nil {
+		u.event(string(method) + "-err " + err.Error())
+		return
+	}
+	u.mu.Lock()
+	u.reqs[string(method)+"-res "+user] = &sip.Request{}
+	u.reqs[string(method)+"-res "+user].SetBody(res.Body())
+	u.mu.Unlock()
+	u.event(string(method) + "-res " + strconv.Itoa(res.StatusCode))
+	if method == sip.INFO {
+		if err := dlg.Bye(ctx); err == nil {
+			u.event("BYE-tx " + user)
+		}
+	}
+}
+
 func (u *uas) req(key string) *sip.Request {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -316,6 +353,9 @@ func (u *uas) onInvite(dc *sipgo.DialogServerCache, req *sip.Request, tx sip.Ser
 		_ = ok()
 		if strings.HasPrefix(user, "reinvite") {
 			u.reinvite(dlg, req, user)
+		}
+		if strings.HasPrefix(user, "refresh") || strings.HasPrefix(user, "cpdinfo") {
+			u.inDialog(dlg, req, user)
 		}
 		if strings.HasPrefix(user, "hangup") {
 			time.Sleep(100 * time.Millisecond)

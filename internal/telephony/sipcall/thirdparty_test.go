@@ -433,3 +433,27 @@ func TestReinviteRelayed(t *testing.T) {
 		t.Fatalf("direct: 200 to the re-INVITE carries %q, want an inactive answer", got)
 	}
 }
+
+// TestSessionRefreshAndCPD: an offerless UPDATE (a session refresh) from
+// the callee is answered 200 with the description it already has, and the
+// call goes on; a media server reporting an answering machine in an INFO
+// makes the attempt AnsweringMachineDetected, not a success.
+func TestSessionRefreshAndCPD(t *testing.T) {
+	u := newUAS(t)
+	b := ivrBackend(t, u, func(c *config.SIP) { c.MaxCallDuration = config.Duration{Duration: 1500 * time.Millisecond} })
+	out, err := b.Place(context.Background(), ivrCall("refresh1", "app8"))
+	if err != nil || out.Class != fsmpb.OutcomeClass_OUTCOME_SUCCESS {
+		t.Fatalf("refresh: %v %s %q", err, out.Class, out.Reason)
+	}
+	u.waitFor(t, "UPDATE-res 200")
+	if got := string(u.req("UPDATE-res refresh1").Body()); got != ivrAnswer {
+		t.Fatalf("200 to the UPDATE carries %q, want the unchanged IVR answer", got)
+	}
+	out, err = b.Place(context.Background(), ivrCall("answer9", "cpdinfo9"))
+	if err != nil || out.Class != fsmpb.OutcomeClass_OUTCOME_TEMPORARY || out.Reason != "AnsweringMachineDetected (SIP INFO)" {
+		t.Fatalf("CPD by INFO: %v %s %q", err, out.Class, out.Reason)
+	}
+	u.waitFor(t, "INFO-res 200")
+	u.waitFor(t, "BYE-rx answer9")
+	u.waitFor(t, "BYE-tx cpdinfo9")
+}
