@@ -357,18 +357,20 @@ func (b *Backend) dial(ctx context.Context, t *trunk, c telephony.Call, req *sip
 		}
 		return b.event("callee-hangup", "before the IVR answered"), nil
 	}
-	_ = ivr.ack(nil)
-	if err := callee.ack(sdpBody(ia.res)); err != nil {
-		ivr.bye()
-		callee.bye()
-		return internal("ACK failed"), nil
-	}
+	// Linked before the ACKs: either party may re-INVITE as soon as it has
+	// its ACK, and its offer must then be relayed.
 	callee.mu.Lock()
 	callee.peer, callee.localSDP = ivr, sdpBody(ia.res)
 	callee.mu.Unlock()
 	ivr.mu.Lock()
 	ivr.peer, ivr.localSDP = callee, offer
 	ivr.mu.Unlock()
+	_ = ivr.ack(nil)
+	if err := callee.ack(sdpBody(ia.res)); err != nil {
+		ivr.bye()
+		callee.bye()
+		return internal("ACK failed"), nil
+	}
 	if o := b.outcomes.classify(ia.res, b.cfg.DetectionHeader); o.Class != fsmpb.OutcomeClass_OUTCOME_SUCCESS {
 		// The media server detected a machine or fax at once.
 		ivr.bye()
