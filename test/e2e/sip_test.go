@@ -98,7 +98,7 @@ type sippUAS struct {
 }
 
 type sippEntry struct {
-	kind     string // INVITE or END
+	kind     string // INVITE, ACKED (uas_answer_hold3s) or END
 	rid, cid string
 	tick     int64 // ms since SIPp started
 	fields   map[string]string
@@ -152,7 +152,7 @@ func startSIPp(t *testing.T, scenario string, extra ...string) *sippUAS {
 	return u
 }
 
-var sippLine = regexp.MustCompile(`^(INVITE|END) (.*)$`)
+var sippLine = regexp.MustCompile(`^(INVITE|ACKED|END) (.*)$`)
 
 func (u *sippUAS) entries(t *testing.T) []sippEntry {
 	t.Helper()
@@ -488,9 +488,11 @@ func TestSIPFailoverNoConcurrentDuplicateInvite(t *testing.T) {
 			"notification_url": notes.srv.URL + "/r", "max_attempts": 3, "time_to_live": "120s"})
 	}
 	ids := submit(t, c.http["n1"], "fo", specs...)
+	// Up means answered and ACKed: a call killed before its ACK never
+	// starts SIPp's hold timer.
 	eventually(t, 30*time.Second, "every call up at SIPp", func() error {
-		if got := u.count(t, "INVITE"); got < n {
-			return fmt.Errorf("%d of %d INVITEs", got, n)
+		if got := u.count(t, "ACKED"); got < n {
+			return fmt.Errorf("%d of %d calls ACKed", got, n)
 		}
 		return nil
 	})
