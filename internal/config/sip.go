@@ -61,6 +61,41 @@ type SIP struct {
 	TenantPrefix map[string]string `toml:"tenant_prefix"`
 	// Trunks are the gateways, trunks or media servers calls are sent to.
 	Trunks []SIPTrunk `toml:"trunk"`
+	// IVR maps IVR profiles to applications on media servers: a call whose
+	// tenant and profile match an entry is connected to that application
+	// by third-party call control (RFC 3725); other calls are direct (the
+	// trunk's far end applies the treatment). See docs/sip.md.
+	IVR []SIPIVR `toml:"ivr"`
+	// IVRAnswerTimeout bounds the IVR leg's INVITE, which holds the
+	// answered callee's ACK: keep it well below 32 s (64*T1), after which
+	// the callee gives up on the ACK.
+	IVRAnswerTimeout Duration `toml:"ivr_answer_timeout"`
+	// MinConnected: a call the far end (callee or media server) hangs up
+	// within this of being connected is not a success (ShortCall). 0
+	// disables the check.
+	MinConnected Duration `toml:"min_connected"`
+}
+
+// SIPIVR is one IVR application on a pool of media servers.
+type SIPIVR struct {
+	// Profile is the IVR profile of the requests this entry serves; "*"
+	// (or empty) any profile not named by another entry.
+	Profile string `toml:"profile"`
+	// Tenants this entry serves; empty or "*": every tenant.
+	Tenants []string `toml:"tenants"`
+	// URI is the application's Request-URI template: {ivr_profile},
+	// {server} (the chosen media server's host:port), {host}, {tenant}.
+	// Default "sip:{ivr_profile}@{server}".
+	URI string `toml:"uri"`
+	// Servers are the media servers (host:port) the application runs on;
+	// each IVR leg goes to the one with the most free ports.
+	Servers []string `toml:"servers"`
+	// Ports bounds the IVR legs per server when no port-usage report of
+	// it is known (0: no bound). A server that reports is bounded by its
+	// reports, and a stale one gets no legs.
+	Ports int `toml:"ports"`
+	// Transport is udp (default) or tcp.
+	Transport string `toml:"transport"`
 }
 
 // SIPTrunk is one destination for calls.
@@ -110,12 +145,14 @@ func defaultSIP() SIP {
 		CallUUIDHeader:   "X-Dialtone-Call-UUID",
 		CPDHeaderPrefix:  "X-Dialtone-CPD-",
 		DetectionHeader:  "X-Dialtone-Detection",
+		IVRAnswerTimeout: Duration{10 * time.Second},
+		MinConnected:     Duration{time.Second},
 	}
 }
 
 var (
 	headerName   = regexp.MustCompile(`^[A-Za-z0-9!%*_+.'~-]*$`)
-	outcomeKey   = regexp.MustCompile(`^([1-6][0-9][0-9]|q850:[0-9]{1,3}|detect:[a-z0-9_-]+)$`)
+	outcomeKey   = regexp.MustCompile(`^([1-6][0-9][0-9]|q850:[0-9]{1,3}|detect:[a-z0-9_-]+|event:(callee-hangup|ivr-failed|short-call|no-offer))$`)
 	reasonString = regexp.MustCompile(`^[A-Za-z0-9 _.()-]{1,64}$`)
 )
 
@@ -168,7 +205,7 @@ func (c *Config) validateSIP(bad func(key, format string, args ...any)) {
 	}
 	for _, k := range slices.Sorted(mapKeys(s.Outcomes)) {
 		if !outcomeKey.MatchString(k) {
-			bad("telephony.sip.outcomes."+k, "the key must be a SIP status code (\"486\"), \"q850:<cause>\" or \"detect:<value>\"")
+			bad("telephony.sip.outcomes."+k, "the key must be a SIP status code (\"486\"), \"q850:<cause>\", \"detect:<value>\" or \"event:\" callee-hangup, ivr-failed, short-call or no-offer")
 			continue
 		}
 		if _, _, err := ParseSIPOutcome(s.Outcomes[k]); err != nil {
@@ -180,6 +217,7 @@ func (c *Config) validateSIP(bad func(key, format string, args ...any)) {
 			bad("telephony.sip.tenant_prefix."+t, "%q may hold only digits, '+', '*' and '#'", s.TenantPrefix[t])
 		}
 	}
+	c.validateSIPIVR(bad)
 	if len(s.Trunks) == 0 {
 		bad("telephony.sip.trunk", "at least one [[telephony.sip.trunk]] is required with backend \"sip\"")
 	}
@@ -229,6 +267,58 @@ func (c *Config) validateSIP(bad func(key, format string, args ...any)) {
 		}
 		if t.Password != "" && t.Username == "" {
 			bad(p+".username", "is required with a password")
+		}
+	}
+}
+
+func (c *Config) validateSIPIVR(bad func(key, format string, args ...any)) {
+	s := c.Telephony.SIP
+	if d := s.IVRAnswerTimeout.Duration; d < 100*time.Millisecond || d > 30*time.Second {
+		bad("telephony.sip.ivr_answer_timeout", "%s is outside 100ms..30s (the callee waits at most 32 s for its ACK)", d)
+	}
+	if d := s.MinConnected.Duration; d < 0 || d > time.Hour {
+		bad("telephony.sip.min_connected", "%s is outside 0..1h", d)
+	}
+	seen := map[string]int{}
+	for i, v := range s.IVR {
+		p := fmt.Sprintf("telephony.sip.ivr[%d]", i)
+		if v.Profile != "" && v.Profile != "*" && !idPattern.MatchString(v.Profile) {
+			bad(p+".profile", "%q must be 1-63 letters, digits, '.', '_' or '-', or \"*\"", v.Profile)
+		}
+		tenants := v.Tenants
+		if len(tenants) == 0 {
+			tenants = []string{"*"}
+		}
+		prof := v.Profile
+		if prof == "" {
+			prof = "*"
+		}
+		for _, tn := range tenants {
+			if j, dup := seen[prof+"\x00"+tn]; dup {
+				bad(p+".tenants", "profile %q for tenant %q is already served by telephony.sip.ivr[%d]", prof, tn, j)
+			}
+			seen[prof+"\x00"+tn] = i
+		}
+		if v.URI != "" && (!strings.HasPrefix(v.URI, "sip:") && !strings.HasPrefix(v.URI, "sips:") || !strings.Contains(v.URI, "{server}")) {
+			bad(p+".uri", "%q must start with sip: or sips: and contain {server}", v.URI)
+		}
+		if len(v.Servers) == 0 {
+			bad(p+".servers", "at least one media server (host:port) is required")
+		}
+		for j, srv := range v.Servers {
+			if host, port, err := net.SplitHostPort(srv); err != nil || host == "" {
+				bad(fmt.Sprintf("%s.servers[%d]", p, j), "%q is not a host:port address", srv)
+			} else if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+				bad(fmt.Sprintf("%s.servers[%d]", p, j), "%q: port must be 1..65535", srv)
+			}
+		}
+		if v.Ports < 0 || v.Ports > 1_000_000 {
+			bad(p+".ports", "%d is outside 0..1000000", v.Ports)
+		}
+		switch v.Transport {
+		case "", "udp", "tcp":
+		default:
+			bad(p+".transport", "%q must be udp or tcp", v.Transport)
 		}
 	}
 }

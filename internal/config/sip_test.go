@@ -45,6 +45,25 @@ password = "p"
 		len(s.Trunks) != 1 || s.Trunks[0].Ports != 100 || s.Trunks[0].Transport != "tcp" || s.TenantPrefix["acme"] != "9" {
 		t.Fatalf("parsed %+v", s)
 	}
+	if s.IVRAnswerTimeout.Duration != 10*time.Second || s.MinConnected.Duration != time.Second {
+		t.Fatalf("3PCC defaults: ivr_answer_timeout %s min_connected %s", s.IVRAnswerTimeout.Duration, s.MinConnected.Duration)
+	}
+	cfg, err = Parse(threeNodes + sipBase + `min_connected = "3s"
+[telephony.sip.outcomes]
+"event:short-call" = "temporary/Abandoned"
+[[telephony.sip.ivr]]
+profile = "Sales"
+tenants = ["acme"]
+uri = "sip:{ivr_profile}@{server};transport=udp"
+servers = ["10.0.1.1:5060", "10.0.1.2:5060"]
+ports = 30
+` + sipTrunk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := cfg.Telephony.SIP.IVR; len(v) != 1 || v[0].Profile != "Sales" || len(v[0].Servers) != 2 || v[0].Ports != 30 || cfg.Telephony.SIP.MinConnected.Duration != 3*time.Second {
+		t.Fatalf("parsed IVR %+v", v)
+	}
 }
 
 func TestSIPValidationNamesTheKey(t *testing.T) {
@@ -65,6 +84,14 @@ func TestSIPValidationNamesTheKey(t *testing.T) {
 		{"negative ports", "", sipTrunk + "ports = -1\n", "telephony.sip.trunk[0].ports"},
 		{"password without user", "", sipTrunk + "password = \"x\"\n", "telephony.sip.trunk[0].username"},
 		{"duplicate name", "", sipTrunk + sipTrunk, "telephony.sip.trunk[1].name"},
+		{"ivr without servers", "", sipTrunk + "[[telephony.sip.ivr]]\nprofile = \"Sales\"\n", "telephony.sip.ivr[0].servers"},
+		{"ivr bad server", "", sipTrunk + "[[telephony.sip.ivr]]\nservers = [\"ms1\"]\n", "telephony.sip.ivr[0].servers[0]"},
+		{"ivr bad uri", "", sipTrunk + "[[telephony.sip.ivr]]\nservers = [\"ms1:5060\"]\nuri = \"sip:app@ms1\"\n", "telephony.sip.ivr[0].uri"},
+		{"ivr tls", "", sipTrunk + "[[telephony.sip.ivr]]\nservers = [\"ms1:5060\"]\ntransport = \"tls\"\n", "telephony.sip.ivr[0].transport"},
+		{"ivr duplicate", "", sipTrunk + "[[telephony.sip.ivr]]\nservers = [\"ms1:5060\"]\n[[telephony.sip.ivr]]\nprofile = \"*\"\nservers = [\"ms2:5060\"]\n", "telephony.sip.ivr[1].tenants"},
+		{"ivr negative ports", "", sipTrunk + "[[telephony.sip.ivr]]\nservers = [\"ms1:5060\"]\nports = -2\n", "telephony.sip.ivr[0].ports"},
+		{"ivr answer timeout", "ivr_answer_timeout = \"40s\"\n", sipTrunk, "telephony.sip.ivr_answer_timeout"},
+		{"bad event key", "[telephony.sip.outcomes]\n\"event:nope\" = \"busy/B\"\n", sipTrunk, "telephony.sip.outcomes.event:nope"},
 		{"tenant on two trunks", "", sipTrunk + "tenants = [\"acme\"]\n[[telephony.sip.trunk]]\nname = \"b\"\naddress = \"10.0.0.6:5060\"\ntenants = [\"acme\"]\n", "telephony.sip.trunk[1].tenants[0]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -85,13 +85,13 @@ type statedPorts interface {
 
 // callBackend is the backend the [telephony] section names, unless the
 // caller gave one, and what closes it (nil when nothing needs closing).
-func callBackend(cfg config.Config, nodeCfg config.Node, log *slog.Logger, reg prometheus.Registerer, override telephony.Backend) (telephony.Backend, io.Closer, error) {
+func callBackend(cfg config.Config, nodeCfg config.Node, log *slog.Logger, reg prometheus.Registerer, override telephony.Backend, servers sipcall.ServerPorts) (telephony.Backend, io.Closer, error) {
 	if override != nil {
 		return override, nil, nil
 	}
 	switch cfg.Telephony.Backend {
 	case "sip":
-		b, err := sipcall.New(sipcall.Options{SIP: cfg.Telephony.SIP, Listen: nodeCfg.SIP, Logger: log, Registerer: reg})
+		b, err := sipcall.New(sipcall.Options{SIP: cfg.Telephony.SIP, Listen: nodeCfg.SIP, Logger: log, Registerer: reg, ServerPorts: servers})
 		if err != nil {
 			return nil, nil, fmt.Errorf("node: telephony.sip: %w", err)
 		}
@@ -109,4 +109,25 @@ func callBackend(cfg config.Config, nodeCfg config.Node, log *slog.Logger, reg p
 	default:
 		return nil, nil, nil
 	}
+}
+
+// mediaServerPorts is the port-usage cache's per-server view as the SIP
+// backend's IVR pools read it: a media server publishes under its SIP
+// host:port as its server id; a stale one has no free port. The cache is
+// created after the backend, so it is looked up at each call.
+type mediaServerPorts struct{ n *Node }
+
+func (p mediaServerPorts) FreePorts(server string) (int, bool) {
+	pu := p.n.portUsage
+	if pu == nil || pu.cache == nil {
+		return 0, false
+	}
+	v, ok := pu.cache.Server(server)
+	if !ok {
+		return 0, false
+	}
+	if v.Stale {
+		return 0, true
+	}
+	return int(v.Available()), true
 }

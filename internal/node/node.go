@@ -161,7 +161,7 @@ func Start(opts Options) (_ *Node, err error) {
 		dialOpts = append(dialOpts, server.ClusterSecretDialOption(secret))
 	}
 
-	backend, backendCloser, err := callBackend(cfg, nc, log, n.reg, opts.Backend)
+	backend, backendCloser, err := callBackend(cfg, nc, log, n.reg, opts.Backend, mediaServerPorts{n})
 	if err != nil {
 		return nil, err
 	}

@@ -103,7 +103,7 @@ type sippUAS struct {
 }
 
 type sippEntry struct {
-	kind     string // INVITE or END
+	kind     string // INVITE, ACKED (uas_answer_hold3s) or END
 	rid, cid string
 	tick     int64 // ms since SIPp started
 	fields   map[string]string
@@ -157,7 +157,7 @@ func startSIPp(t *testing.T, scenario string, extra ...string) *sippUAS {
 	return u
 }
 
-var sippLine = regexp.MustCompile(`^(INVITE|END) (.*)$`)
+var sippLine = regexp.MustCompile(`^(INVITE|ACKED|END) (.*)$`)
 
 func (u *sippUAS) entries(t *testing.T) []sippEntry {
 	t.Helper()
@@ -350,6 +350,8 @@ func TestSIPScenarios(t *testing.T) {
 	scenarios := []scenario{
 		{tenant: "answer", file: "uas_answer_hold", spec: base(2, "60s"), result: "SUCCESS", status: "", attempts: 1, ends: "caller_bye"},
 		{tenant: "hangup", file: "uas_answer_bye", sippArgs: []string{"-d", "500"}, spec: base(2, "60s"), result: "SUCCESS", status: "", attempts: 1, ends: "callee_bye"},
+		// Hung up within min_connected (300 ms here): not a success.
+		{tenant: "short", file: "uas_answer_bye", sippArgs: []string{"-d", "50"}, spec: base(1, "60s"), result: "FAILURE", resultReason: "MaxAttempts Exceeded", status: "ShortCall (callee hung up):MaxAttempts Exceeded", attempts: 1, ends: "callee_bye"},
 		{tenant: "busy", file: "uas_busy", spec: base(2, "60s"),
 			// busy: close together first: min(15 s, TTL left / (remaining + 1))
 			first:  firstAttempt("BUSY", "DestinationBusy (SIP 486)", 1, func(*pb.Request, *pb.Attempt) time.Duration { return 15 * time.Second }),
@@ -371,7 +373,7 @@ func TestSIPScenarios(t *testing.T) {
 		uas[s.tenant] = startSIPp(t, s.file, s.sippArgs...)
 		trunks = append(trunks, sipTrunk{tenant: s.tenant, addr: uas[s.tenant].addr, ports: 5})
 	}
-	c := startSIPCluster(t, trunks, "ring_timeout = \"5s\"\nmax_call_duration = \"1s\"", "")
+	c := startSIPCluster(t, trunks, "ring_timeout = \"5s\"\nmax_call_duration = \"1s\"\nmin_connected = \"300ms\"", "")
 	notes := newNotifications(t)
 
 	ids := map[string]string{}
@@ -464,9 +466,11 @@ func TestSIPFailoverNoConcurrentDuplicateInvite(t *testing.T) {
 			NotificationUrl: notes.srv.URL + "/r", MaxAttempts: 3, TimeToLive: "120s"})
 	}
 	ids := submit(t, c.http["n1"], "fo", specs...)
+	// Up means answered and ACKed: a call killed before its ACK never
+	// starts SIPp's hold timer.
 	eventually(t, 30*time.Second, "every call up at SIPp", func() error {
-		if got := u.count(t, "INVITE"); got < n {
-			return fmt.Errorf("%d of %d INVITEs", got, n)
+		if got := u.count(t, "ACKED"); got < n {
+			return fmt.Errorf("%d of %d calls ACKed", got, n)
 		}
 		return nil
 	})

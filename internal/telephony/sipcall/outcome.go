@@ -43,6 +43,11 @@ var DefaultOutcomes = map[string]string{
 	"504":            "internal/InternalError",
 	"detect:machine": "temporary/AnsweringMachineDetected",
 	"detect:fax":     "temporary/FaxDetected",
+	// Call-level events of the 3PCC model (docs/sip.md).
+	"event:callee-hangup": "temporary/CalleeHungUpBeforeTreatment",
+	"event:ivr-failed":    "internal/IVRFailed",
+	"event:short-call":    "temporary/ShortCall",
+	"event:no-offer":      "temporary/ExternalError",
 }
 
 // outcomeTable is the parsed table.

@@ -1,6 +1,8 @@
 // Package sipcall is the SIP call backend: it places each call attempt as
-// an INVITE to a configured trunk, gateway or media server and maps the
-// SIP outcome to the dialer's outcome classes.
+// an INVITE to a configured trunk and, for requests whose IVR profile has
+// a [[telephony.sip.ivr]] entry, connects the answered callee to that IVR
+// application on a media server by third-party call control (RFC 3725
+// flow I); it maps what happened to the dialer's outcome classes.
 //
 // DESIGN
 //
@@ -8,22 +10,30 @@
 //     (WithClientConnectionAddr), which has 4 MiB buffers: on loopback all
 //     loss at high rates was receive-buffer overflow, and responses and
 //     in-dialog requests arrive on the socket requests left from. TCP and
-//     TLS calls use connections the client opens (the far end sends BYE
-//     back on them); a TCP listener on the same port, and a TLS one on the
-//     next port when a certificate is configured, take new ones.
-//   - Place is one dialog, run in the caller's goroutine: INVITE, wait for
-//     the answer for the ring timeout (CANCEL on expiry), ACK, then hold
-//     until the far end hangs up, the duration limit, or ctx ends (BYE).
-//     Cancelling ctx (leadership lost, node stopping) always ends the
-//     dialog on the wire — CANCEL while it rings, BYE once answered, also
-//     when a 200 OK crosses our CANCEL — before Place returns, so a
-//     returned Place holds no dialog and no trunk slot.
-//   - Timers and retransmissions are sipgo's (RFC 3261 transaction
-//     layer); the backend adds only the call-level timers.
+//     TLS calls use connections the client opens; a TCP listener on the
+//     same port, and a TLS one on the next port when a certificate is
+//     configured, take new ones.
+//   - sipgo provides the transport and transaction layers (retransmissions,
+//     timers, ACK of non-2xx). The dialogs are Dialtone's own (leg.go):
+//     sipgo's DialogClientSession composes CANCEL from the early dialog
+//     (the 1xx's Record-Route, a Contact) and terminates the INVITE
+//     transaction when the CANCEL fails, so a late final response is never
+//     ACKed; here CANCEL copies the INVITE (§9.1) and an attempt ends only
+//     when its INVITE transaction has its final response (or 64*T1 after
+//     the CANCEL, or Timer B).
+//   - Place is one call, run in the caller's goroutine: the callee's INVITE
+//     without an offer; its 2xx's offer goes in the IVR leg's INVITE; the
+//     IVR's answer in the callee's ACK. Media then flows between the
+//     callee's gateway and the media server; Dialtone never carries RTP.
+//     Direct mode (no IVR entry) ACKs an offer with an inactive answer. A
+//     BYE on either leg ends the other; re-INVITE and UPDATE offers are
+//     relayed to the other leg. Cancelling ctx (leadership lost, node
+//     stopping) always ends the call on the wire before Place returns.
 //   - Per-trunk limits: an even CAPS limiter (x/time/rate, burst 1) that
 //     delays the INVITE, and a concurrent-call limit that refuses the call
-//     (callbackend.ErrFull, recorded as PortsFull) rather than sending what
-//     a carrier would answer with 503.
+//     (telephony.ErrFull, recorded as PortsFull); IVR legs go to the media
+//     server with the most free ports, and a call with none is refused the
+//     same way before the callee is called.
 //   - Ports states a trunk's capacity to the dialer's port budget for
 //     trunks nothing reports port usage for (see docs/sip.md).
 //   - Close cancels every call, waits for their dialogs to end, then stops
@@ -52,7 +62,6 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/seed-7bfc04c2/dialtone/internal/config"
-	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
 	"github.com/seed-7bfc04c2/dialtone/internal/telephony"
 )
 
@@ -73,6 +82,19 @@ type Options struct {
 	Logger *slog.Logger
 	// Registerer registers the backend's metrics (nil: unregistered).
 	Registerer prometheus.Registerer
+	// ServerPorts, when set, reports media servers' free ports from the
+	// port-usage cache, so IVR legs go to the least loaded fresh server.
+	ServerPorts ServerPorts
+}
+
+// ServerPorts is the port-usage cache's per-server view as the IVR pools
+// need it.
+type ServerPorts interface {
+	// FreePorts is the free ports of the media server with this id
+	// (host:port as configured in telephony.sip.ivr servers); reported is
+	// false when no report of it is known, and then its configured ports
+	// bound it. A stale server must report 0 free ports.
+	FreePorts(server string) (free int, reported bool)
 }
 
 // Backend places calls over SIP. Safe for concurrent use.
@@ -85,14 +107,17 @@ type Backend struct {
 	fallback *trunk
 	m        *metrics
 
-	ua     *sipgo.UserAgent
-	srv    *sipgo.Server
-	udp    *net.UDPConn
-	tcp    net.Listener
-	tls    net.Listener
-	caches []*sipgo.DialogClientCache
-	host   string // advertised host
-	port   int    // bound port
+	ivr   []*ivrPool
+	ports ServerPorts
+	legs  sync.Map // dialog key (Call-ID, local tag) -> *leg
+
+	ua   *sipgo.UserAgent
+	srv  *sipgo.Server
+	udp  *net.UDPConn
+	tcp  net.Listener
+	tls  net.Listener
+	host string // advertised host
+	port int    // bound port
 
 	ctx       context.Context // cancelled by Close: ends every call
 	cancel    context.CancelFunc
@@ -109,7 +134,7 @@ type trunk struct {
 	transport string // "UDP", "TCP" or "TLS"
 	limiter   *rate.Limiter
 	active    atomic.Int64
-	dc        *sipgo.DialogClientCache
+	cli       *sipgo.Client
 	contact   sip.ContactHeader
 }
 
@@ -142,7 +167,7 @@ func New(o Options) (_ *Backend, err error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Backend{cfg: o.SIP, log: o.Logger.With("component", "sip"), outcomes: outcomes, byTenant: map[string]*trunk{}, m: newMetrics(o.Registerer)}
+	b := &Backend{cfg: o.SIP, log: o.Logger.With("component", "sip"), outcomes: outcomes, byTenant: map[string]*trunk{}, m: newMetrics(o.Registerer), ports: o.ServerPorts}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
@@ -174,6 +199,9 @@ func New(o Options) (_ *Backend, err error) {
 	for _, tc := range o.SIP.Trunks {
 		needTCP = needTCP || tc.Transport == "tcp"
 		needTLS = needTLS || tc.Transport == "tls"
+	}
+	for _, v := range o.SIP.IVR {
+		needTCP = needTCP || v.Transport == "tcp"
 	}
 	if needTLS {
 		tc, err := tlsClientConfig(o.SIP.TLSCAFile)
@@ -231,7 +259,7 @@ func New(o Options) (_ *Backend, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("sipcall: client: %w", err)
 	}
-	caches := map[string]*sipgo.DialogClientCache{}
+	clients := map[string]*sipgo.Client{}
 	contacts := map[string]sip.ContactHeader{}
 	for _, tp := range []string{"UDP", "TCP", "TLS"} {
 		cli, contact := udpClient, sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "dialtone", Host: b.host, Port: advPort}}
@@ -243,8 +271,7 @@ func New(o Options) (_ *Backend, err error) {
 		if tp == "TLS" && tlsPort != 0 {
 			contact.Address.Port = tlsPort
 		}
-		caches[tp], contacts[tp] = sipgo.NewDialogClientCache(cli, contact), contact
-		b.caches = append(b.caches, caches[tp])
+		clients[tp], contacts[tp] = cli, contact
 	}
 
 	for _, tc := range o.SIP.Trunks {
@@ -258,7 +285,7 @@ func New(o Options) (_ *Backend, err error) {
 		if tc.CAPS > 0 {
 			t.limiter = rate.NewLimiter(rate.Limit(tc.CAPS), 1)
 		}
-		t.dc, t.contact = caches[t.transport], contacts[t.transport]
+		t.cli, t.contact = clients[t.transport], contacts[t.transport]
 		b.trunks = append(b.trunks, t)
 		if len(tc.Tenants) == 0 || slices.Contains(tc.Tenants, "*") {
 			if b.fallback == nil {
@@ -272,15 +299,14 @@ func New(o Options) (_ *Backend, err error) {
 		}
 	}
 
-	b.srv.OnBye(b.onBye)
-	b.srv.OnOptions(func(req *sip.Request, tx sip.ServerTransaction) {
-		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil))
-	})
-	b.srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
-		// Outbound only: an inbound call or re-INVITE is declined.
-		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusNotAcceptableHere, "Outbound only", nil))
-	})
-	b.srv.OnAck(func(*sip.Request, sip.ServerTransaction) {})
+	for _, v := range o.SIP.IVR {
+		b.ivr = append(b.ivr, newIVRPool(v, clients, contacts))
+	}
+
+	for _, m := range []sip.RequestMethod{sip.BYE, sip.INVITE, sip.ACK, sip.UPDATE, sip.INFO, sip.OPTIONS} {
+		b.srv.OnRequest(m, b.onRequest)
+	}
+	b.srv.OnNoRoute(b.onRequest)
 	b.serve.Add(1)
 	go func() {
 		defer b.serve.Done()
@@ -388,167 +414,6 @@ func (b *Backend) route(tenant string) *trunk {
 	return b.fallback
 }
 
-func (b *Backend) onBye(req *sip.Request, tx sip.ServerTransaction) {
-	for _, dc := range b.caches {
-		err := dc.ReadBye(req, tx)
-		if err == nil {
-			return
-		}
-		if !errors.Is(err, sipgo.ErrDialogDoesNotExists) {
-			b.log.Debug("BYE", "err", err)
-			break
-		}
-	}
-	_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil))
-}
-
-// Place places one call and blocks until it has ended. See the package
-// doc for the dialog; outcomes are mapped by the outcome table.
-func (b *Backend) Place(ctx context.Context, c telephony.Call) (telephony.Outcome, error) {
-	t := b.route(c.Tenant)
-	if t == nil {
-		return telephony.Outcome{}, fmt.Errorf("sipcall: %w %q", ErrNoTrunk, c.Tenant)
-	}
-	b.mu.Lock()
-	if b.closed {
-		b.mu.Unlock()
-		return telephony.Outcome{}, fmt.Errorf("sipcall: backend closed: %w", context.Canceled)
-	}
-	b.calls.Add(1) // under mu: never concurrent with Close's Wait from zero
-	b.mu.Unlock()
-	defer b.calls.Done()
-	if !t.acquire() {
-		b.m.refused.WithLabelValues(t.Name).Inc()
-		return telephony.Outcome{}, fmt.Errorf("sipcall: trunk %s has %d calls in progress (max_calls): %w", t.Name, t.MaxCalls, telephony.ErrFull)
-	}
-	b.m.inProgress.WithLabelValues(t.Name).Inc()
-	defer func() {
-		t.active.Add(-1)
-		b.m.inProgress.WithLabelValues(t.Name).Dec()
-	}()
-	// The backend's own lifetime bounds every call too.
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stop := context.AfterFunc(b.ctx, cancel)
-	defer stop()
-
-	if t.limiter != nil {
-		if err := t.limiter.Wait(ctx); err != nil {
-			return telephony.Outcome{}, fmt.Errorf("sipcall: trunk %s caps: %w", t.Name, err)
-		}
-	}
-	if err := ctx.Err(); err != nil {
-		return telephony.Outcome{}, err // stopped before the INVITE: send nothing
-	}
-	req, err := b.invite(t, c)
-	if err != nil {
-		return telephony.Outcome{}, err
-	}
-	out, err := b.dial(ctx, t, c, req)
-	if err == nil {
-		b.m.outcomes.WithLabelValues(t.Name, strings.ToLower(strings.TrimPrefix(out.Class.String(), "OUTCOME_"))).Inc()
-	}
-	return out, err
-}
-
-func (b *Backend) dial(ctx context.Context, t *trunk, c telephony.Call, req *sip.Request) (telephony.Outcome, error) {
-	b.m.invites.WithLabelValues(t.Name).Inc()
-	sess, err := t.dc.WriteInvite(ctx, req)
-	if err != nil {
-		b.log.Debug("INVITE not sent", "trunk", t.Name, "request", c.RequestID, "err", err)
-		return internal("transport"), nil
-	}
-	defer sess.Close()
-
-	ringCtx, ringCancel := context.WithTimeout(ctx, b.ringTimeout(c.Cpd))
-	err = sess.WaitAnswer(ringCtx, sipgo.AnswerOptions{Username: t.Username, Password: t.Password})
-	ringCancel()
-	if err != nil {
-		var de *sipgo.ErrDialogResponse
-		switch {
-		case errors.As(err, &de):
-			b.m.responses.WithLabelValues(t.Name, strconv.Itoa(de.Res.StatusCode)).Inc()
-			return b.outcomes.classify(de.Res, b.cfg.DetectionHeader), nil
-		case ctx.Err() != nil:
-			// Stopped while ringing: WaitAnswer sent CANCEL. A 200 OK that
-			// crossed it is answered and hung up at once.
-			b.hangUpCrossed(sess)
-			return telephony.Outcome{}, ctx.Err()
-		case errors.Is(err, sip.ErrTransactionTimeout):
-			// Not even a provisional response (Timer B): unreachable.
-			return internal("timeout"), nil
-		case ringCtx.Err() != nil:
-			b.hangUpCrossed(sess)
-			out := telephony.Outcome{Class: fsmpb.OutcomeClass_OUTCOME_TEMPORARY, Reason: "RingNoAnswer"}
-			if o, ok := b.outcomes["487"]; ok {
-				out = o
-			}
-			out.Reason += " (SIP 487)"
-			b.m.responses.WithLabelValues(t.Name, "487").Inc()
-			return out, nil
-		default:
-			b.log.Debug("INVITE failed", "trunk", t.Name, "request", c.RequestID, "err", err)
-			return internal("transport"), nil
-		}
-	}
-
-	b.m.responses.WithLabelValues(t.Name, strconv.Itoa(sess.InviteResponse.StatusCode)).Inc()
-	if err := sess.Ack(ctx); err != nil {
-		b.bye(sess)
-		return internal("ACK failed"), nil
-	}
-	out := b.outcomes.classify(sess.InviteResponse, b.cfg.DetectionHeader)
-	if out.Class != fsmpb.OutcomeClass_OUTCOME_SUCCESS {
-		// An answering machine or fax answered: hang up.
-		b.bye(sess)
-		return out, nil
-	}
-	var limit <-chan time.Time
-	if d := b.cfg.MaxCallDuration.Duration; d > 0 {
-		timer := time.NewTimer(d)
-		defer timer.Stop()
-		limit = timer.C
-	}
-	select {
-	case <-sess.Context().Done():
-		// The far end hung up (BYE answered by onBye).
-		return out, nil
-	case <-limit:
-		b.bye(sess)
-		return out, nil
-	case <-ctx.Done():
-		b.bye(sess)
-		return telephony.Outcome{}, ctx.Err()
-	}
-}
-
-// hangUpCrossed ends a dialog whose 200 OK crossed our CANCEL.
-func (b *Backend) hangUpCrossed(sess *sipgo.DialogClientSession) {
-	if r := sess.InviteResponse; r != nil && r.IsSuccess() {
-		if _, err := sip.DialogIDFromResponse(r); err == nil {
-			ctx, cancel := context.WithTimeout(context.Background(), byeTimeout)
-			defer cancel()
-			_ = sess.Ack(ctx)
-			b.bye(sess)
-		}
-	}
-}
-
-func (b *Backend) bye(sess *sipgo.DialogClientSession) {
-	ctx, cancel := context.WithTimeout(context.Background(), byeTimeout)
-	defer cancel()
-	if err := sess.Bye(ctx); err != nil {
-		b.log.Debug("BYE failed", "err", err)
-	}
-}
-
-func (b *Backend) ringTimeout(cpd *fsmpb.Cpd) time.Duration {
-	if ms := cpd.GetRnaTimeoutMs(); ms > 0 {
-		return time.Duration(ms) * time.Millisecond
-	}
-	return b.cfg.RingTimeout.Duration
-}
-
 // invite builds the INVITE of one call.
 func (b *Backend) invite(t *trunk, c telephony.Call) (*sip.Request, error) {
 	prefix := b.cfg.TenantPrefix[c.Tenant] + t.Prefix
@@ -561,12 +426,27 @@ func (b *Backend) invite(t *trunk, c telephony.Call) (*sip.Request, error) {
 	if err := sip.ParseUri(uri, &recipient); err != nil {
 		return nil, fmt.Errorf("sipcall: trunk %s: Request-URI %q: %w", t.Name, uri, err)
 	}
-	req := sip.NewRequest(sip.INVITE, recipient)
-	req.SetTransport(t.transport)
+	route := ""
 	if net.JoinHostPort(recipient.Host, strconv.Itoa(recipient.Port)) != t.Address {
 		// The trunk is the next hop for a Request-URI elsewhere: a
-		// pre-loaded route, so CANCEL follows the INVITE.
-		req.AppendHeader(sip.NewHeader("Route", "<sip:"+t.Address+";lr>"))
+		// pre-loaded route, which CANCEL carries too.
+		route = t.Address
+	}
+	return b.buildInvite(recipient, t.transport, route, t.contact, c), nil
+}
+
+// buildInvite is an INVITE of call c (either leg) with Dialtone's headers
+// and no body; route, when set, is the next hop (a pre-loaded Route).
+func (b *Backend) buildInvite(recipient sip.Uri, transport, route string, contact sip.ContactHeader, c telephony.Call) *sip.Request {
+	req := sip.NewRequest(sip.INVITE, recipient)
+	req.SetTransport(transport)
+	callID := sip.CallIDHeader(sip.GenerateTagN(24) + "@" + b.host)
+	req.AppendHeader(&callID)
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: 1, MethodName: sip.INVITE})
+	mf := sip.MaxForwardsHeader(70)
+	req.AppendHeader(&mf)
+	if route != "" {
+		req.AppendHeader(sip.NewHeader("Route", "<sip:"+route+";lr>"))
 	}
 	user := c.Ani
 	if user == "" {
@@ -576,8 +456,9 @@ func (b *Backend) invite(t *trunk, c telephony.Call) (*sip.Request, error) {
 	from.Params.Add("tag", sip.GenerateTagN(16))
 	req.AppendHeader(from)
 	req.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: recipient.Scheme, User: recipient.User, Host: recipient.Host, Port: recipient.Port}})
-	contact := t.contact
 	req.AppendHeader(&contact)
+	req.AppendHeader(sip.NewHeader("Allow", allowed))
+	req.AppendHeader(sip.NewHeader("Supported", ""))
 	if b.cfg.PAssertedIdentity && c.Ani != "" {
 		req.AppendHeader(sip.NewHeader("P-Asserted-Identity", "<sip:"+c.Ani+"@"+b.host+">"))
 	}
@@ -608,7 +489,8 @@ func (b *Backend) invite(t *trunk, c telephony.Call) (*sip.Request, error) {
 		}
 		add(p+"Detect", cpd.GetDetect())
 	}
-	return req, nil
+	req.SetBody(nil)
+	return req
 }
 
 // Close ends every call (CANCEL or BYE), waits for them, then stops the
