@@ -10,8 +10,8 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/seed-7bfc04c2/dialtone/internal/cluster/clusterpb"
+	"github.com/seed-7bfc04c2/dialtone/internal/fsm"
 	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
-	"google.golang.org/protobuf/proto"
 )
 
 // Apply commits cmd through the leader and returns the state machine's
@@ -45,15 +45,11 @@ func (c *Cluster) applyLocal(ctx context.Context, cmd *fsmpb.Command) (*fsmpb.Ap
 	if c.raft.State() != raft.Leader {
 		return nil, 0, ErrNotLeader
 	}
-	// The leader stamps the time: the state machine never reads a clock.
-	stamped := proto.Clone(cmd).(*fsmpb.Command)
-	stamped.NowUnixMs = time.Now().UnixMilli()
-	if stamped.Version == 0 {
-		stamped.Version = 1
-	}
-	data, err := proto.Marshal(stamped)
+	// The leader stamps the time (the state machine never reads a clock);
+	// the fsm package owns everything else about the entry's encoding.
+	data, err := fsm.EncodeAt(cmd, time.Now().UnixMilli())
 	if err != nil {
-		return nil, 0, fmt.Errorf("cluster: encode command: %w", err)
+		return nil, 0, fmt.Errorf("cluster: %w", err)
 	}
 	timeout := c.cfg.ApplyTimeout
 	if dl, ok := ctx.Deadline(); ok {
