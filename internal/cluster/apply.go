@@ -59,18 +59,12 @@ func (c *Cluster) applyLocal(ctx context.Context, cmd *fsmpb.Command) (*fsmpb.Ap
 		}
 	}
 	f := c.raft.Apply(data, timeout)
-	// Raft does not always answer a future whose entry was dispatched when
-	// the node shuts down, so do not wait past ctx: the outcome is then
-	// unknown, as after a lost leadership.
-	errc := make(chan error, 1)
-	go func() { errc <- f.Error() }()
-	select {
-	case err := <-errc:
-		if err != nil {
-			return nil, 0, mapRaftErr(err)
+	if err := futureError(ctx, f); err != nil {
+		if ctx.Err() != nil {
+			// The outcome is unknown, as after a lost leadership.
+			return nil, 0, fmt.Errorf("cluster: apply: outcome unknown: %w", ctx.Err())
 		}
-	case <-ctx.Done():
-		return nil, 0, fmt.Errorf("cluster: apply: outcome unknown: %w", ctx.Err())
+		return nil, 0, mapRaftErr(err)
 	}
 	switch r := f.Response().(type) {
 	case *fsmpb.ApplyResult:
@@ -79,6 +73,22 @@ func (c *Cluster) applyLocal(ctx context.Context, cmd *fsmpb.Command) (*fsmpb.Ap
 		return nil, f.Index(), fmt.Errorf("cluster: apply: %w", r)
 	default:
 		return nil, f.Index(), fmt.Errorf("cluster: apply: unexpected response %T", r)
+	}
+}
+
+// futureError waits for f's error, or for ctx to end (then ctx's error).
+// Raft does not answer a future still queued when leadership is lost or
+// the node shuts down (barriers and applies carry no shutdown channel), so
+// waiting on f alone may never return; the goroutine left waiting then
+// ends with the process.
+func futureError(ctx context.Context, f raft.Future) error {
+	errc := make(chan error, 1)
+	go func() { errc <- f.Error() }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

@@ -126,6 +126,12 @@ func (s *PortSettings) ListEntitlements(ctx context.Context, _ *pb.ListEntitleme
 	return out, nil
 }
 
+// Entitlement returns a tenant's licensed ports from this node's replica
+// (with EntitlementList, the entitlements the port-usage service reads).
+func (s *PortSettings) Entitlement(tenant string) (uint32, bool) {
+	return s.store.Entitlement(tenant)
+}
+
 // EntitlementList returns every entitlement, sorted by tenant, from this
 // node's replica (for the Cisco-compatible handler; it applies its own
 // tenant scoping).
