@@ -194,7 +194,8 @@ func Start(opts Options) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, TLSConfig: sec.serverTLS}
+	// Its own copy: serving TLS sets NextProtos, and Raft shares serverTLS.
+	n.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, TLSConfig: sec.serverTLS.Clone()}
 
 	// Run: background work on every node, leader-only work while this node
 	// leads (after the barrier of its term), then serve.
