@@ -195,3 +195,31 @@ func TestSkipUnknownIgnorable(t *testing.T) {
 		t.Error("a refused entry changed the state")
 	}
 }
+
+// FuzzDecode: any bytes as a log entry are applied, skipped, or refused
+// with decode's own panic, and a refused entry changes nothing.
+func FuzzDecode(f *testing.F) {
+	f.Add([]byte{})
+	f.Add(encode(f, claim("a")))
+	f.Add(unknownBodyEntry(f, true))
+	f.Add(unknownBodyEntry(f, false))
+	f.Add(rawEntry(f, &fsmpb.Command{Version: CommandVersion + 1, Body: &fsmpb.Command_Claim{Claim: &fsmpb.ClaimRequests{}}}))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		h := newHarness(t)
+		h.mustOK(t0, create(newReq("a", "t1", "p1", 1, 1000)))
+		before := snapshotBytes(t, h.f)
+		defer func() {
+			r := recover()
+			if r == nil {
+				return
+			}
+			if s, _ := r.(string); !strings.HasPrefix(s, "fsm: log entry 2 ") {
+				t.Fatalf("not decode's refusal: %v", r)
+			}
+			if !bytes.Equal(snapshotBytes(t, h.f), before) {
+				t.Fatal("a refused entry changed the state")
+			}
+		}()
+		h.f.Apply(&raft.Log{Index: 2, Type: raft.LogCommand, Data: data})
+	})
+}
