@@ -80,6 +80,7 @@ bench-quick: bench-build
 FUZZTIME ?= 20s
 fuzz:
 	go test -run='^$$' -fuzz=FuzzApply -fuzztime=$(FUZZTIME) ./internal/fsm/
+	go test -run='^$$' -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) ./internal/fsm/
 	go test -run='^$$' -fuzz=FuzzValidateSpec -fuzztime=$(FUZZTIME) ./internal/server/
 	go test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./internal/config/
 	go test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./internal/server/ssg/

@@ -10,8 +10,8 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/seed-7bfc04c2/dialtone/internal/cluster/clusterpb"
+	"github.com/seed-7bfc04c2/dialtone/internal/fsm"
 	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
-	"google.golang.org/protobuf/proto"
 )
 
 // Apply commits cmd through the leader and returns the state machine's
@@ -45,15 +45,11 @@ func (c *Cluster) applyLocal(ctx context.Context, cmd *fsmpb.Command) (*fsmpb.Ap
 	if c.raft.State() != raft.Leader {
 		return nil, 0, ErrNotLeader
 	}
-	// The leader stamps the time: the state machine never reads a clock.
-	stamped := proto.Clone(cmd).(*fsmpb.Command)
-	stamped.NowUnixMs = time.Now().UnixMilli()
-	if stamped.Version == 0 {
-		stamped.Version = 1
-	}
-	data, err := proto.Marshal(stamped)
+	// The leader stamps the time (the state machine never reads a clock);
+	// the fsm package owns everything else about the entry's encoding.
+	data, err := fsm.EncodeAt(cmd, time.Now().UnixMilli())
 	if err != nil {
-		return nil, 0, fmt.Errorf("cluster: encode command: %w", err)
+		return nil, 0, fmt.Errorf("cluster: %w", err)
 	}
 	timeout := c.cfg.ApplyTimeout
 	if dl, ok := ctx.Deadline(); ok {
@@ -63,18 +59,12 @@ func (c *Cluster) applyLocal(ctx context.Context, cmd *fsmpb.Command) (*fsmpb.Ap
 		}
 	}
 	f := c.raft.Apply(data, timeout)
-	// Raft does not always answer a future whose entry was dispatched when
-	// the node shuts down, so do not wait past ctx: the outcome is then
-	// unknown, as after a lost leadership.
-	errc := make(chan error, 1)
-	go func() { errc <- f.Error() }()
-	select {
-	case err := <-errc:
-		if err != nil {
-			return nil, 0, mapRaftErr(err)
+	if err := futureError(ctx, f); err != nil {
+		if ctx.Err() != nil {
+			// The outcome is unknown, as after a lost leadership.
+			return nil, 0, fmt.Errorf("cluster: apply: outcome unknown: %w", ctx.Err())
 		}
-	case <-ctx.Done():
-		return nil, 0, fmt.Errorf("cluster: apply: outcome unknown: %w", ctx.Err())
+		return nil, 0, mapRaftErr(err)
 	}
 	switch r := f.Response().(type) {
 	case *fsmpb.ApplyResult:
@@ -83,6 +73,22 @@ func (c *Cluster) applyLocal(ctx context.Context, cmd *fsmpb.Command) (*fsmpb.Ap
 		return nil, f.Index(), fmt.Errorf("cluster: apply: %w", r)
 	default:
 		return nil, f.Index(), fmt.Errorf("cluster: apply: unexpected response %T", r)
+	}
+}
+
+// futureError waits for f's error, or for ctx to end (then ctx's error).
+// Raft does not answer a future still queued when leadership is lost or
+// the node shuts down (barriers and applies carry no shutdown channel), so
+// waiting on f alone may never return; the goroutine left waiting then
+// ends with the process.
+func futureError(ctx context.Context, f raft.Future) error {
+	errc := make(chan error, 1)
+	go func() { errc <- f.Error() }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

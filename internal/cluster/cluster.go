@@ -81,9 +81,6 @@ type Config struct {
 	// RaftServerTLS and RaftClientTLS, when set, wrap Raft connections in
 	// TLS (accepting and dialling).
 	RaftServerTLS, RaftClientTLS *tls.Config
-	// LeaderTasks run on the leader after its barrier, each in its own
-	// goroutine, until leadership is lost or the node stops.
-	LeaderTasks []func(ctx context.Context)
 
 	Logger *slog.Logger
 }
@@ -131,7 +128,8 @@ type Cluster struct {
 	conns   map[string]*grpc.ClientConn
 
 	leaderMu      sync.RWMutex
-	leaderReady   bool // barrier done in the current term
+	leaderReady   bool   // barrier done in the current term
+	leaderTerms   uint64 // times this node has become ready to lead
 	leaderChanged chan struct{}
 	// leaderSeen is closed and replaced whenever Raft observes a new
 	// leader (or none): forwarded calls watch it to give up on a leader
@@ -360,9 +358,12 @@ func (c *Cluster) startLeading() func() {
 		defer wg.Done()
 		// Apply every entry of earlier terms before acting as leader.
 		for ctx.Err() == nil {
-			err := c.raft.Barrier(c.cfg.ApplyTimeout).Error()
+			err := futureError(ctx, c.raft.Barrier(c.cfg.ApplyTimeout))
 			if err == nil {
 				break
+			}
+			if ctx.Err() != nil {
+				return
 			}
 			if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrRaftShutdown) {
 				return
@@ -374,14 +375,11 @@ func (c *Cluster) startLeading() func() {
 		}
 		c.log.Info("acting as leader", "term", c.raft.CurrentTerm())
 		c.setLeaderReady(true)
-		tasks := append([]func(context.Context){c.reconcileLoop}, c.cfg.LeaderTasks...)
-		for _, t := range tasks {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				t(ctx)
-			}()
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.reconcileLoop(ctx)
+		}()
 	}()
 	return func() {
 		c.setLeaderReady(false)
@@ -394,6 +392,9 @@ func (c *Cluster) startLeading() func() {
 func (c *Cluster) setLeaderReady(v bool) {
 	c.leaderMu.Lock()
 	c.leaderReady = v
+	if v {
+		c.leaderTerms++
+	}
 	close(c.leaderChanged)
 	c.leaderChanged = make(chan struct{})
 	c.leaderMu.Unlock()
@@ -402,9 +403,19 @@ func (c *Cluster) setLeaderReady(v bool) {
 // IsLeader reports whether this node is the leader and has applied every
 // entry of earlier terms.
 func (c *Cluster) IsLeader() bool {
+	leading, _, _ := c.Leadership()
+	return leading
+}
+
+// Leadership is IsLeader for callers that run leader-only work: leading
+// as IsLeader, term a number that differs for every period this node
+// leads (so a caller that missed a loss and a regain between two looks
+// still sees that the leadership changed), and changed a channel closed
+// at the next change.
+func (c *Cluster) Leadership() (leading bool, term uint64, changed <-chan struct{}) {
 	c.leaderMu.RLock()
 	defer c.leaderMu.RUnlock()
-	return c.leaderReady && c.raft.State() == raft.Leader
+	return c.leaderReady && c.raft.State() == raft.Leader, c.leaderTerms, c.leaderChanged
 }
 
 // Close stops abruptly, as a crash would (no leadership transfer, no gossip

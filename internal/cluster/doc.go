@@ -14,18 +14,20 @@
 // vote; only an explicit leave (the node asks the leader to remove it) or an
 // operator's RemoveServer takes a voter out.
 //
-// Writes go through Apply. On the leader the command is stamped with the
-// leader's clock and applied through Raft. On a follower the command is sent
+// Writes go through Apply. On the leader the command is encoded by
+// fsm.EncodeAt (the one owner of the log encoding) with the leader's clock
+// and applied through Raft. On a follower the command is sent
 // to the leader over the internal gRPC service, retrying while an election
 // runs until the caller's deadline. Commands are built to be replayed safely
 // (a create carries its request ids, so a replay answers "duplicate"), which
 // is what makes retrying after an unknown outcome safe for the callers that
 // need it.
 //
-// Leader-only tasks (membership reconciliation here; the dialer engine later)
-// start after the node becomes leader and a Raft barrier has applied every
-// earlier entry, and stop when leadership is lost. Leadership changes come
-// from raft.Config.NotifyCh.
+// The node acts as leader (IsLeader) once it leads and a Raft barrier has
+// applied every earlier entry, until leadership is lost. Leadership changes
+// come from raft.Config.NotifyCh. The cluster's own leader-only work
+// (membership reconciliation) runs in that window; other packages run
+// theirs by watching Leadership (package node starts the dialer engine so).
 //
 // Raft's TCP connections go through raftStream: TLS when configured, and a
 // mutual HMAC challenge-response with a key derived from the cluster secret

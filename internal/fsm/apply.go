@@ -3,8 +3,6 @@ package fsm
 import (
 	"fmt"
 
-	"github.com/hashicorp/raft"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
@@ -24,28 +22,6 @@ type applier struct {
 	// Of the entry being applied.
 	index uint64
 	now   int64
-}
-
-// decode decodes and checks one command entry. It panics on anything this
-// binary cannot apply; ApplyBatch decodes a whole batch before applying any
-// of it, so such a batch changes nothing.
-func decode(l *raft.Log) *fsmpb.Command {
-	cmd := &fsmpb.Command{}
-	if err := proto.Unmarshal(l.Data, cmd); err != nil {
-		panic(fmt.Sprintf("fsm: log entry %d is not a Command (%v); refusing to diverge from the cluster", l.Index, err))
-	}
-	if cmd.Version > CommandVersion {
-		panic(fmt.Sprintf("fsm: log entry %d has command version %d but this binary knows only up to %d; upgrade it", l.Index, cmd.Version, CommandVersion))
-	}
-	if cmd.Body == nil {
-		// A body type number this binary does not know decodes as no body.
-		panic(unknownBody(l.Index, cmd))
-	}
-	return cmd
-}
-
-func unknownBody(index uint64, cmd *fsmpb.Command) string {
-	return fmt.Sprintf("fsm: log entry %d (command version %d) has an unknown or missing body; upgrade this binary", index, cmd.Version)
 }
 
 // apply applies one decoded command entry. Everything it does depends only
@@ -86,7 +62,7 @@ func (a *applier) apply(index uint64, cmd *fsmpb.Command) *fsmpb.ApplyResult {
 	case *fsmpb.Command_DeletePacing:
 		return a.deletePacing(b.DeletePacing)
 	default:
-		panic(unknownBody(index, cmd)) // decode rejects these
+		panic(unknownBody(index, cmd)) // decode rejects these before any entry is applied
 	}
 }
 

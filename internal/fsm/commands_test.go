@@ -458,18 +458,20 @@ func TestExpire(t *testing.T) {
 }
 
 func TestPanics(t *testing.T) {
-	newer := encode(t, &fsmpb.Command{Version: CommandVersion + 1, Body: &fsmpb.Command_Claim{Claim: &fsmpb.ClaimRequests{}}})
-	// Field 99, length-delimited: a body type added by a newer binary.
-	unknownBody := append(encode(t, &fsmpb.Command{NowUnixMs: 1}), 0x9a, 0x06, 0x00)
+	claimBody := &fsmpb.Command_Claim{Claim: &fsmpb.ClaimRequests{}}
 	tests := []struct {
 		name string
 		data []byte
 		msg  string
 	}{
 		{"garbage", []byte{0xff, 0xff, 0xff}, "is not a Command"},
-		{"newer version", newer, "command version 2"},
-		{"no body", encode(t, &fsmpb.Command{NowUnixMs: 1}), "unknown or missing body"},
-		{"unknown body", unknownBody, "unknown or missing body"},
+		{"newer version", rawEntry(t, &fsmpb.Command{Version: CommandVersion + 1, Body: claimBody}), "command version 2"},
+		// The flag is about bodies: it never excuses an envelope this
+		// binary cannot read.
+		{"newer version flagged ignore-unknown", rawEntry(t, &fsmpb.Command{Version: CommandVersion + 1, IgnoreUnknown: true, Body: claimBody}), "command version 2"},
+		{"unstamped version", rawEntry(t, &fsmpb.Command{Body: claimBody}), "command version 0"},
+		{"no body", rawEntry(t, &fsmpb.Command{Version: CommandVersion, NowUnixMs: 1}), "unknown or missing body"},
+		{"unknown request body", unknownBodyEntry(t, false), "unknown or missing body"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -8,7 +8,14 @@
 // randomness and does no I/O: time is the command's now_unix_ms and ids come
 // in the command, so every replica that applies the same log holds the same
 // state. An entry this binary cannot understand (bad bytes, a newer version,
-// an unknown body) makes Apply panic: stopping is safer than diverging.
+// an unknown body) makes Apply panic: stopping is safer than diverging. The
+// one exception is an unknown body flagged ignore-unknown, which Apply
+// skips (counted by Skipped): Encode sets the flag on settings bodies only,
+// so that a rolling upgrade may introduce new settings commands without
+// stopping the replicas not yet upgraded (Consul's and Nomad's
+// IgnoreUnknownTypeFlag). Encode and decode (command.go) are the only
+// writer and reader of the log encoding: they stamp and check the envelope
+// version, so no other package marshals commands.
 //
 // Reads (Get, List, Due, Profiles, Count, Entitlement(s), Threshold(s),
 // Pacing(s)) are safe concurrently with Apply.

@@ -14,9 +14,6 @@ import (
 	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
 )
 
-// CommandVersion is the newest Command envelope version this binary applies.
-const CommandVersion = 1
-
 // defaultListLimit is the page size of List when ListQuery.Limit <= 0.
 const defaultListLimit = 100
 
@@ -44,7 +41,8 @@ type FSM struct {
 	cur   atomic.Pointer[state]
 	stale atomic.Bool
 
-	count atomic.Int64 // stored records, published with applied
+	count   atomic.Int64  // stored records, published with applied
+	skipped atomic.Uint64 // entries skipped as unknown and ignorable (see decode)
 
 	// applied is published after stale is set, so a reader that sees
 	// AppliedIndex() >= i also sees every change up to entry i.
@@ -81,8 +79,9 @@ func (f *FSM) publishLocked() {
 }
 
 // Apply applies one committed log entry and returns its *fsmpb.ApplyResult
-// (nil for entries that are not commands). It panics if the entry cannot be
-// understood: a replica that skipped it would silently diverge.
+// (nil for entries that are not commands, and for unknown commands flagged
+// ignore-unknown, which are skipped). It panics on any other entry it cannot
+// understand: a replica that skipped it would silently diverge.
 func (f *FSM) Apply(l *raft.Log) interface{} {
 	return f.ApplyBatch([]*raft.Log{l})[0]
 }
@@ -99,9 +98,13 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	defer f.writeMu.Unlock()
 
 	cmds := make([]*fsmpb.Command, len(logs))
+	skipped := 0
 	for i, l := range logs {
 		if l.Type == raft.LogCommand {
-			cmds[i] = decode(l)
+			var skip bool
+			if cmds[i], skip = decode(l); skip {
+				skipped++
+			}
 		}
 	}
 	a := applier{st: f.w}
@@ -115,9 +118,15 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	f.w.applied = last
 	f.stale.Store(true)
 	f.count.Store(int64(f.w.count()))
+	f.skipped.Add(uint64(skipped))
 	f.setApplied(last)
 	return out
 }
+
+// Skipped returns how many entries this replica skipped because their body
+// is unknown to this binary and flagged ignore-unknown: more than 0 means
+// a newer binary in the cluster uses commands this one cannot apply.
+func (f *FSM) Skipped() uint64 { return f.skipped.Load() }
 
 // setApplied publishes index and wakes WaitForIndex callers.
 func (f *FSM) setApplied(index uint64) {
@@ -291,17 +300,4 @@ func Fingerprint(r *fsmpb.Request) []byte {
 	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(spec)
 	sum := sha256.Sum256(b)
 	return sum[:]
-}
-
-// Encode marshals cmd for raft.Apply, setting Version to CommandVersion when
-// it is 0.
-func Encode(cmd *fsmpb.Command) ([]byte, error) {
-	if cmd.Version == 0 {
-		cmd.Version = CommandVersion
-	}
-	b, err := proto.Marshal(cmd)
-	if err != nil {
-		return nil, fmt.Errorf("fsm: encoding command: %w", err)
-	}
-	return b, nil
 }

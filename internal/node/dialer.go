@@ -1,7 +1,6 @@
 package node
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,67 +9,56 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/seed-7bfc04c2/dialtone/internal/cluster"
 	"github.com/seed-7bfc04c2/dialtone/internal/config"
 	"github.com/seed-7bfc04c2/dialtone/internal/dialer"
-	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
+	"github.com/seed-7bfc04c2/dialtone/internal/fsm"
 	"github.com/seed-7bfc04c2/dialtone/internal/notify"
+	"github.com/seed-7bfc04c2/dialtone/internal/portusage"
 	"github.com/seed-7bfc04c2/dialtone/internal/telephony"
 	"github.com/seed-7bfc04c2/dialtone/internal/telephony/simcall"
 	"github.com/seed-7bfc04c2/dialtone/internal/telephony/sipcall"
 )
 
-// newDialer builds the node's dialer engine. It runs as a leader task of
-// the cluster (started after a barrier when this node becomes leader,
-// stopped when it loses leadership); the task waits for ready, which Start
-// closes once the cluster and the port-usage cache exist.
-func (n *Node) newDialer(cfg config.Config, backend telephony.Backend, ready <-chan struct{}) (*dialer.Engine, func(context.Context)) {
-	e := dialer.New(dialer.Options{
-		Store:   n.fsm,
-		Apply:   leaderApplier{n},
-		Ports:   cachePorts{n},
+// newDialer builds the node's dialer engine. It is leader-only work: Start
+// runs it as a leader task (runLeaderTasks), so it commits with
+// ApplyLeader, which never forwards to another node.
+func newDialer(cfg config.Config, store *fsm.FSM, cl *cluster.Cluster, ports dialer.Ports, backend telephony.Backend, reg prometheus.Registerer, log *slog.Logger) *dialer.Engine {
+	return dialer.New(dialer.Options{
+		Store:   store,
+		Apply:   cl,
+		Ports:   ports,
 		Backend: backend,
 		Sender: notify.Sender{
 			Client:  &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Dialer.NotifyConcurrency, IdleConnTimeout: 90 * time.Second}},
 			Timeout: cfg.Dialer.NotifyTimeout.Duration,
 		},
-		Metrics:               dialer.NewMetrics(n.reg),
-		Logger:                n.log,
+		Metrics:               dialer.NewMetrics(reg),
+		Logger:                log,
 		InterruptedRetryDelay: cfg.Dialer.InterruptedRetryDelay.Duration,
 		NotifyMaxBackoff:      cfg.Dialer.NotifyMaxBackoff.Duration,
 		NotifyConcurrency:     cfg.Dialer.NotifyConcurrency,
 		PortView:              cfg.Dialer.PortView,
 	})
-	task := func(ctx context.Context) {
-		select {
-		case <-ctx.Done():
-			return
-		case <-ready:
-		}
-		e.Run(ctx)
-	}
-	return e, task
 }
 
 // Dialer is the node's dialer engine (running only while it leads).
 func (n *Node) Dialer() *dialer.Engine { return n.dialer }
 
-// leaderApplier applies on this node only if it leads (never forwarded).
-type leaderApplier struct{ n *Node }
-
-func (a leaderApplier) ApplyLeader(ctx context.Context, cmd *fsmpb.Command) (*fsmpb.ApplyResult, uint64, error) {
-	return a.n.cluster.ApplyLeader(ctx, cmd)
+// dialerPorts are the dialer's port figures: the port-usage cache, plus
+// the capacity a backend states itself (may be nil).
+type dialerPorts struct {
+	cache  *portusage.Cache
+	stated statedPorts
 }
 
-// cachePorts reads the port-usage cache for the dialer.
-type cachePorts struct{ n *Node }
-
-func (c cachePorts) TenantPorts(tenant string) dialer.PortReport {
-	total, inUse, newest, ok := c.n.portUsage.cache.TenantPorts(tenant)
+func (p dialerPorts) TenantPorts(tenant string) dialer.PortReport {
+	total, inUse, newest, ok := p.cache.TenantPorts(tenant)
 	r := dialer.PortReport{Total: total, InUse: inUse, ReceivedAt: time.UnixMilli(newest), OK: ok}
-	if c.n.statedPorts != nil {
+	if p.stated != nil {
 		// A backend that states its capacity (a SIP trunk's ports) counts
 		// its calls in progress itself, live: its figures are as of now.
-		if t, u, ok := c.n.statedPorts.Ports(tenant); ok {
+		if t, u, ok := p.stated.Ports(tenant); ok {
 			r.Total, r.InUse, r.ReceivedAt, r.OK = r.Total+t, r.InUse+u, time.Now(), true
 		}
 	}
@@ -113,16 +101,11 @@ func callBackend(cfg config.Config, nodeCfg config.Node, log *slog.Logger, reg p
 
 // mediaServerPorts is the port-usage cache's per-server view as the SIP
 // backend's IVR pools read it: a media server publishes under its SIP
-// host:port as its server id; a stale one has no free port. The cache is
-// created after the backend, so it is looked up at each call.
-type mediaServerPorts struct{ n *Node }
+// host:port as its server id; a stale one has no free port.
+type mediaServerPorts struct{ cache *portusage.Cache }
 
 func (p mediaServerPorts) FreePorts(server string) (int, bool) {
-	pu := p.n.portUsage
-	if pu == nil || pu.cache == nil {
-		return 0, false
-	}
-	v, ok := pu.cache.Server(server)
+	v, ok := p.cache.Server(server)
 	if !ok {
 		return 0, false
 	}

@@ -13,7 +13,7 @@ type raftCollector struct {
 	c *cluster.Cluster
 	f *fsm.FSM
 
-	leader, term, commit, applied, lastIndex, lastContact, records, servers *prometheus.Desc
+	leader, term, commit, applied, lastIndex, lastContact, records, servers, skipped *prometheus.Desc
 }
 
 func newRaftCollector(c *cluster.Cluster, f *fsm.FSM) *raftCollector {
@@ -30,11 +30,12 @@ func newRaftCollector(c *cluster.Cluster, f *fsm.FSM) *raftCollector {
 		lastContact: d("raft_last_contact_seconds", "Seconds since this node last heard from the leader (0 on the leader, -1 never)."),
 		records:     d("records", "Stored request records."),
 		servers:     d("raft_servers", "Servers in the Raft configuration."),
+		skipped:     d("fsm_skipped_entries_total", "Log entries this node's binary did not know and skipped (flagged ignore-unknown): a newer binary in the cluster uses commands this one cannot apply."),
 	}
 }
 
 func (r *raftCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{r.leader, r.term, r.commit, r.applied, r.lastIndex, r.lastContact, r.records, r.servers} {
+	for _, d := range []*prometheus.Desc{r.leader, r.term, r.commit, r.applied, r.lastIndex, r.lastContact, r.records, r.servers, r.skipped} {
 		ch <- d
 	}
 }
@@ -58,4 +59,5 @@ func (r *raftCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(r.lastContact, g, lc)
 	ch <- prometheus.MustNewConstMetric(r.records, g, float64(r.f.Count()))
 	ch <- prometheus.MustNewConstMetric(r.servers, g, float64(len(st.Servers)))
+	ch <- prometheus.MustNewConstMetric(r.skipped, prometheus.CounterValue, float64(r.f.Skipped()))
 }

@@ -1,7 +1,10 @@
 // Package node is Dialtone's composition root: it wires one node's state
-// machine, cluster membership, gRPC and HTTP servers from the configuration,
-// and owns their lifecycle: ordered start, and an ordered, idempotent
-// shutdown.
+// machine, cluster membership, port usage, alerting, dialer engine, gRPC
+// and HTTP servers from the configuration, and owns their lifecycle. Start
+// builds every subsystem in dependency order, then runs the background
+// work and the leader-only work (the dialer engine, started when the node
+// acts as leader and stopped when it no longer does: runLeaderTasks), then
+// serves. Shutdown is ordered and idempotent.
 package node
 
 import (
@@ -31,7 +34,6 @@ import (
 	"github.com/seed-7bfc04c2/dialtone/internal/fsm"
 	"github.com/seed-7bfc04c2/dialtone/internal/portusage/alerting"
 	"github.com/seed-7bfc04c2/dialtone/internal/server"
-	"github.com/seed-7bfc04c2/dialtone/internal/server/cvp"
 	"github.com/seed-7bfc04c2/dialtone/internal/server/ssg"
 	"github.com/seed-7bfc04c2/dialtone/internal/telephony"
 	"github.com/seed-7bfc04c2/dialtone/internal/tlsconf"
@@ -52,33 +54,22 @@ type Options struct {
 
 // Node is one running Dialtone node.
 type Node struct {
-	log     *slog.Logger
-	fsm     *fsm.FSM
-	cluster *cluster.Cluster
-	grpc    *grpc.Server
-	http    *http.Server
-	gwConn  *grpc.ClientConn
-	grpcLn  net.Listener
-	httpLn  net.Listener
-	reg     *prometheus.Registry
+	log *slog.Logger
+	reg *prometheus.Registry
 
-	// Port usage (node/portusage.go).
-	portUsage    *portUsage
-	licensesMu   sync.RWMutex
-	portLicenses cvp.Licenses
+	grpcLn, httpLn net.Listener
+	backendCloser  io.Closer // the call backend's; may be nil
+	fsm            *fsm.FSM
+	cluster        *cluster.Cluster
+	portUsage      *portUsage
+	alerts         *alerting.Evaluator
+	dialer         *dialer.Engine
+	grpc           *grpc.Server
+	gwConn         *grpc.ClientConn // the REST gateway's connection to grpc
+	http           *http.Server
 
-	// Port-usage alert evaluator (package alerting).
-	alerts *alerting.Evaluator
-
-	// The dialer engine (node/dialer.go), a leader task, and what closes
-	// its call backend (may be nil).
-	dialer        *dialer.Engine
-	backendCloser io.Closer
-	statedPorts   statedPorts // nil unless the backend states its capacity
-	// dialerStats feeds GetDialerStatus (api/dialer.go); nil: the call
-	// answers Unavailable on this node.
-	dialerStats server.DialerStats
-
+	// ctx ends the node's own goroutines (leader tasks, alerts, relay,
+	// sweeper, servers), which wg counts.
 	ctx      context.Context
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -89,45 +80,33 @@ type Node struct {
 
 // Start builds and starts a node. Addresses with port 0 bind free ports
 // (tests); the actual addresses are advertised to peers.
+//
+// It is one sequence: build every subsystem in dependency order, each
+// given what it needs; then run the background work and the leader tasks;
+// then serve. Nothing is wired after it is built.
 func Start(opts Options) (_ *Node, err error) {
 	cfg := opts.Config
 	nc, err := cfg.Node(opts.NodeID)
 	if err != nil {
 		return nil, err
 	}
-	log := opts.Logger
-	if log == nil {
-		log = slog.Default()
-	}
-	log = log.With("node", nc.ID)
-	n := &Node{log: log, fsm: fsm.New(), reg: prometheus.NewRegistry(), done: make(chan struct{})}
+	log := cmp.Or(opts.Logger, slog.Default()).With("node", nc.ID)
+	n := &Node{log: log, reg: prometheus.NewRegistry(), done: make(chan struct{})}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
-			n.cancel()
-			n.closeListeners()
-			if n.cluster != nil {
-				_ = n.cluster.Shutdown(context.Background())
-			}
-			n.closeBackend()
+			_ = n.stop(context.Background(), true)
 		}
 	}()
 
+	// Listeners first: peers learn their addresses.
 	if n.grpcLn, err = net.Listen("tcp", cmp.Or(nc.GRPCBind, nc.GRPC)); err != nil {
 		return nil, fmt.Errorf("node: grpc listener: %w", err)
 	}
 	if n.httpLn, err = net.Listen("tcp", cmp.Or(nc.HTTPBind, nc.HTTP)); err != nil {
 		return nil, fmt.Errorf("node: http listener: %w", err)
 	}
-	// Peers reach this node at the configured address when the listener
-	// binds elsewhere (a wildcard), else at what it bound (port 0 resolved).
-	advGRPC, advHTTP := n.grpcLn.Addr().String(), n.httpLn.Addr().String()
-	if nc.GRPCBind != "" {
-		advGRPC = nc.GRPC
-	}
-	if nc.HTTPBind != "" {
-		advHTTP = nc.HTTP
-	}
+	advGRPC, advHTTP := advertised(n.grpcLn, nc.GRPCBind, nc.GRPC), advertised(n.httpLn, nc.HTTPBind, nc.HTTP)
 
 	authn, err := auth.New(n.ctx, authConfig(cfg.Auth), log)
 	if err != nil {
@@ -136,48 +115,187 @@ func Start(opts Options) (_ *Node, err error) {
 	if !authn.Enabled() {
 		log.Warn("auth.mode is none: every caller may do everything; use only for development")
 	}
-	secret, err := cfg.ClusterSecret()
+	sec, err := newSecurity(cfg)
 	if err != nil {
 		return nil, err
 	}
-	// Transport security: plaintext unless tls.cert_file is set; then the
-	// listeners serve TLS and every call this node makes (to its peers and
-	// to its own gRPC server, for the REST gateway) verifies against ca_file.
-	transport := insecure.NewCredentials()
-	var serverOpts []grpc.ServerOption
-	var serverTLS, clientTLS *tls.Config
-	if cfg.TLS.Enabled() {
-		if serverTLS, err = tlsconf.Server(cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
-			return nil, err
-		}
-		if clientTLS, err = tlsconf.Client(cfg.TLS.CAFile); err != nil {
-			return nil, err
-		}
-		transport = credentials.NewTLS(clientTLS)
-		serverOpts = append(serverOpts, grpc.Creds(credentials.NewTLS(serverTLS)))
-	}
-	dialOpts := []grpc.DialOption{grpc.WithTransportCredentials(transport)}
-	if secret != "" {
-		dialOpts = append(dialOpts, server.ClusterSecretDialOption(secret))
-	}
-
-	backend, backendCloser, err := callBackend(cfg, nc, log, n.reg, opts.Backend, mediaServerPorts{n})
+	// The port-usage cache comes first: the SIP backend's IVR pools read
+	// the media servers' free ports from it.
+	cache, cacheMetrics := newPortUsageCache(cfg.PortUsage, n.reg)
+	backend, backendCloser, err := callBackend(cfg, nc, log, n.reg, opts.Backend, mediaServerPorts{cache: cache})
 	if err != nil {
 		return nil, err
 	}
 	n.backendCloser = backendCloser
-	n.statedPorts, _ = backend.(statedPorts)
-	dialerReady := make(chan struct{})
-	var dialerTask func(context.Context)
-	n.dialer, dialerTask = n.newDialer(cfg, backend, dialerReady)
-	n.dialerStats = n.dialer
 
+	// Replicated state and the cluster (Raft and gossip start here).
+	n.fsm = fsm.New()
+	if n.cluster, err = cluster.Open(clusterConfig(cfg, nc, advGRPC, advHTTP, sec, log), n.fsm); err != nil {
+		return nil, err
+	}
+	n.reg.MustRegister(newRaftCollector(n.cluster, n.fsm))
+
+	// Port usage and its settings: the alert evaluator over the cache
+	// (every node evaluates, only the leader notifies); the settings
+	// service (entitlements and thresholds go through Raft); the Publish
+	// service and the relay to the peers.
+	if n.alerts, err = alerting.New(alerting.Options{
+		Settings:   n.fsm,
+		Usage:      cache,
+		IsLeader:   n.cluster.IsLeader,
+		Registerer: n.reg,
+		Logger:     log,
+		NodeID:     nc.ID,
+	}); err != nil {
+		return nil, fmt.Errorf("node: alerting: %w", err)
+	}
+	portSettings := server.NewPortSettings(n.fsm, n.cluster, n.alerts, server.PortSettingsOptions{})
+	n.portUsage = newPortUsage(nc.ID, cache, cacheMetrics, n.cluster, portSettings)
+
+	// The dialer engine: a leader task (see below).
+	stated, _ := backend.(statedPorts)
+	n.dialer = newDialer(cfg, n.fsm, n.cluster, dialerPorts{cache: cache, stated: stated}, backend, n.reg, log)
+
+	// The gRPC services and the HTTP front ends over them.
+	requests := server.NewRequests(n.fsm, n.cluster, server.Options{
+		MaxRecords:  cfg.Limits.MaxRecords,
+		MaxBulk:     cfg.Limits.MaxBulk,
+		ReadTimeout: cfg.Limits.ReadTimeout.Duration,
+	})
+	icp := server.NewInterceptors(n.reg, log)
+	authz := server.NewAuthz(authn, sec.secret)
+	n.grpc = grpc.NewServer(append(sec.serverOptions(),
+		grpc.ChainUnaryInterceptor(icp.Unary, authz.Unary),
+		grpc.ChainStreamInterceptor(icp.Stream, authz.Stream),
+		grpc.MaxRecvMsgSize(int(cfg.Limits.MaxBodyBytes)+4096))...)
+	pb.RegisterRequestServiceServer(n.grpc, requests)
+	pb.RegisterClusterServiceServer(n.grpc, server.NewCluster(n.cluster, n.fsm, n.leaveAndStop))
+	pb.RegisterPortUsageServiceServer(n.grpc, n.portUsage.service)
+	pb.RegisterPortSettingsServiceServer(n.grpc, portSettings)
+	pb.RegisterDialerServiceServer(n.grpc, server.NewDialer(n.fsm, n.cluster, n.cluster, n.dialer, server.DialerOptions{ReadTimeout: cfg.Limits.ReadTimeout.Duration}))
+	n.cluster.RegisterGRPC(n.grpc)
+
+	if n.gwConn, err = grpc.NewClient(n.grpcLn.Addr().String(),
+		grpc.WithTransportCredentials(sec.creds),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(int(cfg.Limits.MaxBodyBytes)+4096))); err != nil {
+		return nil, fmt.Errorf("node: gateway connection: %w", err)
+	}
+	gatherers := prometheus.Gatherers{n.reg}
+	if opts.Gatherer != nil {
+		gatherers = append(gatherers, opts.Gatherer)
+	}
+	handler, err := server.NewHTTPHandler(n.ctx, n.gwConn, server.HTTPOptions{
+		Ready:          n.ready,
+		Gatherer:       gatherers,
+		MaxBodyBytes:   cfg.Limits.MaxBodyBytes,
+		Extra:          mergeHandlers(protocolHandlers(authn, requests, cfg), cvpHandlers(authn, n.portUsage.service, portSettings)),
+		Auth:           authn,
+		ProtectMetrics: cfg.Auth.ProtectMetrics,
+		ProtectOpenAPI: cfg.Auth.ProtectOpenAPI,
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Its own copy: serving TLS sets NextProtos, and Raft shares serverTLS.
+	n.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, TLSConfig: sec.serverTLS.Clone()}
+
+	// Run: background work on every node, leader-only work while this node
+	// leads (after the barrier of its term), then serve.
+	n.run(n.alerts.Run)
+	n.run(n.portUsage.relay.Run)
+	n.run(func(ctx context.Context) { cache.RunSweeper(ctx, sweepInterval) })
+	n.run(func(ctx context.Context) { runLeaderTasks(ctx, n.cluster, log, n.dialer.Run) })
+	n.run(func(context.Context) {
+		if err := n.grpc.Serve(n.grpcLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			log.Error("grpc server stopped", "err", err)
+		}
+	})
+	n.run(func(context.Context) {
+		serve := func() error { return n.http.Serve(n.httpLn) }
+		if sec.serverTLS != nil {
+			serve = func() error { return n.http.ServeTLS(n.httpLn, "", "") }
+		}
+		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server stopped", "err", err)
+		}
+	})
+	log.Info("node started", "http", n.HTTPAddr(), "grpc", n.GRPCAddr(), "raft", n.cluster.RaftAddr(), "gossip", n.cluster.GossipAddr())
+	return n, nil
+}
+
+// run runs f in a goroutine that the node owns: f gets n.ctx and Shutdown
+// waits for it.
+func (n *Node) run(f func(context.Context)) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		f(n.ctx)
+	}()
+}
+
+// advertised is the address peers reach a listener at: the configured
+// address when the listener binds elsewhere (a wildcard), else what it
+// bound (port 0 resolved).
+func advertised(ln net.Listener, bind, configured string) string {
+	if bind != "" {
+		return configured
+	}
+	return ln.Addr().String()
+}
+
+// security is the node's transport security: plaintext unless
+// tls.cert_file is set; then the listeners serve TLS and every call this
+// node makes (to its peers, and to its own gRPC server for the REST
+// gateway) verifies against ca_file. secret (may be empty) authenticates
+// the peers to each other.
+type security struct {
+	secret               string
+	serverTLS, clientTLS *tls.Config
+	creds                credentials.TransportCredentials // of this node's calls
+}
+
+func newSecurity(cfg config.Config) (security, error) {
+	secret, err := cfg.ClusterSecret()
+	if err != nil {
+		return security{}, err
+	}
+	s := security{secret: secret, creds: insecure.NewCredentials()}
+	if cfg.TLS.Enabled() {
+		if s.serverTLS, err = tlsconf.Server(cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
+			return security{}, err
+		}
+		if s.clientTLS, err = tlsconf.Client(cfg.TLS.CAFile); err != nil {
+			return security{}, err
+		}
+		s.creds = credentials.NewTLS(s.clientTLS)
+	}
+	return s, nil
+}
+
+func (s security) serverOptions() []grpc.ServerOption {
+	if s.serverTLS == nil {
+		return nil
+	}
+	return []grpc.ServerOption{grpc.Creds(credentials.NewTLS(s.serverTLS))}
+}
+
+// dialOptions are those of every call to a peer.
+func (s security) dialOptions() []grpc.DialOption {
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(s.creds)}
+	if s.secret != "" {
+		opts = append(opts, server.ClusterSecretDialOption(s.secret))
+	}
+	return opts
+}
+
+// clusterConfig is the cluster's configuration for node nc.
+func clusterConfig(cfg config.Config, nc config.Node, advGRPC, advHTTP string, sec security, log *slog.Logger) cluster.Config {
 	var voters []cluster.Peer
 	for _, id := range cfg.Cluster.InitialVoters {
 		peer, _ := cfg.Node(id)
 		voters = append(voters, cluster.Peer{ID: id, RaftAddr: peer.Raft})
 	}
-	n.cluster, err = cluster.Open(cluster.Config{
+	return cluster.Config{
 		NodeID:             nc.ID,
 		DataDir:            cfg.NodeDataDir(nc),
 		RaftAddr:           nc.Raft,
@@ -194,110 +312,13 @@ func Start(opts Options) (_ *Node, err error) {
 		SnapshotThreshold:  cfg.Cluster.SnapshotThreshold,
 		SnapshotInterval:   cfg.Cluster.SnapshotInterval.Duration,
 		TrailingLogs:       cfg.Cluster.TrailingLogs,
-		DialOptions:        dialOpts,
-		LeaderTasks:        []func(context.Context){dialerTask},
-		GossipKey:          derivedKey("gossip", secret),
-		RaftKey:            derivedKey("raft", secret),
-		RaftServerTLS:      serverTLS,
-		RaftClientTLS:      clientTLS,
+		DialOptions:        sec.dialOptions(),
+		GossipKey:          derivedKey("gossip", sec.secret),
+		RaftKey:            derivedKey("raft", sec.secret),
+		RaftServerTLS:      sec.serverTLS,
+		RaftClientTLS:      sec.clientTLS,
 		Logger:             log,
-	}, n.fsm)
-	if err != nil {
-		return nil, err
 	}
-
-	icp := server.NewInterceptors(n.reg, log)
-	n.reg.MustRegister(newRaftCollector(n.cluster, n.fsm))
-	authz := server.NewAuthz(authn, secret)
-	serverOpts = append(serverOpts, grpc.ChainUnaryInterceptor(icp.Unary, authz.Unary), grpc.MaxRecvMsgSize(int(cfg.Limits.MaxBodyBytes)+4096))
-	serverOpts = append(serverOpts, grpc.ChainStreamInterceptor(icp.Stream, authz.Stream))
-	n.grpc = grpc.NewServer(serverOpts...)
-	requests := server.NewRequests(n.fsm, n.cluster, server.Options{
-		MaxRecords:  cfg.Limits.MaxRecords,
-		MaxBulk:     cfg.Limits.MaxBulk,
-		ReadTimeout: cfg.Limits.ReadTimeout.Duration,
-	})
-	pb.RegisterRequestServiceServer(n.grpc, requests)
-	pb.RegisterClusterServiceServer(n.grpc, server.NewCluster(n.cluster, n.fsm, n.leaveAndStop))
-	n.cluster.RegisterGRPC(n.grpc)
-
-	// Port usage: the in-memory cache, the Publish stream and reads, the
-	// relay to the peers over gossip user messages.
-	n.portUsage = n.startPortUsage(cfg, nc.ID)
-	close(dialerReady)
-
-	// Port-usage settings and alerts (api/portsettings.go, package
-	// alerting): entitlements and thresholds go through Raft; every node
-	// evaluates the alerts every second over the port-usage cache, and only
-	// the leader notifies. The evaluator stops with n.ctx.
-	var alertUsage alerting.Usage = alerting.NoUsage{}
-	if n.portUsage != nil && n.portUsage.cache != nil {
-		alertUsage = n.portUsage.cache
-	}
-	n.alerts, err = alerting.New(alerting.Options{
-		Settings:   n.fsm,
-		Usage:      alertUsage,
-		IsLeader:   n.cluster.IsLeader,
-		Registerer: n.reg,
-		Logger:     log,
-		NodeID:     nc.ID,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("node: alerting: %w", err)
-	}
-	portSettings := server.NewPortSettings(n.fsm, n.cluster, n.alerts, server.PortSettingsOptions{})
-	pb.RegisterPortSettingsServiceServer(n.grpc, portSettings)
-	pb.RegisterDialerServiceServer(n.grpc, server.NewDialer(n.fsm, n.cluster, n.cluster, n.dialerStats, server.DialerOptions{ReadTimeout: cfg.Limits.ReadTimeout.Duration}))
-	n.SetPortLicenses(portSettings)
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		n.alerts.Run(n.ctx)
-	}()
-
-	n.gwConn, err = grpc.NewClient(n.grpcLn.Addr().String(),
-		grpc.WithTransportCredentials(transport),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(int(cfg.Limits.MaxBodyBytes)+4096)))
-	if err != nil {
-		return nil, fmt.Errorf("node: gateway connection: %w", err)
-	}
-	gatherers := prometheus.Gatherers{n.reg}
-	if opts.Gatherer != nil {
-		gatherers = append(gatherers, opts.Gatherer)
-	}
-	handler, err := server.NewHTTPHandler(n.ctx, n.gwConn, server.HTTPOptions{
-		Ready:          n.ready,
-		Gatherer:       gatherers,
-		MaxBodyBytes:   cfg.Limits.MaxBodyBytes,
-		Extra:          mergeHandlers(protocolHandlers(authn, requests, cfg), n.cvpHandlers(authn)),
-		Auth:           authn,
-		ProtectMetrics: cfg.Auth.ProtectMetrics,
-		ProtectOpenAPI: cfg.Auth.ProtectOpenAPI,
-	})
-	if err != nil {
-		return nil, err
-	}
-	n.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, TLSConfig: serverTLS}
-
-	n.wg.Add(2)
-	go func() {
-		defer n.wg.Done()
-		if err := n.grpc.Serve(n.grpcLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
-			log.Error("grpc server stopped", "err", err)
-		}
-	}()
-	go func() {
-		defer n.wg.Done()
-		serve := func() error { return n.http.Serve(n.httpLn) }
-		if serverTLS != nil {
-			serve = func() error { return n.http.ServeTLS(n.httpLn, "", "") }
-		}
-		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("http server stopped", "err", err)
-		}
-	}()
-	log.Info("node started", "http", n.HTTPAddr(), "grpc", n.GRPCAddr(), "raft", n.cluster.RaftAddr(), "gossip", n.cluster.GossipAddr())
-	return n, nil
 }
 
 // protocolHandlers are the HTTP front ends other than REST (the SSG
@@ -422,45 +443,89 @@ func derivedKey(use, secret string) []byte {
 const grpcGrace = 2 * time.Second
 
 // Shutdown stops the node in order: stop taking client traffic (in-flight
-// calls finish), hand over leadership, leave gossip, stop Raft and close the
-// stores. It is idempotent and safe to call concurrently.
+// calls finish), stop the leader tasks and background work, hand over
+// leadership, leave gossip, stop Raft, close the stores and the call
+// backend. It is idempotent and safe to call concurrently.
 func (n *Node) Shutdown(ctx context.Context) error {
-	n.stopOnce.Do(func() {
-		var errs []error
-		if err := n.http.Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("http: %w", err))
-		}
-		// Unary calls finish; long-lived streams (port-usage publishers)
-		// never would, so after a short grace they are cut and their
-		// publishers fail over to another node.
-		stopped := make(chan struct{})
-		go func() { n.grpc.GracefulStop(); close(stopped) }()
-		select {
-		case <-stopped:
-		case <-ctx.Done():
-		case <-time.After(grpcGrace):
-		}
-		n.grpc.Stop()
-		<-stopped
-		n.cancel()
-		if err := n.cluster.Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("cluster: %w", err))
-		}
-		_ = n.gwConn.Close()
-		n.wg.Wait()
-		n.closeBackend()
-		n.stopErr = errors.Join(errs...)
-		n.log.Info("node stopped")
-		close(n.done)
-	})
+	n.stopOnce.Do(func() { n.stopErr = n.stop(ctx, true) })
 	<-n.done
 	return n.stopErr
 }
 
-func (n *Node) closeBackend() {
+// Close stops the node abruptly, as a crash would: connections are cut, no
+// leadership transfer, no gossip leave. Files are closed so the data dir can
+// be reopened by a new node. For failure tests.
+func (n *Node) Close() {
+	n.stopOnce.Do(func() { n.stopErr = n.stop(context.Background(), false) })
+	<-n.done
+}
+
+// stop stops what Start built, in the reverse order: client traffic; the
+// node's goroutines (leader tasks, alerts, relay, sweeper); the cluster;
+// the call backend. graceful lets calls finish, waits for the goroutines
+// before the cluster stops (so the relay's last flush and a stopping
+// dialer still have it), and hands over leadership; otherwise everything
+// is cut as in a crash. It copes with a partly built node (a failed
+// Start).
+func (n *Node) stop(ctx context.Context, graceful bool) error {
+	defer close(n.done)
+	var errs []error
+	if n.http != nil {
+		if !graceful {
+			_ = n.http.Close()
+		} else if err := n.http.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("http: %w", err))
+		}
+	}
+	if n.grpc != nil {
+		if graceful {
+			gracefulStop(ctx, n.grpc)
+		}
+		n.grpc.Stop()
+	}
+	n.closeListeners() // those no server took yet
+	n.cancel()
+	if graceful {
+		n.wg.Wait()
+	}
+	if n.cluster != nil {
+		var err error
+		if graceful {
+			err = n.cluster.Shutdown(ctx)
+		} else {
+			err = n.cluster.Close()
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("cluster: %w", err))
+		}
+	}
+	if n.gwConn != nil {
+		_ = n.gwConn.Close()
+	}
+	n.wg.Wait()
 	if n.backendCloser != nil {
 		_ = n.backendCloser.Close()
 	}
+	n.log.Info("node stopped")
+	return errors.Join(errs...)
+}
+
+// gracefulStop lets unary calls finish; long-lived streams (port-usage
+// publishers) never would, so after a short grace they are cut and their
+// publishers fail over to another node.
+func gracefulStop(ctx context.Context, s *grpc.Server) {
+	stopped := make(chan struct{})
+	go func() { s.GracefulStop(); close(stopped) }()
+	t := time.NewTimer(grpcGrace)
+	defer t.Stop()
+	select {
+	case <-stopped:
+		return
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	s.Stop()
+	<-stopped
 }
 
 func (n *Node) closeListeners() {
@@ -470,21 +535,4 @@ func (n *Node) closeListeners() {
 	if n.httpLn != nil {
 		_ = n.httpLn.Close()
 	}
-}
-
-// Close stops the node abruptly, as a crash would: connections are cut, no
-// leadership transfer, no gossip leave. Files are closed so the data dir can
-// be reopened by a new node. For failure tests.
-func (n *Node) Close() {
-	n.stopOnce.Do(func() {
-		n.grpc.Stop()
-		_ = n.http.Close()
-		n.cancel()
-		_ = n.cluster.Close()
-		_ = n.gwConn.Close()
-		n.wg.Wait()
-		n.closeBackend()
-		close(n.done)
-	})
-	<-n.done
 }

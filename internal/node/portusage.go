@@ -1,14 +1,11 @@
 package node
 
 import (
-	"context"
 	"net/http"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
+	"github.com/prometheus/client_golang/prometheus"
 
-	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
 	"github.com/seed-7bfc04c2/dialtone/internal/auth"
 	"github.com/seed-7bfc04c2/dialtone/internal/cluster"
 	"github.com/seed-7bfc04c2/dialtone/internal/config"
@@ -17,119 +14,53 @@ import (
 	"github.com/seed-7bfc04c2/dialtone/internal/server/cvp"
 )
 
-// portUsage is the node's port-usage cache, its Publish/read service and
-// the relay to the peers (memberlist user messages, not Raft).
+// sweepInterval is how often the port-usage cache forgets expired servers.
+const sweepInterval = 5 * time.Second
+
+// portUsage is the node's port-usage subsystem: the in-memory cache, the
+// Publish/read service over it, and the relay that hands every report this
+// node accepts to its peers (gossip user messages, not Raft) and ingests
+// theirs.
 type portUsage struct {
 	cache   *portusage.Cache
 	relay   *portusage.Relay
 	service *server.PortUsage
-	metrics *portusage.Metrics
 }
 
-// startPortUsage builds the cache and service, registers the gRPC service
-// and the relay handler, and starts the relay flusher and the sweeper
-// (they stop with n.ctx).
-func (n *Node) startPortUsage(cfg config.Config, nodeID string) *portUsage {
-	pu := &portUsage{}
-	pu.cache = portusage.New(portusage.Options{
-		Window:      cfg.PortUsage.Window.Duration,
-		StaleAfter:  cfg.PortUsage.StaleAfter.Duration,
-		ExpireAfter: cfg.PortUsage.ExpireAfter.Duration,
+// newPortUsageCache builds the cache and its metrics.
+func newPortUsageCache(cfg config.PortUsage, reg prometheus.Registerer) (*portusage.Cache, *portusage.Metrics) {
+	cache := portusage.New(portusage.Options{
+		Window:      cfg.Window.Duration,
+		StaleAfter:  cfg.StaleAfter.Duration,
+		ExpireAfter: cfg.ExpireAfter.Duration,
 		// Unfiltered aggregate reads share one computation per 50 ms.
 		ReadCacheTTL: 50 * time.Millisecond,
 	})
-	pu.metrics = portusage.NewMetrics(n.reg, pu.cache)
-	pu.relay = portusage.NewRelay(func(packet []byte) {
-		n.cluster.SendToPeers(cluster.MsgPortUsage, packet)
-	}, portusage.RelayOptions{})
-	pu.service = server.NewPortUsage(pu.cache, server.PortUsageOptions{
+	return cache, portusage.NewMetrics(reg, cache)
+}
+
+// newPortUsage builds the service over cache and connects the relay to
+// the peers of cl, both ways. The relay's Run sends its batches.
+func newPortUsage(nodeID string, cache *portusage.Cache, metrics *portusage.Metrics, cl *cluster.Cluster, ents server.Entitlements) *portUsage {
+	relay := portusage.NewRelay(func(packet []byte) {
+		cl.SendToPeers(cluster.MsgPortUsage, packet)
+	}, portusage.RelayOptions{Metrics: metrics})
+	service := server.NewPortUsage(cache, server.PortUsageOptions{
 		NodeID:       nodeID,
-		Entitlements: portEntitlements{n},
-		Relay: func(r portusage.Report) {
-			pu.metrics.Count(portusage.EventRelayedOut, 1)
-			pu.relay.Add(r)
-		},
-		Metrics: pu.metrics,
+		Entitlements: ents,
+		Relay:        relay.Add,
+		Metrics:      metrics,
 	})
-	pb.RegisterPortUsageServiceServer(n.grpc, pu.service)
-	n.cluster.SetMessageHandler(cluster.MsgPortUsage, pu.service.IngestRelayed)
-	n.wg.Add(2)
-	go func() {
-		defer n.wg.Done()
-		pu.relay.Run(n.ctx)
-	}()
-	go func() {
-		defer n.wg.Done()
-		t := time.NewTicker(5 * time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-n.ctx.Done():
-				return
-			case <-t.C:
-				pu.cache.Sweep()
-			}
-		}
-	}()
-	return pu
+	cl.SetMessageHandler(cluster.MsgPortUsage, service.IngestRelayed)
+	return &portUsage{cache: cache, relay: relay, service: service}
 }
 
-// PortUsage is the node's port-usage cache (for the alert evaluator and
-// the dialer: Tenant and Deployment).
+// PortUsage is the node's port-usage cache.
 func (n *Node) PortUsage() *portusage.Cache { return n.portUsage.cache }
-
-// SetPortLicenses gives the Cisco licensePurchased endpoint and the usage
-// totals their entitlement source (the PortSettings service).
-func (n *Node) SetPortLicenses(l cvp.Licenses) {
-	n.licensesMu.Lock()
-	n.portLicenses = l
-	n.licensesMu.Unlock()
-}
-
-func (n *Node) licenses() cvp.Licenses {
-	n.licensesMu.RLock()
-	defer n.licensesMu.RUnlock()
-	return n.portLicenses
-}
-
-// portEntitlements reads entitlements from the FSM once it provides them
-// (Entitlement) and lists them through the settings service when set. Both
-// are optional: without them entitled ports read 0.
-type portEntitlements struct{ n *Node }
-
-func (e portEntitlements) Entitlement(tenant string) (uint32, bool) {
-	if s, ok := any(e.n.fsm).(server.Entitlements); ok {
-		return s.Entitlement(tenant)
-	}
-	return 0, false
-}
-
-func (e portEntitlements) EntitlementList() []*pb.Entitlement {
-	if l := e.n.licenses(); l != nil {
-		return l.EntitlementList()
-	}
-	return nil
-}
-
-// lazyLicenses forwards to the licenses set later (SetPortLicenses).
-type lazyLicenses struct{ n *Node }
-
-func (l lazyLicenses) EntitlementList() []*pb.Entitlement {
-	return portEntitlements(l).EntitlementList()
-}
-
-func (l lazyLicenses) SetEntitlementPorts(ctx context.Context, tenant string, ports uint32) error {
-	s := l.n.licenses()
-	if s == nil {
-		return errNoLicenses
-	}
-	return s.SetEntitlementPorts(ctx, tenant, ports)
-}
 
 // cvpHandlers are the Cisco-compatible port-usage endpoints: GET needs the
 // read role, POST (set entitled ports) admin; tenants are scoped inside.
-func (n *Node) cvpHandlers(authn *auth.Authenticator) map[string]http.Handler {
-	h := cvp.New(n.portUsage.service, lazyLicenses{n})
+func cvpHandlers(authn *auth.Authenticator, usage cvp.Usage, licenses cvp.Licenses) map[string]http.Handler {
 	roleFor := func(r *http.Request) auth.Role {
 		if r.Method == http.MethodGet || r.Method == http.MethodHead {
 			return auth.RoleRead
@@ -137,10 +68,8 @@ func (n *Node) cvpHandlers(authn *auth.Authenticator) map[string]http.Handler {
 		return auth.RoleAdmin
 	}
 	out := map[string]http.Handler{}
-	for pattern, hh := range h.Handlers() {
-		out[pattern] = server.HTTPAuth(authn, roleFor, nil, hh)
+	for pattern, h := range cvp.New(usage, licenses).Handlers() {
+		out[pattern] = server.HTTPAuth(authn, roleFor, nil, h)
 	}
 	return out
 }
-
-var errNoLicenses = status.Error(codes.Unimplemented, "entitlements cannot be set: the port settings service is not wired on this node")

@@ -234,7 +234,7 @@ func TestHTTPOperationalEndpoints(t *testing.T) {
 		{"/healthz", []string{"ok"}},
 		{"/readyz", []string{"ready: leader n"}},
 		{"/openapi.json", []string{`"/v1/tenants/{tenant}/requests"`, `"/v1/cluster"`, `"swagger"`}},
-		{"/metrics", []string{"dialtone_raft_leader 0", "dialtone_raft_servers 3", "dialtone_rpc_requests_total"}},
+		{"/metrics", []string{"dialtone_raft_leader 0", "dialtone_raft_servers 3", "dialtone_fsm_skipped_entries_total 0", "dialtone_rpc_requests_total"}},
 	} {
 		// One RPC first so the RPC counter has a sample.
 		httpDo(t, "GET", base+"/v1/cluster", "", nil)

@@ -19,12 +19,10 @@ func (f fixedPorts) Ports(tenant string) (total, inUse uint32, ok bool) {
 // the reports of a tenant that has them.
 func TestStatedPortsJoinTheBudget(t *testing.T) {
 	cache := portusage.New(portusage.Options{})
-	n := &Node{portUsage: &portUsage{cache: cache}}
-	ports := cachePorts{n}
-	if r := ports.TenantPorts("acme"); r.OK {
+	if r := (dialerPorts{cache: cache}).TenantPorts("acme"); r.OK {
 		t.Fatalf("no report, no stated ports: %+v, want no capacity", r)
 	}
-	n.statedPorts = fixedPorts{"acme": {30, 4}}
+	ports := dialerPorts{cache: cache, stated: fixedPorts{"acme": {30, 4}}}
 	r := ports.TenantPorts("acme")
 	if !r.OK || r.Total != 30 || r.InUse != 4 || time.Since(r.ReceivedAt) > time.Second {
 		t.Fatalf("stated only: %+v, want 30 total, 4 in use, as of now", r)

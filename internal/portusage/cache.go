@@ -19,6 +19,7 @@
 package portusage
 
 import (
+	"context"
 	"slices"
 	"strings"
 	"sync"
@@ -225,6 +226,20 @@ func (c *Cache) Sweep() int {
 		}
 	}
 	return n
+}
+
+// RunSweeper calls Sweep every interval until ctx ends.
+func (c *Cache) RunSweeper(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			c.Sweep()
+		}
+	}
 }
 
 // Sample is one second of a series.

@@ -16,6 +16,7 @@ type Relay struct {
 	send       func(packet []byte)
 	maxPacket  int
 	flushEvery time.Duration
+	metrics    *Metrics
 
 	mu  sync.Mutex
 	buf []byte
@@ -29,6 +30,8 @@ type RelayOptions struct {
 	MaxPacket int
 	// FlushEvery bounds how long a report waits in a batch (default 5 ms).
 	FlushEvery time.Duration
+	// Metrics counts the reports queued (EventRelayedOut); may be nil.
+	Metrics *Metrics
 }
 
 // NewRelay returns a relay that hands packets to send (which must not keep
@@ -40,11 +43,12 @@ func NewRelay(send func(packet []byte), opts RelayOptions) *Relay {
 	if opts.FlushEvery <= 0 {
 		opts.FlushEvery = 5 * time.Millisecond
 	}
-	return &Relay{send: send, maxPacket: opts.MaxPacket, flushEvery: opts.FlushEvery}
+	return &Relay{send: send, maxPacket: opts.MaxPacket, flushEvery: opts.FlushEvery, metrics: opts.Metrics}
 }
 
 // Add queues a report for the peers.
 func (r *Relay) Add(rep Report) {
+	r.metrics.Count(EventRelayedOut, 1)
 	enc := appendReport(nil, rep)
 	r.mu.Lock()
 	var full []byte

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"errors"
 	"math"
 	"regexp"
 	"time"
@@ -12,7 +11,6 @@ import (
 
 	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
 	"github.com/seed-7bfc04c2/dialtone/internal/auth"
-	"github.com/seed-7bfc04c2/dialtone/internal/cluster"
 	"github.com/seed-7bfc04c2/dialtone/internal/fsm"
 	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
 )
@@ -127,6 +125,12 @@ func (s *PortSettings) ListEntitlements(ctx context.Context, _ *pb.ListEntitleme
 		}
 	}
 	return out, nil
+}
+
+// Entitlement returns a tenant's licensed ports from this node's replica
+// (with EntitlementList, the entitlements the port-usage service reads).
+func (s *PortSettings) Entitlement(tenant string) (uint32, bool) {
+	return s.store.Entitlement(tenant)
 }
 
 // EntitlementList returns every entitlement, sorted by tenant, from this
@@ -318,36 +322,23 @@ func (s *PortSettings) apply(ctx context.Context, cmd *fsmpb.Command, isDelete b
 func applySetting(ctx context.Context, repl Replicator, timeout time.Duration, cmd *fsmpb.Command, isDelete bool) (uint64, error) {
 	ctx, cancel := withDefaultTimeout(ctx, timeout)
 	defer cancel()
-	backoff := 20 * time.Millisecond
-	retried := false
-	for {
-		res, idx, err := repl.Apply(ctx, cmd)
-		if err == nil {
-			item := itemAt(res, 0)
-			switch item.GetCode() {
-			case fsmpb.Code_CODE_OK:
-				return idx, nil
-			case fsmpb.Code_CODE_NOT_FOUND:
-				if isDelete && retried {
-					return idx, nil
-				}
-				return 0, status.Errorf(codes.NotFound, "%s", item.GetReason())
-			case fsmpb.Code_CODE_CAPACITY:
-				return 0, status.Errorf(codes.ResourceExhausted, "%s", item.GetReason())
-			default:
-				return 0, status.Errorf(codes.FailedPrecondition, "%s: %s", item.GetCode(), item.GetReason())
-			}
+	res, idx, replayed, err := applyReplaying(ctx, repl, cmd)
+	if err != nil {
+		return 0, err
+	}
+	item := itemAt(res, 0)
+	switch item.GetCode() {
+	case fsmpb.Code_CODE_OK:
+		return idx, nil
+	case fsmpb.Code_CODE_NOT_FOUND:
+		if isDelete && replayed {
+			return idx, nil
 		}
-		if !errors.Is(err, cluster.ErrLeadershipLost) || ctx.Err() != nil {
-			return 0, replError(err)
-		}
-		retried = true
-		select {
-		case <-ctx.Done():
-			return 0, replError(err)
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 500*time.Millisecond)
+		return 0, status.Errorf(codes.NotFound, "%s", item.GetReason())
+	case fsmpb.Code_CODE_CAPACITY:
+		return 0, status.Errorf(codes.ResourceExhausted, "%s", item.GetReason())
+	default:
+		return 0, status.Errorf(codes.FailedPrecondition, "%s: %s", item.GetCode(), item.GetReason())
 	}
 }
 

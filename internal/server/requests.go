@@ -122,7 +122,7 @@ func (s *Requests) Create(ctx context.Context, tenant string, recs []*fsmpb.Requ
 		ids[i] = r.Id
 	}
 	cmd := fsm.CreateCommand(recs, s.opts.MaxRecords)
-	res, index, err := s.applyReplayable(ctx, cmd)
+	res, index, _, err := applyReplaying(ctx, s.repl, cmd)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -156,27 +156,6 @@ func itemAt(res *fsmpb.ApplyResult, i int) *fsmpb.ItemResult {
 		return res.GetItems()[i]
 	}
 	return &fsmpb.ItemResult{Code: fsmpb.Code_CODE_INVALID_STATE, Reason: "no result from the state machine"}
-}
-
-// applyReplayable applies a command that is safe to replay, retrying when
-// leadership was lost mid-flight (outcome unknown) until ctx is done.
-func (s *Requests) applyReplayable(ctx context.Context, cmd *fsmpb.Command) (*fsmpb.ApplyResult, uint64, error) {
-	backoff := 20 * time.Millisecond
-	for {
-		res, idx, err := s.repl.Apply(ctx, cmd)
-		if err == nil {
-			return res, idx, nil
-		}
-		if !errors.Is(err, cluster.ErrLeadershipLost) || ctx.Err() != nil {
-			return nil, 0, replError(err)
-		}
-		select {
-		case <-ctx.Done():
-			return nil, 0, replError(err)
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 500*time.Millisecond)
-	}
 }
 
 // replError maps replication errors to gRPC status codes.
@@ -345,7 +324,7 @@ func (s *Requests) BatchCancelRequests(ctx context.Context, req *pb.BatchCancelR
 // Cancel cancels ids of tenant as one entry and reports one result each.
 func (s *Requests) Cancel(ctx context.Context, tenant string, ids []string) ([]*pb.CancelResult, uint64, error) {
 	cmd := fsm.CancelCommand(tenant, ids)
-	res, index, err := s.applyReplayable(ctx, cmd)
+	res, index, _, err := applyReplaying(ctx, s.repl, cmd)
 	if err != nil {
 		return nil, 0, err
 	}

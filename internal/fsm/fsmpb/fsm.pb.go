@@ -819,10 +819,17 @@ func (x *Request) GetModifyIndex() uint64 {
 type Command struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Envelope version; the state machine refuses versions it does not know.
+	// Stamped by fsm.Encode only.
 	Version uint32 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
 	// Wall-clock time stamped by the leader when it proposes the entry. The
 	// state machine uses this and never reads a clock.
 	NowUnixMs int64 `protobuf:"varint,2,opt,name=now_unix_ms,json=nowUnixMs,proto3" json:"now_unix_ms,omitempty"`
+	// A replica whose binary does not know the body may skip the entry
+	// instead of stopping (Consul's and Nomad's IgnoreUnknownTypeFlag). Set
+	// by fsm.Encode for settings bodies only, never for request bodies: a
+	// skipped setting leaves that replica on its older settings, a skipped
+	// request change would make it diverge.
+	IgnoreUnknown bool `protobuf:"varint,3,opt,name=ignore_unknown,json=ignoreUnknown,proto3" json:"ignore_unknown,omitempty"`
 	// Types that are valid to be assigned to Body:
 	//
 	//	*Command_Create
@@ -887,6 +894,13 @@ func (x *Command) GetNowUnixMs() int64 {
 		return x.NowUnixMs
 	}
 	return 0
+}
+
+func (x *Command) GetIgnoreUnknown() bool {
+	if x != nil {
+		return x.IgnoreUnknown
+	}
+	return false
 }
 
 func (x *Command) GetBody() isCommand_Body {
@@ -2417,10 +2431,11 @@ const file_fsm_proto_rawDesc = "" +
 	"\x0fupdated_unix_ms\x18\x1e \x01(\x03R\rupdatedUnixMs\x12#\n" +
 	"\rresult_reason\x18\x1f \x01(\tR\fresultReason\x12!\n" +
 	"\fcreate_index\x18  \x01(\x04R\vcreateIndex\x12!\n" +
-	"\fmodify_index\x18! \x01(\x04R\vmodifyIndex\"\xbb\b\n" +
+	"\fmodify_index\x18! \x01(\x04R\vmodifyIndex\"\xe2\b\n" +
 	"\aCommand\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x1e\n" +
-	"\vnow_unix_ms\x18\x02 \x01(\x03R\tnowUnixMs\x129\n" +
+	"\vnow_unix_ms\x18\x02 \x01(\x03R\tnowUnixMs\x12%\n" +
+	"\x0eignore_unknown\x18\x03 \x01(\bR\rignoreUnknown\x129\n" +
 	"\x06create\x18\n" +
 	" \x01(\v2\x1f.dialtone.fsm.v1.CreateRequestsH\x00R\x06create\x129\n" +
 	"\x06cancel\x18\v \x01(\v2\x1f.dialtone.fsm.v1.CancelRequestsH\x00R\x06cancel\x126\n" +
