@@ -338,3 +338,21 @@ func dataDir(o Options, pattern string) (dir string, remove func(), err error) {
 	}
 	return dir, func() { _ = os.RemoveAll(dir) }, nil
 }
+
+// GRPCAddrs are every node's gRPC address, in configuration order.
+func GRPCAddrs(c Cluster) []string {
+	var out []string
+	for _, id := range c.IDs() {
+		out = append(out, c.GRPCAddr(id))
+	}
+	return out
+}
+
+// HTTPAddrs are every node's HTTP address, in configuration order.
+func HTTPAddrs(c Cluster) []string {
+	var out []string
+	for _, id := range c.IDs() {
+		out = append(out, c.HTTPAddr(id))
+	}
+	return out
+}

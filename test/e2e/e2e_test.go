@@ -20,6 +20,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/seed-7bfc04c2/dialtone/internal/config"
+	"github.com/seed-7bfc04c2/dialtone/test/cluster"
 )
 
 var binary string
@@ -83,6 +86,33 @@ func start(t *testing.T, args ...string) *proc {
 		}
 	})
 	return p
+}
+
+// startCluster starts three `serve` processes of the binary under test on
+// free ports (test/cluster); edit changes the generated configuration. On
+// failure the test logs the end of every node's log.
+func startCluster(t *testing.T, edit func(*config.Config)) *cluster.Processes {
+	t.Helper()
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := cluster.StartProcesses(ctx, cluster.ProcessOptions{Binary: binary, Options: cluster.Options{Dir: dir, Edit: edit, Poll: 50 * time.Millisecond}})
+	t.Cleanup(func() {
+		if c != nil {
+			_ = c.Close()
+		}
+		if t.Failed() {
+			logs, _ := filepath.Glob(filepath.Join(dir, "log-*.txt"))
+			for _, l := range logs {
+				b, _ := os.ReadFile(l)
+				t.Logf("%s:\n%s", filepath.Base(l), lastLines(string(b), 60))
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 func lastLines(s string, n int) string {
@@ -344,28 +374,24 @@ func TestDevClusterAndCLI(t *testing.T) {
 // others elect a new leader and keep accepting writes; after SIGCONT the old
 // leader follows the new term, and every node holds every acknowledged write.
 func TestPausedLeaderStepsDownAndCatchesUp(t *testing.T) {
-	data := t.TempDir()
-	procs := map[string]*proc{}
-	for id := range nodes {
-		procs[id] = start(t, "serve", "--config", "../../cluster.example.toml", "--node", id, "--data-dir", data)
-	}
-	waitReady(t, nodes["n1"], nodes["n2"], nodes["n3"])
-	var st clusterStatus
-	if _, err := do(http.MethodGet, "http://"+nodes["n1"]+"/v1/cluster", nil, &st); err != nil {
+	c := startCluster(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	old, err := c.WaitLeader(ctx)
+	if err != nil {
 		t.Fatal(err)
 	}
-	old := st.LeaderID
-	if err := procs[old].cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := c.Proc(old).Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	resumed := false
 	defer func() {
 		if !resumed {
-			_ = procs[old].cmd.Process.Signal(syscall.SIGCONT)
+			_ = c.Proc(old).Signal(syscall.SIGCONT)
 		}
 	}()
 	var other []string
-	for id := range nodes {
+	for _, id := range c.IDs() {
 		if id != old {
 			other = append(other, id)
 		}
@@ -373,7 +399,7 @@ func TestPausedLeaderStepsDownAndCatchesUp(t *testing.T) {
 	var ids []string
 	eventually(t, 30*time.Second, "write during the pause", func() error {
 		var cr createResp
-		if _, err := do(http.MethodPost, "http://"+nodes[other[0]]+"/v1/tenants/acme/requests", requestBody(3, "paused"), &cr); err != nil {
+		if _, err := do(http.MethodPost, "http://"+c.HTTPAddr(other[0])+"/v1/tenants/acme/requests", requestBody(3, "paused"), &cr); err != nil {
 			return err
 		}
 		for _, r := range cr.Results {
@@ -381,13 +407,13 @@ func TestPausedLeaderStepsDownAndCatchesUp(t *testing.T) {
 		}
 		return nil
 	})
-	if err := procs[old].cmd.Process.Signal(syscall.SIGCONT); err != nil {
+	if err := c.Proc(old).Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
 	resumed = true
 	eventually(t, 30*time.Second, "old leader follows", func() error {
 		var st clusterStatus
-		if _, err := do(http.MethodGet, "http://"+nodes[old]+"/v1/cluster", nil, &st); err != nil {
+		if _, err := do(http.MethodGet, "http://"+c.HTTPAddr(old)+"/v1/cluster", nil, &st); err != nil {
 			return err
 		}
 		if st.State != "Follower" || st.LeaderID == "" || st.LeaderID == old {
@@ -396,7 +422,7 @@ func TestPausedLeaderStepsDownAndCatchesUp(t *testing.T) {
 		return nil
 	})
 	for _, id := range ids {
-		if _, err := do(http.MethodGet, "http://"+nodes[old]+"/v1/tenants/acme/requests/"+id+"?consistency=linearizable", nil, nil); err != nil {
+		if _, err := do(http.MethodGet, "http://"+c.HTTPAddr(old)+"/v1/tenants/acme/requests/"+id+"?consistency=linearizable", nil, nil); err != nil {
 			t.Fatalf("old leader misses %s: %v", id, err)
 		}
 	}
