@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -29,7 +30,8 @@ type InProcess struct {
 	members
 	log     *slog.Logger
 	backend telephony.Backend
-	remove  func()
+	remove  sync.Once
+	dir     func()
 
 	nodesMu sync.Mutex
 	nodes   map[string]*node.Node
@@ -49,7 +51,7 @@ func StartInProcess(ctx context.Context, o InProcessOptions) (_ *InProcess, err 
 		remove()
 		return nil, err
 	}
-	c := &InProcess{members: newMembers(o.Options, cfg), log: o.Logger, remove: remove, nodes: map[string]*node.Node{}}
+	c := &InProcess{members: newMembers(o.Options, cfg), log: o.Logger, dir: remove, nodes: map[string]*node.Node{}}
 	c.status = c.view
 	c.running = c.Running
 	if c.log == nil {
@@ -192,19 +194,21 @@ func (c *InProcess) StopAll() error {
 	c.nodes = map[string]*node.Node{}
 	c.nodesMu.Unlock()
 	var wg sync.WaitGroup
-	errs := make(chan error, len(nodes))
+	var mu sync.Mutex
+	var errs []error
 	for id, n := range nodes {
 		wg.Go(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			if err := n.Shutdown(ctx); err != nil {
-				errs <- fmt.Errorf("cluster: stop %s: %w", id, err)
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("cluster: stop %s: %w", id, err))
+				mu.Unlock()
 			}
 		})
 	}
 	wg.Wait()
-	close(errs)
-	return <-errs
+	return errors.Join(errs...)
 }
 
 // Close stops every node, closes the connections and removes a temporary
@@ -212,7 +216,6 @@ func (c *InProcess) StopAll() error {
 func (c *InProcess) Close() error {
 	c.closeConns()
 	err := c.StopAll()
-	c.remove()
-	c.remove = func() {}
+	c.remove.Do(c.dir)
 	return err
 }

@@ -53,7 +53,8 @@ type Processes struct {
 	o       ProcessOptions
 	dir     string
 	cfgPath string
-	remove  func()
+	remove  sync.Once
+	rmDir   func()
 
 	procsMu sync.Mutex
 	procs   map[string]*Proc
@@ -78,7 +79,7 @@ func StartProcesses(ctx context.Context, o ProcessOptions) (_ *Processes, err er
 		return nil, err
 	}
 	c := &Processes{members: newMembers(o.Options, cfg), o: o, dir: dir, cfgPath: filepath.Join(dir, "cluster.toml"),
-		remove: remove, procs: map[string]*Proc{}}
+		rmDir: remove, procs: map[string]*Proc{}}
 	c.status = c.view
 	c.running = c.Running
 	defer func() {
@@ -222,8 +223,7 @@ func (c *Processes) Close() error {
 		wg.Go(func() { p.Stop(context.Background(), cmpOr(c.o.Grace, 20*time.Second)) })
 	}
 	wg.Wait()
-	c.remove()
-	c.remove = func() {}
+	c.remove.Do(c.rmDir)
 	return nil
 }
 
