@@ -44,6 +44,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// nodes are the HTTP addresses of cluster.example.toml and `dialtone dev`
+// (fixed: the tests that use them run under the fixed-port lock).
 var nodes = map[string]string{"n1": "127.0.0.1:8081", "n2": "127.0.0.1:8082", "n3": "127.0.0.1:8083"}
 
 // proc is one running dialtone process with its output captured.
@@ -113,6 +115,15 @@ func startCluster(t *testing.T, edit func(*config.Config)) *cluster.Processes {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// httpAddrs are c's HTTP addresses by node id.
+func httpAddrs(c cluster.Cluster) map[string]string {
+	out := map[string]string{}
+	for _, id := range c.IDs() {
+		out[id] = c.HTTPAddr(id)
+	}
+	return out
 }
 
 func lastLines(s string, n int) string {
