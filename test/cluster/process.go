@@ -163,8 +163,9 @@ func (c *Processes) Proc(id string) *Proc {
 	return c.procs[id]
 }
 
-// Running are the ids of the nodes whose process runs (a stopped process,
-// SIGSTOP, counts as running), in configuration order.
+// Running are the ids of the nodes whose process runs, in configuration
+// order. A frozen process (SIGSTOP) counts as running: the waits wait for
+// it to answer again.
 func (c *Processes) Running() []string {
 	var out []string
 	for _, id := range c.IDs() {
