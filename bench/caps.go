@@ -35,7 +35,7 @@ func (h *harness) runCaps(ctx context.Context) error {
 	for _, t := range targets {
 		tenants = append(tenants, capsTenant(t))
 	}
-	e, err := h.startEnv(ctx, "caps", h.cfg.BasePort, "live", []string{
+	e, err := h.startEnv(ctx, "caps", "live", []string{
 		"--tenant", strings.Join(tenants, ","), "--servers", strconv.Itoa(c.Servers), "--ports", strconv.Itoa(c.Ports),
 		"--ring", c.Ring, "--talk", c.Talk, "--mix", "success=100", "--max-log", "2000000"})
 	if err != nil {

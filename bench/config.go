@@ -19,7 +19,6 @@ import (
 type Config struct {
 	Scenarios string `toml:"scenarios"`
 	Out       string `toml:"out"`
-	BasePort  int    `toml:"base_port"`
 	// Raft timeouts of the generated cluster config.
 	Heartbeat  Duration `toml:"heartbeat_timeout"`
 	Election   Duration `toml:"election_timeout"`
@@ -109,7 +108,7 @@ func dur(d time.Duration) Duration { return Duration{d} }
 
 func defaults() Config {
 	return Config{
-		Scenarios: "all", Out: "bench/results/latest", BasePort: 18100, ChartFormat: "svg",
+		Scenarios: "all", Out: "bench/results/latest", ChartFormat: "svg",
 		Heartbeat: dur(500 * time.Millisecond), Election: dur(500 * time.Millisecond), Lease: dur(250 * time.Millisecond),
 		Caps: CapsConfig{Targets: "50,200,1000,5000,1000@2", Duration: dur(60 * time.Second), Warmup: dur(3 * time.Second),
 			Servers: 4, Ports: 2500, Ring: "50ms-150ms", Talk: "100ms-300ms"},
@@ -173,7 +172,6 @@ func parseConfig(args []string) (Config, bool, error) {
 	fs.BoolVar(&q, "quick", false, "every scenario, small: under two minutes; asserts only the invariants and that the report was written")
 	fs.StringVar(&c.Scenarios, "scenario", c.Scenarios, "comma-separated: caps, ports, ingest, failover, reads, or all")
 	fs.StringVar(&c.Out, "out", c.Out, "report directory (summary.md, results.json, charts)")
-	fs.IntVar(&c.BasePort, "base-port", c.BasePort, "first of the loopback ports the processes use (two environments: base and base+100)")
 	fs.DurationVar(&c.Heartbeat.Duration, "heartbeat-timeout", c.Heartbeat.Duration, "cluster.heartbeat_timeout of the generated config")
 	fs.DurationVar(&c.Election.Duration, "election-timeout", c.Election.Duration, "cluster.election_timeout")
 	fs.DurationVar(&c.Lease.Duration, "leader-lease-timeout", c.Lease.Duration, "cluster.leader_lease_timeout")
@@ -306,9 +304,6 @@ func (c Config) validate() error {
 	}
 	if c.ChartFormat != "svg" && c.ChartFormat != "png" {
 		return fmt.Errorf("--chart-format: %q must be svg or png", c.ChartFormat)
-	}
-	if c.BasePort < 1024 || c.BasePort > 65000 {
-		return fmt.Errorf("--base-port: %d is outside 1024..65000", c.BasePort)
 	}
 	if c.Failover.KillEvery.Duration <= c.Failover.RestartAfter.Duration {
 		return errors.New("failover: kill_every must be longer than restart_after")

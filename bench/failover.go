@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"time"
 
+	"google.golang.org/grpc"
+
 	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
 	"github.com/seed-7bfc04c2/dialtone/bench/report"
 	"github.com/seed-7bfc04c2/dialtone/internal/sim/mediasim"
@@ -19,7 +21,7 @@ import (
 func (h *harness) runFailover(ctx context.Context) error {
 	c := h.cfg.Failover
 	const tenant, maxAttempts = "failover", 3
-	e, err := h.startEnv(ctx, "failover", h.cfg.BasePort, "live", []string{
+	e, err := h.startEnv(ctx, "failover", "live", []string{
 		"--tenant", tenant, "--servers", "4", "--ports", "500", "--ring", "50ms-150ms", "--talk", "100ms-300ms", "--mix", "success=100"})
 	if err != nil {
 		return err
@@ -56,7 +58,9 @@ func (h *harness) runFailover(ctx context.Context) error {
 			smp.finish()
 			return err
 		}
-		leader, err := e.c.WaitLeader(ctx, 10*time.Second)
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		leader, err := e.c.WaitLeader(wctx)
+		cancel()
 		if err != nil {
 			smp.finish()
 			return err
@@ -67,16 +71,19 @@ func (h *harness) runFailover(ctx context.Context) error {
 			return fmt.Errorf("kill %s: %w", leader, err)
 		}
 		kill := Kill{Node: leader, At: killAt.Sub(origin).Seconds()}
-		if nl, err := e.c.WaitNewLeader(ctx, 10*time.Second, leader); err == nil {
+		// The killed node no longer runs, so the leader waited for is another.
+		wctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+		if nl, err := e.c.WaitLeader(wctx); err == nil {
 			kill.NewLeader, kill.ElectedAfter = nl, time.Since(killAt).Seconds()
 		}
+		cancel()
 		h.logf("failover: killed leader %s at %.1fs; new leader %s after %.2fs", leader, kill.At, kill.NewLeader, kill.ElectedAfter)
 		res.Kills = append(res.Kills, kill)
 		if err := sleepCtx(ctx, time.Until(killAt.Add(c.RestartAfter.Duration))); err != nil {
 			smp.finish()
 			return err
 		}
-		if err := e.c.Start(leader); err != nil {
+		if err := e.c.Restart(ctx, leader); err != nil {
 			smp.finish()
 			return err
 		}
@@ -231,12 +238,17 @@ func (e *environment) getAll(ctx context.Context, tenant string, ids []string) (
 		chunk := ids[from:min(from+1000, len(ids))]
 		var resp *pb.BatchGetRequestsResponse
 		var err error
-		for id := range slices.Values(append([]string{e.c.Leader(ctx)}, "n1", "n2", "n3")) {
+		leader, _ := e.c.Leader(ctx)
+		for id := range slices.Values(append([]string{leader}, e.c.IDs()...)) {
 			if id == "" {
 				continue
 			}
+			var conn *grpc.ClientConn
+			if conn, err = e.c.Conn(id); err != nil {
+				continue
+			}
 			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			resp, err = pb.NewRequestServiceClient(e.c.Conn(id)).BatchGetRequests(cctx, &pb.BatchGetRequestsRequest{Tenant: tenant, Ids: chunk, Consistency: "linearizable"})
+			resp, err = pb.NewRequestServiceClient(conn).BatchGetRequests(cctx, &pb.BatchGetRequestsRequest{Tenant: tenant, Ids: chunk, Consistency: "linearizable"})
 			cancel()
 			if err == nil {
 				break
@@ -256,5 +268,5 @@ func (e *environment) getAll(ctx context.Context, tenant string, ids []string) (
 
 // notifyStats reads the notification receiver's counters.
 func (e *environment) notifyStats(ctx context.Context, v any) error {
-	return e.getJSON(ctx, "http://"+e.ports.Notify()+"/notifications/stats", v)
+	return e.getJSON(ctx, "http://"+e.sim.Notify+"/notifications/stats", v)
 }

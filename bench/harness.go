@@ -16,6 +16,7 @@ import (
 	"github.com/seed-7bfc04c2/dialtone/bench/env"
 	"github.com/seed-7bfc04c2/dialtone/bench/load"
 	"github.com/seed-7bfc04c2/dialtone/internal/sim/mediasim"
+	"github.com/seed-7bfc04c2/dialtone/test/cluster"
 )
 
 // harness is one run of the harness: the built binary, the temporary
@@ -64,19 +65,19 @@ func (h *harness) record(c Check) {
 
 // environment is a cluster and its media platform.
 type environment struct {
-	name  string
-	ports env.Ports
-	c     *env.Cluster
-	sim   *env.Mediasim
-	pool  *load.Pool
-	http  *http.Client
+	name string
+	sim  env.SimAddrs
+	c    *cluster.Processes
+	ms   *env.Mediasim
+	pool *load.Pool
+	http *http.Client
 }
 
 // startEnv starts a fresh cluster (dialer.port_view = portView) and, with
 // simArgs, a mediasim process with those arguments.
-func (h *harness) startEnv(ctx context.Context, name string, base int, portView string, simArgs []string) (*environment, error) {
-	ports := env.Ports{Base: base}
-	if err := ports.CheckFree(); err != nil {
+func (h *harness) startEnv(ctx context.Context, name string, portView string, simArgs []string) (*environment, error) {
+	sim, err := env.FreeSimAddrs()
+	if err != nil {
 		return nil, err
 	}
 	dir := filepath.Join(h.tmp, name)
@@ -86,45 +87,60 @@ func (h *harness) startEnv(ctx context.Context, name string, base int, portView 
 		profile = func(id string) string { return filepath.Join(h.out, "cpu-"+name+"-"+id+".pprof") }
 	}
 	c, err := env.StartCluster(ctx, env.ClusterOptions{
-		Bin: h.bin, Dir: dir, Ports: ports, PortView: portView, CPUProfile: profile,
+		Bin: h.bin, Dir: dir, Sim: sim, PortView: portView, CPUProfile: profile,
 		Heartbeat: h.cfg.Heartbeat.Duration, Election: h.cfg.Election.Duration, Lease: h.cfg.Lease.Duration,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	e := &environment{name: name, ports: ports, c: c,
+	e := &environment{name: name, sim: sim, c: c,
 		http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 512}}}
-	if e.pool, err = load.DialPool(c.GRPCAddrs(), 4); err != nil {
+	if e.pool, err = load.DialPool(cluster.GRPCAddrs(c), 4); err != nil {
 		e.stop()
 		return nil, err
 	}
 	if simArgs != nil {
-		if e.sim, err = env.StartMediasim(ctx, h.bin, dir, ports, simArgs...); err != nil {
+		if e.ms, err = env.StartMediasim(ctx, h.bin, dir, sim, cluster.GRPCAddrs(c), simArgs...); err != nil {
 			e.stop()
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
 	}
-	h.logf("%s: cluster (port_view %s) and media platform up in %s; data and logs in %s", name, c.Config.Dialer.PortView, time.Since(t0).Round(time.Millisecond), dir)
+	h.logf("%s: cluster (port_view %s) and media platform up in %s; data and logs in %s", name, c.Config().Dialer.PortView, time.Since(t0).Round(time.Millisecond), dir)
 	return e, nil
 }
 
 func (e *environment) stop() {
-	if e.sim != nil {
-		e.sim.Stop()
+	if e.ms != nil {
+		e.ms.Stop()
 	}
 	if e.pool != nil {
 		e.pool.Close()
 	}
-	e.c.Stop()
+	_ = e.c.Close()
 }
 
 // dialerClient is a DialerService client on a running node.
-func (e *environment) dialerClient(ctx context.Context) pb.DialerServiceClient {
-	id := e.c.Leader(ctx)
-	if id == "" {
-		id = env.NodeIDs[0]
+func (e *environment) dialerClient(ctx context.Context) (pb.DialerServiceClient, error) {
+	id, err := e.c.Leader(ctx)
+	if err != nil {
+		id = e.c.IDs()[0]
 	}
-	return pb.NewDialerServiceClient(e.c.Conn(id))
+	conn, err := e.c.Conn(id)
+	if err != nil {
+		return nil, err
+	}
+	return pb.NewDialerServiceClient(conn), nil
+}
+
+// follower is a running node that does not lead, or "".
+func (e *environment) follower(ctx context.Context) string {
+	leader, _ := e.c.Leader(ctx)
+	for _, id := range e.c.Running() {
+		if id != leader {
+			return id
+		}
+	}
+	return ""
 }
 
 // setPacing stores tenant's CAPS and PortLoadFactor (retrying through a
@@ -132,8 +148,12 @@ func (e *environment) dialerClient(ctx context.Context) pb.DialerServiceClient {
 func (e *environment) setPacing(ctx context.Context, tenant string, caps float64, plf int) error {
 	var err error
 	for range 50 {
+		var dc pb.DialerServiceClient
+		if dc, err = e.dialerClient(ctx); err != nil {
+			return err
+		}
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err = e.dialerClient(ctx).SetPacing(cctx, &pb.SetPacingRequest{Tenant: tenant,
+		_, err = dc.SetPacing(cctx, &pb.SetPacingRequest{Tenant: tenant,
 			Pacing: &pb.Pacing{Caps: caps, PortLoadFactor: uint32(plf)}})
 		cancel()
 		if err == nil || ctx.Err() != nil {
@@ -146,13 +166,17 @@ func (e *environment) setPacing(ctx context.Context, tenant string, caps float64
 
 // dialerStatus is the leader's engine status.
 func (e *environment) dialerStatus(ctx context.Context) (*pb.DialerStatus, error) {
+	dc, err := e.dialerClient(ctx)
+	if err != nil {
+		return nil, err
+	}
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	return e.dialerClient(ctx).GetDialerStatus(cctx, &pb.GetDialerStatusRequest{})
+	return dc.GetDialerStatus(cctx, &pb.GetDialerStatusRequest{})
 }
 
 // notifyURL is the notification receiver of mediasim.
-func (e *environment) notifyURL() string { return "http://" + e.ports.Notify() + "/notify" }
+func (e *environment) notifyURL() string { return "http://" + e.sim.Notify + "/notify" }
 
 // createBacklog creates n requests of tenant through every node (bulk calls
 // of 1000) and returns the acknowledged ids.
@@ -214,7 +238,7 @@ func (e *environment) createBacklog(ctx context.Context, tenant string, n int, m
 
 // simGet decodes mediasim's JSON at path.
 func (e *environment) simGet(ctx context.Context, path string, v any) error {
-	return e.getJSON(ctx, "http://"+e.ports.SimHTTP()+path, v)
+	return e.getJSON(ctx, "http://"+e.sim.HTTP+path, v)
 }
 
 // getJSON decodes the JSON answer of a GET.

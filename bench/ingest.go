@@ -12,7 +12,6 @@ import (
 	"time"
 
 	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
-	"github.com/seed-7bfc04c2/dialtone/bench/env"
 	"github.com/seed-7bfc04c2/dialtone/bench/load"
 )
 
@@ -21,7 +20,7 @@ import (
 // nothing is dialled), then checks every acknowledged create was stored.
 func (h *harness) runIngest(ctx context.Context) error {
 	c := h.cfg.Ingest
-	e, err := h.startEnv(ctx, "ingest", h.cfg.BasePort, "live", nil)
+	e, err := h.startEnv(ctx, "ingest", "live", nil)
 	if err != nil {
 		return err
 	}
@@ -62,9 +61,14 @@ func (h *harness) runIngest(ctx context.Context) error {
 	stored := map[string]uint64{}
 	ok := waitFor(ctx, 60*time.Second, func() bool {
 		all := true
-		for _, id := range env.NodeIDs {
+		for _, id := range e.c.IDs() {
+			conn, err := e.c.Conn(id)
+			if err != nil {
+				all = false
+				continue
+			}
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			st, err := pb.NewClusterServiceClient(e.c.Conn(id)).GetStatus(cctx, &pb.GetStatusRequest{})
+			st, err := pb.NewClusterServiceClient(conn).GetStatus(cctx, &pb.GetStatusRequest{})
 			cancel()
 			if err != nil {
 				all = false
@@ -108,6 +112,7 @@ func (e *environment) post(ctx context.Context, url, contentType string, body []
 // restCreateOp creates batch requests per call with POST
 // /v1/tenants/{tenant}/requests, rotating over the nodes.
 func (e *environment) restCreateOp(tenant string, batch int) load.Op {
+	ids := e.c.IDs()
 	return func(ctx context.Context, w *load.Worker) (int, error) {
 		req := &pb.CreateRequestsRequest{Tenant: tenant}
 		for i := range batch {
@@ -115,7 +120,7 @@ func (e *environment) restCreateOp(tenant string, batch int) load.Op {
 			req.Requests = append(req.Requests, &pb.RequestSpec{Token: "r" + strconv.Itoa(w.ID) + "-" + strconv.FormatInt(seq, 10),
 				IvrProfile: "Application", Telnum: load.Telnum(w.ID, seq), NotificationUrl: "http://127.0.0.1:9/r", MaxAttempts: 3, TimeToLive: "3600s"})
 		}
-		c, err := e.rest(env.NodeIDs[(w.ID+int(w.Seq))%3])
+		c, err := e.rest(ids[(w.ID+int(w.Seq))%len(ids)])
 		if err != nil {
 			return 0, err
 		}
@@ -138,6 +143,7 @@ func (e *environment) restCreateOp(tenant string, batch int) load.Op {
 // ssgCreateOp creates batch requests per call with an SSG XML POST
 // /SSG?TenantName=..., rotating over the nodes.
 func (e *environment) ssgCreateOp(tenant string, batch int) load.Op {
+	ids := e.c.IDs()
 	return func(ctx context.Context, w *load.Worker) (int, error) {
 		var b strings.Builder
 		b.WriteString(`<?xml version="1.0" encoding="UTF-8"?>` + "\n<SSGRequest>\n")
@@ -147,7 +153,7 @@ func (e *environment) ssgCreateOp(tenant string, batch int) load.Op {
 				w.ID, seq, load.Telnum(w.ID, seq), html.EscapeString("http://127.0.0.1:9/r?src=ssg&x=1"))
 		}
 		b.WriteString("</SSGRequest>\n")
-		node := env.NodeIDs[(w.ID+int(w.Seq))%3]
+		node := ids[(w.ID+int(w.Seq))%len(ids)]
 		out, err := e.post(ctx, "http://"+e.c.HTTPAddr(node)+"/SSG?TenantName="+tenant, "text/xml", []byte(b.String()))
 		if err != nil {
 			return 0, err

@@ -33,7 +33,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/seed-7bfc04c2/dialtone/bench/env"
+	"github.com/seed-7bfc04c2/dialtone/test/cluster"
 )
 
 func main() {
@@ -85,7 +85,7 @@ func run(ctx context.Context, cfg Config, isQuick bool) int {
 	}()
 	h.logf("building ./cmd/dialtone ...")
 	root, _ := os.Getwd()
-	if h.bin, err = env.Build(ctx, root, h.tmp); err != nil {
+	if h.bin, err = cluster.Build(ctx, root, h.tmp); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		return 1
 	}

@@ -24,7 +24,7 @@ func (h *harness) runPorts(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for i, view := range views {
 		wg.Go(func() {
-			results[i], errs[i] = h.portsView(ctx, view, h.cfg.BasePort+100*i)
+			results[i], errs[i] = h.portsView(ctx, view)
 		})
 	}
 	wg.Wait()
@@ -62,10 +62,10 @@ func (h *harness) runPorts(ctx context.Context) error {
 	return nil
 }
 
-func (h *harness) portsView(ctx context.Context, view string, base int) (PortsResult, error) {
+func (h *harness) portsView(ctx context.Context, view string) (PortsResult, error) {
 	c := h.cfg.Ports
 	tenant := "ports"
-	e, err := h.startEnv(ctx, "ports-"+view, base, view, []string{
+	e, err := h.startEnv(ctx, "ports-"+view, view, []string{
 		"--tenant", tenant, "--servers", strconv.Itoa(c.Servers), "--ports", strconv.Itoa(c.Ports),
 		"--ring", c.Ring, "--talk", c.Talk, "--mix", c.Mix})
 	if err != nil {

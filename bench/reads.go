@@ -15,7 +15,7 @@ import (
 func (h *harness) runReads(ctx context.Context) error {
 	c := h.cfg.Reads
 	const tenant = "reads"
-	e, err := h.startEnv(ctx, "reads", h.cfg.BasePort, "live", []string{"--tenant", tenant, "--servers", "4", "--ports", "50"})
+	e, err := h.startEnv(ctx, "reads", "live", []string{"--tenant", tenant, "--servers", "4", "--ports", "50"})
 	if err != nil {
 		return err
 	}
@@ -27,7 +27,7 @@ func (h *harness) runReads(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	follower := e.c.Follower(ctx)
+	follower := e.follower(ctx)
 	if follower == "" {
 		return fmt.Errorf("reads: no follower")
 	}

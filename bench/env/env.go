@@ -1,358 +1,110 @@
 // Package env runs the processes a benchmark measures: a three-node cluster
-// of separate `dialtone serve` processes and a `dialtone mediasim` process
-// (the simulated media platform and notification receiver), built from this
-// source tree, on loopback ports of their own so that they can run beside
-// `dialtone dev`.
+// of separate `dialtone serve` processes (test/cluster's multi-process
+// implementation) and a `dialtone-sim mediasim` process (the simulated
+// media platform and notification receiver), built from this source tree,
+// on free loopback ports, so that any number of runs go side by side and
+// beside `dialtone dev`.
 //
-// A Cluster can SIGKILL and restart single nodes (failover scenarios).
 // Every process writes its output to a log file in the run's directory;
 // Pdeathsig makes the kernel stop them if the harness dies.
 package env
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
-	"sync"
-	"syscall"
+	"strings"
 	"time"
 
-	"github.com/BurntSushi/toml"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
-	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
 	"github.com/seed-7bfc04c2/dialtone/internal/config"
+	"github.com/seed-7bfc04c2/dialtone/test/cluster"
 )
 
-// Build compiles ./cmd/dialtone and ./cmd/dialtone-sim of the module at
-// root into dir and returns the dialtone binary's path (dialtone-sim sits
-// beside it).
-func Build(ctx context.Context, root, dir string) (string, error) {
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+string(filepath.Separator), "./cmd/dialtone", "./cmd/dialtone-sim")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/dialtone ./cmd/dialtone-sim: %w\n%s", err, out)
-	}
-	return filepath.Join(dir, "dialtone"), nil
-}
+// SimAddrs are the loopback addresses of one environment's mediasim: its
+// gRPC server (the call backend the nodes dial), its stats HTTP server and
+// the notification receiver.
+type SimAddrs struct{ GRPC, HTTP, Notify string }
 
-// Ports are the loopback ports of one environment, from Base: mediasim
-// gRPC Base+1, its stats HTTP Base+2, the notification receiver Base+3;
-// node i (1..3) HTTP Base+10+i, gRPC Base+20+i, Raft Base+30+i, gossip
-// Base+40+i.
-type Ports struct{ Base int }
-
-func addr(p int) string { return "127.0.0.1:" + strconv.Itoa(p) }
-
-func (p Ports) SimGRPC() string   { return addr(p.Base + 1) }
-func (p Ports) SimHTTP() string   { return addr(p.Base + 2) }
-func (p Ports) Notify() string    { return addr(p.Base + 3) }
-func (p Ports) HTTP(i int) string { return addr(p.Base + 10 + i) }
-func (p Ports) GRPC(i int) string { return addr(p.Base + 20 + i) }
-
-func (p Ports) all() []int {
-	out := []int{p.Base + 1, p.Base + 2, p.Base + 3}
-	for i := 1; i <= 3; i++ {
-		out = append(out, p.Base+10+i, p.Base+20+i, p.Base+30+i, p.Base+40+i)
-	}
-	return out
-}
-
-// CheckFree fails when one of the ports is taken (e.g. a previous run's
-// process still running).
-func (p Ports) CheckFree() error {
-	for _, port := range p.all() {
-		l, err := net.Listen("tcp", addr(port))
+// FreeSimAddrs picks free loopback ports for a mediasim.
+func FreeSimAddrs() (SimAddrs, error) {
+	var a SimAddrs
+	for _, p := range []*string{&a.GRPC, &a.HTTP, &a.Notify} {
+		addr, err := cluster.FreeAddr()
 		if err != nil {
-			return fmt.Errorf("port %d is taken (choose another --base-port): %w", port, err)
+			return SimAddrs{}, err
 		}
-		l.Close()
+		*p = addr
 	}
-	return nil
+	return a, nil
 }
 
 // ClusterOptions configure a cluster.
 type ClusterOptions struct {
-	Bin   string
-	Dir   string // data and logs
-	Ports Ports
+	Bin string
+	Dir string // data and logs
+	// Sim is the mediasim the nodes place calls through.
+	Sim SimAddrs
 	// Raft timeouts (heartbeat, election, leader lease).
 	Heartbeat, Election, Lease time.Duration
 	// PortView is dialer.port_view.
 	PortView string
-	// Edit, when set, changes the generated config further.
-	Edit func(*config.Config)
 	// CPUProfile, when set, names each node's CPU profile file (serve
 	// --cpuprofile; written when the node stops cleanly).
 	CPUProfile func(id string) string
 }
 
-// Cluster is three `dialtone serve` processes.
-type Cluster struct {
-	opts    ClusterOptions
-	cfgPath string
-	Config  config.Config
-
-	mu    sync.Mutex
-	procs map[string]*proc // by node id
-	conns map[string]*grpc.ClientConn
-}
-
-// NodeIDs are the cluster's node ids.
-var NodeIDs = []string{"n1", "n2", "n3"}
-
-// StartCluster writes the config and starts the three nodes; it returns
-// once a leader is elected and every node answers.
-func StartCluster(ctx context.Context, o ClusterOptions) (*Cluster, error) {
-	cfg := config.Default()
-	cfg.Cluster.DataDir = filepath.Join(o.Dir, "data")
-	cfg.Cluster.InitialVoters = NodeIDs
-	cfg.Cluster.HeartbeatTimeout = config.Duration{Duration: o.Heartbeat}
-	cfg.Cluster.ElectionTimeout = config.Duration{Duration: o.Election}
-	cfg.Cluster.LeaderLeaseTimeout = config.Duration{Duration: o.Lease}
-	cfg.Limits.MaxRecords = 20_000_000
-	cfg.Log.Level = "warn"
-	cfg.Telephony = config.Telephony{Backend: "sim", SimAddr: o.Ports.SimGRPC()}
-	if o.PortView != "" {
-		cfg.Dialer.PortView = o.PortView
-	}
-	for i := 1; i <= 3; i++ {
-		cfg.Nodes = append(cfg.Nodes, config.Node{
-			ID: NodeIDs[i-1], HTTP: o.Ports.HTTP(i), GRPC: o.Ports.GRPC(i),
-			Raft: addr(o.Ports.Base + 30 + i), Gossip: addr(o.Ports.Base + 40 + i),
-		})
-	}
-	if o.Edit != nil {
-		o.Edit(&cfg)
-	}
-	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("generated config: %w", err)
-	}
-	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
-		return nil, err
-	}
-	c := &Cluster{opts: o, cfgPath: filepath.Join(o.Dir, "cluster.toml"), Config: cfg,
-		procs: map[string]*proc{}, conns: map[string]*grpc.ClientConn{}}
-	f, err := os.Create(c.cfgPath)
-	if err != nil {
-		return nil, err
-	}
-	fmt.Fprintln(f, "# Generated by the benchmark harness (go run ./bench).")
-	if err := toml.NewEncoder(f).Encode(cfg); err != nil {
-		f.Close()
-		return nil, err
-	}
-	if err := f.Close(); err != nil {
-		return nil, err
-	}
-	for i, id := range NodeIDs {
-		cc, err := grpc.NewClient(o.Ports.GRPC(i+1), grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			c.Stop()
-			return nil, err
+// StartCluster starts three `dialtone serve` processes with the harness's
+// settings; it returns once a leader is elected and every node sees all
+// three.
+func StartCluster(ctx context.Context, o ClusterOptions) (*cluster.Processes, error) {
+	po := cluster.ProcessOptions{Binary: o.Bin, Options: cluster.Options{Dir: o.Dir, Edit: func(cfg *config.Config) {
+		cfg.Cluster.HeartbeatTimeout = config.Duration{Duration: o.Heartbeat}
+		cfg.Cluster.ElectionTimeout = config.Duration{Duration: o.Election}
+		cfg.Cluster.LeaderLeaseTimeout = config.Duration{Duration: o.Lease}
+		cfg.Limits.MaxRecords = 20_000_000
+		cfg.Log.Level = "warn"
+		cfg.Telephony = config.Telephony{Backend: "sim", SimAddr: o.Sim.GRPC}
+		if o.PortView != "" {
+			cfg.Dialer.PortView = o.PortView
 		}
-		c.conns[id] = cc
-		if err := c.Start(id); err != nil {
-			c.Stop()
-			return nil, err
-		}
+	}, Poll: 50 * time.Millisecond}}
+	if o.CPUProfile != nil {
+		po.Args = func(id string) []string { return []string{"--cpuprofile", o.CPUProfile(id)} }
 	}
-	if _, err := c.WaitLeader(ctx, 30*time.Second); err != nil {
-		c.Stop()
-		return nil, err
-	}
-	return c, nil
-}
-
-// Start starts node id (again, after Kill).
-func (c *Cluster) Start(id string) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if p := c.procs[id]; p != nil && p.running() {
-		return fmt.Errorf("node %s is running", id)
-	}
-	args := []string{"serve", "--config", c.cfgPath, "--node", id}
-	if c.opts.CPUProfile != nil {
-		args = append(args, "--cpuprofile", c.opts.CPUProfile(id))
-	}
-	p, err := startProc(filepath.Join(c.opts.Dir, "log-"+id+".txt"), c.opts.Bin, args...)
-	if err != nil {
-		return fmt.Errorf("start %s: %w", id, err)
-	}
-	c.procs[id] = p
-	return nil
-}
-
-// Kill SIGKILLs node id and waits for it to exit.
-func (c *Cluster) Kill(id string) error {
-	c.mu.Lock()
-	p := c.procs[id]
-	c.mu.Unlock()
-	if p == nil {
-		return fmt.Errorf("node %s was never started", id)
-	}
-	return p.kill()
-}
-
-// Stop stops every node (SIGTERM, then SIGKILL after 20s) and closes the
-// connections. Idempotent.
-func (c *Cluster) Stop() {
-	c.mu.Lock()
-	procs := make([]*proc, 0, len(c.procs))
-	for _, p := range c.procs {
-		procs = append(procs, p)
-	}
-	conns := c.conns
-	c.conns = map[string]*grpc.ClientConn{}
-	c.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, p := range procs {
-		wg.Go(func() { p.stop(20 * time.Second) })
-	}
-	wg.Wait()
-	for _, cc := range conns {
-		_ = cc.Close()
-	}
-}
-
-// Conn is a gRPC connection to node id.
-func (c *Cluster) Conn(id string) *grpc.ClientConn {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.conns[id]
-}
-
-// GRPCAddrs are the nodes' gRPC addresses.
-func (c *Cluster) GRPCAddrs() []string {
-	var out []string
-	for i := range NodeIDs {
-		out = append(out, c.opts.Ports.GRPC(i+1))
-	}
-	return out
-}
-
-// HTTPAddr is node id's HTTP address.
-func (c *Cluster) HTTPAddr(id string) string {
-	for i, n := range NodeIDs {
-		if n == id {
-			return c.opts.Ports.HTTP(i + 1)
-		}
-	}
-	return ""
-}
-
-// Leader asks the running nodes who leads; "" when none knows.
-func (c *Cluster) Leader(ctx context.Context) string {
-	for _, id := range NodeIDs {
-		c.mu.Lock()
-		p, cc := c.procs[id], c.conns[id]
-		c.mu.Unlock()
-		if p == nil || !p.running() || cc == nil {
-			continue
-		}
-		cctx, cancel := context.WithTimeout(ctx, time.Second)
-		st, err := pb.NewClusterServiceClient(cc).GetStatus(cctx, &pb.GetStatusRequest{})
-		cancel()
-		if err == nil && st.GetLeaderId() != "" {
-			return st.GetLeaderId()
-		}
-	}
-	return ""
-}
-
-// Follower is a running node that does not lead.
-func (c *Cluster) Follower(ctx context.Context) string {
-	leader := c.Leader(ctx)
-	for _, id := range NodeIDs {
-		c.mu.Lock()
-		p := c.procs[id]
-		c.mu.Unlock()
-		if id != leader && p != nil && p.running() {
-			return id
-		}
-	}
-	return ""
-}
-
-// WaitLeader waits until a running node leads and every running node
-// knows it.
-func (c *Cluster) WaitLeader(ctx context.Context, within time.Duration) (string, error) {
-	return c.WaitNewLeader(ctx, within, "")
-}
-
-// WaitNewLeader is WaitLeader for a leader other than old (a node just
-// killed, which the survivors still name until they elect another).
-func (c *Cluster) WaitNewLeader(ctx context.Context, within time.Duration, old string) (string, error) {
-	deadline := time.Now().Add(within)
-	for {
-		leader, agreed := "", true
-		for _, id := range NodeIDs {
-			c.mu.Lock()
-			p, cc := c.procs[id], c.conns[id]
-			c.mu.Unlock()
-			if p == nil || !p.running() {
-				continue
-			}
-			cctx, cancel := context.WithTimeout(ctx, time.Second)
-			st, err := pb.NewClusterServiceClient(cc).GetStatus(cctx, &pb.GetStatusRequest{})
-			cancel()
-			switch {
-			case err != nil || st.GetLeaderId() == "":
-				agreed = false
-			case leader == "":
-				leader = st.GetLeaderId()
-			case leader != st.GetLeaderId():
-				agreed = false
-			}
-		}
-		if agreed && leader != "" && leader != old {
-			return leader, nil
-		}
-		if time.Now().After(deadline) {
-			return "", fmt.Errorf("no agreed leader within %s (see the node logs in %s)", within, c.opts.Dir)
-		}
-		select {
-		case <-ctx.Done():
-			return "", ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return cluster.StartProcesses(ctx, po)
 }
 
 // Mediasim is a `dialtone-sim mediasim` process.
 type Mediasim struct {
-	p     *proc
-	Ports Ports
+	p    *cluster.Proc
+	Addr SimAddrs
 }
 
-// StartMediasim runs mediasim (the dialtone-sim beside bin) with the
-// harness's addresses and args (--tenant, --servers, ...), publishing to the
-// cluster's nodes, and waits until its HTTP answers.
-func StartMediasim(ctx context.Context, bin, dir string, ports Ports, args ...string) (*Mediasim, error) {
-	full := []string{"mediasim", "--listen", ports.SimGRPC(), "--http", ports.SimHTTP(), "--notify-listen", ports.Notify(),
-		"--endpoints", ports.GRPC(1) + "," + ports.GRPC(2) + "," + ports.GRPC(3), "--log-level", "error"}
-	p, err := startProc(filepath.Join(dir, "log-mediasim.txt"), filepath.Join(filepath.Dir(bin), "dialtone-sim"), append(full, args...)...)
+// StartMediasim runs mediasim (the dialtone-sim beside bin) on addrs with
+// args (--tenant, --servers, ...), publishing to the nodes at endpoints
+// (gRPC), and waits until its HTTP answers.
+func StartMediasim(ctx context.Context, bin, dir string, addrs SimAddrs, endpoints []string, args ...string) (*Mediasim, error) {
+	full := []string{"mediasim", "--listen", addrs.GRPC, "--http", addrs.HTTP, "--notify-listen", addrs.Notify,
+		"--endpoints", strings.Join(endpoints, ","), "--log-level", "error"}
+	logPath := filepath.Join(dir, "log-mediasim.txt")
+	p, err := cluster.StartProc(logPath, filepath.Join(filepath.Dir(bin), "dialtone-sim"), append(full, args...)...)
 	if err != nil {
 		return nil, fmt.Errorf("start mediasim: %w", err)
 	}
-	m := &Mediasim{p: p, Ports: ports}
+	m := &Mediasim{p: p, Addr: addrs}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		resp, err := http.Get("http://" + ports.SimHTTP() + "/stats")
+		resp, err := http.Get("http://" + addrs.HTTP + "/stats")
 		if err == nil {
 			resp.Body.Close()
 			return m, nil
 		}
-		if !p.running() || time.Now().After(deadline) {
+		if !p.Running() || time.Now().After(deadline) {
 			m.Stop()
-			return nil, fmt.Errorf("mediasim did not start (see %s)", filepath.Join(dir, "log-mediasim.txt"))
+			return nil, fmt.Errorf("mediasim did not start (see %s)", logPath)
 		}
 		select {
 		case <-ctx.Done():
@@ -364,67 +116,4 @@ func StartMediasim(ctx context.Context, bin, dir string, ports Ports, args ...st
 }
 
 // Stop stops mediasim. Idempotent.
-func (m *Mediasim) Stop() { m.p.stop(10 * time.Second) }
-
-// proc is one child process.
-type proc struct {
-	cmd  *exec.Cmd
-	log  *os.File
-	done chan struct{}
-	err  error
-}
-
-func startProc(logPath, bin string, args ...string) (*proc, error) {
-	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	fmt.Fprintf(lf, "=== %s %v (%s)\n", bin, args, time.Now().UTC().Format(time.RFC3339Nano))
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = lf, lf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		lf.Close()
-		return nil, err
-	}
-	p := &proc{cmd: cmd, log: lf, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		lf.Close()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-func (p *proc) running() bool {
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
-}
-
-func (p *proc) kill() error {
-	if !p.running() {
-		return errors.New("not running")
-	}
-	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		return err
-	}
-	<-p.done
-	return nil
-}
-
-func (p *proc) stop(grace time.Duration) {
-	if !p.running() {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(grace):
-		_ = p.cmd.Process.Signal(syscall.SIGKILL)
-		<-p.done
-	}
-}
+func (m *Mediasim) Stop() { m.p.Stop(context.Background(), 10*time.Second) }

@@ -5,66 +5,33 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
 	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
 	"github.com/seed-7bfc04c2/dialtone/internal/config"
-	"github.com/seed-7bfc04c2/dialtone/internal/node"
+	"github.com/seed-7bfc04c2/dialtone/test/cluster"
 )
 
-// oneNode starts a single-node cluster in this process and returns its
-// HTTP address.
+// oneNode starts a single-node cluster in this process (test/cluster)
+// and returns its HTTP address.
 func oneNode(t *testing.T) string {
 	t.Helper()
-	free := func() string {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		return l.Addr().String()
-	}
-	gossip := func() string {
-		for range 50 {
-			a := free()
-			if u, err := net.ListenPacket("udp", a); err == nil {
-				u.Close()
-				return a
-			}
-		}
-		t.Fatal("no free gossip port")
-		return ""
-	}
-	cfg := config.Default()
-	cfg.Cluster.DataDir = t.TempDir()
-	cfg.Cluster.HeartbeatTimeout = config.Duration{Duration: 200 * time.Millisecond}
-	cfg.Cluster.ElectionTimeout = config.Duration{Duration: 200 * time.Millisecond}
-	cfg.Cluster.LeaderLeaseTimeout = config.Duration{Duration: 100 * time.Millisecond}
-	cfg.Cluster.InitialVoters = []string{"n1"}
-	cfg.Nodes = []config.Node{{ID: "n1", HTTP: free(), GRPC: free(), Raft: free(), Gossip: gossip()}}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	n, err := node.Start(node.Options{Config: cfg, NodeID: "n1", Logger: slog.New(slog.DiscardHandler)})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := cluster.StartInProcess(ctx, cluster.InProcessOptions{Logger: slog.New(slog.DiscardHandler), Options: cluster.Options{
+		Nodes: 1, Dir: t.TempDir(), Edit: func(c *config.Config) {
+			c.Cluster.HeartbeatTimeout = config.Duration{Duration: 200 * time.Millisecond}
+			c.Cluster.ElectionTimeout = config.Duration{Duration: 200 * time.Millisecond}
+			c.Cluster.LeaderLeaseTimeout = config.Duration{Duration: 100 * time.Millisecond}
+		},
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		_ = n.Shutdown(ctx)
-	})
-	deadline := time.Now().Add(20 * time.Second)
-	for !n.Cluster().IsLeader() {
-		if time.Now().After(deadline) {
-			t.Fatal("no leader")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return n.HTTPAddr()
+	t.Cleanup(func() { _ = c.Close() })
+	return c.HTTPAddr("n1")
 }
 
 // run runs the CLI with args against addr and returns its output.

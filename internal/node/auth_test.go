@@ -1,4 +1,4 @@
-package node
+package node_test
 
 import (
 	"context"
@@ -18,6 +18,7 @@ import (
 	"github.com/seed-7bfc04c2/dialtone/internal/cluster/clusterpb"
 	"github.com/seed-7bfc04c2/dialtone/internal/config"
 	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
+	"github.com/seed-7bfc04c2/dialtone/internal/node"
 )
 
 func basicAuthCluster(t *testing.T, n int) *testCluster {
@@ -91,7 +92,7 @@ func TestBasicAuthRolesAndTenants(t *testing.T) {
 	}
 
 	// REST: the gateway forwards the Authorization header.
-	base := "http://" + tc.nodes[tc.follower()].HTTPAddr()
+	base := "http://" + tc.Node(tc.follower()).HTTPAddr()
 	code, body := httpDo(t, "GET", base+"/v1/tenants/acme/requests/"+id, "", nil)
 	if code != 401 {
 		t.Fatalf("REST without credentials: %d %s", code, body)
@@ -129,7 +130,7 @@ func httpGetAuth(t *testing.T, url, header string) (int, string) {
 // be bypassed through the forwarding path.
 func TestInternalServiceNeedsClusterSecret(t *testing.T) {
 	tc := basicAuthCluster(t, 1)
-	conn, err := grpc.NewClient(tc.nodes["n1"].GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(tc.Node("n1").GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +146,7 @@ func TestInternalServiceNeedsClusterSecret(t *testing.T) {
 			t.Fatalf("%s: %v", name, err)
 		}
 	}
-	if n := tc.nodes["n1"].FSM().Count(); n != 0 {
+	if n := tc.Node("n1").FSM().Count(); n != 0 {
 		t.Fatalf("%d records stored", n)
 	}
 }
@@ -156,24 +157,21 @@ func TestInternalServiceNeedsClusterSecret(t *testing.T) {
 // secret, started after it, joins (the control).
 func TestNodeWithoutTheSecretCannotJoin(t *testing.T) {
 	tc := basicAuthCluster(t, 3)
-	rogueCfg := tc.cfg
-	rogueCfg.Nodes = append(append([]config.Node(nil), tc.cfg.Nodes...), nodeBlock(t, "rogue"))
-	rogueCfg.Nodes[len(rogueCfg.Nodes)-1].Join = []string{tc.cfg.Nodes[0].Gossip, tc.cfg.Nodes[1].Gossip}
+	rogueCfg := tc.Config()
+	rogueCfg.Nodes = append(rogueCfg.Nodes, nodeBlock(t, "rogue"))
+	rogueCfg.Nodes[len(rogueCfg.Nodes)-1].Join = []string{rogueCfg.Nodes[0].Gossip, rogueCfg.Nodes[1].Gossip}
 	rogueCfg.Cluster.Secret = "not-the-cluster-secret-at-all"
 	rogueCfg.Auth = config.Default().Auth
-	rogue, err := Start(Options{Config: rogueCfg, NodeID: "rogue", Logger: testLogger()})
+	rogue, err := node.Start(node.Options{Config: rogueCfg, NodeID: "rogue", Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(rogue.Close)
 
-	n4 := nodeBlock(t, "n4")
-	n4.Join = []string{tc.cfg.Nodes[0].Gossip}
-	tc.cfg.Nodes = append(tc.cfg.Nodes, n4)
-	tc.start("n4")
+	tc.addNode("n4", tc.Config().Nodes[0].Gossip)
 	tc.waitVoters(4)
 
-	leader := tc.nodes[tc.leader()]
+	leader := tc.Node(tc.leader())
 	for _, s := range leader.Cluster().Status().Servers {
 		if s.ID == "rogue" {
 			t.Fatalf("the node without the secret became a Raft server: %+v", s)

@@ -1,10 +1,9 @@
-package node
+package node_test
 
 import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"sync"
 	"testing"
@@ -12,64 +11,46 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
 	"github.com/seed-7bfc04c2/dialtone/internal/config"
+	"github.com/seed-7bfc04c2/dialtone/internal/node"
 	"github.com/seed-7bfc04c2/dialtone/internal/telephony"
+	"github.com/seed-7bfc04c2/dialtone/test/cluster"
 )
 
-// testCluster runs nodes in this process on loopback with fixed ports, so a
-// node can be restarted on its old addresses and data dir.
+// testCluster is test/cluster's in-process cluster with the calls these
+// tests make, failing the test instead of returning errors.
 type testCluster struct {
-	t     *testing.T
-	cfg   config.Config
-	mu    sync.Mutex
-	nodes map[string]*Node
-	conns map[string]*grpc.ClientConn
-	// backend, when set, is every node's call backend.
-	backend telephony.Backend
+	*cluster.InProcess
+	t *testing.T
 }
-
-// handedOut remembers ports given to earlier nodes of this test binary: the
-// kernel may offer a port again once its probe listener is closed.
-var handedOut sync.Map
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	for range 100 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		a := l.Addr().String()
-		l.Close()
-		if _, dup := handedOut.LoadOrStore(a, true); !dup {
-			return a
-		}
+	a, err := cluster.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no free port")
-	return ""
-}
-
-func freeUDPTCPAddr(t *testing.T) string {
-	t.Helper()
-	// memberlist needs the same port free for TCP and UDP.
-	for range 50 {
-		a := freeAddr(t)
-		u, err := net.ListenPacket("udp", a)
-		if err == nil {
-			u.Close()
-			return a
-		}
-	}
-	t.Fatal("no free gossip port")
-	return ""
+	return a
 }
 
 func nodeBlock(t *testing.T, id string) config.Node {
-	return config.Node{ID: id, HTTP: freeAddr(t), GRPC: freeAddr(t), Raft: freeAddr(t), Gossip: freeUDPTCPAddr(t)}
+	t.Helper()
+	nb, err := cluster.NodeBlock(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nb
+}
+
+// fastRaft are Raft timeouts that fail over quickly on loopback.
+func fastRaft(c *config.Config) {
+	c.Cluster.HeartbeatTimeout = config.Duration{Duration: 200 * time.Millisecond}
+	c.Cluster.ElectionTimeout = config.Duration{Duration: 200 * time.Millisecond}
+	c.Cluster.LeaderLeaseTimeout = config.Duration{Duration: 100 * time.Millisecond}
+	c.Cluster.ApplyTimeout = config.Duration{Duration: 10 * time.Second}
 }
 
 func newTestCluster(t *testing.T, n int, edit func(*config.Config)) *testCluster {
@@ -82,33 +63,21 @@ func newTestCluster(t *testing.T, n int, edit func(*config.Config)) *testCluster
 // platform).
 func newTestClusterWith(t *testing.T, n int, edit func(*config.Config), backend func(config.Config) telephony.Backend) *testCluster {
 	t.Helper()
-	cfg := config.Default()
-	cfg.Cluster.DataDir = t.TempDir()
-	cfg.Cluster.HeartbeatTimeout = config.Duration{Duration: 200 * time.Millisecond}
-	cfg.Cluster.ElectionTimeout = config.Duration{Duration: 200 * time.Millisecond}
-	cfg.Cluster.LeaderLeaseTimeout = config.Duration{Duration: 100 * time.Millisecond}
-	cfg.Cluster.ApplyTimeout = config.Duration{Duration: 10 * time.Second}
-	for i := 1; i <= n; i++ {
-		id := fmt.Sprintf("n%d", i)
-		cfg.Nodes = append(cfg.Nodes, nodeBlock(t, id))
-		cfg.Cluster.InitialVoters = append(cfg.Cluster.InitialVoters, id)
-	}
-	if edit != nil {
-		edit(&cfg)
-	}
-	if err := cfg.Validate(); err != nil {
+	c, err := cluster.StartInProcess(ctxT(t, 30*time.Second), cluster.InProcessOptions{
+		Options: cluster.Options{Nodes: n, Dir: t.TempDir(), Edit: func(c *config.Config) {
+			fastRaft(c)
+			if edit != nil {
+				edit(c)
+			}
+		}},
+		Logger:  testLogger(),
+		Backend: backend,
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
-	tc := &testCluster{t: t, cfg: cfg, nodes: map[string]*Node{}, conns: map[string]*grpc.ClientConn{}}
-	if backend != nil {
-		tc.backend = backend(cfg)
-	}
-	t.Cleanup(tc.stopAll)
-	for _, nb := range cfg.Nodes {
-		tc.start(nb.ID)
-	}
-	tc.waitVoters(n)
-	return tc
+	t.Cleanup(func() { _ = c.Close() })
+	return &testCluster{InProcess: c, t: t}
 }
 
 func testLogger() *slog.Logger {
@@ -119,66 +88,29 @@ func testLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 }
 
-func (tc *testCluster) start(id string) *Node {
+// start starts node id (again) and returns it.
+func (tc *testCluster) start(id string) *node.Node {
 	tc.t.Helper()
-	n, err := Start(Options{Config: tc.cfg, NodeID: id, Logger: testLogger(), Backend: tc.backend})
-	if err != nil {
-		tc.t.Fatalf("start %s: %v", id, err)
+	if err := tc.Restart(ctxT(tc.t, 30*time.Second), id); err != nil {
+		tc.t.Fatal(err)
 	}
-	tc.mu.Lock()
-	tc.nodes[id] = n
-	tc.mu.Unlock()
-	return n
+	return tc.Node(id)
 }
 
 // kill stops a node as a crash would.
 func (tc *testCluster) kill(id string) {
-	tc.mu.Lock()
-	n := tc.nodes[id]
-	delete(tc.nodes, id)
-	tc.mu.Unlock()
-	n.Close()
-}
-
-func (tc *testCluster) stopAll() {
-	tc.mu.Lock()
-	nodes := tc.nodes
-	tc.nodes = map[string]*Node{}
-	conns := tc.conns
-	tc.conns = map[string]*grpc.ClientConn{}
-	tc.mu.Unlock()
-	for _, c := range conns {
-		c.Close()
+	tc.t.Helper()
+	if err := tc.Kill(id); err != nil {
+		tc.t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	for _, n := range nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			_ = n.Shutdown(ctx)
-		}()
-	}
-	wg.Wait()
 }
 
 func (tc *testCluster) conn(id string) *grpc.ClientConn {
 	tc.t.Helper()
-	tc.mu.Lock()
-	defer tc.mu.Unlock()
-	if c, ok := tc.conns[id]; ok {
-		return c
-	}
-	nb, err := tc.cfg.Node(id)
+	c, err := tc.Conn(id)
 	if err != nil {
 		tc.t.Fatal(err)
 	}
-	c, err := grpc.NewClient(nb.GRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		tc.t.Fatal(err)
-	}
-	tc.conns[id] = c
 	return c
 }
 
@@ -188,6 +120,58 @@ func (tc *testCluster) requests(id string) pb.RequestServiceClient {
 
 func (tc *testCluster) clusterClient(id string) pb.ClusterServiceClient {
 	return pb.NewClusterServiceClient(tc.conn(id))
+}
+
+func (tc *testCluster) waitVoters(n int) {
+	tc.t.Helper()
+	if err := tc.WaitServers(ctxT(tc.t, 20*time.Second), n); err != nil {
+		tc.t.Fatal(err)
+	}
+}
+
+func (tc *testCluster) leader() string {
+	tc.t.Helper()
+	l, err := tc.WaitLeader(ctxT(tc.t, 20*time.Second))
+	if err != nil {
+		tc.t.Fatal(err)
+	}
+	return l
+}
+
+func (tc *testCluster) follower() string {
+	tc.t.Helper()
+	l := tc.leader()
+	for _, id := range tc.Running() {
+		if id != l {
+			return id
+		}
+	}
+	tc.t.Fatal("no follower")
+	return ""
+}
+
+func (tc *testCluster) ids() []string { return tc.Running() }
+
+func (tc *testCluster) nodeConfig(id string) (config.Node, error) {
+	cfg := tc.Config()
+	return cfg.Node(id)
+}
+
+// addNode starts a node on free ports that joins by gossip through join.
+func (tc *testCluster) addNode(id, join string) *node.Node {
+	tc.t.Helper()
+	n, err := tc.AddNode(id, func(nb *config.Node) { nb.Join = []string{join} })
+	if err != nil {
+		tc.t.Fatal(err)
+	}
+	return n
+}
+
+// stopAll shuts every node down; Restart starts them again on their data.
+func (tc *testCluster) stopAll() {
+	if err := tc.StopAll(); err != nil {
+		tc.t.Logf("stop all: %v", err)
+	}
 }
 
 // eventually polls cond until it holds or the deadline passes.
@@ -204,61 +188,6 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() er
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-func (tc *testCluster) waitVoters(n int) {
-	tc.t.Helper()
-	eventually(tc.t, 20*time.Second, "cluster formed", func() error {
-		tc.mu.Lock()
-		defer tc.mu.Unlock()
-		for id, nd := range tc.nodes {
-			st := nd.Cluster().Status()
-			if st.LeaderID == "" || len(st.Servers) != n {
-				return fmt.Errorf("%s sees leader %q and %d servers", id, st.LeaderID, len(st.Servers))
-			}
-		}
-		return nil
-	})
-}
-
-func (tc *testCluster) leader() string {
-	tc.t.Helper()
-	var leader string
-	eventually(tc.t, 20*time.Second, "leader", func() error {
-		tc.mu.Lock()
-		defer tc.mu.Unlock()
-		for id, nd := range tc.nodes {
-			if nd.Cluster().IsLeader() {
-				leader = id
-				return nil
-			}
-		}
-		return fmt.Errorf("no leader among %d nodes", len(tc.nodes))
-	})
-	return leader
-}
-
-func (tc *testCluster) follower() string {
-	l := tc.leader()
-	tc.mu.Lock()
-	defer tc.mu.Unlock()
-	for id := range tc.nodes {
-		if id != l {
-			return id
-		}
-	}
-	tc.t.Fatal("no follower")
-	return ""
-}
-
-func (tc *testCluster) ids() []string {
-	tc.mu.Lock()
-	defer tc.mu.Unlock()
-	var out []string
-	for id := range tc.nodes {
-		out = append(out, id)
-	}
-	return out
 }
 
 func spec(token string) *pb.RequestSpec {
@@ -469,7 +398,7 @@ func TestRestartedFollowerCatchesUpFromSnapshot(t *testing.T) {
 		last = resp.Index
 	}
 	// Make sure the log the follower missed has been compacted away.
-	if err := tc.nodes[l].Cluster().Raft().Snapshot().Error(); err != nil {
+	if err := tc.Node(l).Cluster().Raft().Snapshot().Error(); err != nil {
 		t.Fatal(err)
 	}
 	n := tc.start(f)
@@ -479,7 +408,7 @@ func TestRestartedFollowerCatchesUpFromSnapshot(t *testing.T) {
 		}
 		return nil
 	})
-	if got, want := n.FSM().Count(), tc.nodes[l].FSM().Count(); got != want || got != 200 {
+	if got, want := n.FSM().Count(), tc.Node(l).FSM().Count(); got != want || got != 200 {
 		t.Fatalf("restarted follower has %d records, leader %d, want 200", got, want)
 	}
 }
@@ -501,7 +430,7 @@ func TestWholeClusterRestartRecoversEveryRequest(t *testing.T) {
 		}
 	}
 	tc.stopAll()
-	for _, nb := range tc.cfg.Nodes {
+	for _, nb := range tc.Config().Nodes {
 		tc.start(nb.ID)
 	}
 	tc.waitVoters(3)
@@ -516,10 +445,7 @@ func TestWholeClusterRestartRecoversEveryRequest(t *testing.T) {
 
 func TestLateNodeJoinsAsVoterAndLeaves(t *testing.T) {
 	tc := newTestCluster(t, 3, nil)
-	n4 := nodeBlock(t, "n4")
-	n4.Join = []string{tc.cfg.Nodes[1].Gossip}
-	tc.cfg.Nodes = append(tc.cfg.Nodes, n4)
-	node4 := tc.start("n4")
+	node4 := tc.addNode("n4", tc.Config().Nodes[1].Gossip)
 	tc.waitVoters(4)
 	if st := node4.Cluster().Status(); st.Servers[len(st.Servers)-1].Suffrage != "Voter" {
 		t.Fatalf("n4 servers = %+v", st.Servers)
@@ -541,9 +467,6 @@ func TestLateNodeJoinsAsVoterAndLeaves(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("n4 did not stop after leave")
 	}
-	tc.mu.Lock()
-	delete(tc.nodes, "n4")
-	tc.mu.Unlock()
 	tc.waitVoters(3)
 }
 
@@ -593,7 +516,7 @@ func TestBootstrapExpectFormsACluster(t *testing.T) {
 		t.Fatalf("create: %v %v", resp, err)
 	}
 	for _, id := range tc.ids() {
-		st := tc.nodes[id].Cluster().Status()
+		st := tc.Node(id).Cluster().Status()
 		if st.LeaderID != l || len(st.Servers) != 3 {
 			t.Fatalf("%s: %+v", id, st)
 		}

@@ -1,4 +1,4 @@
-package node
+package node_test
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
 	"github.com/seed-7bfc04c2/dialtone/internal/config"
 	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
+	"github.com/seed-7bfc04c2/dialtone/internal/node"
 	"github.com/seed-7bfc04c2/dialtone/internal/sim/mediasim"
 	"github.com/seed-7bfc04c2/dialtone/internal/telephony"
 )
@@ -113,14 +114,12 @@ func setPacing(t *testing.T, tc *testCluster, p *pb.Pacing) {
 func waitAllNotified(t *testing.T, tc *testCluster, recv *notifications, ids []string, timeout time.Duration) {
 	t.Helper()
 	eventually(t, timeout, "every request finished and notified", func() error {
-		tc.mu.Lock()
-		var nd *Node
-		for _, x := range tc.nodes {
-			if x.Cluster().IsLeader() {
+		var nd *node.Node
+		for _, id := range tc.ids() {
+			if x := tc.Node(id); x != nil && x.Cluster().IsLeader() {
 				nd = x
 			}
 		}
-		tc.mu.Unlock()
 		if nd == nil {
 			return fmt.Errorf("no leader")
 		}
@@ -188,7 +187,7 @@ func TestDialerFailoverUnderLoad(t *testing.T) {
 	if st.ConcurrentViolations != 0 {
 		t.Errorf("%d calls were placed while another attempt of the same request was in progress", st.ConcurrentViolations)
 	}
-	leader := tc.nodes[tc.leader()]
+	leader := tc.Node(tc.leader())
 	for _, id := range ids {
 		r, _ := leader.FSM().Get(id)
 		if r.AttemptsMade > r.MaxAttempts {
@@ -268,7 +267,7 @@ func TestDialerLeadershipTransferHandsOver(t *testing.T) {
 	if st := plat.Stats(); st.ConcurrentViolations != 0 || st.Cancelled != 5 {
 		t.Fatalf("platform %+v: want the 5 old calls hung up before the new ones", st)
 	}
-	leader := tc.nodes[tc.leader()]
+	leader := tc.Node(tc.leader())
 	for _, id := range ids {
 		r, _ := leader.FSM().Get(id)
 		if r.State != fsmpb.State_IN_PROGRESS || r.AttemptsMade != 1 || len(r.Attempts) != 2 || r.Attempts[0].Outcome != fsmpb.OutcomeClass_OUTCOME_INTERRUPTED {

@@ -1,4 +1,4 @@
-package node
+package node_test
 
 import (
 	"net"
@@ -150,10 +150,8 @@ func TestForwardLeavesReplacedLeader(t *testing.T) {
 		t.Fatalf("the write returned while its leader was cut off: %+v %v", r.resp, r.err)
 	case <-time.After(500 * time.Millisecond):
 	}
-	tc.mu.Lock()
-	old := tc.nodes[l]
-	tc.mu.Unlock()
-	nb, _ := tc.cfg.Node(other)
+	old := tc.Node(l)
+	nb, _ := tc.nodeConfig(other)
 	if err := old.Cluster().Raft().LeadershipTransferToServer(raft.ServerID(other), raft.ServerAddress(nb.Raft)).Error(); err != nil {
 		t.Fatalf("leadership transfer: %v", err)
 	}

@@ -1,4 +1,4 @@
-package node
+package node_test
 
 import (
 	"fmt"
@@ -47,9 +47,7 @@ type restListPacing struct {
 }
 
 func (tc *testCluster) pacingURL(id string) string {
-	tc.mu.Lock()
-	defer tc.mu.Unlock()
-	return "http://" + tc.nodes[id].HTTPAddr() + "/v1/pacing"
+	return "http://" + tc.Node(id).HTTPAddr() + "/v1/pacing"
 }
 
 func (tc *testCluster) otherFollower(not string) string {
@@ -170,15 +168,13 @@ func TestPacingReplicatedThroughFollowers(t *testing.T) {
 
 	// Full restart, every node from a snapshot that holds the entries.
 	for _, id := range tc.ids() {
-		tc.mu.Lock()
-		nd := tc.nodes[id]
-		tc.mu.Unlock()
+		nd := tc.Node(id)
 		if err := nd.Cluster().Raft().Snapshot().Error(); err != nil {
 			t.Fatalf("snapshot on %s: %v", id, err)
 		}
 	}
 	tc.stopAll()
-	for _, nb := range tc.cfg.Nodes {
+	for _, nb := range tc.Config().Nodes {
 		tc.start(nb.ID)
 	}
 	tc.waitVoters(3)
@@ -242,7 +238,7 @@ func TestPacingBadInput(t *testing.T) {
 	if code, body := httpDo(t, "GET", base, "", nil); code != 200 || strings.Contains(body, "entries") {
 		t.Fatalf("stored: %d %s", code, body)
 	}
-	if n := len(tc.nodes["n1"].FSM().Pacings()); n != 0 {
+	if n := len(tc.Node("n1").FSM().Pacings()); n != 0 {
 		t.Fatalf("%d pacing entries stored by bad input", n)
 	}
 	if code, body := httpDo(t, "DELETE", base+"/acme", "", nil); code != 404 {

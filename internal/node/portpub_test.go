@@ -1,4 +1,4 @@
-package node
+package node_test
 
 import (
 	"context"
@@ -78,7 +78,7 @@ func TestPublisherFailoverAcrossNodes(t *testing.T) {
 	tc := newTestCluster(t, 3, nil)
 	var eps []string
 	for _, id := range []string{"n1", "n2", "n3"} {
-		nb, err := tc.cfg.Node(id)
+		nb, err := tc.nodeConfig(id)
 		if err != nil {
 			t.Fatal(err)
 		}

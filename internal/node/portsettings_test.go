@@ -1,4 +1,4 @@
-package node
+package node_test
 
 import (
 	"fmt"
@@ -27,9 +27,7 @@ type restThreshold struct {
 }
 
 func (tc *testCluster) baseURL(id string) string {
-	tc.mu.Lock()
-	defer tc.mu.Unlock()
-	return "http://" + tc.nodes[id].HTTPAddr() + "/v1/port-usage"
+	return "http://" + tc.Node(id).HTTPAddr() + "/v1/port-usage"
 }
 
 // checkSettingsEverywhere waits until every running node serves the
@@ -119,15 +117,13 @@ func TestPortSettingsReplicatedAndDurable(t *testing.T) {
 
 	// Full restart, every node from a snapshot that holds the settings.
 	for _, id := range tc.ids() {
-		tc.mu.Lock()
-		nd := tc.nodes[id]
-		tc.mu.Unlock()
+		nd := tc.Node(id)
 		if err := nd.Cluster().Raft().Snapshot().Error(); err != nil {
 			t.Fatalf("snapshot on %s: %v", id, err)
 		}
 	}
 	tc.stopAll()
-	for _, nb := range tc.cfg.Nodes {
+	for _, nb := range tc.Config().Nodes {
 		tc.start(nb.ID)
 	}
 	tc.waitVoters(3)

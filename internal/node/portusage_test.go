@@ -1,4 +1,4 @@
-package node
+package node_test
 
 import (
 	"context"
@@ -84,12 +84,12 @@ func TestPortUsageReachesEveryNodeAndGoesStale(t *testing.T) {
 		if err != nil || tu.TotalPorts != 150 || tu.Servers != 2 {
 			t.Fatalf("tenant on %s: %v %v", id, tu, err)
 		}
-		if total, inUse, ok := tc.nodes[id].PortUsage().Tenant("globex"); !ok || total != 20 || inUse != 20 {
+		if total, inUse, ok := tc.Node(id).PortUsage().Tenant("globex"); !ok || total != 20 || inUse != 20 {
 			t.Fatalf("cache on %s: %d %d %v", id, total, inUse, ok)
 		}
 	}
 	// REST through the gateway.
-	resp, err := http.Get("http://" + tc.nodes[to].HTTPAddr() + "/v1/port-usage/servers?tenant=globex")
+	resp, err := http.Get("http://" + tc.Node(to).HTTPAddr() + "/v1/port-usage/servers?tenant=globex")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func TestPortUsageReachesEveryNodeAndGoesStale(t *testing.T) {
 			if u.TotalPorts != 0 || u.Servers != 0 || u.StaleServers != 3 {
 				return fmt.Errorf("%v", u)
 			}
-			if _, _, ok := tc.nodes[id].PortUsage().Deployment(); ok {
+			if _, _, ok := tc.Node(id).PortUsage().Deployment(); ok {
 				return fmt.Errorf("deployment still ok")
 			}
 			return nil
@@ -179,7 +179,7 @@ func TestPortUsageAuth(t *testing.T) {
 	// The relay reaches the other nodes with auth on.
 	for _, id := range tc.ids() {
 		eventually(t, 2*time.Second, "relay to "+id, func() error {
-			if _, _, ok := tc.nodes[id].PortUsage().Tenant("globex"); !ok {
+			if _, _, ok := tc.Node(id).PortUsage().Tenant("globex"); !ok {
 				return fmt.Errorf("no globex")
 			}
 			return nil
@@ -211,7 +211,7 @@ func TestPortUsageAuth(t *testing.T) {
 		t.Fatalf("publisher reading: %v", err)
 	}
 	// Cisco endpoint: read role; another tenant's servers are not shown.
-	req, _ := http.NewRequest(http.MethodGet, "http://"+tc.nodes[to].HTTPAddr()+"/cache-service/api/v1/licenseUsage", nil)
+	req, _ := http.NewRequest(http.MethodGet, "http://"+tc.Node(to).HTTPAddr()+"/cache-service/api/v1/licenseUsage", nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package node
+package node_test
 
 import (
 	"encoding/json"
@@ -40,7 +40,7 @@ func decode[T any](t *testing.T, body string) T {
 
 func TestRESTLifecycle(t *testing.T) {
 	tc := newTestCluster(t, 3, nil)
-	base := "http://" + tc.nodes[tc.follower()].HTTPAddr() + "/v1/tenants/acme/requests"
+	base := "http://" + tc.Node(tc.follower()).HTTPAddr() + "/v1/tenants/acme/requests"
 
 	var specs []string
 	for i := range 5 {
@@ -114,7 +114,7 @@ func TestRESTLifecycle(t *testing.T) {
 
 	// Put request 1 in progress the way the dialer will: claim, then start
 	// an attempt. Cancel must then refuse it, as the SSG does.
-	leader := tc.nodes[tc.leader()]
+	leader := tc.Node(tc.leader())
 	id1 := created.Results[1].ID
 	for _, cmd := range []*fsmpb.Command{
 		{Body: &fsmpb.Command_Claim{Claim: &fsmpb.ClaimRequests{Ids: []string{id1}}}},

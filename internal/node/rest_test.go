@@ -1,4 +1,4 @@
-package node
+package node_test
 
 import (
 	"bytes"
@@ -16,6 +16,7 @@ import (
 
 	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
 	"github.com/seed-7bfc04c2/dialtone/internal/config"
+	"github.com/seed-7bfc04c2/dialtone/internal/node"
 )
 
 func httpDo(t *testing.T, method, url, contentType string, body []byte) (int, string) {
@@ -71,7 +72,7 @@ func TestRESTBadInput(t *testing.T) {
 		c.Limits.MaxBulk = 10
 		c.Limits.MaxBodyBytes = 64 << 10
 	})
-	base := "http://" + tc.nodes["n1"].HTTPAddr()
+	base := "http://" + tc.Node("n1").HTTPAddr()
 	reqs := base + "/v1/tenants/acme/requests"
 	many := make([]string, 11)
 	for i := range many {
@@ -146,7 +147,7 @@ func TestRESTBadInput(t *testing.T) {
 			}
 		})
 	}
-	if n := tc.nodes["n1"].FSM().Count(); n != 0 {
+	if n := tc.Node("n1").FSM().Count(); n != 0 {
 		t.Fatalf("%d records stored by bad input", n)
 	}
 	// Still serving.
@@ -185,7 +186,7 @@ func TestGRPCBadInputNamesFieldInDetails(t *testing.T) {
 	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "requests[0]") {
 		t.Fatalf("nil spec: %v", err)
 	}
-	if n := tc.nodes["n1"].FSM().Count(); n != 0 {
+	if n := tc.Node("n1").FSM().Count(); n != 0 {
 		t.Fatalf("%d records stored by bad input", n)
 	}
 }
@@ -193,7 +194,7 @@ func TestGRPCBadInputNamesFieldInDetails(t *testing.T) {
 func TestCapacityStoresWhatFitsAndFailsTheRest(t *testing.T) {
 	tc := newTestCluster(t, 3, func(c *config.Config) { c.Limits.MaxRecords = 3 })
 	body := `{"requests":[` + strings.Repeat(validSpec+",", 4) + validSpec + `]}`
-	code, out := httpDo(t, "POST", "http://"+tc.nodes[tc.follower()].HTTPAddr()+"/v1/tenants/acme/requests", "application/json", []byte(body))
+	code, out := httpDo(t, "POST", "http://"+tc.Node(tc.follower()).HTTPAddr()+"/v1/tenants/acme/requests", "application/json", []byte(body))
 	if code != 200 {
 		t.Fatalf("%d %s", code, out)
 	}
@@ -226,7 +227,7 @@ func TestCapacityStoresWhatFitsAndFailsTheRest(t *testing.T) {
 
 func TestHTTPOperationalEndpoints(t *testing.T) {
 	tc := newTestCluster(t, 3, nil)
-	base := "http://" + tc.nodes[tc.follower()].HTTPAddr()
+	base := "http://" + tc.Node(tc.follower()).HTTPAddr()
 	for _, c := range []struct {
 		path string
 		want []string
@@ -272,7 +273,7 @@ func TestReadyzBeforeClusterForms(t *testing.T) {
 	nb := nodeBlock(t, "lonely")
 	cfg.Nodes = []config.Node{nb}
 	// No initial_voters: this node waits to be added to a cluster.
-	n, err := Start(Options{Config: cfg, NodeID: "lonely", Logger: testLogger()})
+	n, err := node.Start(node.Options{Config: cfg, NodeID: "lonely", Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package node
+package node_test
 
 import (
 	"encoding/json"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/seed-7bfc04c2/dialtone/internal/config"
 	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
+	"github.com/seed-7bfc04c2/dialtone/internal/node"
 )
 
 // ssgElem is one ResponseElement's attributes.
@@ -167,7 +168,7 @@ func TestSSGBadInput(t *testing.T) {
 		c.Limits.MaxBulk = 10
 		c.Limits.MaxBodyBytes = 64 << 10
 	})
-	n1 := tc.nodes["n1"]
+	n1 := tc.Node("n1")
 	base := "http://" + n1.HTTPAddr()
 	ssgURL := base + "/SSG?TenantName=acme"
 	foreign := restCreate(t, base, "globex", "G1") // the only record
@@ -314,7 +315,7 @@ func TestSSGBadInput(t *testing.T) {
 // and reads the stored requests back through REST.
 func TestSSGSeedExamples(t *testing.T) {
 	tc := newTestCluster(t, 3, nil)
-	f := tc.nodes[tc.follower()]
+	f := tc.Node(tc.follower())
 	base := "http://" + f.HTTPAddr()
 	for _, c := range []struct {
 		file string
@@ -368,8 +369,8 @@ func TestSSGSeedExamples(t *testing.T) {
 func TestSSGMixedPostRunsInDocumentOrder(t *testing.T) {
 	tc := newTestCluster(t, 3, nil)
 	l, f := tc.leader(), tc.follower()
-	lURL := "http://" + tc.nodes[l].HTTPAddr() + "/SSG?TenantName=acme"
-	fURL := "http://" + tc.nodes[f].HTTPAddr() + "/SSG?TenantName=acme"
+	lURL := "http://" + tc.Node(l).HTTPAddr() + "/SSG?TenantName=acme"
+	fURL := "http://" + tc.Node(f).HTTPAddr() + "/SSG?TenantName=acme"
 	first := ssgPost(t, lURL, ssgDoc(ssgCreate("P1"), ssgCreate("P2")))
 	ssgCheck(t, first, "ResponseType=SUCCESS|Token=P1|RequestID=*", "ResponseType=SUCCESS|Token=P2|RequestID=*")
 	p1, p2 := first[0]["RequestID"], first[1]["RequestID"]
@@ -418,7 +419,7 @@ func TestSSGMixedPostRunsInDocumentOrder(t *testing.T) {
 // queries and cancels still run.
 func TestSSGCapacityMixesSuccessAndFailure(t *testing.T) {
 	tc := newTestCluster(t, 3, func(c *config.Config) { c.Limits.MaxRecords = 3 })
-	url := "http://" + tc.nodes[tc.follower()].HTTPAddr() + "/SSG?TenantName=acme"
+	url := "http://" + tc.Node(tc.follower()).HTTPAddr() + "/SSG?TenantName=acme"
 	first := ssgPost(t, url, ssgDoc(ssgCreate("P1")))
 	p1 := first[0]["RequestID"]
 	got := ssgPost(t, url, ssgDoc(ssgCreate("T1"), ssgCreate("T2"), ssgCreate("T3"), ssgCreate("T4"),
@@ -432,7 +433,8 @@ func TestSSGCapacityMixesSuccessAndFailure(t *testing.T) {
 		"ResponseType=SUCCESS|RequestID="+p1,
 		"ResponseType=SUCCESS|RequestID="+p1+"|Status=Cancelled",
 	)
-	for id, n := range tc.nodes {
+	for _, id := range tc.ids() {
+		n := tc.Node(id)
 		eventually(t, 10*time.Second, id+" has 3 records", func() error {
 			if c := n.FSM().Count(); c != 3 {
 				return fmt.Errorf("%d records", c)
@@ -447,7 +449,7 @@ func TestSSGCapacityMixesSuccessAndFailure(t *testing.T) {
 func TestSSGAndRESTShareRecords(t *testing.T) {
 	tc := newTestCluster(t, 3, nil)
 	ids := tc.ids()
-	a, b := "http://"+tc.nodes[ids[0]].HTTPAddr(), "http://"+tc.nodes[ids[1]].HTTPAddr()
+	a, b := "http://"+tc.Node(ids[0]).HTTPAddr(), "http://"+tc.Node(ids[1]).HTTPAddr()
 	got := ssgPost(t, a+"/SSG?TenantName=acme", ssgDoc(ssgCreate("S1", "Ani=+4930", `<CustomData><KeyValue Key="campaign" Value="spring"/></CustomData>`)))
 	sid := got[0]["RequestID"]
 	code, body := httpDo(t, "GET", b+"/v1/tenants/acme/requests/"+sid+"?consistency=linearizable", "", nil)
@@ -473,9 +475,9 @@ func TestSSGAndRESTShareRecords(t *testing.T) {
 // request stays stored, unchanged.
 func TestSSGCancelInProgressFails(t *testing.T) {
 	tc := newTestCluster(t, 3, nil)
-	url := "http://" + tc.nodes[tc.follower()].HTTPAddr() + "/SSG?TenantName=acme"
+	url := "http://" + tc.Node(tc.follower()).HTTPAddr() + "/SSG?TenantName=acme"
 	id := ssgPost(t, url, ssgDoc(ssgCreate("T1")))[0]["RequestID"]
-	leader := tc.nodes[tc.leader()]
+	leader := tc.Node(tc.leader())
 	for _, cmd := range []*fsmpb.Command{
 		{Body: &fsmpb.Command_Claim{Claim: &fsmpb.ClaimRequests{Ids: []string{id}}}},
 		{Body: &fsmpb.Command_StartAttempts{StartAttempts: &fsmpb.StartAttempts{Starts: []*fsmpb.AttemptStart{{Id: id, CallUuid: "call-1"}}}}},
@@ -492,7 +494,8 @@ func TestSSGCancelInProgressFails(t *testing.T) {
 	)
 	_, _, del, _ := ssgDo(t, "DELETE", url+"&RequestID="+id, "", "", false)
 	ssgCheck(t, del, "ResponseType=FAILURE|RequestID="+id+"|ReasonCode=130")
-	for nid, n := range tc.nodes {
+	for _, nid := range tc.ids() {
+		n := tc.Node(nid)
 		eventually(t, 10*time.Second, nid+" keeps the request", func() error {
 			if r, ok := n.FSM().Get(id); !ok || r.State != fsmpb.State_IN_PROGRESS {
 				return fmt.Errorf("request %v", r)
@@ -511,7 +514,7 @@ func TestSSGWithoutLeaderAnswersUnavailable(t *testing.T) {
 	cfg.Cluster.ApplyTimeout = config.Duration{Duration: 300 * time.Millisecond}
 	cfg.Limits.ReadTimeout = config.Duration{Duration: 300 * time.Millisecond}
 	cfg.Nodes = []config.Node{nodeBlock(t, "lonely")}
-	n, err := Start(Options{Config: cfg, NodeID: "lonely", Logger: testLogger()})
+	n, err := node.Start(node.Options{Config: cfg, NodeID: "lonely", Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package node
+package node_test
 
 import (
 	"crypto/ecdsa"
@@ -74,7 +74,7 @@ func TestTLSListenersAndInternalCalls(t *testing.T) {
 
 	// REST over HTTPS on a follower: the gateway's own call and the
 	// forwarding to the leader both run over TLS.
-	f := tc.nodes[tc.follower()]
+	f := tc.Node(tc.follower())
 	resp, err := client.Post("https://"+f.HTTPAddr()+"/v1/tenants/acme/requests", "application/json", strings.NewReader(oneOf(validSpec)))
 	if err != nil {
 		t.Fatal(err)

@@ -16,8 +16,6 @@ import (
 	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
 )
 
-var grpcAddrs = map[string]string{"n1": "127.0.0.1:9081", "n2": "127.0.0.1:9082", "n3": "127.0.0.1:9083"}
-
 // ciscoLicenseUsage is what a CVP Port Usage client knows of the answer.
 type ciscoLicenseUsage struct {
 	TotalAvailablePorts           int `json:"totalAvailablePorts"`
@@ -31,16 +29,12 @@ type ciscoLicenseUsage struct {
 }
 
 // TestCVPLicenseUsage: VXML servers publish over gRPC to one node of a
-// cluster started from cluster.example.toml; a client that knows only the
+// three-node cluster on free ports; a client that knows only the
 // Cisco contract polls licenseUsage on another node.
 func TestCVPLicenseUsage(t *testing.T) {
-	data := t.TempDir()
-	for id := range nodes {
-		start(t, "serve", "--config", "../../cluster.example.toml", "--node", id, "--data-dir", data)
-	}
-	waitReady(t, nodes["n1"], nodes["n2"], nodes["n3"])
-
-	conn, err := grpc.NewClient(grpcAddrs["n2"], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	c := startCluster(t, nil)
+	nodes := httpAddrs(c)
+	conn, err := grpc.NewClient(c.GRPCAddr("n2"), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,6 +25,8 @@ import (
 
 	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
 	"github.com/seed-7bfc04c2/dialtone/client"
+	"github.com/seed-7bfc04c2/dialtone/internal/config"
+	"github.com/seed-7bfc04c2/dialtone/test/cluster"
 )
 
 var binary string
@@ -46,6 +48,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// nodes are the HTTP addresses of cluster.example.toml and `dialtone dev`
+// (fixed: the tests that use them run under the fixed-port lock).
 var nodes = map[string]string{"n1": "127.0.0.1:8081", "n2": "127.0.0.1:8082", "n3": "127.0.0.1:8083"}
 
 // proc is one running dialtone process with its output captured.
@@ -88,6 +92,42 @@ func start(t *testing.T, args ...string) *proc {
 		}
 	})
 	return p
+}
+
+// startCluster starts three `serve` processes of the binary under test on
+// free ports (test/cluster); edit changes the generated configuration. On
+// failure the test logs the end of every node's log.
+func startCluster(t *testing.T, edit func(*config.Config)) *cluster.Processes {
+	t.Helper()
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := cluster.StartProcesses(ctx, cluster.ProcessOptions{Binary: binary, Options: cluster.Options{Dir: dir, Edit: edit, Poll: 50 * time.Millisecond}})
+	t.Cleanup(func() {
+		if c != nil {
+			_ = c.Close()
+		}
+		if t.Failed() {
+			logs, _ := filepath.Glob(filepath.Join(dir, "log-*.txt"))
+			for _, l := range logs {
+				b, _ := os.ReadFile(l)
+				t.Logf("%s:\n%s", filepath.Base(l), lastLines(string(b), 60))
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// httpAddrs are c's HTTP addresses by node id.
+func httpAddrs(c cluster.Cluster) map[string]string {
+	out := map[string]string{}
+	for _, id := range c.IDs() {
+		out[id] = c.HTTPAddr(id)
+	}
+	return out
 }
 
 func lastLines(s string, n int) string {
@@ -354,28 +394,24 @@ func TestDevClusterAndCLI(t *testing.T) {
 // others elect a new leader and keep accepting writes; after SIGCONT the old
 // leader follows the new term, and every node holds every acknowledged write.
 func TestPausedLeaderStepsDownAndCatchesUp(t *testing.T) {
-	data := t.TempDir()
-	procs := map[string]*proc{}
-	for id := range nodes {
-		procs[id] = start(t, "serve", "--config", "../../cluster.example.toml", "--node", id, "--data-dir", data)
-	}
-	waitReady(t, nodes["n1"], nodes["n2"], nodes["n3"])
-	st, err := rest(t, nodes["n1"]).GetClusterStatus(t.Context())
+	c := startCluster(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	old, err := c.WaitLeader(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	old := st.LeaderId
-	if err := procs[old].cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := c.Proc(old).Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	resumed := false
 	defer func() {
 		if !resumed {
-			_ = procs[old].cmd.Process.Signal(syscall.SIGCONT)
+			_ = c.Proc(old).Signal(syscall.SIGCONT)
 		}
 	}()
 	var other []string
-	for id := range nodes {
+	for _, id := range c.IDs() {
 		if id != old {
 			other = append(other, id)
 		}
@@ -383,15 +419,15 @@ func TestPausedLeaderStepsDownAndCatchesUp(t *testing.T) {
 	var ids []string
 	eventually(t, 30*time.Second, "write during the pause", func() error {
 		var err error
-		ids, err = create(t.Context(), t, nodes[other[0]], "acme", specs(3, "paused")...)
+		ids, err = create(t.Context(), t, c.HTTPAddr(other[0]), "acme", specs(3, "paused")...)
 		return err
 	})
-	if err := procs[old].cmd.Process.Signal(syscall.SIGCONT); err != nil {
+	if err := c.Proc(old).Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
 	resumed = true
 	eventually(t, 30*time.Second, "old leader follows", func() error {
-		st, err := rest(t, nodes[old]).GetClusterStatus(t.Context())
+		st, err := rest(t, c.HTTPAddr(old)).GetClusterStatus(t.Context())
 		if err != nil {
 			return err
 		}
@@ -401,7 +437,7 @@ func TestPausedLeaderStepsDownAndCatchesUp(t *testing.T) {
 		return nil
 	})
 	for _, id := range ids {
-		if _, err := rest(t, nodes[old]).GetRequest(t.Context(), &pb.GetRequestRequest{Tenant: "acme", Id: id, Consistency: client.Linearizable}); err != nil {
+		if _, err := rest(t, c.HTTPAddr(old)).GetRequest(t.Context(), &pb.GetRequestRequest{Tenant: "acme", Id: id, Consistency: client.Linearizable}); err != nil {
 			t.Fatalf("old leader misses %s: %v", id, err)
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
+	"github.com/seed-7bfc04c2/dialtone/internal/config"
 )
 
 // The tests here run Dialtone against SIP software nobody on the project
@@ -492,20 +493,15 @@ func TestSIPRealPeers(t *testing.T) {
 	capture := startRTPCapture(t, [2]int{callee.rtpLo, callee.rtpHi}, [2]int{ivr.rtpLo, ivr.rtpHi})
 	sipcap := startSIPCapture(t, portOf(t, rr.addr), portOf(t, first.addr))
 
-	sipExtra := fmt.Sprintf(`ring_timeout = "20s"
-max_call_duration = %q
-min_connected = "1s"
-[[telephony.sip.ivr]]
-profile = "*"
-uri = "sip:ivr@{server}"
-servers = [%q]
-ports = 30
-[[telephony.sip.ivr]]
-profile = "Refuse"
-uri = "sip:refuse@{server}"
-servers = [%q]
-`, hold.String(), ivr.addr, rr.addr)
-	c := startSIPCluster(t, []sipTrunk{{tenant: "rp", addr: rr.addr, ports: 30}, {tenant: "chain", addr: first.addr, ports: 5}}, sipExtra, "")
+	c := startSIPCluster(t, []sipTrunk{{tenant: "rp", addr: rr.addr, ports: 30}, {tenant: "chain", addr: first.addr, ports: 5}}, func(s *config.SIP) {
+		s.RingTimeout = config.Duration{Duration: 20 * time.Second}
+		s.MaxCallDuration = config.Duration{Duration: hold}
+		s.MinConnected = config.Duration{Duration: time.Second}
+		s.IVR = []config.SIPIVR{
+			{Profile: "*", URI: "sip:ivr@{server}", Servers: []string{ivr.addr}, Ports: 30},
+			{Profile: "Refuse", URI: "sip:refuse@{server}", Servers: []string{rr.addr}},
+		}
+	}, nil)
 	notes := newNotifications(t)
 	spec := func(telnum, profile string, attempts int, ttl time.Duration) *pb.RequestSpec {
 		return &pb.RequestSpec{IvrProfile: profile, Telnum: telnum, Ani: "4930999", MaxAttempts: uint32(attempts), TimeToLive: ttl.String(),

@@ -24,6 +24,8 @@ import (
 
 	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
 	"github.com/seed-7bfc04c2/dialtone/client"
+	"github.com/seed-7bfc04c2/dialtone/internal/config"
+	"github.com/seed-7bfc04c2/dialtone/test/cluster"
 )
 
 // requireSIPp returns the sipp binary, or skips the test when it is not
@@ -40,9 +42,9 @@ func requireSIPp(t *testing.T) string {
 	return p
 }
 
-// handedOut holds every port the helpers below gave this test binary: the
-// kernel may return a just-closed ephemeral port again, and two nodes of
-// one cluster given the same port cannot start.
+// handedOut holds every UDP port freeUDPPort gave this test binary (the
+// SIPp UASes): the kernel may return a just-closed ephemeral port again,
+// and two UASes given the same port cannot start.
 var handedOut = struct {
 	sync.Mutex
 	ports map[int]bool
@@ -66,18 +68,6 @@ func freePort(t *testing.T, listen func() (int, error)) int {
 	}
 	t.Fatal("no fresh free port after 100 tries")
 	return 0
-}
-
-func freeTCPPort(t *testing.T) int {
-	t.Helper()
-	return freePort(t, func() (int, error) {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		defer l.Close()
-		return l.Addr().(*net.TCPAddr).Port, nil
-	})
 }
 
 func freeUDPPort(t *testing.T) int {
@@ -234,41 +224,37 @@ type sipTrunk struct {
 	ports        int
 }
 
-// sipCluster is three `dialtone serve` processes on free ports with the
-// SIP backend.
+// sipCluster is three `dialtone serve` processes (test/cluster) on free
+// ports with the SIP backend.
 type sipCluster struct {
-	http  map[string]string
-	procs map[string]*proc
-	cfg   string
+	*cluster.Processes
+	http map[string]string
 }
 
-func startSIPCluster(t *testing.T, trunks []sipTrunk, sipExtra, dialerExtra string) *sipCluster {
+// startSIPCluster starts the cluster with a trunk per tenant; sip and
+// dialer, when set, change the SIP and dialer settings.
+func startSIPCluster(t *testing.T, trunks []sipTrunk, sip func(*config.SIP), dialer func(*config.Dialer)) *sipCluster {
 	t.Helper()
-	dir := t.TempDir()
-	c := &sipCluster{http: map[string]string{}, procs: map[string]*proc{}, cfg: filepath.Join(dir, "cluster.toml")}
-	var b strings.Builder
-	fmt.Fprintf(&b, "[cluster]\ninitial_voters = [\"n1\", \"n2\", \"n3\"]\ndata_dir = %q\n", filepath.Join(dir, "data"))
 	// The default Raft timeouts: 300 ms ones flapped on this shared machine
 	// under -race, and leader changes must come only from the tests.
-	b.WriteString("heartbeat_timeout = \"500ms\"\nelection_timeout = \"500ms\"\nleader_lease_timeout = \"250ms\"\n")
-	fmt.Fprintf(&b, "[dialer]\n%s\n", dialerExtra)
-	fmt.Fprintf(&b, "[telephony]\nbackend = \"sip\"\n[telephony.sip]\nlisten = \"127.0.0.1:0\"\n%s\n", sipExtra)
-	for _, tr := range trunks {
-		fmt.Fprintf(&b, "[[telephony.sip.trunk]]\nname = %q\naddress = %q\ntenants = [%q]\nports = %d\n", tr.tenant, tr.addr, tr.tenant, tr.ports)
+	c := startCluster(t, func(cfg *config.Config) {
+		cfg.Telephony.Backend = "sip"
+		cfg.Telephony.SIP.Listen = "127.0.0.1:0"
+		for _, tr := range trunks {
+			cfg.Telephony.SIP.Trunks = append(cfg.Telephony.SIP.Trunks, config.SIPTrunk{Name: tr.tenant, Address: tr.addr, Tenants: []string{tr.tenant}, Ports: tr.ports})
+		}
+		if sip != nil {
+			sip(&cfg.Telephony.SIP)
+		}
+		if dialer != nil {
+			dialer(&cfg.Dialer)
+		}
+	})
+	sc := &sipCluster{Processes: c, http: map[string]string{}}
+	for _, id := range c.IDs() {
+		sc.http[id] = c.HTTPAddr(id)
 	}
-	for _, id := range []string{"n1", "n2", "n3"} {
-		c.http[id] = fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t))
-		fmt.Fprintf(&b, "[[node]]\nid = %q\nhttp = %q\ngrpc = \"127.0.0.1:%d\"\nraft = \"127.0.0.1:%d\"\ngossip = \"127.0.0.1:%d\"\n",
-			id, c.http[id], freeTCPPort(t), freeTCPPort(t), freeTCPPort(t))
-	}
-	if err := os.WriteFile(c.cfg, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	for _, id := range []string{"n1", "n2", "n3"} {
-		c.procs[id] = start(t, "serve", "--config", c.cfg, "--node", id)
-	}
-	waitReady(t, c.http["n1"], c.http["n2"], c.http["n3"])
-	return c
+	return sc
 }
 
 func (c *sipCluster) leader(t *testing.T, via string) string {
@@ -373,7 +359,11 @@ func TestSIPScenarios(t *testing.T) {
 		uas[s.tenant] = startSIPp(t, s.file, s.sippArgs...)
 		trunks = append(trunks, sipTrunk{tenant: s.tenant, addr: uas[s.tenant].addr, ports: 5})
 	}
-	c := startSIPCluster(t, trunks, "ring_timeout = \"5s\"\nmax_call_duration = \"1s\"\nmin_connected = \"300ms\"", "")
+	c := startSIPCluster(t, trunks, func(s *config.SIP) {
+		s.RingTimeout = config.Duration{Duration: 5 * time.Second}
+		s.MaxCallDuration = config.Duration{Duration: time.Second}
+		s.MinConnected = config.Duration{Duration: 300 * time.Millisecond}
+	}, nil)
 	notes := newNotifications(t)
 
 	ids := map[string]string{}
@@ -457,8 +447,9 @@ func TestSIPFailoverNoConcurrentDuplicateInvite(t *testing.T) {
 	const n = 20
 	const retryDelay = 5 * time.Second     // above the UAS's hold time
 	u := startSIPp(t, "uas_answer_hold3s") // holds each call 3 s
-	c := startSIPCluster(t, []sipTrunk{{tenant: "fo", addr: u.addr, ports: 50}}, "max_call_duration = \"0s\"",
-		fmt.Sprintf("interrupted_retry_delay = %q", retryDelay.String()))
+	c := startSIPCluster(t, []sipTrunk{{tenant: "fo", addr: u.addr, ports: 50}},
+		func(s *config.SIP) { s.MaxCallDuration = config.Duration{} },
+		func(d *config.Dialer) { d.InterruptedRetryDelay = config.Duration{Duration: retryDelay} })
 	notes := newNotifications(t)
 	var specs []*pb.RequestSpec
 	for i := range n {
@@ -475,10 +466,9 @@ func TestSIPFailoverNoConcurrentDuplicateInvite(t *testing.T) {
 		return nil
 	})
 	leader := c.leader(t, "n1")
-	if err := c.procs[leader].cmd.Process.Signal(syscall.SIGKILL); err != nil {
+	if err := c.Kill(leader); err != nil {
 		t.Fatal(err)
 	}
-	<-c.procs[leader].done
 	var survivor string
 	for id := range c.http {
 		if id != leader {
@@ -570,7 +560,10 @@ func TestSIPTeardownOnLeadershipLossAndStop(t *testing.T) {
 	hold := startSIPp(t, "uas_answer_hold")
 	ring := startSIPp(t, "uas_ring")
 	c := startSIPCluster(t, []sipTrunk{{tenant: "hold", addr: hold.addr, ports: 50}, {tenant: "ring", addr: ring.addr, ports: 50}},
-		"ring_timeout = \"5m\"\nmax_call_duration = \"5m\"", "")
+		func(s *config.SIP) {
+			s.RingTimeout = config.Duration{Duration: 5 * time.Minute}
+			s.MaxCallDuration = config.Duration{Duration: 5 * time.Minute}
+		}, nil)
 	for _, tenant := range []string{"hold", "ring"} {
 		var specs []*pb.RequestSpec
 		for i := range n {
@@ -655,16 +648,16 @@ func TestSIPTeardownOnLeadershipLossAndStop(t *testing.T) {
 	for cid := range ringingA {
 		delete(ringingB, cid)
 	}
-	p := c.procs[second]
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	p := c.Proc(second)
+	if err := p.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case <-p.done:
+	case <-p.Done():
 	case <-time.After(60 * time.Second):
 		t.Fatal("the leader did not stop on SIGTERM")
 	}
-	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+	if code := p.ExitCode(); code != 0 {
 		t.Fatalf("leader exit code %d", code)
 	}
 	allEnded("after the leader stopped: answered calls", hold, heldB, "caller_bye")

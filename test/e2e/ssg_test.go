@@ -85,15 +85,11 @@ func (r ssgResponse) expect(t *testing.T, want ...string) {
 }
 
 // TestSSGTriggerApplication plays a Genesys trigger application against a
-// three-node cluster started from cluster.example.toml: bulk creates with
+// three-node cluster on free ports: bulk creates with
 // the seed's XML, queries, cancels and a mixed POST, each against a
 // different node, checking every response element.
 func TestSSGTriggerApplication(t *testing.T) {
-	data := t.TempDir()
-	for id := range nodes {
-		start(t, "serve", "--config", "../../cluster.example.toml", "--node", id, "--data-dir", data)
-	}
-	waitReady(t, nodes["n1"], nodes["n2"], nodes["n3"])
+	nodes := httpAddrs(startCluster(t, nil))
 	url := func(n, query string) string { return "http://" + nodes[n] + "/SSG?TenantName=Environment" + query }
 	seed := func(name string) string {
 		b, err := os.ReadFile("../../internal/server/ssg/testdata/" + name)

@@ -36,6 +36,8 @@ import (
 
 	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
 	"github.com/seed-7bfc04c2/dialtone/bench/load"
+	"github.com/seed-7bfc04c2/dialtone/internal/config"
+	"github.com/seed-7bfc04c2/dialtone/test/cluster"
 )
 
 type options struct {
@@ -198,10 +200,14 @@ func run(ctx context.Context, o options, out io.Writer, nodeLog *slog.Logger, no
 	fmt.Fprintf(out, "machine:  %d CPUs, GOMAXPROCS %d, %s %s/%s\n", rep.Machine.NumCPU, rep.Machine.GOMAXPROCS, rep.Machine.GoVersion, rep.Machine.OS, rep.Machine.Arch)
 	fmt.Fprintf(out, "started:  %s\n", rep.Started.Format(time.RFC3339))
 
-	var lc *localCluster
+	var lc *cluster.InProcess
 	if o.addrs == "" {
 		t0 := time.Now()
-		lc, err = startLocalCluster(ctx, 3, o.maxRecords, nodeLog)
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		lc, err = cluster.StartInProcess(sctx, cluster.InProcessOptions{Logger: nodeLog, Options: cluster.Options{
+			Edit: func(c *config.Config) { c.Limits.MaxRecords = o.maxRecords },
+		}})
+		cancel()
 		if err != nil {
 			return err
 		}
@@ -209,10 +215,13 @@ func run(ctx context.Context, o options, out io.Writer, nodeLog *slog.Logger, no
 			if nodeLevel.Level() > slog.LevelDebug {
 				nodeLevel.Set(slog.LevelError + 4)
 			}
-			lc.stop()
+			if err := lc.Close(); err != nil {
+				slog.Warn("cluster stop", "err", err)
+			}
 		}()
-		rep.Addrs = lc.grpcAddrs()
-		slog.Info("cluster formed", "took", time.Since(t0), "leader", lc.leader())
+		rep.Addrs = cluster.GRPCAddrs(lc)
+		leader, _ := lc.Leader(ctx)
+		slog.Info("cluster formed", "took", time.Since(t0), "leader", leader)
 	} else {
 		rep.Mode = "external"
 		for a := range strings.SplitSeq(o.addrs, ",") {
@@ -349,7 +358,7 @@ func waitReady(ctx context.Context, p *load.Pool, tenant string, timeout time.Du
 // verifyLocal checks each in-process node's record count against the
 // acknowledged total. The cluster is fresh, so every stored record is ours.
 // Followers may still be applying, so it waits a little for them.
-func verifyLocal(lc *localCluster, results []Result) Verification {
+func verifyLocal(lc *cluster.InProcess, results []Result) Verification {
 	v := Verification{Method: "FSM().Count() on every node", Stored: map[string]int64{}}
 	for _, r := range results {
 		v.Acked += r.Acked
@@ -357,7 +366,8 @@ func verifyLocal(lc *localCluster, results []Result) Verification {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		short := false
-		for _, nd := range lc.nodes {
+		for _, id := range lc.Running() {
+			nd := lc.Node(id)
 			c := int64(nd.FSM().Count())
 			v.Stored[nd.Cluster().NodeID()] = c
 			short = short || c < v.Acked

@@ -42,6 +42,7 @@ import (
 	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
 	"github.com/seed-7bfc04c2/dialtone/client"
 	"github.com/seed-7bfc04c2/dialtone/portpub"
+	"github.com/seed-7bfc04c2/dialtone/test/cluster"
 )
 
 type options struct {
@@ -102,17 +103,19 @@ func run(ctx context.Context, o options) error {
 	var grpcAddrs, httpAddrs []string
 	var readHTTP string
 	if o.addrs == "" {
-		lc, err := startLocalCluster(ctx, 3, log)
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		lc, err := cluster.StartInProcess(sctx, cluster.InProcessOptions{Logger: log})
+		cancel()
 		if err != nil {
 			return err
 		}
-		defer lc.stop()
-		grpcAddrs, httpAddrs = lc.grpcAddrs(), lc.httpAddrs()
+		defer func() { _ = lc.Close() }()
+		grpcAddrs, httpAddrs = cluster.GRPCAddrs(lc), cluster.HTTPAddrs(lc)
 		// Read from a follower; ingest into the first node.
-		leader := lc.leader()
-		for i, nd := range lc.nodes {
-			if nd.Cluster().NodeID() != leader {
-				readHTTP = lc.httpAddrs()[i]
+		leader, _ := lc.Leader(ctx)
+		for _, id := range lc.IDs() {
+			if id != leader {
+				readHTTP = lc.HTTPAddr(id)
 			}
 		}
 		fmt.Printf("cluster: 3 nodes in this process, leader %s, gRPC %s, reads from follower http://%s\n", leader, strings.Join(grpcAddrs, ","), readHTTP)
