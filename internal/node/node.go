@@ -269,7 +269,7 @@ func Start(opts Options) (_ *Node, err error) {
 		Ready:          n.ready,
 		Gatherer:       gatherers,
 		MaxBodyBytes:   cfg.Limits.MaxBodyBytes,
-		Extra:          mergeHandlers(protocolHandlers(authn, requests, cfg), n.cvpHandlers(authn)),
+		Extra:          mergeHandlers(protocolHandlers(authn, requests, cfg), n.cvpHandlers(authn), n.consoleHandlers(authn)),
 		Auth:           authn,
 		ProtectMetrics: cfg.Auth.ProtectMetrics,
 		ProtectOpenAPI: cfg.Auth.ProtectOpenAPI,
