@@ -271,4 +271,3 @@ func (h *Handler) setPacing(w http.ResponseWriter, r *http.Request, v viewer) {
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(raw(got))
 }
-
