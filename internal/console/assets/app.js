@@ -103,7 +103,7 @@ function route() {
   if (view === 'request') return requestPage(root, parts[1], parts[2]);
   const renderers = { cluster: renderCluster, dialer: renderDialer, ports: renderPorts, settings: renderSettings };
   if (!renderers[view]) { root.append(el('p', { class: 'error', text: 'No such view: ' + view })); return; }
-  root.append(el('p', { class: 'status', text: 'Loading…' }));
+  root.append(el('p', { class: 'status', id: 'loading', text: 'Loading…' }));
   streamView(view, renderers[view]);
 }
 
@@ -167,21 +167,22 @@ function tr(cells, attrs) { return el('tr', attrs || {}, cells.map((c) => c inst
 // chart draws series [{name, points: [[t, v], ...]}] over the last 15
 // minutes as an inline SVG line chart.
 function chart(series, title, id) {
-  const W = 600, H = 150, L = 40, R = 8, T = 10, B = 18;
+  const W = 1000, H = 200, L = 44, R = 10, T = 12, B = 22;
   const now = Date.now() / 1000, t0 = now - 900;
   let max = 1;
   for (const s of series) for (const [, v] of s.points) max = Math.max(max, v);
   max = Math.ceil(max * 1.1);
   const x = (t) => L + (W - L - R) * Math.max(0, t - t0) / 900;
   const y = (v) => T + (H - T - B) * (1 - v / max);
-  const svg = svgEl('svg', { class: 'chart', viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'none', role: 'img', 'aria-label': title });
+  const svg = svgEl('svg', { class: 'chart', viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': title });
   if (id) svg.setAttribute('id', id);
   svg.append(svgEl('line', { class: 'axis', x1: L, y1: H - B, x2: W - R, y2: H - B }), svgEl('line', { class: 'axis', x1: L, y1: T, x2: L, y2: H - B }));
   const lab = (tx, ty, s, anchor) => { const t = svgEl('text', { x: tx, y: ty, 'text-anchor': anchor || 'start' }); t.textContent = s; return t; };
   svg.append(lab(L - 4, T + 8, String(max), 'end'), lab(L - 4, H - B, '0', 'end'), lab(L, H - 4, '−15 min'), lab(W - R, H - 4, 'now', 'end'));
   series.forEach((s, i) => {
     const pts = s.points.filter(([t]) => t >= t0).map(([t, v]) => `${x(t).toFixed(1)},${y(v).toFixed(1)}`).join(' ');
-    const pl = svgEl('polyline', { class: 's' + i, points: pts, 'data-series': s.name, 'data-count': String(s.points.length) });
+    const last = s.points.length ? s.points[s.points.length - 1][1] : 0;
+    const pl = svgEl('polyline', { class: 's' + i, points: pts, 'data-series': s.name, 'data-count': String(s.points.length), 'data-last': String(last) });
     svg.append(pl);
   });
   return el('div', {}, el('h3', { text: title }), svg, el('div', { class: 'legend' }, series.map((s, i) => el('span', { class: 'l' + i, text: s.name }))));
@@ -212,7 +213,7 @@ function outcomeBar(outcomes) {
   if (!total) return el('p', { class: 'status', text: 'No attempt has ended yet.' });
   const bar = el('div', { class: 'bar' });
   entries.forEach(([, v], i) => { const b = el('i', { class: 'o' + (i % 6) }); b.style.width = (100 * Number(v) / total) + '%'; bar.append(b); });
-  return el('div', {}, bar, el('div', { class: 'legend' }, entries.map(([k, v], i) => el('span', { class: 'l' + (i % 4), text: k.replace('OUTCOME_', '').toLowerCase() + ' ' + v }))));
+  return el('div', {}, bar, el('div', { class: 'legend' }, entries.map(([k, v], i) => el('span', { class: 'lo' + (i % 6), text: k.replace('OUTCOME_', '').toLowerCase() + ' ' + v }))));
 }
 
 function renderDialer(root, snap) {
@@ -242,6 +243,17 @@ function renderDialer(root, snap) {
   root.replaceChildren(...out);
 }
 
+// spark draws a server's ports in use over its 15 s window (of total).
+function spark(series, total) {
+  const W = 120, H = 24; const pts = series || [];
+  const svg = svgEl('svg', { class: 'spark', viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: 'img', 'aria-label': 'ports in use over the last 15 s' });
+  if (!pts.length) return svg;
+  const t0 = Number(pts[0].second_unix); const span = Math.max(1, Number(pts[pts.length - 1].second_unix) - t0);
+  const max = Math.max(1, total || 0, ...pts.map((p) => p.total_ports));
+  svg.append(svgEl('polyline', { class: 's0', points: pts.map((p) => `${((Number(p.second_unix) - t0) / span * (W - 2) + 1).toFixed(1)},${(H - 1 - (H - 2) * p.ports_in_use / max).toFixed(1)}`).join(' ') }));
+  return svg;
+}
+
 function renderPorts(root, snap) {
   const u = snap.usage || {}; const out = [el('h2', { text: 'Port usage' })];
   out.push(el('div', { class: 'card' }, el('div', { class: 'figs' }, fig('total ports', u.total_ports), fig('in use', u.ports_in_use), fig('available', u.available_ports),
@@ -250,10 +262,10 @@ function renderPorts(root, snap) {
   out.push(el('div', { class: 'card' }, el('h3', { text: 'Tenants' }), table(['tenant', 'total', 'in use', 'available', 'entitled', 'servers', 'stale', 'avg in use (15 s)'], trows, { id: 'port-tenants' })));
   const srows = (snap.servers || []).map((s) => {
     const w = s.window || {};
-    return tr([s.id, s.tenant, s.address, s.total_ports, s.ports_in_use, `${w.min_in_use}/${fmt(w.avg_in_use)}/${w.max_in_use}`, ago(Number(s.last_report_unix_ms)),
+    return tr([s.id, s.tenant, s.address, s.total_ports, s.ports_in_use, `${w.min_in_use}/${fmt(w.avg_in_use)}/${w.max_in_use}`, spark(s.series, s.total_ports), ago(Number(s.last_report_unix_ms)),
       s.stale ? el('span', { class: 'stale-mark', text: 'STALE' }) : 'fresh', s.received_by], { 'data-server': s.id, 'data-tenant': s.tenant, class: s.stale ? 'stale' : '' });
   });
-  out.push(el('div', { class: 'card' }, el('h3', { text: 'Media servers (15 s window: min/avg/max in use)' }), table(['server', 'tenant', 'address', 'total', 'in use', 'window', 'last report', 'state', 'received by'], srows, { id: 'servers' })));
+  out.push(el('div', { class: 'card' }, el('h3', { text: 'Media servers (15 s window: min/avg/max in use)' }), table(['server', 'tenant', 'address', 'total', 'in use', 'window', 'last 15 s', 'last report', 'state', 'received by'], srows, { id: 'servers' })));
   const ents = ((snap.entitlements || {}).entitlements || []).map((e) => tr([e.tenant, e.licensed_ports]));
   const alerts = ((snap.alerts || {}).alerts || []).map((a) => tr([a.threshold_id, a.tenant || '(all)', a.metric, fmt(a.value), new Date(Number(a.raised_unix_ms)).toLocaleTimeString()]));
   out.push(el('div', { class: 'grid' },
