@@ -5,10 +5,10 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"io"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -332,7 +332,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		ops.waitJS(t, 10*time.Second, "globex in the operator's port view", `document.body.innerText.includes('globex')`)
 		ops.screenshot("ports")
 		for _, view := range []string{"cluster", "dialer", "ports", "settings", "requests"} {
-			acme.show(t, "#" + view)
+			acme.show(t, "#"+view)
 			acme.waitJS(t, 10*time.Second, view+" rendered for alice", `document.querySelector('#view[data-view="`+view+`"] h2') !== null && !document.getElementById('loading')`)
 			time.Sleep(1200 * time.Millisecond) // at least one more update
 			text, err := eval[string](acme, `document.body.innerText + document.body.innerHTML`)
@@ -378,7 +378,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		acme.show(t, "#requests/acme/W-4")
 		acme.waitJS(t, 10*time.Second, "found by token", `document.querySelector('tr[data-request="`+target+`"]') !== null`)
 		acme.screenshot("requests")
-		acme.show(t, "#request/acme/" + target)
+		acme.show(t, "#request/acme/"+target)
 		acme.waitJS(t, 10*time.Second, "the cancel button", `document.getElementById('cancel') !== null`)
 		acme.run(t, chromedp.Click(chromedp.CSS("#cancel")))
 		acme.waitJS(t, 10*time.Second, "cancelled", `document.querySelector('dd[data-k="result"]')?.textContent === 'CANCELLED'`)
@@ -394,7 +394,6 @@ func TestConsoleInBrowser(t *testing.T) {
 		ops.waitJS(t, 10*time.Second, "pacing table", `document.querySelector('#pacing-table tr[data-tenant="acme"]') !== null && document.getElementById('pacing-form') !== null`)
 		ops.screenshot("settings")
 	})
-
 
 	t.Run("SIGKILL of the leader: a follower's console shows the new leader within 3 s", func(t *testing.T) {
 		ops.show(t, "#cluster")
