@@ -3,8 +3,11 @@ package node
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -246,3 +249,46 @@ func TestConsoleTenantScoping(t *testing.T) {
 type errString string
 
 func (e errString) Error() string { return string(e) }
+
+// TestConsoleOverTLS opens the console and its stream over HTTPS on a
+// follower: the page and the updates, read through the node's own gRPC
+// server over TLS.
+func TestConsoleOverTLS(t *testing.T) {
+	cert, key := selfSigned(t)
+	tc := newTestCluster(t, 3, func(c *config.Config) {
+		c.TLS = config.TLS{CertFile: cert, KeyFile: key, CAFile: cert}
+	})
+	pool := x509.NewCertPool()
+	pemBytes, _ := os.ReadFile(cert)
+	pool.AppendCertsFromPEM(pemBytes)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	base := "https://" + tc.nodes[tc.follower()].HTTPAddr()
+	resp, err := client.Get(base + "/ui/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("X-Frame-Options") != "DENY" {
+		t.Fatalf("page over TLS: %d %v", resp.StatusCode, resp.Header)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/ui/api/stream?view=cluster", nil)
+	req.Header.Set("X-Dialtone-Console", "1")
+	resp, err = client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 1<<22)
+	for sc.Scan() {
+		if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+			if !strings.Contains(data, `"state":"Follower"`) || !strings.Contains(data, `"members":{"members":[`) || strings.Contains(data, `"errors"`) {
+				t.Fatalf("update over TLS: %s", data)
+			}
+			return
+		}
+	}
+	t.Fatalf("no update over TLS: %v", sc.Err())
+}

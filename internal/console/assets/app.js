@@ -168,17 +168,20 @@ function tr(cells, attrs) { return el('tr', attrs || {}, cells.map((c) => c inst
 // minutes as an inline SVG line chart.
 function chart(series, title, id) {
   const W = 1000, H = 200, L = 44, R = 10, T = 12, B = 22;
-  const now = Date.now() / 1000, t0 = now - 900;
-  let max = 1;
-  for (const s of series) for (const [, v] of s.points) max = Math.max(max, v);
+  // The last 15 minutes, or less while the history is shorter (at least
+  // one minute), so that a fresh console shows a readable chart.
+  const now = Date.now() / 1000;
+  let first = now - 60, max = 1;
+  for (const s of series) for (const [t, v] of s.points) { max = Math.max(max, v); first = Math.min(first, t); }
+  const t0 = Math.max(now - 900, first), span = now - t0;
   max = Math.ceil(max * 1.1);
-  const x = (t) => L + (W - L - R) * Math.max(0, t - t0) / 900;
+  const x = (t) => L + (W - L - R) * Math.max(0, t - t0) / span;
   const y = (v) => T + (H - T - B) * (1 - v / max);
   const svg = svgEl('svg', { class: 'chart', viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': title });
   if (id) svg.setAttribute('id', id);
   svg.append(svgEl('line', { class: 'axis', x1: L, y1: H - B, x2: W - R, y2: H - B }), svgEl('line', { class: 'axis', x1: L, y1: T, x2: L, y2: H - B }));
   const lab = (tx, ty, s, anchor) => { const t = svgEl('text', { x: tx, y: ty, 'text-anchor': anchor || 'start' }); t.textContent = s; return t; };
-  svg.append(lab(L - 4, T + 8, String(max), 'end'), lab(L - 4, H - B, '0', 'end'), lab(L, H - 4, '−15 min'), lab(W - R, H - 4, 'now', 'end'));
+  svg.append(lab(L - 4, T + 8, String(max), 'end'), lab(L - 4, H - B, '0', 'end'), lab(L, H - 4, span >= 90 ? '−' + Math.round(span / 60) + ' min' : '−' + Math.round(span) + ' s'), lab(W - R, H - 4, 'now', 'end'));
   series.forEach((s, i) => {
     const pts = s.points.filter(([t]) => t >= t0).map(([t, v]) => `${x(t).toFixed(1)},${y(v).toFixed(1)}`).join(' ');
     const last = s.points.length ? s.points[s.points.length - 1][1] : 0;
