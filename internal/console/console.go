@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -61,7 +60,6 @@ type Options struct {
 	Leader func() (id string, term uint64)
 	// Interval overrides the update interval (tests).
 	Interval time.Duration
-	Logger   *slog.Logger
 }
 
 // Handler serves the console.
@@ -78,9 +76,6 @@ type Handler struct {
 func New(opts Options) *Handler {
 	if opts.Interval <= 0 {
 		opts.Interval = Interval
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
 	}
 	h := &Handler{opts: opts, mux: http.NewServeMux(), hist: newHistory(), closing: make(chan struct{})}
 	static, _ := fs.Sub(assets, "assets")
@@ -150,7 +145,7 @@ type viewer struct {
 
 func (v viewer) ctx(ctx context.Context) context.Context { return WithCredential(ctx, v.cred) }
 
-// tenants are the tenants the viewer may name ("*": every tenant).
+// allTenants: the viewer may see every tenant ("*").
 func (v viewer) allTenants() bool { return v.p.CanAccess("*") }
 
 var anonymous = &auth.Principal{Name: "anonymous", Tenants: []string{"*"},

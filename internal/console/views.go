@@ -117,9 +117,9 @@ func (h *Handler) servers(ctx context.Context, v viewer) ([]json.RawMessage, err
 	return out, nil
 }
 
-// IdleReason says why a tenant is not dialling (more), or "" when it is
-// dialling as fast as it may or has nothing to dial... The reasons are the
-// block reasons the engine knows today: no ports, CAPS, and no engine.
+// IdleReason says why a tenant is not dialling, or not faster, from its
+// engine figures; "" while it dials freely. The reasons are the blocks the
+// engine knows today: no engine, nothing queued, no ports, CAPS.
 func IdleReason(running bool, t *pb.DialerTenantStatus) string {
 	switch {
 	case !running:

@@ -20,7 +20,6 @@ func (n *Node) consoleHandlers(authn *auth.Authenticator) map[string]http.Handle
 			st := n.cluster.Status()
 			return st.LeaderID, st.Term
 		},
-		Logger: n.log,
 	})
 	n.wg.Add(1)
 	go func() {
