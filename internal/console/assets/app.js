@@ -113,12 +113,13 @@ function stopStream() { if (state.ctrl) { state.ctrl.abort(); state.ctrl = null;
 // buffers), it polls api/snapshot once a second instead.
 async function streamView(view, render) {
   const ctrl = new AbortController(); state.ctrl = ctrl;
-  let failures = 0;
+  let failures = 0, polls = 0;
   const show = (snap) => { if (!ctrl.signal.aborted) { fresh(snap); render($('view'), snap); } };
   while (!ctrl.signal.aborted) {
     try {
       if (failures >= 2) {
         show(await api('snapshot?view=' + view));
+        if (++polls % 30 === 0) failures = 0; // try the stream again now and then
       } else {
         const resp = await fetch('api/stream?view=' + view, { headers: headers(), signal: ctrl.signal, cache: 'no-store' });
         if (resp.status === 401) { showLogin('Your credentials were refused.'); return; }
