@@ -3,6 +3,7 @@ package console
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -184,5 +185,17 @@ func TestStaticAndRefusals(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Fatalf("bad view: %d", resp.StatusCode)
+	}
+	// The polling fallback answers one update.
+	req, _ = http.NewRequest(http.MethodGet, srv.URL+"/ui/api/snapshot?view=cluster", nil)
+	req.Header.Set(apiHeader, "1")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var snap map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&snap); err != nil || resp.StatusCode != 200 || snap["view"] != "cluster" || snap["node"] == nil {
+		t.Fatalf("snapshot: %d %v %v", resp.StatusCode, snap, err)
 	}
 }
