@@ -11,7 +11,7 @@ PROTO_CLUSTER := internal/cluster/clusterpb/internal.proto
 PROTO_MEDIASIM := internal/telephony/simcall/simpb/mediasim.proto
 FSMPB := github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb
 
-.PHONY: all build dev bench-build test unit e2e lint proto proto-tools proto-check bench bench-quick fuzz clean image compose-up compose-grow compose-shrink compose-down chaos
+.PHONY: all build dev bench-build test unit e2e lint monitoring-check monitoring-image compose-monitoring proto proto-tools proto-check bench bench-quick fuzz clean image compose-up compose-grow compose-shrink compose-down chaos
 
 all: build
 
@@ -25,7 +25,7 @@ dev: build
 	build/dialtone dev $(DEV_FLAGS)
 
 # The whole suite: what CI runs.
-test: lint unit e2e
+test: lint monitoring-check unit e2e
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$\|\.pb\.gw\.go$$')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -34,6 +34,13 @@ lint:
 	go tool staticcheck ./...
 	go build -o build/tools/ honnef.co/go/tools/cmd/staticcheck
 	cd bench && go vet ./... && ../build/tools/staticcheck ./...
+
+# The Prometheus alert rules and their unit tests (deploy/monitoring/);
+# promtool comes with Debian's prometheus package.
+monitoring-check:
+	@command -v promtool >/dev/null || { echo "monitoring-check: promtool not found (apt-get install prometheus)"; exit 1; }
+	promtool check rules deploy/monitoring/alerts.yml
+	promtool test rules deploy/monitoring/tests/alerts_test.yml
 
 unit:
 	go test -race -count=1 -timeout 20m ./...
@@ -98,11 +105,25 @@ image:
 	cp /etc/ssl/certs/ca-certificates.crt build/image/
 	DOCKER_BUILDKIT=0 docker build -q -t $(IMAGE) build/image
 
+# Prometheus for the compose "monitoring" profile, FROM scratch out of the
+# host's Debian prometheus package (deploy/monitoring/Dockerfile).
+MONITORING_IMAGE ?= dialtone-prometheus:dev
+monitoring-image:
+	@command -v prometheus >/dev/null || { echo "monitoring-image: prometheus not found (apt-get install prometheus)"; exit 1; }
+	rm -rf build/monitoring && mkdir -p build/monitoring/data build/monitoring/lib build/monitoring/lib64
+	cp $$(command -v prometheus) build/monitoring/prometheus
+	for l in $$(ldd $$(command -v prometheus) | grep -o '/[^ ]*'); do mkdir -p build/monitoring$$(dirname $$l) && cp -L $$l build/monitoring$$l; done
+	cp deploy/monitoring/Dockerfile deploy/monitoring/prometheus.yml deploy/monitoring/alerts.yml deploy/image/passwd deploy/image/group build/monitoring/
+	DOCKER_BUILDKIT=0 docker build -q -t $(MONITORING_IMAGE) build/monitoring
+
 # The compose deployment (deploy/compose): three nodes, the simulated media
 # platform and the notification receiver. docker-compose v1 (1.29).
 COMPOSE := docker-compose -p dialtone -f deploy/compose/docker-compose.yml
 compose-up: image
 	$(COMPOSE) up -d
+# Adds Prometheus (http://127.0.0.1:9099) scraping every node.
+compose-monitoring: monitoring-image
+	$(COMPOSE) --profile monitoring up -d prometheus
 compose-grow:
 	$(COMPOSE) --profile five up -d n4 n5
 # n5 and n4 leave the cluster for good; their containers and volumes go.

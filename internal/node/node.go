@@ -184,11 +184,14 @@ func Start(opts Options) (_ *Node, err error) {
 	if opts.Gatherer != nil {
 		gatherers = append(gatherers, opts.Gatherer)
 	}
+	// The operator's console reads and writes through the gateway's
+	// connection with each viewer's credential.
+	ui := newConsole(n.gwConn, authn, n.cluster)
 	handler, err := server.NewHTTPHandler(n.ctx, n.gwConn, server.HTTPOptions{
 		Ready:          n.ready,
 		Gatherer:       gatherers,
 		MaxBodyBytes:   cfg.Limits.MaxBodyBytes,
-		Extra:          mergeHandlers(protocolHandlers(authn, requests, cfg), cvpHandlers(authn, n.portUsage.service, portSettings)),
+		Extra:          mergeHandlers(protocolHandlers(authn, requests, cfg), cvpHandlers(authn, n.portUsage.service, portSettings), consoleHandlers(ui)),
 		Auth:           authn,
 		ProtectMetrics: cfg.Auth.ProtectMetrics,
 		ProtectOpenAPI: cfg.Auth.ProtectOpenAPI,
@@ -205,6 +208,7 @@ func Start(opts Options) (_ *Node, err error) {
 	n.run(n.portUsage.relay.Run)
 	n.run(func(ctx context.Context) { cache.RunSweeper(ctx, sweepInterval) })
 	n.run(func(ctx context.Context) { runLeaderTasks(ctx, n.cluster, log, n.dialer.Run) })
+	n.run(ui.Run)
 	n.run(func(context.Context) {
 		if err := n.grpc.Serve(n.grpcLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			log.Error("grpc server stopped", "err", err)
