@@ -21,59 +21,61 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"golang.org/x/crypto/bcrypt"
+
+	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
+	"github.com/seed-7bfc04c2/dialtone/client"
+	"github.com/seed-7bfc04c2/dialtone/internal/config"
+	"github.com/seed-7bfc04c2/dialtone/test/cluster"
 )
 
 // consoleUsers are the basic-auth users of the console cluster: password =
 // name. alice and reader see tenant acme, bob globex, ops every tenant.
 var consoleUsers = []struct {
-	name, tenants, roles string
+	name           string
+	tenants, roles []string
 }{
-	{"alice", `["acme"]`, `["submit", "read"]`},
-	{"reader", `["acme"]`, `["read"]`},
-	{"bob", `["globex"]`, `["submit", "read"]`},
-	{"ops", `["*"]`, `["admin", "read", "submit"]`},
-	{"pub", `["*"]`, `["publish"]`},
+	{"alice", []string{"acme"}, []string{"submit", "read"}},
+	{"reader", []string{"acme"}, []string{"read"}},
+	{"bob", []string{"globex"}, []string{"submit", "read"}},
+	{"ops", []string{"*"}, []string{"admin", "read", "submit"}},
+	{"pub", []string{"*"}, []string{"publish"}},
 }
 
 // consoleCluster is three `dialtone serve` processes with basic auth on
-// free ports, placing calls on a dialtone-sim media platform serving
-// tenants acme and globex.
+// free ports (test/cluster), placing calls on a dialtone-sim media platform
+// serving tenants acme and globex.
 type consoleCluster struct {
-	http  map[string]string
-	procs map[string]*proc
+	*cluster.Processes
+	http map[string]string
 }
 
 func startConsoleCluster(t *testing.T) *consoleCluster {
 	t.Helper()
-	dir := t.TempDir()
-	c := &consoleCluster{http: map[string]string{}, procs: map[string]*proc{}}
-	simAddr := fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t))
-	var b strings.Builder
-	fmt.Fprintf(&b, "[cluster]\ninitial_voters = [\"n1\", \"n2\", \"n3\"]\ndata_dir = %q\nsecret = \"console-e2e-cluster-secret\"\n", filepath.Join(dir, "data"))
-	b.WriteString("heartbeat_timeout = \"500ms\"\nelection_timeout = \"500ms\"\nleader_lease_timeout = \"250ms\"\n")
-	fmt.Fprintf(&b, "[telephony]\nbackend = \"sim\"\nsim_addr = %q\n", simAddr)
-	b.WriteString("[auth]\nmode = \"basic\"\n")
+	simAddr, err := cluster.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var users []config.AuthUser
 	for _, u := range consoleUsers {
 		h, err := bcrypt.GenerateFromPassword([]byte(u.name), bcrypt.MinCost)
 		if err != nil {
 			t.Fatal(err)
 		}
-		fmt.Fprintf(&b, "[[auth.user]]\nname = %q\npassword_hash = %q\ntenants = %s\nroles = %s\n", u.name, h, u.tenants, u.roles)
+		users = append(users, config.AuthUser{Name: u.name, PasswordHash: string(h), Tenants: u.tenants, Roles: u.roles})
 	}
+	pc := startCluster(t, func(cfg *config.Config) {
+		cfg.Cluster.Secret = "console-e2e-cluster-secret"
+		cfg.Cluster.HeartbeatTimeout = config.Duration{Duration: 500 * time.Millisecond}
+		cfg.Cluster.ElectionTimeout = config.Duration{Duration: 500 * time.Millisecond}
+		cfg.Cluster.LeaderLeaseTimeout = config.Duration{Duration: 250 * time.Millisecond}
+		cfg.Telephony = config.Telephony{Backend: "sim", SimAddr: simAddr}
+		cfg.Auth.Mode = "basic"
+		cfg.Auth.Users = users
+	})
+	c := &consoleCluster{Processes: pc, http: httpAddrs(pc)}
 	var grpcAddrs []string
-	for _, id := range []string{"n1", "n2", "n3"} {
-		c.http[id] = fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t))
-		g := fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t))
-		grpcAddrs = append(grpcAddrs, g)
-		fmt.Fprintf(&b, "[[node]]\nid = %q\nhttp = %q\ngrpc = %q\nraft = \"127.0.0.1:%d\"\ngossip = \"127.0.0.1:%d\"\n",
-			id, c.http[id], g, freeTCPPort(t), freeTCPPort(t))
-	}
-	cfg := filepath.Join(dir, "cluster.toml")
-	if err := os.WriteFile(cfg, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	for _, id := range []string{"n1", "n2", "n3"} {
-		c.procs[id] = start(t, "serve", "--config", cfg, "--node", id)
+	for _, id := range pc.IDs() {
+		grpcAddrs = append(grpcAddrs, pc.GRPCAddr(id))
 	}
 	sim := exec.Command(filepath.Join(filepath.Dir(binary), "dialtone-sim"), "mediasim", "--listen", simAddr, "--http", "",
 		"--tenant", "acme,globex", "--servers", "2", "--ports", "50", "--ring", "200ms-1s", "--talk", "1s-4s",
@@ -91,7 +93,6 @@ func startConsoleCluster(t *testing.T) *consoleCluster {
 			t.Logf("mediasim output:\n%s", lastLines(simOut.String(), 40))
 		}
 	})
-	waitReady(t, c.http["n1"], c.http["n2"], c.http["n3"])
 	return c
 }
 
@@ -99,23 +100,33 @@ func basicAuth(user string) string {
 	return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+user))
 }
 
-// doAs is do with a user's credentials.
+// doAs is do with a user's credentials (for the console's own endpoints).
 func doAs(user, method, url string, body, out any) (int, error) {
 	return doHeaders(map[string]string{"Authorization": basicAuth(user)}, method, url, body, out)
+}
+
+// restAs is the REST client of the node at addr as user (password = name).
+func restAs(t *testing.T, user, addr string) *client.Client {
+	t.Helper()
+	c, err := client.New(addr, client.WithBasicAuth(user, user), client.WithTimeout(15*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 func (c *consoleCluster) leader(t *testing.T, via string) string {
 	t.Helper()
 	var id string
 	eventually(t, 30*time.Second, "a leader seen by "+via, func() error {
-		var st clusterStatus
-		if _, err := doAs("ops", http.MethodGet, "http://"+c.http[via]+"/v1/cluster", nil, &st); err != nil {
+		st, err := restAs(t, "ops", c.http[via]).GetClusterStatus(t.Context())
+		if err != nil {
 			return err
 		}
-		if st.LeaderID == "" {
+		if st.LeaderId == "" {
 			return fmt.Errorf("no leader")
 		}
-		id = st.LeaderID
+		id = st.LeaderId
 		return nil
 	})
 	return id
@@ -123,23 +134,29 @@ func (c *consoleCluster) leader(t *testing.T, via string) string {
 
 func (c *consoleCluster) submit(t *testing.T, user, via, tenant, prefix string, n int) []string {
 	t.Helper()
-	body := requestBody(n, prefix)
-	for _, r := range body["requests"].([]map[string]any) {
-		r["telnum"] = "15550100" + fmt.Sprint(len(prefix))
-		r["time_to_live"] = "120s"
+	reqs := specs(n, prefix)
+	for _, r := range reqs {
+		r.Telnum = "15550100" + fmt.Sprint(len(prefix))
+		r.TimeToLive = "120s"
 	}
-	var cr createResp
-	if _, err := doAs(user, http.MethodPost, "http://"+c.http[via]+"/v1/tenants/"+tenant+"/requests", body, &cr); err != nil {
+	cr, err := restAs(t, user, c.http[via]).CreateRequests(t.Context(), &pb.CreateRequestsRequest{Tenant: tenant, Requests: reqs})
+	if err != nil {
 		t.Fatal(err)
 	}
 	var ids []string
 	for _, r := range cr.Results {
-		if !r.OK {
+		if !r.Ok {
 			t.Fatalf("create: %+v", cr)
 		}
-		ids = append(ids, r.ID)
+		ids = append(ids, r.Id)
 	}
 	return ids
+}
+
+// setCAPS sets tenant's CAPS as the admin.
+func (c *consoleCluster) setCAPS(t *testing.T, via, tenant string, caps float64) error {
+	_, err := restAs(t, "ops", c.http[via]).SetPacing(t.Context(), &pb.SetPacingRequest{Tenant: tenant, Pacing: &pb.Pacing{Caps: caps}})
+	return err
 }
 
 // requireChromium finds the browser, or skips (fails when
@@ -298,8 +315,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	// Slow acme down so that its queue lasts through the test.
 	eventually(t, 60*time.Second, "acme paced at 20 CAPS", func() error {
-		_, err := doAs("ops", http.MethodPut, "http://"+c.http[other]+"/v1/pacing/acme", map[string]any{"caps": 20}, nil)
-		return err
+		return c.setCAPS(t, other, "acme", 20)
 	})
 	c.submit(t, "bob", other, "globex", "G", 5)
 	ui := "http://" + c.http[follower] + "/ui/"
@@ -357,8 +373,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		// At 0.1 CAPS the last of five new requests waits for about 40 s:
 		// long enough to be cancelled before it is dialled.
 		eventually(t, 60*time.Second, "acme paced at 0.1 CAPS", func() error {
-			_, err := doAs("ops", http.MethodPut, "http://"+c.http[other]+"/v1/pacing/acme", map[string]any{"caps": 0.1}, nil)
-			return err
+			return c.setCAPS(t, other, "acme", 0.1)
 		})
 		waiting := c.submit(t, "alice", other, "acme", "W", 5)
 		target, other := waiting[4], waiting[3]
@@ -383,8 +398,8 @@ func TestConsoleInBrowser(t *testing.T) {
 		acme.run(t, chromedp.Click(chromedp.CSS("#cancel")))
 		acme.waitJS(t, 10*time.Second, "cancelled", `document.querySelector('dd[data-k="result"]')?.textContent === 'CANCELLED'`)
 		acme.screenshot("request-cancelled")
-		r, err := getRequestAs("alice", c.http[leader], "acme", target)
-		if err != nil || r.Result != "CANCELLED" {
+		got, err := restAs(t, "alice", c.http[leader]).GetRequest(t.Context(), &pb.GetRequestRequest{Tenant: "acme", Id: target, Consistency: client.Linearizable})
+		if r := got.GetRequest(); err != nil || r.GetResult() != "CANCELLED" {
 			t.Fatalf("after cancel: %+v %v", r, err)
 		}
 	})
@@ -408,29 +423,16 @@ func TestConsoleInBrowser(t *testing.T) {
 		ops := b.tab()
 		ops.login(t, "http://"+c.http[on]+"/ui/#cluster", "ops")
 		ops.waitJS(t, 10*time.Second, "the leader", `document.getElementById('cluster-leader')?.textContent === `+jsString(leader))
-		p := c.procs[leader]
-		if err := p.cmd.Process.Kill(); err != nil {
+		if err := c.Kill(leader); err != nil {
 			t.Fatal(err)
 		}
 		killed := time.Now()
 		ops.waitJS(t, 3*time.Second, "a new leader", `(() => { const l = document.getElementById('cluster-leader')?.textContent; return !!l && l !== 'none' && l !== `+jsString(leader)+`; })()`)
 		t.Logf("new leader shown %s after the kill", time.Since(killed).Round(10*time.Millisecond))
 		before, _ := eval[string](ops, `document.getElementById('fresh').textContent`)
-		time.Sleep(2200 * time.Millisecond)
-		after, _ := eval[string](ops, `document.getElementById('fresh').textContent`)
-		if before == after {
-			t.Fatalf("the console stopped updating: %q", after)
-		}
+		ops.waitJS(t, 3*time.Second, "the console keeps updating", `document.getElementById('fresh').textContent !== `+jsString(before))
 		ops.screenshot("cluster-after-failover")
 	})
-}
-
-func getRequestAs(user, addr, tenant, id string) (apiRequest, error) {
-	var got struct {
-		Request apiRequest `json:"request"`
-	}
-	_, err := doAs(user, http.MethodGet, "http://"+addr+"/v1/tenants/"+tenant+"/requests/"+id+"?consistency=linearizable", nil, &got)
-	return got.Request, err
 }
 
 // doHeaders is do with request headers.
