@@ -83,6 +83,8 @@ fuzz:
 	go test -run='^$$' -fuzz=FuzzValidateSpec -fuzztime=$(FUZZTIME) ./internal/server/
 	go test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./internal/config/
 	go test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./internal/server/ssg/
+	go test -run='^$$' -fuzz=FuzzSingle -fuzztime=$(FUZZTIME) ./internal/server/jsonbody/
+	go test -run='^$$' -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) ./internal/server/jsonbody/
 
 clean:
 	rm -rf build

@@ -320,7 +320,7 @@ func protocolHandlers(authn *auth.Authenticator, requests *server.Requests, cfg 
 	}
 	tenantOf := func(r *http.Request) string { return r.URL.Query().Get("TenantName") }
 	for path, h := range handlers {
-		handlers[path] = server.HTTPAuth(authn, roleFor, tenantOf, h)
+		handlers[path] = server.HTTPAuthErrors(authn, roleFor, tenantOf, ssg.WriteHTTPError, h)
 	}
 	return handlers
 }

@@ -24,13 +24,15 @@ type portUsage struct {
 	relay   *portusage.Relay
 	service *server.PortUsage
 	metrics *portusage.Metrics
+	// defaultTenant: port_usage.default_tenant, for the Cisco POST.
+	defaultTenant string
 }
 
 // startPortUsage builds the cache and service, registers the gRPC service
 // and the relay handler, and starts the relay flusher and the sweeper
 // (they stop with n.ctx).
 func (n *Node) startPortUsage(cfg config.Config, nodeID string) *portUsage {
-	pu := &portUsage{}
+	pu := &portUsage{defaultTenant: cfg.PortUsage.DefaultTenant}
 	pu.cache = portusage.New(portusage.Options{
 		Window:      cfg.PortUsage.Window.Duration,
 		StaleAfter:  cfg.PortUsage.StaleAfter.Duration,
@@ -129,7 +131,7 @@ func (l lazyLicenses) SetEntitlementPorts(ctx context.Context, tenant string, po
 // cvpHandlers are the Cisco-compatible port-usage endpoints: GET needs the
 // read role, POST (set entitled ports) admin; tenants are scoped inside.
 func (n *Node) cvpHandlers(authn *auth.Authenticator) map[string]http.Handler {
-	h := cvp.New(n.portUsage.service, lazyLicenses{n})
+	h := cvp.New(n.portUsage.service, lazyLicenses{n}, cvp.Options{DefaultTenant: n.portUsage.defaultTenant})
 	roleFor := func(r *http.Request) auth.Role {
 		if r.Method == http.MethodGet || r.Method == http.MethodHead {
 			return auth.RoleRead
