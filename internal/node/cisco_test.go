@@ -44,7 +44,9 @@ func TestCiscoLicensePurchasedNames(t *testing.T) {
 		}
 		return decode[ciscoPurchased](t, body)
 	}
-	post := func(body string) (int, string) { return httpDo(t, "POST", base+"licensePurchased", "application/json", []byte(body)) }
+	post := func(body string) (int, string) {
+		return httpDo(t, "POST", base+"licensePurchased", "application/json", []byte(body))
+	}
 
 	// The GET's name, no tenant: the default tenant.
 	if code, body := post(`{"totalEntitledSelfServicePorts":12}`); code != 200 || body != `{"tenant":"acme","entitledSelfServicePorts":12}`+"\n" {
