@@ -89,8 +89,11 @@ fuzz:
 	go test -run='^$$' -fuzz=FuzzApply -fuzztime=$(FUZZTIME) ./internal/fsm/
 	go test -run='^$$' -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) ./internal/fsm/
 	go test -run='^$$' -fuzz=FuzzValidateSpec -fuzztime=$(FUZZTIME) ./internal/server/
+	go test -run='^$$' -fuzz=FuzzStrictGatewayDecode -fuzztime=$(FUZZTIME) ./internal/server/
 	go test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./internal/config/
 	go test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./internal/server/ssg/
+	go test -run='^$$' -fuzz=FuzzSingle -fuzztime=$(FUZZTIME) ./internal/server/jsonbody/
+	go test -run='^$$' -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) ./internal/server/jsonbody/
 
 clean:
 	rm -rf build

@@ -125,6 +125,14 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Authenticator, err
 	return a, nil
 }
 
+// Close stops background work (the JWKS refresher) and waits for it. The
+// context given to New stops it too.
+func (a *Authenticator) Close() {
+	if a.jwt != nil {
+		a.jwt.close()
+	}
+}
+
 func (a *Authenticator) basic() bool { return a.mode == ModeBasic || a.mode == ModeBasicJWT }
 func (a *Authenticator) jwtOn() bool { return a.mode == ModeJWT || a.mode == ModeBasicJWT }
 

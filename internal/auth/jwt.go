@@ -9,19 +9,23 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"time"
 
-	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
 )
 
 // JWTConfig configures bearer-token verification.
 type JWTConfig struct {
-	// JWKSURL is fetched at start and refreshed every RefreshInterval (and
-	// when a token names an unknown key id, rate limited).
+	// JWKSURL is fetched at start and refreshed in the background every
+	// RefreshInterval (default 1h), and at most every 5 s when a token
+	// names a key id the set lacks; requests never wait for a download
+	// (jwks.go).
 	JWKSURL         string
 	RefreshInterval time.Duration
+	// HTTPClient downloads the JWKS (default http.DefaultClient).
+	HTTPClient *http.Client
 	// PublicKeyFile is a PEM RSA or EC public key, instead of JWKSURL.
 	PublicKeyFile string
 	Issuer        string
@@ -37,7 +41,14 @@ type JWTConfig struct {
 type jwtVerifier struct {
 	cfg     JWTConfig
 	keyfunc jwt.Keyfunc
+	jwks    *jwksCache // nil with a PEM key
 	parser  *jwt.Parser
+}
+
+func (v *jwtVerifier) close() {
+	if v.jwks != nil {
+		v.jwks.close()
+	}
 }
 
 func newJWTVerifier(ctx context.Context, cfg JWTConfig, log *slog.Logger) (*jwtVerifier, error) {
@@ -61,22 +72,12 @@ func newJWTVerifier(ctx context.Context, cfg JWTConfig, log *slog.Logger) (*jwtV
 		}
 		v.keyfunc = func(*jwt.Token) (any, error) { return key, nil }
 	case cfg.JWKSURL != "":
-		interval := cfg.RefreshInterval
-		if interval <= 0 {
-			interval = time.Hour
-		}
-		kf, err := keyfunc.NewDefaultOverrideCtx(ctx, []string{cfg.JWKSURL}, keyfunc.Override{
-			RefreshInterval: interval,
-			RefreshErrorHandlerFunc: func(u string) func(context.Context, error) {
-				return func(ctx context.Context, err error) {
-					log.Warn("JWKS refresh failed; keeping the cached keys", "url", u, "err", err)
-				}
-			},
-		})
+		c, err := newJWKSCache(ctx, cfg.JWKSURL, cfg.RefreshInterval, cfg.HTTPClient, log)
 		if err != nil {
-			return nil, fmt.Errorf("auth: jwks %s: %w", cfg.JWKSURL, err)
+			return nil, err
 		}
-		v.keyfunc = kf.Keyfunc
+		v.jwks = c
+		v.keyfunc = c.Keyfunc
 	default:
 		return nil, errors.New("auth: jwt needs jwks_url or public_key_file")
 	}

@@ -17,7 +17,9 @@ import (
 // Apply commits cmd through the leader and returns the state machine's
 // result and the entry's log index. On a follower the command is forwarded
 // to the leader; while no leader is known the call waits, until ctx's
-// deadline or the configured ApplyTimeout. Forwarded commands may be
+// deadline or the configured ApplyTimeout. It returns once this node has
+// applied the entry too, or, after LocalApplyTimeout, with the result, the
+// index and ErrNotAppliedLocally (the write took effect). Forwarded commands may be
 // delivered more than once after a transport failure, so commands must be
 // safe to replay.
 func (c *Cluster) Apply(ctx context.Context, cmd *fsmpb.Command) (*fsmpb.ApplyResult, uint64, error) {
@@ -37,6 +39,11 @@ func (c *Cluster) Apply(ctx context.Context, cmd *fsmpb.Command) (*fsmpb.ApplyRe
 		res, idx = resp.GetResult(), resp.GetIndex()
 		return nil
 	})
+	if err == nil {
+		// Read-your-writes on the node that took the write
+		// (readyourwrites.go); the leader applied it before answering.
+		err = c.awaitLocal(ctx, idx)
+	}
 	return res, idx, err
 }
 

@@ -62,7 +62,11 @@ type Config struct {
 	LeaderLeaseTimeout time.Duration
 	// ApplyTimeout bounds a write that has no deadline of its own,
 	// including the wait for an election.
-	ApplyTimeout      time.Duration
+	ApplyTimeout time.Duration
+	// LocalApplyTimeout bounds how long a write forwarded to the leader
+	// waits for this node to apply it before answering (read-your-writes
+	// on the node that took the write); default 2s.
+	LocalApplyTimeout time.Duration
 	SnapshotThreshold uint64
 	SnapshotInterval  time.Duration
 	TrailingLogs      uint64

@@ -76,6 +76,10 @@ type PortUsage struct {
 	StaleAfter Duration `toml:"stale_after"`
 	// ExpireAfter: a server silent this long is no longer listed.
 	ExpireAfter Duration `toml:"expire_after"`
+	// DefaultTenant, when set, is the tenant of a Cisco licensePurchased
+	// POST that names none (a single-tenant deployment); empty: such a POST
+	// needs a principal scoped to exactly one tenant.
+	DefaultTenant string `toml:"default_tenant"`
 }
 
 // TLS configures TLS on every node's HTTP and gRPC listeners. The same
@@ -544,4 +548,10 @@ func (c *Config) validatePortUsage(bad func(key, format string, args ...any)) {
 	if p.ExpireAfter.Duration < p.StaleAfter.Duration {
 		bad("port_usage.expire_after", "%s must not be below stale_after (%s)", p.ExpireAfter.Duration, p.StaleAfter.Duration)
 	}
+	if t := p.DefaultTenant; t != "" && !tenantName.MatchString(t) {
+		bad("port_usage.default_tenant", "%q must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit", t)
+	}
 }
+
+// tenantName is a tenant's name, as the API validates it.
+var tenantName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)

@@ -79,6 +79,7 @@ func TestValidationNamesTheKey(t *testing.T) {
 		{"bad level", "[log]\nlevel = \"loud\"\n", "log.level"},
 		{"bad bulk", "[limits]\nmax_bulk = 0\n", "limits.max_bulk"},
 		{"bad port view", "[dialer]\nport_view = \"sampled\"\n", "dialer.port_view"},
+		{"bad default tenant", "[port_usage]\ndefault_tenant = \"a b\"\n", "port_usage.default_tenant"},
 		{"wrong type", "[limits]\nmax_bulk = \"many\"\n", "max_bulk"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

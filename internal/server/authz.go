@@ -195,10 +195,17 @@ func ClusterSecretDialOption(secret string) grpc.DialOption {
 	return grpc.WithPerRPCCredentials(creds)
 }
 
-// HTTPAuth guards a plain HTTP handler (metrics, OpenAPI, the SSG endpoint)
-// with the same credentials and rules as the RPCs. roleFor picks the role a
-// request needs; tenantOf, when not nil, names the tenant it acts for.
+// HTTPAuth guards a plain HTTP handler (metrics, OpenAPI, the Cisco
+// paths) with the same credentials and rules as the RPCs. roleFor picks the
+// role a request needs; tenantOf, when not nil, names the tenant it acts
+// for. 401 and 403 are written by WriteHTTPError.
 func HTTPAuth(a *auth.Authenticator, roleFor func(*http.Request) auth.Role, tenantOf func(*http.Request) string, next http.Handler) http.Handler {
+	return HTTPAuthErrors(a, roleFor, tenantOf, WriteHTTPError, next)
+}
+
+// HTTPAuthErrors is HTTPAuth writing 401 and 403 with writeErr (the SSG
+// endpoint answers them as an SSGResponse).
+func HTTPAuthErrors(a *auth.Authenticator, roleFor func(*http.Request) auth.Role, tenantOf func(*http.Request) string, writeErr ErrorWriter, next http.Handler) http.Handler {
 	if !a.Enabled() {
 		return next
 	}
@@ -206,7 +213,7 @@ func HTTPAuth(a *auth.Authenticator, roleFor func(*http.Request) auth.Role, tena
 		p, err := a.Authenticate(r.Context(), r.Header.Get("Authorization"))
 		if err != nil {
 			w.Header().Set("WWW-Authenticate", a.Challenge())
-			writeJSONError(w, http.StatusUnauthorized, err.Error())
+			writeErr(w, http.StatusUnauthorized, err.Error())
 			return
 		}
 		tenant, scoped := "", tenantOf != nil
@@ -214,7 +221,7 @@ func HTTPAuth(a *auth.Authenticator, roleFor func(*http.Request) auth.Role, tena
 			tenant = tenantOf(r)
 		}
 		if err := Authorize(p, roleFor(r), tenant, scoped); err != nil {
-			writeJSONError(w, http.StatusForbidden, err.Error())
+			writeErr(w, http.StatusForbidden, err.Error())
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(auth.NewContext(r.Context(), p)))

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -43,10 +44,10 @@ type HTTPOptions struct {
 // /openapi.json, /healthz, /readyz and /metrics.
 func NewHTTPHandler(ctx context.Context, conn *grpc.ClientConn, opts HTTPOptions) (http.Handler, error) {
 	gw := runtime.NewServeMux(
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, strictJSONPb{&runtime.JSONPb{
 			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true},
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
-		}),
+		}}),
 	)
 	if err := pb.RegisterRequestServiceHandler(ctx, gw, conn); err != nil {
 		return nil, fmt.Errorf("api: register request gateway: %w", err)
@@ -64,11 +65,15 @@ func NewHTTPHandler(ctx context.Context, conn *grpc.ClientConn, opts HTTPOptions
 		return nil, fmt.Errorf("api: register dialer gateway: %w", err)
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+	// The gateway and the built-in endpoints answer an oversized body with
+	// the gateway's error shape; the protocol front ends (Extra: SSG, Cisco)
+	// get only the cap and answer 413 in their own shapes.
+	limit := func(h http.Handler) http.Handler { return limitBody(h, opts.MaxBodyBytes) }
+	mux.Handle("GET /healthz", limit(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+	})))
+	mux.Handle("GET /readyz", limit(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		ok, why := true, "ready"
 		if opts.Ready != nil {
@@ -78,7 +83,7 @@ func NewHTTPHandler(ctx context.Context, conn *grpc.ClientConn, opts HTTPOptions
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
 		fmt.Fprintln(w, why)
-	})
+	})))
 	var spec http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(openapi.JSON)
@@ -86,19 +91,31 @@ func NewHTTPHandler(ctx context.Context, conn *grpc.ClientConn, opts HTTPOptions
 	if opts.ProtectOpenAPI && opts.Auth != nil {
 		spec = HTTPAuth(opts.Auth, func(*http.Request) auth.Role { return anyPrincipal }, nil, spec)
 	}
-	mux.Handle("GET /openapi.json", spec)
+	mux.Handle("GET /openapi.json", limit(spec))
 	if opts.Gatherer != nil {
 		var metrics http.Handler = promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{})
 		if opts.ProtectMetrics && opts.Auth != nil {
 			metrics = HTTPAuth(opts.Auth, func(*http.Request) auth.Role { return auth.RoleAdmin }, nil, metrics)
 		}
-		mux.Handle("GET /metrics", metrics)
+		mux.Handle("GET /metrics", limit(metrics))
 	}
 	for path, h := range opts.Extra {
-		mux.Handle(path, h)
+		mux.Handle(path, capBody(h, opts.MaxBodyBytes))
 	}
-	mux.Handle("/", gw)
-	return limitBody(mux, opts.MaxBodyBytes), nil
+	mux.Handle("/", limit(requireJSON(gw)))
+	return mux, nil
+}
+
+// capBody caps request bodies at max bytes; the handler answers the
+// overflow (http.MaxBytesError) in its own shape.
+func capBody(next http.Handler, max int64) http.Handler {
+	if max <= 0 {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, max)
+		next.ServeHTTP(w, r)
+	})
 }
 
 // limitBody answers 413 for bodies over max and caps the rest.
@@ -108,7 +125,7 @@ func limitBody(next http.Handler, max int64) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength > max {
-			writeJSONError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body: %d bytes exceeds the limit of %d bytes", r.ContentLength, max))
+			writeGatewayError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body: %d bytes exceeds the limit of %d bytes", r.ContentLength, max))
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, max)
@@ -116,12 +133,29 @@ func limitBody(next http.Handler, max int64) http.Handler {
 	})
 }
 
-// writeJSONError writes an error in the gateway's JSON shape.
-func writeJSONError(w http.ResponseWriter, code int, msg string) {
+// writeGatewayError writes an error in the gateway's JSON shape (the
+// native REST API's contract: "code" is the gRPC status code).
+func writeGatewayError(w http.ResponseWriter, code int, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	fmt.Fprintf(w, `{"code":%d,"message":%q}`+"\n", grpcCodeForHTTP(code), strings.ToValidUTF8(msg, "?"))
 }
+
+// WriteHTTPError writes the error body of the plain HTTP endpoints (the
+// Cisco-compatible paths, /metrics, /openapi.json):
+// {"code": <HTTP status>, "message": "..."}; the code is the response's
+// own HTTP status, never a gRPC code.
+func WriteHTTPError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+	}{code, strings.ToValidUTF8(msg, "?")})
+}
+
+// ErrorWriter writes an error answer in one front end's shape.
+type ErrorWriter func(w http.ResponseWriter, code int, msg string)
 
 func grpcCodeForHTTP(code int) int {
 	switch code {

@@ -163,8 +163,8 @@ func (s *PortSettings) SetEntitlementPorts(ctx context.Context, tenant string, p
 	if err := ValidateTenant(tenant); err != nil {
 		fe = append(fe, err.(FieldError))
 	}
-	if ports == 0 || ports > MaxLicensedPorts {
-		fe.add("licensed_ports", "must be between 1 and %d (delete the entitlement to remove it)", MaxLicensedPorts)
+	if ports > MaxLicensedPorts { // 0 is an entitlement: no purchased ports
+		fe.add("licensed_ports", "must be between 0 and %d", MaxLicensedPorts)
 	}
 	if len(fe) > 0 {
 		return fe.status()

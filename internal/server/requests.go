@@ -161,6 +161,8 @@ func itemAt(res *fsmpb.ApplyResult, i int) *fsmpb.ItemResult {
 // replError maps replication errors to gRPC status codes.
 func replError(err error) error {
 	switch {
+	case errors.Is(err, cluster.ErrNotAppliedLocally): // readyourwrites.go
+		return notAppliedStatus(err)
 	case errors.Is(err, cluster.ErrLeadershipLost):
 		return status.Error(codes.Unavailable, "leadership changed while writing; the outcome is unknown: retry with the same idempotency_key")
 	case errors.Is(err, cluster.ErrNoLeader), errors.Is(err, cluster.ErrShutdown):

@@ -25,6 +25,7 @@ import (
 
 	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
 	"github.com/seed-7bfc04c2/dialtone/internal/auth"
+	"github.com/seed-7bfc04c2/dialtone/internal/server/jsonbody"
 )
 
 // Paths served.
@@ -45,16 +46,29 @@ type Licenses interface {
 	SetEntitlementPorts(ctx context.Context, tenant string, ports uint32) error
 }
 
+// Options configure the handler.
+type Options struct {
+	// DefaultTenant is the tenant of a licensePurchased POST that names
+	// none, for a single-tenant deployment (port_usage.default_tenant).
+	DefaultTenant string
+	// MaxBodyBytes bounds a POST body (default 64 KiB).
+	MaxBodyBytes int64
+}
+
 // Handler serves the Cisco-compatible endpoints.
 type Handler struct {
 	usage    Usage
 	licenses Licenses // nil: licensePurchased POST answers 501
+	opts     Options
 	now      func() time.Time
 }
 
 // New returns the handler; licenses may be nil.
-func New(usage Usage, licenses Licenses) *Handler {
-	return &Handler{usage: usage, licenses: licenses, now: time.Now}
+func New(usage Usage, licenses Licenses, opts Options) *Handler {
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = 64 << 10
+	}
+	return &Handler{usage: usage, licenses: licenses, opts: opts, now: time.Now}
 }
 
 // Handlers returns the handlers by ServeMux pattern.
@@ -104,11 +118,30 @@ type LicensePurchased struct {
 	Tenants                       []TenantLicense `json:"tenants"`
 }
 
-// SetLicense is the licensePurchased POST body. Tenant may be left out by
-// a principal scoped to exactly one tenant.
+// SetLicense is the licensePurchased POST body. The figure may be named
+// entitledSelfServicePorts (the per-tenant name) or
+// totalEntitledSelfServicePorts (the name licenseUsage and the
+// licensePurchased GET return); both at once must agree. Tenant may be left
+// out by a principal scoped to exactly one tenant, or in a deployment with
+// a default tenant.
 type SetLicense struct {
-	Tenant                   string  `json:"tenant"`
-	EntitledSelfServicePorts *uint32 `json:"entitledSelfServicePorts"`
+	Tenant                        string  `json:"tenant"`
+	EntitledSelfServicePorts      *uint32 `json:"entitledSelfServicePorts"`
+	TotalEntitledSelfServicePorts *uint32 `json:"totalEntitledSelfServicePorts"`
+}
+
+// ports returns the figure, whichever name carried it.
+func (b SetLicense) ports() (uint32, error) {
+	a, t := b.EntitledSelfServicePorts, b.TotalEntitledSelfServicePorts
+	switch {
+	case a == nil && t == nil:
+		return 0, errors.New("entitledSelfServicePorts: is required (or its alias totalEntitledSelfServicePorts)")
+	case a != nil && t != nil && *a != *t:
+		return 0, fmt.Errorf("entitledSelfServicePorts (%d) and totalEntitledSelfServicePorts (%d) disagree: send one of them", *a, *t)
+	case a != nil:
+		return *a, nil
+	}
+	return *t, nil
 }
 
 func (h *Handler) licenseUsage(w http.ResponseWriter, r *http.Request) {
@@ -157,16 +190,31 @@ func (h *Handler) licenseUsage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) getPurchased(w http.ResponseWriter, r *http.Request) {
-	u, err := h.usage.GetUsage(r.Context(), &pb.GetUsageRequest{})
-	if err != nil {
-		writeStatus(w, err)
+	out := LicensePurchased{Tenants: []TenantLicense{}}
+	if h.licenses == nil {
+		u, err := h.usage.GetUsage(r.Context(), &pb.GetUsageRequest{})
+		if err != nil {
+			writeStatus(w, err)
+			return
+		}
+		out.TotalEntitledSelfServicePorts = u.EntitledPorts
+		for _, t := range u.Tenants {
+			if t.EntitledPorts > 0 {
+				out.Tenants = append(out.Tenants, TenantLicense{Tenant: t.Tenant, EntitledSelfServicePorts: t.EntitledPorts})
+			}
+		}
+		writeJSON(w, http.StatusOK, out)
 		return
 	}
-	out := LicensePurchased{TotalEntitledSelfServicePorts: u.EntitledPorts, Tenants: []TenantLicense{}}
-	for _, t := range u.Tenants {
-		if t.EntitledPorts > 0 {
-			out.Tenants = append(out.Tenants, TenantLicense{Tenant: t.Tenant, EntitledSelfServicePorts: t.EntitledPorts})
+	// Every entitlement the caller may see, those of 0 ports included (a
+	// customer with no purchased self-service ports).
+	p, authOn := auth.FromContext(r.Context())
+	for _, e := range h.licenses.EntitlementList() {
+		if authOn && !p.CanAccess(e.Tenant) {
+			continue
 		}
+		out.Tenants = append(out.Tenants, TenantLicense{Tenant: e.Tenant, EntitledSelfServicePorts: e.LicensedPorts})
+		out.TotalEntitledSelfServicePorts += e.LicensedPorts
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -176,23 +224,36 @@ func (h *Handler) setPurchased(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotImplemented, "entitlements cannot be set on this node")
 		return
 	}
-	var body SetLicense
-	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&body); err != nil {
-		writeError(w, http.StatusBadRequest, "body: "+err.Error())
+	if err := jsonbody.CheckContentType(r.Header.Get("Content-Type")); err != nil {
+		writeError(w, http.StatusUnsupportedMediaType, err.Error())
 		return
 	}
-	if body.EntitledSelfServicePorts == nil {
-		writeError(w, http.StatusBadRequest, "entitledSelfServicePorts: is required")
+	var body SetLicense
+	if err := jsonbody.Decode(r.Body, h.opts.MaxBodyBytes, &body); err != nil {
+		switch {
+		case errors.Is(err, jsonbody.ErrTooLarge):
+			writeError(w, http.StatusRequestEntityTooLarge, err.Error())
+		case errors.Is(err, io.EOF):
+			writeError(w, http.StatusBadRequest, `body: empty; expected {"tenant": "...", "entitledSelfServicePorts": N}`)
+		default:
+			writeError(w, http.StatusBadRequest, err.Error())
+		}
+		return
+	}
+	ports, err := body.ports()
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	p, authOn := auth.FromContext(r.Context())
 	if body.Tenant == "" {
-		if authOn && len(p.Tenants) == 1 && p.Tenants[0] != "*" {
+		switch {
+		case authOn && len(p.Tenants) == 1 && p.Tenants[0] != "*":
 			body.Tenant = p.Tenants[0]
-		} else {
-			writeError(w, http.StatusBadRequest, "tenant: is required")
+		case h.opts.DefaultTenant != "":
+			body.Tenant = h.opts.DefaultTenant
+		default:
+			writeError(w, http.StatusBadRequest, "tenant: is required (no port_usage.default_tenant is configured, and the caller is not scoped to exactly one tenant)")
 			return
 		}
 	}
@@ -200,11 +261,11 @@ func (h *Handler) setPurchased(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, fmt.Sprintf("principal %q may not act for tenant %q", p.Name, body.Tenant))
 		return
 	}
-	if err := h.licenses.SetEntitlementPorts(r.Context(), body.Tenant, *body.EntitledSelfServicePorts); err != nil {
+	if err := h.licenses.SetEntitlementPorts(r.Context(), body.Tenant, ports); err != nil {
 		writeStatus(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, TenantLicense{Tenant: body.Tenant, EntitledSelfServicePorts: *body.EntitledSelfServicePorts})
+	writeJSON(w, http.StatusOK, TenantLicense{Tenant: body.Tenant, EntitledSelfServicePorts: ports})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -213,7 +274,8 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// Error is the error body.
+// Error is the error body of every Cisco path: Code is the response's HTTP
+// status (never a gRPC code), Message says what went wrong.
 type Error struct {
 	Code    int    `json:"code"`
 	Message string `json:"message"`
@@ -243,8 +305,10 @@ func writeStatus(w http.ResponseWriter, err error) {
 		code = http.StatusForbidden
 	case codes.Unauthenticated:
 		code = http.StatusUnauthorized
-	case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted:
+	case codes.Unavailable, codes.Aborted:
 		code = http.StatusServiceUnavailable
+	case codes.DeadlineExceeded:
+		code = http.StatusGatewayTimeout
 	case codes.Unimplemented:
 		code = http.StatusNotImplemented
 	case codes.ResourceExhausted:

@@ -12,7 +12,7 @@ const (
 	// CodeMalformedXML: the body is not well-formed XML (syntax error,
 	// invalid UTF-8, unknown entity, content after the root element, an
 	// empty body or an encoding other than UTF-8). The whole POST fails.
-	CodeMalformedXML ReasonCode = 101
+	CodeMalformedXML ReasonCode = 101 // also HTTP 400
 	// CodeSchema: well-formed XML that does not follow the request schema:
 	// wrong root, unknown or misplaced element, unknown or duplicate
 	// attribute, text where none is allowed, a malformed number or boolean.
@@ -35,7 +35,7 @@ const (
 	CodeEmptyRequest ReasonCode = 108
 	// CodeDTD: a DOCTYPE or other markup declaration. Refused before any
 	// entity could be expanded.
-	CodeDTD ReasonCode = 109
+	CodeDTD ReasonCode = 109 // also HTTP 400
 	// CodeDBInsertion: the create was valid but could not be stored because
 	// limits.max_records is reached (Genesys 120).
 	CodeDBInsertion ReasonCode = 120
@@ -51,6 +51,11 @@ const (
 	// CodeNotFound: no such RequestID for this tenant (Genesys 404). Another
 	// tenant's id answers exactly the same.
 	CodeNotFound ReasonCode = 404
+	// CodeUnauthenticated: missing or invalid credentials (also HTTP 401).
+	CodeUnauthenticated ReasonCode = 401
+	// CodePermissionDenied: the principal lacks the role or may not act
+	// for the TenantName (also HTTP 403).
+	CodePermissionDenied ReasonCode = 403
 	// CodeMethodNotAllowed: not GET, POST or DELETE (also HTTP 405).
 	CodeMethodNotAllowed ReasonCode = 405
 	// CodeBodyTooLarge: the body exceeds limits.max_body_bytes (also HTTP

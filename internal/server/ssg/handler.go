@@ -156,6 +156,14 @@ func (h *handler) post(w http.ResponseWriter, r *http.Request, tenant string) {
 	}
 	doc, f := Parse(body, h.opts.MaxBulk)
 	if f != nil {
+		if f.Code == CodeMalformedXML || f.Code == CodeDTD {
+			// Not one well-formed XML document (trailing data, a second
+			// document, junk after whitespace, a DTD): a transport-level
+			// refusal, HTTP 400, like 413 and 415. Schema and value
+			// errors stay HTTP 200 with a FAILURE, as SSG TAs expect.
+			writeResponse(w, http.StatusBadRequest, []ResponseElement{failure(f)})
+			return
+		}
 		h.fail(w, f)
 		return
 	}

@@ -95,3 +95,11 @@ func writeResponse(w http.ResponseWriter, status int, elems []ResponseElement) {
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 }
+
+// WriteHTTPError answers a request refused before the endpoint ran (401,
+// 403 from the authentication wrapper) the way the endpoint answers its own
+// transport-level refusals: HTTP status code, and an SSGResponse with one
+// FAILURE whose ReasonCode is that status and whose Reason is msg.
+func WriteHTTPError(w http.ResponseWriter, code int, msg string) {
+	writeResponse(w, code, []ResponseElement{failure(&Failure{Code: ReasonCode(code), Reason: msg})})
+}
