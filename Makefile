@@ -94,6 +94,7 @@ fuzz:
 	go test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./internal/server/ssg/
 	go test -run='^$$' -fuzz=FuzzSingle -fuzztime=$(FUZZTIME) ./internal/server/jsonbody/
 	go test -run='^$$' -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) ./internal/server/jsonbody/
+	go test -run='^$$' -fuzz=FuzzInactiveAnswer -fuzztime=$(FUZZTIME) ./internal/telephony/sipcall/
 
 clean:
 	rm -rf build
