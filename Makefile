@@ -38,9 +38,12 @@ lint:
 # The Prometheus alert rules and their unit tests (deploy/monitoring/);
 # promtool comes with Debian's prometheus package.
 monitoring-check:
-	@command -v promtool >/dev/null || { echo "monitoring-check: promtool not found (apt-get install prometheus)"; exit 1; }
-	promtool check rules deploy/monitoring/alerts.yml
-	promtool test rules deploy/monitoring/tests/alerts_test.yml
+	@if ! command -v promtool >/dev/null; then \
+	  echo "monitoring-check: promtool not found (apt-get install prometheus)"; \
+	  if [ -n "$$DIALTONE_REQUIRE_SIPP" ]; then exit 1; fi; echo "monitoring-check: skipped"; \
+	else \
+	  promtool check rules deploy/monitoring/alerts.yml && promtool test rules deploy/monitoring/tests/alerts_test.yml; \
+	fi
 
 unit:
 	go test -race -count=1 -timeout 20m ./...
