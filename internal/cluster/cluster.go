@@ -122,6 +122,7 @@ type Cluster struct {
 	fsm    FSM
 	raft   *raft.Raft
 	trans  *raft.NetworkTransport
+	stream *raftStream
 	store  *raftboltdb.BoltStore
 	ml     *memberlist.Memberlist
 	meta   *metaDelegate
@@ -138,6 +139,7 @@ type Cluster struct {
 	// that was replaced while they waited on it.
 	leaderSeenMu sync.Mutex
 	leaderSeen   chan struct{}
+	lease        lease // see lease.go
 
 	ctx      context.Context // cancelled at shutdown
 	cancel   context.CancelFunc
@@ -216,6 +218,7 @@ func (c *Cluster) openRaft() error {
 		return fmt.Errorf("cluster: raft listener: %w", err)
 	}
 	stream := newRaftStream(ln, advertise, c.cfg.RaftKey, c.cfg.RaftServerTLS, c.cfg.RaftClientTLS)
+	c.stream = stream
 	if a, ok := stream.Addr().(*net.TCPAddr); !ok || a.IP.IsUnspecified() {
 		_ = ln.Close()
 		return fmt.Errorf("cluster: raft address %q is not advertisable: give a host address", c.cfg.RaftAddr)
@@ -355,7 +358,11 @@ func (c *Cluster) watchLeadership(notify <-chan bool) {
 func (c *Cluster) startLeading() func() {
 	ctx, cancel := context.WithCancel(c.ctx)
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		c.keepLease(ctx)
+	}()
 	go func() {
 		defer wg.Done()
 		// Apply every entry of earlier terms before acting as leader.

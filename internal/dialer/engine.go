@@ -44,8 +44,10 @@ type Options struct {
 	Apply   Applier
 	Ports   Ports
 	Backend telephony.Backend // nil: no calls are placed
-	Sender  Sender            // nil: notifications are not sent
-	Metrics *Metrics          // nil: unregistered metrics
+	// Lease fences every send (see gate.go); nil: no fence (tests).
+	Lease   Lease
+	Sender  Sender   // nil: notifications are not sent
+	Metrics *Metrics // nil: unregistered metrics
 	Logger  *slog.Logger
 
 	// InterruptedRetryDelay: the earliest retry of an attempt a previous
@@ -98,7 +100,8 @@ type Engine struct {
 	mu      sync.Mutex
 	running bool
 	tenants map[string]*tenant
-	global  pacer
+	global  pacer // hand-off, over all tenants
+	gwire   pacer // the send, over all tenants
 	gCAPS   float64
 
 	// Per term: set in Run before any goroutine of the term starts, read
@@ -154,6 +157,7 @@ func (e *Engine) Run(ctx context.Context) {
 	e.running = true
 	e.tenants = map[string]*tenant{}
 	e.global = pacer{}
+	e.gwire = pacer{}
 	e.latency = &startLatency{}
 	e.wake = make(chan struct{}, 1)
 	e.fetchCh = make(chan struct{}, 1)

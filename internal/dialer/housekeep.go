@@ -44,6 +44,7 @@ func (e *Engine) refresh(now time.Time) {
 	defer e.mu.Unlock()
 	e.gCAPS = pacing.GlobalCAPS(global)
 	e.global.setRate(e.gCAPS)
+	e.gwire.setRate(e.gCAPS)
 	for _, n := range names {
 		if e.tenants[n] == nil {
 			e.tenants[n] = newTenant(n)
@@ -53,6 +54,7 @@ func (e *Engine) refresh(now time.Time) {
 		tp, _ := e.opts.Store.Pacing(n)
 		t.settings = pacing.Resolve(global, tp)
 		t.pacer.setRate(t.settings.CAPS)
+		t.wire.setRate(t.settings.CAPS)
 		t.ports = e.opts.Ports.TenantPorts(n)
 		e.view.refresh(t, now)
 		t.rate(now) // trims the attempt log

@@ -21,6 +21,7 @@ type Metrics struct {
 	Fetches       prometheus.Counter
 	Reconciled    prometheus.Counter
 	Revoked       prometheus.Counter
+	Fenced        prometheus.Counter
 	Purged        prometheus.Counter
 	StartBatch    prometheus.Histogram
 }
@@ -47,6 +48,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Result notification deliveries, by result (delivered, failed: retried)."}, []string{"tenant", "result"}),
 		Fetches:    prometheus.NewCounter(prometheus.CounterOpts{Name: "dialtone_dialer_fetches_total", Help: "Batch fetches committed (one Raft entry each)."}),
 		Reconciled: prometheus.NewCounter(prometheus.CounterOpts{Name: "dialtone_dialer_reconciled_total", Help: "Requests a new leader took back from its predecessor (requeued or interrupted)."}),
+		Fenced:     prometheus.NewCounter(prometheus.CounterOpts{Name: "dialtone_dialer_fenced_total", Help: "Attempts not sent because this node's leader lease was not fresh at the send (deposed or cut off)."}),
 		Revoked:    prometheus.NewCounter(prometheus.CounterOpts{Name: "dialtone_dialer_revoked_total", Help: "Calls of a previous leader that the new leader revoked on the media platform before retrying them."}),
 		Purged:     prometheus.NewCounter(prometheus.CounterOpts{Name: "dialtone_dialer_purged_total", Help: "Finished requests purged by cleanup."}),
 		StartBatch: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "dialtone_dialer_start_batch_size",
@@ -54,7 +56,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Running, m.QueueDepth, m.InProgress, m.PortBudget, m.CAPSTarget, m.Attempts, m.Outcomes,
-			m.Refused, m.Notifications, m.Fetches, m.Reconciled, m.Revoked, m.Purged, m.StartBatch)
+			m.Refused, m.Notifications, m.Fetches, m.Reconciled, m.Revoked, m.Fenced, m.Purged, m.StartBatch)
 	}
 	return m
 }

@@ -29,6 +29,7 @@ func (n *Node) newDialer(cfg config.Config, backend telephony.Backend, ready <-c
 		Apply:   leaderApplier{n},
 		Ports:   cachePorts{n},
 		Backend: backend,
+		Lease:   leaderApplier{n},
 		Sender: notify.Sender{
 			Client:  &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Dialer.NotifyConcurrency, IdleConnTimeout: 90 * time.Second}},
 			Timeout: cfg.Dialer.NotifyTimeout.Duration,
@@ -56,6 +57,9 @@ func (n *Node) Dialer() *dialer.Engine { return n.dialer }
 
 // leaderApplier applies on this node only if it leads (never forwarded).
 type leaderApplier struct{ n *Node }
+
+// CheckLease fences every call the dialer sends (cluster.CheckLease).
+func (a leaderApplier) CheckLease() error { return a.n.cluster.CheckLease() }
 
 func (a leaderApplier) ApplyLeader(ctx context.Context, cmd *fsmpb.Command) (*fsmpb.ApplyResult, uint64, error) {
 	return a.n.cluster.ApplyLeader(ctx, cmd)

@@ -317,6 +317,11 @@ func (p *Platform) place(ctx context.Context, c telephony.Call, caller string) (
 	if err := ctx.Err(); err != nil {
 		return telephony.Outcome{}, CallRecord{}, err
 	}
+	// In process, the platform is the far end: the call's gate (the
+	// dialer's pacer and fence) runs right before it is received.
+	if err := c.Send(ctx); err != nil {
+		return telephony.Outcome{}, CallRecord{}, err
+	}
 	rec := &CallRecord{
 		RequestID: c.RequestID, CallUUID: c.CallUUID, Attempt: c.Attempt, Telnum: c.Telnum,
 		Tenant: c.Tenant, Start: time.Now(), State: StateInProgress, Caller: caller,

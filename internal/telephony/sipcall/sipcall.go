@@ -452,6 +452,9 @@ func (b *Backend) Place(ctx context.Context, c telephony.Call) (telephony.Outcom
 }
 
 func (b *Backend) dial(ctx context.Context, t *trunk, c telephony.Call, req *sip.Request) (telephony.Outcome, error) {
+	if err := c.Send(ctx); err != nil {
+		return telephony.Outcome{}, err // the dialer's pacer or fence refused: no INVITE
+	}
 	b.m.invites.WithLabelValues(t.Name).Inc()
 	sess, err := t.dc.WriteInvite(ctx, req)
 	if err != nil {
