@@ -156,7 +156,7 @@ func (e *Engine) Run(ctx context.Context) {
 	e.mu.Lock()
 	e.running = true
 	e.tenants = map[string]*tenant{}
-	e.global = pacer{}
+	e.global = pacer{handoff: true}
 	e.gwire = pacer{}
 	e.latency = &startLatency{}
 	e.wake = make(chan struct{}, 1)

@@ -38,9 +38,15 @@ const catchUp = 50 * time.Millisecond
 // span is longer by half an interval, see setRate.) The 100 ms
 // log bounds the catch-up itself: after a stall, missed slots follow at
 // most one extra per 100 ms instead of all at once.
+//
+// A handoff pacer (the dispatcher's, which hands attempts to their call
+// goroutines at about the rate) keeps the schedule only: the wire pacer
+// behind it (gate.go) enforces the windows at the send, and windows on the
+// hand-off too would only add the loss a window costs a late sender.
 type pacer struct {
 	interval time.Duration
 	next     time.Time
+	handoff  bool         // schedule only, no window logs
 	windows  [2]windowLog // one second, 100 ms
 }
 
@@ -69,7 +75,7 @@ func (p *pacer) setRate(perSecond float64) {
 	}
 	p.interval = iv
 	var perSec, perTenth int
-	if iv > 0 {
+	if iv > 0 && !p.handoff {
 		perSec = int(math.Floor(perSecond)) + 1
 		perTenth = int(math.Ceil(perSecond/10)) + 1
 	}

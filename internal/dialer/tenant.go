@@ -27,7 +27,7 @@ type tenant struct {
 }
 
 func newTenant(name string) *tenant {
-	return &tenant{name: name, queues: map[string][]*item{}, outcomes: map[string]uint64{}}
+	return &tenant{name: name, pacer: pacer{handoff: true}, queues: map[string][]*item{}, outcomes: map[string]uint64{}}
 }
 
 // item is one request on its way through the engine.
