@@ -6,9 +6,9 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
-	"sync"
 	"net/http/httptest"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -240,7 +240,7 @@ func TestDialerCutOffLeaderSendsNothing(t *testing.T) {
 		}
 		return fmt.Errorf("no call from %s", successor)
 	})
-	time.Sleep(time.Second) // the old leader, still cut off, has had time to misbehave
+	time.Sleep(time.Second)                       // the old leader, still cut off, has had time to misbehave
 	fence := cut.Add(lease + 30*time.Millisecond) // + the send's own latency
 	var lastOld time.Time
 	for _, c := range plat.Calls() {
