@@ -29,6 +29,15 @@ type Lease interface {
 // errTTLAtSend: the attempt's TTL ended before its send slot.
 var errTTLAtSend = errors.New("TTL ended before the send")
 
+// sendDeadline bounds the time from arming an attempt (before its start is
+// committed and stamped) to its send: the gate refuses a later send (not
+// sent, retried at once). So a call leaves no later than its committed
+// start + sendDeadline, which the half-open rule builds on (takeover.go).
+const sendDeadline = 2 * time.Second
+
+// errSendLate: the attempt waited longer than sendDeadline for its send.
+var errSendLate = errors.New("send deadline passed")
+
 // sendGate returns the gate of one attempt (see above). Waiters of a
 // tenant queue FIFO; only the head sleeps on a timer, so a slot wakes one
 // goroutine, not every attempt waiting.
@@ -96,6 +105,9 @@ func (e *Engine) sendableLocked(it *item, now time.Time) error {
 	}
 	if now.UnixMilli() >= it.req.ExpiresUnixMs {
 		return errTTLAtSend
+	}
+	if now.Sub(it.armed) > sendDeadline {
+		return fmt.Errorf("%w: armed %s ago", errSendLate, now.Sub(it.armed).Round(time.Millisecond))
 	}
 	return nil
 }

@@ -56,6 +56,7 @@ func (e *Engine) refresh(now time.Time) {
 		t.pacer.setRate(t.settings.CAPS)
 		t.wire.setRate(t.settings.CAPS)
 		t.ports = e.opts.Ports.TenantPorts(n)
+		t.budget.lingering = e.lingeringLocked(n, now)
 		e.view.refresh(t, now)
 		t.rate(now) // trims the attempt log
 		if t.idle() && !slices.Contains(names, n) {

@@ -37,6 +37,7 @@ func (n *Node) newDialer(cfg config.Config, backend telephony.Backend, ready <-c
 		Metrics:               dialer.NewMetrics(n.reg),
 		Logger:                n.log,
 		InterruptedRetryDelay: cfg.Dialer.InterruptedRetryDelay.Duration,
+		HalfOpenHold:          halfOpenHold(cfg),
 		NotifyMaxBackoff:      cfg.Dialer.NotifyMaxBackoff.Duration,
 		NotifyConcurrency:     cfg.Dialer.NotifyConcurrency,
 		PortView:              cfg.Dialer.PortView,
@@ -50,6 +51,22 @@ func (n *Node) newDialer(cfg config.Config, backend telephony.Backend, ready <-c
 		e.Run(ctx)
 	}
 	return e, task
+}
+
+// sipT1 is SIP's round-trip estimate (RFC 3261 §17.1.1.1; sipgo's
+// default): a UAS retransmits an unacknowledged 200 OK for 64×T1.
+const sipT1 = 500 * time.Millisecond
+
+// halfOpenHold is how long a call may stay up at the far end once the
+// node that sent it is gone (dialer.Options.HalfOpenHold): over SIP, an
+// INVITE rings until the ring timeout and a 200 OK nobody acknowledges is
+// retransmitted for 64×T1. The simulated platform ends a call when its
+// caller's connection drops, and the new leader revokes it: 0.
+func halfOpenHold(cfg config.Config) time.Duration {
+	if cfg.Telephony.Backend != "sip" {
+		return 0
+	}
+	return max(cfg.Telephony.SIP.RingTimeout.Duration, 64*sipT1)
 }
 
 // Dialer is the node's dialer engine (running only while it leads).
