@@ -109,8 +109,8 @@ type Engine struct {
 	running bool
 	tenants map[string]*tenant
 	linger  map[string][]time.Time // per tenant: hold ends of a predecessor's half-open attempts
-	global  pacer // hand-off, over all tenants
-	gwire   pacer // the send, over all tenants
+	global  pacer                  // hand-off, over all tenants
+	gwire   pacer                  // the send, over all tenants
 	gCAPS   float64
 
 	// Per term: set in Run before any goroutine of the term starts, read

@@ -111,6 +111,9 @@ func TestEngineFencedAtTheSend(t *testing.T) {
 		return nil
 	})
 	time.Sleep(300 * time.Millisecond) // a span in which nothing may be sent
+	if st := h.engine.Stats(); len(st.Tenants) != 1 || st.Tenants[0].LimitedBy != LimitedFenced {
+		t.Errorf("stats while fenced: %+v, want LimitedBy %q", st.Tenants, LimitedFenced)
+	}
 	for _, c := range h.plat.snapshot() {
 		if c.start.After(lost) {
 			t.Fatalf("a call was sent %s after the lease was lost", c.start.Sub(lost))

@@ -58,12 +58,12 @@ func (e *Engine) refresh(now time.Time) {
 		t.ports = e.opts.Ports.TenantPorts(n)
 		t.budget.lingering = e.lingeringLocked(n, now)
 		e.view.refresh(t, now)
-		t.rate(now) // trims the attempt log
+		achieved := t.rate(now) // also trims the attempt log
 		if t.idle() && !slices.Contains(names, n) {
 			delete(e.tenants, n)
 			e.m.dropTenant(n)
 			continue
 		}
-		e.m.tenantGauges(t, e.opts.ReportMargin)
+		e.m.tenantGauges(t, e.opts.ReportMargin, achieved, e.limitedByLocked(t))
 	}
 }
