@@ -96,7 +96,11 @@ func (c *Config) setDefaults() {
 		c.ElectionTimeout = 500 * time.Millisecond
 	}
 	if c.LeaderLeaseTimeout == 0 {
-		c.LeaderLeaseTimeout = c.HeartbeatTimeout / 2
+		// A leader steps down (and its dialer stops sending) after this
+		// long without a quorum's contact: long enough to ride out a
+		// starved scheduler, and below HeartbeatTimeout, before which no
+		// follower votes for a successor (the dialer's fence relies on it).
+		c.LeaderLeaseTimeout = c.HeartbeatTimeout * 4 / 5
 	}
 	if c.ApplyTimeout == 0 {
 		c.ApplyTimeout = 10 * time.Second
