@@ -210,9 +210,9 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil
 func Default() Config {
 	return Config{
 		Cluster: Cluster{
-			DataDir:            "./data",
-			HeartbeatTimeout:   Duration{500 * time.Millisecond},
-			ElectionTimeout:    Duration{500 * time.Millisecond},
+			DataDir:          "./data",
+			HeartbeatTimeout: Duration{500 * time.Millisecond},
+			ElectionTimeout:  Duration{500 * time.Millisecond},
 			// 0.8 × heartbeat: see docs/dialer.md "Leadership under load".
 			LeaderLeaseTimeout: Duration{400 * time.Millisecond},
 			ApplyTimeout:       Duration{10 * time.Second},
