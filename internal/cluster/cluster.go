@@ -97,7 +97,11 @@ func (c *Config) setDefaults() {
 		c.ElectionTimeout = 500 * time.Millisecond
 	}
 	if c.LeaderLeaseTimeout == 0 {
-		c.LeaderLeaseTimeout = c.HeartbeatTimeout / 2
+		// A leader steps down (and its dialer stops sending) after this
+		// long without a quorum's contact: long enough to ride out a
+		// starved scheduler, and below HeartbeatTimeout, before which no
+		// follower votes for a successor (the dialer's fence relies on it).
+		c.LeaderLeaseTimeout = c.HeartbeatTimeout * 4 / 5
 	}
 	if c.ApplyTimeout == 0 {
 		c.ApplyTimeout = 10 * time.Second
@@ -123,6 +127,7 @@ type Cluster struct {
 	fsm    FSM
 	raft   *raft.Raft
 	trans  *raft.NetworkTransport
+	stream *raftStream
 	store  *raftboltdb.BoltStore
 	ml     *memberlist.Memberlist
 	meta   *metaDelegate
@@ -140,6 +145,7 @@ type Cluster struct {
 	// that was replaced while they waited on it.
 	leaderSeenMu sync.Mutex
 	leaderSeen   chan struct{}
+	lease        lease // see lease.go
 
 	ctx      context.Context // cancelled at shutdown
 	cancel   context.CancelFunc
@@ -218,6 +224,7 @@ func (c *Cluster) openRaft() error {
 		return fmt.Errorf("cluster: raft listener: %w", err)
 	}
 	stream := newRaftStream(ln, advertise, c.cfg.RaftKey, c.cfg.RaftServerTLS, c.cfg.RaftClientTLS)
+	c.stream = stream
 	if a, ok := stream.Addr().(*net.TCPAddr); !ok || a.IP.IsUnspecified() {
 		_ = ln.Close()
 		return fmt.Errorf("cluster: raft address %q is not advertisable: give a host address", c.cfg.RaftAddr)
@@ -357,7 +364,11 @@ func (c *Cluster) watchLeadership(notify <-chan bool) {
 func (c *Cluster) startLeading() func() {
 	ctx, cancel := context.WithCancel(c.ctx)
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		c.keepLease(ctx)
+	}()
 	go func() {
 		defer wg.Done()
 		// Apply every entry of earlier terms before acting as leader.

@@ -34,6 +34,61 @@ type raftStream struct {
 	key       []byte      // nil: no handshake
 	serverTLS *tls.Config // nil: no TLS
 	clientTLS *tls.Config
+
+	// isolated cuts this node's Raft traffic (Cluster.Isolate, tests):
+	// new connections are refused and open ones closed.
+	mu       sync.Mutex
+	isolated bool
+	open     map[*trackedConn]struct{}
+}
+
+// errIsolated is the error of Raft traffic while the node is isolated.
+var errIsolated = errors.New("cluster: raft traffic cut (isolated)")
+
+// trackedConn is a Raft connection the stream can close when isolated.
+type trackedConn struct {
+	net.Conn
+	s *raftStream
+}
+
+func (c *trackedConn) Close() error {
+	c.s.mu.Lock()
+	delete(c.s.open, c)
+	c.s.mu.Unlock()
+	return c.Conn.Close()
+}
+
+// track registers conn, or closes it when the node is isolated.
+func (s *raftStream) track(conn net.Conn) (net.Conn, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.isolated {
+		_ = conn.Close()
+		return nil, errIsolated
+	}
+	if s.open == nil {
+		s.open = map[*trackedConn]struct{}{}
+	}
+	tc := &trackedConn{Conn: conn, s: s}
+	s.open[tc] = struct{}{}
+	return tc, nil
+}
+
+// isolate cuts (on) or restores this node's Raft traffic.
+func (s *raftStream) isolate(on bool) {
+	s.mu.Lock()
+	s.isolated = on
+	var conns []net.Conn
+	if on {
+		for c := range s.open {
+			conns = append(conns, c.Conn)
+		}
+		clear(s.open)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		_ = c.Close()
+	}
 }
 
 // errRaftAuth is the handshake's failure: wrong key, or not a Dialtone peer.
@@ -56,6 +111,9 @@ func (s *raftStream) Dial(address raft.ServerAddress, timeout time.Duration) (ne
 	if err != nil {
 		return nil, err
 	}
+	if conn, err = s.track(conn); err != nil {
+		return nil, err
+	}
 	if s.clientTLS != nil {
 		cfg := s.clientTLS.Clone()
 		if cfg.ServerName == "" {
@@ -76,9 +134,15 @@ func (s *raftStream) Dial(address raft.ServerAddress, timeout time.Duration) (ne
 
 // Accept hands Raft the next connection; its handshake runs lazily.
 func (s *raftStream) Accept() (net.Conn, error) {
-	conn, err := s.ln.Accept()
-	if err != nil {
-		return nil, err
+	var conn net.Conn
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if conn, err = s.track(c); err == nil {
+			break
+		}
 	}
 	if s.serverTLS != nil {
 		conn = tls.Server(conn, s.serverTLS)

@@ -214,10 +214,11 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil
 func Default() Config {
 	return Config{
 		Cluster: Cluster{
-			DataDir:            "./data",
-			HeartbeatTimeout:   Duration{500 * time.Millisecond},
-			ElectionTimeout:    Duration{500 * time.Millisecond},
-			LeaderLeaseTimeout: Duration{250 * time.Millisecond},
+			DataDir:          "./data",
+			HeartbeatTimeout: Duration{500 * time.Millisecond},
+			ElectionTimeout:  Duration{500 * time.Millisecond},
+			// 0.8 × heartbeat: see docs/dialer.md "Leadership under load".
+			LeaderLeaseTimeout: Duration{400 * time.Millisecond},
 			ApplyTimeout:       Duration{10 * time.Second},
 			SnapshotThreshold:  8192,
 			SnapshotInterval:   Duration{2 * time.Minute},

@@ -40,10 +40,15 @@ type PortReport struct {
 // 0. This assumes, as the CVP seed says, that servers report on every
 // change; with reports only every few seconds calls that ended still count
 // as in use, so the estimate errs towards fewer calls, never more.
+//
+// lingering counts the attempts a previous leader left in progress that may
+// still be up at the far end (half-open, see takeover.go) until their hold
+// ends: they count as this engine's calls in both limits.
 type budget struct {
-	armed  int
-	calls  int
-	placed []time.Time // dial times of the last few seconds, oldest first
+	armed     int
+	calls     int
+	lingering int
+	placed    []time.Time // dial times of the last few seconds, oldest first
 }
 
 // placedKeep bounds how far back placed dial times are kept: a report
@@ -76,7 +81,7 @@ func (b *budget) placedSince(t time.Time) int {
 // (in progress plus armed), and the physical limit and the estimate of
 // ports in use counted against that.
 func (b *budget) limit(mode string, plf uint32, rep PortReport, margin time.Duration) (limit, own, physical, estimate int) {
-	own = b.calls + b.armed
+	own = b.calls + b.armed + b.lingering
 	if !rep.OK {
 		return 0, own, 0, own
 	}
@@ -94,7 +99,7 @@ func (b *budget) limit(mode string, plf uint32, rep PortReport, margin time.Dura
 		limit = total * int(plf) / 100
 	}
 	physical = total * int(max(plf, 100)) / 100
-	estimate = max(b.calls, inUse+since) + b.armed
+	estimate = max(b.calls+b.lingering, inUse+since) + b.armed
 	return limit, own, physical, estimate
 }
 

@@ -83,11 +83,11 @@ func (e *Engine) call(ctx context.Context, it *item) {
 		// Its TTL ran out between the commit and its slot: do not dial.
 		out = telephony.Outcome{Class: fsmpb.OutcomeClass_OUTCOME_INTERNAL, Reason: "TTL Expired"}
 	} else {
-		e.m.Attempts.WithLabelValues(r.Tenant).Inc()
 		out, err = e.opts.Backend.Place(ctx, telephony.Call{
 			RequestID: r.Id, CallUUID: it.callUUID, Tenant: r.Tenant, IVRProfile: r.IvrProfile,
 			Telnum: r.Telnum, Ani: r.Ani, Cpd: r.Cpd, CustomData: r.CustomData,
 			Attempt: r.AttemptsMade + 1,
+			Gate:    e.sendGate(it),
 		})
 	}
 	e.mu.Lock()
@@ -97,6 +97,19 @@ func (e *Engine) call(ctx context.Context, it *item) {
 		return // hung up because leadership ended: the next leader reconciles
 	}
 	switch {
+	case errors.Is(err, errTTLAtSend):
+		out = telephony.Outcome{Class: fsmpb.OutcomeClass_OUTCOME_INTERNAL, Reason: "TTL Expired"}
+	case errors.Is(err, telephony.ErrNotSent):
+		// Fenced at the send: nothing left the process, so it is retried
+		// at once (no half-open dialog to wait for) if this node still
+		// leads when the result commits; otherwise it stays IN_PROGRESS
+		// for the next leader's takeover.
+		e.log.Debug("attempt not sent", "request", r.Id, "err", err)
+		e.results.add(result{it: it, res: &fsmpb.AttemptResult{
+			Id: r.Id, CallUuid: it.callUUID, Outcome: fsmpb.OutcomeClass_OUTCOME_INTERRUPTED, Reason: "NotSent",
+			NextRetryUnixMs: time.Now().UnixMilli(),
+		}})
+		return
 	case errors.Is(err, telephony.ErrFull):
 		e.m.Refused.WithLabelValues(r.Tenant).Inc()
 		out = telephony.Outcome{Class: fsmpb.OutcomeClass_OUTCOME_INTERNAL, Reason: "PortsFull"}

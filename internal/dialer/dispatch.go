@@ -54,8 +54,8 @@ func (e *Engine) dispatch(ctx context.Context) {
 // its port view allows, and asks for a fetch when a tenant runs low. With
 // no backend nothing is armed. Called with e.mu held.
 func (e *Engine) armLocked(now time.Time) []*item {
-	if e.opts.Backend == nil {
-		return nil
+	if e.opts.Backend == nil || !e.leaseOK() {
+		return nil // leadership in doubt: commit no new starts
 	}
 	var arm []*item
 	ahead := e.latency.get()
@@ -111,7 +111,6 @@ func (e *Engine) dueLocked(now time.Time) (dial []*item, wait time.Duration) {
 		best.pacer.take(now)
 		e.global.take(now)
 		best.budget.place(now)
-		best.attempts = append(best.attempts, now)
 		dial = append(dial, it)
 	}
 }

@@ -37,13 +37,24 @@
 // benchmarks, the SSG-style view sampled every 5 s. No fresh report means
 // no capacity.
 //
-// # CAPS pacing
+// # CAPS pacing, at the send
 //
 // Each tenant has a pacer at its CAPS and the global CAPS is a second pacer
-// over all tenants (pacer.go); the dispatcher (dispatch.go) dials the ready
-// attempt whose slot comes first under both. Slots are 1/X apart, late
-// slots are made up within 50 ms, and no one-second window holds more than
-// X + 1 attempts.
+// over all tenants (pacer.go). The dispatcher (dispatch.go) hands the ready
+// attempt whose slot comes first to its call goroutine on that schedule;
+// the send itself is paced by the wire pacers in the call's gate
+// (gate.go), which the backend runs immediately before the call leaves the
+// process (telephony.Call.Send). Slots are 1/X apart, late slots are made
+// up within 50 ms, a cold pacer has no debt, and no one-second (100 ms)
+// window holds more than X + 1 (ceil(X/10) + 1) sends.
+//
+// # Fencing
+//
+// The gate also checks the leader lease (Lease, cluster.CheckLease) right
+// before the send: a deposed or cut-off leader sends nothing, and an
+// attempt refused there is handled as not placed (gate.go, commit.go). An
+// attempt a previous leader left in progress is not re-dialled while it
+// may still be up at the far end (the half-open rule, takeover.go).
 //
 // # Commit, then dial
 //

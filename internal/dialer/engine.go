@@ -44,13 +44,23 @@ type Options struct {
 	Apply   Applier
 	Ports   Ports
 	Backend telephony.Backend // nil: no calls are placed
-	Sender  Sender            // nil: notifications are not sent
-	Metrics *Metrics          // nil: unregistered metrics
+	// Lease fences every send (see gate.go); nil: no fence (tests).
+	Lease   Lease
+	Sender  Sender   // nil: notifications are not sent
+	Metrics *Metrics // nil: unregistered metrics
 	Logger  *slog.Logger
 
 	// InterruptedRetryDelay: the earliest retry of an attempt a previous
 	// leader left in progress.
 	InterruptedRetryDelay time.Duration
+	// HalfOpenHold is how long a call may stay up at the far end after
+	// its send once the process that sent it is gone (SIP: an INVITE
+	// rings until the far end gives up, an unacknowledged 200 OK is
+	// retransmitted for 64×T1): a new leader re-dials an attempt its
+	// predecessor left in progress, and could not revoke, no sooner than
+	// its start + sendDeadline + HalfOpenHold, and counts it in the port
+	// budget until then (takeover.go). 0: calls end with their dialer.
+	HalfOpenHold time.Duration
 	// ReportMargin is the relay latency allowed for port reports (see
 	// budget); default 100ms.
 	ReportMargin time.Duration
@@ -98,7 +108,9 @@ type Engine struct {
 	mu      sync.Mutex
 	running bool
 	tenants map[string]*tenant
-	global  pacer
+	linger  map[string][]time.Time // per tenant: hold ends of a predecessor's half-open attempts
+	global  pacer                  // hand-off, over all tenants
+	gwire   pacer                  // the send, over all tenants
 	gCAPS   float64
 
 	// Per term: set in Run before any goroutine of the term starts, read
@@ -153,7 +165,9 @@ func (e *Engine) Run(ctx context.Context) {
 	e.mu.Lock()
 	e.running = true
 	e.tenants = map[string]*tenant{}
-	e.global = pacer{}
+	e.linger = map[string][]time.Time{}
+	e.global = pacer{handoff: true}
+	e.gwire = pacer{}
 	e.latency = &startLatency{}
 	e.wake = make(chan struct{}, 1)
 	e.fetchCh = make(chan struct{}, 1)

@@ -113,6 +113,9 @@ type platform struct {
 	refused    int
 	concurrent int
 	maxActive  int
+	// preSend, when set, delays each call before its gate: the work and
+	// jitter a real backend has between the hand-off and the socket.
+	preSend func() time.Duration
 }
 
 func newPlatform(hold time.Duration) *platform {
@@ -127,6 +130,17 @@ func (p *platform) active(tenant string) int {
 }
 
 func (p *platform) Place(ctx context.Context, c telephony.Call) (telephony.Outcome, error) {
+	p.mu.Lock()
+	pre := p.preSend
+	p.mu.Unlock()
+	if pre != nil {
+		time.Sleep(pre())
+	}
+	// Like a real backend: the gate runs right before the call leaves.
+	if err := c.Send(ctx); err != nil {
+		return telephony.Outcome{}, err
+	}
+	received := time.Now() // the far end's receive time
 	p.mu.Lock()
 	if p.activeN[c.Tenant] >= p.ports[c.Tenant] {
 		p.refused++
@@ -144,7 +158,7 @@ func (p *platform) Place(ctx context.Context, c telephony.Call) (telephony.Outco
 		out, p.script[c.Telnum] = s[0], s[1:]
 	}
 	idx := len(p.calls)
-	p.calls = append(p.calls, placed{call: c, start: time.Now()})
+	p.calls = append(p.calls, placed{call: c, start: received})
 	p.mu.Unlock()
 
 	var err error

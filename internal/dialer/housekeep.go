@@ -44,6 +44,7 @@ func (e *Engine) refresh(now time.Time) {
 	defer e.mu.Unlock()
 	e.gCAPS = pacing.GlobalCAPS(global)
 	e.global.setRate(e.gCAPS)
+	e.gwire.setRate(e.gCAPS)
 	for _, n := range names {
 		if e.tenants[n] == nil {
 			e.tenants[n] = newTenant(n)
@@ -53,14 +54,16 @@ func (e *Engine) refresh(now time.Time) {
 		tp, _ := e.opts.Store.Pacing(n)
 		t.settings = pacing.Resolve(global, tp)
 		t.pacer.setRate(t.settings.CAPS)
+		t.wire.setRate(t.settings.CAPS)
 		t.ports = e.opts.Ports.TenantPorts(n)
+		t.budget.lingering = e.lingeringLocked(n, now)
 		e.view.refresh(t, now)
-		t.rate(now) // trims the attempt log
+		achieved := t.rate(now) // also trims the attempt log
 		if t.idle() && !slices.Contains(names, n) {
 			delete(e.tenants, n)
 			e.m.dropTenant(n)
 			continue
 		}
-		e.m.tenantGauges(t, e.opts.ReportMargin)
+		e.m.tenantGauges(t, e.opts.ReportMargin, achieved, e.limitedByLocked(t))
 	}
 }

@@ -14,6 +14,8 @@ type Metrics struct {
 	InProgress    *prometheus.GaugeVec
 	PortBudget    *prometheus.GaugeVec
 	CAPSTarget    *prometheus.GaugeVec
+	CAPSAchieved  *prometheus.GaugeVec
+	Limited       *prometheus.GaugeVec
 	Attempts      *prometheus.CounterVec
 	Outcomes      *prometheus.CounterVec
 	Refused       *prometheus.CounterVec
@@ -21,6 +23,7 @@ type Metrics struct {
 	Fetches       prometheus.Counter
 	Reconciled    prometheus.Counter
 	Revoked       prometheus.Counter
+	Fenced        prometheus.Counter
 	Purged        prometheus.Counter
 	StartBatch    prometheus.Histogram
 }
@@ -35,6 +38,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Calls this engine has in progress or armed."}, []string{"tenant"}),
 		PortBudget: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "dialtone_dialer_port_budget",
 			Help: "The most calls the engine may have in progress: floor(ports x PortLoadFactor/100)."}, []string{"tenant"}),
+		CAPSAchieved: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "dialtone_dialer_caps_achieved",
+			Help: "Call attempts sent per second over the last 10 s."}, []string{"tenant"}),
+		Limited: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "dialtone_dialer_limited",
+			Help: "1 for what holds the tenant below its CAPS now (fenced, sending, commit, ports, no-work)."}, []string{"tenant", "reason"}),
 		CAPSTarget: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "dialtone_dialer_caps_target",
 			Help: "Configured call attempts per second."}, []string{"tenant"}),
 		Attempts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dialtone_dialer_attempts_total",
@@ -47,19 +54,25 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Result notification deliveries, by result (delivered, failed: retried)."}, []string{"tenant", "result"}),
 		Fetches:    prometheus.NewCounter(prometheus.CounterOpts{Name: "dialtone_dialer_fetches_total", Help: "Batch fetches committed (one Raft entry each)."}),
 		Reconciled: prometheus.NewCounter(prometheus.CounterOpts{Name: "dialtone_dialer_reconciled_total", Help: "Requests a new leader took back from its predecessor (requeued or interrupted)."}),
+		Fenced:     prometheus.NewCounter(prometheus.CounterOpts{Name: "dialtone_dialer_fenced_total", Help: "Attempts not sent because this node's leader lease was not fresh at the send (deposed or cut off)."}),
 		Revoked:    prometheus.NewCounter(prometheus.CounterOpts{Name: "dialtone_dialer_revoked_total", Help: "Calls of a previous leader that the new leader revoked on the media platform before retrying them."}),
 		Purged:     prometheus.NewCounter(prometheus.CounterOpts{Name: "dialtone_dialer_purged_total", Help: "Finished requests purged by cleanup."}),
 		StartBatch: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "dialtone_dialer_start_batch_size",
 			Help: "Attempt starts per Raft entry (group commit).", Buckets: prometheus.ExponentialBuckets(1, 2, 11)}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Running, m.QueueDepth, m.InProgress, m.PortBudget, m.CAPSTarget, m.Attempts, m.Outcomes,
-			m.Refused, m.Notifications, m.Fetches, m.Reconciled, m.Revoked, m.Purged, m.StartBatch)
+		reg.MustRegister(m.Running, m.QueueDepth, m.InProgress, m.PortBudget, m.CAPSTarget, m.CAPSAchieved, m.Limited, m.Attempts, m.Outcomes,
+			m.Refused, m.Notifications, m.Fetches, m.Reconciled, m.Revoked, m.Fenced, m.Purged, m.StartBatch)
 	}
 	return m
 }
 
-func (m *Metrics) tenantGauges(t *tenant, margin time.Duration) {
+func (m *Metrics) tenantGauges(t *tenant, margin time.Duration, achieved float64, limitedBy string) {
+	m.CAPSAchieved.WithLabelValues(t.name).Set(achieved)
+	m.Limited.DeletePartialMatch(prometheus.Labels{"tenant": t.name})
+	if limitedBy != "" {
+		m.Limited.WithLabelValues(t.name, limitedBy).Set(1)
+	}
 	limit, own, _, _ := t.budget.limit(t.settings.BatchMode, t.settings.PortLoadFactor, t.ports, margin)
 	m.Running.Set(1)
 	m.QueueDepth.WithLabelValues(t.name).Set(float64(t.queued()))
@@ -73,6 +86,8 @@ func (m *Metrics) dropTenant(name string) {
 	m.InProgress.DeleteLabelValues(name)
 	m.PortBudget.DeleteLabelValues(name)
 	m.CAPSTarget.DeleteLabelValues(name)
+	m.CAPSAchieved.DeleteLabelValues(name)
+	m.Limited.DeletePartialMatch(prometheus.Labels{"tenant": name})
 }
 
 func (m *Metrics) outcome(tenant, class string) { m.Outcomes.WithLabelValues(tenant, class).Inc() }
@@ -85,4 +100,6 @@ func (m *Metrics) reset() {
 	m.InProgress.Reset()
 	m.PortBudget.Reset()
 	m.CAPSTarget.Reset()
+	m.CAPSAchieved.Reset()
+	m.Limited.Reset()
 }

@@ -6,36 +6,57 @@ import (
 )
 
 // catchUp is how late an event may be and still keep the schedule: the
-// slots it missed are made up at once. Timer and scheduling delays on a
-// loaded machine are often longer than one interval at high rates (1 ms at
-// 1,000 CAPS), so without making them up the achieved rate fell far below
-// the target; a stall longer than this drops the missed slots instead of
-// bursting.
+// slots it missed are made up (within the window limits below). Timer and
+// scheduling delays on a loaded machine are often longer than one interval
+// at high rates (1 ms at 1,000 CAPS), so without making them up the
+// achieved rate fell far below the target; a stall longer than this drops
+// the missed slots instead of bursting.
 const catchUp = 50 * time.Millisecond
 
 // pacer spaces events evenly at a rate of X per second: one every 1/X s,
-// with no bursts at second boundaries.
+// with no bursts at second boundaries. The dialer stamps an event at the
+// moment the call leaves the process (telephony.Call.Gate), so these are
+// the properties the far end sees, less the network's jitter.
 //
 // It keeps the slot s of the next event. An event may happen at t ≥ s;
 // then s becomes max(s, t − max(1/X, catchUp)) + 1/X. So slots are 1/X
 // apart, an event that came late by up to catchUp does not shift the
-// schedule (the slots it missed follow at once, and the rate stays exact),
-// and one that came later than that drops the older missed slots instead
-// of bursting to catch up.
+// schedule (the slots it missed follow, and the rate stays exact), and one
+// that came later than that drops the older missed slots instead of
+// bursting to catch up. A cold pacer (no event yet, or after setRate from
+// 0) starts with no debt: its first slot is its first event's time.
 //
-// Making up slots could crowd a one-second window, so the pacer also keeps
-// the times of the last n = floor(X) + 1 events and holds the next event
-// back until the oldest of them is a second old: at most n − 1 earlier
-// events lie in the second before any event, so no one-second window ever
-// holds more than n ≤ X + 1 events. (With n = X the check would bind at
-// every event that is late by a constant amount, and the lateness would
-// add up; one event of slack avoids that.)
+// Making up slots could crowd a window, so the pacer also keeps window
+// logs: for the one-second window the times of the last n = floor(X) + 1
+// events, for the 100 ms window those of the last m = ceil(X/10) + 1, and
+// holds the next event back until the oldest entry of each log is one
+// window old. Then at most n − 1 (m − 1) earlier events lie in the window
+// before any event, so no one-second window ever holds more than n ≤ X + 1
+// events and no 100 ms window more than m = ceil(X/10) + 1. (With n = X the
+// check would bind at every event that is late by a constant amount, and
+// the lateness would add up; one event of slack avoids that. Each log's
+// span is longer by half an interval, see setRate.) The 100 ms
+// log bounds the catch-up itself: after a stall, missed slots follow at
+// most one extra per 100 ms instead of all at once.
+//
+// A handoff pacer (the dispatcher's, which hands attempts to their call
+// goroutines at about the rate) keeps the schedule only: the wire pacer
+// behind it (gate.go) enforces the windows at the send, and windows on the
+// hand-off too would only add the loss a window costs a late sender.
 type pacer struct {
 	interval time.Duration
 	next     time.Time
-	limit    int     // floor(X)+1: the most events in any one-second window
-	log      []int64 // the last limit event times (Unix ns), a ring
-	head     int     // the oldest entry once log is full
+	handoff  bool         // schedule only, no window logs
+	windows  [2]windowLog // one second, 100 ms
+}
+
+// windowLog holds the last limit event times (Unix ns) in a ring; no span
+// of length span holds more than limit events.
+type windowLog struct {
+	span  time.Duration
+	limit int
+	log   []int64
+	head  int // the oldest entry once log is full
 }
 
 // setRate changes the rate; the next slot moves no earlier than the
@@ -45,24 +66,58 @@ func (p *pacer) setRate(perSecond float64) {
 	if iv == p.interval {
 		return
 	}
-	if !p.next.IsZero() && p.interval > 0 {
+	if p.interval == 0 {
+		p.next = time.Time{} // was unlimited: start cold
+	} else if !p.next.IsZero() {
 		// The slot after the last event was last+old; keep last+new.
 		last := p.next.Add(-p.interval)
 		p.next = last.Add(iv)
 	}
 	p.interval = iv
-	limit := 0
-	if iv > 0 {
-		limit = int(math.Floor(perSecond)) + 1
+	var perSec, perTenth int
+	if iv > 0 && !p.handoff {
+		perSec = int(math.Floor(perSecond)) + 1
+		perTenth = int(math.Ceil(perSecond/10)) + 1
 	}
-	// Keep the newest events that fit the new window limit, oldest first.
-	events := make([]int64, 0, min(len(p.log), limit))
-	for i := range len(p.log) {
-		events = append(events, p.log[(p.head+i)%len(p.log)])
+	// Each window is held half an interval longer than its span: evenly
+	// paced events still fit (X × (span + 1/2X) < X × span + 1), and a
+	// send delayed after its stamp by less than that (preemption between
+	// the gate and the socket) cannot crowd the far end's window.
+	p.windows[0].resize(time.Second+iv/2, perSec)
+	p.windows[1].resize(100*time.Millisecond+iv/2, perTenth)
+}
+
+// resize sets the window's limit, keeping the newest events that fit.
+func (w *windowLog) resize(span time.Duration, limit int) {
+	events := make([]int64, 0, min(len(w.log), limit))
+	for i := range len(w.log) {
+		events = append(events, w.log[(w.head+i)%len(w.log)])
 	}
-	p.log = events[max(len(events)-limit, 0):]
-	p.head = 0
-	p.limit = limit
+	w.log = events[max(len(events)-limit, 0):]
+	w.head = 0
+	w.span = span
+	w.limit = limit
+}
+
+// ready is the earliest time the window allows the next event (zero when
+// it does not bind).
+func (w *windowLog) ready() time.Time {
+	if w.limit == 0 || len(w.log) < w.limit {
+		return time.Time{}
+	}
+	return time.Unix(0, w.log[w.head]).Add(w.span)
+}
+
+func (w *windowLog) add(now int64) {
+	if w.limit == 0 {
+		return
+	}
+	if len(w.log) < w.limit {
+		w.log = append(w.log, now)
+		return
+	}
+	w.log[w.head] = now
+	w.head = (w.head + 1) % w.limit
 }
 
 // rateInterval is 1/X as a duration (0 for no limit).
@@ -73,11 +128,11 @@ func rateInterval(perSecond float64) time.Duration {
 	return time.Duration(float64(time.Second) / perSecond)
 }
 
-// ready is the earliest time of the next event.
+// ready is the earliest time of the next event (zero: any time).
 func (p *pacer) ready() time.Time {
 	t := p.next
-	if p.limit > 0 && len(p.log) == p.limit {
-		if w := time.Unix(0, p.log[p.head]).Add(time.Second); w.After(t) {
+	for i := range p.windows {
+		if w := p.windows[i].ready(); w.After(t) {
 			t = w
 		}
 	}
@@ -90,14 +145,13 @@ func (p *pacer) take(now time.Time) {
 		return
 	}
 	base := p.next
-	if floor := now.Add(-max(p.interval, catchUp)); base.Before(floor) {
+	if p.next.IsZero() {
+		base = now // cold: no debt
+	} else if floor := now.Add(-max(p.interval, catchUp)); base.Before(floor) {
 		base = floor
 	}
 	p.next = base.Add(p.interval)
-	if len(p.log) < p.limit {
-		p.log = append(p.log, now.UnixNano())
-		return
+	for i := range p.windows {
+		p.windows[i].add(now.UnixNano())
 	}
-	p.log[p.head] = now.UnixNano()
-	p.head = (p.head + 1) % p.limit
 }

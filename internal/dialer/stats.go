@@ -34,11 +34,45 @@ type TenantStats struct {
 	// second.
 	CAPS           float64
 	AttemptsPerSec float64
+	// LimitedBy says what holds the tenant below its CAPS now ("" when
+	// nothing does; see limitedBy).
+	LimitedBy string
 	// Attempts ended, by outcome class name (fsmpb.OutcomeClass).
 	Outcomes map[string]uint64
 	// Notifications waiting to be delivered, and retries so far.
 	NotifyPending int
 	NotifyRetries uint64
+}
+
+// What holds a tenant below its CAPS (TenantStats.LimitedBy and the
+// dialtone_dialer_limited metric).
+const (
+	LimitedFenced  = "fenced"  // no fresh leader lease: nothing is sent
+	LimitedSending = "sending" // the sends lag their slots: the machine cannot sustain the rate
+	LimitedCommit  = "commit"  // attempt starts wait for Raft commits
+	LimitedPorts   = "ports"   // the port budget is full
+	LimitedWork    = "no-work" // nothing due in the queues
+)
+
+// limitedByLocked is the first of the reasons above that holds now, or ""
+// (dialling at the pace, or no pace set). Called with e.mu held.
+func (e *Engine) limitedByLocked(t *tenant) string {
+	switch {
+	case !e.leaseOK():
+		return LimitedFenced
+	case t.settings.CAPS > 0 && len(t.senders) > max(2, int(t.settings.CAPS/10)):
+		// More than 100 ms of sends queued at the gate.
+		return LimitedSending
+	case len(t.ready) > 0 || len(t.senders) > 0:
+		return ""
+	case t.budget.armed > 0:
+		return LimitedCommit
+	case t.queued() > 0 && !e.view.canArm(t):
+		return LimitedPorts
+	case t.queued() == 0:
+		return LimitedWork
+	}
+	return ""
 }
 
 // Stats returns the engine's current figures.
@@ -53,6 +87,7 @@ func (e *Engine) Stats() Stats {
 			Tenant: t.name, Queued: t.queued(), QueuedProfile: map[string]int{},
 			InProgress: own, PortBudget: limit, PortsTotal: t.ports.Total, PortsInUse: t.ports.InUse,
 			CAPS: t.settings.CAPS, AttemptsPerSec: t.rate(now), Outcomes: map[string]uint64{},
+			LimitedBy: e.limitedByLocked(t),
 		}
 		for p, q := range t.queues {
 			ts.QueuedProfile[p] = len(q)

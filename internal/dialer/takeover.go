@@ -3,6 +3,7 @@ package dialer
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -54,8 +55,10 @@ func (e *Engine) reconcileOnce(ctx context.Context) error {
 			if len(recs) == 0 {
 				break
 			}
-			e.revoke(ctx, recs)
-			if err := propose(ctx, e.opts.Apply, recs, e.interruptCommand, nil); err != nil {
+			ended := e.revoke(ctx, recs)
+			now := time.Now()
+			cmd := func(recs []*fsmpb.Request) *fsmpb.Command { return e.interruptCommand(recs, ended, now) }
+			if err := propose(ctx, e.opts.Apply, recs, cmd, nil); err != nil {
 				return fmt.Errorf("interrupt: %w", err)
 			}
 			interrupted += len(recs)
@@ -69,19 +72,67 @@ func (e *Engine) reconcileOnce(ctx context.Context) error {
 }
 
 // interruptCommand ends the attempts of recs, left in progress by a
-// previous leader, as interrupted.
-func (e *Engine) interruptCommand(recs []*fsmpb.Request) *fsmpb.Command {
-	now := time.Now()
+// previous leader, as interrupted, and holds back the retry of those that
+// may still be up at the far end (the half-open rule, halfOpenUntil).
+// ended holds the requests whose call the platform confirmed ended.
+func (e *Engine) interruptCommand(recs []*fsmpb.Request, ended map[string]bool, now time.Time) *fsmpb.Command {
 	rs := make([]*fsmpb.AttemptResult, len(recs))
 	for i, r := range recs {
+		next := e.retry.nextRetry(r, fsmpb.OutcomeClass_OUTCOME_INTERRUPTED, now)
+		if !ended[r.Id] {
+			if until, ok := e.halfOpenUntil(r, now); ok {
+				e.mu.Lock()
+				e.linger[r.Tenant] = append(e.linger[r.Tenant], until)
+				e.mu.Unlock()
+				if exp := time.UnixMilli(r.ExpiresUnixMs); until.After(exp) {
+					until = exp // it expires instead; the expiry ends it
+				}
+				if until.After(next) {
+					next = until
+				}
+			}
+		}
 		rs[i] = &fsmpb.AttemptResult{
 			Id: r.Id, CallUuid: r.LastCallUuid,
 			Outcome:         fsmpb.OutcomeClass_OUTCOME_INTERRUPTED,
 			Reason:          "Interrupted",
-			NextRetryUnixMs: e.retry.nextRetry(r, fsmpb.OutcomeClass_OUTCOME_INTERRUPTED, now).UnixMilli(),
+			NextRetryUnixMs: next.UnixMilli(),
 		}
 	}
 	return fsm.RecordResultsCommand(rs)
+}
+
+// halfOpenUntil is the rule against half-open re-dials: an attempt a
+// previous leader left in progress (it recorded no end) may have been sent
+// up to sendDeadline after its committed start, and may stay up at the far
+// end for HalfOpenHold after that with nobody to end it (an INVITE still
+// ringing, a 200 OK never acknowledged). Unless the platform confirmed it
+// ended (a revoke), its request is not re-dialled before start +
+// sendDeadline + HalfOpenHold, and it counts in the port budget until
+// then. ok is false when the rule does not hold it back (HalfOpenHold 0,
+// or that time has passed).
+func (e *Engine) halfOpenUntil(r *fsmpb.Request, now time.Time) (time.Time, bool) {
+	if e.opts.HalfOpenHold <= 0 || len(r.Attempts) == 0 {
+		return time.Time{}, false
+	}
+	last := r.Attempts[len(r.Attempts)-1]
+	if last.EndedUnixMs != 0 || last.CallUuid != r.LastCallUuid {
+		return time.Time{}, false
+	}
+	until := time.UnixMilli(last.StartedUnixMs).Add(sendDeadline + e.opts.HalfOpenHold)
+	return until, until.After(now)
+}
+
+// lingeringLocked counts tenant's half-open attempts whose hold has not
+// ended, dropping the others. Called with e.mu held.
+func (e *Engine) lingeringLocked(tenant string, now time.Time) int {
+	l := slices.DeleteFunc(e.linger[tenant], func(t time.Time) bool { return !t.After(now) })
+	if len(l) == 0 {
+		delete(e.linger, tenant)
+		return 0
+	}
+	e.linger[tenant] = l
+	return len(l)
 }
 
 // revokeTimeout bounds how long reconcile waits for the media platform to
@@ -95,11 +146,13 @@ const revokeTimeout = 5 * time.Second
 // concurrent call, or a cancel would be acknowledged while a call is up.
 // A revoke that fails (platform unreachable) is logged; the request is
 // then retried after InterruptedRetryDelay as before.
-func (e *Engine) revoke(ctx context.Context, recs []*fsmpb.Request) {
+func (e *Engine) revoke(ctx context.Context, recs []*fsmpb.Request) (ended map[string]bool) {
+	ended = map[string]bool{}
 	rv, ok := e.opts.Backend.(telephony.Revoker)
 	if !ok || len(recs) == 0 {
-		return
+		return ended
 	}
+	var mu sync.Mutex
 	ctx, cancel := context.WithTimeout(ctx, revokeTimeout)
 	defer cancel()
 	sem := make(chan struct{}, 32)
@@ -116,7 +169,11 @@ func (e *Engine) revoke(ctx context.Context, recs []*fsmpb.Request) {
 				return
 			}
 			e.m.Revoked.Inc()
+			mu.Lock()
+			ended[r.Id] = true
+			mu.Unlock()
 		})
 	}
 	wg.Wait()
+	return ended
 }

@@ -15,8 +15,10 @@ type tenant struct {
 	queues   map[string][]*item // per IVR profile: fetched (INITIATED), in priority order
 	order    []string           // profiles, for round robin
 	rr       int
-	ready    []*item // armed and committed, waiting for their dial slot
-	pacer    pacer
+	ready    []*item         // armed and committed, waiting for their dial slot
+	pacer    pacer           // hand-off to the call goroutines (dispatch)
+	wire     pacer           // the send itself (gate)
+	senders  []chan struct{} // gates waiting for a wire slot, FIFO; the head's channel is closed
 	budget   budget
 	sampled  sampledPorts // sampledView only
 	attempts []time.Time  // dial times, for the achieved rate
@@ -25,7 +27,7 @@ type tenant struct {
 }
 
 func newTenant(name string) *tenant {
-	return &tenant{name: name, queues: map[string][]*item{}, outcomes: map[string]uint64{}}
+	return &tenant{name: name, pacer: pacer{handoff: true}, queues: map[string][]*item{}, outcomes: map[string]uint64{}}
 }
 
 // item is one request on its way through the engine.
@@ -43,7 +45,7 @@ type result struct {
 }
 
 func (t *tenant) idle() bool {
-	return t.queued() == 0 && len(t.ready) == 0 && t.budget.calls == 0 && t.budget.armed == 0
+	return t.queued() == 0 && len(t.ready) == 0 && t.budget.calls == 0 && t.budget.armed == 0 && len(t.senders) == 0
 }
 
 func (t *tenant) queued() int {

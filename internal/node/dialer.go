@@ -29,6 +29,7 @@ func newDialer(cfg config.Config, store *fsm.FSM, cl *cluster.Cluster, ports dia
 		Apply:   cl,
 		Ports:   ports,
 		Backend: backend,
+		Lease:   cl,
 		Sender: notify.Sender{
 			Client:  &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Dialer.NotifyConcurrency, IdleConnTimeout: 90 * time.Second}},
 			Timeout: cfg.Dialer.NotifyTimeout.Duration,
@@ -36,10 +37,27 @@ func newDialer(cfg config.Config, store *fsm.FSM, cl *cluster.Cluster, ports dia
 		Metrics:               dialer.NewMetrics(reg),
 		Logger:                log,
 		InterruptedRetryDelay: cfg.Dialer.InterruptedRetryDelay.Duration,
+		HalfOpenHold:          halfOpenHold(cfg),
 		NotifyMaxBackoff:      cfg.Dialer.NotifyMaxBackoff.Duration,
 		NotifyConcurrency:     cfg.Dialer.NotifyConcurrency,
 		PortView:              cfg.Dialer.PortView,
 	})
+}
+
+// sipT1 is SIP's round-trip estimate (RFC 3261 §17.1.1.1; sipgo's
+// default): a UAS retransmits an unacknowledged 200 OK for 64×T1.
+const sipT1 = 500 * time.Millisecond
+
+// halfOpenHold is how long a call may stay up at the far end once the
+// node that sent it is gone (dialer.Options.HalfOpenHold): over SIP, an
+// INVITE rings until the ring timeout and a 200 OK nobody acknowledges is
+// retransmitted for 64×T1. The simulated platform ends a call when its
+// caller's connection drops, and the new leader revokes it: 0.
+func halfOpenHold(cfg config.Config) time.Duration {
+	if cfg.Telephony.Backend != "sip" {
+		return 0
+	}
+	return max(cfg.Telephony.SIP.RingTimeout.Duration, 64*sipT1)
 }
 
 // Dialer is the node's dialer engine (running only while it leads).

@@ -1,4 +1,4 @@
-// Package callbackend defines how the dialer places a call and learns its
+// Package telephony defines how the dialer places a call and learns its
 // outcome, independently of the media platform behind it (the simulated
 // media platform, or SIP).
 package telephony
@@ -6,6 +6,7 @@ package telephony
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
 )
@@ -21,7 +22,35 @@ type Call struct {
 	Cpd        *fsmpb.Cpd
 	CustomData []*fsmpb.KeyValue
 	Attempt    uint32
+
+	// Gate, when set, is the dialer's pacer and fence at the wire. A
+	// backend calls it through Send immediately before the first byte of
+	// the call leaves the process (the INVITE's write, the simulator's
+	// request), after everything that may delay the send (its own
+	// limiters, building the request). It waits for the call's CAPS slot
+	// at that moment and checks that this node still leads with a fresh
+	// lease. An error means "do not send": the backend returns it (Send
+	// wraps it in ErrNotSent) without sending anything, and the dialer
+	// handles the attempt as not placed.
+	Gate func(ctx context.Context) error
 }
+
+// Send runs the call's Gate, if any: nil means the call may leave now.
+// An error wraps ErrNotSent and the gate's reason; the backend must then
+// return it without sending.
+func (c Call) Send(ctx context.Context) error {
+	if c.Gate == nil {
+		return nil
+	}
+	if err := c.Gate(ctx); err != nil {
+		return fmt.Errorf("%w: %w", ErrNotSent, err)
+	}
+	return nil
+}
+
+// ErrNotSent is returned (wrapped) by Place when the call's Gate refused
+// the send: nothing of the call left the process.
+var ErrNotSent = errors.New("call not sent")
 
 // Outcome is how an attempt ended: its class drives retries; Reason is the
 // seed's per-attempt reason ("RingNoAnswer", "DestinationBusy",

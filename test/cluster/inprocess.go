@@ -23,6 +23,9 @@ type InProcessOptions struct {
 	// Backend, when set, builds the call backend every node shares (as
 	// nodes share one media platform) from the final configuration.
 	Backend func(config.Config) telephony.Backend
+	// NodeBackend, when set, wraps the shared backend for node id (for
+	// example to record which node placed each call); it may return b.
+	NodeBackend func(id string, b telephony.Backend) telephony.Backend
 }
 
 // InProcess is a cluster of internal/node nodes in this process.
@@ -30,6 +33,7 @@ type InProcess struct {
 	members
 	log     *slog.Logger
 	backend telephony.Backend
+	perNode func(id string, b telephony.Backend) telephony.Backend
 	remove  sync.Once
 	dir     func()
 
@@ -51,7 +55,7 @@ func StartInProcess(ctx context.Context, o InProcessOptions) (_ *InProcess, err 
 		remove()
 		return nil, err
 	}
-	c := &InProcess{members: newMembers(o.Options, cfg), log: o.Logger, dir: remove, nodes: map[string]*node.Node{}}
+	c := &InProcess{members: newMembers(o.Options, cfg), log: o.Logger, dir: remove, nodes: map[string]*node.Node{}, perNode: o.NodeBackend}
 	c.status = c.view
 	c.running = c.Running
 	if c.log == nil {
@@ -94,7 +98,11 @@ func (c *InProcess) view(_ context.Context, id string) (nodeView, error) {
 }
 
 func (c *InProcess) start(id string) (*node.Node, error) {
-	n, err := node.Start(node.Options{Config: c.Config(), NodeID: id, Logger: c.log, Backend: c.backend})
+	backend := c.backend
+	if c.perNode != nil {
+		backend = c.perNode(id, backend)
+	}
+	n, err := node.Start(node.Options{Config: c.Config(), NodeID: id, Logger: c.log, Backend: backend})
 	if err != nil {
 		return nil, fmt.Errorf("cluster: start %s: %w", id, err)
 	}

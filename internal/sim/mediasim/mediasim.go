@@ -311,10 +311,34 @@ func (p *Platform) Place(ctx context.Context, c telephony.Call) (telephony.Outco
 	return out, err
 }
 
+// As is the platform as a backend whose calls record caller (a node id)
+// as CallRecord.Caller, like calls through simcall.CallerDialOption: for
+// in-process clusters whose nodes share one platform.
+func (p *Platform) As(caller string) telephony.Backend { return callerBackend{p, caller} }
+
+type callerBackend struct {
+	p      *Platform
+	caller string
+}
+
+func (b callerBackend) Place(ctx context.Context, c telephony.Call) (telephony.Outcome, error) {
+	out, _, err := b.p.place(ctx, c, b.caller)
+	return out, err
+}
+
+func (b callerBackend) Revoke(ctx context.Context, tenant, callUUID string) error {
+	return b.p.Revoke(ctx, tenant, callUUID)
+}
+
 // place is Place, also reporting the outcome's record; caller is recorded
 // as the record's Caller.
 func (p *Platform) place(ctx context.Context, c telephony.Call, caller string) (telephony.Outcome, CallRecord, error) {
 	if err := ctx.Err(); err != nil {
+		return telephony.Outcome{}, CallRecord{}, err
+	}
+	// In process, the platform is the far end: the call's gate (the
+	// dialer's pacer and fence) runs right before it is received.
+	if err := c.Send(ctx); err != nil {
 		return telephony.Outcome{}, CallRecord{}, err
 	}
 	rec := &CallRecord{

@@ -61,12 +61,19 @@ func (c *Client) Conn() *grpc.ClientConn { return c.cc }
 // Place places the call and blocks until it has ended. A platform with every
 // port busy answers an error wrapping telephony.ErrFull; an unreachable
 // platform or an unknown tenant an ordinary error; when ctx ends first the
-// call is hung up and ctx's error returned.
+// call is hung up and ctx's error returned. The call's Gate runs just
+// before the request is sent; its refusal (telephony.ErrNotSent) sends
+// nothing.
 func (c *Client) Place(ctx context.Context, call telephony.Call) (telephony.Outcome, error) {
-	resp, err := c.api.PlaceCall(ctx, &simpb.PlaceCallRequest{
+	req := &simpb.PlaceCallRequest{
 		RequestId: call.RequestID, CallUuid: call.CallUUID, Tenant: call.Tenant, IvrProfile: call.IVRProfile,
 		Telnum: call.Telnum, Ani: call.Ani, Cpd: call.Cpd, CustomData: call.CustomData, Attempt: call.Attempt,
-	})
+	}
+	// The request is built; the send is paced and fenced now.
+	if err := call.Send(ctx); err != nil {
+		return telephony.Outcome{}, err
+	}
+	resp, err := c.api.PlaceCall(ctx, req)
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil {
 			return telephony.Outcome{}, cerr

@@ -1,0 +1,138 @@
+package dialer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Pace and fence the send, not the decision. The dispatcher decides which
+// committed attempt goes next and hands it to its call goroutine; the
+// backend then builds the call and, immediately before the first byte
+// leaves the process, runs the call's gate (telephony.Call.Gate). The gate
+// takes the attempt's slot in its tenant's wire pacer and the global wire
+// pacer at that moment, so the window logs stamp the send, not the
+// hand-off, and whatever jitters in between (goroutine start, a trunk's
+// limiter, building the INVITE) cannot crowd the far end's windows. It
+// also checks, at that moment, that this node still leads with a fresh
+// lease (Lease): a deposed or cut-off leader sends nothing.
+
+// Lease says whether this node may send a call now: nil when it is the
+// Raft leader and a quorum acknowledged it no longer than
+// leader_lease_timeout ago (cluster.Cluster.CheckLease).
+type Lease interface {
+	CheckLease() error
+}
+
+// errTTLAtSend: the attempt's TTL ended before its send slot.
+var errTTLAtSend = errors.New("TTL ended before the send")
+
+// sendDeadline bounds the time from arming an attempt (before its start is
+// committed and stamped) to its send: the gate refuses a later send (not
+// sent, retried at once). So a call leaves no later than its committed
+// start + sendDeadline, which the half-open rule builds on (takeover.go).
+const sendDeadline = 2 * time.Second
+
+// errSendLate: the attempt waited longer than sendDeadline for its send.
+var errSendLate = errors.New("send deadline passed")
+
+// sendGate returns the gate of one attempt (see above). Waiters of a
+// tenant queue FIFO; only the head sleeps on a timer, so a slot wakes one
+// goroutine, not every attempt waiting.
+func (e *Engine) sendGate(it *item) func(context.Context) error {
+	return func(ctx context.Context) error {
+		t := it.t
+		turn := make(chan struct{})
+		e.mu.Lock()
+		t.senders = append(t.senders, turn)
+		if len(t.senders) == 1 {
+			close(turn)
+		}
+		e.mu.Unlock()
+		defer e.leaveSenders(t, turn)
+
+		select {
+		case <-turn:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		timer := time.NewTimer(time.Hour)
+		defer timer.Stop()
+		for {
+			e.mu.Lock()
+			now := time.Now()
+			at := t.wire.ready()
+			if g := e.gwire.ready(); g.After(at) {
+				at = g
+			}
+			if !at.After(now) {
+				err := e.sendableLocked(it, now)
+				if err == nil {
+					t.wire.take(now)
+					e.gwire.take(now)
+					t.attempts = append(t.attempts, now)
+				}
+				e.leaveSendersLocked(t, turn) // the next waiter's turn, at once
+				e.mu.Unlock()
+				if err == nil {
+					e.m.Attempts.WithLabelValues(t.name).Inc()
+				}
+				return err
+			}
+			e.mu.Unlock()
+			// Re-check at least every Housekeeping: a rate change may
+			// move the slot earlier.
+			timer.Reset(min(at.Sub(now), e.opts.Housekeeping))
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-timer.C:
+			}
+		}
+	}
+}
+
+// sendableLocked is the fence: nil when it may be sent now. Called with
+// e.mu held (the lease check is a few atomic loads).
+func (e *Engine) sendableLocked(it *item, now time.Time) error {
+	if e.opts.Lease != nil {
+		if err := e.opts.Lease.CheckLease(); err != nil {
+			e.m.Fenced.Inc()
+			return fmt.Errorf("fenced: %w", err)
+		}
+	}
+	if now.UnixMilli() >= it.req.ExpiresUnixMs {
+		return errTTLAtSend
+	}
+	if now.Sub(it.armed) > sendDeadline {
+		return fmt.Errorf("%w: armed %s ago", errSendLate, now.Sub(it.armed).Round(time.Millisecond))
+	}
+	return nil
+}
+
+// leaseOK reports whether the lease allows sending now (true without a
+// Lease): the dispatcher arms nothing while leadership is in doubt.
+func (e *Engine) leaseOK() bool {
+	return e.opts.Lease == nil || e.opts.Lease.CheckLease() == nil
+}
+
+// leaveSenders removes turn from t's FIFO and hands the turn on if it
+// was the head.
+func (e *Engine) leaveSenders(t *tenant, turn chan struct{}) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.leaveSendersLocked(t, turn)
+}
+
+func (e *Engine) leaveSendersLocked(t *tenant, turn chan struct{}) {
+	i := slices.Index(t.senders, turn)
+	if i < 0 {
+		return
+	}
+	t.senders = slices.Delete(t.senders, i, i+1)
+	if i == 0 && len(t.senders) > 0 {
+		close(t.senders[0])
+	}
+}
