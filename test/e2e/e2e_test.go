@@ -166,6 +166,11 @@ func rest(t *testing.T, addr string) *client.Client {
 // do calls the HTTP endpoints that are not Dialtone's REST API: the
 // simulators' and the CVP compatibility API.
 func do(method, url string, body any, out any) (int, error) {
+	return doHeaders(nil, method, url, body, out)
+}
+
+// doHeaders is do with request headers.
+func doHeaders(headers map[string]string, method, url string, body, out any) (int, error) {
 	var r io.Reader
 	if body != nil {
 		b, _ := json.Marshal(body)
@@ -176,6 +181,9 @@ func do(method, url string, body any, out any) (int, error) {
 		return 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	resp, err := http.DefaultClient.Do(req.WithContext(ctx))
