@@ -822,6 +822,13 @@ type DialerTenantStatus struct {
 	// Notifications waiting to be delivered, and retries so far.
 	NotifyPending uint32 `protobuf:"varint,11,opt,name=notify_pending,proto3" json:"notify_pending,omitempty"`
 	NotifyRetries uint64 `protobuf:"varint,12,opt,name=notify_retries,proto3" json:"notify_retries,omitempty"`
+	// PENDING requests not being dialled, by reason: "retry_wait" (waiting
+	// for its next retry), "outside_window", "frequency_cap", "no_ports"
+	// (no fresh port report or no ports for the tenant), "ports_busy" (the
+	// port budget is full), "caps_limit" (the queues are full and drain at
+	// the CAPS), "no_backend" (this node places no calls). Recomputed every
+	// second.
+	Waiting       map[string]uint32 `protobuf:"bytes,13,rep,name=waiting,proto3" json:"waiting,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -940,6 +947,578 @@ func (x *DialerTenantStatus) GetNotifyRetries() uint64 {
 	return 0
 }
 
+func (x *DialerTenantStatus) GetWaiting() map[string]uint32 {
+	if x != nil {
+		return x.Waiting
+	}
+	return nil
+}
+
+// CallingSpan is one open span of the weekly schedule, in the callee's
+// local time.
+type CallingSpan struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "mon".."sun", "weekdays", "weekends" or "daily".
+	Days string `protobuf:"bytes,1,opt,name=days,proto3" json:"days,omitempty"`
+	// "HH:MM", open inclusive, close exclusive; close may be "24:00".
+	Open          string `protobuf:"bytes,2,opt,name=open,proto3" json:"open,omitempty"`
+	Close         string `protobuf:"bytes,3,opt,name=close,proto3" json:"close,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallingSpan) Reset() {
+	*x = CallingSpan{}
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallingSpan) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallingSpan) ProtoMessage() {}
+
+func (x *CallingSpan) ProtoReflect() protoreflect.Message {
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallingSpan.ProtoReflect.Descriptor instead.
+func (*CallingSpan) Descriptor() ([]byte, []int) {
+	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *CallingSpan) GetDays() string {
+	if x != nil {
+		return x.Days
+	}
+	return ""
+}
+
+func (x *CallingSpan) GetOpen() string {
+	if x != nil {
+		return x.Open
+	}
+	return ""
+}
+
+func (x *CallingSpan) GetClose() string {
+	if x != nil {
+		return x.Close
+	}
+	return ""
+}
+
+// CallingException replaces the weekly schedule on one local date
+// (holidays): open and close empty means closed all day.
+type CallingException struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "YYYY-MM-DD".
+	Date          string `protobuf:"bytes,1,opt,name=date,proto3" json:"date,omitempty"`
+	Open          string `protobuf:"bytes,2,opt,name=open,proto3" json:"open,omitempty"`
+	Close         string `protobuf:"bytes,3,opt,name=close,proto3" json:"close,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallingException) Reset() {
+	*x = CallingException{}
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallingException) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallingException) ProtoMessage() {}
+
+func (x *CallingException) ProtoReflect() protoreflect.Message {
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallingException.ProtoReflect.Descriptor instead.
+func (*CallingException) Descriptor() ([]byte, []int) {
+	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *CallingException) GetDate() string {
+	if x != nil {
+		return x.Date
+	}
+	return ""
+}
+
+func (x *CallingException) GetOpen() string {
+	if x != nil {
+		return x.Open
+	}
+	return ""
+}
+
+func (x *CallingException) GetClose() string {
+	if x != nil {
+		return x.Close
+	}
+	return ""
+}
+
+// CallingWindow is when requests may be dialled, in the callee's local
+// time (zone from the request's time_zone, else from its number).
+type CallingWindow struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "us-tcpa" (08:00-21:00 every day) fills weekly when weekly is empty.
+	Preset     string              `protobuf:"bytes,1,opt,name=preset,proto3" json:"preset,omitempty"`
+	Weekly     []*CallingSpan      `protobuf:"bytes,2,rep,name=weekly,proto3" json:"weekly,omitempty"`
+	Exceptions []*CallingException `protobuf:"bytes,3,rep,name=exceptions,proto3" json:"exceptions,omitempty"`
+	// When the callee's zone cannot be derived: "skip" (default; the
+	// request ends FAILURE "Unknown Time Zone" without an attempt) or
+	// "default_zone".
+	UnknownZone string `protobuf:"bytes,4,opt,name=unknown_zone,proto3" json:"unknown_zone,omitempty"`
+	// IANA zone used with unknown_zone "default_zone".
+	DefaultZone   string `protobuf:"bytes,5,opt,name=default_zone,proto3" json:"default_zone,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallingWindow) Reset() {
+	*x = CallingWindow{}
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallingWindow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallingWindow) ProtoMessage() {}
+
+func (x *CallingWindow) ProtoReflect() protoreflect.Message {
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallingWindow.ProtoReflect.Descriptor instead.
+func (*CallingWindow) Descriptor() ([]byte, []int) {
+	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *CallingWindow) GetPreset() string {
+	if x != nil {
+		return x.Preset
+	}
+	return ""
+}
+
+func (x *CallingWindow) GetWeekly() []*CallingSpan {
+	if x != nil {
+		return x.Weekly
+	}
+	return nil
+}
+
+func (x *CallingWindow) GetExceptions() []*CallingException {
+	if x != nil {
+		return x.Exceptions
+	}
+	return nil
+}
+
+func (x *CallingWindow) GetUnknownZone() string {
+	if x != nil {
+		return x.UnknownZone
+	}
+	return ""
+}
+
+func (x *CallingWindow) GetDefaultZone() string {
+	if x != nil {
+		return x.DefaultZone
+	}
+	return ""
+}
+
+type GetCallingWindowRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Tenant string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// Optional: one IVR profile's window.
+	IvrProfile    string `protobuf:"bytes,2,opt,name=ivr_profile,proto3" json:"ivr_profile,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCallingWindowRequest) Reset() {
+	*x = GetCallingWindowRequest{}
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCallingWindowRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCallingWindowRequest) ProtoMessage() {}
+
+func (x *GetCallingWindowRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCallingWindowRequest.ProtoReflect.Descriptor instead.
+func (*GetCallingWindowRequest) Descriptor() ([]byte, []int) {
+	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *GetCallingWindowRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *GetCallingWindowRequest) GetIvrProfile() string {
+	if x != nil {
+		return x.IvrProfile
+	}
+	return ""
+}
+
+type GetCallingWindowResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	NodeId string                 `protobuf:"bytes,1,opt,name=node_id,proto3" json:"node_id,omitempty"`
+	// Whether a window is stored for exactly this tenant/profile.
+	Stored bool           `protobuf:"varint,2,opt,name=stored,proto3" json:"stored,omitempty"`
+	Window *CallingWindow `protobuf:"bytes,3,opt,name=window,proto3" json:"window,omitempty"`
+	// The window in force ("tenant" or "profile"; empty: none, dial any time).
+	EffectiveFrom string         `protobuf:"bytes,4,opt,name=effective_from,proto3" json:"effective_from,omitempty"`
+	Effective     *CallingWindow `protobuf:"bytes,5,opt,name=effective,proto3" json:"effective,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCallingWindowResponse) Reset() {
+	*x = GetCallingWindowResponse{}
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCallingWindowResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCallingWindowResponse) ProtoMessage() {}
+
+func (x *GetCallingWindowResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCallingWindowResponse.ProtoReflect.Descriptor instead.
+func (*GetCallingWindowResponse) Descriptor() ([]byte, []int) {
+	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *GetCallingWindowResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *GetCallingWindowResponse) GetStored() bool {
+	if x != nil {
+		return x.Stored
+	}
+	return false
+}
+
+func (x *GetCallingWindowResponse) GetWindow() *CallingWindow {
+	if x != nil {
+		return x.Window
+	}
+	return nil
+}
+
+func (x *GetCallingWindowResponse) GetEffectiveFrom() string {
+	if x != nil {
+		return x.EffectiveFrom
+	}
+	return ""
+}
+
+func (x *GetCallingWindowResponse) GetEffective() *CallingWindow {
+	if x != nil {
+		return x.Effective
+	}
+	return nil
+}
+
+type SetCallingWindowRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	IvrProfile    string                 `protobuf:"bytes,2,opt,name=ivr_profile,proto3" json:"ivr_profile,omitempty"`
+	Window        *CallingWindow         `protobuf:"bytes,3,opt,name=window,proto3" json:"window,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetCallingWindowRequest) Reset() {
+	*x = SetCallingWindowRequest{}
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetCallingWindowRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetCallingWindowRequest) ProtoMessage() {}
+
+func (x *SetCallingWindowRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetCallingWindowRequest.ProtoReflect.Descriptor instead.
+func (*SetCallingWindowRequest) Descriptor() ([]byte, []int) {
+	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *SetCallingWindowRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *SetCallingWindowRequest) GetIvrProfile() string {
+	if x != nil {
+		return x.IvrProfile
+	}
+	return ""
+}
+
+func (x *SetCallingWindowRequest) GetWindow() *CallingWindow {
+	if x != nil {
+		return x.Window
+	}
+	return nil
+}
+
+type SetCallingWindowResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,proto3" json:"node_id,omitempty"`
+	Index         uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	Window        *CallingWindow         `protobuf:"bytes,3,opt,name=window,proto3" json:"window,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetCallingWindowResponse) Reset() {
+	*x = SetCallingWindowResponse{}
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetCallingWindowResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetCallingWindowResponse) ProtoMessage() {}
+
+func (x *SetCallingWindowResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetCallingWindowResponse.ProtoReflect.Descriptor instead.
+func (*SetCallingWindowResponse) Descriptor() ([]byte, []int) {
+	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *SetCallingWindowResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *SetCallingWindowResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *SetCallingWindowResponse) GetWindow() *CallingWindow {
+	if x != nil {
+		return x.Window
+	}
+	return nil
+}
+
+type DeleteCallingWindowRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	IvrProfile    string                 `protobuf:"bytes,2,opt,name=ivr_profile,proto3" json:"ivr_profile,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteCallingWindowRequest) Reset() {
+	*x = DeleteCallingWindowRequest{}
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteCallingWindowRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteCallingWindowRequest) ProtoMessage() {}
+
+func (x *DeleteCallingWindowRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteCallingWindowRequest.ProtoReflect.Descriptor instead.
+func (*DeleteCallingWindowRequest) Descriptor() ([]byte, []int) {
+	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *DeleteCallingWindowRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *DeleteCallingWindowRequest) GetIvrProfile() string {
+	if x != nil {
+		return x.IvrProfile
+	}
+	return ""
+}
+
+type DeleteCallingWindowResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,proto3" json:"node_id,omitempty"`
+	Index         uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteCallingWindowResponse) Reset() {
+	*x = DeleteCallingWindowResponse{}
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteCallingWindowResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteCallingWindowResponse) ProtoMessage() {}
+
+func (x *DeleteCallingWindowResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteCallingWindowResponse.ProtoReflect.Descriptor instead.
+func (*DeleteCallingWindowResponse) Descriptor() ([]byte, []int) {
+	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *DeleteCallingWindowResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *DeleteCallingWindowResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 var File_dialtone_v1_dialer_proto protoreflect.FileDescriptor
 
 const file_dialtone_v1_dialer_proto_rawDesc = "" +
@@ -996,7 +1575,7 @@ const file_dialtone_v1_dialer_proto_rawDesc = "" +
 	"\anode_id\x18\x01 \x01(\tR\anode_id\x12\x18\n" +
 	"\arunning\x18\x02 \x01(\bR\arunning\x12 \n" +
 	"\vglobal_caps\x18\x03 \x01(\x01R\vglobal_caps\x129\n" +
-	"\atenants\x18\x04 \x03(\v2\x1f.dialtone.v1.DialerTenantStatusR\atenants\"\x84\x05\n" +
+	"\atenants\x18\x04 \x03(\v2\x1f.dialtone.v1.DialerTenantStatusR\atenants\"\x88\x06\n" +
 	"\x12DialerTenantStatus\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x16\n" +
 	"\x06queued\x18\x02 \x01(\rR\x06queued\x12Z\n" +
@@ -1010,13 +1589,56 @@ const file_dialtone_v1_dialer_proto_rawDesc = "" +
 	"\boutcomes\x18\n" +
 	" \x03(\v2-.dialtone.v1.DialerTenantStatus.OutcomesEntryR\boutcomes\x12&\n" +
 	"\x0enotify_pending\x18\v \x01(\rR\x0enotify_pending\x12&\n" +
-	"\x0enotify_retries\x18\f \x01(\x04R\x0enotify_retries\x1a@\n" +
+	"\x0enotify_retries\x18\f \x01(\x04R\x0enotify_retries\x12F\n" +
+	"\awaiting\x18\r \x03(\v2,.dialtone.v1.DialerTenantStatus.WaitingEntryR\awaiting\x1a@\n" +
 	"\x12QueuedProfileEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\x1a;\n" +
 	"\rOutcomesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x012\xa5\x04\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1a:\n" +
+	"\fWaitingEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\"K\n" +
+	"\vCallingSpan\x12\x12\n" +
+	"\x04days\x18\x01 \x01(\tR\x04days\x12\x12\n" +
+	"\x04open\x18\x02 \x01(\tR\x04open\x12\x14\n" +
+	"\x05close\x18\x03 \x01(\tR\x05close\"P\n" +
+	"\x10CallingException\x12\x12\n" +
+	"\x04date\x18\x01 \x01(\tR\x04date\x12\x12\n" +
+	"\x04open\x18\x02 \x01(\tR\x04open\x12\x14\n" +
+	"\x05close\x18\x03 \x01(\tR\x05close\"\xe0\x01\n" +
+	"\rCallingWindow\x12\x16\n" +
+	"\x06preset\x18\x01 \x01(\tR\x06preset\x120\n" +
+	"\x06weekly\x18\x02 \x03(\v2\x18.dialtone.v1.CallingSpanR\x06weekly\x12=\n" +
+	"\n" +
+	"exceptions\x18\x03 \x03(\v2\x1d.dialtone.v1.CallingExceptionR\n" +
+	"exceptions\x12\"\n" +
+	"\funknown_zone\x18\x04 \x01(\tR\funknown_zone\x12\"\n" +
+	"\fdefault_zone\x18\x05 \x01(\tR\fdefault_zone\"S\n" +
+	"\x17GetCallingWindowRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12 \n" +
+	"\vivr_profile\x18\x02 \x01(\tR\vivr_profile\"\xe2\x01\n" +
+	"\x18GetCallingWindowResponse\x12\x18\n" +
+	"\anode_id\x18\x01 \x01(\tR\anode_id\x12\x16\n" +
+	"\x06stored\x18\x02 \x01(\bR\x06stored\x122\n" +
+	"\x06window\x18\x03 \x01(\v2\x1a.dialtone.v1.CallingWindowR\x06window\x12&\n" +
+	"\x0eeffective_from\x18\x04 \x01(\tR\x0eeffective_from\x128\n" +
+	"\teffective\x18\x05 \x01(\v2\x1a.dialtone.v1.CallingWindowR\teffective\"\x87\x01\n" +
+	"\x17SetCallingWindowRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12 \n" +
+	"\vivr_profile\x18\x02 \x01(\tR\vivr_profile\x122\n" +
+	"\x06window\x18\x03 \x01(\v2\x1a.dialtone.v1.CallingWindowR\x06window\"~\n" +
+	"\x18SetCallingWindowResponse\x12\x18\n" +
+	"\anode_id\x18\x01 \x01(\tR\anode_id\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\x122\n" +
+	"\x06window\x18\x03 \x01(\v2\x1a.dialtone.v1.CallingWindowR\x06window\"V\n" +
+	"\x1aDeleteCallingWindowRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12 \n" +
+	"\vivr_profile\x18\x02 \x01(\tR\vivr_profile\"M\n" +
+	"\x1bDeleteCallingWindowResponse\x12\x18\n" +
+	"\anode_id\x18\x01 \x01(\tR\anode_id\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index2\xce\a\n" +
 	"\rDialerService\x12g\n" +
 	"\tGetPacing\x12\x1d.dialtone.v1.GetPacingRequest\x1a\x1e.dialtone.v1.GetPacingResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/pacing/{tenant}\x12a\n" +
 	"\n" +
@@ -1025,7 +1647,10 @@ const file_dialtone_v1_dialer_proto_rawDesc = "" +
 	"\tSetPacing\x12\x1d.dialtone.v1.SetPacingRequest\x1a\x1e.dialtone.v1.SetPacingResponse\"#\x82\xd3\xe4\x93\x02\x1d:\x06pacing\x1a\x13/v1/pacing/{tenant}\x12p\n" +
 	"\fDeletePacing\x12 .dialtone.v1.DeletePacingRequest\x1a!.dialtone.v1.DeletePacingResponse\"\x1b\x82\xd3\xe4\x93\x02\x15*\x13/v1/pacing/{tenant}\x12e\n" +
 	"\x0fGetDialerStatus\x12#.dialtone.v1.GetDialerStatusRequest\x1a\x19.dialtone.v1.DialerStatus\"\x12\x82\xd3\xe4\x93\x02\f\x12\n" +
-	"/v1/dialerB=Z;github.com/seed-7bfc04c2/dialtone/api/dialtonev1;dialtonev1b\x06proto3"
+	"/v1/dialer\x12\x85\x01\n" +
+	"\x10GetCallingWindow\x12$.dialtone.v1.GetCallingWindowRequest\x1a%.dialtone.v1.GetCallingWindowResponse\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/v1/calling-windows/{tenant}\x12\x8d\x01\n" +
+	"\x10SetCallingWindow\x12$.dialtone.v1.SetCallingWindowRequest\x1a%.dialtone.v1.SetCallingWindowResponse\",\x82\xd3\xe4\x93\x02&:\x06window\x1a\x1c/v1/calling-windows/{tenant}\x12\x8e\x01\n" +
+	"\x13DeleteCallingWindow\x12'.dialtone.v1.DeleteCallingWindowRequest\x1a(.dialtone.v1.DeleteCallingWindowResponse\"$\x82\xd3\xe4\x93\x02\x1e*\x1c/v1/calling-windows/{tenant}B=Z;github.com/seed-7bfc04c2/dialtone/api/dialtonev1;dialtonev1b\x06proto3"
 
 var (
 	file_dialtone_v1_dialer_proto_rawDescOnce sync.Once
@@ -1039,23 +1664,33 @@ func file_dialtone_v1_dialer_proto_rawDescGZIP() []byte {
 	return file_dialtone_v1_dialer_proto_rawDescData
 }
 
-var file_dialtone_v1_dialer_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_dialtone_v1_dialer_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_dialtone_v1_dialer_proto_goTypes = []any{
-	(*Pacing)(nil),                 // 0: dialtone.v1.Pacing
-	(*PacingEntry)(nil),            // 1: dialtone.v1.PacingEntry
-	(*GetPacingRequest)(nil),       // 2: dialtone.v1.GetPacingRequest
-	(*GetPacingResponse)(nil),      // 3: dialtone.v1.GetPacingResponse
-	(*ListPacingRequest)(nil),      // 4: dialtone.v1.ListPacingRequest
-	(*ListPacingResponse)(nil),     // 5: dialtone.v1.ListPacingResponse
-	(*SetPacingRequest)(nil),       // 6: dialtone.v1.SetPacingRequest
-	(*SetPacingResponse)(nil),      // 7: dialtone.v1.SetPacingResponse
-	(*DeletePacingRequest)(nil),    // 8: dialtone.v1.DeletePacingRequest
-	(*DeletePacingResponse)(nil),   // 9: dialtone.v1.DeletePacingResponse
-	(*GetDialerStatusRequest)(nil), // 10: dialtone.v1.GetDialerStatusRequest
-	(*DialerStatus)(nil),           // 11: dialtone.v1.DialerStatus
-	(*DialerTenantStatus)(nil),     // 12: dialtone.v1.DialerTenantStatus
-	nil,                            // 13: dialtone.v1.DialerTenantStatus.QueuedProfileEntry
-	nil,                            // 14: dialtone.v1.DialerTenantStatus.OutcomesEntry
+	(*Pacing)(nil),                      // 0: dialtone.v1.Pacing
+	(*PacingEntry)(nil),                 // 1: dialtone.v1.PacingEntry
+	(*GetPacingRequest)(nil),            // 2: dialtone.v1.GetPacingRequest
+	(*GetPacingResponse)(nil),           // 3: dialtone.v1.GetPacingResponse
+	(*ListPacingRequest)(nil),           // 4: dialtone.v1.ListPacingRequest
+	(*ListPacingResponse)(nil),          // 5: dialtone.v1.ListPacingResponse
+	(*SetPacingRequest)(nil),            // 6: dialtone.v1.SetPacingRequest
+	(*SetPacingResponse)(nil),           // 7: dialtone.v1.SetPacingResponse
+	(*DeletePacingRequest)(nil),         // 8: dialtone.v1.DeletePacingRequest
+	(*DeletePacingResponse)(nil),        // 9: dialtone.v1.DeletePacingResponse
+	(*GetDialerStatusRequest)(nil),      // 10: dialtone.v1.GetDialerStatusRequest
+	(*DialerStatus)(nil),                // 11: dialtone.v1.DialerStatus
+	(*DialerTenantStatus)(nil),          // 12: dialtone.v1.DialerTenantStatus
+	(*CallingSpan)(nil),                 // 13: dialtone.v1.CallingSpan
+	(*CallingException)(nil),            // 14: dialtone.v1.CallingException
+	(*CallingWindow)(nil),               // 15: dialtone.v1.CallingWindow
+	(*GetCallingWindowRequest)(nil),     // 16: dialtone.v1.GetCallingWindowRequest
+	(*GetCallingWindowResponse)(nil),    // 17: dialtone.v1.GetCallingWindowResponse
+	(*SetCallingWindowRequest)(nil),     // 18: dialtone.v1.SetCallingWindowRequest
+	(*SetCallingWindowResponse)(nil),    // 19: dialtone.v1.SetCallingWindowResponse
+	(*DeleteCallingWindowRequest)(nil),  // 20: dialtone.v1.DeleteCallingWindowRequest
+	(*DeleteCallingWindowResponse)(nil), // 21: dialtone.v1.DeleteCallingWindowResponse
+	nil,                                 // 22: dialtone.v1.DialerTenantStatus.QueuedProfileEntry
+	nil,                                 // 23: dialtone.v1.DialerTenantStatus.OutcomesEntry
+	nil,                                 // 24: dialtone.v1.DialerTenantStatus.WaitingEntry
 }
 var file_dialtone_v1_dialer_proto_depIdxs = []int32{
 	0,  // 0: dialtone.v1.PacingEntry.settings:type_name -> dialtone.v1.Pacing
@@ -1065,23 +1700,36 @@ var file_dialtone_v1_dialer_proto_depIdxs = []int32{
 	0,  // 4: dialtone.v1.SetPacingRequest.pacing:type_name -> dialtone.v1.Pacing
 	1,  // 5: dialtone.v1.SetPacingResponse.pacing:type_name -> dialtone.v1.PacingEntry
 	12, // 6: dialtone.v1.DialerStatus.tenants:type_name -> dialtone.v1.DialerTenantStatus
-	13, // 7: dialtone.v1.DialerTenantStatus.queued_profile:type_name -> dialtone.v1.DialerTenantStatus.QueuedProfileEntry
-	14, // 8: dialtone.v1.DialerTenantStatus.outcomes:type_name -> dialtone.v1.DialerTenantStatus.OutcomesEntry
-	2,  // 9: dialtone.v1.DialerService.GetPacing:input_type -> dialtone.v1.GetPacingRequest
-	4,  // 10: dialtone.v1.DialerService.ListPacing:input_type -> dialtone.v1.ListPacingRequest
-	6,  // 11: dialtone.v1.DialerService.SetPacing:input_type -> dialtone.v1.SetPacingRequest
-	8,  // 12: dialtone.v1.DialerService.DeletePacing:input_type -> dialtone.v1.DeletePacingRequest
-	10, // 13: dialtone.v1.DialerService.GetDialerStatus:input_type -> dialtone.v1.GetDialerStatusRequest
-	3,  // 14: dialtone.v1.DialerService.GetPacing:output_type -> dialtone.v1.GetPacingResponse
-	5,  // 15: dialtone.v1.DialerService.ListPacing:output_type -> dialtone.v1.ListPacingResponse
-	7,  // 16: dialtone.v1.DialerService.SetPacing:output_type -> dialtone.v1.SetPacingResponse
-	9,  // 17: dialtone.v1.DialerService.DeletePacing:output_type -> dialtone.v1.DeletePacingResponse
-	11, // 18: dialtone.v1.DialerService.GetDialerStatus:output_type -> dialtone.v1.DialerStatus
-	14, // [14:19] is the sub-list for method output_type
-	9,  // [9:14] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	22, // 7: dialtone.v1.DialerTenantStatus.queued_profile:type_name -> dialtone.v1.DialerTenantStatus.QueuedProfileEntry
+	23, // 8: dialtone.v1.DialerTenantStatus.outcomes:type_name -> dialtone.v1.DialerTenantStatus.OutcomesEntry
+	24, // 9: dialtone.v1.DialerTenantStatus.waiting:type_name -> dialtone.v1.DialerTenantStatus.WaitingEntry
+	13, // 10: dialtone.v1.CallingWindow.weekly:type_name -> dialtone.v1.CallingSpan
+	14, // 11: dialtone.v1.CallingWindow.exceptions:type_name -> dialtone.v1.CallingException
+	15, // 12: dialtone.v1.GetCallingWindowResponse.window:type_name -> dialtone.v1.CallingWindow
+	15, // 13: dialtone.v1.GetCallingWindowResponse.effective:type_name -> dialtone.v1.CallingWindow
+	15, // 14: dialtone.v1.SetCallingWindowRequest.window:type_name -> dialtone.v1.CallingWindow
+	15, // 15: dialtone.v1.SetCallingWindowResponse.window:type_name -> dialtone.v1.CallingWindow
+	2,  // 16: dialtone.v1.DialerService.GetPacing:input_type -> dialtone.v1.GetPacingRequest
+	4,  // 17: dialtone.v1.DialerService.ListPacing:input_type -> dialtone.v1.ListPacingRequest
+	6,  // 18: dialtone.v1.DialerService.SetPacing:input_type -> dialtone.v1.SetPacingRequest
+	8,  // 19: dialtone.v1.DialerService.DeletePacing:input_type -> dialtone.v1.DeletePacingRequest
+	10, // 20: dialtone.v1.DialerService.GetDialerStatus:input_type -> dialtone.v1.GetDialerStatusRequest
+	16, // 21: dialtone.v1.DialerService.GetCallingWindow:input_type -> dialtone.v1.GetCallingWindowRequest
+	18, // 22: dialtone.v1.DialerService.SetCallingWindow:input_type -> dialtone.v1.SetCallingWindowRequest
+	20, // 23: dialtone.v1.DialerService.DeleteCallingWindow:input_type -> dialtone.v1.DeleteCallingWindowRequest
+	3,  // 24: dialtone.v1.DialerService.GetPacing:output_type -> dialtone.v1.GetPacingResponse
+	5,  // 25: dialtone.v1.DialerService.ListPacing:output_type -> dialtone.v1.ListPacingResponse
+	7,  // 26: dialtone.v1.DialerService.SetPacing:output_type -> dialtone.v1.SetPacingResponse
+	9,  // 27: dialtone.v1.DialerService.DeletePacing:output_type -> dialtone.v1.DeletePacingResponse
+	11, // 28: dialtone.v1.DialerService.GetDialerStatus:output_type -> dialtone.v1.DialerStatus
+	17, // 29: dialtone.v1.DialerService.GetCallingWindow:output_type -> dialtone.v1.GetCallingWindowResponse
+	19, // 30: dialtone.v1.DialerService.SetCallingWindow:output_type -> dialtone.v1.SetCallingWindowResponse
+	21, // 31: dialtone.v1.DialerService.DeleteCallingWindow:output_type -> dialtone.v1.DeleteCallingWindowResponse
+	24, // [24:32] is the sub-list for method output_type
+	16, // [16:24] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_dialtone_v1_dialer_proto_init() }
@@ -1095,7 +1743,7 @@ func file_dialtone_v1_dialer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dialtone_v1_dialer_proto_rawDesc), len(file_dialtone_v1_dialer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

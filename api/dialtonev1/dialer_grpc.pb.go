@@ -23,11 +23,14 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	DialerService_GetPacing_FullMethodName       = "/dialtone.v1.DialerService/GetPacing"
-	DialerService_ListPacing_FullMethodName      = "/dialtone.v1.DialerService/ListPacing"
-	DialerService_SetPacing_FullMethodName       = "/dialtone.v1.DialerService/SetPacing"
-	DialerService_DeletePacing_FullMethodName    = "/dialtone.v1.DialerService/DeletePacing"
-	DialerService_GetDialerStatus_FullMethodName = "/dialtone.v1.DialerService/GetDialerStatus"
+	DialerService_GetPacing_FullMethodName           = "/dialtone.v1.DialerService/GetPacing"
+	DialerService_ListPacing_FullMethodName          = "/dialtone.v1.DialerService/ListPacing"
+	DialerService_SetPacing_FullMethodName           = "/dialtone.v1.DialerService/SetPacing"
+	DialerService_DeletePacing_FullMethodName        = "/dialtone.v1.DialerService/DeletePacing"
+	DialerService_GetDialerStatus_FullMethodName     = "/dialtone.v1.DialerService/GetDialerStatus"
+	DialerService_GetCallingWindow_FullMethodName    = "/dialtone.v1.DialerService/GetCallingWindow"
+	DialerService_SetCallingWindow_FullMethodName    = "/dialtone.v1.DialerService/SetCallingWindow"
+	DialerService_DeleteCallingWindow_FullMethodName = "/dialtone.v1.DialerService/DeleteCallingWindow"
 )
 
 // DialerServiceClient is the client API for DialerService service.
@@ -46,6 +49,14 @@ type DialerServiceClient interface {
 	DeletePacing(ctx context.Context, in *DeletePacingRequest, opts ...grpc.CallOption) (*DeletePacingResponse, error)
 	// The leader's dialer engine statistics (a follower forwards the call).
 	GetDialerStatus(ctx context.Context, in *GetDialerStatusRequest, opts ...grpc.CallOption) (*DialerStatus, error)
+	// A tenant's calling window (or one IVR profile's, ?ivr_profile=), and
+	// the window in force for it.
+	GetCallingWindow(ctx context.Context, in *GetCallingWindowRequest, opts ...grpc.CallOption) (*GetCallingWindowResponse, error)
+	// Replaces a tenant's (or profile's) calling window.
+	SetCallingWindow(ctx context.Context, in *SetCallingWindowRequest, opts ...grpc.CallOption) (*SetCallingWindowResponse, error)
+	// Removes it: the tenant's requests may be dialled at any time again
+	// (a profile's falls back to the tenant's).
+	DeleteCallingWindow(ctx context.Context, in *DeleteCallingWindowRequest, opts ...grpc.CallOption) (*DeleteCallingWindowResponse, error)
 }
 
 type dialerServiceClient struct {
@@ -106,6 +117,36 @@ func (c *dialerServiceClient) GetDialerStatus(ctx context.Context, in *GetDialer
 	return out, nil
 }
 
+func (c *dialerServiceClient) GetCallingWindow(ctx context.Context, in *GetCallingWindowRequest, opts ...grpc.CallOption) (*GetCallingWindowResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetCallingWindowResponse)
+	err := c.cc.Invoke(ctx, DialerService_GetCallingWindow_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *dialerServiceClient) SetCallingWindow(ctx context.Context, in *SetCallingWindowRequest, opts ...grpc.CallOption) (*SetCallingWindowResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetCallingWindowResponse)
+	err := c.cc.Invoke(ctx, DialerService_SetCallingWindow_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *dialerServiceClient) DeleteCallingWindow(ctx context.Context, in *DeleteCallingWindowRequest, opts ...grpc.CallOption) (*DeleteCallingWindowResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteCallingWindowResponse)
+	err := c.cc.Invoke(ctx, DialerService_DeleteCallingWindow_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DialerServiceServer is the server API for DialerService service.
 // All implementations must embed UnimplementedDialerServiceServer
 // for forward compatibility.
@@ -122,6 +163,14 @@ type DialerServiceServer interface {
 	DeletePacing(context.Context, *DeletePacingRequest) (*DeletePacingResponse, error)
 	// The leader's dialer engine statistics (a follower forwards the call).
 	GetDialerStatus(context.Context, *GetDialerStatusRequest) (*DialerStatus, error)
+	// A tenant's calling window (or one IVR profile's, ?ivr_profile=), and
+	// the window in force for it.
+	GetCallingWindow(context.Context, *GetCallingWindowRequest) (*GetCallingWindowResponse, error)
+	// Replaces a tenant's (or profile's) calling window.
+	SetCallingWindow(context.Context, *SetCallingWindowRequest) (*SetCallingWindowResponse, error)
+	// Removes it: the tenant's requests may be dialled at any time again
+	// (a profile's falls back to the tenant's).
+	DeleteCallingWindow(context.Context, *DeleteCallingWindowRequest) (*DeleteCallingWindowResponse, error)
 	mustEmbedUnimplementedDialerServiceServer()
 }
 
@@ -146,6 +195,15 @@ func (UnimplementedDialerServiceServer) DeletePacing(context.Context, *DeletePac
 }
 func (UnimplementedDialerServiceServer) GetDialerStatus(context.Context, *GetDialerStatusRequest) (*DialerStatus, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetDialerStatus not implemented")
+}
+func (UnimplementedDialerServiceServer) GetCallingWindow(context.Context, *GetCallingWindowRequest) (*GetCallingWindowResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetCallingWindow not implemented")
+}
+func (UnimplementedDialerServiceServer) SetCallingWindow(context.Context, *SetCallingWindowRequest) (*SetCallingWindowResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetCallingWindow not implemented")
+}
+func (UnimplementedDialerServiceServer) DeleteCallingWindow(context.Context, *DeleteCallingWindowRequest) (*DeleteCallingWindowResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteCallingWindow not implemented")
 }
 func (UnimplementedDialerServiceServer) mustEmbedUnimplementedDialerServiceServer() {}
 func (UnimplementedDialerServiceServer) testEmbeddedByValue()                       {}
@@ -258,6 +316,60 @@ func _DialerService_GetDialerStatus_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DialerService_GetCallingWindow_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetCallingWindowRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DialerServiceServer).GetCallingWindow(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DialerService_GetCallingWindow_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DialerServiceServer).GetCallingWindow(ctx, req.(*GetCallingWindowRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DialerService_SetCallingWindow_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetCallingWindowRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DialerServiceServer).SetCallingWindow(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DialerService_SetCallingWindow_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DialerServiceServer).SetCallingWindow(ctx, req.(*SetCallingWindowRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DialerService_DeleteCallingWindow_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteCallingWindowRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DialerServiceServer).DeleteCallingWindow(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DialerService_DeleteCallingWindow_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DialerServiceServer).DeleteCallingWindow(ctx, req.(*DeleteCallingWindowRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // DialerService_ServiceDesc is the grpc.ServiceDesc for DialerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -284,6 +396,18 @@ var DialerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetDialerStatus",
 			Handler:    _DialerService_GetDialerStatus_Handler,
+		},
+		{
+			MethodName: "GetCallingWindow",
+			Handler:    _DialerService_GetCallingWindow_Handler,
+		},
+		{
+			MethodName: "SetCallingWindow",
+			Handler:    _DialerService_SetCallingWindow_Handler,
+		},
+		{
+			MethodName: "DeleteCallingWindow",
+			Handler:    _DialerService_DeleteCallingWindow_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -85,6 +85,14 @@ func (a *applier) apply(index uint64, cmd *fsmpb.Command) *fsmpb.ApplyResult {
 		return a.setPacing(b.SetPacing)
 	case *fsmpb.Command_DeletePacing:
 		return a.deletePacing(b.DeletePacing)
+	case *fsmpb.Command_Defer:
+		return a.deferRequests(b.Defer)
+	case *fsmpb.Command_End:
+		return a.endRequests(b.End)
+	case *fsmpb.Command_SetCallingWindow:
+		return a.setCallingWindow(b.SetCallingWindow)
+	case *fsmpb.Command_DeleteCallingWindow:
+		return a.deleteCallingWindow(b.DeleteCallingWindow)
 	default:
 		panic(unknownBody(index, cmd)) // decode rejects these
 	}
@@ -173,6 +181,7 @@ func (a *applier) createOne(r *fsmpb.Request, maxRecords uint64) *fsmpb.ItemResu
 		TtlMs:           r.TtlMs,
 		IdempotencyKey:  r.IdempotencyKey,
 		Fingerprint:     r.Fingerprint,
+		TimeZone:        r.TimeZone,
 
 		State:           fsmpb.State_PENDING,
 		CreatedUnixMs:   a.now,
@@ -242,6 +251,7 @@ func (a *applier) startOne(s *fsmpb.AttemptStart) *fsmpb.ItemResult {
 	}
 	a.update(r, func(n *fsmpb.Request) {
 		n.State = fsmpb.State_IN_PROGRESS
+		n.WaitReason = ""
 		n.AttemptsMade++
 		n.LastCallUuid = s.GetCallUuid()
 		n.Attempts = append(n.Attempts, &fsmpb.Attempt{
@@ -401,6 +411,7 @@ func copyRequest(r *fsmpb.Request) *fsmpb.Request {
 		TtlMs:           r.TtlMs,
 		IdempotencyKey:  r.IdempotencyKey,
 		Fingerprint:     r.Fingerprint,
+		TimeZone:        r.TimeZone,
 
 		State:           r.State,
 		Result:          r.Result,
@@ -415,6 +426,7 @@ func copyRequest(r *fsmpb.Request) *fsmpb.Request {
 		ResultReason:    r.ResultReason,
 		CreateIndex:     r.CreateIndex,
 		ModifyIndex:     r.ModifyIndex,
+		WaitReason:      r.WaitReason,
 	}
 	if len(r.Attempts) > 0 {
 		n.Attempts = make([]*fsmpb.Attempt, len(r.Attempts), len(r.Attempts)+1)

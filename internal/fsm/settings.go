@@ -19,6 +19,7 @@ type settings struct {
 	entitlements []*fsmpb.Entitlement // sorted by tenant, unique
 	thresholds   []*fsmpb.Threshold   // sorted by id, unique
 	pacing       []*fsmpb.Pacing      // sorted by tenant, unique; "" is the global entry
+	windows      []*fsmpb.CallingWindow // sorted by windowKey, unique
 }
 
 var emptySettings = &settings{}

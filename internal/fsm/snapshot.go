@@ -31,17 +31,24 @@ import (
 //	pcount  uint64  number of pacing entries that follow
 //	pcount × varint-length-delimited fsmpb.Pacing, in tenant order (the
 //	         global entry, tenant "", first)
+//	version 4 and later, the calling windows:
+//	wcount  uint64  number of calling windows that follow
+//	wcount × varint-length-delimited fsmpb.CallingWindow, in (tenant,
+//	         profile) order
 //
 // The counts let Restore tell a complete stream from one truncated at a
 // record boundary. Restore reads version 1 (records only, no settings),
-// version 2 (no pacing) and version 3; Snapshot writes version 3.
+// version 2 (no pacing), version 3 (no calling windows) and version 4;
+// Snapshot writes version 4.
 const (
 	snapshotMagic   = "DTFSMSNP"
-	snapshotVersion = 3
+	snapshotVersion = 4
 	// snapshotV1 is the format before settings: records only.
 	snapshotV1 = 1
 	// snapshotV2 adds the port-usage settings, but no pacing.
 	snapshotV2 = 2
+	// snapshotV3 adds the pacing settings, but no calling windows.
+	snapshotV3 = 3
 	headerLen  = len(snapshotMagic) + 4 + 8 + 8
 
 	// maxRecordSize bounds the allocation a corrupt length prefix can cause.
@@ -115,6 +122,9 @@ func (s *snapshot) writeTo(w io.Writer) error {
 		return err
 	}
 	if err := writeSection(bw, opts, "pacing", set.pacing); err != nil {
+		return err
+	}
+	if err := writeSection(bw, opts, "calling window", set.windows); err != nil {
 		return err
 	}
 	if err := bw.Flush(); err != nil {
@@ -223,10 +233,17 @@ func readSettings(br *bufio.Reader, opts protodelim.UnmarshalOptions, version ui
 			return nil, err
 		}
 	}
-	if len(ents) == 0 && len(ths) == 0 && len(pac) == 0 {
+	var win []*fsmpb.CallingWindow
+	if version > snapshotV3 {
+		if win, err = readSection(br, opts, "calling window", func() *fsmpb.CallingWindow { return &fsmpb.CallingWindow{} },
+			windowKeyOf, false); err != nil {
+			return nil, err
+		}
+	}
+	if len(ents) == 0 && len(ths) == 0 && len(pac) == 0 && len(win) == 0 {
 		return emptySettings, nil
 	}
-	return &settings{entitlements: ents, thresholds: ths, pacing: pac}, nil
+	return &settings{entitlements: ents, thresholds: ths, pacing: pac, windows: win}, nil
 }
 
 // readSection reads a count and that many messages with strictly
