@@ -16,9 +16,9 @@ import (
 // number at most a few thousand, so O(n) per change is cheaper than
 // maintaining more trees.
 type settings struct {
-	entitlements []*fsmpb.Entitlement // sorted by tenant, unique
-	thresholds   []*fsmpb.Threshold   // sorted by id, unique
-	pacing       []*fsmpb.Pacing      // sorted by tenant, unique; "" is the global entry
+	entitlements []*fsmpb.Entitlement   // sorted by tenant, unique
+	thresholds   []*fsmpb.Threshold     // sorted by id, unique
+	pacing       []*fsmpb.Pacing        // sorted by tenant, unique; "" is the global entry
 	windows      []*fsmpb.CallingWindow // sorted by windowKey, unique
 }
 
