@@ -31,6 +31,10 @@ const (
 	DialerService_GetCallingWindow_FullMethodName    = "/dialtone.v1.DialerService/GetCallingWindow"
 	DialerService_SetCallingWindow_FullMethodName    = "/dialtone.v1.DialerService/SetCallingWindow"
 	DialerService_DeleteCallingWindow_FullMethodName = "/dialtone.v1.DialerService/DeleteCallingWindow"
+	DialerService_AddSuppressions_FullMethodName     = "/dialtone.v1.DialerService/AddSuppressions"
+	DialerService_LoadSuppressions_FullMethodName    = "/dialtone.v1.DialerService/LoadSuppressions"
+	DialerService_RemoveSuppressions_FullMethodName  = "/dialtone.v1.DialerService/RemoveSuppressions"
+	DialerService_CheckSuppression_FullMethodName    = "/dialtone.v1.DialerService/CheckSuppression"
 )
 
 // DialerServiceClient is the client API for DialerService service.
@@ -57,6 +61,16 @@ type DialerServiceClient interface {
 	// Removes it: the tenant's requests may be dialled at any time again
 	// (a profile's falls back to the tenant's).
 	DeleteCallingWindow(ctx context.Context, in *DeleteCallingWindowRequest, opts ...grpc.CallOption) (*DeleteCallingWindowResponse, error)
+	// Adds numbers to a tenant's suppression (do-not-call) list. Requests
+	// for a listed number end FAILURE "Suppressed" without an attempt.
+	AddSuppressions(ctx context.Context, in *AddSuppressionsRequest, opts ...grpc.CallOption) (*SuppressionsResponse, error)
+	// Bulk load: a stream of chunks (numbers separated by newlines or
+	// commas, e.g. a CSV file's lines), committed in entries as it arrives.
+	LoadSuppressions(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[LoadSuppressionsChunk, SuppressionsResponse], error)
+	// Removes numbers from a tenant's suppression list.
+	RemoveSuppressions(ctx context.Context, in *RemoveSuppressionsRequest, opts ...grpc.CallOption) (*SuppressionsResponse, error)
+	// Whether a number is on a tenant's suppression list, and the list size.
+	CheckSuppression(ctx context.Context, in *CheckSuppressionRequest, opts ...grpc.CallOption) (*CheckSuppressionResponse, error)
 }
 
 type dialerServiceClient struct {
@@ -147,6 +161,49 @@ func (c *dialerServiceClient) DeleteCallingWindow(ctx context.Context, in *Delet
 	return out, nil
 }
 
+func (c *dialerServiceClient) AddSuppressions(ctx context.Context, in *AddSuppressionsRequest, opts ...grpc.CallOption) (*SuppressionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SuppressionsResponse)
+	err := c.cc.Invoke(ctx, DialerService_AddSuppressions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *dialerServiceClient) LoadSuppressions(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[LoadSuppressionsChunk, SuppressionsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &DialerService_ServiceDesc.Streams[0], DialerService_LoadSuppressions_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[LoadSuppressionsChunk, SuppressionsResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type DialerService_LoadSuppressionsClient = grpc.ClientStreamingClient[LoadSuppressionsChunk, SuppressionsResponse]
+
+func (c *dialerServiceClient) RemoveSuppressions(ctx context.Context, in *RemoveSuppressionsRequest, opts ...grpc.CallOption) (*SuppressionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SuppressionsResponse)
+	err := c.cc.Invoke(ctx, DialerService_RemoveSuppressions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *dialerServiceClient) CheckSuppression(ctx context.Context, in *CheckSuppressionRequest, opts ...grpc.CallOption) (*CheckSuppressionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CheckSuppressionResponse)
+	err := c.cc.Invoke(ctx, DialerService_CheckSuppression_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DialerServiceServer is the server API for DialerService service.
 // All implementations must embed UnimplementedDialerServiceServer
 // for forward compatibility.
@@ -171,6 +228,16 @@ type DialerServiceServer interface {
 	// Removes it: the tenant's requests may be dialled at any time again
 	// (a profile's falls back to the tenant's).
 	DeleteCallingWindow(context.Context, *DeleteCallingWindowRequest) (*DeleteCallingWindowResponse, error)
+	// Adds numbers to a tenant's suppression (do-not-call) list. Requests
+	// for a listed number end FAILURE "Suppressed" without an attempt.
+	AddSuppressions(context.Context, *AddSuppressionsRequest) (*SuppressionsResponse, error)
+	// Bulk load: a stream of chunks (numbers separated by newlines or
+	// commas, e.g. a CSV file's lines), committed in entries as it arrives.
+	LoadSuppressions(grpc.ClientStreamingServer[LoadSuppressionsChunk, SuppressionsResponse]) error
+	// Removes numbers from a tenant's suppression list.
+	RemoveSuppressions(context.Context, *RemoveSuppressionsRequest) (*SuppressionsResponse, error)
+	// Whether a number is on a tenant's suppression list, and the list size.
+	CheckSuppression(context.Context, *CheckSuppressionRequest) (*CheckSuppressionResponse, error)
 	mustEmbedUnimplementedDialerServiceServer()
 }
 
@@ -204,6 +271,18 @@ func (UnimplementedDialerServiceServer) SetCallingWindow(context.Context, *SetCa
 }
 func (UnimplementedDialerServiceServer) DeleteCallingWindow(context.Context, *DeleteCallingWindowRequest) (*DeleteCallingWindowResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteCallingWindow not implemented")
+}
+func (UnimplementedDialerServiceServer) AddSuppressions(context.Context, *AddSuppressionsRequest) (*SuppressionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AddSuppressions not implemented")
+}
+func (UnimplementedDialerServiceServer) LoadSuppressions(grpc.ClientStreamingServer[LoadSuppressionsChunk, SuppressionsResponse]) error {
+	return status.Error(codes.Unimplemented, "method LoadSuppressions not implemented")
+}
+func (UnimplementedDialerServiceServer) RemoveSuppressions(context.Context, *RemoveSuppressionsRequest) (*SuppressionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveSuppressions not implemented")
+}
+func (UnimplementedDialerServiceServer) CheckSuppression(context.Context, *CheckSuppressionRequest) (*CheckSuppressionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CheckSuppression not implemented")
 }
 func (UnimplementedDialerServiceServer) mustEmbedUnimplementedDialerServiceServer() {}
 func (UnimplementedDialerServiceServer) testEmbeddedByValue()                       {}
@@ -370,6 +449,67 @@ func _DialerService_DeleteCallingWindow_Handler(srv interface{}, ctx context.Con
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DialerService_AddSuppressions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AddSuppressionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DialerServiceServer).AddSuppressions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DialerService_AddSuppressions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DialerServiceServer).AddSuppressions(ctx, req.(*AddSuppressionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DialerService_LoadSuppressions_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(DialerServiceServer).LoadSuppressions(&grpc.GenericServerStream[LoadSuppressionsChunk, SuppressionsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type DialerService_LoadSuppressionsServer = grpc.ClientStreamingServer[LoadSuppressionsChunk, SuppressionsResponse]
+
+func _DialerService_RemoveSuppressions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveSuppressionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DialerServiceServer).RemoveSuppressions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DialerService_RemoveSuppressions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DialerServiceServer).RemoveSuppressions(ctx, req.(*RemoveSuppressionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DialerService_CheckSuppression_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckSuppressionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DialerServiceServer).CheckSuppression(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DialerService_CheckSuppression_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DialerServiceServer).CheckSuppression(ctx, req.(*CheckSuppressionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // DialerService_ServiceDesc is the grpc.ServiceDesc for DialerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -409,7 +549,25 @@ var DialerService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "DeleteCallingWindow",
 			Handler:    _DialerService_DeleteCallingWindow_Handler,
 		},
+		{
+			MethodName: "AddSuppressions",
+			Handler:    _DialerService_AddSuppressions_Handler,
+		},
+		{
+			MethodName: "RemoveSuppressions",
+			Handler:    _DialerService_RemoveSuppressions_Handler,
+		},
+		{
+			MethodName: "CheckSuppression",
+			Handler:    _DialerService_CheckSuppression_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "LoadSuppressions",
+			Handler:       _DialerService_LoadSuppressions_Handler,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "dialtone/v1/dialer.proto",
 }

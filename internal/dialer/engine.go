@@ -22,6 +22,7 @@ type Store interface {
 	InState(tenant string, state fsmpb.State, after string, limit int) []*fsmpb.Request
 	Pacing(tenant string) (*fsmpb.Pacing, bool)
 	CallingWindow(tenant, ivrProfile string) (*fsmpb.CallingWindow, bool)
+	Suppressed(tenant, number string, nowUnixMs int64) (bool, int64)
 }
 
 // Applier commits commands on the leader, never forwarding

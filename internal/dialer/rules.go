@@ -10,7 +10,9 @@ import (
 )
 
 // Contact rules at fetch time. Before due requests are claimed, each is
-// checked against its calling window (the IVR profile's, else the
+// checked against its tenant's suppression list (a hit ends it FAILURE
+// Suppressed without an attempt; the state machine also refuses the start
+// of an attempt to a number listed after the fetch) and its calling window (the IVR profile's, else the
 // tenant's; none: any time) in the callee's local time. A request outside
 // its window is not claimed: the leader proposes moving its next eligible
 // time to the next opening (DeferRequests, wait reason outside_window). A
@@ -59,6 +61,9 @@ type ruling struct {
 
 // rule decides for one due request at now.
 func (e *Engine) rule(r *fsmpb.Request, now time.Time) ruling {
+	if hit, _ := e.opts.Store.Suppressed(r.Tenant, r.Telnum, now.UnixMilli()); hit {
+		return ruling{end: true, reason: fsm.ReasonSuppressed}
+	}
 	w := e.windowOf(r.Tenant, r.IvrProfile)
 	if w == nil {
 		return ruling{}

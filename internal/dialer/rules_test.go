@@ -125,7 +125,34 @@ func TestEngineCallingWindow(t *testing.T) {
 		}
 	}
 	// Removing the window lets it be dialled at once.
-	h.mustApply(fsm.DeferCommand([]*fsmpb.DeferItem{{Id: later, UntilUnixMs: time.Now().UnixMilli()}}))
 	h.mustApply(fsm.DeleteCallingWindowCommand("acme", ""))
+	h.mustApply(fsm.DeferCommand([]*fsmpb.DeferItem{{Id: later, UntilUnixMs: time.Now().UnixMilli()}}))
 	h.allNotified([]string{later}, 10*time.Second)
+}
+
+// A suppressed number is never dialled: listed before the fetch, its
+// request ends FAILURE Suppressed without an attempt, notified; other
+// numbers of the tenant are dialled.
+func TestEngineSuppression(t *testing.T) {
+	h := newHarness(t, 20*time.Millisecond)
+	h.setPorts("acme", 5)
+	h.mustApply(fsm.AddSuppressionsCommand(&fsmpb.SuppressionChunk{Tenant: "acme", Numbers: []uint64{15550001}}))
+	listed := h.create("acme", "p", "+15550001", "", time.Hour)
+	other := h.create("acme", "p", "+15550002", "", time.Hour)
+	h.start()
+	h.allNotified([]string{listed, other}, 10*time.Second)
+	if r, _ := h.st.Get(listed); r.Result != fsmpb.Result_FAILURE || r.ResultReason != fsm.ReasonSuppressed || r.AttemptsMade != 0 {
+		t.Fatalf("listed: %s %q after %d attempts", r.Result, r.ResultReason, r.AttemptsMade)
+	}
+	if q := h.recv.last(listed); q.Get("Result") != "FAILURE" {
+		t.Fatalf("notified %v", q)
+	}
+	for _, c := range h.plat.snapshot() {
+		if c.call.RequestID == listed {
+			t.Fatal("dialled a suppressed number")
+		}
+	}
+	if r, _ := h.st.Get(other); r.Result != fsmpb.Result_SUCCESS {
+		t.Fatalf("other: %s", r.Result)
+	}
 }

@@ -93,6 +93,10 @@ func (a *applier) apply(index uint64, cmd *fsmpb.Command) *fsmpb.ApplyResult {
 		return a.setCallingWindow(b.SetCallingWindow)
 	case *fsmpb.Command_DeleteCallingWindow:
 		return a.deleteCallingWindow(b.DeleteCallingWindow)
+	case *fsmpb.Command_AddSuppressions:
+		return a.addSuppressions(b.AddSuppressions)
+	case *fsmpb.Command_RemoveSuppressions:
+		return a.removeSuppressions(b.RemoveSuppressions)
 	default:
 		panic(unknownBody(index, cmd)) // decode rejects these
 	}
@@ -248,6 +252,14 @@ func (a *applier) startOne(s *fsmpb.AttemptStart) *fsmpb.ItemResult {
 		return fail(r.Id, fsmpb.Code_CODE_INVALID_STATE, "all %d attempts made", r.MaxAttempts)
 	case a.now >= r.ExpiresUnixMs:
 		return fail(r.Id, fsmpb.Code_CODE_INVALID_STATE, "TTL expired")
+	}
+	if a.isSuppressed(r) {
+		// Listed after the dialer fetched it: never dialled.
+		a.update(r, func(n *fsmpb.Request) {
+			setProcessed(n, fsmpb.Result_FAILURE, ReasonSuppressed)
+			n.WaitReason = ""
+		})
+		return fail(r.Id, fsmpb.Code_CODE_FINISHED, "number is on the tenant's suppression list")
 	}
 	a.update(r, func(n *fsmpb.Request) {
 		n.State = fsmpb.State_IN_PROGRESS

@@ -110,3 +110,15 @@ func SetCallingWindowCommand(w *fsmpb.CallingWindow) *fsmpb.Command {
 func DeleteCallingWindowCommand(tenant, profile string) *fsmpb.Command {
 	return &fsmpb.Command{Body: &fsmpb.Command_DeleteCallingWindow{DeleteCallingWindow: &fsmpb.DeleteCallingWindow{Tenant: tenant, IvrProfile: profile}}}
 }
+
+// AddSuppressionsCommand adds numbers (with their expiries, or none) to a
+// tenant's suppression list.
+func AddSuppressionsCommand(c *fsmpb.SuppressionChunk) *fsmpb.Command {
+	return &fsmpb.Command{Body: &fsmpb.Command_AddSuppressions{AddSuppressions: &fsmpb.AddSuppressions{Chunk: c}}}
+}
+
+// RemoveSuppressionsCommand removes numbers from a tenant's suppression
+// list.
+func RemoveSuppressionsCommand(tenant string, numbers []uint64) *fsmpb.Command {
+	return &fsmpb.Command{Body: &fsmpb.Command_RemoveSuppressions{RemoveSuppressions: &fsmpb.RemoveSuppressions{Tenant: tenant, Numbers: numbers}}}
+}

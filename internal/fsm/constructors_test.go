@@ -19,6 +19,7 @@ func TestCommandConstructors(t *testing.T) {
 	th := &fsmpb.Threshold{Id: "t1", Tenant: "acme"}
 	pac := &fsmpb.Pacing{Tenant: "acme", Caps: 3}
 	defers := []*fsmpb.DeferItem{{Id: "a", UntilUnixMs: 9, Reason: "outside_window"}}
+	chunk := &fsmpb.SuppressionChunk{Tenant: "acme", Numbers: []uint64{5, 6}}
 	ends := []*fsmpb.EndItem{{Id: "a", Reason: "Suppressed"}}
 	win := &fsmpb.CallingWindow{Tenant: "acme", Weekly: []*fsmpb.DaySpan{{Weekday: 1, OpenMinute: 480, CloseMinute: 1260}}}
 	cases := []struct {
@@ -42,6 +43,8 @@ func TestCommandConstructors(t *testing.T) {
 		{EndCommand(ends), &fsmpb.Command{Body: &fsmpb.Command_End{End: &fsmpb.EndRequests{Items: ends}}}},
 		{SetCallingWindowCommand(win), &fsmpb.Command{Body: &fsmpb.Command_SetCallingWindow{SetCallingWindow: &fsmpb.SetCallingWindow{Window: win}}}},
 		{DeleteCallingWindowCommand("acme", "p"), &fsmpb.Command{Body: &fsmpb.Command_DeleteCallingWindow{DeleteCallingWindow: &fsmpb.DeleteCallingWindow{Tenant: "acme", IvrProfile: "p"}}}},
+		{AddSuppressionsCommand(chunk), &fsmpb.Command{Body: &fsmpb.Command_AddSuppressions{AddSuppressions: &fsmpb.AddSuppressions{Chunk: chunk}}}},
+		{RemoveSuppressionsCommand("acme", []uint64{5}), &fsmpb.Command{Body: &fsmpb.Command_RemoveSuppressions{RemoveSuppressions: &fsmpb.RemoveSuppressions{Tenant: "acme", Numbers: []uint64{5}}}}},
 		{DeletePacingCommand("acme"), &fsmpb.Command{Body: &fsmpb.Command_DeletePacing{DeletePacing: &fsmpb.DeletePacing{Tenant: "acme"}}}},
 	}
 	covered := map[string]bool{}

@@ -228,10 +228,10 @@ func v2Snapshot(t *testing.T, f *FSM) []byte {
 		t.Fatal("v2Snapshot: the state has pacing entries")
 	}
 	b := snapshotBytes(t, f)
-	if !bytes.Equal(b[len(b)-16:], make([]byte, 16)) {
-		t.Fatal("v2Snapshot: no empty pacing and window sections at the end")
+	if !bytes.Equal(b[len(b)-24:], make([]byte, 24)) {
+		t.Fatal("v2Snapshot: no empty pacing, window and suppression sections at the end")
 	}
-	b = b[:len(b)-16]
+	b = b[:len(b)-24]
 	binary.BigEndian.PutUint32(b[8:], snapshotV2)
 	return b
 }

@@ -57,10 +57,10 @@ func TestCallingWindowsAndWaitingReasons(t *testing.T) {
 	// Bad input names the field.
 	for body, field := range map[string]string{
 		`{"preset":"nightly"}`: "window.preset",
-		`{"weekly":[{"days":"mon","open":"9:00","close":"17:00"}]}`:  "window.weekly[0].open",
-		`{"weekly":[{"days":"someday","open":"09:00","close":"17:00"}]}`: "window.weekly[0].days",
-		`{"weekly":[{"days":"mon","open":"17:00","close":"09:00"}]}`: "window.weekly[0].close",
-		`{"preset":"us-tcpa","exceptions":[{"date":"2026-02-30"}]}`:   "window",
+		`{"weekly":[{"days":"mon","open":"9:00","close":"17:00"}]}`:                     "window.weekly[0].open",
+		`{"weekly":[{"days":"someday","open":"09:00","close":"17:00"}]}`:                "window.weekly[0].days",
+		`{"weekly":[{"days":"mon","open":"17:00","close":"09:00"}]}`:                    "window.weekly[0].close",
+		`{"preset":"us-tcpa","exceptions":[{"date":"2026-02-30"}]}`:                     "window",
 		`{"preset":"us-tcpa","unknown_zone":"default_zone","default_zone":"Mars/Base"}`: "window",
 		`{}`: "window.weekly",
 	} {

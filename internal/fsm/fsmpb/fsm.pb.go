@@ -865,6 +865,8 @@ type Command struct {
 	//	*Command_SetCallingWindow
 	//	*Command_DeleteCallingWindow
 	//	*Command_End
+	//	*Command_AddSuppressions
+	//	*Command_RemoveSuppressions
 	Body          isCommand_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1092,6 +1094,24 @@ func (x *Command) GetEnd() *EndRequests {
 	return nil
 }
 
+func (x *Command) GetAddSuppressions() *AddSuppressions {
+	if x != nil {
+		if x, ok := x.Body.(*Command_AddSuppressions); ok {
+			return x.AddSuppressions
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRemoveSuppressions() *RemoveSuppressions {
+	if x != nil {
+		if x, ok := x.Body.(*Command_RemoveSuppressions); ok {
+			return x.RemoveSuppressions
+		}
+	}
+	return nil
+}
+
 type isCommand_Body interface {
 	isCommand_Body()
 }
@@ -1172,6 +1192,14 @@ type Command_End struct {
 	End *EndRequests `protobuf:"bytes,28,opt,name=end,proto3,oneof"`
 }
 
+type Command_AddSuppressions struct {
+	AddSuppressions *AddSuppressions `protobuf:"bytes,29,opt,name=add_suppressions,json=addSuppressions,proto3,oneof"`
+}
+
+type Command_RemoveSuppressions struct {
+	RemoveSuppressions *RemoveSuppressions `protobuf:"bytes,30,opt,name=remove_suppressions,json=removeSuppressions,proto3,oneof"`
+}
+
 func (*Command_Create) isCommand_Body() {}
 
 func (*Command_Cancel) isCommand_Body() {}
@@ -1209,6 +1237,10 @@ func (*Command_SetCallingWindow) isCommand_Body() {}
 func (*Command_DeleteCallingWindow) isCommand_Body() {}
 
 func (*Command_End) isCommand_Body() {}
+
+func (*Command_AddSuppressions) isCommand_Body() {}
+
+func (*Command_RemoveSuppressions) isCommand_Body() {}
 
 // CreateRequests stores new requests (one or many) as one entry.
 type CreateRequests struct {
@@ -2974,6 +3006,169 @@ func (x *DeleteCallingWindow) GetIvrProfile() string {
 	return ""
 }
 
+// SuppressionChunk is numbers of one tenant's suppression (do-not-call)
+// list: a number is its E.164 digits without '+' as an integer;
+// expires_unix_ms parallels numbers (0: never expires; may be empty when
+// none expire). Also the snapshot's unit.
+type SuppressionChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Numbers       []uint64               `protobuf:"fixed64,2,rep,packed,name=numbers,proto3" json:"numbers,omitempty"`
+	ExpiresUnixMs []int64                `protobuf:"varint,3,rep,packed,name=expires_unix_ms,json=expiresUnixMs,proto3" json:"expires_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SuppressionChunk) Reset() {
+	*x = SuppressionChunk{}
+	mi := &file_fsm_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SuppressionChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SuppressionChunk) ProtoMessage() {}
+
+func (x *SuppressionChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SuppressionChunk.ProtoReflect.Descriptor instead.
+func (*SuppressionChunk) Descriptor() ([]byte, []int) {
+	return file_fsm_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *SuppressionChunk) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *SuppressionChunk) GetNumbers() []uint64 {
+	if x != nil {
+		return x.Numbers
+	}
+	return nil
+}
+
+func (x *SuppressionChunk) GetExpiresUnixMs() []int64 {
+	if x != nil {
+		return x.ExpiresUnixMs
+	}
+	return nil
+}
+
+// AddSuppressions adds (or re-adds with a new expiry) numbers to a
+// tenant's suppression list.
+type AddSuppressions struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Chunk         *SuppressionChunk      `protobuf:"bytes,1,opt,name=chunk,proto3" json:"chunk,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddSuppressions) Reset() {
+	*x = AddSuppressions{}
+	mi := &file_fsm_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddSuppressions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddSuppressions) ProtoMessage() {}
+
+func (x *AddSuppressions) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddSuppressions.ProtoReflect.Descriptor instead.
+func (*AddSuppressions) Descriptor() ([]byte, []int) {
+	return file_fsm_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *AddSuppressions) GetChunk() *SuppressionChunk {
+	if x != nil {
+		return x.Chunk
+	}
+	return nil
+}
+
+// RemoveSuppressions removes numbers from a tenant's suppression list.
+type RemoveSuppressions struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Numbers       []uint64               `protobuf:"fixed64,2,rep,packed,name=numbers,proto3" json:"numbers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveSuppressions) Reset() {
+	*x = RemoveSuppressions{}
+	mi := &file_fsm_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveSuppressions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveSuppressions) ProtoMessage() {}
+
+func (x *RemoveSuppressions) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveSuppressions.ProtoReflect.Descriptor instead.
+func (*RemoveSuppressions) Descriptor() ([]byte, []int) {
+	return file_fsm_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *RemoveSuppressions) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *RemoveSuppressions) GetNumbers() []uint64 {
+	if x != nil {
+		return x.Numbers
+	}
+	return nil
+}
+
 var File_fsm_proto protoreflect.FileDescriptor
 
 const file_fsm_proto_rawDesc = "" +
@@ -3035,8 +3230,7 @@ const file_fsm_proto_rawDesc = "" +
 	"\fmodify_index\x18! \x01(\x04R\vmodifyIndex\x12\x1f\n" +
 	"\vwait_reason\x18\" \x01(\tR\n" +
 	"waitReason\x12\x1b\n" +
-	"\ttime_zone\x18# \x01(\tR\btimeZone\"\xd4\n" +
-	"\n" +
+	"\ttime_zone\x18# \x01(\tR\btimeZone\"\xfb\v\n" +
 	"\aCommand\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x1e\n" +
 	"\vnow_unix_ms\x18\x02 \x01(\x03R\tnowUnixMs\x129\n" +
@@ -3060,7 +3254,9 @@ const file_fsm_proto_rawDesc = "" +
 	"\x05defer\x18\x19 \x01(\v2\x1e.dialtone.fsm.v1.DeferRequestsH\x00R\x05defer\x12Q\n" +
 	"\x12set_calling_window\x18\x1a \x01(\v2!.dialtone.fsm.v1.SetCallingWindowH\x00R\x10setCallingWindow\x12Z\n" +
 	"\x15delete_calling_window\x18\x1b \x01(\v2$.dialtone.fsm.v1.DeleteCallingWindowH\x00R\x13deleteCallingWindow\x120\n" +
-	"\x03end\x18\x1c \x01(\v2\x1c.dialtone.fsm.v1.EndRequestsH\x00R\x03endB\x06\n" +
+	"\x03end\x18\x1c \x01(\v2\x1c.dialtone.fsm.v1.EndRequestsH\x00R\x03end\x12M\n" +
+	"\x10add_suppressions\x18\x1d \x01(\v2 .dialtone.fsm.v1.AddSuppressionsH\x00R\x0faddSuppressions\x12V\n" +
+	"\x13remove_suppressions\x18\x1e \x01(\v2#.dialtone.fsm.v1.RemoveSuppressionsH\x00R\x12removeSuppressionsB\x06\n" +
 	"\x04body\"g\n" +
 	"\x0eCreateRequests\x124\n" +
 	"\brequests\x18\x01 \x03(\v2\x18.dialtone.fsm.v1.RequestR\brequests\x12\x1f\n" +
@@ -3177,7 +3373,16 @@ const file_fsm_proto_rawDesc = "" +
 	"\x13DeleteCallingWindow\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x1f\n" +
 	"\vivr_profile\x18\x02 \x01(\tR\n" +
-	"ivrProfile*Z\n" +
+	"ivrProfile\"l\n" +
+	"\x10SuppressionChunk\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x18\n" +
+	"\anumbers\x18\x02 \x03(\x06R\anumbers\x12&\n" +
+	"\x0fexpires_unix_ms\x18\x03 \x03(\x03R\rexpiresUnixMs\"J\n" +
+	"\x0fAddSuppressions\x127\n" +
+	"\x05chunk\x18\x01 \x01(\v2!.dialtone.fsm.v1.SuppressionChunkR\x05chunk\"F\n" +
+	"\x12RemoveSuppressions\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x18\n" +
+	"\anumbers\x18\x02 \x03(\x06R\anumbers*Z\n" +
 	"\x05State\x12\x15\n" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\v\n" +
 	"\aPENDING\x10\x01\x12\r\n" +
@@ -3226,7 +3431,7 @@ func file_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_fsm_proto_goTypes = []any{
 	(State)(0),                  // 0: dialtone.fsm.v1.State
 	(Result)(0),                 // 1: dialtone.fsm.v1.Result
@@ -3269,6 +3474,9 @@ var file_fsm_proto_goTypes = []any{
 	(*CallingWindow)(nil),       // 38: dialtone.fsm.v1.CallingWindow
 	(*SetCallingWindow)(nil),    // 39: dialtone.fsm.v1.SetCallingWindow
 	(*DeleteCallingWindow)(nil), // 40: dialtone.fsm.v1.DeleteCallingWindow
+	(*SuppressionChunk)(nil),    // 41: dialtone.fsm.v1.SuppressionChunk
+	(*AddSuppressions)(nil),     // 42: dialtone.fsm.v1.AddSuppressions
+	(*RemoveSuppressions)(nil),  // 43: dialtone.fsm.v1.RemoveSuppressions
 }
 var file_fsm_proto_depIdxs = []int32{
 	3,  // 0: dialtone.fsm.v1.Attempt.outcome:type_name -> dialtone.fsm.v1.OutcomeClass
@@ -3297,25 +3505,28 @@ var file_fsm_proto_depIdxs = []int32{
 	39, // 23: dialtone.fsm.v1.Command.set_calling_window:type_name -> dialtone.fsm.v1.SetCallingWindow
 	40, // 24: dialtone.fsm.v1.Command.delete_calling_window:type_name -> dialtone.fsm.v1.DeleteCallingWindow
 	35, // 25: dialtone.fsm.v1.Command.end:type_name -> dialtone.fsm.v1.EndRequests
-	8,  // 26: dialtone.fsm.v1.CreateRequests.requests:type_name -> dialtone.fsm.v1.Request
-	13, // 27: dialtone.fsm.v1.StartAttempts.starts:type_name -> dialtone.fsm.v1.AttemptStart
-	3,  // 28: dialtone.fsm.v1.AttemptResult.outcome:type_name -> dialtone.fsm.v1.OutcomeClass
-	15, // 29: dialtone.fsm.v1.RecordResults.results:type_name -> dialtone.fsm.v1.AttemptResult
-	4,  // 30: dialtone.fsm.v1.ItemResult.code:type_name -> dialtone.fsm.v1.Code
-	21, // 31: dialtone.fsm.v1.ApplyResult.items:type_name -> dialtone.fsm.v1.ItemResult
-	23, // 32: dialtone.fsm.v1.SetEntitlement.entitlement:type_name -> dialtone.fsm.v1.Entitlement
-	24, // 33: dialtone.fsm.v1.SetThreshold.threshold:type_name -> dialtone.fsm.v1.Threshold
-	29, // 34: dialtone.fsm.v1.SetPacing.pacing:type_name -> dialtone.fsm.v1.Pacing
-	32, // 35: dialtone.fsm.v1.DeferRequests.items:type_name -> dialtone.fsm.v1.DeferItem
-	34, // 36: dialtone.fsm.v1.EndRequests.items:type_name -> dialtone.fsm.v1.EndItem
-	36, // 37: dialtone.fsm.v1.CallingWindow.weekly:type_name -> dialtone.fsm.v1.DaySpan
-	37, // 38: dialtone.fsm.v1.CallingWindow.exceptions:type_name -> dialtone.fsm.v1.DateSpan
-	38, // 39: dialtone.fsm.v1.SetCallingWindow.window:type_name -> dialtone.fsm.v1.CallingWindow
-	40, // [40:40] is the sub-list for method output_type
-	40, // [40:40] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	42, // 26: dialtone.fsm.v1.Command.add_suppressions:type_name -> dialtone.fsm.v1.AddSuppressions
+	43, // 27: dialtone.fsm.v1.Command.remove_suppressions:type_name -> dialtone.fsm.v1.RemoveSuppressions
+	8,  // 28: dialtone.fsm.v1.CreateRequests.requests:type_name -> dialtone.fsm.v1.Request
+	13, // 29: dialtone.fsm.v1.StartAttempts.starts:type_name -> dialtone.fsm.v1.AttemptStart
+	3,  // 30: dialtone.fsm.v1.AttemptResult.outcome:type_name -> dialtone.fsm.v1.OutcomeClass
+	15, // 31: dialtone.fsm.v1.RecordResults.results:type_name -> dialtone.fsm.v1.AttemptResult
+	4,  // 32: dialtone.fsm.v1.ItemResult.code:type_name -> dialtone.fsm.v1.Code
+	21, // 33: dialtone.fsm.v1.ApplyResult.items:type_name -> dialtone.fsm.v1.ItemResult
+	23, // 34: dialtone.fsm.v1.SetEntitlement.entitlement:type_name -> dialtone.fsm.v1.Entitlement
+	24, // 35: dialtone.fsm.v1.SetThreshold.threshold:type_name -> dialtone.fsm.v1.Threshold
+	29, // 36: dialtone.fsm.v1.SetPacing.pacing:type_name -> dialtone.fsm.v1.Pacing
+	32, // 37: dialtone.fsm.v1.DeferRequests.items:type_name -> dialtone.fsm.v1.DeferItem
+	34, // 38: dialtone.fsm.v1.EndRequests.items:type_name -> dialtone.fsm.v1.EndItem
+	36, // 39: dialtone.fsm.v1.CallingWindow.weekly:type_name -> dialtone.fsm.v1.DaySpan
+	37, // 40: dialtone.fsm.v1.CallingWindow.exceptions:type_name -> dialtone.fsm.v1.DateSpan
+	38, // 41: dialtone.fsm.v1.SetCallingWindow.window:type_name -> dialtone.fsm.v1.CallingWindow
+	41, // 42: dialtone.fsm.v1.AddSuppressions.chunk:type_name -> dialtone.fsm.v1.SuppressionChunk
+	43, // [43:43] is the sub-list for method output_type
+	43, // [43:43] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_fsm_proto_init() }
@@ -3344,6 +3555,8 @@ func file_fsm_proto_init() {
 		(*Command_SetCallingWindow)(nil),
 		(*Command_DeleteCallingWindow)(nil),
 		(*Command_End)(nil),
+		(*Command_AddSuppressions)(nil),
+		(*Command_RemoveSuppressions)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3351,7 +3564,7 @@ func file_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fsm_proto_rawDesc), len(file_fsm_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   36,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
