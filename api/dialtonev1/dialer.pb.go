@@ -92,9 +92,9 @@ type LoadSuppressionsChunk struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Required in the first chunk; later chunks may leave it empty.
 	Tenant string `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
-	// Part of a newline- or comma-separated file; a number may be split
-	// across chunks. Lines that are empty or start with '#' are skipped; a
-	// CSV line's first field is the number.
+	// Part of the file; a line may be split across chunks. Lines that are
+	// empty or start with '#' are skipped, and a first line without digits
+	// (a CSV header); of a CSV line the first field is the number.
 	Data          []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
 	ExpiresIn     string `protobuf:"bytes,3,opt,name=expires_in,proto3" json:"expires_in,omitempty"`
 	unknownFields protoimpl.UnknownFields

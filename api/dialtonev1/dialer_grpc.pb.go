@@ -64,8 +64,10 @@ type DialerServiceClient interface {
 	// Adds numbers to a tenant's suppression (do-not-call) list. Requests
 	// for a listed number end FAILURE "Suppressed" without an attempt.
 	AddSuppressions(ctx context.Context, in *AddSuppressionsRequest, opts ...grpc.CallOption) (*SuppressionsResponse, error)
-	// Bulk load: a stream of chunks (numbers separated by newlines or
-	// commas, e.g. a CSV file's lines), committed in entries as it arrives.
+	// Bulk load: a file streamed in chunks, one number per line (of a CSV
+	// line only the first field), committed in entries of 50,000 numbers as
+	// it arrives. REST: POST /v1/suppressions/{tenant}/upload with the file
+	// as the body (?expires_in= optional).
 	LoadSuppressions(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[LoadSuppressionsChunk, SuppressionsResponse], error)
 	// Removes numbers from a tenant's suppression list.
 	RemoveSuppressions(ctx context.Context, in *RemoveSuppressionsRequest, opts ...grpc.CallOption) (*SuppressionsResponse, error)
@@ -231,8 +233,10 @@ type DialerServiceServer interface {
 	// Adds numbers to a tenant's suppression (do-not-call) list. Requests
 	// for a listed number end FAILURE "Suppressed" without an attempt.
 	AddSuppressions(context.Context, *AddSuppressionsRequest) (*SuppressionsResponse, error)
-	// Bulk load: a stream of chunks (numbers separated by newlines or
-	// commas, e.g. a CSV file's lines), committed in entries as it arrives.
+	// Bulk load: a file streamed in chunks, one number per line (of a CSV
+	// line only the first field), committed in entries of 50,000 numbers as
+	// it arrives. REST: POST /v1/suppressions/{tenant}/upload with the file
+	// as the body (?expires_in= optional).
 	LoadSuppressions(grpc.ClientStreamingServer[LoadSuppressionsChunk, SuppressionsResponse]) error
 	// Removes numbers from a tenant's suppression list.
 	RemoveSuppressions(context.Context, *RemoveSuppressionsRequest) (*SuppressionsResponse, error)

@@ -145,3 +145,81 @@ func TestCallingWindowsAndWaitingReasons(t *testing.T) {
 		t.Fatalf("second delete: %d", code)
 	}
 }
+
+// TestSuppressionListsThroughAPI loads a suppression list over the REST
+// upload and adds and removes single numbers over REST and gRPC; a
+// request for a listed number ends FAILURE Suppressed without a call,
+// notified, while the others are dialled.
+func TestSuppressionListsThroughAPI(t *testing.T) {
+	tc, plat := dialerCluster(t, 1, 10, map[string]int{mediasim.Success: 100}, mediasim.Range{Min: 10 * time.Millisecond, Max: 20 * time.Millisecond}, mediasim.Range{Min: 10 * time.Millisecond, Max: 20 * time.Millisecond})
+	recv := &notifications{}
+	srv := httptest.NewServer(recv)
+	defer srv.Close()
+	f1 := tc.follower()
+	f2 := tc.otherFollower(f1)
+
+	file := "number,name\n+15550001,Ann\n# opted out by phone\n\n15550002\n\"+15550003\",Bob\n"
+	code, resp := httpDo(t, "POST", tc.httpBase(f1)+"/v1/suppressions/acme/upload", "text/csv", []byte(file))
+	if code != 200 || !strings.Contains(resp, `"count":"3"`) {
+		t.Fatalf("upload: %d %s", code, resp)
+	}
+	code, resp = httpDo(t, "POST", tc.httpBase(f1)+"/v1/suppressions/acme/upload", "text/csv", []byte("+15550004\nnot-a-number\n"))
+	if code != 400 || !strings.Contains(resp, "line 2") {
+		t.Fatalf("bad upload: %d %s", code, resp)
+	}
+	code, resp = httpDo(t, "POST", tc.httpBase(f2)+"/v1/suppressions/acme", "application/json", []byte(`{"numbers":["+15550005"],"expires_in":"720h"}`))
+	if code != 200 {
+		t.Fatalf("add: %d %s", code, resp)
+	}
+	dialer := pb.NewDialerServiceClient(tc.conn(f2))
+	if _, err := dialer.RemoveSuppressions(ctxT(t, 10*time.Second), &pb.RemoveSuppressionsRequest{Tenant: "acme", Numbers: []string{"+15550002"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dialer.AddSuppressions(ctxT(t, 10*time.Second), &pb.AddSuppressionsRequest{Tenant: "acme", Numbers: []string{"12x"}}); err == nil || !strings.Contains(err.Error(), "numbers[0]") {
+		t.Fatalf("bad number: %v", err)
+	}
+	for _, id := range tc.ids() {
+		eventually(t, 10*time.Second, "list on "+id, func() error {
+			for num, want := range map[string]string{"+15550001": `"suppressed":true`, "15550003": `"suppressed":true`, "+15550002": `"size":"3"`, "+15550004": `"size":"3"`} {
+				code, resp := httpDo(t, "GET", tc.httpBase(id)+"/v1/suppressions/acme/"+num, "", nil)
+				if code != 200 || !strings.Contains(resp, want) {
+					return fmt.Errorf("%s: %d %s", num, code, resp)
+				}
+			}
+			code, resp := httpDo(t, "GET", tc.httpBase(id)+"/v1/suppressions/acme/+15550005", "", nil)
+			if code != 200 || !strings.Contains(resp, `"expires_unix_ms":"`) {
+				return fmt.Errorf("expiring entry: %d %s", code, resp)
+			}
+			return nil
+		})
+	}
+
+	var ids []string
+	for _, num := range []string{"+15550001", "+15550002", "+15550005"} {
+		s := spec("T")
+		s.Telnum, s.NotificationUrl = num, srv.URL+"/result"
+		r, err := tc.requests(f1).CreateRequests(ctxT(t, 10*time.Second), &pb.CreateRequestsRequest{Tenant: "acme", Requests: []*pb.RequestSpec{s}})
+		if err != nil || !r.Results[0].Ok {
+			t.Fatalf("create: %v %v", r, err)
+		}
+		ids = append(ids, r.Results[0].Id)
+	}
+	waitAllNotified(t, tc, recv, ids, 20*time.Second)
+	called := map[string]bool{}
+	for _, c := range plat.Calls() {
+		called[c.RequestID] = true
+	}
+	for i, want := range []string{"Suppressed", "", "Suppressed"} {
+		q := recv.of(ids[i])[0]
+		if want != "" && (q.Get("Result") != "FAILURE" || called[ids[i]]) {
+			t.Errorf("%s: notified %v, called %v", ids[i], q, called[ids[i]])
+		}
+		if want == "" && !called[ids[i]] {
+			t.Errorf("%s (removed from the list) was not dialled", ids[i])
+		}
+	}
+	code, resp = httpDo(t, "GET", tc.httpBase(f2)+"/v1/tenants/acme/requests/"+ids[0], "", nil)
+	if code != 200 || !strings.Contains(resp, `"result_reason":"Suppressed"`) || strings.Contains(resp, `"attempts_made":`) {
+		t.Fatalf("GET suppressed request: %d %s", code, resp)
+	}
+}

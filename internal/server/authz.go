@@ -55,6 +55,10 @@ var methodRoles = map[string]auth.Role{
 	pb.DialerService_GetCallingWindow_FullMethodName:        auth.RoleRead,
 	pb.DialerService_SetCallingWindow_FullMethodName:        auth.RoleAdmin,
 	pb.DialerService_DeleteCallingWindow_FullMethodName:     auth.RoleAdmin,
+	pb.DialerService_AddSuppressions_FullMethodName:         auth.RoleAdmin,
+	pb.DialerService_LoadSuppressions_FullMethodName:        auth.RoleAdmin,
+	pb.DialerService_RemoveSuppressions_FullMethodName:      auth.RoleAdmin,
+	pb.DialerService_CheckSuppression_FullMethodName:        auth.RoleRead,
 }
 
 // internalPrefix is the cluster-internal service, authenticated by the

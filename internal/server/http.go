@@ -63,6 +63,9 @@ func NewHTTPHandler(ctx context.Context, conn *grpc.ClientConn, opts HTTPOptions
 	if err := pb.RegisterDialerServiceHandler(ctx, gw, conn); err != nil {
 		return nil, fmt.Errorf("api: register dialer gateway: %w", err)
 	}
+	if err := gw.HandlePath("POST", suppressionUploadPath, uploadSuppressions(gw, pb.NewDialerServiceClient(conn))); err != nil {
+		return nil, fmt.Errorf("api: register suppression upload: %w", err)
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
