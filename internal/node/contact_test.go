@@ -223,3 +223,32 @@ func TestSuppressionListsThroughAPI(t *testing.T) {
 		t.Fatalf("GET suppressed request: %d %s", code, resp)
 	}
 }
+
+// TestSharedPlatformDialsAnyTenant: a shared media platform (tenant "*",
+// as `dialtone dev` runs) serves tenants without servers of their own, so
+// the seeds' example tenant Environment is dialled.
+func TestSharedPlatformDialsAnyTenant(t *testing.T) {
+	tc, plat := dialerClusterFor(t, mediasim.AnyTenant, 1, 10, map[string]int{mediasim.Success: 100}, mediasim.Range{Min: 10 * time.Millisecond, Max: 20 * time.Millisecond}, mediasim.Range{Min: 10 * time.Millisecond, Max: 20 * time.Millisecond})
+	recv := &notifications{}
+	srv := httptest.NewServer(recv)
+	defer srv.Close()
+	var ids []string
+	for _, tenant := range []string{"Environment", "globex"} {
+		s := spec("T")
+		s.NotificationUrl = srv.URL + "/result"
+		r, err := tc.requests(tc.follower()).CreateRequests(ctxT(t, 10*time.Second), &pb.CreateRequestsRequest{Tenant: tenant, Requests: []*pb.RequestSpec{s}})
+		if err != nil || !r.Results[0].Ok {
+			t.Fatalf("create: %v %v", r, err)
+		}
+		ids = append(ids, r.Results[0].Id)
+	}
+	waitAllNotified(t, tc, recv, ids, 20*time.Second)
+	if n := len(plat.Calls()); n != 2 {
+		t.Fatalf("%d calls on the shared platform", n)
+	}
+	for _, id := range ids {
+		if q := recv.of(id)[0]; q.Get("Result") != "SUCCESS" {
+			t.Errorf("%s: %v", id, q)
+		}
+	}
+}
