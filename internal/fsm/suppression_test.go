@@ -128,11 +128,16 @@ func BenchmarkSuppression(b *testing.B) {
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&ms1)
-	b.ReportMetric(float64(ms1.HeapAlloc-ms0.HeapAlloc)/size*1e6/(1<<20), "MiB/Mnumbers")
+	mib := float64(ms1.HeapAlloc-ms0.HeapAlloc) / (1 << 20) * 1e6 / size
+	nums := make([]string, 4096)
+	for i := range nums {
+		nums[i] = fmt.Sprint(12_000_000_000 + uint64(i*241)*7)
+	}
 	b.Run("check", func(b *testing.B) {
 		for i := range b.N {
-			h.f.Suppressed("acme", fmt.Sprint(12_000_000_000+uint64(i%size)*7), t0)
+			h.f.Suppressed("acme", nums[i%len(nums)], t0)
 		}
+		b.ReportMetric(mib, "MiB/Mnumbers")
 	})
 	b.Run("snapshot+restore", func(b *testing.B) {
 		for range b.N {
