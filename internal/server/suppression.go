@@ -282,7 +282,7 @@ func (p *numberParser) field() error {
 	p.lineNo++
 	f := bytes.TrimSpace(bytes.Trim(bytes.TrimSpace(p.line), `"`))
 	p.line = p.line[:0]
-	if len(f) == 0 || f[0] == '#' || (p.lineNo == 1 && bytes.IndexAny(f, "0123456789") < 0) {
+	if len(f) == 0 || f[0] == '#' || (p.lineNo == 1 && !bytes.ContainsAny(f, "0123456789")) {
 		return nil
 	}
 	n, ok := fsm.SuppressionNumber(string(f))
