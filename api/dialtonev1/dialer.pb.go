@@ -26,6 +26,360 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type AddSuppressionsRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Tenant string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// E.164 numbers ("+15551234567"; the '+' is optional).
+	Numbers []string `protobuf:"bytes,2,rep,name=numbers,proto3" json:"numbers,omitempty"`
+	// Optional: when the entries expire, e.g. "720h" from now.
+	ExpiresIn     string `protobuf:"bytes,3,opt,name=expires_in,proto3" json:"expires_in,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddSuppressionsRequest) Reset() {
+	*x = AddSuppressionsRequest{}
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddSuppressionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddSuppressionsRequest) ProtoMessage() {}
+
+func (x *AddSuppressionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddSuppressionsRequest.ProtoReflect.Descriptor instead.
+func (*AddSuppressionsRequest) Descriptor() ([]byte, []int) {
+	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *AddSuppressionsRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *AddSuppressionsRequest) GetNumbers() []string {
+	if x != nil {
+		return x.Numbers
+	}
+	return nil
+}
+
+func (x *AddSuppressionsRequest) GetExpiresIn() string {
+	if x != nil {
+		return x.ExpiresIn
+	}
+	return ""
+}
+
+type LoadSuppressionsChunk struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required in the first chunk; later chunks may leave it empty.
+	Tenant string `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// Part of the file; a line may be split across chunks. Lines that are
+	// empty or start with '#' are skipped, and a first line without digits
+	// (a CSV header); of a CSV line the first field is the number.
+	Data          []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	ExpiresIn     string `protobuf:"bytes,3,opt,name=expires_in,proto3" json:"expires_in,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LoadSuppressionsChunk) Reset() {
+	*x = LoadSuppressionsChunk{}
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LoadSuppressionsChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LoadSuppressionsChunk) ProtoMessage() {}
+
+func (x *LoadSuppressionsChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LoadSuppressionsChunk.ProtoReflect.Descriptor instead.
+func (*LoadSuppressionsChunk) Descriptor() ([]byte, []int) {
+	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *LoadSuppressionsChunk) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *LoadSuppressionsChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *LoadSuppressionsChunk) GetExpiresIn() string {
+	if x != nil {
+		return x.ExpiresIn
+	}
+	return ""
+}
+
+type RemoveSuppressionsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Numbers       []string               `protobuf:"bytes,2,rep,name=numbers,proto3" json:"numbers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveSuppressionsRequest) Reset() {
+	*x = RemoveSuppressionsRequest{}
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveSuppressionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveSuppressionsRequest) ProtoMessage() {}
+
+func (x *RemoveSuppressionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveSuppressionsRequest.ProtoReflect.Descriptor instead.
+func (*RemoveSuppressionsRequest) Descriptor() ([]byte, []int) {
+	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RemoveSuppressionsRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *RemoveSuppressionsRequest) GetNumbers() []string {
+	if x != nil {
+		return x.Numbers
+	}
+	return nil
+}
+
+type SuppressionsResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	NodeId string                 `protobuf:"bytes,1,opt,name=node_id,proto3" json:"node_id,omitempty"`
+	// Numbers accepted (added or removed).
+	Count uint64 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	// Raft index of the last entry written.
+	Index         uint64 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SuppressionsResponse) Reset() {
+	*x = SuppressionsResponse{}
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SuppressionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SuppressionsResponse) ProtoMessage() {}
+
+func (x *SuppressionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SuppressionsResponse.ProtoReflect.Descriptor instead.
+func (*SuppressionsResponse) Descriptor() ([]byte, []int) {
+	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *SuppressionsResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *SuppressionsResponse) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *SuppressionsResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+type CheckSuppressionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Number        string                 `protobuf:"bytes,2,opt,name=number,proto3" json:"number,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckSuppressionRequest) Reset() {
+	*x = CheckSuppressionRequest{}
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckSuppressionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckSuppressionRequest) ProtoMessage() {}
+
+func (x *CheckSuppressionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckSuppressionRequest.ProtoReflect.Descriptor instead.
+func (*CheckSuppressionRequest) Descriptor() ([]byte, []int) {
+	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *CheckSuppressionRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *CheckSuppressionRequest) GetNumber() string {
+	if x != nil {
+		return x.Number
+	}
+	return ""
+}
+
+type CheckSuppressionResponse struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Suppressed bool                   `protobuf:"varint,1,opt,name=suppressed,proto3" json:"suppressed,omitempty"`
+	// Unix ms when the entry expires (0: never, or not suppressed).
+	ExpiresUnixMs int64 `protobuf:"varint,2,opt,name=expires_unix_ms,proto3" json:"expires_unix_ms,omitempty"`
+	// Numbers on the tenant's list.
+	Size          uint64 `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckSuppressionResponse) Reset() {
+	*x = CheckSuppressionResponse{}
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckSuppressionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckSuppressionResponse) ProtoMessage() {}
+
+func (x *CheckSuppressionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckSuppressionResponse.ProtoReflect.Descriptor instead.
+func (*CheckSuppressionResponse) Descriptor() ([]byte, []int) {
+	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *CheckSuppressionResponse) GetSuppressed() bool {
+	if x != nil {
+		return x.Suppressed
+	}
+	return false
+}
+
+func (x *CheckSuppressionResponse) GetExpiresUnixMs() int64 {
+	if x != nil {
+		return x.ExpiresUnixMs
+	}
+	return 0
+}
+
+func (x *CheckSuppressionResponse) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
 // Pacing is the dialer's settings for one tenant or, in the global entry,
 // for every tenant. In a stored entry a zero or empty field inherits: a
 // tenant's from the global entry, the global entry's from the built-in
@@ -66,7 +420,7 @@ type Pacing struct {
 
 func (x *Pacing) Reset() {
 	*x = Pacing{}
-	mi := &file_dialtone_v1_dialer_proto_msgTypes[0]
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -78,7 +432,7 @@ func (x *Pacing) String() string {
 func (*Pacing) ProtoMessage() {}
 
 func (x *Pacing) ProtoReflect() protoreflect.Message {
-	mi := &file_dialtone_v1_dialer_proto_msgTypes[0]
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -91,7 +445,7 @@ func (x *Pacing) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pacing.ProtoReflect.Descriptor instead.
 func (*Pacing) Descriptor() ([]byte, []int) {
-	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{0}
+	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Pacing) GetTenant() string {
@@ -189,7 +543,7 @@ type PacingEntry struct {
 
 func (x *PacingEntry) Reset() {
 	*x = PacingEntry{}
-	mi := &file_dialtone_v1_dialer_proto_msgTypes[1]
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -201,7 +555,7 @@ func (x *PacingEntry) String() string {
 func (*PacingEntry) ProtoMessage() {}
 
 func (x *PacingEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_dialtone_v1_dialer_proto_msgTypes[1]
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -214,7 +568,7 @@ func (x *PacingEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PacingEntry.ProtoReflect.Descriptor instead.
 func (*PacingEntry) Descriptor() ([]byte, []int) {
-	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{1}
+	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PacingEntry) GetTenant() string {
@@ -258,7 +612,7 @@ type GetPacingRequest struct {
 
 func (x *GetPacingRequest) Reset() {
 	*x = GetPacingRequest{}
-	mi := &file_dialtone_v1_dialer_proto_msgTypes[2]
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -270,7 +624,7 @@ func (x *GetPacingRequest) String() string {
 func (*GetPacingRequest) ProtoMessage() {}
 
 func (x *GetPacingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dialtone_v1_dialer_proto_msgTypes[2]
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -283,7 +637,7 @@ func (x *GetPacingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPacingRequest.ProtoReflect.Descriptor instead.
 func (*GetPacingRequest) Descriptor() ([]byte, []int) {
-	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{2}
+	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetPacingRequest) GetTenant() string {
@@ -313,7 +667,7 @@ type GetPacingResponse struct {
 
 func (x *GetPacingResponse) Reset() {
 	*x = GetPacingResponse{}
-	mi := &file_dialtone_v1_dialer_proto_msgTypes[3]
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -325,7 +679,7 @@ func (x *GetPacingResponse) String() string {
 func (*GetPacingResponse) ProtoMessage() {}
 
 func (x *GetPacingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dialtone_v1_dialer_proto_msgTypes[3]
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -338,7 +692,7 @@ func (x *GetPacingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPacingResponse.ProtoReflect.Descriptor instead.
 func (*GetPacingResponse) Descriptor() ([]byte, []int) {
-	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{3}
+	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetPacingResponse) GetNodeId() string {
@@ -372,7 +726,7 @@ type ListPacingRequest struct {
 
 func (x *ListPacingRequest) Reset() {
 	*x = ListPacingRequest{}
-	mi := &file_dialtone_v1_dialer_proto_msgTypes[4]
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -384,7 +738,7 @@ func (x *ListPacingRequest) String() string {
 func (*ListPacingRequest) ProtoMessage() {}
 
 func (x *ListPacingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dialtone_v1_dialer_proto_msgTypes[4]
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -397,7 +751,7 @@ func (x *ListPacingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPacingRequest.ProtoReflect.Descriptor instead.
 func (*ListPacingRequest) Descriptor() ([]byte, []int) {
-	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{4}
+	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListPacingRequest) GetConsistency() string {
@@ -422,7 +776,7 @@ type ListPacingResponse struct {
 
 func (x *ListPacingResponse) Reset() {
 	*x = ListPacingResponse{}
-	mi := &file_dialtone_v1_dialer_proto_msgTypes[5]
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -434,7 +788,7 @@ func (x *ListPacingResponse) String() string {
 func (*ListPacingResponse) ProtoMessage() {}
 
 func (x *ListPacingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dialtone_v1_dialer_proto_msgTypes[5]
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -447,7 +801,7 @@ func (x *ListPacingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPacingResponse.ProtoReflect.Descriptor instead.
 func (*ListPacingResponse) Descriptor() ([]byte, []int) {
-	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{5}
+	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListPacingResponse) GetNodeId() string {
@@ -490,7 +844,7 @@ type SetPacingRequest struct {
 
 func (x *SetPacingRequest) Reset() {
 	*x = SetPacingRequest{}
-	mi := &file_dialtone_v1_dialer_proto_msgTypes[6]
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -502,7 +856,7 @@ func (x *SetPacingRequest) String() string {
 func (*SetPacingRequest) ProtoMessage() {}
 
 func (x *SetPacingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dialtone_v1_dialer_proto_msgTypes[6]
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -515,7 +869,7 @@ func (x *SetPacingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPacingRequest.ProtoReflect.Descriptor instead.
 func (*SetPacingRequest) Descriptor() ([]byte, []int) {
-	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{6}
+	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SetPacingRequest) GetTenant() string {
@@ -546,7 +900,7 @@ type SetPacingResponse struct {
 
 func (x *SetPacingResponse) Reset() {
 	*x = SetPacingResponse{}
-	mi := &file_dialtone_v1_dialer_proto_msgTypes[7]
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -558,7 +912,7 @@ func (x *SetPacingResponse) String() string {
 func (*SetPacingResponse) ProtoMessage() {}
 
 func (x *SetPacingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dialtone_v1_dialer_proto_msgTypes[7]
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -571,7 +925,7 @@ func (x *SetPacingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPacingResponse.ProtoReflect.Descriptor instead.
 func (*SetPacingResponse) Descriptor() ([]byte, []int) {
-	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{7}
+	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SetPacingResponse) GetNodeId() string {
@@ -605,7 +959,7 @@ type DeletePacingRequest struct {
 
 func (x *DeletePacingRequest) Reset() {
 	*x = DeletePacingRequest{}
-	mi := &file_dialtone_v1_dialer_proto_msgTypes[8]
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -617,7 +971,7 @@ func (x *DeletePacingRequest) String() string {
 func (*DeletePacingRequest) ProtoMessage() {}
 
 func (x *DeletePacingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dialtone_v1_dialer_proto_msgTypes[8]
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -630,7 +984,7 @@ func (x *DeletePacingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePacingRequest.ProtoReflect.Descriptor instead.
 func (*DeletePacingRequest) Descriptor() ([]byte, []int) {
-	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{8}
+	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DeletePacingRequest) GetTenant() string {
@@ -650,7 +1004,7 @@ type DeletePacingResponse struct {
 
 func (x *DeletePacingResponse) Reset() {
 	*x = DeletePacingResponse{}
-	mi := &file_dialtone_v1_dialer_proto_msgTypes[9]
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -662,7 +1016,7 @@ func (x *DeletePacingResponse) String() string {
 func (*DeletePacingResponse) ProtoMessage() {}
 
 func (x *DeletePacingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_dialtone_v1_dialer_proto_msgTypes[9]
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -675,7 +1029,7 @@ func (x *DeletePacingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePacingResponse.ProtoReflect.Descriptor instead.
 func (*DeletePacingResponse) Descriptor() ([]byte, []int) {
-	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{9}
+	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DeletePacingResponse) GetNodeId() string {
@@ -700,7 +1054,7 @@ type GetDialerStatusRequest struct {
 
 func (x *GetDialerStatusRequest) Reset() {
 	*x = GetDialerStatusRequest{}
-	mi := &file_dialtone_v1_dialer_proto_msgTypes[10]
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -712,7 +1066,7 @@ func (x *GetDialerStatusRequest) String() string {
 func (*GetDialerStatusRequest) ProtoMessage() {}
 
 func (x *GetDialerStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_dialtone_v1_dialer_proto_msgTypes[10]
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -725,7 +1079,7 @@ func (x *GetDialerStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDialerStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetDialerStatusRequest) Descriptor() ([]byte, []int) {
-	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{10}
+	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{16}
 }
 
 // DialerStatus is a point-in-time view of the leader's dialer engine.
@@ -744,7 +1098,7 @@ type DialerStatus struct {
 
 func (x *DialerStatus) Reset() {
 	*x = DialerStatus{}
-	mi := &file_dialtone_v1_dialer_proto_msgTypes[11]
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -756,7 +1110,7 @@ func (x *DialerStatus) String() string {
 func (*DialerStatus) ProtoMessage() {}
 
 func (x *DialerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_dialtone_v1_dialer_proto_msgTypes[11]
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -769,7 +1123,7 @@ func (x *DialerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DialerStatus.ProtoReflect.Descriptor instead.
 func (*DialerStatus) Descriptor() ([]byte, []int) {
-	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{11}
+	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DialerStatus) GetNodeId() string {
@@ -822,13 +1176,20 @@ type DialerTenantStatus struct {
 	// Notifications waiting to be delivered, and retries so far.
 	NotifyPending uint32 `protobuf:"varint,11,opt,name=notify_pending,proto3" json:"notify_pending,omitempty"`
 	NotifyRetries uint64 `protobuf:"varint,12,opt,name=notify_retries,proto3" json:"notify_retries,omitempty"`
+	// PENDING requests not being dialled, by reason: "retry_wait" (waiting
+	// for its next retry), "outside_window", "frequency_cap", "no_ports"
+	// (no fresh port report or no ports for the tenant), "ports_busy" (the
+	// port budget is full), "caps_limit" (the queues are full and drain at
+	// the CAPS), "no_backend" (this node places no calls). Recomputed every
+	// second.
+	Waiting       map[string]uint32 `protobuf:"bytes,13,rep,name=waiting,proto3" json:"waiting,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DialerTenantStatus) Reset() {
 	*x = DialerTenantStatus{}
-	mi := &file_dialtone_v1_dialer_proto_msgTypes[12]
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -840,7 +1201,7 @@ func (x *DialerTenantStatus) String() string {
 func (*DialerTenantStatus) ProtoMessage() {}
 
 func (x *DialerTenantStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_dialtone_v1_dialer_proto_msgTypes[12]
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -853,7 +1214,7 @@ func (x *DialerTenantStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DialerTenantStatus.ProtoReflect.Descriptor instead.
 func (*DialerTenantStatus) Descriptor() ([]byte, []int) {
-	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{12}
+	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DialerTenantStatus) GetTenant() string {
@@ -940,11 +1301,611 @@ func (x *DialerTenantStatus) GetNotifyRetries() uint64 {
 	return 0
 }
 
+func (x *DialerTenantStatus) GetWaiting() map[string]uint32 {
+	if x != nil {
+		return x.Waiting
+	}
+	return nil
+}
+
+// CallingSpan is one open span of the weekly schedule, in the callee's
+// local time.
+type CallingSpan struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "mon".."sun", "weekdays", "weekends" or "daily".
+	Days string `protobuf:"bytes,1,opt,name=days,proto3" json:"days,omitempty"`
+	// "HH:MM", open inclusive, close exclusive; close may be "24:00".
+	Open          string `protobuf:"bytes,2,opt,name=open,proto3" json:"open,omitempty"`
+	Close         string `protobuf:"bytes,3,opt,name=close,proto3" json:"close,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallingSpan) Reset() {
+	*x = CallingSpan{}
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallingSpan) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallingSpan) ProtoMessage() {}
+
+func (x *CallingSpan) ProtoReflect() protoreflect.Message {
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallingSpan.ProtoReflect.Descriptor instead.
+func (*CallingSpan) Descriptor() ([]byte, []int) {
+	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *CallingSpan) GetDays() string {
+	if x != nil {
+		return x.Days
+	}
+	return ""
+}
+
+func (x *CallingSpan) GetOpen() string {
+	if x != nil {
+		return x.Open
+	}
+	return ""
+}
+
+func (x *CallingSpan) GetClose() string {
+	if x != nil {
+		return x.Close
+	}
+	return ""
+}
+
+// CallingException replaces the weekly schedule on one local date
+// (holidays): open and close empty means closed all day.
+type CallingException struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "YYYY-MM-DD".
+	Date          string `protobuf:"bytes,1,opt,name=date,proto3" json:"date,omitempty"`
+	Open          string `protobuf:"bytes,2,opt,name=open,proto3" json:"open,omitempty"`
+	Close         string `protobuf:"bytes,3,opt,name=close,proto3" json:"close,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallingException) Reset() {
+	*x = CallingException{}
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallingException) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallingException) ProtoMessage() {}
+
+func (x *CallingException) ProtoReflect() protoreflect.Message {
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallingException.ProtoReflect.Descriptor instead.
+func (*CallingException) Descriptor() ([]byte, []int) {
+	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *CallingException) GetDate() string {
+	if x != nil {
+		return x.Date
+	}
+	return ""
+}
+
+func (x *CallingException) GetOpen() string {
+	if x != nil {
+		return x.Open
+	}
+	return ""
+}
+
+func (x *CallingException) GetClose() string {
+	if x != nil {
+		return x.Close
+	}
+	return ""
+}
+
+// CallingWindow is when requests may be dialled, in the callee's local
+// time (zone from the request's time_zone, else from its number).
+type CallingWindow struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "us-tcpa" (08:00-21:00 every day) fills weekly when weekly is empty.
+	Preset     string              `protobuf:"bytes,1,opt,name=preset,proto3" json:"preset,omitempty"`
+	Weekly     []*CallingSpan      `protobuf:"bytes,2,rep,name=weekly,proto3" json:"weekly,omitempty"`
+	Exceptions []*CallingException `protobuf:"bytes,3,rep,name=exceptions,proto3" json:"exceptions,omitempty"`
+	// When the callee's zone cannot be derived: "skip" (default; the
+	// request ends FAILURE "Unknown Time Zone" without an attempt) or
+	// "default_zone".
+	UnknownZone string `protobuf:"bytes,4,opt,name=unknown_zone,proto3" json:"unknown_zone,omitempty"`
+	// IANA zone used with unknown_zone "default_zone".
+	DefaultZone   string `protobuf:"bytes,5,opt,name=default_zone,proto3" json:"default_zone,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallingWindow) Reset() {
+	*x = CallingWindow{}
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallingWindow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallingWindow) ProtoMessage() {}
+
+func (x *CallingWindow) ProtoReflect() protoreflect.Message {
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallingWindow.ProtoReflect.Descriptor instead.
+func (*CallingWindow) Descriptor() ([]byte, []int) {
+	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *CallingWindow) GetPreset() string {
+	if x != nil {
+		return x.Preset
+	}
+	return ""
+}
+
+func (x *CallingWindow) GetWeekly() []*CallingSpan {
+	if x != nil {
+		return x.Weekly
+	}
+	return nil
+}
+
+func (x *CallingWindow) GetExceptions() []*CallingException {
+	if x != nil {
+		return x.Exceptions
+	}
+	return nil
+}
+
+func (x *CallingWindow) GetUnknownZone() string {
+	if x != nil {
+		return x.UnknownZone
+	}
+	return ""
+}
+
+func (x *CallingWindow) GetDefaultZone() string {
+	if x != nil {
+		return x.DefaultZone
+	}
+	return ""
+}
+
+type GetCallingWindowRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Tenant string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// Optional: one IVR profile's window.
+	IvrProfile    string `protobuf:"bytes,2,opt,name=ivr_profile,proto3" json:"ivr_profile,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCallingWindowRequest) Reset() {
+	*x = GetCallingWindowRequest{}
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCallingWindowRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCallingWindowRequest) ProtoMessage() {}
+
+func (x *GetCallingWindowRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCallingWindowRequest.ProtoReflect.Descriptor instead.
+func (*GetCallingWindowRequest) Descriptor() ([]byte, []int) {
+	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *GetCallingWindowRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *GetCallingWindowRequest) GetIvrProfile() string {
+	if x != nil {
+		return x.IvrProfile
+	}
+	return ""
+}
+
+type GetCallingWindowResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	NodeId string                 `protobuf:"bytes,1,opt,name=node_id,proto3" json:"node_id,omitempty"`
+	// Whether a window is stored for exactly this tenant/profile.
+	Stored bool           `protobuf:"varint,2,opt,name=stored,proto3" json:"stored,omitempty"`
+	Window *CallingWindow `protobuf:"bytes,3,opt,name=window,proto3" json:"window,omitempty"`
+	// The window in force ("tenant" or "profile"; empty: none, dial any time).
+	EffectiveFrom string         `protobuf:"bytes,4,opt,name=effective_from,proto3" json:"effective_from,omitempty"`
+	Effective     *CallingWindow `protobuf:"bytes,5,opt,name=effective,proto3" json:"effective,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCallingWindowResponse) Reset() {
+	*x = GetCallingWindowResponse{}
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCallingWindowResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCallingWindowResponse) ProtoMessage() {}
+
+func (x *GetCallingWindowResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCallingWindowResponse.ProtoReflect.Descriptor instead.
+func (*GetCallingWindowResponse) Descriptor() ([]byte, []int) {
+	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *GetCallingWindowResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *GetCallingWindowResponse) GetStored() bool {
+	if x != nil {
+		return x.Stored
+	}
+	return false
+}
+
+func (x *GetCallingWindowResponse) GetWindow() *CallingWindow {
+	if x != nil {
+		return x.Window
+	}
+	return nil
+}
+
+func (x *GetCallingWindowResponse) GetEffectiveFrom() string {
+	if x != nil {
+		return x.EffectiveFrom
+	}
+	return ""
+}
+
+func (x *GetCallingWindowResponse) GetEffective() *CallingWindow {
+	if x != nil {
+		return x.Effective
+	}
+	return nil
+}
+
+type SetCallingWindowRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	IvrProfile    string                 `protobuf:"bytes,2,opt,name=ivr_profile,proto3" json:"ivr_profile,omitempty"`
+	Window        *CallingWindow         `protobuf:"bytes,3,opt,name=window,proto3" json:"window,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetCallingWindowRequest) Reset() {
+	*x = SetCallingWindowRequest{}
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetCallingWindowRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetCallingWindowRequest) ProtoMessage() {}
+
+func (x *SetCallingWindowRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetCallingWindowRequest.ProtoReflect.Descriptor instead.
+func (*SetCallingWindowRequest) Descriptor() ([]byte, []int) {
+	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *SetCallingWindowRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *SetCallingWindowRequest) GetIvrProfile() string {
+	if x != nil {
+		return x.IvrProfile
+	}
+	return ""
+}
+
+func (x *SetCallingWindowRequest) GetWindow() *CallingWindow {
+	if x != nil {
+		return x.Window
+	}
+	return nil
+}
+
+type SetCallingWindowResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,proto3" json:"node_id,omitempty"`
+	Index         uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	Window        *CallingWindow         `protobuf:"bytes,3,opt,name=window,proto3" json:"window,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetCallingWindowResponse) Reset() {
+	*x = SetCallingWindowResponse{}
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetCallingWindowResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetCallingWindowResponse) ProtoMessage() {}
+
+func (x *SetCallingWindowResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetCallingWindowResponse.ProtoReflect.Descriptor instead.
+func (*SetCallingWindowResponse) Descriptor() ([]byte, []int) {
+	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *SetCallingWindowResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *SetCallingWindowResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *SetCallingWindowResponse) GetWindow() *CallingWindow {
+	if x != nil {
+		return x.Window
+	}
+	return nil
+}
+
+type DeleteCallingWindowRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	IvrProfile    string                 `protobuf:"bytes,2,opt,name=ivr_profile,proto3" json:"ivr_profile,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteCallingWindowRequest) Reset() {
+	*x = DeleteCallingWindowRequest{}
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteCallingWindowRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteCallingWindowRequest) ProtoMessage() {}
+
+func (x *DeleteCallingWindowRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteCallingWindowRequest.ProtoReflect.Descriptor instead.
+func (*DeleteCallingWindowRequest) Descriptor() ([]byte, []int) {
+	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *DeleteCallingWindowRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *DeleteCallingWindowRequest) GetIvrProfile() string {
+	if x != nil {
+		return x.IvrProfile
+	}
+	return ""
+}
+
+type DeleteCallingWindowResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,proto3" json:"node_id,omitempty"`
+	Index         uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteCallingWindowResponse) Reset() {
+	*x = DeleteCallingWindowResponse{}
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteCallingWindowResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteCallingWindowResponse) ProtoMessage() {}
+
+func (x *DeleteCallingWindowResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteCallingWindowResponse.ProtoReflect.Descriptor instead.
+func (*DeleteCallingWindowResponse) Descriptor() ([]byte, []int) {
+	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *DeleteCallingWindowResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *DeleteCallingWindowResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 var File_dialtone_v1_dialer_proto protoreflect.FileDescriptor
 
 const file_dialtone_v1_dialer_proto_rawDesc = "" +
 	"\n" +
-	"\x18dialtone/v1/dialer.proto\x12\vdialtone.v1\x1a\x1cgoogle/api/annotations.proto\"\xc0\x03\n" +
+	"\x18dialtone/v1/dialer.proto\x12\vdialtone.v1\x1a\x1cgoogle/api/annotations.proto\"j\n" +
+	"\x16AddSuppressionsRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x18\n" +
+	"\anumbers\x18\x02 \x03(\tR\anumbers\x12\x1e\n" +
+	"\n" +
+	"expires_in\x18\x03 \x01(\tR\n" +
+	"expires_in\"c\n" +
+	"\x15LoadSuppressionsChunk\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\x12\x1e\n" +
+	"\n" +
+	"expires_in\x18\x03 \x01(\tR\n" +
+	"expires_in\"M\n" +
+	"\x19RemoveSuppressionsRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x18\n" +
+	"\anumbers\x18\x02 \x03(\tR\anumbers\"\\\n" +
+	"\x14SuppressionsResponse\x12\x18\n" +
+	"\anode_id\x18\x01 \x01(\tR\anode_id\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\x04R\x05count\x12\x14\n" +
+	"\x05index\x18\x03 \x01(\x04R\x05index\"I\n" +
+	"\x17CheckSuppressionRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x16\n" +
+	"\x06number\x18\x02 \x01(\tR\x06number\"x\n" +
+	"\x18CheckSuppressionResponse\x12\x1e\n" +
+	"\n" +
+	"suppressed\x18\x01 \x01(\bR\n" +
+	"suppressed\x12(\n" +
+	"\x0fexpires_unix_ms\x18\x02 \x01(\x03R\x0fexpires_unix_ms\x12\x12\n" +
+	"\x04size\x18\x03 \x01(\x04R\x04size\"\xc0\x03\n" +
 	"\x06Pacing\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x12\n" +
 	"\x04caps\x18\x02 \x01(\x01R\x04caps\x12*\n" +
@@ -996,7 +1957,7 @@ const file_dialtone_v1_dialer_proto_rawDesc = "" +
 	"\anode_id\x18\x01 \x01(\tR\anode_id\x12\x18\n" +
 	"\arunning\x18\x02 \x01(\bR\arunning\x12 \n" +
 	"\vglobal_caps\x18\x03 \x01(\x01R\vglobal_caps\x129\n" +
-	"\atenants\x18\x04 \x03(\v2\x1f.dialtone.v1.DialerTenantStatusR\atenants\"\x84\x05\n" +
+	"\atenants\x18\x04 \x03(\v2\x1f.dialtone.v1.DialerTenantStatusR\atenants\"\x88\x06\n" +
 	"\x12DialerTenantStatus\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x16\n" +
 	"\x06queued\x18\x02 \x01(\rR\x06queued\x12Z\n" +
@@ -1010,13 +1971,56 @@ const file_dialtone_v1_dialer_proto_rawDesc = "" +
 	"\boutcomes\x18\n" +
 	" \x03(\v2-.dialtone.v1.DialerTenantStatus.OutcomesEntryR\boutcomes\x12&\n" +
 	"\x0enotify_pending\x18\v \x01(\rR\x0enotify_pending\x12&\n" +
-	"\x0enotify_retries\x18\f \x01(\x04R\x0enotify_retries\x1a@\n" +
+	"\x0enotify_retries\x18\f \x01(\x04R\x0enotify_retries\x12F\n" +
+	"\awaiting\x18\r \x03(\v2,.dialtone.v1.DialerTenantStatus.WaitingEntryR\awaiting\x1a@\n" +
 	"\x12QueuedProfileEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\x1a;\n" +
 	"\rOutcomesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x012\xa5\x04\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1a:\n" +
+	"\fWaitingEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\"K\n" +
+	"\vCallingSpan\x12\x12\n" +
+	"\x04days\x18\x01 \x01(\tR\x04days\x12\x12\n" +
+	"\x04open\x18\x02 \x01(\tR\x04open\x12\x14\n" +
+	"\x05close\x18\x03 \x01(\tR\x05close\"P\n" +
+	"\x10CallingException\x12\x12\n" +
+	"\x04date\x18\x01 \x01(\tR\x04date\x12\x12\n" +
+	"\x04open\x18\x02 \x01(\tR\x04open\x12\x14\n" +
+	"\x05close\x18\x03 \x01(\tR\x05close\"\xe0\x01\n" +
+	"\rCallingWindow\x12\x16\n" +
+	"\x06preset\x18\x01 \x01(\tR\x06preset\x120\n" +
+	"\x06weekly\x18\x02 \x03(\v2\x18.dialtone.v1.CallingSpanR\x06weekly\x12=\n" +
+	"\n" +
+	"exceptions\x18\x03 \x03(\v2\x1d.dialtone.v1.CallingExceptionR\n" +
+	"exceptions\x12\"\n" +
+	"\funknown_zone\x18\x04 \x01(\tR\funknown_zone\x12\"\n" +
+	"\fdefault_zone\x18\x05 \x01(\tR\fdefault_zone\"S\n" +
+	"\x17GetCallingWindowRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12 \n" +
+	"\vivr_profile\x18\x02 \x01(\tR\vivr_profile\"\xe2\x01\n" +
+	"\x18GetCallingWindowResponse\x12\x18\n" +
+	"\anode_id\x18\x01 \x01(\tR\anode_id\x12\x16\n" +
+	"\x06stored\x18\x02 \x01(\bR\x06stored\x122\n" +
+	"\x06window\x18\x03 \x01(\v2\x1a.dialtone.v1.CallingWindowR\x06window\x12&\n" +
+	"\x0eeffective_from\x18\x04 \x01(\tR\x0eeffective_from\x128\n" +
+	"\teffective\x18\x05 \x01(\v2\x1a.dialtone.v1.CallingWindowR\teffective\"\x87\x01\n" +
+	"\x17SetCallingWindowRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12 \n" +
+	"\vivr_profile\x18\x02 \x01(\tR\vivr_profile\x122\n" +
+	"\x06window\x18\x03 \x01(\v2\x1a.dialtone.v1.CallingWindowR\x06window\"~\n" +
+	"\x18SetCallingWindowResponse\x12\x18\n" +
+	"\anode_id\x18\x01 \x01(\tR\anode_id\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\x122\n" +
+	"\x06window\x18\x03 \x01(\v2\x1a.dialtone.v1.CallingWindowR\x06window\"V\n" +
+	"\x1aDeleteCallingWindowRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12 \n" +
+	"\vivr_profile\x18\x02 \x01(\tR\vivr_profile\"M\n" +
+	"\x1bDeleteCallingWindowResponse\x12\x18\n" +
+	"\anode_id\x18\x01 \x01(\tR\anode_id\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index2\xc9\v\n" +
 	"\rDialerService\x12g\n" +
 	"\tGetPacing\x12\x1d.dialtone.v1.GetPacingRequest\x1a\x1e.dialtone.v1.GetPacingResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/pacing/{tenant}\x12a\n" +
 	"\n" +
@@ -1025,7 +2029,14 @@ const file_dialtone_v1_dialer_proto_rawDesc = "" +
 	"\tSetPacing\x12\x1d.dialtone.v1.SetPacingRequest\x1a\x1e.dialtone.v1.SetPacingResponse\"#\x82\xd3\xe4\x93\x02\x1d:\x06pacing\x1a\x13/v1/pacing/{tenant}\x12p\n" +
 	"\fDeletePacing\x12 .dialtone.v1.DeletePacingRequest\x1a!.dialtone.v1.DeletePacingResponse\"\x1b\x82\xd3\xe4\x93\x02\x15*\x13/v1/pacing/{tenant}\x12e\n" +
 	"\x0fGetDialerStatus\x12#.dialtone.v1.GetDialerStatusRequest\x1a\x19.dialtone.v1.DialerStatus\"\x12\x82\xd3\xe4\x93\x02\f\x12\n" +
-	"/v1/dialerB=Z;github.com/seed-7bfc04c2/dialtone/api/dialtonev1;dialtonev1b\x06proto3"
+	"/v1/dialer\x12\x85\x01\n" +
+	"\x10GetCallingWindow\x12$.dialtone.v1.GetCallingWindowRequest\x1a%.dialtone.v1.GetCallingWindowResponse\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/v1/calling-windows/{tenant}\x12\x8d\x01\n" +
+	"\x10SetCallingWindow\x12$.dialtone.v1.SetCallingWindowRequest\x1a%.dialtone.v1.SetCallingWindowResponse\",\x82\xd3\xe4\x93\x02&:\x06window\x1a\x1c/v1/calling-windows/{tenant}\x12\x8e\x01\n" +
+	"\x13DeleteCallingWindow\x12'.dialtone.v1.DeleteCallingWindowRequest\x1a(.dialtone.v1.DeleteCallingWindowResponse\"$\x82\xd3\xe4\x93\x02\x1e*\x1c/v1/calling-windows/{tenant}\x12\x7f\n" +
+	"\x0fAddSuppressions\x12#.dialtone.v1.AddSuppressionsRequest\x1a!.dialtone.v1.SuppressionsResponse\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/v1/suppressions/{tenant}\x12[\n" +
+	"\x10LoadSuppressions\x12\".dialtone.v1.LoadSuppressionsChunk\x1a!.dialtone.v1.SuppressionsResponse(\x01\x12\x8c\x01\n" +
+	"\x12RemoveSuppressions\x12&.dialtone.v1.RemoveSuppressionsRequest\x1a!.dialtone.v1.SuppressionsResponse\"+\x82\xd3\xe4\x93\x02%:\x01*\" /v1/suppressions/{tenant}:remove\x12\x8b\x01\n" +
+	"\x10CheckSuppression\x12$.dialtone.v1.CheckSuppressionRequest\x1a%.dialtone.v1.CheckSuppressionResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/suppressions/{tenant}/{number}B=Z;github.com/seed-7bfc04c2/dialtone/api/dialtonev1;dialtonev1b\x06proto3"
 
 var (
 	file_dialtone_v1_dialer_proto_rawDescOnce sync.Once
@@ -1039,49 +2050,86 @@ func file_dialtone_v1_dialer_proto_rawDescGZIP() []byte {
 	return file_dialtone_v1_dialer_proto_rawDescData
 }
 
-var file_dialtone_v1_dialer_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_dialtone_v1_dialer_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_dialtone_v1_dialer_proto_goTypes = []any{
-	(*Pacing)(nil),                 // 0: dialtone.v1.Pacing
-	(*PacingEntry)(nil),            // 1: dialtone.v1.PacingEntry
-	(*GetPacingRequest)(nil),       // 2: dialtone.v1.GetPacingRequest
-	(*GetPacingResponse)(nil),      // 3: dialtone.v1.GetPacingResponse
-	(*ListPacingRequest)(nil),      // 4: dialtone.v1.ListPacingRequest
-	(*ListPacingResponse)(nil),     // 5: dialtone.v1.ListPacingResponse
-	(*SetPacingRequest)(nil),       // 6: dialtone.v1.SetPacingRequest
-	(*SetPacingResponse)(nil),      // 7: dialtone.v1.SetPacingResponse
-	(*DeletePacingRequest)(nil),    // 8: dialtone.v1.DeletePacingRequest
-	(*DeletePacingResponse)(nil),   // 9: dialtone.v1.DeletePacingResponse
-	(*GetDialerStatusRequest)(nil), // 10: dialtone.v1.GetDialerStatusRequest
-	(*DialerStatus)(nil),           // 11: dialtone.v1.DialerStatus
-	(*DialerTenantStatus)(nil),     // 12: dialtone.v1.DialerTenantStatus
-	nil,                            // 13: dialtone.v1.DialerTenantStatus.QueuedProfileEntry
-	nil,                            // 14: dialtone.v1.DialerTenantStatus.OutcomesEntry
+	(*AddSuppressionsRequest)(nil),      // 0: dialtone.v1.AddSuppressionsRequest
+	(*LoadSuppressionsChunk)(nil),       // 1: dialtone.v1.LoadSuppressionsChunk
+	(*RemoveSuppressionsRequest)(nil),   // 2: dialtone.v1.RemoveSuppressionsRequest
+	(*SuppressionsResponse)(nil),        // 3: dialtone.v1.SuppressionsResponse
+	(*CheckSuppressionRequest)(nil),     // 4: dialtone.v1.CheckSuppressionRequest
+	(*CheckSuppressionResponse)(nil),    // 5: dialtone.v1.CheckSuppressionResponse
+	(*Pacing)(nil),                      // 6: dialtone.v1.Pacing
+	(*PacingEntry)(nil),                 // 7: dialtone.v1.PacingEntry
+	(*GetPacingRequest)(nil),            // 8: dialtone.v1.GetPacingRequest
+	(*GetPacingResponse)(nil),           // 9: dialtone.v1.GetPacingResponse
+	(*ListPacingRequest)(nil),           // 10: dialtone.v1.ListPacingRequest
+	(*ListPacingResponse)(nil),          // 11: dialtone.v1.ListPacingResponse
+	(*SetPacingRequest)(nil),            // 12: dialtone.v1.SetPacingRequest
+	(*SetPacingResponse)(nil),           // 13: dialtone.v1.SetPacingResponse
+	(*DeletePacingRequest)(nil),         // 14: dialtone.v1.DeletePacingRequest
+	(*DeletePacingResponse)(nil),        // 15: dialtone.v1.DeletePacingResponse
+	(*GetDialerStatusRequest)(nil),      // 16: dialtone.v1.GetDialerStatusRequest
+	(*DialerStatus)(nil),                // 17: dialtone.v1.DialerStatus
+	(*DialerTenantStatus)(nil),          // 18: dialtone.v1.DialerTenantStatus
+	(*CallingSpan)(nil),                 // 19: dialtone.v1.CallingSpan
+	(*CallingException)(nil),            // 20: dialtone.v1.CallingException
+	(*CallingWindow)(nil),               // 21: dialtone.v1.CallingWindow
+	(*GetCallingWindowRequest)(nil),     // 22: dialtone.v1.GetCallingWindowRequest
+	(*GetCallingWindowResponse)(nil),    // 23: dialtone.v1.GetCallingWindowResponse
+	(*SetCallingWindowRequest)(nil),     // 24: dialtone.v1.SetCallingWindowRequest
+	(*SetCallingWindowResponse)(nil),    // 25: dialtone.v1.SetCallingWindowResponse
+	(*DeleteCallingWindowRequest)(nil),  // 26: dialtone.v1.DeleteCallingWindowRequest
+	(*DeleteCallingWindowResponse)(nil), // 27: dialtone.v1.DeleteCallingWindowResponse
+	nil,                                 // 28: dialtone.v1.DialerTenantStatus.QueuedProfileEntry
+	nil,                                 // 29: dialtone.v1.DialerTenantStatus.OutcomesEntry
+	nil,                                 // 30: dialtone.v1.DialerTenantStatus.WaitingEntry
 }
 var file_dialtone_v1_dialer_proto_depIdxs = []int32{
-	0,  // 0: dialtone.v1.PacingEntry.settings:type_name -> dialtone.v1.Pacing
-	0,  // 1: dialtone.v1.PacingEntry.effective:type_name -> dialtone.v1.Pacing
-	1,  // 2: dialtone.v1.GetPacingResponse.pacing:type_name -> dialtone.v1.PacingEntry
-	1,  // 3: dialtone.v1.ListPacingResponse.entries:type_name -> dialtone.v1.PacingEntry
-	0,  // 4: dialtone.v1.SetPacingRequest.pacing:type_name -> dialtone.v1.Pacing
-	1,  // 5: dialtone.v1.SetPacingResponse.pacing:type_name -> dialtone.v1.PacingEntry
-	12, // 6: dialtone.v1.DialerStatus.tenants:type_name -> dialtone.v1.DialerTenantStatus
-	13, // 7: dialtone.v1.DialerTenantStatus.queued_profile:type_name -> dialtone.v1.DialerTenantStatus.QueuedProfileEntry
-	14, // 8: dialtone.v1.DialerTenantStatus.outcomes:type_name -> dialtone.v1.DialerTenantStatus.OutcomesEntry
-	2,  // 9: dialtone.v1.DialerService.GetPacing:input_type -> dialtone.v1.GetPacingRequest
-	4,  // 10: dialtone.v1.DialerService.ListPacing:input_type -> dialtone.v1.ListPacingRequest
-	6,  // 11: dialtone.v1.DialerService.SetPacing:input_type -> dialtone.v1.SetPacingRequest
-	8,  // 12: dialtone.v1.DialerService.DeletePacing:input_type -> dialtone.v1.DeletePacingRequest
-	10, // 13: dialtone.v1.DialerService.GetDialerStatus:input_type -> dialtone.v1.GetDialerStatusRequest
-	3,  // 14: dialtone.v1.DialerService.GetPacing:output_type -> dialtone.v1.GetPacingResponse
-	5,  // 15: dialtone.v1.DialerService.ListPacing:output_type -> dialtone.v1.ListPacingResponse
-	7,  // 16: dialtone.v1.DialerService.SetPacing:output_type -> dialtone.v1.SetPacingResponse
-	9,  // 17: dialtone.v1.DialerService.DeletePacing:output_type -> dialtone.v1.DeletePacingResponse
-	11, // 18: dialtone.v1.DialerService.GetDialerStatus:output_type -> dialtone.v1.DialerStatus
-	14, // [14:19] is the sub-list for method output_type
-	9,  // [9:14] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	6,  // 0: dialtone.v1.PacingEntry.settings:type_name -> dialtone.v1.Pacing
+	6,  // 1: dialtone.v1.PacingEntry.effective:type_name -> dialtone.v1.Pacing
+	7,  // 2: dialtone.v1.GetPacingResponse.pacing:type_name -> dialtone.v1.PacingEntry
+	7,  // 3: dialtone.v1.ListPacingResponse.entries:type_name -> dialtone.v1.PacingEntry
+	6,  // 4: dialtone.v1.SetPacingRequest.pacing:type_name -> dialtone.v1.Pacing
+	7,  // 5: dialtone.v1.SetPacingResponse.pacing:type_name -> dialtone.v1.PacingEntry
+	18, // 6: dialtone.v1.DialerStatus.tenants:type_name -> dialtone.v1.DialerTenantStatus
+	28, // 7: dialtone.v1.DialerTenantStatus.queued_profile:type_name -> dialtone.v1.DialerTenantStatus.QueuedProfileEntry
+	29, // 8: dialtone.v1.DialerTenantStatus.outcomes:type_name -> dialtone.v1.DialerTenantStatus.OutcomesEntry
+	30, // 9: dialtone.v1.DialerTenantStatus.waiting:type_name -> dialtone.v1.DialerTenantStatus.WaitingEntry
+	19, // 10: dialtone.v1.CallingWindow.weekly:type_name -> dialtone.v1.CallingSpan
+	20, // 11: dialtone.v1.CallingWindow.exceptions:type_name -> dialtone.v1.CallingException
+	21, // 12: dialtone.v1.GetCallingWindowResponse.window:type_name -> dialtone.v1.CallingWindow
+	21, // 13: dialtone.v1.GetCallingWindowResponse.effective:type_name -> dialtone.v1.CallingWindow
+	21, // 14: dialtone.v1.SetCallingWindowRequest.window:type_name -> dialtone.v1.CallingWindow
+	21, // 15: dialtone.v1.SetCallingWindowResponse.window:type_name -> dialtone.v1.CallingWindow
+	8,  // 16: dialtone.v1.DialerService.GetPacing:input_type -> dialtone.v1.GetPacingRequest
+	10, // 17: dialtone.v1.DialerService.ListPacing:input_type -> dialtone.v1.ListPacingRequest
+	12, // 18: dialtone.v1.DialerService.SetPacing:input_type -> dialtone.v1.SetPacingRequest
+	14, // 19: dialtone.v1.DialerService.DeletePacing:input_type -> dialtone.v1.DeletePacingRequest
+	16, // 20: dialtone.v1.DialerService.GetDialerStatus:input_type -> dialtone.v1.GetDialerStatusRequest
+	22, // 21: dialtone.v1.DialerService.GetCallingWindow:input_type -> dialtone.v1.GetCallingWindowRequest
+	24, // 22: dialtone.v1.DialerService.SetCallingWindow:input_type -> dialtone.v1.SetCallingWindowRequest
+	26, // 23: dialtone.v1.DialerService.DeleteCallingWindow:input_type -> dialtone.v1.DeleteCallingWindowRequest
+	0,  // 24: dialtone.v1.DialerService.AddSuppressions:input_type -> dialtone.v1.AddSuppressionsRequest
+	1,  // 25: dialtone.v1.DialerService.LoadSuppressions:input_type -> dialtone.v1.LoadSuppressionsChunk
+	2,  // 26: dialtone.v1.DialerService.RemoveSuppressions:input_type -> dialtone.v1.RemoveSuppressionsRequest
+	4,  // 27: dialtone.v1.DialerService.CheckSuppression:input_type -> dialtone.v1.CheckSuppressionRequest
+	9,  // 28: dialtone.v1.DialerService.GetPacing:output_type -> dialtone.v1.GetPacingResponse
+	11, // 29: dialtone.v1.DialerService.ListPacing:output_type -> dialtone.v1.ListPacingResponse
+	13, // 30: dialtone.v1.DialerService.SetPacing:output_type -> dialtone.v1.SetPacingResponse
+	15, // 31: dialtone.v1.DialerService.DeletePacing:output_type -> dialtone.v1.DeletePacingResponse
+	17, // 32: dialtone.v1.DialerService.GetDialerStatus:output_type -> dialtone.v1.DialerStatus
+	23, // 33: dialtone.v1.DialerService.GetCallingWindow:output_type -> dialtone.v1.GetCallingWindowResponse
+	25, // 34: dialtone.v1.DialerService.SetCallingWindow:output_type -> dialtone.v1.SetCallingWindowResponse
+	27, // 35: dialtone.v1.DialerService.DeleteCallingWindow:output_type -> dialtone.v1.DeleteCallingWindowResponse
+	3,  // 36: dialtone.v1.DialerService.AddSuppressions:output_type -> dialtone.v1.SuppressionsResponse
+	3,  // 37: dialtone.v1.DialerService.LoadSuppressions:output_type -> dialtone.v1.SuppressionsResponse
+	3,  // 38: dialtone.v1.DialerService.RemoveSuppressions:output_type -> dialtone.v1.SuppressionsResponse
+	5,  // 39: dialtone.v1.DialerService.CheckSuppression:output_type -> dialtone.v1.CheckSuppressionResponse
+	28, // [28:40] is the sub-list for method output_type
+	16, // [16:28] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_dialtone_v1_dialer_proto_init() }
@@ -1095,7 +2143,7 @@ func file_dialtone_v1_dialer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dialtone_v1_dialer_proto_rawDesc), len(file_dialtone_v1_dialer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,11 +23,18 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	DialerService_GetPacing_FullMethodName       = "/dialtone.v1.DialerService/GetPacing"
-	DialerService_ListPacing_FullMethodName      = "/dialtone.v1.DialerService/ListPacing"
-	DialerService_SetPacing_FullMethodName       = "/dialtone.v1.DialerService/SetPacing"
-	DialerService_DeletePacing_FullMethodName    = "/dialtone.v1.DialerService/DeletePacing"
-	DialerService_GetDialerStatus_FullMethodName = "/dialtone.v1.DialerService/GetDialerStatus"
+	DialerService_GetPacing_FullMethodName           = "/dialtone.v1.DialerService/GetPacing"
+	DialerService_ListPacing_FullMethodName          = "/dialtone.v1.DialerService/ListPacing"
+	DialerService_SetPacing_FullMethodName           = "/dialtone.v1.DialerService/SetPacing"
+	DialerService_DeletePacing_FullMethodName        = "/dialtone.v1.DialerService/DeletePacing"
+	DialerService_GetDialerStatus_FullMethodName     = "/dialtone.v1.DialerService/GetDialerStatus"
+	DialerService_GetCallingWindow_FullMethodName    = "/dialtone.v1.DialerService/GetCallingWindow"
+	DialerService_SetCallingWindow_FullMethodName    = "/dialtone.v1.DialerService/SetCallingWindow"
+	DialerService_DeleteCallingWindow_FullMethodName = "/dialtone.v1.DialerService/DeleteCallingWindow"
+	DialerService_AddSuppressions_FullMethodName     = "/dialtone.v1.DialerService/AddSuppressions"
+	DialerService_LoadSuppressions_FullMethodName    = "/dialtone.v1.DialerService/LoadSuppressions"
+	DialerService_RemoveSuppressions_FullMethodName  = "/dialtone.v1.DialerService/RemoveSuppressions"
+	DialerService_CheckSuppression_FullMethodName    = "/dialtone.v1.DialerService/CheckSuppression"
 )
 
 // DialerServiceClient is the client API for DialerService service.
@@ -46,6 +53,26 @@ type DialerServiceClient interface {
 	DeletePacing(ctx context.Context, in *DeletePacingRequest, opts ...grpc.CallOption) (*DeletePacingResponse, error)
 	// The leader's dialer engine statistics (a follower forwards the call).
 	GetDialerStatus(ctx context.Context, in *GetDialerStatusRequest, opts ...grpc.CallOption) (*DialerStatus, error)
+	// A tenant's calling window (or one IVR profile's, ?ivr_profile=), and
+	// the window in force for it.
+	GetCallingWindow(ctx context.Context, in *GetCallingWindowRequest, opts ...grpc.CallOption) (*GetCallingWindowResponse, error)
+	// Replaces a tenant's (or profile's) calling window.
+	SetCallingWindow(ctx context.Context, in *SetCallingWindowRequest, opts ...grpc.CallOption) (*SetCallingWindowResponse, error)
+	// Removes it: the tenant's requests may be dialled at any time again
+	// (a profile's falls back to the tenant's).
+	DeleteCallingWindow(ctx context.Context, in *DeleteCallingWindowRequest, opts ...grpc.CallOption) (*DeleteCallingWindowResponse, error)
+	// Adds numbers to a tenant's suppression (do-not-call) list. Requests
+	// for a listed number end FAILURE "Suppressed" without an attempt.
+	AddSuppressions(ctx context.Context, in *AddSuppressionsRequest, opts ...grpc.CallOption) (*SuppressionsResponse, error)
+	// Bulk load: a file streamed in chunks, one number per line (of a CSV
+	// line only the first field), committed in entries of 50,000 numbers as
+	// it arrives. REST: POST /v1/suppressions/{tenant}/upload with the file
+	// as the body (?expires_in= optional).
+	LoadSuppressions(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[LoadSuppressionsChunk, SuppressionsResponse], error)
+	// Removes numbers from a tenant's suppression list.
+	RemoveSuppressions(ctx context.Context, in *RemoveSuppressionsRequest, opts ...grpc.CallOption) (*SuppressionsResponse, error)
+	// Whether a number is on a tenant's suppression list, and the list size.
+	CheckSuppression(ctx context.Context, in *CheckSuppressionRequest, opts ...grpc.CallOption) (*CheckSuppressionResponse, error)
 }
 
 type dialerServiceClient struct {
@@ -106,6 +133,79 @@ func (c *dialerServiceClient) GetDialerStatus(ctx context.Context, in *GetDialer
 	return out, nil
 }
 
+func (c *dialerServiceClient) GetCallingWindow(ctx context.Context, in *GetCallingWindowRequest, opts ...grpc.CallOption) (*GetCallingWindowResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetCallingWindowResponse)
+	err := c.cc.Invoke(ctx, DialerService_GetCallingWindow_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *dialerServiceClient) SetCallingWindow(ctx context.Context, in *SetCallingWindowRequest, opts ...grpc.CallOption) (*SetCallingWindowResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetCallingWindowResponse)
+	err := c.cc.Invoke(ctx, DialerService_SetCallingWindow_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *dialerServiceClient) DeleteCallingWindow(ctx context.Context, in *DeleteCallingWindowRequest, opts ...grpc.CallOption) (*DeleteCallingWindowResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteCallingWindowResponse)
+	err := c.cc.Invoke(ctx, DialerService_DeleteCallingWindow_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *dialerServiceClient) AddSuppressions(ctx context.Context, in *AddSuppressionsRequest, opts ...grpc.CallOption) (*SuppressionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SuppressionsResponse)
+	err := c.cc.Invoke(ctx, DialerService_AddSuppressions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *dialerServiceClient) LoadSuppressions(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[LoadSuppressionsChunk, SuppressionsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &DialerService_ServiceDesc.Streams[0], DialerService_LoadSuppressions_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[LoadSuppressionsChunk, SuppressionsResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type DialerService_LoadSuppressionsClient = grpc.ClientStreamingClient[LoadSuppressionsChunk, SuppressionsResponse]
+
+func (c *dialerServiceClient) RemoveSuppressions(ctx context.Context, in *RemoveSuppressionsRequest, opts ...grpc.CallOption) (*SuppressionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SuppressionsResponse)
+	err := c.cc.Invoke(ctx, DialerService_RemoveSuppressions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *dialerServiceClient) CheckSuppression(ctx context.Context, in *CheckSuppressionRequest, opts ...grpc.CallOption) (*CheckSuppressionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CheckSuppressionResponse)
+	err := c.cc.Invoke(ctx, DialerService_CheckSuppression_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DialerServiceServer is the server API for DialerService service.
 // All implementations must embed UnimplementedDialerServiceServer
 // for forward compatibility.
@@ -122,6 +222,26 @@ type DialerServiceServer interface {
 	DeletePacing(context.Context, *DeletePacingRequest) (*DeletePacingResponse, error)
 	// The leader's dialer engine statistics (a follower forwards the call).
 	GetDialerStatus(context.Context, *GetDialerStatusRequest) (*DialerStatus, error)
+	// A tenant's calling window (or one IVR profile's, ?ivr_profile=), and
+	// the window in force for it.
+	GetCallingWindow(context.Context, *GetCallingWindowRequest) (*GetCallingWindowResponse, error)
+	// Replaces a tenant's (or profile's) calling window.
+	SetCallingWindow(context.Context, *SetCallingWindowRequest) (*SetCallingWindowResponse, error)
+	// Removes it: the tenant's requests may be dialled at any time again
+	// (a profile's falls back to the tenant's).
+	DeleteCallingWindow(context.Context, *DeleteCallingWindowRequest) (*DeleteCallingWindowResponse, error)
+	// Adds numbers to a tenant's suppression (do-not-call) list. Requests
+	// for a listed number end FAILURE "Suppressed" without an attempt.
+	AddSuppressions(context.Context, *AddSuppressionsRequest) (*SuppressionsResponse, error)
+	// Bulk load: a file streamed in chunks, one number per line (of a CSV
+	// line only the first field), committed in entries of 50,000 numbers as
+	// it arrives. REST: POST /v1/suppressions/{tenant}/upload with the file
+	// as the body (?expires_in= optional).
+	LoadSuppressions(grpc.ClientStreamingServer[LoadSuppressionsChunk, SuppressionsResponse]) error
+	// Removes numbers from a tenant's suppression list.
+	RemoveSuppressions(context.Context, *RemoveSuppressionsRequest) (*SuppressionsResponse, error)
+	// Whether a number is on a tenant's suppression list, and the list size.
+	CheckSuppression(context.Context, *CheckSuppressionRequest) (*CheckSuppressionResponse, error)
 	mustEmbedUnimplementedDialerServiceServer()
 }
 
@@ -146,6 +266,27 @@ func (UnimplementedDialerServiceServer) DeletePacing(context.Context, *DeletePac
 }
 func (UnimplementedDialerServiceServer) GetDialerStatus(context.Context, *GetDialerStatusRequest) (*DialerStatus, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetDialerStatus not implemented")
+}
+func (UnimplementedDialerServiceServer) GetCallingWindow(context.Context, *GetCallingWindowRequest) (*GetCallingWindowResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetCallingWindow not implemented")
+}
+func (UnimplementedDialerServiceServer) SetCallingWindow(context.Context, *SetCallingWindowRequest) (*SetCallingWindowResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetCallingWindow not implemented")
+}
+func (UnimplementedDialerServiceServer) DeleteCallingWindow(context.Context, *DeleteCallingWindowRequest) (*DeleteCallingWindowResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteCallingWindow not implemented")
+}
+func (UnimplementedDialerServiceServer) AddSuppressions(context.Context, *AddSuppressionsRequest) (*SuppressionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AddSuppressions not implemented")
+}
+func (UnimplementedDialerServiceServer) LoadSuppressions(grpc.ClientStreamingServer[LoadSuppressionsChunk, SuppressionsResponse]) error {
+	return status.Error(codes.Unimplemented, "method LoadSuppressions not implemented")
+}
+func (UnimplementedDialerServiceServer) RemoveSuppressions(context.Context, *RemoveSuppressionsRequest) (*SuppressionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveSuppressions not implemented")
+}
+func (UnimplementedDialerServiceServer) CheckSuppression(context.Context, *CheckSuppressionRequest) (*CheckSuppressionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CheckSuppression not implemented")
 }
 func (UnimplementedDialerServiceServer) mustEmbedUnimplementedDialerServiceServer() {}
 func (UnimplementedDialerServiceServer) testEmbeddedByValue()                       {}
@@ -258,6 +399,121 @@ func _DialerService_GetDialerStatus_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DialerService_GetCallingWindow_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetCallingWindowRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DialerServiceServer).GetCallingWindow(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DialerService_GetCallingWindow_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DialerServiceServer).GetCallingWindow(ctx, req.(*GetCallingWindowRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DialerService_SetCallingWindow_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetCallingWindowRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DialerServiceServer).SetCallingWindow(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DialerService_SetCallingWindow_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DialerServiceServer).SetCallingWindow(ctx, req.(*SetCallingWindowRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DialerService_DeleteCallingWindow_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteCallingWindowRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DialerServiceServer).DeleteCallingWindow(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DialerService_DeleteCallingWindow_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DialerServiceServer).DeleteCallingWindow(ctx, req.(*DeleteCallingWindowRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DialerService_AddSuppressions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AddSuppressionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DialerServiceServer).AddSuppressions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DialerService_AddSuppressions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DialerServiceServer).AddSuppressions(ctx, req.(*AddSuppressionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DialerService_LoadSuppressions_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(DialerServiceServer).LoadSuppressions(&grpc.GenericServerStream[LoadSuppressionsChunk, SuppressionsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type DialerService_LoadSuppressionsServer = grpc.ClientStreamingServer[LoadSuppressionsChunk, SuppressionsResponse]
+
+func _DialerService_RemoveSuppressions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveSuppressionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DialerServiceServer).RemoveSuppressions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DialerService_RemoveSuppressions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DialerServiceServer).RemoveSuppressions(ctx, req.(*RemoveSuppressionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DialerService_CheckSuppression_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckSuppressionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DialerServiceServer).CheckSuppression(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DialerService_CheckSuppression_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DialerServiceServer).CheckSuppression(ctx, req.(*CheckSuppressionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // DialerService_ServiceDesc is the grpc.ServiceDesc for DialerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -285,7 +541,37 @@ var DialerService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "GetDialerStatus",
 			Handler:    _DialerService_GetDialerStatus_Handler,
 		},
+		{
+			MethodName: "GetCallingWindow",
+			Handler:    _DialerService_GetCallingWindow_Handler,
+		},
+		{
+			MethodName: "SetCallingWindow",
+			Handler:    _DialerService_SetCallingWindow_Handler,
+		},
+		{
+			MethodName: "DeleteCallingWindow",
+			Handler:    _DialerService_DeleteCallingWindow_Handler,
+		},
+		{
+			MethodName: "AddSuppressions",
+			Handler:    _DialerService_AddSuppressions_Handler,
+		},
+		{
+			MethodName: "RemoveSuppressions",
+			Handler:    _DialerService_RemoveSuppressions_Handler,
+		},
+		{
+			MethodName: "CheckSuppression",
+			Handler:    _DialerService_CheckSuppression_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "LoadSuppressions",
+			Handler:       _DialerService_LoadSuppressions_Handler,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "dialtone/v1/dialer.proto",
 }

@@ -178,8 +178,11 @@ type RequestSpec struct {
 	TimeToLive string `protobuf:"bytes,9,opt,name=time_to_live,proto3" json:"time_to_live,omitempty"`
 	// Optional: a retry with the same key and body returns the original request.
 	IdempotencyKey string `protobuf:"bytes,10,opt,name=idempotency_key,proto3" json:"idempotency_key,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Optional: the callee's IANA time zone (e.g. "America/Chicago") for its
+	// calling window; else derived from telnum.
+	TimeZone      string `protobuf:"bytes,11,opt,name=time_zone,proto3" json:"time_zone,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RequestSpec) Reset() {
@@ -278,6 +281,13 @@ func (x *RequestSpec) GetTimeToLive() string {
 func (x *RequestSpec) GetIdempotencyKey() string {
 	if x != nil {
 		return x.IdempotencyKey
+	}
+	return ""
+}
+
+func (x *RequestSpec) GetTimeZone() string {
+	if x != nil {
+		return x.TimeZone
 	}
 	return ""
 }
@@ -579,9 +589,12 @@ type Request struct {
 	LastCallUuid string                 `protobuf:"bytes,13,opt,name=last_call_uuid,proto3" json:"last_call_uuid,omitempty"`
 	Attempts     []*Attempt             `protobuf:"bytes,14,rep,name=attempts,proto3" json:"attempts,omitempty"`
 	// NONE, PENDING, NOTIFIED or NOT_REQUIRED.
-	Notification  string `protobuf:"bytes,15,opt,name=notification,proto3" json:"notification,omitempty"`
-	CreateIndex   uint64 `protobuf:"varint,16,opt,name=create_index,proto3" json:"create_index,omitempty"`
-	ModifyIndex   uint64 `protobuf:"varint,17,opt,name=modify_index,proto3" json:"modify_index,omitempty"`
+	Notification string `protobuf:"bytes,15,opt,name=notification,proto3" json:"notification,omitempty"`
+	CreateIndex  uint64 `protobuf:"varint,16,opt,name=create_index,proto3" json:"create_index,omitempty"`
+	ModifyIndex  uint64 `protobuf:"varint,17,opt,name=modify_index,proto3" json:"modify_index,omitempty"`
+	// Why a PENDING request waits past its due time ("outside_window",
+	// "frequency_cap"); next_retry says until when.
+	WaitReason    string `protobuf:"bytes,18,opt,name=wait_reason,proto3" json:"wait_reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -733,6 +746,13 @@ func (x *Request) GetModifyIndex() uint64 {
 		return x.ModifyIndex
 	}
 	return 0
+}
+
+func (x *Request) GetWaitReason() string {
+	if x != nil {
+		return x.WaitReason
+	}
+	return ""
 }
 
 // ReadMeta says how fresh a read is.
@@ -1574,7 +1594,7 @@ const file_dialtone_v1_requests_proto_rawDesc = "" +
 	"preconnect\x88\x01\x01\x12\x16\n" +
 	"\x06detect\x18\x05 \x01(\tR\x06detectB\t\n" +
 	"\a_recordB\r\n" +
-	"\v_preconnect\"\xea\x02\n" +
+	"\v_preconnect\"\x88\x03\n" +
 	"\vRequestSpec\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12 \n" +
 	"\vivr_profile\x18\x02 \x01(\tR\vivr_profile\x12\x16\n" +
@@ -1586,7 +1606,8 @@ const file_dialtone_v1_requests_proto_rawDesc = "" +
 	"\fmax_attempts\x18\b \x01(\rR\fmax_attempts\x12\"\n" +
 	"\ftime_to_live\x18\t \x01(\tR\ftime_to_live\x12(\n" +
 	"\x0fidempotency_key\x18\n" +
-	" \x01(\tR\x0fidempotency_key\"e\n" +
+	" \x01(\tR\x0fidempotency_key\x12\x1c\n" +
+	"\ttime_zone\x18\v \x01(\tR\ttime_zone\"e\n" +
 	"\x15CreateRequestsRequest\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x124\n" +
 	"\brequests\x18\x02 \x03(\v2\x18.dialtone.v1.RequestSpecR\brequests\"\x8e\x01\n" +
@@ -1606,7 +1627,7 @@ const file_dialtone_v1_requests_proto_rawDesc = "" +
 	"\astarted\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\astarted\x120\n" +
 	"\x05ended\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05ended\x12\x18\n" +
 	"\aoutcome\x18\x05 \x01(\tR\aoutcome\x12\x16\n" +
-	"\x06reason\x18\x06 \x01(\tR\x06reason\"\xa0\x05\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\"\xc2\x05\n" +
 	"\aRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12,\n" +
@@ -1627,7 +1648,8 @@ const file_dialtone_v1_requests_proto_rawDesc = "" +
 	"\battempts\x18\x0e \x03(\v2\x14.dialtone.v1.AttemptR\battempts\x12\"\n" +
 	"\fnotification\x18\x0f \x01(\tR\fnotification\x12\"\n" +
 	"\fcreate_index\x18\x10 \x01(\x04R\fcreate_index\x12\"\n" +
-	"\fmodify_index\x18\x11 \x01(\x04R\fmodify_index\"\xae\x01\n" +
+	"\fmodify_index\x18\x11 \x01(\x04R\fmodify_index\x12 \n" +
+	"\vwait_reason\x18\x12 \x01(\tR\vwait_reason\"\xae\x01\n" +
 	"\bReadMeta\x12\x18\n" +
 	"\anode_id\x18\x01 \x01(\tR\anode_id\x12$\n" +
 	"\rapplied_index\x18\x02 \x01(\x04R\rapplied_index\x12\x16\n" +

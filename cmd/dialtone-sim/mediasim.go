@@ -61,7 +61,9 @@ func newMediasim(cl *creds) *cobra.Command {
 		Long: `mediasim runs a simulated media (IVR) platform per --tenant (comma-separated
 for several): --servers media servers of --ports ports each, named
 <id-prefix>-1, <id-prefix>-2, ... (<id-prefix>-<tenant>-1, ... with several
-tenants). The dialer places calls on it over gRPC at --listen (telephony
+tenants). Tenant "*" is a shared platform (<id-prefix>-shared-1, ...): it
+serves every tenant without a platform of its own, and its servers report
+tenant "*", which the dialer's port budget counts for such tenants. The dialer places calls on it over gRPC at --listen (telephony
 backend "sim"): a call takes a port, rings for --ring, and holds the port for
 --talk when answered; its outcome follows the --rule telnum prefixes
 (repeatable, e.g. --rule 5550001=busy), else the weighted --mix. With every
@@ -177,10 +179,21 @@ func runMediasim(ctx context.Context, out io.Writer, cl *creds, f mediasimFlags)
 	}
 	pubLogger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: pubLevel}))
 
+	// Named tenants' servers are <prefix>-N when there is one, else
+	// <prefix>-<tenant>-N; the shared platform's are <prefix>-shared-N.
+	named := 0
+	for _, t := range tenants {
+		if t != mediasim.AnyTenant {
+			named++
+		}
+	}
 	var plats []*mediasim.Platform
 	for _, tenant := range tenants {
 		prefix := f.prefix
-		if len(tenants) > 1 {
+		switch {
+		case tenant == mediasim.AnyTenant:
+			prefix = f.prefix + "-shared"
+		case named > 1:
 			prefix = f.prefix + "-" + tenant
 		}
 		p, err := mediasim.New(mediasim.Options{

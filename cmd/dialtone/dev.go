@@ -40,7 +40,7 @@ unless --fresh is given. A fourth process, "dialtone-sim mediasim" (the
 dialtone-sim binary next to this one, or on PATH: make build builds both), is the
 simulated media platform the nodes' dialer places calls on (telephony backend
 "sim" at 127.0.0.1:9090): two media servers (vxml-1, vxml-2: 50 ports each,
-tenant acme) that publish their port usage to the nodes, so GET
+tenant acme) and two shared by every other tenant (vxml-shared-1, -2) that publish their port usage to the nodes, so GET
 /v1/port-usage shows live figures at once, with its stats at
 http://127.0.0.1:9091/stats and /calls. It also runs the notification
 receiver (a simulated trigger application) at http://127.0.0.1:8089/notify:
@@ -52,7 +52,7 @@ http://127.0.0.1:8089/notifications. --mediasim=false leaves it out.`,
 	}
 	cmd.Flags().StringVar(&dataDir, "data-dir", "./data", "directory for the nodes' data and the generated config")
 	cmd.Flags().BoolVar(&fresh, "fresh", false, "delete the data directory first")
-	cmd.Flags().BoolVar(&mediasim, "mediasim", true, "also run mediasim (the simulated media platform: 2 servers x 50 ports, tenant acme; and the notification receiver) as a fourth process")
+	cmd.Flags().BoolVar(&mediasim, "mediasim", true, "also run mediasim (the simulated media platform: 2 servers x 50 ports for tenant acme and 2 shared by every other tenant; and the notification receiver) as a fourth process")
 	cmd.Flags().StringVar(&ring, "ring", "1s-3s", "mediasim: how long a call rings (a duration or min-max)")
 	cmd.Flags().StringVar(&talk, "talk", "5s-15s", "mediasim: how long an answered call holds its port")
 	return cmd
@@ -184,7 +184,7 @@ func runDev(out io.Writer, dataDir string, fresh, withMediasim bool, simExtra ..
 	// The simulated media platform the dialer places calls on (its servers
 	// publish their port usage, so GET /v1/port-usage shows live figures at
 	// once) and the notification receiver.
-	simArgs := []string{"mediasim", "--servers", "2", "--ports", "50", "--tenant", "acme", "--id-prefix", "vxml",
+	simArgs := []string{"mediasim", "--servers", "2", "--ports", "50", "--tenant", "acme,*", "--id-prefix", "vxml",
 		"--listen", devMediasimAddr, "--http", devMediasimHTTP, "--notify-listen", devNotifyAddr,
 		"--endpoints", strings.Join(grpcAddrs, ",")}
 	simArgs = append(simArgs, simExtra...)
@@ -206,7 +206,7 @@ func runDev(out io.Writer, dataDir string, fresh, withMediasim bool, simExtra ..
 		fmt.Fprintf(out, "dev: node %s  http://%s  (gRPC %s)\n", n.ID, n.HTTP, n.GRPC)
 	}
 	if withMediasim {
-		fmt.Fprintf(out, "dev: media platform: dialtone-sim %s (2 simulated media servers x 50 ports, tenant acme)\n", strings.Join(simArgs, " "))
+		fmt.Fprintf(out, "dev: media platform: dialtone-sim %s (2 simulated media servers x 50 ports for tenant acme, and 2 shared by every other tenant)\n", strings.Join(simArgs, " "))
 		fmt.Fprintf(out, "dev: port usage http://%s/v1/port-usage; media platform stats http://%s/stats, calls http://%s/calls\n",
 			cfg.Nodes[0].HTTP, devMediasimHTTP, devMediasimHTTP)
 		fmt.Fprintf(out, "dev: notification receiver http://%s/notify (use it as notification_url); received: http://%s/notifications\n",

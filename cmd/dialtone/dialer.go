@@ -49,15 +49,40 @@ func printDialerStatus(out io.Writer, st *pb.DialerStatus) error {
 		limit = fmt.Sprintf("%g attempts/s", st.GlobalCaps)
 	}
 	fmt.Fprintf(w, "global CAPS limit\t%s\n\n", limit)
-	fmt.Fprintln(w, "TENANT\tQUEUED\tIN PROGRESS/BUDGET\tPORTS IN USE/TOTAL\tCAPS TARGET\tCAPS ACHIEVED\tOUTCOMES\tNOTIFY PENDING")
+	fmt.Fprintln(w, "TENANT\tQUEUED\tWAITING (BY REASON)\tIN PROGRESS/BUDGET\tPORTS IN USE/TOTAL\tCAPS TARGET\tCAPS ACHIEVED\tOUTCOMES\tNOTIFY PENDING")
 	for _, t := range st.Tenants {
-		fmt.Fprintf(w, "%s\t%d\t%d/%d\t%d/%d\t%g\t%.1f\t%s\t%d\n", t.Tenant, t.Queued, t.InProgress, t.PortBudget,
+		fmt.Fprintf(w, "%s\t%d\t%s\t%d/%d\t%d/%d\t%g\t%.1f\t%s\t%d\n", t.Tenant, t.Queued, waitingText(t.Waiting), t.InProgress, t.PortBudget,
 			t.PortsInUse, t.PortsTotal, t.Caps, t.AttemptsPerSec, outcomesText(t.Outcomes), t.NotifyPending)
 	}
 	if len(st.Tenants) == 0 {
 		fmt.Fprintln(w, "(no tenant has work)")
 	}
 	return w.Flush()
+}
+
+// waitingText prints the waiting requests' total and counts by reason,
+// most first, e.g. "41 (no_ports=41)"; "0" when none wait.
+func waitingText(m map[string]uint32) string {
+	if len(m) == 0 {
+		return "0"
+	}
+	keys := make([]string, 0, len(m))
+	var total uint64
+	for k, v := range m {
+		keys = append(keys, k)
+		total += uint64(v)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if m[keys[i]] != m[keys[j]] {
+			return m[keys[i]] > m[keys[j]]
+		}
+		return keys[i] < keys[j]
+	})
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s=%d", k, m[k])
+	}
+	return fmt.Sprintf("%d (%s)", total, strings.Join(parts, " "))
 }
 
 // outcomesText prints outcome counts by class, e.g. "SUCCESS=3 BUSY=1".

@@ -46,6 +46,14 @@ func (e *Engine) commitStarts(ctx context.Context, items []*item) {
 		// commit before it plus its own.
 		e.latency.observe(time.Since(items[0].armed))
 	}
+	var refused []string
+	defer func() {
+		// Runs after the unlock below: a start the state machine refused
+		// may have ended the request (suppressed): notify it.
+		for _, id := range refused {
+			e.notes.add(id)
+		}
+	}()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, it := range items {
@@ -57,6 +65,7 @@ func (e *Engine) commitStarts(ctx context.Context, items []*item) {
 		// Not started (cancelled or expired meanwhile, or we are no
 		// longer leader): it holds no budget.
 		it.t.budget.armed--
+		refused = append(refused, it.req.Id)
 	}
 	if err != nil && ctx.Err() == nil {
 		e.log.Warn("attempt start failed", "attempts", len(items), "err", err)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/seed-7bfc04c2/dialtone/internal/dialer/pacing"
+	"github.com/seed-7bfc04c2/dialtone/internal/dialer/window"
 	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
 	"github.com/seed-7bfc04c2/dialtone/internal/telephony"
 )
@@ -20,6 +21,8 @@ type Store interface {
 	Expired(nowUnixMs int64, limit int) []*fsmpb.Request
 	InState(tenant string, state fsmpb.State, after string, limit int) []*fsmpb.Request
 	Pacing(tenant string) (*fsmpb.Pacing, bool)
+	CallingWindow(tenant, ivrProfile string) (*fsmpb.CallingWindow, bool)
+	Suppressed(tenant, number string, nowUnixMs int64) (bool, int64)
 }
 
 // Applier commits commands on the leader, never forwarding
@@ -92,6 +95,8 @@ type Engine struct {
 	m     *Metrics
 	retry retryPolicy
 	view  portView // chosen once from Options.PortView
+	wins  windows  // compiled calling windows (rules.go)
+	wait  waiting  // waiting requests by reason (waiting.go)
 
 	// mu guards running, tenants and everything reachable from a tenant
 	// (queues, ready list, pacer, budget, sampled port view, attempt log,
@@ -151,6 +156,7 @@ func New(o Options) *Engine {
 		o.PortSampleInterval = 5 * time.Second
 	}
 	e := &Engine{opts: o, log: o.Logger.With("component", "dialer"), m: o.Metrics, view: newPortView(o)}
+	e.wins.compiled = map[*fsmpb.CallingWindow]*window.Window{}
 	e.retry = retryPolicy{nextRetryInterval: pacing.DefaultNextRetryInterval, interruptedDelay: o.InterruptedRetryDelay}
 	return e
 }
@@ -174,6 +180,7 @@ func (e *Engine) Run(ctx context.Context) {
 	e.starts = newBatcher(maxEntryItems, e.commitStarts)
 	e.results = newBatcher(maxEntryItems, e.commitResults)
 	e.notes = newNotifier(e)
+	e.wait.last = time.Time{}
 	e.mu.Unlock()
 	defer func() {
 		e.mu.Lock()

@@ -13,7 +13,7 @@ import (
 // whose queues fell below the low watermark: one Raft entry per tenant.
 func (e *Engine) fetch(ctx context.Context, now time.Time) {
 	for _, w := range e.fetchWants(now) {
-		picked := e.pickDue(w, now)
+		picked := e.screen(ctx, e.pickDue(w, now), now)
 		if len(picked) == 0 {
 			continue
 		}

@@ -31,6 +31,7 @@ func (e *Engine) housekeep(ctx context.Context) {
 			e.expire(ctx, now)
 		}
 		e.cleanup(ctx, now, lastClean)
+		e.countWaiting(now)
 		e.signal()
 	}
 }

@@ -26,6 +26,9 @@ type Metrics struct {
 	Fenced        prometheus.Counter
 	Purged        prometheus.Counter
 	StartBatch    prometheus.Histogram
+	Waiting       *prometheus.GaugeVec
+	Deferred      *prometheus.CounterVec
+	Ended         *prometheus.CounterVec
 }
 
 // NewMetrics builds the metrics and registers them with reg (if not nil).
@@ -59,10 +62,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Purged:     prometheus.NewCounter(prometheus.CounterOpts{Name: "dialtone_dialer_purged_total", Help: "Finished requests purged by cleanup."}),
 		StartBatch: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "dialtone_dialer_start_batch_size",
 			Help: "Attempt starts per Raft entry (group commit).", Buckets: prometheus.ExponentialBuckets(1, 2, 11)}),
+		Waiting: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "dialtone_dialer_waiting",
+			Help: "PENDING requests not being dialled, by reason (retry_wait, outside_window, no_ports, ports_busy, caps_limit, no_backend); recomputed every second."}, []string{"tenant", "reason"}),
+		Deferred: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dialtone_dialer_deferred_total",
+			Help: "Requests whose next eligible time a contact rule moved, by reason (outside_window)."}, []string{"tenant", "reason"}),
+		Ended: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dialtone_dialer_rule_ended_total",
+			Help: "Requests a contact rule ended FAILURE without an attempt, by result reason."}, []string{"tenant", "reason"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Running, m.QueueDepth, m.InProgress, m.PortBudget, m.CAPSTarget, m.CAPSAchieved, m.Limited, m.Attempts, m.Outcomes,
-			m.Refused, m.Notifications, m.Fetches, m.Reconciled, m.Revoked, m.Fenced, m.Purged, m.StartBatch)
+			m.Refused, m.Notifications, m.Fetches, m.Reconciled, m.Revoked, m.Fenced, m.Purged, m.StartBatch, m.Waiting, m.Deferred, m.Ended)
 	}
 	return m
 }
@@ -88,6 +97,7 @@ func (m *Metrics) dropTenant(name string) {
 	m.CAPSTarget.DeleteLabelValues(name)
 	m.CAPSAchieved.DeleteLabelValues(name)
 	m.Limited.DeletePartialMatch(prometheus.Labels{"tenant": name})
+	m.Waiting.DeletePartialMatch(prometheus.Labels{"tenant": name})
 }
 
 func (m *Metrics) outcome(tenant, class string) { m.Outcomes.WithLabelValues(tenant, class).Inc() }
@@ -102,4 +112,5 @@ func (m *Metrics) reset() {
 	m.CAPSTarget.Reset()
 	m.CAPSAchieved.Reset()
 	m.Limited.Reset()
+	m.Waiting.Reset()
 }

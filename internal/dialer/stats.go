@@ -42,6 +42,9 @@ type TenantStats struct {
 	// Notifications waiting to be delivered, and retries so far.
 	NotifyPending int
 	NotifyRetries uint64
+	// PENDING requests not being dialled, by reason (WaitRetry,
+	// WaitNoPorts, window.WaitOutside, ...), counted every second.
+	Waiting map[string]int
 }
 
 // What holds a tenant below its CAPS (TenantStats.LimitedBy and the
@@ -95,6 +98,7 @@ func (e *Engine) Stats() Stats {
 		for k, v := range t.outcomes {
 			ts.Outcomes[k] = v
 		}
+		ts.Waiting = e.waitingOf(t.name)
 		if e.notes != nil {
 			ts.NotifyPending, ts.NotifyRetries = e.notes.stats(t.name)
 		}

@@ -61,6 +61,18 @@ func (a *applier) apply(index uint64, cmd *fsmpb.Command) *fsmpb.ApplyResult {
 		return a.setPacing(b.SetPacing)
 	case *fsmpb.Command_DeletePacing:
 		return a.deletePacing(b.DeletePacing)
+	case *fsmpb.Command_Defer:
+		return a.deferRequests(b.Defer)
+	case *fsmpb.Command_End:
+		return a.endRequests(b.End)
+	case *fsmpb.Command_SetCallingWindow:
+		return a.setCallingWindow(b.SetCallingWindow)
+	case *fsmpb.Command_DeleteCallingWindow:
+		return a.deleteCallingWindow(b.DeleteCallingWindow)
+	case *fsmpb.Command_AddSuppressions:
+		return a.addSuppressions(b.AddSuppressions)
+	case *fsmpb.Command_RemoveSuppressions:
+		return a.removeSuppressions(b.RemoveSuppressions)
 	default:
 		panic(unknownBody(index, cmd)) // decode rejects these before any entry is applied
 	}
@@ -149,6 +161,7 @@ func (a *applier) createOne(r *fsmpb.Request, maxRecords uint64) *fsmpb.ItemResu
 		TtlMs:           r.TtlMs,
 		IdempotencyKey:  r.IdempotencyKey,
 		Fingerprint:     r.Fingerprint,
+		TimeZone:        r.TimeZone,
 
 		State:           fsmpb.State_PENDING,
 		CreatedUnixMs:   a.now,
@@ -216,8 +229,17 @@ func (a *applier) startOne(s *fsmpb.AttemptStart) *fsmpb.ItemResult {
 	case a.now >= r.ExpiresUnixMs:
 		return fail(r.Id, fsmpb.Code_CODE_INVALID_STATE, "TTL expired")
 	}
+	if a.isSuppressed(r) {
+		// Listed after the dialer fetched it: never dialled.
+		a.update(r, func(n *fsmpb.Request) {
+			setProcessed(n, fsmpb.Result_FAILURE, ReasonSuppressed)
+			n.WaitReason = ""
+		})
+		return fail(r.Id, fsmpb.Code_CODE_FINISHED, "number is on the tenant's suppression list")
+	}
 	a.update(r, func(n *fsmpb.Request) {
 		n.State = fsmpb.State_IN_PROGRESS
+		n.WaitReason = ""
 		n.AttemptsMade++
 		n.LastCallUuid = s.GetCallUuid()
 		n.Attempts = append(n.Attempts, &fsmpb.Attempt{
@@ -377,6 +399,7 @@ func copyRequest(r *fsmpb.Request) *fsmpb.Request {
 		TtlMs:           r.TtlMs,
 		IdempotencyKey:  r.IdempotencyKey,
 		Fingerprint:     r.Fingerprint,
+		TimeZone:        r.TimeZone,
 
 		State:           r.State,
 		Result:          r.Result,
@@ -391,6 +414,7 @@ func copyRequest(r *fsmpb.Request) *fsmpb.Request {
 		ResultReason:    r.ResultReason,
 		CreateIndex:     r.CreateIndex,
 		ModifyIndex:     r.ModifyIndex,
+		WaitReason:      r.WaitReason,
 	}
 	if len(r.Attempts) > 0 {
 		n.Attempts = make([]*fsmpb.Attempt, len(r.Attempts), len(r.Attempts)+1)

@@ -79,11 +79,17 @@ func bodyKind(cmd *fsmpb.Command) (known, ignorable bool) {
 	case *fsmpb.Command_Create, *fsmpb.Command_Cancel, *fsmpb.Command_Claim,
 		*fsmpb.Command_StartAttempts, *fsmpb.Command_RecordResults,
 		*fsmpb.Command_MarkNotified, *fsmpb.Command_Purge,
-		*fsmpb.Command_Requeue, *fsmpb.Command_Expire:
+		*fsmpb.Command_Requeue, *fsmpb.Command_Expire,
+		// Contact rules: they change request records, and a start reads
+		// the suppression lists, so a replica must apply every one.
+		*fsmpb.Command_Defer, *fsmpb.Command_End,
+		*fsmpb.Command_AddSuppressions, *fsmpb.Command_RemoveSuppressions:
 		return true, false
 	case *fsmpb.Command_SetEntitlement, *fsmpb.Command_DeleteEntitlement,
 		*fsmpb.Command_SetThreshold, *fsmpb.Command_DeleteThreshold,
-		*fsmpb.Command_SetPacing, *fsmpb.Command_DeletePacing:
+		*fsmpb.Command_SetPacing, *fsmpb.Command_DeletePacing,
+		// Calling windows are only stored; the leader reads them.
+		*fsmpb.Command_SetCallingWindow, *fsmpb.Command_DeleteCallingWindow:
 		return true, true
 	}
 	return false, false

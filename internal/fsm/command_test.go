@@ -53,12 +53,14 @@ func bodies(t testing.TB) []*fsmpb.Command {
 	return out
 }
 
-// requestBodies are the bodies that change request records: a replica
-// must never skip one.
+// requestBodies are the bodies that change request records, or that
+// Apply reads when it changes them (suppression lists): a replica must
+// never skip one.
 var requestBodies = map[string]bool{
 	"create": true, "cancel": true, "claim": true, "start_attempts": true,
 	"record_results": true, "mark_notified": true, "purge": true,
-	"requeue": true, "expire": true,
+	"requeue": true, "expire": true, "defer": true, "end": true,
+	"add_suppressions": true, "remove_suppressions": true,
 }
 
 func bodyName(cmd *fsmpb.Command) string {

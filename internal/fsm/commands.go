@@ -86,3 +86,39 @@ func SetPacingCommand(p *fsmpb.Pacing) *fsmpb.Command {
 func DeletePacingCommand(tenant string) *fsmpb.Command {
 	return &fsmpb.Command{Body: &fsmpb.Command_DeletePacing{DeletePacing: &fsmpb.DeletePacing{Tenant: tenant}}}
 }
+
+// DeferCommand moves waiting requests' next eligible time (calling
+// windows, frequency caps); the leader computes the times.
+func DeferCommand(items []*fsmpb.DeferItem) *fsmpb.Command {
+	return &fsmpb.Command{Body: &fsmpb.Command_Defer{Defer: &fsmpb.DeferRequests{Items: items}}}
+}
+
+// EndCommand ends waiting requests FAILURE with a reason, no attempt
+// counted (suppression hits, unknown time zones).
+func EndCommand(items []*fsmpb.EndItem) *fsmpb.Command {
+	return &fsmpb.Command{Body: &fsmpb.Command_End{End: &fsmpb.EndRequests{Items: items}}}
+}
+
+// SetCallingWindowCommand stores or replaces a tenant's (or one IVR
+// profile's) calling window.
+func SetCallingWindowCommand(w *fsmpb.CallingWindow) *fsmpb.Command {
+	return &fsmpb.Command{Body: &fsmpb.Command_SetCallingWindow{SetCallingWindow: &fsmpb.SetCallingWindow{Window: w}}}
+}
+
+// DeleteCallingWindowCommand removes a tenant's (or profile's) calling
+// window.
+func DeleteCallingWindowCommand(tenant, profile string) *fsmpb.Command {
+	return &fsmpb.Command{Body: &fsmpb.Command_DeleteCallingWindow{DeleteCallingWindow: &fsmpb.DeleteCallingWindow{Tenant: tenant, IvrProfile: profile}}}
+}
+
+// AddSuppressionsCommand adds numbers (with their expiries, or none) to a
+// tenant's suppression list.
+func AddSuppressionsCommand(c *fsmpb.SuppressionChunk) *fsmpb.Command {
+	return &fsmpb.Command{Body: &fsmpb.Command_AddSuppressions{AddSuppressions: &fsmpb.AddSuppressions{Chunk: c}}}
+}
+
+// RemoveSuppressionsCommand removes numbers from a tenant's suppression
+// list.
+func RemoveSuppressionsCommand(tenant string, numbers []uint64) *fsmpb.Command {
+	return &fsmpb.Command{Body: &fsmpb.Command_RemoveSuppressions{RemoveSuppressions: &fsmpb.RemoveSuppressions{Tenant: tenant, Numbers: numbers}}}
+}

@@ -18,6 +18,10 @@ func TestCommandConstructors(t *testing.T) {
 	ent := &fsmpb.Entitlement{Tenant: "acme", LicensedPorts: 5}
 	th := &fsmpb.Threshold{Id: "t1", Tenant: "acme"}
 	pac := &fsmpb.Pacing{Tenant: "acme", Caps: 3}
+	defers := []*fsmpb.DeferItem{{Id: "a", UntilUnixMs: 9, Reason: "outside_window"}}
+	chunk := &fsmpb.SuppressionChunk{Tenant: "acme", Numbers: []uint64{5, 6}}
+	ends := []*fsmpb.EndItem{{Id: "a", Reason: "Suppressed"}}
+	win := &fsmpb.CallingWindow{Tenant: "acme", Weekly: []*fsmpb.DaySpan{{Weekday: 1, OpenMinute: 480, CloseMinute: 1260}}}
 	cases := []struct {
 		got, want *fsmpb.Command
 	}{
@@ -35,6 +39,12 @@ func TestCommandConstructors(t *testing.T) {
 		{SetThresholdCommand(th, 6), &fsmpb.Command{Body: &fsmpb.Command_SetThreshold{SetThreshold: &fsmpb.SetThreshold{Threshold: th, MaxThresholds: 6}}}},
 		{DeleteThresholdCommand("t1"), &fsmpb.Command{Body: &fsmpb.Command_DeleteThreshold{DeleteThreshold: &fsmpb.DeleteThreshold{Id: "t1"}}}},
 		{SetPacingCommand(pac), &fsmpb.Command{Body: &fsmpb.Command_SetPacing{SetPacing: &fsmpb.SetPacing{Pacing: pac}}}},
+		{DeferCommand(defers), &fsmpb.Command{Body: &fsmpb.Command_Defer{Defer: &fsmpb.DeferRequests{Items: defers}}}},
+		{EndCommand(ends), &fsmpb.Command{Body: &fsmpb.Command_End{End: &fsmpb.EndRequests{Items: ends}}}},
+		{SetCallingWindowCommand(win), &fsmpb.Command{Body: &fsmpb.Command_SetCallingWindow{SetCallingWindow: &fsmpb.SetCallingWindow{Window: win}}}},
+		{DeleteCallingWindowCommand("acme", "p"), &fsmpb.Command{Body: &fsmpb.Command_DeleteCallingWindow{DeleteCallingWindow: &fsmpb.DeleteCallingWindow{Tenant: "acme", IvrProfile: "p"}}}},
+		{AddSuppressionsCommand(chunk), &fsmpb.Command{Body: &fsmpb.Command_AddSuppressions{AddSuppressions: &fsmpb.AddSuppressions{Chunk: chunk}}}},
+		{RemoveSuppressionsCommand("acme", []uint64{5}), &fsmpb.Command{Body: &fsmpb.Command_RemoveSuppressions{RemoveSuppressions: &fsmpb.RemoveSuppressions{Tenant: "acme", Numbers: []uint64{5}}}}},
 		{DeletePacingCommand("acme"), &fsmpb.Command{Body: &fsmpb.Command_DeletePacing{DeletePacing: &fsmpb.DeletePacing{Tenant: "acme"}}}},
 	}
 	covered := map[string]bool{}

@@ -294,6 +294,7 @@ func Fingerprint(r *fsmpb.Request) []byte {
 		MaxAttempts:     r.GetMaxAttempts(),
 		TtlMs:           r.GetTtlMs(),
 		IdempotencyKey:  r.GetIdempotencyKey(),
+		TimeZone:        r.GetTimeZone(),
 	}
 	// Marshalling fails only on invalid UTF-8, which Encode rejects too, so
 	// such a request never reaches the log whatever is hashed here.

@@ -192,8 +192,8 @@ func TestSnapshotRoundTripPacing(t *testing.T) {
 	h.mustOK(t0, setPac(&fsmpb.Pacing{Caps: 500, RetentionMs: 1000}))
 	h.mustOK(t0, setPac(pac("acme", 12.5)))
 	data := snapshotBytes(t, h.f)
-	if v := binary.BigEndian.Uint32(data[8:]); v != 3 {
-		t.Fatalf("wrote version %d, want 3", v)
+	if v := binary.BigEndian.Uint32(data[8:]); v != snapshotVersion {
+		t.Fatalf("wrote version %d, want %d", v, snapshotVersion)
 	}
 	g := New()
 	g.ApplyBatch([]*raft.Log{cmdLog(t, 1, t0, setPac(pac("stale", 1)))})
@@ -219,18 +219,19 @@ func TestSnapshotRoundTripPacing(t *testing.T) {
 	}
 }
 
-// v2Snapshot writes h's state as a version-2 snapshot: a version-3 one
-// without pacing ends with a zero pacing count, which version 2 lacks.
+// v2Snapshot writes h's state as a version-2 snapshot: a version-4 one
+// without pacing or calling windows ends with two zero counts, which
+// version 2 lacks.
 func v2Snapshot(t *testing.T, f *FSM) []byte {
 	t.Helper()
 	if len(f.Pacings()) != 0 {
 		t.Fatal("v2Snapshot: the state has pacing entries")
 	}
 	b := snapshotBytes(t, f)
-	if !bytes.Equal(b[len(b)-8:], make([]byte, 8)) {
-		t.Fatal("v2Snapshot: no empty pacing section at the end")
+	if !bytes.Equal(b[len(b)-24:], make([]byte, 24)) {
+		t.Fatal("v2Snapshot: no empty pacing, window and suppression sections at the end")
 	}
-	b = b[:len(b)-8]
+	b = b[:len(b)-24]
 	binary.BigEndian.PutUint32(b[8:], snapshotV2)
 	return b
 }
@@ -282,7 +283,7 @@ func TestRestoreCorruptPacing(t *testing.T) {
 	// pacing entries.
 	pacingOnly := func(ps ...*fsmpb.Pacing) []byte {
 		b := []byte(snapshotMagic)
-		b = binary.BigEndian.AppendUint32(b, snapshotVersion)
+		b = binary.BigEndian.AppendUint32(b, snapshotV3)
 		b = binary.BigEndian.AppendUint64(b, 1)
 		b = binary.BigEndian.AppendUint64(b, 0)
 		b = binary.BigEndian.AppendUint64(b, 0)

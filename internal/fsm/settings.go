@@ -3,6 +3,8 @@ package fsm
 import (
 	"sort"
 
+	"github.com/google/btree"
+
 	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
 )
 
@@ -16,9 +18,12 @@ import (
 // number at most a few thousand, so O(n) per change is cheaper than
 // maintaining more trees.
 type settings struct {
-	entitlements []*fsmpb.Entitlement // sorted by tenant, unique
-	thresholds   []*fsmpb.Threshold   // sorted by id, unique
-	pacing       []*fsmpb.Pacing      // sorted by tenant, unique; "" is the global entry
+	entitlements []*fsmpb.Entitlement   // sorted by tenant, unique
+	thresholds   []*fsmpb.Threshold     // sorted by id, unique
+	pacing       []*fsmpb.Pacing        // sorted by tenant, unique; "" is the global entry
+	windows      []*fsmpb.CallingWindow // sorted by windowKey, unique
+	// Suppression lists by tenant (copy-on-write trees; suppression.go).
+	dnc map[string]*btree.BTreeG[dncEntry]
 }
 
 var emptySettings = &settings{}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/google/btree"
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/encoding/protodelim"
 	"google.golang.org/protobuf/proto"
@@ -31,17 +32,30 @@ import (
 //	pcount  uint64  number of pacing entries that follow
 //	pcount × varint-length-delimited fsmpb.Pacing, in tenant order (the
 //	         global entry, tenant "", first)
+//	version 4 and later, the calling windows:
+//	wcount  uint64  number of calling windows that follow
+//	wcount × varint-length-delimited fsmpb.CallingWindow, in (tenant,
+//	         profile) order
+//	version 5 and later, the suppression lists:
+//	scount  uint64  number of suppression chunks that follow
+//	scount × varint-length-delimited fsmpb.SuppressionChunk, by tenant
+//	         then ascending number (up to 65,536 numbers each)
 //
 // The counts let Restore tell a complete stream from one truncated at a
 // record boundary. Restore reads version 1 (records only, no settings),
-// version 2 (no pacing) and version 3; Snapshot writes version 3.
+// version 2 (no pacing), version 3 (no calling windows), version 4 (no
+// suppression lists) and version 5; Snapshot writes version 5.
 const (
 	snapshotMagic   = "DTFSMSNP"
-	snapshotVersion = 3
+	snapshotVersion = 5
 	// snapshotV1 is the format before settings: records only.
 	snapshotV1 = 1
 	// snapshotV2 adds the port-usage settings, but no pacing.
 	snapshotV2 = 2
+	// snapshotV3 adds the pacing settings, but no calling windows.
+	snapshotV3 = 3
+	// snapshotV4 adds the calling windows, but no suppression lists.
+	snapshotV4 = 4
 	headerLen  = len(snapshotMagic) + 4 + 8 + 8
 
 	// maxRecordSize bounds the allocation a corrupt length prefix can cause.
@@ -115,6 +129,12 @@ func (s *snapshot) writeTo(w io.Writer) error {
 		return err
 	}
 	if err := writeSection(bw, opts, "pacing", set.pacing); err != nil {
+		return err
+	}
+	if err := writeSection(bw, opts, "calling window", set.windows); err != nil {
+		return err
+	}
+	if err := writeSection(bw, opts, "suppression chunk", set.dncChunks()); err != nil {
 		return err
 	}
 	if err := bw.Flush(); err != nil {
@@ -223,14 +243,33 @@ func readSettings(br *bufio.Reader, opts protodelim.UnmarshalOptions, version ui
 			return nil, err
 		}
 	}
-	if len(ents) == 0 && len(ths) == 0 && len(pac) == 0 {
+	var win []*fsmpb.CallingWindow
+	if version > snapshotV3 {
+		if win, err = readSection(br, opts, "calling window", func() *fsmpb.CallingWindow { return &fsmpb.CallingWindow{} },
+			windowKeyOf, false); err != nil {
+			return nil, err
+		}
+	}
+	var dnc map[string]*btree.BTreeG[dncEntry]
+	if version > snapshotV4 {
+		chunks, err := readSection(br, opts, "suppression chunk", func() *fsmpb.SuppressionChunk { return &fsmpb.SuppressionChunk{} },
+			nil, false)
+		if err != nil {
+			return nil, err
+		}
+		if dnc, err = restoreDNC(chunks); err != nil {
+			return nil, err
+		}
+	}
+	if len(ents) == 0 && len(ths) == 0 && len(pac) == 0 && len(win) == 0 && len(dnc) == 0 {
 		return emptySettings, nil
 	}
-	return &settings{entitlements: ents, thresholds: ths, pacing: pac}, nil
+	return &settings{entitlements: ents, thresholds: ths, pacing: pac, windows: win, dnc: dnc}, nil
 }
 
 // readSection reads a count and that many messages with strictly
-// ascending keys, non-empty unless emptyKey allows the first to be "".
+// ascending keys, non-empty unless emptyKey allows the first to be "" (a
+// nil key reads them unchecked).
 func readSection[M proto.Message](br *bufio.Reader, opts protodelim.UnmarshalOptions, what string, newM func() M, key func(M) string, emptyKey bool) ([]M, error) {
 	var cnt [8]byte
 	if _, err := io.ReadFull(br, cnt[:]); err != nil {
@@ -249,6 +288,10 @@ func readSection[M proto.Message](br *bufio.Reader, opts protodelim.UnmarshalOpt
 				err = io.ErrUnexpectedEOF
 			}
 			return nil, fmt.Errorf("reading %s %d of %d: %w", what, i, n, err)
+		}
+		if key == nil {
+			out = append(out, m) // unkeyed: the caller checks the order
+			continue
 		}
 		k := key(m)
 		if (k == "" && !(emptyKey && i == 0)) || (i > 0 && k <= prev) {

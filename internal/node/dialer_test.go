@@ -46,6 +46,13 @@ func (n *notifications) of(id string) []url.Values {
 // platform (tenant acme) that publishes its port usage to every node.
 func dialerCluster(t *testing.T, servers int, ports uint32, mix map[string]int, ring, talk mediasim.Range) (*testCluster, *mediasim.Platform) {
 	t.Helper()
+	return dialerClusterFor(t, "acme", servers, ports, mix, ring, talk)
+}
+
+// dialerClusterFor is dialerCluster with the platform serving tenant
+// (mediasim.AnyTenant: a shared platform).
+func dialerClusterFor(t *testing.T, tenant string, servers int, ports uint32, mix map[string]int, ring, talk mediasim.Range) (*testCluster, *mediasim.Platform) {
+	t.Helper()
 	var plat *mediasim.Platform
 	tc := newTestClusterWith(t, 3, func(c *config.Config) {
 		c.Dialer.InterruptedRetryDelay = config.Duration{Duration: 500 * time.Millisecond}
@@ -56,7 +63,7 @@ func dialerCluster(t *testing.T, servers int, ports uint32, mix map[string]int, 
 		}
 		var err error
 		plat, err = mediasim.New(mediasim.Options{
-			Tenant: "acme", Servers: servers, PortsPerServer: ports, IDPrefix: "vxml", Endpoints: eps,
+			Tenant: tenant, Servers: servers, PortsPerServer: ports, IDPrefix: "vxml", Endpoints: eps,
 			RingTime: ring, TalkTime: talk, Mix: mix, Seed: 42,
 			Logger: slog.New(slog.DiscardHandler),
 		})

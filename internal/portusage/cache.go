@@ -493,19 +493,33 @@ func (c *Cache) Tenant(tenant string) (total, inUse uint32, ok bool) {
 // newest report among the tenant's fresh servers. Servers publish on every
 // change, so a call placed before that time (less the relay latency) is
 // already counted in inUse; the dialer counts the calls it placed since.
+//
+// A tenant without fresh servers of its own is served by the shared pool:
+// the servers that report tenant AnyTenant ("*"), whose figures count
+// every tenant's calls.
 func (c *Cache) TenantPorts(tenant string) (total, inUse uint32, newestMs int64, ok bool) {
 	now := c.nowMs()
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	for _, s := range c.servers {
-		if s.tenant != tenant || now-s.lastMs > c.staleMs {
-			continue
+	sum := func(tenant string) {
+		for _, s := range c.servers {
+			if s.tenant != tenant || now-s.lastMs > c.staleMs {
+				continue
+			}
+			total, inUse, ok = addSat(total, s.total), addSat(inUse, s.inUse), true
+			newestMs = max(newestMs, s.lastMs)
 		}
-		total, inUse, ok = addSat(total, s.total), addSat(inUse, s.inUse), true
-		newestMs = max(newestMs, s.lastMs)
+	}
+	sum(tenant)
+	if !ok && tenant != AnyTenant {
+		sum(AnyTenant)
 	}
 	return total, inUse, newestMs, ok
 }
+
+// AnyTenant is the tenant a shared media server reports: it serves every
+// tenant that has no server of its own.
+const AnyTenant = "*"
 
 // Deployment returns the current total and in-use ports over every fresh
 // server; ok is false when there is none.

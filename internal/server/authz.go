@@ -52,6 +52,13 @@ var methodRoles = map[string]auth.Role{
 	pb.DialerService_SetPacing_FullMethodName:               auth.RoleAdmin,
 	pb.DialerService_DeletePacing_FullMethodName:            auth.RoleAdmin,
 	pb.DialerService_GetDialerStatus_FullMethodName:         auth.RoleRead,
+	pb.DialerService_GetCallingWindow_FullMethodName:        auth.RoleRead,
+	pb.DialerService_SetCallingWindow_FullMethodName:        auth.RoleAdmin,
+	pb.DialerService_DeleteCallingWindow_FullMethodName:     auth.RoleAdmin,
+	pb.DialerService_AddSuppressions_FullMethodName:         auth.RoleAdmin,
+	pb.DialerService_LoadSuppressions_FullMethodName:        auth.RoleAdmin,
+	pb.DialerService_RemoveSuppressions_FullMethodName:      auth.RoleAdmin,
+	pb.DialerService_CheckSuppression_FullMethodName:        auth.RoleRead,
 }
 
 // internalPrefix is the cluster-internal service, authenticated by the

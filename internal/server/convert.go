@@ -33,6 +33,9 @@ func TTLRemaining(r *fsmpb.Request, now time.Time) time.Duration {
 func StatusText(r *fsmpb.Request) string {
 	switch r.State {
 	case fsmpb.State_PENDING:
+		if r.WaitReason != "" {
+			return "Waiting: " + r.WaitReason + " until " + time.UnixMilli(r.NextRetryUnixMs).UTC().Format(time.RFC3339)
+		}
 		if r.AttemptsMade == 0 && len(r.Attempts) == 0 {
 			return "Waiting to be processed"
 		}
@@ -105,6 +108,7 @@ func specOf(r *fsmpb.Request) *pb.RequestSpec {
 		MaxAttempts:     r.MaxAttempts,
 		TimeToLive:      FormatDuration(r.TtlMs),
 		IdempotencyKey:  r.IdempotencyKey,
+		TimeZone:        r.TimeZone,
 	}
 	for _, kv := range r.CustomData {
 		s.CustomData = append(s.CustomData, &pb.KeyValue{Key: kv.Key, Value: kv.Value})
@@ -140,6 +144,7 @@ func toPublic(r *fsmpb.Request, now time.Time) *pb.Request {
 		Notification: notifyName(r.NotifyState),
 		CreateIndex:  r.CreateIndex,
 		ModifyIndex:  r.ModifyIndex,
+		WaitReason:   r.WaitReason,
 	}
 	for _, a := range r.Attempts {
 		out.Attempts = append(out.Attempts, &pb.Attempt{

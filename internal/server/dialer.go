@@ -37,6 +37,7 @@ const forwardedHeader = "x-dialtone-forwarded"
 type PacingStore interface {
 	Pacing(tenant string) (*fsmpb.Pacing, bool)
 	Pacings() []*fsmpb.Pacing
+	CallingWindow(tenant, ivrProfile string) (*fsmpb.CallingWindow, bool)
 	AppliedIndex() uint64
 }
 
@@ -464,6 +465,12 @@ func DialerStatusToPublic(st dialer.Stats, nodeID string) *pb.DialerStatus {
 			ts.QueuedProfile = make(map[string]uint32, len(t.QueuedProfile))
 			for k, v := range t.QueuedProfile {
 				ts.QueuedProfile[k] = count32(v)
+			}
+		}
+		if len(t.Waiting) > 0 {
+			ts.Waiting = make(map[string]uint32, len(t.Waiting))
+			for k, v := range t.Waiting {
+				ts.Waiting[k] = count32(v)
 			}
 		}
 		if len(t.Outcomes) > 0 {

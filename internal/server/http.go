@@ -64,6 +64,9 @@ func NewHTTPHandler(ctx context.Context, conn *grpc.ClientConn, opts HTTPOptions
 	if err := pb.RegisterDialerServiceHandler(ctx, gw, conn); err != nil {
 		return nil, fmt.Errorf("api: register dialer gateway: %w", err)
 	}
+	if err := gw.HandlePath("POST", suppressionUploadPath, uploadSuppressions(gw, pb.NewDialerServiceClient(conn))); err != nil {
+		return nil, fmt.Errorf("api: register suppression upload: %w", err)
+	}
 	mux := http.NewServeMux()
 	// The gateway and the built-in endpoints answer an oversized body with
 	// the gateway's error shape; the protocol front ends (Extra: SSG, Cisco)

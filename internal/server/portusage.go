@@ -80,7 +80,9 @@ func ValidateReport(r *pb.PortReport) error {
 	if len(r.GetAddress()) > MaxServerAddrLen || !printable(r.GetAddress()) {
 		fe.add("address", "must be at most %d printable characters", MaxServerAddrLen)
 	}
-	if err := ValidateTenant(r.GetTenant()); err != nil {
+	// "*" is a shared server: it serves every tenant without servers of
+	// its own (portusage.AnyTenant).
+	if err := ValidateTenant(r.GetTenant()); err != nil && r.GetTenant() != portusage.AnyTenant {
 		var f FieldError
 		if errors.As(err, &f) {
 			fe = append(fe, f)

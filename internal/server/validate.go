@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
+	"github.com/seed-7bfc04c2/dialtone/internal/dialer/window"
 	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
 )
 
@@ -186,6 +187,13 @@ func ValidateSpec(prefix string, s *pb.RequestSpec) (*fsmpb.Request, []FieldErro
 	if len(s.IdempotencyKey) > maxIdempotencyLen || !printable(s.IdempotencyKey) {
 		fe.add(f("idempotency_key"), "must be at most %d printable characters", maxIdempotencyLen)
 	}
+	if s.TimeZone != "" {
+		if len(s.TimeZone) > 64 {
+			fe.add(f("time_zone"), "is longer than 64 characters")
+		} else if _, err := window.ParseZone(s.TimeZone); err != nil {
+			fe.add(f("time_zone"), "%q is not an IANA time zone (e.g. \"America/Chicago\")", truncate(s.TimeZone, 64))
+		}
+	}
 	cpd := validateCPD(f("cpd"), s.Cpd, &fe)
 	if len(fe) > 0 {
 		return nil, fe
@@ -201,6 +209,7 @@ func ValidateSpec(prefix string, s *pb.RequestSpec) (*fsmpb.Request, []FieldErro
 		MaxAttempts:     s.MaxAttempts,
 		TtlMs:           ttl.Milliseconds(),
 		IdempotencyKey:  s.IdempotencyKey,
+		TimeZone:        s.TimeZone,
 	}, nil
 }
 

@@ -135,4 +135,29 @@ func TestDevDialsAndNotifies(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "engine running") {
 		t.Fatalf("status does not show the dialer: %v\n%s", err, out)
 	}
+
+	// A tenant without media servers of its own (the SSG seed's example
+	// tenant) is dialled on the shared pool.
+	env := submit(t, nodes["n2"], "Environment", &pb.RequestSpec{
+		Token: "env", IvrProfile: "Sales", Telnum: "9555000001", Ani: "12345",
+		NotificationUrl: "http://127.0.0.1:8089/notify", MaxAttempts: 1, TimeToLive: "30s",
+	})[0]
+	eventually(t, time.Minute, "the Environment request dialled and notified", func() error {
+		if _, err := do(http.MethodGet, "http://127.0.0.1:8089/notifications", nil, &got); err != nil {
+			return err
+		}
+		for _, nt := range got.Notifications {
+			if p := nt.Params; p["RequestID"] == env {
+				if p["TenantName"] != "Environment" || p["CallUUID"] == "" {
+					return fmt.Errorf("notified %v", p)
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("not notified yet")
+	})
+	out, err = exec.Command(binary, "dialer", "--addr", nodes["n1"]).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "WAITING (BY REASON)") {
+		t.Fatalf("dialer: %v\n%s", err, out)
+	}
 }

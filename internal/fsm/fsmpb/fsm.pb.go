@@ -590,8 +590,15 @@ type Request struct {
 	// Why the request ended, e.g. "MaxAttempts Exceeded", "TTL Expired".
 	ResultReason string `protobuf:"bytes,31,opt,name=result_reason,json=resultReason,proto3" json:"result_reason,omitempty"`
 	// Raft indexes of the entries that created and last modified the record.
-	CreateIndex   uint64 `protobuf:"varint,32,opt,name=create_index,json=createIndex,proto3" json:"create_index,omitempty"`
-	ModifyIndex   uint64 `protobuf:"varint,33,opt,name=modify_index,json=modifyIndex,proto3" json:"modify_index,omitempty"`
+	CreateIndex uint64 `protobuf:"varint,32,opt,name=create_index,json=createIndex,proto3" json:"create_index,omitempty"`
+	ModifyIndex uint64 `protobuf:"varint,33,opt,name=modify_index,json=modifyIndex,proto3" json:"modify_index,omitempty"`
+	// Why a PENDING request waits past its due time, set by the dialer's
+	// DeferRequests ("outside_window", "frequency_cap"); cleared when an
+	// attempt starts.
+	WaitReason string `protobuf:"bytes,34,opt,name=wait_reason,json=waitReason,proto3" json:"wait_reason,omitempty"`
+	// Spec: the callee's IANA time zone, if the client gave one (else the
+	// dialer derives it from telnum).
+	TimeZone      string `protobuf:"bytes,35,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -815,6 +822,20 @@ func (x *Request) GetModifyIndex() uint64 {
 	return 0
 }
 
+func (x *Request) GetWaitReason() string {
+	if x != nil {
+		return x.WaitReason
+	}
+	return ""
+}
+
+func (x *Request) GetTimeZone() string {
+	if x != nil {
+		return x.TimeZone
+	}
+	return ""
+}
+
 // Command is the versioned envelope of every Raft log entry.
 type Command struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -847,6 +868,12 @@ type Command struct {
 	//	*Command_DeleteThreshold
 	//	*Command_SetPacing
 	//	*Command_DeletePacing
+	//	*Command_Defer
+	//	*Command_SetCallingWindow
+	//	*Command_DeleteCallingWindow
+	//	*Command_End
+	//	*Command_AddSuppressions
+	//	*Command_RemoveSuppressions
 	Body          isCommand_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1045,6 +1072,60 @@ func (x *Command) GetDeletePacing() *DeletePacing {
 	return nil
 }
 
+func (x *Command) GetDefer() *DeferRequests {
+	if x != nil {
+		if x, ok := x.Body.(*Command_Defer); ok {
+			return x.Defer
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetSetCallingWindow() *SetCallingWindow {
+	if x != nil {
+		if x, ok := x.Body.(*Command_SetCallingWindow); ok {
+			return x.SetCallingWindow
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDeleteCallingWindow() *DeleteCallingWindow {
+	if x != nil {
+		if x, ok := x.Body.(*Command_DeleteCallingWindow); ok {
+			return x.DeleteCallingWindow
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetEnd() *EndRequests {
+	if x != nil {
+		if x, ok := x.Body.(*Command_End); ok {
+			return x.End
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetAddSuppressions() *AddSuppressions {
+	if x != nil {
+		if x, ok := x.Body.(*Command_AddSuppressions); ok {
+			return x.AddSuppressions
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRemoveSuppressions() *RemoveSuppressions {
+	if x != nil {
+		if x, ok := x.Body.(*Command_RemoveSuppressions); ok {
+			return x.RemoveSuppressions
+		}
+	}
+	return nil
+}
+
 type isCommand_Body interface {
 	isCommand_Body()
 }
@@ -1109,6 +1190,30 @@ type Command_DeletePacing struct {
 	DeletePacing *DeletePacing `protobuf:"bytes,24,opt,name=delete_pacing,json=deletePacing,proto3,oneof"`
 }
 
+type Command_Defer struct {
+	Defer *DeferRequests `protobuf:"bytes,25,opt,name=defer,proto3,oneof"`
+}
+
+type Command_SetCallingWindow struct {
+	SetCallingWindow *SetCallingWindow `protobuf:"bytes,26,opt,name=set_calling_window,json=setCallingWindow,proto3,oneof"`
+}
+
+type Command_DeleteCallingWindow struct {
+	DeleteCallingWindow *DeleteCallingWindow `protobuf:"bytes,27,opt,name=delete_calling_window,json=deleteCallingWindow,proto3,oneof"`
+}
+
+type Command_End struct {
+	End *EndRequests `protobuf:"bytes,28,opt,name=end,proto3,oneof"`
+}
+
+type Command_AddSuppressions struct {
+	AddSuppressions *AddSuppressions `protobuf:"bytes,29,opt,name=add_suppressions,json=addSuppressions,proto3,oneof"`
+}
+
+type Command_RemoveSuppressions struct {
+	RemoveSuppressions *RemoveSuppressions `protobuf:"bytes,30,opt,name=remove_suppressions,json=removeSuppressions,proto3,oneof"`
+}
+
 func (*Command_Create) isCommand_Body() {}
 
 func (*Command_Cancel) isCommand_Body() {}
@@ -1138,6 +1243,18 @@ func (*Command_DeleteThreshold) isCommand_Body() {}
 func (*Command_SetPacing) isCommand_Body() {}
 
 func (*Command_DeletePacing) isCommand_Body() {}
+
+func (*Command_Defer) isCommand_Body() {}
+
+func (*Command_SetCallingWindow) isCommand_Body() {}
+
+func (*Command_DeleteCallingWindow) isCommand_Body() {}
+
+func (*Command_End) isCommand_Body() {}
+
+func (*Command_AddSuppressions) isCommand_Body() {}
+
+func (*Command_RemoveSuppressions) isCommand_Body() {}
 
 // CreateRequests stores new requests (one or many) as one entry.
 type CreateRequests struct {
@@ -2373,6 +2490,699 @@ func (x *DeletePacing) GetTenant() string {
 	return ""
 }
 
+// DeferItem moves one waiting request's next eligible time.
+type DeferItem struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Id          string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	UntilUnixMs int64                  `protobuf:"varint,2,opt,name=until_unix_ms,json=untilUnixMs,proto3" json:"until_unix_ms,omitempty"`
+	// Why it waits: "outside_window", "frequency_cap".
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeferItem) Reset() {
+	*x = DeferItem{}
+	mi := &file_fsm_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeferItem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeferItem) ProtoMessage() {}
+
+func (x *DeferItem) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeferItem.ProtoReflect.Descriptor instead.
+func (*DeferItem) Descriptor() ([]byte, []int) {
+	return file_fsm_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *DeferItem) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *DeferItem) GetUntilUnixMs() int64 {
+	if x != nil {
+		return x.UntilUnixMs
+	}
+	return 0
+}
+
+func (x *DeferItem) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// DeferRequests returns PENDING or INITIATED requests to PENDING with a
+// later next eligible time (computed by the leader: calling windows,
+// frequency caps). No attempt is counted; the TTL keeps running.
+type DeferRequests struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Items         []*DeferItem           `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeferRequests) Reset() {
+	*x = DeferRequests{}
+	mi := &file_fsm_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeferRequests) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeferRequests) ProtoMessage() {}
+
+func (x *DeferRequests) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeferRequests.ProtoReflect.Descriptor instead.
+func (*DeferRequests) Descriptor() ([]byte, []int) {
+	return file_fsm_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *DeferRequests) GetItems() []*DeferItem {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+// EndItem ends one waiting request without an attempt.
+type EndItem struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The result reason, e.g. "Suppressed".
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EndItem) Reset() {
+	*x = EndItem{}
+	mi := &file_fsm_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndItem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndItem) ProtoMessage() {}
+
+func (x *EndItem) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndItem.ProtoReflect.Descriptor instead.
+func (*EndItem) Descriptor() ([]byte, []int) {
+	return file_fsm_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *EndItem) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *EndItem) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// EndRequests ends PENDING or INITIATED requests FAILURE with a reason,
+// no attempt counted, notification pending (suppression hits, unknown
+// time zones).
+type EndRequests struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Items         []*EndItem             `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EndRequests) Reset() {
+	*x = EndRequests{}
+	mi := &file_fsm_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndRequests) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndRequests) ProtoMessage() {}
+
+func (x *EndRequests) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndRequests.ProtoReflect.Descriptor instead.
+func (*EndRequests) Descriptor() ([]byte, []int) {
+	return file_fsm_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *EndRequests) GetItems() []*EndItem {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+// DaySpan is one open span of a weekday, in minutes after local midnight.
+type DaySpan struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 0 = Sunday .. 6 = Saturday (time.Weekday).
+	Weekday    uint32 `protobuf:"varint,1,opt,name=weekday,proto3" json:"weekday,omitempty"`
+	OpenMinute uint32 `protobuf:"varint,2,opt,name=open_minute,json=openMinute,proto3" json:"open_minute,omitempty"`
+	// Exclusive; up to 1440.
+	CloseMinute   uint32 `protobuf:"varint,3,opt,name=close_minute,json=closeMinute,proto3" json:"close_minute,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DaySpan) Reset() {
+	*x = DaySpan{}
+	mi := &file_fsm_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DaySpan) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DaySpan) ProtoMessage() {}
+
+func (x *DaySpan) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DaySpan.ProtoReflect.Descriptor instead.
+func (*DaySpan) Descriptor() ([]byte, []int) {
+	return file_fsm_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *DaySpan) GetWeekday() uint32 {
+	if x != nil {
+		return x.Weekday
+	}
+	return 0
+}
+
+func (x *DaySpan) GetOpenMinute() uint32 {
+	if x != nil {
+		return x.OpenMinute
+	}
+	return 0
+}
+
+func (x *DaySpan) GetCloseMinute() uint32 {
+	if x != nil {
+		return x.CloseMinute
+	}
+	return 0
+}
+
+// DateSpan overrides the weekly schedule on one local date; open_minute ==
+// close_minute means closed all day. Several spans of a date add up.
+type DateSpan struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// YYYY-MM-DD.
+	Date          string `protobuf:"bytes,1,opt,name=date,proto3" json:"date,omitempty"`
+	OpenMinute    uint32 `protobuf:"varint,2,opt,name=open_minute,json=openMinute,proto3" json:"open_minute,omitempty"`
+	CloseMinute   uint32 `protobuf:"varint,3,opt,name=close_minute,json=closeMinute,proto3" json:"close_minute,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DateSpan) Reset() {
+	*x = DateSpan{}
+	mi := &file_fsm_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DateSpan) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DateSpan) ProtoMessage() {}
+
+func (x *DateSpan) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DateSpan.ProtoReflect.Descriptor instead.
+func (*DateSpan) Descriptor() ([]byte, []int) {
+	return file_fsm_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *DateSpan) GetDate() string {
+	if x != nil {
+		return x.Date
+	}
+	return ""
+}
+
+func (x *DateSpan) GetOpenMinute() uint32 {
+	if x != nil {
+		return x.OpenMinute
+	}
+	return 0
+}
+
+func (x *DateSpan) GetCloseMinute() uint32 {
+	if x != nil {
+		return x.CloseMinute
+	}
+	return 0
+}
+
+// CallingWindow is when a tenant's (or one of its IVR profiles') requests
+// may be dialled, in the callee's local time.
+type CallingWindow struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Tenant string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// Empty: the tenant's window; else the profile's, which replaces it.
+	IvrProfile string      `protobuf:"bytes,2,opt,name=ivr_profile,json=ivrProfile,proto3" json:"ivr_profile,omitempty"`
+	Weekly     []*DaySpan  `protobuf:"bytes,3,rep,name=weekly,proto3" json:"weekly,omitempty"`
+	Exceptions []*DateSpan `protobuf:"bytes,4,rep,name=exceptions,proto3" json:"exceptions,omitempty"`
+	// When the callee's zone is unknown: "default_zone" (use default_zone)
+	// or "skip" (the request ends FAILURE without an attempt).
+	UnknownZone string `protobuf:"bytes,5,opt,name=unknown_zone,json=unknownZone,proto3" json:"unknown_zone,omitempty"`
+	DefaultZone string `protobuf:"bytes,6,opt,name=default_zone,json=defaultZone,proto3" json:"default_zone,omitempty"`
+	// The preset the schedule came from, for display ("us-tcpa", or empty).
+	Preset        string `protobuf:"bytes,7,opt,name=preset,proto3" json:"preset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallingWindow) Reset() {
+	*x = CallingWindow{}
+	mi := &file_fsm_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallingWindow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallingWindow) ProtoMessage() {}
+
+func (x *CallingWindow) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallingWindow.ProtoReflect.Descriptor instead.
+func (*CallingWindow) Descriptor() ([]byte, []int) {
+	return file_fsm_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *CallingWindow) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *CallingWindow) GetIvrProfile() string {
+	if x != nil {
+		return x.IvrProfile
+	}
+	return ""
+}
+
+func (x *CallingWindow) GetWeekly() []*DaySpan {
+	if x != nil {
+		return x.Weekly
+	}
+	return nil
+}
+
+func (x *CallingWindow) GetExceptions() []*DateSpan {
+	if x != nil {
+		return x.Exceptions
+	}
+	return nil
+}
+
+func (x *CallingWindow) GetUnknownZone() string {
+	if x != nil {
+		return x.UnknownZone
+	}
+	return ""
+}
+
+func (x *CallingWindow) GetDefaultZone() string {
+	if x != nil {
+		return x.DefaultZone
+	}
+	return ""
+}
+
+func (x *CallingWindow) GetPreset() string {
+	if x != nil {
+		return x.Preset
+	}
+	return ""
+}
+
+type SetCallingWindow struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Window        *CallingWindow         `protobuf:"bytes,1,opt,name=window,proto3" json:"window,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetCallingWindow) Reset() {
+	*x = SetCallingWindow{}
+	mi := &file_fsm_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetCallingWindow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetCallingWindow) ProtoMessage() {}
+
+func (x *SetCallingWindow) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetCallingWindow.ProtoReflect.Descriptor instead.
+func (*SetCallingWindow) Descriptor() ([]byte, []int) {
+	return file_fsm_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *SetCallingWindow) GetWindow() *CallingWindow {
+	if x != nil {
+		return x.Window
+	}
+	return nil
+}
+
+type DeleteCallingWindow struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	IvrProfile    string                 `protobuf:"bytes,2,opt,name=ivr_profile,json=ivrProfile,proto3" json:"ivr_profile,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteCallingWindow) Reset() {
+	*x = DeleteCallingWindow{}
+	mi := &file_fsm_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteCallingWindow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteCallingWindow) ProtoMessage() {}
+
+func (x *DeleteCallingWindow) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteCallingWindow.ProtoReflect.Descriptor instead.
+func (*DeleteCallingWindow) Descriptor() ([]byte, []int) {
+	return file_fsm_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *DeleteCallingWindow) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *DeleteCallingWindow) GetIvrProfile() string {
+	if x != nil {
+		return x.IvrProfile
+	}
+	return ""
+}
+
+// SuppressionChunk is numbers of one tenant's suppression (do-not-call)
+// list: a number is its E.164 digits without '+' as an integer;
+// expires_unix_ms parallels numbers (0: never expires; may be empty when
+// none expire). Also the snapshot's unit.
+type SuppressionChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Numbers       []uint64               `protobuf:"fixed64,2,rep,packed,name=numbers,proto3" json:"numbers,omitempty"`
+	ExpiresUnixMs []int64                `protobuf:"varint,3,rep,packed,name=expires_unix_ms,json=expiresUnixMs,proto3" json:"expires_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SuppressionChunk) Reset() {
+	*x = SuppressionChunk{}
+	mi := &file_fsm_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SuppressionChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SuppressionChunk) ProtoMessage() {}
+
+func (x *SuppressionChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SuppressionChunk.ProtoReflect.Descriptor instead.
+func (*SuppressionChunk) Descriptor() ([]byte, []int) {
+	return file_fsm_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *SuppressionChunk) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *SuppressionChunk) GetNumbers() []uint64 {
+	if x != nil {
+		return x.Numbers
+	}
+	return nil
+}
+
+func (x *SuppressionChunk) GetExpiresUnixMs() []int64 {
+	if x != nil {
+		return x.ExpiresUnixMs
+	}
+	return nil
+}
+
+// AddSuppressions adds (or re-adds with a new expiry) numbers to a
+// tenant's suppression list.
+type AddSuppressions struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Chunk         *SuppressionChunk      `protobuf:"bytes,1,opt,name=chunk,proto3" json:"chunk,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddSuppressions) Reset() {
+	*x = AddSuppressions{}
+	mi := &file_fsm_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddSuppressions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddSuppressions) ProtoMessage() {}
+
+func (x *AddSuppressions) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddSuppressions.ProtoReflect.Descriptor instead.
+func (*AddSuppressions) Descriptor() ([]byte, []int) {
+	return file_fsm_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *AddSuppressions) GetChunk() *SuppressionChunk {
+	if x != nil {
+		return x.Chunk
+	}
+	return nil
+}
+
+// RemoveSuppressions removes numbers from a tenant's suppression list.
+type RemoveSuppressions struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Numbers       []uint64               `protobuf:"fixed64,2,rep,packed,name=numbers,proto3" json:"numbers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveSuppressions) Reset() {
+	*x = RemoveSuppressions{}
+	mi := &file_fsm_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveSuppressions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveSuppressions) ProtoMessage() {}
+
+func (x *RemoveSuppressions) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveSuppressions.ProtoReflect.Descriptor instead.
+func (*RemoveSuppressions) Descriptor() ([]byte, []int) {
+	return file_fsm_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *RemoveSuppressions) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *RemoveSuppressions) GetNumbers() []uint64 {
+	if x != nil {
+		return x.Numbers
+	}
+	return nil
+}
+
 var File_fsm_proto protoreflect.FileDescriptor
 
 const file_fsm_proto_rawDesc = "" +
@@ -2399,7 +3209,7 @@ const file_fsm_proto_rawDesc = "" +
 	"\x0fstarted_unix_ms\x18\x03 \x01(\x03R\rstartedUnixMs\x12\"\n" +
 	"\rended_unix_ms\x18\x04 \x01(\x03R\vendedUnixMs\x127\n" +
 	"\aoutcome\x18\x05 \x01(\x0e2\x1d.dialtone.fsm.v1.OutcomeClassR\aoutcome\x12\x16\n" +
-	"\x06reason\x18\x06 \x01(\tR\x06reason\"\xf8\a\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\"\xb6\b\n" +
 	"\aRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12\x14\n" +
@@ -2431,7 +3241,10 @@ const file_fsm_proto_rawDesc = "" +
 	"\x0fupdated_unix_ms\x18\x1e \x01(\x03R\rupdatedUnixMs\x12#\n" +
 	"\rresult_reason\x18\x1f \x01(\tR\fresultReason\x12!\n" +
 	"\fcreate_index\x18  \x01(\x04R\vcreateIndex\x12!\n" +
-	"\fmodify_index\x18! \x01(\x04R\vmodifyIndex\"\xe2\b\n" +
+	"\fmodify_index\x18! \x01(\x04R\vmodifyIndex\x12\x1f\n" +
+	"\vwait_reason\x18\" \x01(\tR\n" +
+	"waitReason\x12\x1b\n" +
+	"\ttime_zone\x18# \x01(\tR\btimeZone\"\xa2\f\n" +
 	"\aCommand\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x1e\n" +
 	"\vnow_unix_ms\x18\x02 \x01(\x03R\tnowUnixMs\x12%\n" +
@@ -2452,7 +3265,13 @@ const file_fsm_proto_rawDesc = "" +
 	"\x10delete_threshold\x18\x16 \x01(\v2 .dialtone.fsm.v1.DeleteThresholdH\x00R\x0fdeleteThreshold\x12;\n" +
 	"\n" +
 	"set_pacing\x18\x17 \x01(\v2\x1a.dialtone.fsm.v1.SetPacingH\x00R\tsetPacing\x12D\n" +
-	"\rdelete_pacing\x18\x18 \x01(\v2\x1d.dialtone.fsm.v1.DeletePacingH\x00R\fdeletePacingB\x06\n" +
+	"\rdelete_pacing\x18\x18 \x01(\v2\x1d.dialtone.fsm.v1.DeletePacingH\x00R\fdeletePacing\x126\n" +
+	"\x05defer\x18\x19 \x01(\v2\x1e.dialtone.fsm.v1.DeferRequestsH\x00R\x05defer\x12Q\n" +
+	"\x12set_calling_window\x18\x1a \x01(\v2!.dialtone.fsm.v1.SetCallingWindowH\x00R\x10setCallingWindow\x12Z\n" +
+	"\x15delete_calling_window\x18\x1b \x01(\v2$.dialtone.fsm.v1.DeleteCallingWindowH\x00R\x13deleteCallingWindow\x120\n" +
+	"\x03end\x18\x1c \x01(\v2\x1c.dialtone.fsm.v1.EndRequestsH\x00R\x03end\x12M\n" +
+	"\x10add_suppressions\x18\x1d \x01(\v2 .dialtone.fsm.v1.AddSuppressionsH\x00R\x0faddSuppressions\x12V\n" +
+	"\x13remove_suppressions\x18\x1e \x01(\v2#.dialtone.fsm.v1.RemoveSuppressionsH\x00R\x12removeSuppressionsB\x06\n" +
 	"\x04body\"g\n" +
 	"\x0eCreateRequests\x124\n" +
 	"\brequests\x18\x01 \x03(\v2\x18.dialtone.fsm.v1.RequestR\brequests\x12\x1f\n" +
@@ -2531,7 +3350,54 @@ const file_fsm_proto_rawDesc = "" +
 	"\tSetPacing\x12/\n" +
 	"\x06pacing\x18\x01 \x01(\v2\x17.dialtone.fsm.v1.PacingR\x06pacing\"&\n" +
 	"\fDeletePacing\x12\x16\n" +
-	"\x06tenant\x18\x01 \x01(\tR\x06tenant*Z\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\"W\n" +
+	"\tDeferItem\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\"\n" +
+	"\runtil_unix_ms\x18\x02 \x01(\x03R\vuntilUnixMs\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"A\n" +
+	"\rDeferRequests\x120\n" +
+	"\x05items\x18\x01 \x03(\v2\x1a.dialtone.fsm.v1.DeferItemR\x05items\"1\n" +
+	"\aEndItem\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"=\n" +
+	"\vEndRequests\x12.\n" +
+	"\x05items\x18\x01 \x03(\v2\x18.dialtone.fsm.v1.EndItemR\x05items\"g\n" +
+	"\aDaySpan\x12\x18\n" +
+	"\aweekday\x18\x01 \x01(\rR\aweekday\x12\x1f\n" +
+	"\vopen_minute\x18\x02 \x01(\rR\n" +
+	"openMinute\x12!\n" +
+	"\fclose_minute\x18\x03 \x01(\rR\vcloseMinute\"b\n" +
+	"\bDateSpan\x12\x12\n" +
+	"\x04date\x18\x01 \x01(\tR\x04date\x12\x1f\n" +
+	"\vopen_minute\x18\x02 \x01(\rR\n" +
+	"openMinute\x12!\n" +
+	"\fclose_minute\x18\x03 \x01(\rR\vcloseMinute\"\x93\x02\n" +
+	"\rCallingWindow\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x1f\n" +
+	"\vivr_profile\x18\x02 \x01(\tR\n" +
+	"ivrProfile\x120\n" +
+	"\x06weekly\x18\x03 \x03(\v2\x18.dialtone.fsm.v1.DaySpanR\x06weekly\x129\n" +
+	"\n" +
+	"exceptions\x18\x04 \x03(\v2\x19.dialtone.fsm.v1.DateSpanR\n" +
+	"exceptions\x12!\n" +
+	"\funknown_zone\x18\x05 \x01(\tR\vunknownZone\x12!\n" +
+	"\fdefault_zone\x18\x06 \x01(\tR\vdefaultZone\x12\x16\n" +
+	"\x06preset\x18\a \x01(\tR\x06preset\"J\n" +
+	"\x10SetCallingWindow\x126\n" +
+	"\x06window\x18\x01 \x01(\v2\x1e.dialtone.fsm.v1.CallingWindowR\x06window\"N\n" +
+	"\x13DeleteCallingWindow\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x1f\n" +
+	"\vivr_profile\x18\x02 \x01(\tR\n" +
+	"ivrProfile\"l\n" +
+	"\x10SuppressionChunk\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x18\n" +
+	"\anumbers\x18\x02 \x03(\x06R\anumbers\x12&\n" +
+	"\x0fexpires_unix_ms\x18\x03 \x03(\x03R\rexpiresUnixMs\"J\n" +
+	"\x0fAddSuppressions\x127\n" +
+	"\x05chunk\x18\x01 \x01(\v2!.dialtone.fsm.v1.SuppressionChunkR\x05chunk\"F\n" +
+	"\x12RemoveSuppressions\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x18\n" +
+	"\anumbers\x18\x02 \x03(\x06R\anumbers*Z\n" +
 	"\x05State\x12\x15\n" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\v\n" +
 	"\aPENDING\x10\x01\x12\r\n" +
@@ -2580,40 +3446,52 @@ func file_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_fsm_proto_goTypes = []any{
-	(State)(0),                // 0: dialtone.fsm.v1.State
-	(Result)(0),               // 1: dialtone.fsm.v1.Result
-	(NotifyState)(0),          // 2: dialtone.fsm.v1.NotifyState
-	(OutcomeClass)(0),         // 3: dialtone.fsm.v1.OutcomeClass
-	(Code)(0),                 // 4: dialtone.fsm.v1.Code
-	(*KeyValue)(nil),          // 5: dialtone.fsm.v1.KeyValue
-	(*Cpd)(nil),               // 6: dialtone.fsm.v1.Cpd
-	(*Attempt)(nil),           // 7: dialtone.fsm.v1.Attempt
-	(*Request)(nil),           // 8: dialtone.fsm.v1.Request
-	(*Command)(nil),           // 9: dialtone.fsm.v1.Command
-	(*CreateRequests)(nil),    // 10: dialtone.fsm.v1.CreateRequests
-	(*CancelRequests)(nil),    // 11: dialtone.fsm.v1.CancelRequests
-	(*ClaimRequests)(nil),     // 12: dialtone.fsm.v1.ClaimRequests
-	(*AttemptStart)(nil),      // 13: dialtone.fsm.v1.AttemptStart
-	(*StartAttempts)(nil),     // 14: dialtone.fsm.v1.StartAttempts
-	(*AttemptResult)(nil),     // 15: dialtone.fsm.v1.AttemptResult
-	(*RecordResults)(nil),     // 16: dialtone.fsm.v1.RecordResults
-	(*MarkNotified)(nil),      // 17: dialtone.fsm.v1.MarkNotified
-	(*PurgeRequests)(nil),     // 18: dialtone.fsm.v1.PurgeRequests
-	(*RequeueRequests)(nil),   // 19: dialtone.fsm.v1.RequeueRequests
-	(*ExpireRequests)(nil),    // 20: dialtone.fsm.v1.ExpireRequests
-	(*ItemResult)(nil),        // 21: dialtone.fsm.v1.ItemResult
-	(*ApplyResult)(nil),       // 22: dialtone.fsm.v1.ApplyResult
-	(*Entitlement)(nil),       // 23: dialtone.fsm.v1.Entitlement
-	(*Threshold)(nil),         // 24: dialtone.fsm.v1.Threshold
-	(*SetEntitlement)(nil),    // 25: dialtone.fsm.v1.SetEntitlement
-	(*DeleteEntitlement)(nil), // 26: dialtone.fsm.v1.DeleteEntitlement
-	(*SetThreshold)(nil),      // 27: dialtone.fsm.v1.SetThreshold
-	(*DeleteThreshold)(nil),   // 28: dialtone.fsm.v1.DeleteThreshold
-	(*Pacing)(nil),            // 29: dialtone.fsm.v1.Pacing
-	(*SetPacing)(nil),         // 30: dialtone.fsm.v1.SetPacing
-	(*DeletePacing)(nil),      // 31: dialtone.fsm.v1.DeletePacing
+	(State)(0),                  // 0: dialtone.fsm.v1.State
+	(Result)(0),                 // 1: dialtone.fsm.v1.Result
+	(NotifyState)(0),            // 2: dialtone.fsm.v1.NotifyState
+	(OutcomeClass)(0),           // 3: dialtone.fsm.v1.OutcomeClass
+	(Code)(0),                   // 4: dialtone.fsm.v1.Code
+	(*KeyValue)(nil),            // 5: dialtone.fsm.v1.KeyValue
+	(*Cpd)(nil),                 // 6: dialtone.fsm.v1.Cpd
+	(*Attempt)(nil),             // 7: dialtone.fsm.v1.Attempt
+	(*Request)(nil),             // 8: dialtone.fsm.v1.Request
+	(*Command)(nil),             // 9: dialtone.fsm.v1.Command
+	(*CreateRequests)(nil),      // 10: dialtone.fsm.v1.CreateRequests
+	(*CancelRequests)(nil),      // 11: dialtone.fsm.v1.CancelRequests
+	(*ClaimRequests)(nil),       // 12: dialtone.fsm.v1.ClaimRequests
+	(*AttemptStart)(nil),        // 13: dialtone.fsm.v1.AttemptStart
+	(*StartAttempts)(nil),       // 14: dialtone.fsm.v1.StartAttempts
+	(*AttemptResult)(nil),       // 15: dialtone.fsm.v1.AttemptResult
+	(*RecordResults)(nil),       // 16: dialtone.fsm.v1.RecordResults
+	(*MarkNotified)(nil),        // 17: dialtone.fsm.v1.MarkNotified
+	(*PurgeRequests)(nil),       // 18: dialtone.fsm.v1.PurgeRequests
+	(*RequeueRequests)(nil),     // 19: dialtone.fsm.v1.RequeueRequests
+	(*ExpireRequests)(nil),      // 20: dialtone.fsm.v1.ExpireRequests
+	(*ItemResult)(nil),          // 21: dialtone.fsm.v1.ItemResult
+	(*ApplyResult)(nil),         // 22: dialtone.fsm.v1.ApplyResult
+	(*Entitlement)(nil),         // 23: dialtone.fsm.v1.Entitlement
+	(*Threshold)(nil),           // 24: dialtone.fsm.v1.Threshold
+	(*SetEntitlement)(nil),      // 25: dialtone.fsm.v1.SetEntitlement
+	(*DeleteEntitlement)(nil),   // 26: dialtone.fsm.v1.DeleteEntitlement
+	(*SetThreshold)(nil),        // 27: dialtone.fsm.v1.SetThreshold
+	(*DeleteThreshold)(nil),     // 28: dialtone.fsm.v1.DeleteThreshold
+	(*Pacing)(nil),              // 29: dialtone.fsm.v1.Pacing
+	(*SetPacing)(nil),           // 30: dialtone.fsm.v1.SetPacing
+	(*DeletePacing)(nil),        // 31: dialtone.fsm.v1.DeletePacing
+	(*DeferItem)(nil),           // 32: dialtone.fsm.v1.DeferItem
+	(*DeferRequests)(nil),       // 33: dialtone.fsm.v1.DeferRequests
+	(*EndItem)(nil),             // 34: dialtone.fsm.v1.EndItem
+	(*EndRequests)(nil),         // 35: dialtone.fsm.v1.EndRequests
+	(*DaySpan)(nil),             // 36: dialtone.fsm.v1.DaySpan
+	(*DateSpan)(nil),            // 37: dialtone.fsm.v1.DateSpan
+	(*CallingWindow)(nil),       // 38: dialtone.fsm.v1.CallingWindow
+	(*SetCallingWindow)(nil),    // 39: dialtone.fsm.v1.SetCallingWindow
+	(*DeleteCallingWindow)(nil), // 40: dialtone.fsm.v1.DeleteCallingWindow
+	(*SuppressionChunk)(nil),    // 41: dialtone.fsm.v1.SuppressionChunk
+	(*AddSuppressions)(nil),     // 42: dialtone.fsm.v1.AddSuppressions
+	(*RemoveSuppressions)(nil),  // 43: dialtone.fsm.v1.RemoveSuppressions
 }
 var file_fsm_proto_depIdxs = []int32{
 	3,  // 0: dialtone.fsm.v1.Attempt.outcome:type_name -> dialtone.fsm.v1.OutcomeClass
@@ -2638,20 +3516,32 @@ var file_fsm_proto_depIdxs = []int32{
 	28, // 19: dialtone.fsm.v1.Command.delete_threshold:type_name -> dialtone.fsm.v1.DeleteThreshold
 	30, // 20: dialtone.fsm.v1.Command.set_pacing:type_name -> dialtone.fsm.v1.SetPacing
 	31, // 21: dialtone.fsm.v1.Command.delete_pacing:type_name -> dialtone.fsm.v1.DeletePacing
-	8,  // 22: dialtone.fsm.v1.CreateRequests.requests:type_name -> dialtone.fsm.v1.Request
-	13, // 23: dialtone.fsm.v1.StartAttempts.starts:type_name -> dialtone.fsm.v1.AttemptStart
-	3,  // 24: dialtone.fsm.v1.AttemptResult.outcome:type_name -> dialtone.fsm.v1.OutcomeClass
-	15, // 25: dialtone.fsm.v1.RecordResults.results:type_name -> dialtone.fsm.v1.AttemptResult
-	4,  // 26: dialtone.fsm.v1.ItemResult.code:type_name -> dialtone.fsm.v1.Code
-	21, // 27: dialtone.fsm.v1.ApplyResult.items:type_name -> dialtone.fsm.v1.ItemResult
-	23, // 28: dialtone.fsm.v1.SetEntitlement.entitlement:type_name -> dialtone.fsm.v1.Entitlement
-	24, // 29: dialtone.fsm.v1.SetThreshold.threshold:type_name -> dialtone.fsm.v1.Threshold
-	29, // 30: dialtone.fsm.v1.SetPacing.pacing:type_name -> dialtone.fsm.v1.Pacing
-	31, // [31:31] is the sub-list for method output_type
-	31, // [31:31] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	33, // 22: dialtone.fsm.v1.Command.defer:type_name -> dialtone.fsm.v1.DeferRequests
+	39, // 23: dialtone.fsm.v1.Command.set_calling_window:type_name -> dialtone.fsm.v1.SetCallingWindow
+	40, // 24: dialtone.fsm.v1.Command.delete_calling_window:type_name -> dialtone.fsm.v1.DeleteCallingWindow
+	35, // 25: dialtone.fsm.v1.Command.end:type_name -> dialtone.fsm.v1.EndRequests
+	42, // 26: dialtone.fsm.v1.Command.add_suppressions:type_name -> dialtone.fsm.v1.AddSuppressions
+	43, // 27: dialtone.fsm.v1.Command.remove_suppressions:type_name -> dialtone.fsm.v1.RemoveSuppressions
+	8,  // 28: dialtone.fsm.v1.CreateRequests.requests:type_name -> dialtone.fsm.v1.Request
+	13, // 29: dialtone.fsm.v1.StartAttempts.starts:type_name -> dialtone.fsm.v1.AttemptStart
+	3,  // 30: dialtone.fsm.v1.AttemptResult.outcome:type_name -> dialtone.fsm.v1.OutcomeClass
+	15, // 31: dialtone.fsm.v1.RecordResults.results:type_name -> dialtone.fsm.v1.AttemptResult
+	4,  // 32: dialtone.fsm.v1.ItemResult.code:type_name -> dialtone.fsm.v1.Code
+	21, // 33: dialtone.fsm.v1.ApplyResult.items:type_name -> dialtone.fsm.v1.ItemResult
+	23, // 34: dialtone.fsm.v1.SetEntitlement.entitlement:type_name -> dialtone.fsm.v1.Entitlement
+	24, // 35: dialtone.fsm.v1.SetThreshold.threshold:type_name -> dialtone.fsm.v1.Threshold
+	29, // 36: dialtone.fsm.v1.SetPacing.pacing:type_name -> dialtone.fsm.v1.Pacing
+	32, // 37: dialtone.fsm.v1.DeferRequests.items:type_name -> dialtone.fsm.v1.DeferItem
+	34, // 38: dialtone.fsm.v1.EndRequests.items:type_name -> dialtone.fsm.v1.EndItem
+	36, // 39: dialtone.fsm.v1.CallingWindow.weekly:type_name -> dialtone.fsm.v1.DaySpan
+	37, // 40: dialtone.fsm.v1.CallingWindow.exceptions:type_name -> dialtone.fsm.v1.DateSpan
+	38, // 41: dialtone.fsm.v1.SetCallingWindow.window:type_name -> dialtone.fsm.v1.CallingWindow
+	41, // 42: dialtone.fsm.v1.AddSuppressions.chunk:type_name -> dialtone.fsm.v1.SuppressionChunk
+	43, // [43:43] is the sub-list for method output_type
+	43, // [43:43] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_fsm_proto_init() }
@@ -2676,6 +3566,12 @@ func file_fsm_proto_init() {
 		(*Command_DeleteThreshold)(nil),
 		(*Command_SetPacing)(nil),
 		(*Command_DeletePacing)(nil),
+		(*Command_Defer)(nil),
+		(*Command_SetCallingWindow)(nil),
+		(*Command_DeleteCallingWindow)(nil),
+		(*Command_End)(nil),
+		(*Command_AddSuppressions)(nil),
+		(*Command_RemoveSuppressions)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2683,7 +3579,7 @@ func file_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fsm_proto_rawDesc), len(file_fsm_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   27,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

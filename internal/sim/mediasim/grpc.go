@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/seed-7bfc04c2/dialtone/internal/portusage"
 	"github.com/seed-7bfc04c2/dialtone/internal/telephony"
 	"github.com/seed-7bfc04c2/dialtone/internal/telephony/simcall"
 	"github.com/seed-7bfc04c2/dialtone/internal/telephony/simcall/simpb"
@@ -44,7 +45,7 @@ func (s *Server) Register(g *grpc.Server) { simpb.RegisterMediaSimServer(g, s) }
 // ended: RESOURCE_EXHAUSTED when every port is busy, NOT_FOUND for a tenant
 // not simulated here; the client cancelling the RPC hangs the call up.
 func (s *Server) PlaceCall(ctx context.Context, req *simpb.PlaceCallRequest) (*simpb.PlaceCallResponse, error) {
-	p, ok := s.byTenant[req.GetTenant()]
+	p, ok := s.platformFor(req.GetTenant())
 	if !ok {
 		return nil, status.Errorf(codes.NotFound, "mediasim: no platform for tenant %q", req.GetTenant())
 	}
@@ -73,7 +74,7 @@ func (s *Server) PlaceCall(ctx context.Context, req *simpb.PlaceCallRequest) (*s
 
 // RevokeCall revokes a call of the tenant's platform (Platform.Revoke).
 func (s *Server) RevokeCall(ctx context.Context, req *simpb.RevokeCallRequest) (*simpb.RevokeCallResponse, error) {
-	p, ok := s.byTenant[req.GetTenant()]
+	p, ok := s.platformFor(req.GetTenant())
 	if !ok {
 		return nil, status.Errorf(codes.NotFound, "mediasim: no platform for tenant %q", req.GetTenant())
 	}
@@ -87,6 +88,20 @@ func (s *Server) RevokeCall(ctx context.Context, req *simpb.RevokeCallRequest) (
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	return &simpb.RevokeCallResponse{WasInProgress: live}, nil
+}
+
+// AnyTenant is the tenant of a shared platform: it serves the calls of
+// every tenant that has no platform of its own (the port-usage cache
+// likewise counts servers of tenant "*" for tenants without servers).
+const AnyTenant = portusage.AnyTenant
+
+// platformFor is tenant's platform, else the shared one.
+func (s *Server) platformFor(tenant string) (*Platform, bool) {
+	if p, ok := s.byTenant[tenant]; ok {
+		return p, true
+	}
+	p, ok := s.byTenant[AnyTenant]
+	return p, ok
 }
 
 // GetStats answers the platforms' counters.
