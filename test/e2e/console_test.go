@@ -21,6 +21,7 @@ import (
 	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
 	"github.com/seed-7bfc04c2/dialtone/client"
 	"github.com/seed-7bfc04c2/dialtone/internal/config"
+	"github.com/seed-7bfc04c2/dialtone/portpub"
 	"github.com/seed-7bfc04c2/dialtone/test/cluster"
 )
 
@@ -67,7 +68,7 @@ func startConsoleCluster(t *testing.T) *consoleCluster {
 		cfg.Telephony = config.Telephony{Backend: "sim", SimAddr: simAddr}
 		cfg.Auth.Mode = "basic"
 		cfg.Auth.Users = users
-	})
+	}, portpub.BasicAuth("ops", "ops"))
 	c := &consoleCluster{Processes: pc, http: httpAddrs(pc)}
 	var grpcAddrs []string
 	for _, id := range pc.IDs() {

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
@@ -95,14 +96,15 @@ func start(t *testing.T, args ...string) *proc {
 }
 
 // startCluster starts three `serve` processes of the binary under test on
-// free ports (test/cluster); edit changes the generated configuration. On
+// free ports (test/cluster); edit changes the generated configuration;
+// dial are the framework's gRPC dial options (credentials, with auth on). On
 // failure the test logs the end of every node's log.
-func startCluster(t *testing.T, edit func(*config.Config)) *cluster.Processes {
+func startCluster(t *testing.T, edit func(*config.Config), dial ...grpc.DialOption) *cluster.Processes {
 	t.Helper()
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	c, err := cluster.StartProcesses(ctx, cluster.ProcessOptions{Binary: binary, Options: cluster.Options{Dir: dir, Edit: edit, Poll: 50 * time.Millisecond}})
+	c, err := cluster.StartProcesses(ctx, cluster.ProcessOptions{Binary: binary, Options: cluster.Options{Dir: dir, Edit: edit, Poll: 50 * time.Millisecond, DialOptions: dial}})
 	t.Cleanup(func() {
 		if c != nil {
 			_ = c.Close()
