@@ -372,6 +372,7 @@ func (c *Cluster) startLeading() func() {
 	go func() {
 		defer wg.Done()
 		// Apply every entry of earlier terms before acting as leader.
+		retry := 10 * time.Millisecond
 		for ctx.Err() == nil {
 			err := futureError(ctx, c.raft.Barrier(c.cfg.ApplyTimeout))
 			if err == nil {
@@ -383,7 +384,15 @@ func (c *Cluster) startLeading() func() {
 			if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrRaftShutdown) {
 				return
 			}
-			c.log.Warn("leader barrier failed; retrying", "err", err)
+			// A leadership transfer in progress fails every barrier at
+			// once until it ends: back off instead of spinning.
+			c.log.Warn("leader barrier failed; retrying", "err", err, "in", retry)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(retry):
+			}
+			retry = min(2*retry, time.Second)
 		}
 		if ctx.Err() != nil {
 			return
