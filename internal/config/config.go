@@ -53,6 +53,16 @@ type Dialer struct {
 	// surely been torn down (a deposed leader hangs up within its leader
 	// lease).
 	InterruptedRetryDelay Duration `toml:"interrupted_retry_delay"`
+	// HalfOpenHold: with the SIP backend, a new leader re-dials an
+	// attempt its predecessor left in progress (and did not record ended)
+	// no sooner than the attempt's start + 2 s + this, because the far end
+	// may still ring or retransmit its 200 OK for that long with nobody to
+	// end it; until then the attempt counts in the port budget. "auto" is
+	// max(telephony.sip.ring_timeout, 64×T1 = 32 s); 0 (the default) turns
+	// the rule off, so a graceful leadership transfer re-dials after
+	// interrupted_retry_delay (the old leader has hung its calls up). The
+	// simulated platform never needs it (the new leader revokes the calls).
+	HalfOpenHold string `toml:"half_open_hold"`
 	// NotifyTimeout bounds one notification GET.
 	NotifyTimeout Duration `toml:"notify_timeout"`
 	// NotifyMaxBackoff caps the delay between notification retries.
@@ -402,6 +412,11 @@ func (c *Config) validateDialer(bad func(key, format string, args ...any)) {
 	d := c.Dialer
 	if d.InterruptedRetryDelay.Duration < 0 || d.InterruptedRetryDelay.Duration > time.Hour {
 		bad("dialer.interrupted_retry_delay", "%s is outside 0..1h", d.InterruptedRetryDelay.Duration)
+	}
+	if h := d.HalfOpenHold; h != "" && h != "auto" {
+		if v, err := time.ParseDuration(h); err != nil || v < 0 || v > time.Hour {
+			bad("dialer.half_open_hold", "%q is neither \"auto\" nor a duration in 0..1h", h)
+		}
 	}
 	if d.NotifyTimeout.Duration < 10*time.Millisecond || d.NotifyTimeout.Duration > 5*time.Minute {
 		bad("dialer.notify_timeout", "%s is outside 10ms..5m", d.NotifyTimeout.Duration)

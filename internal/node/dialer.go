@@ -49,15 +49,24 @@ func newDialer(cfg config.Config, store *fsm.FSM, cl *cluster.Cluster, ports dia
 const sipT1 = 500 * time.Millisecond
 
 // halfOpenHold is how long a call may stay up at the far end once the
-// node that sent it is gone (dialer.Options.HalfOpenHold): over SIP, an
-// INVITE rings until the ring timeout and a 200 OK nobody acknowledges is
-// retransmitted for 64×T1. The simulated platform ends a call when its
-// caller's connection drops, and the new leader revokes it: 0.
+// node that sent it is gone (dialer.Options.HalfOpenHold), as
+// dialer.half_open_hold sets it: over SIP, "auto" is the ring timeout or
+// 64×T1 (an unacknowledged 200 OK is retransmitted that long), whichever
+// is longer. The simulated platform ends a call when its caller's
+// connection drops, and the new leader revokes it: 0.
 func halfOpenHold(cfg config.Config) time.Duration {
 	if cfg.Telephony.Backend != "sip" {
 		return 0
 	}
-	return max(cfg.Telephony.SIP.RingTimeout.Duration, 64*sipT1)
+	switch h := cfg.Dialer.HalfOpenHold; h {
+	case "", "0", "0s":
+		return 0
+	case "auto":
+		return max(cfg.Telephony.SIP.RingTimeout.Duration, 64*sipT1)
+	default:
+		d, _ := time.ParseDuration(h) // validated with the configuration
+		return d
+	}
 }
 
 // Dialer is the node's dialer engine (running only while it leads).
