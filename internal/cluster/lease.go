@@ -51,7 +51,8 @@ func (c *Cluster) keepLease(ctx context.Context) {
 		}
 		term := c.raft.CurrentTerm()
 		start := time.Now()
-		err := c.raft.VerifyLeader().Error()
+		// Raft leaves a queued future unanswered at shutdown: wait with ctx.
+		err := futureError(ctx, c.raft.VerifyLeader())
 		switch {
 		case err == nil:
 			c.lease.mu.Lock()
