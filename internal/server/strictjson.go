@@ -3,6 +3,7 @@ package server
 import (
 	"io"
 	"net/http"
+	"strings"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 
@@ -35,10 +36,11 @@ func (m strictJSONPb) NewDecoder(r io.Reader) runtime.Decoder {
 
 // requireJSON answers 415 when a request carrying a body declares a
 // Content-Type other than application/json (see jsonbody.CheckContentType),
-// in the gateway's error shape.
+// in the gateway's error shape. The suppression-list upload is exempt: its
+// body is a file (newline or CSV numbers), parsed by its own handler.
 func requireJSON(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if jsonbody.HasBody(r) {
+		if jsonbody.HasBody(r) && !isSuppressionUpload(r) {
 			if err := jsonbody.CheckContentType(r.Header.Get("Content-Type")); err != nil {
 				writeGatewayError(w, http.StatusUnsupportedMediaType, err.Error())
 				return
@@ -46,4 +48,11 @@ func requireJSON(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// isSuppressionUpload reports whether r is POST suppressionUploadPath.
+func isSuppressionUpload(r *http.Request) bool {
+	rest, ok := strings.CutPrefix(r.URL.Path, "/v1/suppressions/")
+	tenant, ok2 := strings.CutSuffix(rest, "/upload")
+	return r.Method == http.MethodPost && ok && ok2 && tenant != "" && !strings.Contains(tenant, "/")
 }
