@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/seed-7bfc04c2/dialtone/internal/config"
 )
 
 // Config is every parameter of a run: the defaults, then --quick's
@@ -109,7 +111,8 @@ func dur(d time.Duration) Duration { return Duration{d} }
 func defaults() Config {
 	return Config{
 		Scenarios: "all", Out: "bench/results/latest", ChartFormat: "svg",
-		Heartbeat: dur(500 * time.Millisecond), Election: dur(500 * time.Millisecond), Lease: dur(250 * time.Millisecond),
+		Heartbeat: dur(config.Default().Cluster.HeartbeatTimeout.Duration), Election: dur(config.Default().Cluster.ElectionTimeout.Duration),
+		Lease: dur(config.Default().Cluster.LeaderLeaseTimeout.Duration), // the shipped defaults
 		Caps: CapsConfig{Targets: "50,200,1000,5000,1000@2", Duration: dur(60 * time.Second), Warmup: dur(3 * time.Second),
 			Servers: 4, Ports: 2500, Ring: "50ms-150ms", Talk: "100ms-300ms"},
 		Ports: PortsConfig{Views: "live,sampled-5s", Duration: dur(60 * time.Second), Skip: dur(10 * time.Second), CAPS: 50, PLF: 100,
