@@ -387,8 +387,17 @@ func checkAnsweredByLeader(t *testing.T, code int, body, leader string) {
 func TestDialerStatusAnsweredByLeader(t *testing.T) {
 	tc := newTestCluster(t, 3, nil)
 	leader := tc.leader()
+	dialerURL := func(id string) string { return strings.TrimSuffix(tc.pacingURL(id), "/pacing") + "/dialer" }
+	// A new leader answers "leadership is changing" until its barrier has
+	// applied every earlier entry: wait for that, then ask every node.
+	eventually(t, 10*time.Second, "the leader ready", func() error {
+		if code, body := httpDo(t, "GET", dialerURL(leader), "", nil); code == 503 && strings.Contains(body, "leadership is changing") {
+			return fmt.Errorf("%d %s", code, body)
+		}
+		return nil
+	})
 	for _, id := range tc.ids() {
-		url := strings.TrimSuffix(tc.pacingURL(id), "/pacing") + "/dialer"
+		url := dialerURL(id)
 		code, body := httpDo(t, "GET", url, "", nil)
 		checkAnsweredByLeader(t, code, body, leader)
 	}
