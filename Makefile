@@ -86,18 +86,21 @@ bench-build:
 bench-quick: bench-build
 	build/bench --quick
 
-# Each fuzz target for a bounded time (FUZZTIME, default 20s).
-FUZZTIME ?= 20s
+# Each fuzz target for a bounded number of inputs (FUZZTIME, default 20000x).
+# A count (Nx), not a duration: with a duration, Go 1.26's fuzz coordinator
+# can fail a clean run with "context deadline exceeded" at the deadline
+# (golang/go#75804, fixed in Go 1.27). -timeout bounds a real hang.
+FUZZTIME ?= 20000x
 fuzz:
-	go test -run='^$$' -fuzz=FuzzApply -fuzztime=$(FUZZTIME) ./internal/fsm/
-	go test -run='^$$' -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) ./internal/fsm/
-	go test -run='^$$' -fuzz=FuzzValidateSpec -fuzztime=$(FUZZTIME) ./internal/server/
-	go test -run='^$$' -fuzz=FuzzStrictGatewayDecode -fuzztime=$(FUZZTIME) ./internal/server/
-	go test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./internal/config/
-	go test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./internal/server/ssg/
-	go test -run='^$$' -fuzz=FuzzSingle -fuzztime=$(FUZZTIME) ./internal/server/jsonbody/
-	go test -run='^$$' -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) ./internal/server/jsonbody/
-	go test -run='^$$' -fuzz=FuzzInactiveAnswer -fuzztime=$(FUZZTIME) ./internal/telephony/sipcall/
+	go test -timeout 5m -run='^$$' -fuzz=FuzzApply -fuzztime=$(FUZZTIME) ./internal/fsm/
+	go test -timeout 5m -run='^$$' -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) ./internal/fsm/
+	go test -timeout 5m -run='^$$' -fuzz=FuzzValidateSpec -fuzztime=$(FUZZTIME) ./internal/server/
+	go test -timeout 5m -run='^$$' -fuzz=FuzzStrictGatewayDecode -fuzztime=$(FUZZTIME) ./internal/server/
+	go test -timeout 5m -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./internal/config/
+	go test -timeout 5m -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./internal/server/ssg/
+	go test -timeout 5m -run='^$$' -fuzz=FuzzSingle -fuzztime=$(FUZZTIME) ./internal/server/jsonbody/
+	go test -timeout 5m -run='^$$' -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) ./internal/server/jsonbody/
+	go test -timeout 5m -run='^$$' -fuzz=FuzzInactiveAnswer -fuzztime=$(FUZZTIME) ./internal/telephony/sipcall/
 
 clean:
 	rm -rf build
