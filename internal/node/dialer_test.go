@@ -49,6 +49,29 @@ func dialerCluster(t *testing.T, servers int, ports uint32, mix map[string]int, 
 	return dialerClusterFor(t, "acme", servers, ports, mix, ring, talk)
 }
 
+// startPlatform runs an in-process media platform (o, plus the IDs, seed
+// and logger every test uses) publishing its port usage to cfg's nodes,
+// until the test ends.
+func startPlatform(t *testing.T, cfg config.Config, o mediasim.Options) *mediasim.Platform {
+	t.Helper()
+	for _, nb := range cfg.Nodes {
+		o.Endpoints = append(o.Endpoints, nb.GRPC)
+	}
+	o.IDPrefix, o.Seed, o.Logger = "vxml", 42, slog.New(slog.DiscardHandler)
+	plat, err := mediasim.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = plat.Run(ctx)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return plat
+}
+
 // dialerClusterFor is dialerCluster with the platform serving tenant
 // (mediasim.AnyTenant: a shared platform).
 func dialerClusterFor(t *testing.T, tenant string, servers int, ports uint32, mix map[string]int, ring, talk mediasim.Range) (*testCluster, *mediasim.Platform) {
@@ -57,26 +80,7 @@ func dialerClusterFor(t *testing.T, tenant string, servers int, ports uint32, mi
 	tc := newTestClusterWith(t, 3, func(c *config.Config) {
 		c.Dialer.InterruptedRetryDelay = config.Duration{Duration: 500 * time.Millisecond}
 	}, func(c config.Config) telephony.Backend {
-		var eps []string
-		for _, nb := range c.Nodes {
-			eps = append(eps, nb.GRPC)
-		}
-		var err error
-		plat, err = mediasim.New(mediasim.Options{
-			Tenant: tenant, Servers: servers, PortsPerServer: ports, IDPrefix: "vxml", Endpoints: eps,
-			RingTime: ring, TalkTime: talk, Mix: mix, Seed: 42,
-			Logger: slog.New(slog.DiscardHandler),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			_ = plat.Run(ctx)
-		}()
-		t.Cleanup(func() { cancel(); <-done })
+		plat = startPlatform(t, c, mediasim.Options{Tenant: tenant, Servers: servers, PortsPerServer: ports, RingTime: ring, TalkTime: talk, Mix: mix})
 		return plat
 	})
 	return tc, plat

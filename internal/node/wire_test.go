@@ -3,7 +3,6 @@ package node_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"math"
 	"math/rand/v2"
 	"net/http"
@@ -43,25 +42,7 @@ func wireCluster(t *testing.T, ports uint32, ring, talk mediasim.Range, wrap fun
 		}},
 		Logger: testLogger(),
 		Backend: func(cfg config.Config) telephony.Backend {
-			var eps []string
-			for _, nb := range cfg.Nodes {
-				eps = append(eps, nb.GRPC)
-			}
-			var err error
-			plat, err = mediasim.New(mediasim.Options{
-				Tenant: "acme", Servers: 2, PortsPerServer: ports / 2, IDPrefix: "vxml", Endpoints: eps,
-				RingTime: ring, TalkTime: talk, Seed: 42, Logger: slog.New(slog.DiscardHandler),
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				_ = plat.Run(ctx)
-			}()
-			t.Cleanup(func() { cancel(); <-done })
+			plat = startPlatform(t, cfg, mediasim.Options{Tenant: "acme", Servers: 2, PortsPerServer: ports / 2, RingTime: ring, TalkTime: talk})
 			return plat
 		},
 		NodeBackend: func(id string, _ telephony.Backend) telephony.Backend {
