@@ -91,6 +91,9 @@ type ReadsConfig struct {
 	Warmup   Duration `toml:"warmup"`
 	Workers  int      `toml:"workers"`
 	Requests int      `toml:"requests"`
+	// OpenRate: the fixed offered rate (calls/s) of the open-loop runs; 0
+	// leaves them out.
+	OpenRate float64 `toml:"open_rate"`
 }
 
 // Duration is a time.Duration written as "10s" in TOML.
@@ -121,7 +124,7 @@ func defaults() Config {
 			SingleWriters: 256, BulkWriters: 64, BulkSize: 100},
 		Failover: FailoverConfig{CAPS: 200, Duration: dur(60 * time.Second), KillEvery: dur(10 * time.Second),
 			RestartAfter: dur(3 * time.Second), Settle: dur(90 * time.Second)},
-		Reads: ReadsConfig{Duration: dur(10 * time.Second), Warmup: dur(2 * time.Second), Workers: 8, Requests: 10000},
+		Reads: ReadsConfig{Duration: dur(10 * time.Second), Warmup: dur(2 * time.Second), Workers: 8, Requests: 10000, OpenRate: 10000},
 	}
 }
 
@@ -133,7 +136,7 @@ func quick(c *Config) {
 	c.Ingest.Duration, c.Ingest.Warmup, c.Ingest.SingleWriters, c.Ingest.BulkWriters = dur(1500*time.Millisecond), dur(500*time.Millisecond), 32, 8
 	c.Failover.CAPS, c.Failover.Duration, c.Failover.KillEvery, c.Failover.RestartAfter, c.Failover.Settle =
 		100, dur(12*time.Second), dur(4*time.Second), dur(1500*time.Millisecond), dur(40*time.Second)
-	c.Reads.Duration, c.Reads.Warmup, c.Reads.Requests = dur(2*time.Second), dur(500*time.Millisecond), 1000
+	c.Reads.Duration, c.Reads.Warmup, c.Reads.Requests, c.Reads.OpenRate = dur(2*time.Second), dur(500*time.Millisecond), 1000, 1000
 }
 
 // parseConfig reads the defaults, --quick, --config and the flags, in that
@@ -173,7 +176,7 @@ func parseConfig(args []string) (Config, bool, error) {
 	var q bool
 	fs.StringVar(&cfgPath, "config", "", "TOML file of parameters (read before the other flags; keys as in bench/README.md)")
 	fs.BoolVar(&q, "quick", false, "every scenario, small: under two minutes; asserts only the invariants and that the report was written")
-	fs.StringVar(&c.Scenarios, "scenario", c.Scenarios, "comma-separated: caps, ports, ingest, failover, reads, or all")
+	fs.StringVar(&c.Scenarios, "scenario", c.Scenarios, "comma-separated: caps, ports, rawraft, ingest, failover, reads, or all")
 	fs.StringVar(&c.Out, "out", c.Out, "report directory (summary.md, results.json, charts)")
 	fs.DurationVar(&c.Heartbeat.Duration, "heartbeat-timeout", c.Heartbeat.Duration, "cluster.heartbeat_timeout of the generated config")
 	fs.DurationVar(&c.Election.Duration, "election-timeout", c.Election.Duration, "cluster.election_timeout")
@@ -219,6 +222,7 @@ func parseConfig(args []string) (Config, bool, error) {
 	fs.DurationVar(&c.Reads.Warmup.Duration, "reads-warmup", c.Reads.Warmup.Duration, "reads: warm-up per read")
 	fs.IntVar(&c.Reads.Workers, "reads-workers", c.Reads.Workers, "reads: closed-loop HTTP workers")
 	fs.IntVar(&c.Reads.Requests, "reads-requests", c.Reads.Requests, "reads: stored requests read at random")
+	fs.Float64Var(&c.Reads.OpenRate, "reads-open-rate", c.Reads.OpenRate, "reads: offered rate of the open-loop runs (calls/s; 0: none)")
 	if err := fs.Parse(args); err != nil {
 		return c, false, err
 	}
@@ -228,7 +232,7 @@ func parseConfig(args []string) (Config, bool, error) {
 	return c, isQuick, c.validate()
 }
 
-var allScenarios = []string{"caps", "ports", "ingest", "failover", "reads"}
+var allScenarios = []string{"caps", "ports", "rawraft", "ingest", "failover", "reads"}
 
 func (c Config) scenarios() []string {
 	if c.Scenarios == "all" {
