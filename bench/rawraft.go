@@ -183,7 +183,7 @@ func startRawRaft(dir string, heartbeat, election, lease time.Duration) ([]*rawN
 // nopFSM applies nothing: the baseline is Raft and its log store alone.
 type nopFSM struct{}
 
-func (nopFSM) Apply(*raft.Log) any                  { return nil }
+func (nopFSM) Apply(*raft.Log) any                 { return nil }
 func (nopFSM) Snapshot() (raft.FSMSnapshot, error) { return nopSnapshot{}, nil }
 func (nopFSM) Restore(rc io.ReadCloser) error      { return rc.Close() }
 
