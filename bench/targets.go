@@ -35,15 +35,15 @@ func (h *harness) issue18Targets() {
 	}
 	for _, x := range r.OpenReads {
 		// Met when the offered rate is the goal (or above), nearly all of
-		// it is served, and p99 from the intended send time is under 5 ms.
-		served := x.PerSec / x.OfferedRate
-		ok := x.OfferedRate >= readsGoal && served >= 0.99 && x.P99ms < readsP99ms
-		why := ""
+		// it is served, and p99 from the intended send time is under 5 ms;
+		// lower rates are reported in the table only.
 		if x.OfferedRate < readsGoal {
-			why = " (offered below the goal: not a test of it)"
+			continue
 		}
+		served := x.PerSec / x.OfferedRate
+		ok := served >= 0.99 && x.P99ms < readsP99ms
 		h.target("reads", strings.TrimSpace(x.Read)+": ≥ 10,000/s at p99 < 5 ms (open loop)", ok,
-			"offered %.0f/s, achieved %.0f/s (%.3f of offered, %.2f × goal), p99 %.2f ms from the intended send time%s",
-			x.OfferedRate, x.PerSec, served, x.PerSec/readsGoal, x.P99ms, why)
+			"offered %.0f/s, achieved %.0f/s (%.3f of offered, %.2f × goal), p99 %.2f ms from the intended send time",
+			x.OfferedRate, x.PerSec, served, x.PerSec/readsGoal, x.P99ms)
 	}
 }
