@@ -32,7 +32,10 @@ type OpenResult struct {
 	Rate      float64 // offered
 	Seconds   float64
 	Scheduled int64 // calls due in the measured window
-	Completed int64 // of those, answered without error
+	Completed int64 // of those, answered without error (by the end of the drain)
+	// InWindow: calls answered without error inside the measured window
+	// (whenever they were due): the rate the node sustained.
+	InWindow int64
 	// Unfinished: due in the measured window, not answered by the end of
 	// the drain.
 	Unfinished int64
@@ -40,8 +43,9 @@ type OpenResult struct {
 	Errors     map[string]int64
 }
 
-// AchievedPerSec is completed calls of the window per second.
-func (r *OpenResult) AchievedPerSec() float64 { return perSec(r.Completed, r.Seconds) }
+// AchievedPerSec is the calls answered inside the measured window per
+// second: below the offered rate when the node falls behind.
+func (r *OpenResult) AchievedPerSec() float64 { return perSec(r.InWindow, r.Seconds) }
 
 // Quantile of the measured latencies (nearest rank).
 func (r *OpenResult) Quantile(q float64) time.Duration { return Quantile(r.Latencies, q) }
@@ -76,6 +80,7 @@ func RunOpen(ctx context.Context, o OpenOptions, op Op) *OpenResult {
 	type stats struct {
 		lat       []time.Duration
 		completed int64
+		inWindow  int64
 		errors    map[string]int64
 	}
 	all := make([]*stats, o.MaxInFlight)
@@ -100,6 +105,9 @@ func RunOpen(ctx context.Context, o OpenOptions, op Op) *OpenResult {
 						st.errors[Kind(err)]++
 					}
 					continue
+				}
+				if !t1.Before(measureFrom) && t1.Before(end) {
+					st.inWindow++
 				}
 				if measured {
 					st.completed++
@@ -135,6 +143,7 @@ func RunOpen(ctx context.Context, o OpenOptions, op Op) *OpenResult {
 	for _, st := range all {
 		r.Latencies = append(r.Latencies, st.lat...)
 		r.Completed += st.completed
+		r.InWindow += st.inWindow
 		for k, v := range st.errors {
 			r.Errors[k] += v
 			errs += v
