@@ -376,8 +376,9 @@ func startSIPCapture(t *testing.T, ports ...int) *sipCapture {
 
 // captured is one SIP message of a capture, with its time.
 type captured struct {
-	at  time.Time
-	msg sip.Message
+	at       time.Time
+	src, dst int // UDP ports
+	msg      sip.Message
 }
 
 // messages parses the pcap (Ethernet/IPv4/UDP on Linux loopback); a
@@ -409,11 +410,13 @@ func (c *sipCapture) messages(t *testing.T) []captured {
 		if ip[9] != 17 || len(ip) < ihl+8 {
 			continue
 		}
-		msg, err := sip.ParseMessage(append([]byte(nil), ip[ihl+8:]...))
+		udp := ip[ihl:]
+		msg, err := sip.ParseMessage(append([]byte(nil), udp[8:]...))
 		if err != nil {
 			continue
 		}
-		out = append(out, captured{at: time.Unix(int64(sec), int64(usec)*1000), msg: msg})
+		out = append(out, captured{at: time.Unix(int64(sec), int64(usec)*1000), msg: msg,
+			src: int(byteorder.BigEndian.Uint16(udp)), dst: int(byteorder.BigEndian.Uint16(udp[2:]))})
 	}
 	return out
 }

@@ -101,13 +101,23 @@ type sippEntry struct {
 
 func startSIPp(t *testing.T, scenario string, extra ...string) *sippUAS {
 	t.Helper()
+	return startSIPpTrace(t, scenario, true, extra...)
+}
+
+// startSIPpTrace is startSIPp; traceMsg false leaves out SIPp's message
+// trace (a load test's thousands of calls).
+func startSIPpTrace(t *testing.T, scenario string, traceMsg bool, extra ...string) *sippUAS {
+	t.Helper()
 	bin := requireSIPp(t)
 	dir := t.TempDir()
 	port := freeUDPPort(t)
 	u := &sippUAS{addr: fmt.Sprintf("127.0.0.1:%d", port), logFile: filepath.Join(dir, "log"), errFile: filepath.Join(dir, "err"), msgFile: filepath.Join(dir, "msg")}
-	args := append([]string{"-sf", filepath.Join("testdata", "sipp", scenario+".xml"), "-i", "127.0.0.1", "-p", strconv.Itoa(port),
-		"-buff_size", "4194304", "-nostdin", "-trace_logs", "-log_file", u.logFile, "-trace_err", "-error_file", u.errFile,
-		"-trace_msg", "-message_file", u.msgFile}, extra...)
+	args := []string{"-sf", filepath.Join("testdata", "sipp", scenario+".xml"), "-i", "127.0.0.1", "-p", strconv.Itoa(port),
+		"-buff_size", "4194304", "-nostdin", "-trace_logs", "-log_file", u.logFile, "-trace_err", "-error_file", u.errFile}
+	if traceMsg {
+		args = append(args, "-trace_msg", "-message_file", u.msgFile)
+	}
+	args = append(args, extra...)
 	cmd := exec.Command(bin, args...)
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out

@@ -233,6 +233,7 @@ func (b *Backend) dial(ctx context.Context, t *trunk, c telephony.Call, req *sip
 	}
 	b.m.invites.WithLabelValues(t.Name).Inc()
 	callee := b.newLeg("callee", t.cli, req)
+	callee.written = c.Written // the dialer's window logs: the INVITE left
 	ring := b.ringTimeout(c.Cpd)
 	ans := callee.sendInvite(ctx, ring, t.Username, t.Password)
 	if ans.err != nil {

@@ -58,6 +58,7 @@ type leg struct {
 	localSDP  []byte        // ours (what we last gave the far end)
 	busy      bool          // a re-INVITE or UPDATE of ours is pending (glare: 491)
 	peer      *leg          // the other leg of a 3PCC call (nil in direct mode)
+	written   func()        // called once the INVITE's write returned (nil: nothing)
 
 	ended    chan struct{} // closed when the dialog ended (either side's BYE)
 	endOnce  sync.Once
@@ -83,6 +84,9 @@ type answer struct {
 // while its INVITE transaction may still produce a call.
 func (l *leg) sendInvite(ctx context.Context, ring time.Duration, username, password string) answer {
 	tx, err := l.cli.TransactionRequest(context.WithoutCancel(ctx), l.invite)
+	if l.written != nil {
+		l.written() // the INVITE's write returned (sipgo writes in the call)
+	}
 	if err != nil {
 		return answer{err: fmt.Errorf("%w: %w", errTimeout, err)}
 	}

@@ -1,0 +1,434 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
+	"github.com/seed-7bfc04c2/dialtone/internal/config"
+)
+
+// The tests here check the dialer's promises where a carrier would check
+// them: at the far end's socket. tcpdump captures the SIPp UAS's port on
+// the loopback; every INVITE is timestamped by the kernel, independently
+// of SIPp and of Dialtone's metrics.
+
+// farInvite is a new INVITE (no To tag) as the far end received it: its
+// first arrival (retransmissions of one Call-ID are left out).
+type farInvite struct {
+	at     time.Time
+	src    int // the sender's SIP port: which node sent it
+	callID string
+	rid    string
+}
+
+// farInvites returns the new INVITEs sent to port, in capture order.
+func farInvites(msgs []captured, port int) []farInvite {
+	seen := map[string]bool{}
+	var out []farInvite
+	for _, m := range msgs {
+		r, ok := m.msg.(*sip.Request)
+		if !ok || m.dst != port || r.Method != sip.INVITE || r.To().Params.Has("tag") {
+			continue
+		}
+		cid := r.CallID().Value()
+		if seen[cid] {
+			continue
+		}
+		seen[cid] = true
+		rid := ""
+		if h := r.GetHeader("X-Dialtone-Request-ID"); h != nil {
+			rid = h.Value()
+		}
+		out = append(out, farInvite{at: m.at, src: m.src, callID: cid, rid: rid})
+	}
+	slices.SortFunc(out, func(a, b farInvite) int { return a.at.Compare(b.at) })
+	return out
+}
+
+// maxInWindow is the most events in any half-open window [t, t+w) (the
+// times sorted).
+func maxInWindow(ts []time.Time, w time.Duration) (most int, from time.Time) {
+	j := 0
+	for i := range ts {
+		for ts[i].Sub(ts[j]) >= w {
+			j++
+		}
+		if n := i - j + 1; n > most {
+			most, from = n, ts[j]
+		}
+	}
+	return most, from
+}
+
+// wireTargets are the CAPS the wire pacing test runs: 50, 200 and 1,000,
+// or DIALTONE_WIRE_CAPS (a comma-separated list, e.g. "50,200,1000,5000").
+func wireTargets(t *testing.T) []float64 {
+	s := os.Getenv("DIALTONE_WIRE_CAPS")
+	if s == "" {
+		s = "50,200,1000"
+	}
+	var out []float64
+	for f := range strings.SplitSeq(s, ",") {
+		x, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil || x <= 0 {
+			t.Fatalf("DIALTONE_WIRE_CAPS %q: %q is not a CAPS", s, f)
+		}
+		out = append(out, x)
+	}
+	return out
+}
+
+// setCAPS stores a tenant's CAPS (PortLoadFactor 100).
+func setCAPS(t *testing.T, addr, tenant string, caps float64) {
+	t.Helper()
+	eventually(t, 20*time.Second, "pacing of "+tenant, func() error {
+		_, err := rest(t, addr).SetPacing(t.Context(), &pb.SetPacingRequest{Tenant: tenant, Pacing: &pb.Pacing{Caps: caps, PortLoadFactor: 100}})
+		return err
+	})
+}
+
+// TestSIPWirePacing: a 3-node cluster dials a SIPp UAS per target CAPS X
+// (one tenant each, run one after the other) and the capture of each
+// UAS's port, at the kernel's receive time, holds no sliding second with
+// more than X+1 new INVITEs and no 100 ms with more than ceil(X/10)+1
+// (docs/dialer.md: the pacer stamps the send, and its windows are half an
+// interval longer than their span, which absorbs the jitter between the
+// stamp and the socket on the loopback). The achieved rate is logged (a
+// speed figure, recorded in BENCHMARKS.md, not asserted).
+func TestSIPWirePacing(t *testing.T) {
+	requireSIPp(t)
+	targets := wireTargets(t)
+	type run struct {
+		x      float64
+		n      int
+		tenant string
+		uas    *sippUAS
+		set    time.Time // when CAPS X was stored
+	}
+	var runs []*run
+	var trunks []sipTrunk
+	var ports []int
+	for _, x := range targets {
+		secs := 5.0
+		if x < 100 {
+			secs = 8
+		}
+		r := &run{x: x, n: int(x * secs), tenant: fmt.Sprintf("w%g", x)}
+		// The callee hangs up 100 ms after the ACK: short calls, so the
+		// trunk's ports (3X) never bind before the CAPS does.
+		r.uas = startSIPpTrace(t, "uas_answer_bye", false, "-d", "100")
+		runs = append(runs, r)
+		trunks = append(trunks, sipTrunk{tenant: r.tenant, addr: r.uas.addr, ports: max(100, int(3*x))})
+		ports = append(ports, portOf(t, r.uas.addr))
+	}
+	capture := startInviteCapture(t, ports...)
+	c := startSIPCluster(t, trunks, nil, nil)
+	notes := newNotifications(t)
+	for _, r := range runs {
+		// Held at 0.1 CAPS while the requests are submitted.
+		setCAPS(t, c.http["n1"], r.tenant, 0.1)
+	}
+	for _, r := range runs {
+		specs := make([]*pb.RequestSpec, r.n)
+		for i := range specs {
+			specs[i] = &pb.RequestSpec{Token: "W", IvrProfile: "Sales", Telnum: fmt.Sprintf("4931%06d", i), NotificationUrl: notes.srv.URL + "/r",
+				MaxAttempts: 1, TimeToLive: "600s"}
+		}
+		for i := 0; i < len(specs); i += 1000 {
+			submit(t, c.http[fmt.Sprintf("n%d", i/1000%3+1)], r.tenant, specs[i:min(i+1000, len(specs))]...)
+		}
+		r.set = time.Now()
+		setCAPS(t, c.http["n2"], r.tenant, r.x)
+		// Up to three times the ideal time: a slower rate is the machine's
+		// (logged below), not a pacing fault.
+		deadline := time.Now().Add(time.Duration((float64(r.n)/r.x*3 + 10) * float64(time.Second)))
+		for got := 0; got < r.n && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+			got = r.uas.count(t, "INVITE")
+		}
+		// Hold the tenant, so the next target runs alone.
+		setCAPS(t, c.http["n3"], r.tenant, 0.1)
+	}
+	msgs := capture.messages(t)
+	for i, r := range runs {
+		inv := farInvites(msgs, ports[i])
+		var ts []time.Time
+		var steady []time.Time // sent at CAPS X
+		for _, v := range inv {
+			ts = append(ts, v.at)
+			if !v.at.Before(r.set) {
+				steady = append(steady, v.at)
+			}
+		}
+		if len(steady) < 2 {
+			t.Errorf("CAPS %g: the capture holds %d new INVITEs", r.x, len(ts))
+			continue
+		}
+		if got := r.uas.count(t, "INVITE"); got != len(ts) {
+			t.Errorf("CAPS %g: the capture holds %d new INVITEs, SIPp logged %d", r.x, len(ts), got)
+		}
+		sec, secAt := maxInWindow(ts, time.Second)
+		tenth, tenthAt := maxInWindow(ts, 100*time.Millisecond)
+		limSec, limTenth := int(math.Floor(r.x))+1, int(math.Ceil(r.x/10))+1
+		achieved := float64(len(steady)-1) / steady[len(steady)-1].Sub(steady[0]).Seconds()
+		t.Logf("CAPS %g at the far end: %d INVITEs, most in any 1 s %d (limit %d) from %s, in any 100 ms %d (limit %d) from %s; achieved %.1f/s = %.3f of the target",
+			r.x, len(ts), sec, limSec, secAt.Format(time.StampMicro), tenth, limTenth, tenthAt.Format(time.StampMicro), achieved, achieved/r.x)
+		if sec > limSec {
+			t.Errorf("CAPS %g: %d new INVITEs reached the far end within one second (limit X+1 = %d)", r.x, sec, limSec)
+		}
+		if tenth > limTenth {
+			t.Errorf("CAPS %g: %d new INVITEs reached the far end within 100 ms (limit ceil(X/10)+1 = %d)", r.x, tenth, limTenth)
+		}
+		if sec > limSec || tenth > limTenth {
+			var b strings.Builder
+			for _, v := range inv {
+				if d := v.at.Sub(tenthAt); d > -300*time.Millisecond && d < 200*time.Millisecond {
+					fmt.Fprintf(&b, " %+.2fms", float64(d.Microseconds())/1000)
+				}
+			}
+			t.Logf("CAPS %g: arrivals around the worst 100 ms (from its start, CAPS set at %+.0fms):%s", r.x, float64(r.set.Sub(tenthAt).Microseconds())/1000, b.String())
+		}
+	}
+}
+
+// startInviteCapture captures the UDP packets sent to the given ports (the
+// far ends' side of every dialogue).
+func startInviteCapture(t *testing.T, ports ...int) *sipCapture {
+	t.Helper()
+	bin := requireTool(t, "tcpdump", "tcpdump")
+	var f []string
+	for _, p := range ports {
+		f = append(f, fmt.Sprintf("dst port %d", p))
+	}
+	c := &sipCapture{file: t.TempDir() + "/far.pcap"}
+	c.proc = startBG(t, bin, "-i", "lo", "-nn", "-U", "-s", "0", "-B", "16384", "-w", c.file, "udp and ("+strings.Join(f, " or ")+")")
+	waitCapturing(t, c.proc)
+	return c
+}
+
+// senderOf is the SIP port the node with the most new INVITEs before
+// cutoff sent them from (the leader of that time).
+func senderOf(t *testing.T, inv []farInvite, cutoff time.Time) int {
+	t.Helper()
+	n := map[int]int{}
+	for _, v := range inv {
+		if v.at.Before(cutoff) {
+			n[v.src]++
+		}
+	}
+	best := 0
+	for p, k := range n {
+		if best == 0 || k > n[best] {
+			best = p
+		}
+	}
+	if best == 0 {
+		t.Fatal("no INVITE before the cut-off: the test proved nothing")
+	}
+	return best
+}
+
+// TestSIPFencedPausedLeader: the leader placing SIP calls at CAPS 50 (its
+// dispatcher holding armed attempts for their slots) is paused with
+// SIGSTOP; the others elect a new leader, which dials on; the old one is
+// resumed and finds itself deposed. At the far end no new INVITE from it
+// arrives later than its lease (leader_lease_timeout) after the pause,
+// and the new leader's first INVITE follows the pause within 2 s plus the
+// election.
+func TestSIPFencedPausedLeader(t *testing.T) {
+	requireSIPp(t)
+	u := startSIPpTrace(t, "uas_answer_bye", false, "-d", "200")
+	capture := startInviteCapture(t, portOf(t, u.addr))
+	c := startSIPCluster(t, []sipTrunk{{tenant: "fence", addr: u.addr, ports: 200}}, nil, nil)
+	setCAPS(t, c.http["n1"], "fence", 50)
+	var specs []*pb.RequestSpec
+	for i := range 1500 {
+		specs = append(specs, &pb.RequestSpec{Token: "F", IvrProfile: "Sales", Telnum: fmt.Sprintf("4932%06d", i), NotificationUrl: "http://127.0.0.1:9/r",
+			MaxAttempts: 1, TimeToLive: "600s"})
+	}
+	submit(t, c.http["n1"], "fence", specs...)
+	eventually(t, 30*time.Second, "dialling", func() error {
+		if got := u.count(t, "INVITE"); got < 100 {
+			return fmt.Errorf("%d INVITEs at SIPp", got)
+		}
+		return nil
+	})
+	leader := c.leader(t, "n1")
+	var other string
+	for _, id := range c.IDs() {
+		if id != leader {
+			other = id
+			break
+		}
+	}
+	p := c.Proc(leader)
+	paused := time.Now()
+	if err := p.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			_ = p.Signal(syscall.SIGCONT)
+		}
+	}
+	defer resume()
+	var next string
+	eventually(t, 30*time.Second, "a new leader", func() error {
+		if next = c.leader(t, other); next == leader {
+			return fmt.Errorf("leader still %s", next)
+		}
+		return nil
+	})
+	before := u.count(t, "INVITE")
+	eventually(t, 30*time.Second, "the new leader dialling", func() error {
+		if got := u.count(t, "INVITE"); got < before+50 {
+			return fmt.Errorf("%d INVITEs since the election", got-before)
+		}
+		return nil
+	})
+	resume()
+	// The old leader, awake, learns it was deposed; whatever it had armed
+	// is refused at its send (the fence), so nothing of it may follow.
+	eventually(t, 30*time.Second, leader+" deposed", func() error {
+		st, err := rest(t, c.http[leader]).GetClusterStatus(t.Context())
+		if err != nil {
+			return err
+		}
+		if st.LeaderId == leader || st.LeaderId == "" {
+			return fmt.Errorf("%s sees leader %q", leader, st.LeaderId)
+		}
+		return nil
+	})
+	// Let its call goroutines run to their sends (or refusals): there is
+	// no event to poll for the absence of an INVITE.
+	time.Sleep(2 * time.Second)
+
+	inv := farInvites(capture.messages(t), portOf(t, u.addr))
+	old := senderOf(t, inv, paused)
+	lease := config.Default().Cluster.LeaderLeaseTimeout.Duration
+	var late, fromOld int
+	var firstNew time.Time
+	for _, v := range inv {
+		switch {
+		case v.src == old:
+			fromOld++
+			if v.at.After(paused.Add(lease)) {
+				late++
+				t.Errorf("INVITE %s (request %s) from the paused leader %s reached the far end %s after the pause (lease %s)", v.callID, v.rid, leader, v.at.Sub(paused), lease)
+			}
+		case firstNew.IsZero() && v.at.After(paused):
+			firstNew = v.at
+		}
+	}
+	t.Logf("%d INVITEs from the paused leader %s (port %d), %d after its lease; the new leader %s dialled %s after the pause",
+		fromOld, leader, old, late, next, firstNew.Sub(paused).Round(time.Millisecond))
+	if firstNew.IsZero() {
+		t.Fatal("no INVITE from the new leader")
+	}
+}
+
+// TestSIPStopsWithinTwoSeconds: a leader with calls ringing at a far end
+// that never answers again (no reply to CANCEL, no final response) loses
+// leadership (a transfer), and then the next leader is stopped (SIGTERM):
+// each sends its CANCELs and, at the far end, nothing more from it arrives
+// later than 2 s after the loss or the signal (no CANCEL retransmissions
+// for 32 s); the stopped one exits.
+func TestSIPStopsWithinTwoSeconds(t *testing.T) {
+	requireSIPp(t)
+	const n = 8
+	u := startSIPpTrace(t, "uas_ring_deaf", true)
+	capture := startInviteCapture(t, portOf(t, u.addr))
+	c := startSIPCluster(t, []sipTrunk{{tenant: "deaf", addr: u.addr, ports: 50}}, func(s *config.SIP) {
+		s.RingTimeout = config.Duration{Duration: 5 * time.Minute}
+	}, nil)
+	var specs []*pb.RequestSpec
+	for i := range n {
+		specs = append(specs, &pb.RequestSpec{Token: "D", IvrProfile: "Sales", Telnum: fmt.Sprintf("4933%06d", i), NotificationUrl: "http://127.0.0.1:9/r",
+			MaxAttempts: 5, TimeToLive: "600s"})
+	}
+	submit(t, c.http["n1"], "deaf", specs...)
+	waitInvites := func(atLeast int) {
+		t.Helper()
+		eventually(t, 30*time.Second, "calls ringing at SIPp", func() error {
+			if got := u.count(t, "INVITE"); got < atLeast {
+				return fmt.Errorf("%d of %d INVITEs", got, atLeast)
+			}
+			return nil
+		})
+	}
+	// lastFrom is the last packet from port to the far end, and whether a
+	// CANCEL was among them.
+	lastFrom := func(port int) (last time.Time, cancels int) {
+		for _, m := range capture.messages(t) {
+			if m.src != port {
+				continue
+			}
+			last = m.at
+			if r, ok := m.msg.(*sip.Request); ok && r.Method == sip.CANCEL {
+				cancels++
+			}
+		}
+		return last, cancels
+	}
+	check := func(what string, port int, since time.Time) {
+		t.Helper()
+		last, cancels := lastFrom(port)
+		t.Logf("%s: last packet to the far end %s after, %d CANCELs (with retransmissions)", what, last.Sub(since).Round(time.Millisecond), cancels)
+		if cancels < n {
+			t.Errorf("%s: %d CANCELs reached the far end, want at least %d", what, cancels, n)
+		}
+		if d := last.Sub(since); d > 2*time.Second {
+			t.Errorf("%s: packets reached the far end %s after, want none after 2 s", what, d.Round(time.Millisecond))
+		}
+	}
+
+	// 1. Leadership moves away.
+	waitInvites(n)
+	first := c.leader(t, "n1")
+	var moved time.Time
+	eventually(t, 30*time.Second, "leadership transfer", func() error {
+		_, err := rest(t, c.http[first]).TransferLeadership(t.Context(), &pb.TransferLeadershipRequest{})
+		moved = time.Now()
+		return err
+	})
+	firstPort := senderOf(t, farInvites(capture.messages(t), portOf(t, u.addr)), moved)
+	// 2. The next leader re-dials; it is stopped.
+	waitInvites(2 * n)
+	second := c.leader(t, "n1")
+	if second == first {
+		t.Fatalf("leadership did not move from %s", first)
+	}
+	// Observe the first leader for 3 s after the transfer (absence has no
+	// event to poll for).
+	time.Sleep(time.Until(moved.Add(3 * time.Second)))
+	check("after the leadership transfer", firstPort, moved)
+
+	inv := farInvites(capture.messages(t), portOf(t, u.addr))
+	secondPort := inv[len(inv)-1].src
+	p := c.Proc(second)
+	stopped := time.Now()
+	if err := p.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.Done():
+	case <-time.After(30 * time.Second):
+		t.Fatal("the leader did not stop on SIGTERM")
+	}
+	t.Logf("the leader exited %s after SIGTERM", time.Since(stopped).Round(time.Millisecond))
+	time.Sleep(time.Until(stopped.Add(3 * time.Second)))
+	check("after SIGTERM", secondPort, stopped)
+}
