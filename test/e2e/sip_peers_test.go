@@ -152,6 +152,12 @@ type baresip struct {
 // tone as its audio.
 func startBaresip(t *testing.T, user string, autoAnswer bool) *baresip {
 	t.Helper()
+	return startBaresipWith(t, user, autoAnswer, "")
+}
+
+// startBaresipWith is startBaresip with extra configuration lines.
+func startBaresipWith(t *testing.T, user string, autoAnswer bool, extra string) *baresip {
+	t.Helper()
 	bin := requireTool(t, "baresip", "baresip")
 	dir := t.TempDir()
 	port := freeSIPPort(t)
@@ -175,7 +181,7 @@ module ausine.so
 module aubridge.so
 module_app account.so
 module_app menu.so
-`, port, user, b.rtpLo, b.rtpHi)
+%s`, port, user, b.rtpLo, b.rtpHi, extra)
 	mode := "manual"
 	if autoAnswer {
 		mode = "auto"
