@@ -436,3 +436,197 @@ func TestSIPStopsWithinTwoSeconds(t *testing.T) {
 	time.Sleep(time.Until(stopped.Add(8 * time.Second)))
 	check("after SIGTERM", secondPort, stopped)
 }
+
+// farDialog is one INVITE's dialog as the far end saw it: from the
+// INVITE to its end (the first BYE either way, or a final non-2xx
+// response); end zero while it was still up when the capture ended.
+type farDialog struct {
+	rid        string
+	src        int
+	start, end time.Time
+}
+
+// farDialogs reconstructs the dialogs of the capture of the far end's
+// port (both directions). A dialog with no BYE and no final non-2xx (a
+// 200 OK nobody ACKed, which the far end retransmits and then drops) ends
+// with its last message.
+func farDialogs(msgs []captured, port int) []*farDialog {
+	byCID := map[string]*farDialog{}
+	last := map[*farDialog]time.Time{}
+	var out []*farDialog
+	defer func() {
+		for _, d := range out {
+			if d.end.IsZero() {
+				d.end = last[d]
+			}
+		}
+	}()
+	for _, m := range msgs {
+		if cid := m.msg.CallID(); cid != nil {
+			if d := byCID[cid.Value()]; d != nil {
+				last[d] = m.at
+			}
+		}
+		switch v := m.msg.(type) {
+		case *sip.Request:
+			cid := v.CallID().Value()
+			switch {
+			case v.Method == sip.INVITE && !v.To().Params.Has("tag") && m.dst == port:
+				if byCID[cid] == nil {
+					rid := ""
+					if h := v.GetHeader("X-Dialtone-Request-ID"); h != nil {
+						rid = h.Value()
+					}
+					d := &farDialog{rid: rid, src: m.src, start: m.at}
+					byCID[cid], last[d] = d, m.at
+					out = append(out, d)
+				}
+			case v.Method == sip.BYE:
+				if d := byCID[cid]; d != nil && d.end.IsZero() {
+					d.end = m.at
+				}
+			}
+		case *sip.Response:
+			if d := byCID[v.CallID().Value()]; d != nil && d.end.IsZero() && v.CSeq().MethodName == sip.INVITE && v.StatusCode >= 300 {
+				d.end = m.at
+			}
+		}
+	}
+	return out
+}
+
+// TestSIPFailoverAtCAPS50: the leader dialling a SIPp UAS at CAPS 50
+// (each call rings 500 ms and is held 4 s: about 200 calls up and 25
+// ringing or just answered) is SIGKILLed, with dialer.half_open_hold =
+// auto. At the far end (a capture of its port): no request has two
+// dialogs at once (established or half-open: a 200 OK the dead leader
+// never ACKed lives until the UAS gives up), never more dialogs up than
+// the trunk's ports, the new leader's first INVITE comes less than 2 s
+// after the kill, and every request ends processed and notified.
+func TestSIPFailoverAtCAPS50(t *testing.T) {
+	requireSIPp(t)
+	const n, ports = 1200, 300
+	u := startSIPpTrace(t, "uas_ring_answer_bye", false, "-d", "4000")
+	port := portOf(t, u.addr)
+	sipcap := startSIPCapture(t, port)
+	c := startSIPCluster(t, []sipTrunk{{tenant: "ko", addr: u.addr, ports: ports}}, func(s *config.SIP) {
+		s.RingTimeout = config.Duration{Duration: 10 * time.Second}
+		s.MaxCallDuration = config.Duration{Duration: time.Minute}
+		s.MinConnected = config.Duration{Duration: time.Second}
+	}, func(d *config.Dialer) { d.HalfOpenHold = "auto" })
+	notes := newNotifications(t)
+	setCAPS(t, c.http["n1"], "ko", 50)
+	specs := make([]*pb.RequestSpec, n)
+	for i := range specs {
+		specs[i] = &pb.RequestSpec{Token: "K", IvrProfile: "Sales", Telnum: fmt.Sprintf("4934%06d", i), NotificationUrl: notes.srv.URL + "/r",
+			MaxAttempts: 2, TimeToLive: "300s"}
+	}
+	var ids []string
+	for i := 0; i < n; i += 1000 {
+		ids = append(ids, submit(t, c.http[fmt.Sprintf("n%d", i/1000+1)], "ko", specs[i:min(i+1000, n)]...)...)
+	}
+	// About 4.5 s of calls up at 50/s: wait for 300 INVITEs (6 s).
+	eventually(t, 60*time.Second, "calls up", func() error {
+		if got := u.count(t, "INVITE"); got < 300 {
+			return fmt.Errorf("%d INVITEs at SIPp", got)
+		}
+		return nil
+	})
+	leader := c.leader(t, "n1")
+	killed := time.Now()
+	if err := c.Kill(leader); err != nil {
+		t.Fatal(err)
+	}
+	var survivor string
+	for _, id := range c.IDs() {
+		if id != leader {
+			survivor = id
+			break
+		}
+	}
+	for _, id := range ids {
+		eventually(t, 3*time.Minute, "request "+id+" notified", func() error {
+			if notes.of(id) == nil {
+				return fmt.Errorf("not notified")
+			}
+			r, err := getRequest(t, c.http[survivor], "ko", id)
+			if err != nil {
+				return err
+			}
+			if r.State != "PROCESSED" {
+				return fmt.Errorf("state %s", r.State)
+			}
+			return nil
+		})
+	}
+
+	ds := farDialogs(sipcap.messages(t), port)
+	old := 0
+	var firstNew time.Time
+	for _, d := range ds {
+		if d.start.Before(killed) {
+			old = d.src
+		} else if firstNew.IsZero() || d.start.Before(firstNew) {
+			firstNew = d.start
+		}
+	}
+	upAtKill, halfOpen := 0, 0
+	for _, d := range ds {
+		if d.src == old && d.start.Before(killed) && (d.end.IsZero() || d.end.After(killed)) {
+			upAtKill++
+			if d.end.IsZero() || d.end.Sub(killed) > 10*time.Second {
+				halfOpen++ // outlived its 4 s hold: answered and never ACKed (or never ended)
+			}
+		}
+	}
+	t.Logf("%d dialogs at the far end; %d up at the kill (%d half-open); the new leader's first INVITE %s after the kill",
+		len(ds), upAtKill, halfOpen, firstNew.Sub(killed).Round(time.Millisecond))
+	if upAtKill < 150 {
+		t.Errorf("only %d dialogs were up at the kill: the test proved little", upAtKill)
+	}
+	if firstNew.IsZero() || firstNew.Sub(killed) > 2*time.Second {
+		t.Errorf("the new leader's first INVITE came %s after the kill, want < 2 s", firstNew.Sub(killed))
+	}
+	// No request with two dialogs at once; never more dialogs than ports.
+	end := func(d *farDialog) time.Time {
+		if d.end.IsZero() {
+			return time.Unix(1<<40, 0)
+		}
+		return d.end
+	}
+	byRID := map[string][]*farDialog{}
+	type ev struct {
+		at time.Time
+		d  int
+	}
+	var evs []ev
+	for _, d := range ds {
+		byRID[d.rid] = append(byRID[d.rid], d)
+		evs = append(evs, ev{d.start, 1}, ev{end(d), -1})
+	}
+	for rid, l := range byRID {
+		for i, a := range l {
+			for _, b := range l[i+1:] {
+				if a.start.Before(end(b)) && b.start.Before(end(a)) {
+					t.Errorf("request %s: two dialogs at once at the far end: %s..%s and %s..%s", rid,
+						a.start.Format(time.StampMilli), end(a).Format(time.StampMilli), b.start.Format(time.StampMilli), end(b).Format(time.StampMilli))
+				}
+			}
+		}
+	}
+	slices.SortFunc(evs, func(a, b ev) int {
+		if c := a.at.Compare(b.at); c != 0 {
+			return c
+		}
+		return a.d - b.d // ends first
+	})
+	up, most := 0, 0
+	for _, e := range evs {
+		up += e.d
+		most = max(most, up)
+	}
+	t.Logf("at most %d dialogs up at the far end (ports %d)", most, ports)
+	if most > ports {
+		t.Errorf("%d dialogs up at once at the far end, over the trunk's %d ports", most, ports)
+	}
+}
