@@ -241,8 +241,9 @@ func senderOf(t *testing.T, inv []farInvite, cutoff time.Time) int {
 
 // TestSIPFencedPausedLeader: the leader placing SIP calls at CAPS 50 (its
 // dispatcher holding armed attempts for their slots) is paused with
-// SIGSTOP; the others elect a new leader, which dials on; the old one is
-// resumed and finds itself deposed. At the far end no new INVITE from it
+// SIGSTOP; the others elect a new leader and the old one is resumed at
+// once (within its armed attempts' 2 s send deadline) and finds itself
+// deposed; the new one dials on. At the far end no new INVITE from it
 // arrives later than its lease (leader_lease_timeout) after the pause,
 // and the new leader's first INVITE follows the pause within 2 s plus the
 // election.
@@ -293,6 +294,10 @@ func TestSIPFencedPausedLeader(t *testing.T) {
 		}
 		return nil
 	})
+	// Resumed at once: within the 2 s send deadline of the attempts it
+	// had armed, so only the lease check at the send can hold them back.
+	resume()
+	t.Logf("resumed %s after the pause", time.Since(paused).Round(time.Millisecond))
 	before := u.count(t, "INVITE")
 	eventually(t, 30*time.Second, "the new leader dialling", func() error {
 		if got := u.count(t, "INVITE"); got < before+50 {
@@ -300,7 +305,6 @@ func TestSIPFencedPausedLeader(t *testing.T) {
 		}
 		return nil
 	})
-	resume()
 	// The old leader, awake, learns it was deposed; whatever it had armed
 	// is refused at its send (the fence), so nothing of it may follow.
 	eventually(t, 30*time.Second, leader+" deposed", func() error {
