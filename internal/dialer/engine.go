@@ -23,6 +23,7 @@ type Store interface {
 	Pacing(tenant string) (*fsmpb.Pacing, bool)
 	CallingWindow(tenant, ivrProfile string) (*fsmpb.CallingWindow, bool)
 	Suppressed(tenant, number string, nowUnixMs int64) (bool, int64)
+	FreqBlockedUntil(tenant, number string, nowUnixMs int64) int64
 }
 
 // Applier commits commands on the leader, never forwarding

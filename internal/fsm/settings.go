@@ -24,6 +24,8 @@ type settings struct {
 	windows      []*fsmpb.CallingWindow // sorted by windowKey, unique
 	// Suppression lists by tenant (copy-on-write trees; suppression.go).
 	dnc map[string]*btree.BTreeG[dncEntry]
+	// Per-contact frequency caps, sorted by tenant, unique (freq.go).
+	caps []*fsmpb.FreqCap
 }
 
 var emptySettings = &settings{}
