@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/google/btree"
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/encoding/protodelim"
 	"google.golang.org/protobuf/proto"
@@ -274,7 +273,7 @@ func readSettings(br *bufio.Reader, opts protodelim.UnmarshalOptions, version ui
 			return nil, err
 		}
 	}
-	var dnc map[string]*btree.BTreeG[dncEntry]
+	var dnc map[string]*dncList
 	if version > snapshotV4 {
 		chunks, err := readSection(br, opts, "suppression chunk", func() *fsmpb.SuppressionChunk { return &fsmpb.SuppressionChunk{} },
 			nil, false)

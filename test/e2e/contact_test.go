@@ -140,13 +140,16 @@ func TestContactRulesOnShiftedClock(t *testing.T) {
 		if err != nil {
 			return err
 		}
+		// A started attempt counts for the cap even when a leader change
+		// interrupts it (its call may have rung): then it is not counted
+		// against max_attempts and that request waits for the cap too.
 		switch {
-		case a.AttemptsMade == 1 && b.AttemptsMade == 0 && b.WaitReason == "frequency_cap":
+		case len(a.Attempts) == 1 && len(b.Attempts) == 0 && b.WaitReason == "frequency_cap":
 			dialled, held, started = a.Id, b.Id, at(a.Attempts[0].Started)
-		case b.AttemptsMade == 1 && a.AttemptsMade == 0 && a.WaitReason == "frequency_cap":
+		case len(b.Attempts) == 1 && len(a.Attempts) == 0 && a.WaitReason == "frequency_cap":
 			dialled, held, started = b.Id, a.Id, at(b.Attempts[0].Started)
 		default:
-			return fmt.Errorf("ny: %d attempts wait %q; ny-again: %d attempts wait %q", a.AttemptsMade, a.WaitReason, b.AttemptsMade, b.WaitReason)
+			return fmt.Errorf("ny: attempts %v wait %q; ny-again: attempts %v wait %q", a.Attempts, a.WaitReason, b.Attempts, b.WaitReason)
 		}
 		return nil
 	})
