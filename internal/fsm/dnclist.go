@@ -85,8 +85,10 @@ func (l *dncList) index() {
 
 // get returns n's entry if n is listed.
 func (l *dncList) get(n uint64) (dncEntry, bool) {
-	if e, ok := l.buf.Get(dncEntry{num: n}); ok {
-		return e, !e.del
+	if l.buf.Len() > 0 {
+		if e, ok := l.buf.Get(dncEntry{num: n}); ok {
+			return e, !e.del
+		}
 	}
 	i, ok := l.find(n)
 	if !ok {
