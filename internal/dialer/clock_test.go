@@ -18,7 +18,7 @@ func TestEngineInjectedClock(t *testing.T) {
 	h := newHarness(t, 20*time.Millisecond)
 	h.setPorts("acme", 5)
 	opening := time.Date(2031, time.March, 4, 10, 0, 0, 0, time.UTC)
-	clock := OffsetClock(opening.Add(-1500 * time.Millisecond).Sub(time.Now()))
+	clock := OffsetClock(time.Until(opening.Add(-1500 * time.Millisecond)))
 	h.app.clock = clock
 	h.opts = func(o *Options) { o.Clock = clock }
 	h.mustApply(fsm.SetCallingWindowCommand(&fsmpb.CallingWindow{Tenant: "acme", Weekly: window.Daily(600, 660)}))

@@ -35,7 +35,7 @@ func TestContactRulesOnShiftedClock(t *testing.T) {
 	}
 	opening := time.Date(2031, time.January, 14, 8, 0, 0, 0, ny)
 	// Nodes boot in a few seconds: "now" is then about 20 s before 09:00.
-	offset := opening.Add(-30 * time.Second).Sub(time.Now())
+	offset := time.Until(opening.Add(-30 * time.Second))
 	simAddr, err := cluster.FreeAddr()
 	if err != nil {
 		t.Fatal(err)

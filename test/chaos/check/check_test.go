@@ -28,8 +28,8 @@ func good() *history.History {
 				Closed:     []history.Span{{From: at(2000), To: at(4000)}},
 				CapMax:     2, CapPeriod: 10 * time.Second, CapMinGap: 3 * time.Second,
 			}},
-		Start:    t0,
-		End:      at(60_000),
+		Start: t0,
+		End:   at(60_000),
 		Ops: []history.Op{
 			{Client: 0, Kind: history.Create, Token: "a", ID: "A", Telnum: "1", Invoke: at(0), Return: at(10), Outcome: history.OK},
 			{Client: 1, Kind: history.Create, Token: "b", ID: "B", Telnum: "2", Invoke: at(5), Return: at(20), Outcome: history.OK},
