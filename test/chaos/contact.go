@@ -19,7 +19,7 @@ import (
 const (
 	contactPool     = 20
 	contactCapMax   = 2
-	contactCapEvery = 20 * time.Second
+	contactCapEvery = time.Minute // the API's shortest period
 	contactCapGap   = 3 * time.Second
 	// A request claimed just before the close may still be dialled within
 	// its queue's drain time (docs/compliance.md).
