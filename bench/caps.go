@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
 	"github.com/seed-7bfc04c2/dialtone/bench/report"
 	"github.com/seed-7bfc04c2/dialtone/internal/sim/mediasim"
 )
@@ -31,102 +32,163 @@ func capsTenant(t capsTarget) string {
 func (h *harness) runCaps(ctx context.Context) error {
 	c := h.cfg.Caps
 	targets, _ := c.targets()
-	var tenants []string
+	var tenants, all []string
 	for _, t := range targets {
 		tenants = append(tenants, capsTenant(t))
+		all = append(all, capsTenant(t))
+		if c.DNC > 0 {
+			all = append(all, capsTenant(t)+"-dnc")
+		}
 	}
 	e, err := h.startEnv(ctx, "caps", "live", []string{
-		"--tenant", strings.Join(tenants, ","), "--servers", strconv.Itoa(c.Servers), "--ports", strconv.Itoa(c.Ports),
+		"--tenant", strings.Join(all, ","), "--servers", strconv.Itoa(c.Servers), "--ports", strconv.Itoa(c.Ports),
 		"--ring", c.Ring, "--talk", c.Talk, "--mix", "success=100", "--max-log", "2000000"})
 	if err != nil {
 		return err
 	}
 	defer e.stop()
-	ports := c.Servers * c.Ports
 	for i, t := range targets {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		tenant := tenants[i]
-		if err := e.setPacing(ctx, tenant, 0.1, t.PLF); err != nil {
-			return err
-		}
-		n := int(t.CAPS*(c.Warmup.Seconds()+c.Duration.Seconds())*1.05) + 2000
-		t0 := time.Now()
-		ids, err := e.createBacklog(ctx, tenant, n, 3)
+		plain, err := h.runCapsTarget(ctx, e, t, tenants[i], 0)
 		if err != nil {
 			return err
 		}
-		h.logf("caps %s: backlog of %d requests created in %s", t.label(), len(ids), time.Since(t0).Round(time.Millisecond))
-		// Wait for the engine to see the ports and fetch.
-		if !waitFor(ctx, 30*time.Second, func() bool {
-			st, err := e.dialerStatus(ctx)
-			if err != nil {
-				return false
-			}
-			for _, ts := range st.GetTenants() {
-				if ts.GetTenant() == tenant && ts.GetQueued() > 0 && ts.GetPortsTotal() > 0 {
-					return true
-				}
-			}
-			return false
-		}) {
-			return fmt.Errorf("caps %s: the engine did not fetch the backlog within 30s", t.label())
+		if c.DNC <= 0 {
+			continue
 		}
-		origin := time.Now()
-		if err := e.setPacing(ctx, tenant, t.CAPS, t.PLF); err != nil {
-			return err
-		}
-		smp := e.startSampler(ctx, tenant, origin, 250*time.Millisecond)
-		h.logf("caps %s: CAPS set; %s warm-up + %s measured ...", t.label(), c.Warmup.Duration, c.Duration.Duration)
-		err = sleepCtx(ctx, c.Warmup.Duration+c.Duration.Duration)
-		samples := smp.finish()
+		listed, err := h.runCapsTarget(ctx, e, t, tenants[i]+"-dnc", c.DNC)
 		if err != nil {
 			return err
 		}
-		if err := e.setPacing(ctx, tenant, 0.1, t.PLF); err != nil {
-			return err
-		}
-		cs, err := e.simStarts(ctx, tenant)
-		if err != nil {
-			return err
-		}
-		st, err := e.simStats(ctx, tenant)
-		if err != nil {
-			return err
-		}
-		from := origin.Add(c.Warmup.Duration).UnixNano()
-		to := from + int64(c.Duration.Duration)
-		all := attempts(cs)
-		res := CapsResult{
-			Label: t.label(), Tenant: tenant, PLF: t.PLF, Backlog: len(ids), Ports: ports,
-			Rate:    report.AnalyzeRate(all, from, to, t.CAPS),
-			Refused: st.Refused, Concurrent: st.ConcurrentViolations, PeakInUse: st.PeakInProgress, Samples: samples,
-			RateSeries: report.RateSeries(all, origin.UnixNano(), to, time.Second),
-		}
-		capped, measured := 0, 0
-		for _, s := range samples {
-			if s.T < c.Warmup.Seconds() {
-				continue
-			}
-			measured++
-			if s.Budget > 0 && s.InProgress >= s.Budget {
-				capped++
-			}
-		}
-		if measured > 0 {
-			res.CappedByPortsPct = float64(capped) / float64(measured) * 100
-		}
-		h.repMu.Lock()
-		h.rep.Caps = append(h.rep.Caps, res)
-		h.repMu.Unlock()
-		r := res.Rate
-		h.logf("caps %s: achieved %.2f/s (error %+.3f%%), max in any 1s window %d, interval p50 %.3f ms p99 %.3f ms, capped by ports %.0f%% of samples",
-			t.label(), r.Achieved, r.ErrorPct, r.MaxWindow, r.IntervalP50, r.IntervalP99, res.CappedByPortsPct)
-		h.capsChecks(res)
-		h.capsCharts(res, c.Warmup.Seconds())
+		h.logf("caps %s: with %d numbers on a suppression list %.2f/s, without %.2f/s: ratio %.4f",
+			t.label(), c.DNC, listed.Rate.Achieved, plain.Rate.Achieved, listed.Rate.Achieved/plain.Rate.Achieved)
 	}
 	return nil
+}
+
+// loadDNC streams n numbers (none of them a backlog number) into tenant's
+// suppression list through LoadSuppressions and logs the rate.
+func (h *harness) loadDNC(ctx context.Context, e *environment, tenant string, n int) error {
+	dc, err := e.dialerClient(ctx)
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	stream, err := dc.LoadSuppressions(ctx)
+	if err != nil {
+		return err
+	}
+	var buf []byte
+	for i := range n {
+		buf = strconv.AppendUint(buf, 12_000_000_000+uint64(i)*7, 10)
+		buf = append(buf, '\n')
+		if len(buf) >= 1<<20 || i == n-1 {
+			if err := stream.Send(&pb.LoadSuppressionsChunk{Tenant: tenant, Data: buf}); err != nil {
+				return fmt.Errorf("load suppressions: %w", err)
+			}
+			buf = nil
+		}
+	}
+	resp, err := stream.CloseAndRecv()
+	if err != nil {
+		return fmt.Errorf("load suppressions: %w", err)
+	}
+	took := time.Since(t0)
+	h.logf("caps %s: %d numbers loaded into the suppression list in %s (%.0f numbers/s through the API into the cluster)",
+		tenant, resp.GetCount(), took.Round(time.Millisecond), float64(resp.GetCount())/took.Seconds())
+	return nil
+}
+
+// runCapsTarget measures one target on tenant, with a suppression list of
+// dnc numbers loaded first when dnc > 0.
+func (h *harness) runCapsTarget(ctx context.Context, e *environment, t capsTarget, tenant string, dnc int) (CapsResult, error) {
+	c := h.cfg.Caps
+	ports := c.Servers * c.Ports
+	if ctx.Err() != nil {
+		return CapsResult{}, ctx.Err()
+	}
+	if dnc > 0 {
+		if err := h.loadDNC(ctx, e, tenant, dnc); err != nil {
+			return CapsResult{}, err
+		}
+	}
+	if err := e.setPacing(ctx, tenant, 0.1, t.PLF); err != nil {
+		return CapsResult{}, err
+	}
+	n := int(t.CAPS*(c.Warmup.Seconds()+c.Duration.Seconds())*1.05) + 2000
+	t0 := time.Now()
+	ids, err := e.createBacklog(ctx, tenant, n, 3)
+	if err != nil {
+		return CapsResult{}, err
+	}
+	h.logf("caps %s: backlog of %d requests created in %s", t.label(), len(ids), time.Since(t0).Round(time.Millisecond))
+	// Wait for the engine to see the ports and fetch.
+	if !waitFor(ctx, 30*time.Second, func() bool {
+		st, err := e.dialerStatus(ctx)
+		if err != nil {
+			return false
+		}
+		for _, ts := range st.GetTenants() {
+			if ts.GetTenant() == tenant && ts.GetQueued() > 0 && ts.GetPortsTotal() > 0 {
+				return true
+			}
+		}
+		return false
+	}) {
+		return CapsResult{}, fmt.Errorf("caps %s: the engine did not fetch the backlog within 30s", t.label())
+	}
+	origin := time.Now()
+	if err := e.setPacing(ctx, tenant, t.CAPS, t.PLF); err != nil {
+		return CapsResult{}, err
+	}
+	smp := e.startSampler(ctx, tenant, origin, 250*time.Millisecond)
+	h.logf("caps %s: CAPS set; %s warm-up + %s measured ...", t.label(), c.Warmup.Duration, c.Duration.Duration)
+	err = sleepCtx(ctx, c.Warmup.Duration+c.Duration.Duration)
+	samples := smp.finish()
+	if err != nil {
+		return CapsResult{}, err
+	}
+	if err := e.setPacing(ctx, tenant, 0.1, t.PLF); err != nil {
+		return CapsResult{}, err
+	}
+	cs, err := e.simStarts(ctx, tenant)
+	if err != nil {
+		return CapsResult{}, err
+	}
+	st, err := e.simStats(ctx, tenant)
+	if err != nil {
+		return CapsResult{}, err
+	}
+	from := origin.Add(c.Warmup.Duration).UnixNano()
+	to := from + int64(c.Duration.Duration)
+	all := attempts(cs)
+	res := CapsResult{
+		Label: t.label(), Tenant: tenant, PLF: t.PLF, Backlog: len(ids), Ports: ports,
+		Rate:    report.AnalyzeRate(all, from, to, t.CAPS),
+		Refused: st.Refused, Concurrent: st.ConcurrentViolations, PeakInUse: st.PeakInProgress, Samples: samples,
+		RateSeries: report.RateSeries(all, origin.UnixNano(), to, time.Second),
+	}
+	capped, measured := 0, 0
+	for _, s := range samples {
+		if s.T < c.Warmup.Seconds() {
+			continue
+		}
+		measured++
+		if s.Budget > 0 && s.InProgress >= s.Budget {
+			capped++
+		}
+	}
+	if measured > 0 {
+		res.CappedByPortsPct = float64(capped) / float64(measured) * 100
+	}
+	h.repMu.Lock()
+	h.rep.Caps = append(h.rep.Caps, res)
+	h.repMu.Unlock()
+	r := res.Rate
+	h.logf("caps %s: achieved %.2f/s (error %+.3f%%), max in any 1s window %d, interval p50 %.3f ms p99 %.3f ms, capped by ports %.0f%% of samples",
+		t.label(), r.Achieved, r.ErrorPct, r.MaxWindow, r.IntervalP50, r.IntervalP99, res.CappedByPortsPct)
+	h.capsChecks(res)
+	h.capsCharts(res, c.Warmup.Seconds())
+	return res, nil
 }
 
 func (h *harness) capsChecks(res CapsResult) {

@@ -47,6 +47,10 @@ type CapsConfig struct {
 	Ports    int      `toml:"ports_per_server"`
 	Ring     string   `toml:"ring"`
 	Talk     string   `toml:"talk"`
+	// DNC, when > 0, runs every target a second time on a tenant with a
+	// suppression list of that many numbers loaded (none of them in the
+	// backlog: every dispatch check misses), for the ratio of the two.
+	DNC int `toml:"dnc_numbers"`
 }
 
 // PortsConfig: the port utilisation scenario.
@@ -192,6 +196,7 @@ func parseConfig(args []string) (Config, bool, error) {
 	fs.IntVar(&c.Caps.Ports, "caps-ports", c.Caps.Ports, "caps: ports per media server")
 	fs.StringVar(&c.Caps.Ring, "caps-ring", c.Caps.Ring, "caps: ring time (mediasim --ring)")
 	fs.StringVar(&c.Caps.Talk, "caps-talk", c.Caps.Talk, "caps: talk time (mediasim --talk)")
+	fs.IntVar(&c.Caps.DNC, "caps-dnc", c.Caps.DNC, "caps: also run each target with a suppression list of this many numbers loaded (0: not)")
 
 	fs.StringVar(&c.Ports.Views, "ports-views", c.Ports.Views, "ports: dialer.port_view values run side by side")
 	fs.DurationVar(&c.Ports.Duration.Duration, "ports-duration", c.Ports.Duration.Duration, "ports: run time")

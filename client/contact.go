@@ -82,3 +82,29 @@ func (c *Client) UploadSuppressions(ctx context.Context, tenant string, file []b
 	}
 	return out, nil
 }
+
+func freqCapPath(tenant string) string { return "/v1/frequency-caps/" + segment(tenant) }
+
+// GetFrequencyCap reads a tenant's per-contact frequency cap (GET
+// /v1/frequency-caps/{tenant}).
+func (c *Client) GetFrequencyCap(ctx context.Context, tenant string) (*pb.GetFrequencyCapResponse, error) {
+	out := &pb.GetFrequencyCapResponse{}
+	return out, c.call(ctx, http.MethodGet, freqCapPath(tenant), nil, nil, out)
+}
+
+// SetFrequencyCap replaces a tenant's frequency cap (PUT
+// /v1/frequency-caps/{tenant}).
+func (c *Client) SetFrequencyCap(ctx context.Context, tenant string, fc *pb.FrequencyCap) (*pb.SetFrequencyCapResponse, error) {
+	out := &pb.SetFrequencyCapResponse{}
+	if fc == nil {
+		fc = &pb.FrequencyCap{}
+	}
+	return out, c.call(ctx, http.MethodPut, freqCapPath(tenant), nil, fc, out)
+}
+
+// DeleteFrequencyCap removes a tenant's frequency cap; none is a 404
+// *Error.
+func (c *Client) DeleteFrequencyCap(ctx context.Context, tenant string) (*pb.DeleteFrequencyCapResponse, error) {
+	out := &pb.DeleteFrequencyCapResponse{}
+	return out, c.call(ctx, http.MethodDelete, freqCapPath(tenant), nil, nil, out)
+}

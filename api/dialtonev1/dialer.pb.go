@@ -1886,6 +1886,387 @@ func (x *DeleteCallingWindowResponse) GetIndex() uint64 {
 	return 0
 }
 
+// FrequencyCap limits the attempts to one number of a tenant across all
+// its requests. A request that would exceed it waits (wait reason
+// "frequency_cap") until it would not, or ends FAILURE "TTL Expired
+// Frequency Cap" when its TTL ends first.
+type FrequencyCap struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most this many attempt starts to one number in any rolling period
+	// (0: no count limit; requires period).
+	MaxAttempts uint32 `protobuf:"varint,1,opt,name=max_attempts,proto3" json:"max_attempts,omitempty"`
+	// The rolling period, a duration such as "24h" (1m..720h).
+	Period string `protobuf:"bytes,2,opt,name=period,proto3" json:"period,omitempty"`
+	// At least this long between two attempts to one number, e.g. "1h"
+	// (0s..720h; empty: none).
+	MinGap        string `protobuf:"bytes,3,opt,name=min_gap,proto3" json:"min_gap,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FrequencyCap) Reset() {
+	*x = FrequencyCap{}
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FrequencyCap) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FrequencyCap) ProtoMessage() {}
+
+func (x *FrequencyCap) ProtoReflect() protoreflect.Message {
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FrequencyCap.ProtoReflect.Descriptor instead.
+func (*FrequencyCap) Descriptor() ([]byte, []int) {
+	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *FrequencyCap) GetMaxAttempts() uint32 {
+	if x != nil {
+		return x.MaxAttempts
+	}
+	return 0
+}
+
+func (x *FrequencyCap) GetPeriod() string {
+	if x != nil {
+		return x.Period
+	}
+	return ""
+}
+
+func (x *FrequencyCap) GetMinGap() string {
+	if x != nil {
+		return x.MinGap
+	}
+	return ""
+}
+
+type GetFrequencyCapRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetFrequencyCapRequest) Reset() {
+	*x = GetFrequencyCapRequest{}
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetFrequencyCapRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetFrequencyCapRequest) ProtoMessage() {}
+
+func (x *GetFrequencyCapRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetFrequencyCapRequest.ProtoReflect.Descriptor instead.
+func (*GetFrequencyCapRequest) Descriptor() ([]byte, []int) {
+	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *GetFrequencyCapRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+type GetFrequencyCapResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,proto3" json:"node_id,omitempty"`
+	Stored        bool                   `protobuf:"varint,2,opt,name=stored,proto3" json:"stored,omitempty"`
+	Cap           *FrequencyCap          `protobuf:"bytes,3,opt,name=cap,proto3" json:"cap,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetFrequencyCapResponse) Reset() {
+	*x = GetFrequencyCapResponse{}
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetFrequencyCapResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetFrequencyCapResponse) ProtoMessage() {}
+
+func (x *GetFrequencyCapResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetFrequencyCapResponse.ProtoReflect.Descriptor instead.
+func (*GetFrequencyCapResponse) Descriptor() ([]byte, []int) {
+	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *GetFrequencyCapResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *GetFrequencyCapResponse) GetStored() bool {
+	if x != nil {
+		return x.Stored
+	}
+	return false
+}
+
+func (x *GetFrequencyCapResponse) GetCap() *FrequencyCap {
+	if x != nil {
+		return x.Cap
+	}
+	return nil
+}
+
+type SetFrequencyCapRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Cap           *FrequencyCap          `protobuf:"bytes,2,opt,name=cap,proto3" json:"cap,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetFrequencyCapRequest) Reset() {
+	*x = SetFrequencyCapRequest{}
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetFrequencyCapRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetFrequencyCapRequest) ProtoMessage() {}
+
+func (x *SetFrequencyCapRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetFrequencyCapRequest.ProtoReflect.Descriptor instead.
+func (*SetFrequencyCapRequest) Descriptor() ([]byte, []int) {
+	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *SetFrequencyCapRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *SetFrequencyCapRequest) GetCap() *FrequencyCap {
+	if x != nil {
+		return x.Cap
+	}
+	return nil
+}
+
+type SetFrequencyCapResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,proto3" json:"node_id,omitempty"`
+	Index         uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	Cap           *FrequencyCap          `protobuf:"bytes,3,opt,name=cap,proto3" json:"cap,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetFrequencyCapResponse) Reset() {
+	*x = SetFrequencyCapResponse{}
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetFrequencyCapResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetFrequencyCapResponse) ProtoMessage() {}
+
+func (x *SetFrequencyCapResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetFrequencyCapResponse.ProtoReflect.Descriptor instead.
+func (*SetFrequencyCapResponse) Descriptor() ([]byte, []int) {
+	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *SetFrequencyCapResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *SetFrequencyCapResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *SetFrequencyCapResponse) GetCap() *FrequencyCap {
+	if x != nil {
+		return x.Cap
+	}
+	return nil
+}
+
+type DeleteFrequencyCapRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteFrequencyCapRequest) Reset() {
+	*x = DeleteFrequencyCapRequest{}
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteFrequencyCapRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteFrequencyCapRequest) ProtoMessage() {}
+
+func (x *DeleteFrequencyCapRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteFrequencyCapRequest.ProtoReflect.Descriptor instead.
+func (*DeleteFrequencyCapRequest) Descriptor() ([]byte, []int) {
+	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *DeleteFrequencyCapRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+type DeleteFrequencyCapResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,proto3" json:"node_id,omitempty"`
+	Index         uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteFrequencyCapResponse) Reset() {
+	*x = DeleteFrequencyCapResponse{}
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteFrequencyCapResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteFrequencyCapResponse) ProtoMessage() {}
+
+func (x *DeleteFrequencyCapResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_dialtone_v1_dialer_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteFrequencyCapResponse.ProtoReflect.Descriptor instead.
+func (*DeleteFrequencyCapResponse) Descriptor() ([]byte, []int) {
+	return file_dialtone_v1_dialer_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *DeleteFrequencyCapResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *DeleteFrequencyCapResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 var File_dialtone_v1_dialer_proto protoreflect.FileDescriptor
 
 const file_dialtone_v1_dialer_proto_rawDesc = "" +
@@ -2036,7 +2417,29 @@ const file_dialtone_v1_dialer_proto_rawDesc = "" +
 	"\vivr_profile\x18\x02 \x01(\tR\vivr_profile\"M\n" +
 	"\x1bDeleteCallingWindowResponse\x12\x18\n" +
 	"\anode_id\x18\x01 \x01(\tR\anode_id\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index2\xc9\v\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"d\n" +
+	"\fFrequencyCap\x12\"\n" +
+	"\fmax_attempts\x18\x01 \x01(\rR\fmax_attempts\x12\x16\n" +
+	"\x06period\x18\x02 \x01(\tR\x06period\x12\x18\n" +
+	"\amin_gap\x18\x03 \x01(\tR\amin_gap\"0\n" +
+	"\x16GetFrequencyCapRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\"x\n" +
+	"\x17GetFrequencyCapResponse\x12\x18\n" +
+	"\anode_id\x18\x01 \x01(\tR\anode_id\x12\x16\n" +
+	"\x06stored\x18\x02 \x01(\bR\x06stored\x12+\n" +
+	"\x03cap\x18\x03 \x01(\v2\x19.dialtone.v1.FrequencyCapR\x03cap\"]\n" +
+	"\x16SetFrequencyCapRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12+\n" +
+	"\x03cap\x18\x02 \x01(\v2\x19.dialtone.v1.FrequencyCapR\x03cap\"v\n" +
+	"\x17SetFrequencyCapResponse\x12\x18\n" +
+	"\anode_id\x18\x01 \x01(\tR\anode_id\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\x12+\n" +
+	"\x03cap\x18\x03 \x01(\v2\x19.dialtone.v1.FrequencyCapR\x03cap\"3\n" +
+	"\x19DeleteFrequencyCapRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\"L\n" +
+	"\x1aDeleteFrequencyCapResponse\x12\x18\n" +
+	"\anode_id\x18\x01 \x01(\tR\anode_id\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index2\xe3\x0e\n" +
 	"\rDialerService\x12g\n" +
 	"\tGetPacing\x12\x1d.dialtone.v1.GetPacingRequest\x1a\x1e.dialtone.v1.GetPacingResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/pacing/{tenant}\x12a\n" +
 	"\n" +
@@ -2052,7 +2455,10 @@ const file_dialtone_v1_dialer_proto_rawDesc = "" +
 	"\x0fAddSuppressions\x12#.dialtone.v1.AddSuppressionsRequest\x1a!.dialtone.v1.SuppressionsResponse\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/v1/suppressions/{tenant}\x12[\n" +
 	"\x10LoadSuppressions\x12\".dialtone.v1.LoadSuppressionsChunk\x1a!.dialtone.v1.SuppressionsResponse(\x01\x12\x8c\x01\n" +
 	"\x12RemoveSuppressions\x12&.dialtone.v1.RemoveSuppressionsRequest\x1a!.dialtone.v1.SuppressionsResponse\"+\x82\xd3\xe4\x93\x02%:\x01*\" /v1/suppressions/{tenant}:remove\x12\x8b\x01\n" +
-	"\x10CheckSuppression\x12$.dialtone.v1.CheckSuppressionRequest\x1a%.dialtone.v1.CheckSuppressionResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/suppressions/{tenant}/{number}B=Z;github.com/seed-7bfc04c2/dialtone/api/dialtonev1;dialtonev1b\x06proto3"
+	"\x10CheckSuppression\x12$.dialtone.v1.CheckSuppressionRequest\x1a%.dialtone.v1.CheckSuppressionResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/suppressions/{tenant}/{number}\x12\x81\x01\n" +
+	"\x0fGetFrequencyCap\x12#.dialtone.v1.GetFrequencyCapRequest\x1a$.dialtone.v1.GetFrequencyCapResponse\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v1/frequency-caps/{tenant}\x12\x86\x01\n" +
+	"\x0fSetFrequencyCap\x12#.dialtone.v1.SetFrequencyCapRequest\x1a$.dialtone.v1.SetFrequencyCapResponse\"(\x82\xd3\xe4\x93\x02\":\x03cap\x1a\x1b/v1/frequency-caps/{tenant}\x12\x8a\x01\n" +
+	"\x12DeleteFrequencyCap\x12&.dialtone.v1.DeleteFrequencyCapRequest\x1a'.dialtone.v1.DeleteFrequencyCapResponse\"#\x82\xd3\xe4\x93\x02\x1d*\x1b/v1/frequency-caps/{tenant}B=Z;github.com/seed-7bfc04c2/dialtone/api/dialtonev1;dialtonev1b\x06proto3"
 
 var (
 	file_dialtone_v1_dialer_proto_rawDescOnce sync.Once
@@ -2066,7 +2472,7 @@ func file_dialtone_v1_dialer_proto_rawDescGZIP() []byte {
 	return file_dialtone_v1_dialer_proto_rawDescData
 }
 
-var file_dialtone_v1_dialer_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_dialtone_v1_dialer_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_dialtone_v1_dialer_proto_goTypes = []any{
 	(*AddSuppressionsRequest)(nil),      // 0: dialtone.v1.AddSuppressionsRequest
 	(*LoadSuppressionsChunk)(nil),       // 1: dialtone.v1.LoadSuppressionsChunk
@@ -2096,9 +2502,16 @@ var file_dialtone_v1_dialer_proto_goTypes = []any{
 	(*SetCallingWindowResponse)(nil),    // 25: dialtone.v1.SetCallingWindowResponse
 	(*DeleteCallingWindowRequest)(nil),  // 26: dialtone.v1.DeleteCallingWindowRequest
 	(*DeleteCallingWindowResponse)(nil), // 27: dialtone.v1.DeleteCallingWindowResponse
-	nil,                                 // 28: dialtone.v1.DialerTenantStatus.QueuedProfileEntry
-	nil,                                 // 29: dialtone.v1.DialerTenantStatus.OutcomesEntry
-	nil,                                 // 30: dialtone.v1.DialerTenantStatus.WaitingEntry
+	(*FrequencyCap)(nil),                // 28: dialtone.v1.FrequencyCap
+	(*GetFrequencyCapRequest)(nil),      // 29: dialtone.v1.GetFrequencyCapRequest
+	(*GetFrequencyCapResponse)(nil),     // 30: dialtone.v1.GetFrequencyCapResponse
+	(*SetFrequencyCapRequest)(nil),      // 31: dialtone.v1.SetFrequencyCapRequest
+	(*SetFrequencyCapResponse)(nil),     // 32: dialtone.v1.SetFrequencyCapResponse
+	(*DeleteFrequencyCapRequest)(nil),   // 33: dialtone.v1.DeleteFrequencyCapRequest
+	(*DeleteFrequencyCapResponse)(nil),  // 34: dialtone.v1.DeleteFrequencyCapResponse
+	nil,                                 // 35: dialtone.v1.DialerTenantStatus.QueuedProfileEntry
+	nil,                                 // 36: dialtone.v1.DialerTenantStatus.OutcomesEntry
+	nil,                                 // 37: dialtone.v1.DialerTenantStatus.WaitingEntry
 }
 var file_dialtone_v1_dialer_proto_depIdxs = []int32{
 	6,  // 0: dialtone.v1.PacingEntry.settings:type_name -> dialtone.v1.Pacing
@@ -2108,44 +2521,53 @@ var file_dialtone_v1_dialer_proto_depIdxs = []int32{
 	6,  // 4: dialtone.v1.SetPacingRequest.pacing:type_name -> dialtone.v1.Pacing
 	7,  // 5: dialtone.v1.SetPacingResponse.pacing:type_name -> dialtone.v1.PacingEntry
 	18, // 6: dialtone.v1.DialerStatus.tenants:type_name -> dialtone.v1.DialerTenantStatus
-	28, // 7: dialtone.v1.DialerTenantStatus.queued_profile:type_name -> dialtone.v1.DialerTenantStatus.QueuedProfileEntry
-	29, // 8: dialtone.v1.DialerTenantStatus.outcomes:type_name -> dialtone.v1.DialerTenantStatus.OutcomesEntry
-	30, // 9: dialtone.v1.DialerTenantStatus.waiting:type_name -> dialtone.v1.DialerTenantStatus.WaitingEntry
+	35, // 7: dialtone.v1.DialerTenantStatus.queued_profile:type_name -> dialtone.v1.DialerTenantStatus.QueuedProfileEntry
+	36, // 8: dialtone.v1.DialerTenantStatus.outcomes:type_name -> dialtone.v1.DialerTenantStatus.OutcomesEntry
+	37, // 9: dialtone.v1.DialerTenantStatus.waiting:type_name -> dialtone.v1.DialerTenantStatus.WaitingEntry
 	19, // 10: dialtone.v1.CallingWindow.weekly:type_name -> dialtone.v1.CallingSpan
 	20, // 11: dialtone.v1.CallingWindow.exceptions:type_name -> dialtone.v1.CallingException
 	21, // 12: dialtone.v1.GetCallingWindowResponse.window:type_name -> dialtone.v1.CallingWindow
 	21, // 13: dialtone.v1.GetCallingWindowResponse.effective:type_name -> dialtone.v1.CallingWindow
 	21, // 14: dialtone.v1.SetCallingWindowRequest.window:type_name -> dialtone.v1.CallingWindow
 	21, // 15: dialtone.v1.SetCallingWindowResponse.window:type_name -> dialtone.v1.CallingWindow
-	8,  // 16: dialtone.v1.DialerService.GetPacing:input_type -> dialtone.v1.GetPacingRequest
-	10, // 17: dialtone.v1.DialerService.ListPacing:input_type -> dialtone.v1.ListPacingRequest
-	12, // 18: dialtone.v1.DialerService.SetPacing:input_type -> dialtone.v1.SetPacingRequest
-	14, // 19: dialtone.v1.DialerService.DeletePacing:input_type -> dialtone.v1.DeletePacingRequest
-	16, // 20: dialtone.v1.DialerService.GetDialerStatus:input_type -> dialtone.v1.GetDialerStatusRequest
-	22, // 21: dialtone.v1.DialerService.GetCallingWindow:input_type -> dialtone.v1.GetCallingWindowRequest
-	24, // 22: dialtone.v1.DialerService.SetCallingWindow:input_type -> dialtone.v1.SetCallingWindowRequest
-	26, // 23: dialtone.v1.DialerService.DeleteCallingWindow:input_type -> dialtone.v1.DeleteCallingWindowRequest
-	0,  // 24: dialtone.v1.DialerService.AddSuppressions:input_type -> dialtone.v1.AddSuppressionsRequest
-	1,  // 25: dialtone.v1.DialerService.LoadSuppressions:input_type -> dialtone.v1.LoadSuppressionsChunk
-	2,  // 26: dialtone.v1.DialerService.RemoveSuppressions:input_type -> dialtone.v1.RemoveSuppressionsRequest
-	4,  // 27: dialtone.v1.DialerService.CheckSuppression:input_type -> dialtone.v1.CheckSuppressionRequest
-	9,  // 28: dialtone.v1.DialerService.GetPacing:output_type -> dialtone.v1.GetPacingResponse
-	11, // 29: dialtone.v1.DialerService.ListPacing:output_type -> dialtone.v1.ListPacingResponse
-	13, // 30: dialtone.v1.DialerService.SetPacing:output_type -> dialtone.v1.SetPacingResponse
-	15, // 31: dialtone.v1.DialerService.DeletePacing:output_type -> dialtone.v1.DeletePacingResponse
-	17, // 32: dialtone.v1.DialerService.GetDialerStatus:output_type -> dialtone.v1.DialerStatus
-	23, // 33: dialtone.v1.DialerService.GetCallingWindow:output_type -> dialtone.v1.GetCallingWindowResponse
-	25, // 34: dialtone.v1.DialerService.SetCallingWindow:output_type -> dialtone.v1.SetCallingWindowResponse
-	27, // 35: dialtone.v1.DialerService.DeleteCallingWindow:output_type -> dialtone.v1.DeleteCallingWindowResponse
-	3,  // 36: dialtone.v1.DialerService.AddSuppressions:output_type -> dialtone.v1.SuppressionsResponse
-	3,  // 37: dialtone.v1.DialerService.LoadSuppressions:output_type -> dialtone.v1.SuppressionsResponse
-	3,  // 38: dialtone.v1.DialerService.RemoveSuppressions:output_type -> dialtone.v1.SuppressionsResponse
-	5,  // 39: dialtone.v1.DialerService.CheckSuppression:output_type -> dialtone.v1.CheckSuppressionResponse
-	28, // [28:40] is the sub-list for method output_type
-	16, // [16:28] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	28, // 16: dialtone.v1.GetFrequencyCapResponse.cap:type_name -> dialtone.v1.FrequencyCap
+	28, // 17: dialtone.v1.SetFrequencyCapRequest.cap:type_name -> dialtone.v1.FrequencyCap
+	28, // 18: dialtone.v1.SetFrequencyCapResponse.cap:type_name -> dialtone.v1.FrequencyCap
+	8,  // 19: dialtone.v1.DialerService.GetPacing:input_type -> dialtone.v1.GetPacingRequest
+	10, // 20: dialtone.v1.DialerService.ListPacing:input_type -> dialtone.v1.ListPacingRequest
+	12, // 21: dialtone.v1.DialerService.SetPacing:input_type -> dialtone.v1.SetPacingRequest
+	14, // 22: dialtone.v1.DialerService.DeletePacing:input_type -> dialtone.v1.DeletePacingRequest
+	16, // 23: dialtone.v1.DialerService.GetDialerStatus:input_type -> dialtone.v1.GetDialerStatusRequest
+	22, // 24: dialtone.v1.DialerService.GetCallingWindow:input_type -> dialtone.v1.GetCallingWindowRequest
+	24, // 25: dialtone.v1.DialerService.SetCallingWindow:input_type -> dialtone.v1.SetCallingWindowRequest
+	26, // 26: dialtone.v1.DialerService.DeleteCallingWindow:input_type -> dialtone.v1.DeleteCallingWindowRequest
+	0,  // 27: dialtone.v1.DialerService.AddSuppressions:input_type -> dialtone.v1.AddSuppressionsRequest
+	1,  // 28: dialtone.v1.DialerService.LoadSuppressions:input_type -> dialtone.v1.LoadSuppressionsChunk
+	2,  // 29: dialtone.v1.DialerService.RemoveSuppressions:input_type -> dialtone.v1.RemoveSuppressionsRequest
+	4,  // 30: dialtone.v1.DialerService.CheckSuppression:input_type -> dialtone.v1.CheckSuppressionRequest
+	29, // 31: dialtone.v1.DialerService.GetFrequencyCap:input_type -> dialtone.v1.GetFrequencyCapRequest
+	31, // 32: dialtone.v1.DialerService.SetFrequencyCap:input_type -> dialtone.v1.SetFrequencyCapRequest
+	33, // 33: dialtone.v1.DialerService.DeleteFrequencyCap:input_type -> dialtone.v1.DeleteFrequencyCapRequest
+	9,  // 34: dialtone.v1.DialerService.GetPacing:output_type -> dialtone.v1.GetPacingResponse
+	11, // 35: dialtone.v1.DialerService.ListPacing:output_type -> dialtone.v1.ListPacingResponse
+	13, // 36: dialtone.v1.DialerService.SetPacing:output_type -> dialtone.v1.SetPacingResponse
+	15, // 37: dialtone.v1.DialerService.DeletePacing:output_type -> dialtone.v1.DeletePacingResponse
+	17, // 38: dialtone.v1.DialerService.GetDialerStatus:output_type -> dialtone.v1.DialerStatus
+	23, // 39: dialtone.v1.DialerService.GetCallingWindow:output_type -> dialtone.v1.GetCallingWindowResponse
+	25, // 40: dialtone.v1.DialerService.SetCallingWindow:output_type -> dialtone.v1.SetCallingWindowResponse
+	27, // 41: dialtone.v1.DialerService.DeleteCallingWindow:output_type -> dialtone.v1.DeleteCallingWindowResponse
+	3,  // 42: dialtone.v1.DialerService.AddSuppressions:output_type -> dialtone.v1.SuppressionsResponse
+	3,  // 43: dialtone.v1.DialerService.LoadSuppressions:output_type -> dialtone.v1.SuppressionsResponse
+	3,  // 44: dialtone.v1.DialerService.RemoveSuppressions:output_type -> dialtone.v1.SuppressionsResponse
+	5,  // 45: dialtone.v1.DialerService.CheckSuppression:output_type -> dialtone.v1.CheckSuppressionResponse
+	30, // 46: dialtone.v1.DialerService.GetFrequencyCap:output_type -> dialtone.v1.GetFrequencyCapResponse
+	32, // 47: dialtone.v1.DialerService.SetFrequencyCap:output_type -> dialtone.v1.SetFrequencyCapResponse
+	34, // 48: dialtone.v1.DialerService.DeleteFrequencyCap:output_type -> dialtone.v1.DeleteFrequencyCapResponse
+	34, // [34:49] is the sub-list for method output_type
+	19, // [19:34] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_dialtone_v1_dialer_proto_init() }
@@ -2159,7 +2581,7 @@ func file_dialtone_v1_dialer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dialtone_v1_dialer_proto_rawDesc), len(file_dialtone_v1_dialer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   31,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

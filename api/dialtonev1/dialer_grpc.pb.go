@@ -35,6 +35,9 @@ const (
 	DialerService_LoadSuppressions_FullMethodName    = "/dialtone.v1.DialerService/LoadSuppressions"
 	DialerService_RemoveSuppressions_FullMethodName  = "/dialtone.v1.DialerService/RemoveSuppressions"
 	DialerService_CheckSuppression_FullMethodName    = "/dialtone.v1.DialerService/CheckSuppression"
+	DialerService_GetFrequencyCap_FullMethodName     = "/dialtone.v1.DialerService/GetFrequencyCap"
+	DialerService_SetFrequencyCap_FullMethodName     = "/dialtone.v1.DialerService/SetFrequencyCap"
+	DialerService_DeleteFrequencyCap_FullMethodName  = "/dialtone.v1.DialerService/DeleteFrequencyCap"
 )
 
 // DialerServiceClient is the client API for DialerService service.
@@ -73,6 +76,13 @@ type DialerServiceClient interface {
 	RemoveSuppressions(ctx context.Context, in *RemoveSuppressionsRequest, opts ...grpc.CallOption) (*SuppressionsResponse, error)
 	// Whether a number is on a tenant's suppression list, and the list size.
 	CheckSuppression(ctx context.Context, in *CheckSuppressionRequest, opts ...grpc.CallOption) (*CheckSuppressionResponse, error)
+	// A tenant's per-contact frequency cap: attempts to one number across
+	// all its requests.
+	GetFrequencyCap(ctx context.Context, in *GetFrequencyCapRequest, opts ...grpc.CallOption) (*GetFrequencyCapResponse, error)
+	// Replaces a tenant's frequency cap.
+	SetFrequencyCap(ctx context.Context, in *SetFrequencyCapRequest, opts ...grpc.CallOption) (*SetFrequencyCapResponse, error)
+	// Removes it (and the attempt history kept for it).
+	DeleteFrequencyCap(ctx context.Context, in *DeleteFrequencyCapRequest, opts ...grpc.CallOption) (*DeleteFrequencyCapResponse, error)
 }
 
 type dialerServiceClient struct {
@@ -206,6 +216,36 @@ func (c *dialerServiceClient) CheckSuppression(ctx context.Context, in *CheckSup
 	return out, nil
 }
 
+func (c *dialerServiceClient) GetFrequencyCap(ctx context.Context, in *GetFrequencyCapRequest, opts ...grpc.CallOption) (*GetFrequencyCapResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetFrequencyCapResponse)
+	err := c.cc.Invoke(ctx, DialerService_GetFrequencyCap_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *dialerServiceClient) SetFrequencyCap(ctx context.Context, in *SetFrequencyCapRequest, opts ...grpc.CallOption) (*SetFrequencyCapResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetFrequencyCapResponse)
+	err := c.cc.Invoke(ctx, DialerService_SetFrequencyCap_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *dialerServiceClient) DeleteFrequencyCap(ctx context.Context, in *DeleteFrequencyCapRequest, opts ...grpc.CallOption) (*DeleteFrequencyCapResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteFrequencyCapResponse)
+	err := c.cc.Invoke(ctx, DialerService_DeleteFrequencyCap_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DialerServiceServer is the server API for DialerService service.
 // All implementations must embed UnimplementedDialerServiceServer
 // for forward compatibility.
@@ -242,6 +282,13 @@ type DialerServiceServer interface {
 	RemoveSuppressions(context.Context, *RemoveSuppressionsRequest) (*SuppressionsResponse, error)
 	// Whether a number is on a tenant's suppression list, and the list size.
 	CheckSuppression(context.Context, *CheckSuppressionRequest) (*CheckSuppressionResponse, error)
+	// A tenant's per-contact frequency cap: attempts to one number across
+	// all its requests.
+	GetFrequencyCap(context.Context, *GetFrequencyCapRequest) (*GetFrequencyCapResponse, error)
+	// Replaces a tenant's frequency cap.
+	SetFrequencyCap(context.Context, *SetFrequencyCapRequest) (*SetFrequencyCapResponse, error)
+	// Removes it (and the attempt history kept for it).
+	DeleteFrequencyCap(context.Context, *DeleteFrequencyCapRequest) (*DeleteFrequencyCapResponse, error)
 	mustEmbedUnimplementedDialerServiceServer()
 }
 
@@ -287,6 +334,15 @@ func (UnimplementedDialerServiceServer) RemoveSuppressions(context.Context, *Rem
 }
 func (UnimplementedDialerServiceServer) CheckSuppression(context.Context, *CheckSuppressionRequest) (*CheckSuppressionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CheckSuppression not implemented")
+}
+func (UnimplementedDialerServiceServer) GetFrequencyCap(context.Context, *GetFrequencyCapRequest) (*GetFrequencyCapResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetFrequencyCap not implemented")
+}
+func (UnimplementedDialerServiceServer) SetFrequencyCap(context.Context, *SetFrequencyCapRequest) (*SetFrequencyCapResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetFrequencyCap not implemented")
+}
+func (UnimplementedDialerServiceServer) DeleteFrequencyCap(context.Context, *DeleteFrequencyCapRequest) (*DeleteFrequencyCapResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteFrequencyCap not implemented")
 }
 func (UnimplementedDialerServiceServer) mustEmbedUnimplementedDialerServiceServer() {}
 func (UnimplementedDialerServiceServer) testEmbeddedByValue()                       {}
@@ -514,6 +570,60 @@ func _DialerService_CheckSuppression_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DialerService_GetFrequencyCap_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetFrequencyCapRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DialerServiceServer).GetFrequencyCap(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DialerService_GetFrequencyCap_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DialerServiceServer).GetFrequencyCap(ctx, req.(*GetFrequencyCapRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DialerService_SetFrequencyCap_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetFrequencyCapRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DialerServiceServer).SetFrequencyCap(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DialerService_SetFrequencyCap_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DialerServiceServer).SetFrequencyCap(ctx, req.(*SetFrequencyCapRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DialerService_DeleteFrequencyCap_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteFrequencyCapRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DialerServiceServer).DeleteFrequencyCap(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DialerService_DeleteFrequencyCap_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DialerServiceServer).DeleteFrequencyCap(ctx, req.(*DeleteFrequencyCapRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // DialerService_ServiceDesc is the grpc.ServiceDesc for DialerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -564,6 +674,18 @@ var DialerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CheckSuppression",
 			Handler:    _DialerService_CheckSuppression_Handler,
+		},
+		{
+			MethodName: "GetFrequencyCap",
+			Handler:    _DialerService_GetFrequencyCap_Handler,
+		},
+		{
+			MethodName: "SetFrequencyCap",
+			Handler:    _DialerService_SetFrequencyCap_Handler,
+		},
+		{
+			MethodName: "DeleteFrequencyCap",
+			Handler:    _DialerService_DeleteFrequencyCap_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -46,3 +46,24 @@ func TestCallingWindowAndSuppressVerbs(t *testing.T) {
 		t.Fatalf("check removed:\n%s", out)
 	}
 }
+
+func TestFrequencyCapVerbs(t *testing.T) {
+	addr := oneNode(t)
+	if out := mustRun(t, addr, "frequency-cap", "get", "--tenant", "acme"); !strings.Contains(out, "no frequency cap") {
+		t.Fatalf("get before set:\n%s", out)
+	}
+	out := mustRun(t, addr, "frequency-cap", "set", "--tenant", "acme", "--max", "3", "--period", "24h", "--min-gap", "90m")
+	if !strings.Contains(out, "at most 3 attempts per number per 24h") || !strings.Contains(out, "at least 90m") {
+		t.Fatalf("set:\n%s", out)
+	}
+	if out := mustRun(t, addr, "frequency-cap", "get", "--tenant", "acme", "--json"); !strings.Contains(out, `"max_attempts"`) || !strings.Contains(out, `"24h"`) {
+		t.Fatalf("get json:\n%s", out)
+	}
+	if out, err := run(t, addr, "frequency-cap", "set", "--tenant", "acme", "--max", "3"); err == nil || !strings.Contains(out+err.Error(), "cap.period") {
+		t.Fatalf("cap without period: %v %s", err, out)
+	}
+	mustRun(t, addr, "frequency-cap", "delete", "--tenant", "acme")
+	if _, err := run(t, addr, "frequency-cap", "delete", "--tenant", "acme"); err == nil {
+		t.Fatal("second delete succeeded")
+	}
+}

@@ -52,6 +52,6 @@ func printJSON(w io.Writer, m proto.Message) error {
 func clientCommands(r *remote) []*cobra.Command {
 	return []*cobra.Command{
 		statusCmd(r), membersCmd(r), submitCmd(r), getCmd(r), listCmd(r), cancelCmd(r), leaveCmd(r), transferCmd(r),
-		pacingCmd(r), dialerCmd(r), callingWindowCmd(r), suppressCmd(r),
+		pacingCmd(r), dialerCmd(r), callingWindowCmd(r), suppressCmd(r), frequencyCapCmd(r),
 	}
 }

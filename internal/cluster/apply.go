@@ -54,7 +54,7 @@ func (c *Cluster) applyLocal(ctx context.Context, cmd *fsmpb.Command) (*fsmpb.Ap
 	}
 	// The leader stamps the time (the state machine never reads a clock);
 	// the fsm package owns everything else about the entry's encoding.
-	data, err := fsm.EncodeAt(cmd, time.Now().UnixMilli())
+	data, err := fsm.EncodeAt(cmd, c.cfg.Now().UnixMilli())
 	if err != nil {
 		return nil, 0, fmt.Errorf("cluster: %w", err)
 	}

@@ -87,9 +87,17 @@ type Config struct {
 	RaftServerTLS, RaftClientTLS *tls.Config
 
 	Logger *slog.Logger
+
+	// Now is the time the leader stamps on the entries it proposes (the
+	// state machine's only clock); nil: time.Now. Tests shift it with the
+	// dialer's clock (dialer.test_clock_offset).
+	Now func() time.Time
 }
 
 func (c *Config) setDefaults() {
+	if c.Now == nil {
+		c.Now = time.Now
+	}
 	if c.HeartbeatTimeout == 0 {
 		c.HeartbeatTimeout = 500 * time.Millisecond
 	}

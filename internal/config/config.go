@@ -74,6 +74,12 @@ type Dialer struct {
 	// or "sampled-5s", an SSG-style baseline that reads the ports once
 	// every 5 s, for benchmarks only (docs/dialer.md).
 	PortView string `toml:"port_view"`
+	// TestClockOffset shifts the clock of the dialer and of the entries
+	// this node stamps as leader by a fixed offset. TEST ONLY (end-to-end
+	// tests of calling windows and frequency caps with real processes):
+	// never set it in production; every node of a cluster must have the
+	// same. Default 0.
+	TestClockOffset Duration `toml:"test_clock_offset,omitempty"`
 }
 
 // PortUsage configures the in-memory port-usage cache.

@@ -44,7 +44,7 @@ func (e *Engine) commitStarts(ctx context.Context, items []*item) {
 	if err == nil {
 		// From arming the oldest item to its commit: the wait for the
 		// commit before it plus its own.
-		e.latency.observe(time.Since(items[0].armed))
+		e.latency.observe(e.clock.Now().Sub(items[0].armed))
 	}
 	var refused []string
 	defer func() {
@@ -85,7 +85,7 @@ func startCommand(items []*item) *fsmpb.Command {
 func (e *Engine) call(ctx context.Context, it *item) {
 	defer e.calls.Done()
 	r := it.req
-	started := time.Now()
+	started := e.clock.Now()
 	var out telephony.Outcome
 	var err error
 	if started.UnixMilli() >= r.ExpiresUnixMs {
@@ -118,7 +118,7 @@ func (e *Engine) call(ctx context.Context, it *item) {
 		e.log.Debug("attempt not sent", "request", r.Id, "err", err)
 		e.results.add(result{it: it, res: &fsmpb.AttemptResult{
 			Id: r.Id, CallUuid: it.callUUID, Outcome: fsmpb.OutcomeClass_OUTCOME_INTERRUPTED, Reason: "NotSent",
-			NextRetryUnixMs: time.Now().UnixMilli(),
+			NextRetryUnixMs: e.clock.Now().UnixMilli(),
 		}})
 		return
 	case errors.Is(err, telephony.ErrFull):
@@ -140,7 +140,7 @@ func (e *Engine) call(ctx context.Context, it *item) {
 	}
 	e.results.add(result{it: it, res: &fsmpb.AttemptResult{
 		Id: r.Id, CallUuid: it.callUUID, Outcome: out.Class, Reason: out.Reason,
-		NextRetryUnixMs: e.retryFor(cur, out.Class, time.Now()).UnixMilli(),
+		NextRetryUnixMs: e.retryFor(cur, out.Class, e.clock.Now()).UnixMilli(),
 	}})
 }
 

@@ -30,7 +30,7 @@ func (e *Engine) dispatch(ctx context.Context) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		now := time.Now()
+		now := e.clock.Now()
 		e.mu.Lock()
 		arm := e.armLocked(now)
 		dial, wait := e.dueLocked(now)

@@ -23,6 +23,7 @@ type Store interface {
 	Pacing(tenant string) (*fsmpb.Pacing, bool)
 	CallingWindow(tenant, ivrProfile string) (*fsmpb.CallingWindow, bool)
 	Suppressed(tenant, number string, nowUnixMs int64) (bool, int64)
+	FreqBlockedUntil(tenant, number string, nowUnixMs int64) int64
 }
 
 // Applier commits commands on the leader, never forwarding
@@ -81,6 +82,8 @@ type Options struct {
 	// sampling period (default 5s).
 	PortView           string
 	PortSampleInterval time.Duration
+	// Clock is the engine's time (clock.go); nil: the real clock.
+	Clock Clock
 }
 
 // Engine is the dialer: the leader-only loop that fetches due requests,
@@ -91,6 +94,7 @@ type Options struct {
 // notifier, stats).
 type Engine struct {
 	opts  Options
+	clock Clock
 	log   *slog.Logger
 	m     *Metrics
 	retry retryPolicy
@@ -159,7 +163,10 @@ func New(o Options) *Engine {
 	if o.PortSampleInterval <= 0 {
 		o.PortSampleInterval = 5 * time.Second
 	}
-	e := &Engine{opts: o, log: o.Logger.With("component", "dialer"), m: o.Metrics, view: newPortView(o)}
+	if o.Clock == nil {
+		o.Clock = RealClock{}
+	}
+	e := &Engine{opts: o, clock: o.Clock, log: o.Logger.With("component", "dialer"), m: o.Metrics, view: newPortView(o)}
 	e.wins.compiled = map[*fsmpb.CallingWindow]*window.Window{}
 	e.retry = retryPolicy{nextRetryInterval: pacing.DefaultNextRetryInterval, interruptedDelay: o.InterruptedRetryDelay}
 	return e

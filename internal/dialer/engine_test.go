@@ -34,6 +34,8 @@ type localApplier struct {
 	idx uint64
 	// fail, when set, fails every apply (a deposed leader).
 	fail bool
+	// clock stamps the entries (nil: the real clock), as the engine's.
+	clock Clock
 }
 
 func (a *localApplier) ApplyLeader(ctx context.Context, cmd *fsmpb.Command) (*fsmpb.ApplyResult, uint64, error) {
@@ -46,6 +48,9 @@ func (a *localApplier) ApplyLeader(ctx context.Context, cmd *fsmpb.Command) (*fs
 		return nil, 0, err
 	}
 	cmd.NowUnixMs = time.Now().UnixMilli()
+	if a.clock != nil {
+		cmd.NowUnixMs = a.clock.Now().UnixMilli()
+	}
 	b, err := fsm.Encode(cmd)
 	if err != nil {
 		return nil, 0, err

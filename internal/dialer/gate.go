@@ -73,7 +73,7 @@ func (e *Engine) sendGate(it *item) func(context.Context) error {
 		defer timer.Stop()
 		for {
 			e.mu.Lock()
-			now := time.Now()
+			now := e.clock.Now()
 			at := t.wire.ready()
 			if g := e.gwire.ready(); g.After(at) {
 				at = g

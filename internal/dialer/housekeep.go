@@ -23,7 +23,7 @@ func (e *Engine) housekeep(ctx context.Context) {
 		case <-t.C:
 		case <-e.fetchCh:
 		}
-		now := time.Now()
+		now := e.clock.Now()
 		e.refresh(now)
 		e.fetch(ctx, now)
 		if now.Sub(lastExpire) >= 250*time.Millisecond {

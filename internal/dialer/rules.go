@@ -12,7 +12,11 @@ import (
 // Contact rules at fetch time. Before due requests are claimed, each is
 // checked against its tenant's suppression list (a hit ends it FAILURE
 // Suppressed without an attempt; the state machine also refuses the start
-// of an attempt to a number listed after the fetch) and its calling window (the IVR profile's, else the
+// of an attempt to a number listed after the fetch), its tenant's
+// frequency cap (held back: deferred until the cap allows the number,
+// wait reason frequency_cap, or ended past the TTL; the state machine
+// enforces the cap again at the start, where it is exact across
+// requests) and its calling window (the IVR profile's, else the
 // tenant's; none: any time) in the callee's local time. A request outside
 // its window is not claimed: the leader proposes moving its next eligible
 // time to the next opening (DeferRequests, wait reason outside_window). A
@@ -64,6 +68,13 @@ func (e *Engine) rule(r *fsmpb.Request, now time.Time) ruling {
 	if hit, _ := e.opts.Store.Suppressed(r.Tenant, r.Telnum, now.UnixMilli()); hit {
 		return ruling{end: true, reason: fsm.ReasonSuppressed}
 	}
+	if until := e.opts.Store.FreqBlockedUntil(r.Tenant, r.Telnum, now.UnixMilli()); until > 0 {
+		if until >= r.ExpiresUnixMs {
+			return ruling{end: true, reason: fsm.ReasonFreqTTL}
+		}
+		// The window is checked again when the cap lets it through.
+		return ruling{until: time.UnixMilli(until), reason: fsm.WaitFrequencyCap}
+	}
 	w := e.windowOf(r.Tenant, r.IvrProfile)
 	if w == nil {
 		return ruling{}
@@ -105,10 +116,12 @@ func (e *Engine) screen(ctx context.Context, picked []*fsmpb.Request, now time.T
 	}
 	if len(defers) > 0 {
 		err := propose(ctx, e.opts.Apply, defers, func(d []*fsmpb.DeferItem) *fsmpb.Command { return fsm.DeferCommand(d) }, func(_, done []*fsmpb.DeferItem) {
-			e.m.Deferred.WithLabelValues(picked[0].Tenant, window.WaitOutside).Add(float64(len(done)))
+			for _, it := range done {
+				e.m.Deferred.WithLabelValues(picked[0].Tenant, it.Reason).Inc()
+			}
 		})
 		if err != nil && ctx.Err() == nil {
-			e.log.Warn("deferring requests outside their calling window failed", "err", err)
+			e.log.Warn("deferring requests held back by contact rules failed", "err", err)
 		}
 	}
 	if len(ends) > 0 {

@@ -156,3 +156,44 @@ func TestEngineSuppression(t *testing.T) {
 		t.Fatalf("other: %s", r.Result)
 	}
 }
+
+// Frequency caps at fetch time: once a number has had its attempts, other
+// requests to it wait until the cap allows one (wait reason
+// frequency_cap, counted as such), or end FAILURE when that is past their
+// TTL; other numbers are dialled.
+func TestEngineFrequencyCap(t *testing.T) {
+	h := newHarness(t, 20*time.Millisecond)
+	h.setPorts("acme", 5)
+	h.mustApply(fsm.FreqSetCapCommand(&fsmpb.FreqCap{Tenant: "acme", MaxAttempts: 1, PeriodMs: time.Hour.Milliseconds()}))
+	h.start()
+	first := h.create("acme", "p", "+15550001", "", 24*time.Hour)
+	h.allNotified([]string{first}, 10*time.Second)
+	r0, _ := h.st.Get(first)
+	startedAt := r0.Attempts[0].StartedUnixMs
+
+	held := h.create("acme", "p", "+15550001", "", 24*time.Hour)
+	short := h.create("acme", "p", "+15550001", "", 30*time.Minute)
+	other := h.create("acme", "p", "+15550002", "", time.Hour)
+	h.allNotified([]string{short, other}, 10*time.Second)
+	if r, _ := h.st.Get(short); r.Result != fsmpb.Result_FAILURE || r.ResultReason != fsm.ReasonFreqTTL || r.AttemptsMade != 0 {
+		t.Errorf("short: %s %q after %d attempts", r.Result, r.ResultReason, r.AttemptsMade)
+	}
+	if r, _ := h.st.Get(other); r.Result != fsmpb.Result_SUCCESS {
+		t.Errorf("other number: %s", r.Result)
+	}
+	eventually(t, 5*time.Second, "the capped request waits for the period's end", func() error {
+		r, _ := h.st.Get(held)
+		if r.State != fsmpb.State_PENDING || r.NextRetryUnixMs != startedAt+time.Hour.Milliseconds() || r.WaitReason != fsm.WaitFrequencyCap || r.AttemptsMade != 0 {
+			return fmt.Errorf("%s next %d reason %q attempts %d", r.State, r.NextRetryUnixMs, r.WaitReason, r.AttemptsMade)
+		}
+		if w := h.waitingOf("acme"); !maps.Equal(w, map[string]int{fsm.WaitFrequencyCap: 1}) {
+			return fmt.Errorf("waiting %v", w)
+		}
+		return nil
+	})
+	for _, c := range h.plat.snapshot() {
+		if c.call.RequestID == held || c.call.RequestID == short {
+			t.Fatal("dialled a number past its frequency cap")
+		}
+	}
+}

@@ -3,7 +3,6 @@ package dialer
 import (
 	"cmp"
 	"slices"
-	"time"
 )
 
 // Stats is a point-in-time view of the engine, for `dialtone status`, the
@@ -80,7 +79,7 @@ func (e *Engine) limitedByLocked(t *tenant) string {
 
 // Stats returns the engine's current figures.
 func (e *Engine) Stats() Stats {
-	now := time.Now()
+	now := e.clock.Now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	st := Stats{Running: e.running, GlobalCAPS: e.gCAPS}

@@ -56,7 +56,7 @@ func (e *Engine) reconcileOnce(ctx context.Context) error {
 				break
 			}
 			ended := e.revoke(ctx, recs)
-			now := time.Now()
+			now := e.clock.Now()
 			cmd := func(recs []*fsmpb.Request) *fsmpb.Command { return e.interruptCommand(recs, ended, now) }
 			if err := propose(ctx, e.opts.Apply, recs, cmd, nil); err != nil {
 				return fmt.Errorf("interrupt: %w", err)

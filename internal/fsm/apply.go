@@ -73,6 +73,10 @@ func (a *applier) apply(index uint64, cmd *fsmpb.Command) *fsmpb.ApplyResult {
 		return a.addSuppressions(b.AddSuppressions)
 	case *fsmpb.Command_RemoveSuppressions:
 		return a.removeSuppressions(b.RemoveSuppressions)
+	case *fsmpb.Command_FreqSetCap:
+		return a.freqSetCap(b.FreqSetCap)
+	case *fsmpb.Command_FreqDeleteCap:
+		return a.freqDeleteCap(b.FreqDeleteCap)
 	default:
 		panic(unknownBody(index, cmd)) // decode rejects these before any entry is applied
 	}
@@ -211,6 +215,7 @@ func (a *applier) claim(r *fsmpb.Request) *fsmpb.ItemResult {
 func (a *applier) startAttempts(c *fsmpb.StartAttempts) *fsmpb.ApplyResult {
 	starts := c.GetStarts()
 	res := &fsmpb.ApplyResult{Items: make([]*fsmpb.ItemResult, 0, len(starts))}
+	a.st.freq.prune(a.now)
 	for _, s := range starts {
 		res.Items = append(res.Items, a.startOne(s))
 	}
@@ -237,6 +242,10 @@ func (a *applier) startOne(s *fsmpb.AttemptStart) *fsmpb.ItemResult {
 		})
 		return fail(r.Id, fsmpb.Code_CODE_FINISHED, "number is on the tenant's suppression list")
 	}
+	if res, refused := a.freqRefuse(r); refused {
+		return res
+	}
+	a.freqRecord(r)
 	a.update(r, func(n *fsmpb.Request) {
 		n.State = fsmpb.State_IN_PROGRESS
 		n.WaitReason = ""

@@ -122,3 +122,14 @@ func AddSuppressionsCommand(c *fsmpb.SuppressionChunk) *fsmpb.Command {
 func RemoveSuppressionsCommand(tenant string, numbers []uint64) *fsmpb.Command {
 	return &fsmpb.Command{Body: &fsmpb.Command_RemoveSuppressions{RemoveSuppressions: &fsmpb.RemoveSuppressions{Tenant: tenant, Numbers: numbers}}}
 }
+
+// FreqSetCapCommand stores or replaces a tenant's per-contact frequency
+// cap.
+func FreqSetCapCommand(c *fsmpb.FreqCap) *fsmpb.Command {
+	return &fsmpb.Command{Body: &fsmpb.Command_FreqSetCap{FreqSetCap: &fsmpb.FreqSetCap{Cap: c}}}
+}
+
+// FreqDeleteCapCommand removes a tenant's frequency cap and its history.
+func FreqDeleteCapCommand(tenant string) *fsmpb.Command {
+	return &fsmpb.Command{Body: &fsmpb.Command_FreqDeleteCap{FreqDeleteCap: &fsmpb.FreqDeleteCap{Tenant: tenant}}}
+}

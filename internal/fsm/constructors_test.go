@@ -22,6 +22,7 @@ func TestCommandConstructors(t *testing.T) {
 	chunk := &fsmpb.SuppressionChunk{Tenant: "acme", Numbers: []uint64{5, 6}}
 	ends := []*fsmpb.EndItem{{Id: "a", Reason: "Suppressed"}}
 	win := &fsmpb.CallingWindow{Tenant: "acme", Weekly: []*fsmpb.DaySpan{{Weekday: 1, OpenMinute: 480, CloseMinute: 1260}}}
+	fc := &fsmpb.FreqCap{Tenant: "acme", MaxAttempts: 3, PeriodMs: 60_000}
 	cases := []struct {
 		got, want *fsmpb.Command
 	}{
@@ -46,6 +47,8 @@ func TestCommandConstructors(t *testing.T) {
 		{AddSuppressionsCommand(chunk), &fsmpb.Command{Body: &fsmpb.Command_AddSuppressions{AddSuppressions: &fsmpb.AddSuppressions{Chunk: chunk}}}},
 		{RemoveSuppressionsCommand("acme", []uint64{5}), &fsmpb.Command{Body: &fsmpb.Command_RemoveSuppressions{RemoveSuppressions: &fsmpb.RemoveSuppressions{Tenant: "acme", Numbers: []uint64{5}}}}},
 		{DeletePacingCommand("acme"), &fsmpb.Command{Body: &fsmpb.Command_DeletePacing{DeletePacing: &fsmpb.DeletePacing{Tenant: "acme"}}}},
+		{FreqSetCapCommand(fc), &fsmpb.Command{Body: &fsmpb.Command_FreqSetCap{FreqSetCap: &fsmpb.FreqSetCap{Cap: fc}}}},
+		{FreqDeleteCapCommand("acme"), &fsmpb.Command{Body: &fsmpb.Command_FreqDeleteCap{FreqDeleteCap: &fsmpb.FreqDeleteCap{Tenant: "acme"}}}},
 	}
 	covered := map[string]bool{}
 	for _, c := range cases {

@@ -215,6 +215,8 @@ type state struct {
 
 	// settings is immutable and replaced, never modified (see settings).
 	settings *settings
+	// freq is the recent attempt starts of capped tenants (freq.go).
+	freq freqLog
 
 	applied uint64 // index of the last applied (or restored) entry
 }
@@ -231,6 +233,7 @@ func newState() *state {
 		counts:             btree.NewG(btreeDegree, lessCount),
 		expiry:             btree.NewG(btreeDegree, lessExpiry),
 		settings:           emptySettings,
+		freq:               newFreqLog(),
 	}
 }
 
@@ -250,6 +253,7 @@ func (s *state) clone() *state {
 		counts:             s.counts.Clone(),
 		expiry:             s.expiry.Clone(),
 		settings:           s.settings,
+		freq:               s.freq.clone(),
 		applied:            s.applied,
 	}
 }

@@ -219,19 +219,19 @@ func TestSnapshotRoundTripPacing(t *testing.T) {
 	}
 }
 
-// v2Snapshot writes h's state as a version-2 snapshot: a version-4 one
-// without pacing or calling windows ends with two zero counts, which
-// version 2 lacks.
+// v2Snapshot writes h's state as a version-2 snapshot: a version-6 one
+// without pacing, calling windows, suppression lists or frequency caps
+// ends with five zero counts, which version 2 lacks.
 func v2Snapshot(t *testing.T, f *FSM) []byte {
 	t.Helper()
 	if len(f.Pacings()) != 0 {
 		t.Fatal("v2Snapshot: the state has pacing entries")
 	}
 	b := snapshotBytes(t, f)
-	if !bytes.Equal(b[len(b)-24:], make([]byte, 24)) {
-		t.Fatal("v2Snapshot: no empty pacing, window and suppression sections at the end")
+	if !bytes.Equal(b[len(b)-40:], make([]byte, 40)) {
+		t.Fatal("v2Snapshot: no empty pacing, window, suppression and frequency sections at the end")
 	}
-	b = b[:len(b)-24]
+	b = b[:len(b)-40]
 	binary.BigEndian.PutUint32(b[8:], snapshotV2)
 	return b
 }

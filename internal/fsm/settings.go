@@ -3,8 +3,6 @@ package fsm
 import (
 	"sort"
 
-	"github.com/google/btree"
-
 	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
 )
 
@@ -22,8 +20,10 @@ type settings struct {
 	thresholds   []*fsmpb.Threshold     // sorted by id, unique
 	pacing       []*fsmpb.Pacing        // sorted by tenant, unique; "" is the global entry
 	windows      []*fsmpb.CallingWindow // sorted by windowKey, unique
-	// Suppression lists by tenant (copy-on-write trees; suppression.go).
-	dnc map[string]*btree.BTreeG[dncEntry]
+	// Suppression lists by tenant (copy-on-write; dnclist.go).
+	dnc map[string]*dncList
+	// Per-contact frequency caps, sorted by tenant, unique (freq.go).
+	caps []*fsmpb.FreqCap
 }
 
 var emptySettings = &settings{}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/google/btree"
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/encoding/protodelim"
 	"google.golang.org/protobuf/proto"
@@ -40,14 +39,21 @@ import (
 //	scount  uint64  number of suppression chunks that follow
 //	scount × varint-length-delimited fsmpb.SuppressionChunk, by tenant
 //	         then ascending number (up to 65,536 numbers each)
+//	version 6 and later, the frequency caps and their attempt history:
+//	fcount  uint64  number of frequency caps that follow
+//	fcount × varint-length-delimited fsmpb.FreqCap, in tenant order
+//	hcount  uint64  number of histories that follow
+//	hcount × varint-length-delimited fsmpb.FreqHistory, by tenant then
+//	         number
 //
 // The counts let Restore tell a complete stream from one truncated at a
 // record boundary. Restore reads version 1 (records only, no settings),
 // version 2 (no pacing), version 3 (no calling windows), version 4 (no
-// suppression lists) and version 5; Snapshot writes version 5.
+// suppression lists), version 5 (no frequency caps) and version 6;
+// Snapshot writes version 6.
 const (
 	snapshotMagic   = "DTFSMSNP"
-	snapshotVersion = 5
+	snapshotVersion = 6
 	// snapshotV1 is the format before settings: records only.
 	snapshotV1 = 1
 	// snapshotV2 adds the port-usage settings, but no pacing.
@@ -56,6 +62,8 @@ const (
 	snapshotV3 = 3
 	// snapshotV4 adds the calling windows, but no suppression lists.
 	snapshotV4 = 4
+	// snapshotV5 adds the suppression lists, but no frequency caps.
+	snapshotV5 = 5
 	headerLen  = len(snapshotMagic) + 4 + 8 + 8
 
 	// maxRecordSize bounds the allocation a corrupt length prefix can cause.
@@ -137,6 +145,12 @@ func (s *snapshot) writeTo(w io.Writer) error {
 	if err := writeSection(bw, opts, "suppression chunk", set.dncChunks()); err != nil {
 		return err
 	}
+	if err := writeSection(bw, opts, "frequency cap", set.caps); err != nil {
+		return err
+	}
+	if err := writeSection(bw, opts, "frequency history", s.st.freq.histories()); err != nil {
+		return err
+	}
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("flushing: %w", err)
 	}
@@ -213,6 +227,15 @@ func readSnapshot(br *bufio.Reader) (*state, error) {
 		}
 		st.settings = set
 	}
+	if version > snapshotV5 {
+		hs, err := readSection(br, opts, "frequency history", func() *fsmpb.FreqHistory { return &fsmpb.FreqHistory{} }, nil, false)
+		if err != nil {
+			return nil, err
+		}
+		if st.freq, err = restoreFreq(hs); err != nil {
+			return nil, err
+		}
+	}
 	if _, err := br.ReadByte(); err == nil {
 		return nil, fmt.Errorf("trailing data after %d records", count)
 	} else if !errors.Is(err, io.EOF) {
@@ -250,7 +273,7 @@ func readSettings(br *bufio.Reader, opts protodelim.UnmarshalOptions, version ui
 			return nil, err
 		}
 	}
-	var dnc map[string]*btree.BTreeG[dncEntry]
+	var dnc map[string]*dncList
 	if version > snapshotV4 {
 		chunks, err := readSection(br, opts, "suppression chunk", func() *fsmpb.SuppressionChunk { return &fsmpb.SuppressionChunk{} },
 			nil, false)
@@ -261,10 +284,17 @@ func readSettings(br *bufio.Reader, opts protodelim.UnmarshalOptions, version ui
 			return nil, err
 		}
 	}
-	if len(ents) == 0 && len(ths) == 0 && len(pac) == 0 && len(win) == 0 && len(dnc) == 0 {
+	var caps []*fsmpb.FreqCap
+	if version > snapshotV5 {
+		if caps, err = readSection(br, opts, "frequency cap", func() *fsmpb.FreqCap { return &fsmpb.FreqCap{} },
+			freqCapTenant, false); err != nil {
+			return nil, err
+		}
+	}
+	if len(ents) == 0 && len(ths) == 0 && len(pac) == 0 && len(win) == 0 && len(dnc) == 0 && len(caps) == 0 {
 		return emptySettings, nil
 	}
-	return &settings{entitlements: ents, thresholds: ths, pacing: pac, windows: win, dnc: dnc}, nil
+	return &settings{entitlements: ents, thresholds: ths, pacing: pac, windows: win, dnc: dnc, caps: caps}, nil
 }
 
 // readSection reads a count and that many messages with strictly

@@ -7,27 +7,15 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/google/btree"
-
 	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
 )
 
-// Suppression (do-not-call) lists: per tenant a B-tree of numbers (E.164
-// digits as an integer) with an optional expiry. The trees are
-// copy-on-write (btree.Clone is O(1) and shares nodes), so a settings
-// version can be shared with readers and snapshots while Apply adds to a
-// clone, and a single opt-out costs O(log n), not a copy of the list.
-
-type dncEntry struct {
-	num     uint64
-	expires int64 // unix ms; 0: never
-}
-
-func dncLess(a, b dncEntry) bool { return a.num < b.num }
-
-// dncDegree: wide nodes keep the per-number overhead low (about 16 bytes
-// of entry plus a share of the node; see BenchmarkSuppression).
-const dncDegree = 64
+// Suppression (do-not-call) lists: per tenant a dncList (dnclist.go), a
+// sorted array of numbers (E.164 digits as an integer, 8 bytes each) with
+// a small copy-on-write write buffer merged into it as it grows. A
+// settings version shares its lists with readers and snapshots while
+// Apply changes a copy (the array is shared, the buffer cloned in O(1)),
+// so a single opt-out costs O(log n), not a copy of the list.
 
 // SuppressionNumber is the key of a number on a suppression list: its
 // digits (a leading '+' dropped) as an integer. ok is false for anything
@@ -59,43 +47,44 @@ func (f *FSM) Suppressed(tenant, number string, nowUnixMs int64) (bool, int64) {
 // SuppressionSize is the number of entries on tenant's list (expired ones
 // included until removed).
 func (f *FSM) SuppressionSize(tenant string) int {
-	if t := f.view().settings.dnc[tenant]; t != nil {
-		return t.Len()
+	if l := f.view().settings.dnc[tenant]; l != nil {
+		return l.Len()
 	}
 	return 0
 }
 
 func (s *settings) suppressed(tenant string, n uint64, now int64) (bool, int64) {
-	t := s.dnc[tenant]
-	if t == nil {
+	l := s.dnc[tenant]
+	if l == nil {
 		return false, 0
 	}
-	e, ok := t.Get(dncEntry{num: n})
+	e, ok := l.get(n)
 	if !ok || (e.expires != 0 && e.expires <= now) {
 		return false, 0
 	}
 	return true, e.expires
 }
 
-// withDNC returns a copy of s whose list of tenant is a clone that change
+// withDNC returns a copy of s whose list of tenant is a copy that change
 // modifies; an emptied list is dropped.
-func (s *settings) withDNC(tenant string, change func(t *btree.BTreeG[dncEntry])) *settings {
+func (s *settings) withDNC(tenant string, change func(l *dncList)) *settings {
 	n := s.shallow()
 	n.dnc = maps.Clone(s.dnc)
 	if n.dnc == nil {
-		n.dnc = map[string]*btree.BTreeG[dncEntry]{}
+		n.dnc = map[string]*dncList{}
 	}
-	var t *btree.BTreeG[dncEntry]
+	var l *dncList
 	if old := s.dnc[tenant]; old != nil {
-		t = old.Clone()
+		l = old.clone()
 	} else {
-		t = btree.NewG(dncDegree, dncLess)
+		l = newDNCList()
 	}
-	change(t)
-	if t.Len() == 0 {
+	change(l)
+	l.maybeMerge()
+	if l.Len() == 0 {
 		delete(n.dnc, tenant)
 	} else {
-		n.dnc[tenant] = t
+		n.dnc[tenant] = l
 	}
 	return n
 }
@@ -110,13 +99,13 @@ func (a *applier) addSuppressions(c *fsmpb.AddSuppressions) *fsmpb.ApplyResult {
 	if len(exp) != 0 && len(exp) != len(ch.GetNumbers()) {
 		return settingFail(fail(tenant, fsmpb.Code_CODE_INVALID_STATE, "%d expiries for %d numbers", len(exp), len(ch.GetNumbers())))
 	}
-	a.st.settings = a.st.settings.withDNC(tenant, func(t *btree.BTreeG[dncEntry]) {
+	a.st.settings = a.st.settings.withDNC(tenant, func(l *dncList) {
 		for i, n := range ch.GetNumbers() {
-			e := dncEntry{num: n}
+			var e int64
 			if len(exp) > 0 {
-				e.expires = exp[i]
+				e = exp[i]
 			}
-			t.ReplaceOrInsert(e)
+			l.add(n, e)
 		}
 	})
 	return settingResult(tenant)
@@ -127,9 +116,9 @@ func (a *applier) removeSuppressions(c *fsmpb.RemoveSuppressions) *fsmpb.ApplyRe
 	if a.st.settings.dnc[tenant] == nil {
 		return settingFail(&fsmpb.ItemResult{Id: tenant, Code: fsmpb.Code_CODE_NOT_FOUND, Reason: "no suppression list"})
 	}
-	a.st.settings = a.st.settings.withDNC(tenant, func(t *btree.BTreeG[dncEntry]) {
+	a.st.settings = a.st.settings.withDNC(tenant, func(l *dncList) {
 		for _, n := range c.GetNumbers() {
-			t.Delete(dncEntry{num: n})
+			l.remove(n)
 		}
 	})
 	return settingResult(tenant)
@@ -158,7 +147,7 @@ func (s *settings) dncChunks() []*fsmpb.SuppressionChunk {
 			}
 			cur, anyExp = nil, false
 		}
-		s.dnc[tn].Ascend(func(e dncEntry) bool {
+		s.dnc[tn].ascend(func(e dncEntry) bool {
 			if cur == nil {
 				cur = &fsmpb.SuppressionChunk{Tenant: tn, Numbers: make([]uint64, 0, dncChunkSize), ExpiresUnixMs: make([]int64, 0, dncChunkSize)}
 			}
@@ -176,13 +165,15 @@ func (s *settings) dncChunks() []*fsmpb.SuppressionChunk {
 }
 
 // restoreDNC rebuilds the lists from snapshot chunks, which must be in
-// tenant then strictly ascending number order, as dncChunks writes them.
-func restoreDNC(chunks []*fsmpb.SuppressionChunk) (map[string]*btree.BTreeG[dncEntry], error) {
+// tenant then strictly ascending number order, as dncChunks writes them:
+// each list's array is built directly, without a buffer.
+func restoreDNC(chunks []*fsmpb.SuppressionChunk) (map[string]*dncList, error) {
 	if len(chunks) == 0 {
 		return nil, nil
 	}
-	out := map[string]*btree.BTreeG[dncEntry]{}
+	out := map[string]*dncList{}
 	prevTenant, prevNum := "", uint64(0)
+	var cur *dncList
 	for i, c := range chunks {
 		tn := c.GetTenant()
 		exp := c.GetExpiresUnixMs()
@@ -192,24 +183,27 @@ func restoreDNC(chunks []*fsmpb.SuppressionChunk) (map[string]*btree.BTreeG[dncE
 		case len(exp) != 0 && len(exp) != len(c.GetNumbers()):
 			return nil, fmt.Errorf("suppression chunk %d: %d expiries for %d numbers", i, len(exp), len(c.GetNumbers()))
 		}
-		t := out[tn]
-		if t == nil {
-			t = btree.NewG(dncDegree, dncLess)
-			out[tn] = t
+		if tn != prevTenant || cur == nil {
+			cur = newDNCList()
+			out[tn] = cur
 			prevNum = 0
 		}
 		for j, n := range c.GetNumbers() {
-			if t.Len() > 0 && n <= prevNum {
+			if len(cur.base) > 0 && n <= prevNum {
 				return nil, fmt.Errorf("suppression chunk %d: number %d not above %d", i, n, prevNum)
 			}
-			e := dncEntry{num: n}
+			var e int64
 			if len(exp) > 0 {
-				e.expires = exp[j]
+				e = exp[j]
 			}
-			t.ReplaceOrInsert(e)
+			cur.appendSorted(n, e)
 			prevNum = n
 		}
 		prevTenant = tn
+	}
+	for _, l := range out {
+		l.n = len(l.base)
+		l.index()
 	}
 	return out, nil
 }

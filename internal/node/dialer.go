@@ -41,7 +41,17 @@ func newDialer(cfg config.Config, store *fsm.FSM, cl *cluster.Cluster, ports dia
 		NotifyMaxBackoff:      cfg.Dialer.NotifyMaxBackoff.Duration,
 		NotifyConcurrency:     cfg.Dialer.NotifyConcurrency,
 		PortView:              cfg.Dialer.PortView,
+		Clock:                 clockOf(cfg),
 	})
+}
+
+// clockOf is the node's clock for the dialer and the entries it stamps:
+// the real one, shifted by dialer.test_clock_offset (test only).
+func clockOf(cfg config.Config) dialer.Clock {
+	if d := cfg.Dialer.TestClockOffset.Duration; d != 0 {
+		return dialer.OffsetClock(d)
+	}
+	return dialer.RealClock{}
 }
 
 // sipT1 is SIP's round-trip estimate (RFC 3261 §17.1.1.1; sipgo's

@@ -118,6 +118,9 @@ func Start(opts Options) (_ *Node, err error) {
 	if !authn.Enabled() {
 		log.Warn("auth.mode is none: every caller may do everything; use only for development")
 	}
+	if d := cfg.Dialer.TestClockOffset.Duration; d != 0 {
+		log.Warn("dialer.test_clock_offset is set: this node's dialer and the entries it stamps run on a shifted clock; for tests only", "offset", d)
+	}
 	sec, err := newSecurity(cfg)
 	if err != nil {
 		return nil, err
@@ -326,6 +329,7 @@ func clusterConfig(cfg config.Config, nc config.Node, advGRPC, advHTTP string, s
 		RaftServerTLS:      sec.serverTLS,
 		RaftClientTLS:      sec.clientTLS,
 		Logger:             log,
+		Now:                clockOf(cfg).Now,
 	}
 }
 

@@ -59,6 +59,9 @@ var methodRoles = map[string]auth.Role{
 	pb.DialerService_LoadSuppressions_FullMethodName:        auth.RoleAdmin,
 	pb.DialerService_RemoveSuppressions_FullMethodName:      auth.RoleAdmin,
 	pb.DialerService_CheckSuppression_FullMethodName:        auth.RoleRead,
+	pb.DialerService_GetFrequencyCap_FullMethodName:         auth.RoleRead,
+	pb.DialerService_SetFrequencyCap_FullMethodName:         auth.RoleAdmin,
+	pb.DialerService_DeleteFrequencyCap_FullMethodName:      auth.RoleAdmin,
 }
 
 // internalPrefix is the cluster-internal service, authenticated by the

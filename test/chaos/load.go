@@ -139,7 +139,7 @@ func (l *load) create(ctx context.Context, c int, rng *rand.Rand) {
 	o := l.r.opts
 	tok := l.token()
 	s := &pb.RequestSpec{
-		Token: tok, IvrProfile: "Chaos", Telnum: fmt.Sprintf("555%07d", rng.IntN(10_000_000)),
+		Token: tok, IvrProfile: "Chaos", Telnum: contactTelnum(rng),
 		MaxAttempts: o.MaxAttempts, TimeToLive: fmt.Sprintf("%dms", o.TTL.Milliseconds()),
 		NotificationUrl: "http://mediasim:8089/notify", IdempotencyKey: tok,
 	}

@@ -344,9 +344,14 @@ func (r *Runner) run(ctx context.Context, rng *rand.Rand) (*Result, error) {
 		return nil, fmt.Errorf("the media platform's ports never reached the cluster")
 	}
 
+	// Contact rules (invariant 8): checked by check.ContactRules.
+	contact, err := r.setContactRules(ctx, time.Now())
+	if err != nil {
+		return nil, err
+	}
 	h := &history.History{
 		Settings: history.Settings{Tenant: "acme", CAPS: o.CAPS, PortLoadFactor: 100, TotalPorts: o.Servers * o.PortsPerSrv,
-			MaxAttempts: o.MaxAttempts, Skew: 250 * time.Millisecond},
+			MaxAttempts: o.MaxAttempts, Skew: 250 * time.Millisecond, Contact: contact},
 		Start: time.Now(),
 	}
 	rec := &recorder{}

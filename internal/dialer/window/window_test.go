@@ -27,6 +27,8 @@ func TestZones(t *testing.T) {
 		{"+16025550100", []string{"America/Phoenix"}},     // Arizona: no DST
 		{"+18085550100", []string{"Pacific/Honolulu"}},
 		{"+12085550100", []string{"America/Boise", "America/Los_Angeles"}},          // Idaho: split
+		{"+18505550100", []string{"America/Chicago", "America/New_York"}},           // Florida panhandle: libphonenumber says Central only
+		{"+19285550100", []string{"America/Denver", "America/Phoenix"}},             // Arizona's Navajo Nation keeps DST
 		{"+19075550100", []string{"America/Adak", "America/Anchorage"}},             // Alaska: split
 		{"+17015550100", []string{"America/Denver", "America/North_Dakota/Center"}}, // North Dakota: split
 		{"+33123456789", []string{"Europe/Paris"}},

@@ -874,6 +874,8 @@ type Command struct {
 	//	*Command_End
 	//	*Command_AddSuppressions
 	//	*Command_RemoveSuppressions
+	//	*Command_FreqSetCap
+	//	*Command_FreqDeleteCap
 	Body          isCommand_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1126,6 +1128,24 @@ func (x *Command) GetRemoveSuppressions() *RemoveSuppressions {
 	return nil
 }
 
+func (x *Command) GetFreqSetCap() *FreqSetCap {
+	if x != nil {
+		if x, ok := x.Body.(*Command_FreqSetCap); ok {
+			return x.FreqSetCap
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetFreqDeleteCap() *FreqDeleteCap {
+	if x != nil {
+		if x, ok := x.Body.(*Command_FreqDeleteCap); ok {
+			return x.FreqDeleteCap
+		}
+	}
+	return nil
+}
+
 type isCommand_Body interface {
 	isCommand_Body()
 }
@@ -1214,6 +1234,14 @@ type Command_RemoveSuppressions struct {
 	RemoveSuppressions *RemoveSuppressions `protobuf:"bytes,30,opt,name=remove_suppressions,json=removeSuppressions,proto3,oneof"`
 }
 
+type Command_FreqSetCap struct {
+	FreqSetCap *FreqSetCap `protobuf:"bytes,36,opt,name=freq_set_cap,json=freqSetCap,proto3,oneof"`
+}
+
+type Command_FreqDeleteCap struct {
+	FreqDeleteCap *FreqDeleteCap `protobuf:"bytes,37,opt,name=freq_delete_cap,json=freqDeleteCap,proto3,oneof"`
+}
+
 func (*Command_Create) isCommand_Body() {}
 
 func (*Command_Cancel) isCommand_Body() {}
@@ -1255,6 +1283,10 @@ func (*Command_End) isCommand_Body() {}
 func (*Command_AddSuppressions) isCommand_Body() {}
 
 func (*Command_RemoveSuppressions) isCommand_Body() {}
+
+func (*Command_FreqSetCap) isCommand_Body() {}
+
+func (*Command_FreqDeleteCap) isCommand_Body() {}
 
 // CreateRequests stores new requests (one or many) as one entry.
 type CreateRequests struct {
@@ -3183,6 +3215,238 @@ func (x *RemoveSuppressions) GetNumbers() []uint64 {
 	return nil
 }
 
+// FreqCap limits the attempts to one number of a tenant across all its
+// requests: at most max_attempts starts in any rolling period_ms, and at
+// least min_gap_ms between two starts. A zero field is no limit of its kind.
+type FreqCap struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	MaxAttempts   uint32                 `protobuf:"varint,2,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"`
+	PeriodMs      int64                  `protobuf:"varint,3,opt,name=period_ms,json=periodMs,proto3" json:"period_ms,omitempty"`
+	MinGapMs      int64                  `protobuf:"varint,4,opt,name=min_gap_ms,json=minGapMs,proto3" json:"min_gap_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FreqCap) Reset() {
+	*x = FreqCap{}
+	mi := &file_fsm_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FreqCap) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FreqCap) ProtoMessage() {}
+
+func (x *FreqCap) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FreqCap.ProtoReflect.Descriptor instead.
+func (*FreqCap) Descriptor() ([]byte, []int) {
+	return file_fsm_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *FreqCap) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *FreqCap) GetMaxAttempts() uint32 {
+	if x != nil {
+		return x.MaxAttempts
+	}
+	return 0
+}
+
+func (x *FreqCap) GetPeriodMs() int64 {
+	if x != nil {
+		return x.PeriodMs
+	}
+	return 0
+}
+
+func (x *FreqCap) GetMinGapMs() int64 {
+	if x != nil {
+		return x.MinGapMs
+	}
+	return 0
+}
+
+// FreqSetCap stores or replaces a tenant's frequency cap.
+type FreqSetCap struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Cap           *FreqCap               `protobuf:"bytes,1,opt,name=cap,proto3" json:"cap,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FreqSetCap) Reset() {
+	*x = FreqSetCap{}
+	mi := &file_fsm_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FreqSetCap) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FreqSetCap) ProtoMessage() {}
+
+func (x *FreqSetCap) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FreqSetCap.ProtoReflect.Descriptor instead.
+func (*FreqSetCap) Descriptor() ([]byte, []int) {
+	return file_fsm_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *FreqSetCap) GetCap() *FreqCap {
+	if x != nil {
+		return x.Cap
+	}
+	return nil
+}
+
+// FreqDeleteCap removes a tenant's frequency cap and its attempt history.
+type FreqDeleteCap struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FreqDeleteCap) Reset() {
+	*x = FreqDeleteCap{}
+	mi := &file_fsm_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FreqDeleteCap) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FreqDeleteCap) ProtoMessage() {}
+
+func (x *FreqDeleteCap) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FreqDeleteCap.ProtoReflect.Descriptor instead.
+func (*FreqDeleteCap) Descriptor() ([]byte, []int) {
+	return file_fsm_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *FreqDeleteCap) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+// FreqHistory is the recent attempt starts to one number of a tenant with
+// a frequency cap (the snapshot's unit): starts ascending, kept until
+// drop_unix_ms, when none of them can hold a request back any more.
+type FreqHistory struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Number        uint64                 `protobuf:"fixed64,2,opt,name=number,proto3" json:"number,omitempty"`
+	StartsUnixMs  []int64                `protobuf:"varint,3,rep,packed,name=starts_unix_ms,json=startsUnixMs,proto3" json:"starts_unix_ms,omitempty"`
+	DropUnixMs    int64                  `protobuf:"varint,4,opt,name=drop_unix_ms,json=dropUnixMs,proto3" json:"drop_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FreqHistory) Reset() {
+	*x = FreqHistory{}
+	mi := &file_fsm_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FreqHistory) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FreqHistory) ProtoMessage() {}
+
+func (x *FreqHistory) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FreqHistory.ProtoReflect.Descriptor instead.
+func (*FreqHistory) Descriptor() ([]byte, []int) {
+	return file_fsm_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *FreqHistory) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *FreqHistory) GetNumber() uint64 {
+	if x != nil {
+		return x.Number
+	}
+	return 0
+}
+
+func (x *FreqHistory) GetStartsUnixMs() []int64 {
+	if x != nil {
+		return x.StartsUnixMs
+	}
+	return nil
+}
+
+func (x *FreqHistory) GetDropUnixMs() int64 {
+	if x != nil {
+		return x.DropUnixMs
+	}
+	return 0
+}
+
 var File_fsm_proto protoreflect.FileDescriptor
 
 const file_fsm_proto_rawDesc = "" +
@@ -3244,7 +3508,7 @@ const file_fsm_proto_rawDesc = "" +
 	"\fmodify_index\x18! \x01(\x04R\vmodifyIndex\x12\x1f\n" +
 	"\vwait_reason\x18\" \x01(\tR\n" +
 	"waitReason\x12\x1b\n" +
-	"\ttime_zone\x18# \x01(\tR\btimeZone\"\xa2\f\n" +
+	"\ttime_zone\x18# \x01(\tR\btimeZone\"\xad\r\n" +
 	"\aCommand\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x1e\n" +
 	"\vnow_unix_ms\x18\x02 \x01(\x03R\tnowUnixMs\x12%\n" +
@@ -3271,7 +3535,10 @@ const file_fsm_proto_rawDesc = "" +
 	"\x15delete_calling_window\x18\x1b \x01(\v2$.dialtone.fsm.v1.DeleteCallingWindowH\x00R\x13deleteCallingWindow\x120\n" +
 	"\x03end\x18\x1c \x01(\v2\x1c.dialtone.fsm.v1.EndRequestsH\x00R\x03end\x12M\n" +
 	"\x10add_suppressions\x18\x1d \x01(\v2 .dialtone.fsm.v1.AddSuppressionsH\x00R\x0faddSuppressions\x12V\n" +
-	"\x13remove_suppressions\x18\x1e \x01(\v2#.dialtone.fsm.v1.RemoveSuppressionsH\x00R\x12removeSuppressionsB\x06\n" +
+	"\x13remove_suppressions\x18\x1e \x01(\v2#.dialtone.fsm.v1.RemoveSuppressionsH\x00R\x12removeSuppressions\x12?\n" +
+	"\ffreq_set_cap\x18$ \x01(\v2\x1b.dialtone.fsm.v1.FreqSetCapH\x00R\n" +
+	"freqSetCap\x12H\n" +
+	"\x0ffreq_delete_cap\x18% \x01(\v2\x1e.dialtone.fsm.v1.FreqDeleteCapH\x00R\rfreqDeleteCapB\x06\n" +
 	"\x04body\"g\n" +
 	"\x0eCreateRequests\x124\n" +
 	"\brequests\x18\x01 \x03(\v2\x18.dialtone.fsm.v1.RequestR\brequests\x12\x1f\n" +
@@ -3397,7 +3664,24 @@ const file_fsm_proto_rawDesc = "" +
 	"\x05chunk\x18\x01 \x01(\v2!.dialtone.fsm.v1.SuppressionChunkR\x05chunk\"F\n" +
 	"\x12RemoveSuppressions\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x18\n" +
-	"\anumbers\x18\x02 \x03(\x06R\anumbers*Z\n" +
+	"\anumbers\x18\x02 \x03(\x06R\anumbers\"\x7f\n" +
+	"\aFreqCap\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12!\n" +
+	"\fmax_attempts\x18\x02 \x01(\rR\vmaxAttempts\x12\x1b\n" +
+	"\tperiod_ms\x18\x03 \x01(\x03R\bperiodMs\x12\x1c\n" +
+	"\n" +
+	"min_gap_ms\x18\x04 \x01(\x03R\bminGapMs\"8\n" +
+	"\n" +
+	"FreqSetCap\x12*\n" +
+	"\x03cap\x18\x01 \x01(\v2\x18.dialtone.fsm.v1.FreqCapR\x03cap\"'\n" +
+	"\rFreqDeleteCap\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\"\x85\x01\n" +
+	"\vFreqHistory\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x16\n" +
+	"\x06number\x18\x02 \x01(\x06R\x06number\x12$\n" +
+	"\x0estarts_unix_ms\x18\x03 \x03(\x03R\fstartsUnixMs\x12 \n" +
+	"\fdrop_unix_ms\x18\x04 \x01(\x03R\n" +
+	"dropUnixMs*Z\n" +
 	"\x05State\x12\x15\n" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\v\n" +
 	"\aPENDING\x10\x01\x12\r\n" +
@@ -3446,7 +3730,7 @@ func file_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_fsm_proto_goTypes = []any{
 	(State)(0),                  // 0: dialtone.fsm.v1.State
 	(Result)(0),                 // 1: dialtone.fsm.v1.Result
@@ -3492,6 +3776,10 @@ var file_fsm_proto_goTypes = []any{
 	(*SuppressionChunk)(nil),    // 41: dialtone.fsm.v1.SuppressionChunk
 	(*AddSuppressions)(nil),     // 42: dialtone.fsm.v1.AddSuppressions
 	(*RemoveSuppressions)(nil),  // 43: dialtone.fsm.v1.RemoveSuppressions
+	(*FreqCap)(nil),             // 44: dialtone.fsm.v1.FreqCap
+	(*FreqSetCap)(nil),          // 45: dialtone.fsm.v1.FreqSetCap
+	(*FreqDeleteCap)(nil),       // 46: dialtone.fsm.v1.FreqDeleteCap
+	(*FreqHistory)(nil),         // 47: dialtone.fsm.v1.FreqHistory
 }
 var file_fsm_proto_depIdxs = []int32{
 	3,  // 0: dialtone.fsm.v1.Attempt.outcome:type_name -> dialtone.fsm.v1.OutcomeClass
@@ -3522,26 +3810,29 @@ var file_fsm_proto_depIdxs = []int32{
 	35, // 25: dialtone.fsm.v1.Command.end:type_name -> dialtone.fsm.v1.EndRequests
 	42, // 26: dialtone.fsm.v1.Command.add_suppressions:type_name -> dialtone.fsm.v1.AddSuppressions
 	43, // 27: dialtone.fsm.v1.Command.remove_suppressions:type_name -> dialtone.fsm.v1.RemoveSuppressions
-	8,  // 28: dialtone.fsm.v1.CreateRequests.requests:type_name -> dialtone.fsm.v1.Request
-	13, // 29: dialtone.fsm.v1.StartAttempts.starts:type_name -> dialtone.fsm.v1.AttemptStart
-	3,  // 30: dialtone.fsm.v1.AttemptResult.outcome:type_name -> dialtone.fsm.v1.OutcomeClass
-	15, // 31: dialtone.fsm.v1.RecordResults.results:type_name -> dialtone.fsm.v1.AttemptResult
-	4,  // 32: dialtone.fsm.v1.ItemResult.code:type_name -> dialtone.fsm.v1.Code
-	21, // 33: dialtone.fsm.v1.ApplyResult.items:type_name -> dialtone.fsm.v1.ItemResult
-	23, // 34: dialtone.fsm.v1.SetEntitlement.entitlement:type_name -> dialtone.fsm.v1.Entitlement
-	24, // 35: dialtone.fsm.v1.SetThreshold.threshold:type_name -> dialtone.fsm.v1.Threshold
-	29, // 36: dialtone.fsm.v1.SetPacing.pacing:type_name -> dialtone.fsm.v1.Pacing
-	32, // 37: dialtone.fsm.v1.DeferRequests.items:type_name -> dialtone.fsm.v1.DeferItem
-	34, // 38: dialtone.fsm.v1.EndRequests.items:type_name -> dialtone.fsm.v1.EndItem
-	36, // 39: dialtone.fsm.v1.CallingWindow.weekly:type_name -> dialtone.fsm.v1.DaySpan
-	37, // 40: dialtone.fsm.v1.CallingWindow.exceptions:type_name -> dialtone.fsm.v1.DateSpan
-	38, // 41: dialtone.fsm.v1.SetCallingWindow.window:type_name -> dialtone.fsm.v1.CallingWindow
-	41, // 42: dialtone.fsm.v1.AddSuppressions.chunk:type_name -> dialtone.fsm.v1.SuppressionChunk
-	43, // [43:43] is the sub-list for method output_type
-	43, // [43:43] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	45, // 28: dialtone.fsm.v1.Command.freq_set_cap:type_name -> dialtone.fsm.v1.FreqSetCap
+	46, // 29: dialtone.fsm.v1.Command.freq_delete_cap:type_name -> dialtone.fsm.v1.FreqDeleteCap
+	8,  // 30: dialtone.fsm.v1.CreateRequests.requests:type_name -> dialtone.fsm.v1.Request
+	13, // 31: dialtone.fsm.v1.StartAttempts.starts:type_name -> dialtone.fsm.v1.AttemptStart
+	3,  // 32: dialtone.fsm.v1.AttemptResult.outcome:type_name -> dialtone.fsm.v1.OutcomeClass
+	15, // 33: dialtone.fsm.v1.RecordResults.results:type_name -> dialtone.fsm.v1.AttemptResult
+	4,  // 34: dialtone.fsm.v1.ItemResult.code:type_name -> dialtone.fsm.v1.Code
+	21, // 35: dialtone.fsm.v1.ApplyResult.items:type_name -> dialtone.fsm.v1.ItemResult
+	23, // 36: dialtone.fsm.v1.SetEntitlement.entitlement:type_name -> dialtone.fsm.v1.Entitlement
+	24, // 37: dialtone.fsm.v1.SetThreshold.threshold:type_name -> dialtone.fsm.v1.Threshold
+	29, // 38: dialtone.fsm.v1.SetPacing.pacing:type_name -> dialtone.fsm.v1.Pacing
+	32, // 39: dialtone.fsm.v1.DeferRequests.items:type_name -> dialtone.fsm.v1.DeferItem
+	34, // 40: dialtone.fsm.v1.EndRequests.items:type_name -> dialtone.fsm.v1.EndItem
+	36, // 41: dialtone.fsm.v1.CallingWindow.weekly:type_name -> dialtone.fsm.v1.DaySpan
+	37, // 42: dialtone.fsm.v1.CallingWindow.exceptions:type_name -> dialtone.fsm.v1.DateSpan
+	38, // 43: dialtone.fsm.v1.SetCallingWindow.window:type_name -> dialtone.fsm.v1.CallingWindow
+	41, // 44: dialtone.fsm.v1.AddSuppressions.chunk:type_name -> dialtone.fsm.v1.SuppressionChunk
+	44, // 45: dialtone.fsm.v1.FreqSetCap.cap:type_name -> dialtone.fsm.v1.FreqCap
+	46, // [46:46] is the sub-list for method output_type
+	46, // [46:46] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_fsm_proto_init() }
@@ -3572,6 +3863,8 @@ func file_fsm_proto_init() {
 		(*Command_End)(nil),
 		(*Command_AddSuppressions)(nil),
 		(*Command_RemoveSuppressions)(nil),
+		(*Command_FreqSetCap)(nil),
+		(*Command_FreqDeleteCap)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3579,7 +3872,7 @@ func file_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fsm_proto_rawDesc), len(file_fsm_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   39,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -73,6 +73,7 @@ func Invariants(h *history.History) []Report {
 		WithinPortBudget(h),
 		WithinCAPS(h),
 		TerminalAndNotified(h),
+		ContactRules(h),
 	}
 }
 

@@ -20,9 +20,16 @@ func at(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) 
 // dialled twice (busy, then success) and notified twice, one cancelled.
 func good() *history.History {
 	return &history.History{
-		Settings: history.Settings{Tenant: "acme", CAPS: 2, PortLoadFactor: 100, TotalPorts: 1, MaxAttempts: 2, Skew: 100 * time.Millisecond},
-		Start:    t0,
-		End:      at(60_000),
+		Settings: history.Settings{Tenant: "acme", CAPS: 2, PortLoadFactor: 100, TotalPorts: 1, MaxAttempts: 2, Skew: 100 * time.Millisecond,
+			// Listed after its calls; closed between them; 2 calls per 10 s,
+			// 3 s apart at least (the calls are 4 s apart).
+			Contact: &history.ContactRules{
+				Suppressed: []history.Listing{{Number: "+1", From: at(9000)}},
+				Closed:     []history.Span{{From: at(2000), To: at(4000)}},
+				CapMax:     2, CapPeriod: 10 * time.Second, CapMinGap: 3 * time.Second,
+			}},
+		Start: t0,
+		End:   at(60_000),
 		Ops: []history.Op{
 			{Client: 0, Kind: history.Create, Token: "a", ID: "A", Telnum: "1", Invoke: at(0), Return: at(10), Outcome: history.OK},
 			{Client: 1, Kind: history.Create, Token: "b", ID: "B", Telnum: "2", Invoke: at(5), Return: at(20), Outcome: history.OK},
@@ -34,8 +41,8 @@ func good() *history.History {
 			{Client: 0, Kind: history.Cancel, Token: "a", ID: "A", Invoke: at(9020), Return: at(9030), Outcome: history.Finished},
 		},
 		Calls: []mediasim.CallRecord{
-			{RequestID: "A", CallUUID: "A1", Attempt: 1, Start: at(1000), End: at(1500), State: mediasim.StateEnded, Outcome: "busy", Caller: "n1"},
-			{RequestID: "A", CallUUID: "A2", Attempt: 2, Start: at(5000), End: at(8000), State: mediasim.StateEnded, Outcome: "success", Caller: "n2"},
+			{RequestID: "A", CallUUID: "A1", Attempt: 1, Telnum: "1", Start: at(1000), End: at(1500), State: mediasim.StateEnded, Outcome: "busy", Caller: "n1"},
+			{RequestID: "A", CallUUID: "A2", Attempt: 2, Telnum: "1", Start: at(5000), End: at(8000), State: mediasim.StateEnded, Outcome: "success", Caller: "n2"},
 		},
 		Notifications: []notifysink.Notification{
 			{RequestID: "A", Result: "SUCCESS", Time: at(8100), Seq: 1, Answered: 200},
@@ -139,6 +146,23 @@ func TestViolationsFail(t *testing.T) {
 			for i := range 4 {
 				h.Calls = append(h.Calls, mediasim.CallRecord{RequestID: "C", CallUUID: "C" + string(rune('0'+i)), Start: at(20_000 + 100*i), End: at(20_050 + 100*i), State: mediasim.StateEnded})
 			}
+		}},
+		{"call to a suppressed number", "contact-rules", "after the number was listed", func(h *history.History) {
+			h.Settings.Contact.Suppressed[0].From = at(3000)
+		}},
+		{"call in a closed window", "contact-rules", "in the closed span", func(h *history.History) {
+			h.Settings.Contact.Closed = append(h.Settings.Contact.Closed, history.Span{From: at(4500), To: at(6000)})
+		}},
+		{"call within the window's grace", "contact-rules", "in the closed span", func(h *history.History) {
+			// A grace that covers the call passes; one that does not fails.
+			h.Settings.Contact.Closed = []history.Span{{From: at(4000), To: at(6000)}, {From: at(-500), To: at(2000)}}
+			h.Settings.Contact.WindowGrace = 1000 * time.Millisecond
+		}},
+		{"cap exceeded", "contact-rules", "the cap is 1 per 10s", func(h *history.History) {
+			h.Settings.Contact.CapMax = 1
+		}},
+		{"gap too short", "contact-rules", "the minimum gap is 5s", func(h *history.History) {
+			h.Settings.Contact.CapMinGap = 5 * time.Second
 		}},
 		{"not terminal", "terminal-and-notified", "after the drain", func(h *history.History) { h.Finals[0].State = "PENDING" }},
 		{"never notified", "terminal-and-notified", "never notified", func(h *history.History) { h.Notifications = nil }},

@@ -139,6 +139,39 @@ type Settings struct {
 	// Tolerance for comparing a time the dialer checked with the time the
 	// media platform recorded (one network hop between two processes).
 	Skew time.Duration `json:"skew"`
+	// Contact is the contact rules the run configured for Tenant
+	// (invariant 8); nil: none.
+	Contact *ContactRules `json:"contact,omitempty"`
+}
+
+// ContactRules are a run's contact rules, as the checkers need them.
+type ContactRules struct {
+	// Suppressed are numbers put on the tenant's suppression list, each
+	// with the time its listing was acknowledged.
+	Suppressed []Listing `json:"suppressed,omitempty"`
+	// Closed are the spans when the calling window was closed for every
+	// callee (absolute times: the run's callees share one zone).
+	Closed []Span `json:"closed,omitempty"`
+	// WindowGrace is how long after a close a claimed request may still
+	// be dialled (docs/compliance.md: up to the queue's drain time).
+	WindowGrace time.Duration `json:"window_grace,omitempty"`
+	// The frequency cap: at most CapMax calls to one number in any
+	// CapPeriod (0: none), at least CapMinGap between two.
+	CapMax    int           `json:"cap_max,omitempty"`
+	CapPeriod time.Duration `json:"cap_period,omitempty"`
+	CapMinGap time.Duration `json:"cap_min_gap,omitempty"`
+}
+
+// Listing is one number put on a suppression list at From.
+type Listing struct {
+	Number string    `json:"number"`
+	From   time.Time `json:"from"`
+}
+
+// Span is a time interval [From, To).
+type Span struct {
+	From time.Time `json:"from"`
+	To   time.Time `json:"to"`
 }
 
 // History is everything one run recorded.
