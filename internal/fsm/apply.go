@@ -73,6 +73,8 @@ func (a *applier) apply(index uint64, cmd *fsmpb.Command) *fsmpb.ApplyResult {
 		return a.addSuppressions(b.AddSuppressions)
 	case *fsmpb.Command_RemoveSuppressions:
 		return a.removeSuppressions(b.RemoveSuppressions)
+	case *fsmpb.Command_DialogUpdates:
+		return a.dialogUpdates(b.DialogUpdates)
 	default:
 		panic(unknownBody(index, cmd)) // decode rejects these before any entry is applied
 	}
@@ -286,6 +288,7 @@ func (a *applier) recordOne(ar *fsmpb.AttemptResult) *fsmpb.ItemResult {
 			last.EndedUnixMs = a.now
 			last.Outcome = ar.GetOutcome()
 			last.Reason = ar.GetReason()
+			last.Dialogs = nil // ended: nothing left to adopt
 		}
 		nextRetry := max(ar.GetNextRetryUnixMs(), a.now)
 		switch ar.GetOutcome() {
@@ -435,6 +438,7 @@ func copyAttempt(a *fsmpb.Attempt) *fsmpb.Attempt {
 		EndedUnixMs:   a.EndedUnixMs,
 		Outcome:       a.Outcome,
 		Reason:        a.Reason,
+		Dialogs:       a.Dialogs, // replaced, never changed in place
 	}
 	if u := a.ProtoReflect().GetUnknown(); len(u) > 0 {
 		n.ProtoReflect().SetUnknown(append(protoreflect.RawFields(nil), u...))

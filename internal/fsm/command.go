@@ -83,7 +83,9 @@ func bodyKind(cmd *fsmpb.Command) (known, ignorable bool) {
 		// Contact rules: they change request records, and a start reads
 		// the suppression lists, so a replica must apply every one.
 		*fsmpb.Command_Defer, *fsmpb.Command_End,
-		*fsmpb.Command_AddSuppressions, *fsmpb.Command_RemoveSuppressions:
+		*fsmpb.Command_AddSuppressions, *fsmpb.Command_RemoveSuppressions,
+		// Dialog state lives on request records too.
+		*fsmpb.Command_DialogUpdates:
 		return true, false
 	case *fsmpb.Command_SetEntitlement, *fsmpb.Command_DeleteEntitlement,
 		*fsmpb.Command_SetThreshold, *fsmpb.Command_DeleteThreshold,

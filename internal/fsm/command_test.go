@@ -61,6 +61,7 @@ var requestBodies = map[string]bool{
 	"record_results": true, "mark_notified": true, "purge": true,
 	"requeue": true, "expire": true, "defer": true, "end": true,
 	"add_suppressions": true, "remove_suppressions": true,
+	"dialog_updates": true,
 }
 
 func bodyName(cmd *fsmpb.Command) string {

@@ -122,3 +122,9 @@ func AddSuppressionsCommand(c *fsmpb.SuppressionChunk) *fsmpb.Command {
 func RemoveSuppressionsCommand(tenant string, numbers []uint64) *fsmpb.Command {
 	return &fsmpb.Command{Body: &fsmpb.Command_RemoveSuppressions{RemoveSuppressions: &fsmpb.RemoveSuppressions{Tenant: tenant, Numbers: numbers}}}
 }
+
+// DialogUpdatesCommand records the SIP dialog state of attempts in
+// progress (what a new leader needs to adopt their calls).
+func DialogUpdatesCommand(updates []*fsmpb.DialogUpdate) *fsmpb.Command {
+	return &fsmpb.Command{Body: &fsmpb.Command_DialogUpdates{DialogUpdates: &fsmpb.DialogUpdates{Updates: updates}}}
+}
