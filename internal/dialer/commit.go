@@ -97,6 +97,7 @@ func (e *Engine) call(ctx context.Context, it *item) {
 			Telnum: r.Telnum, Ani: r.Ani, Cpd: r.Cpd, CustomData: r.CustomData,
 			Attempt: r.AttemptsMade + 1,
 			Gate:    e.sendGate(it),
+			Dialog:  e.dialogSink(r.Id, it.callUUID),
 		})
 	}
 	e.mu.Lock()
@@ -167,7 +168,9 @@ func (e *Engine) commitResults(ctx context.Context, rs []result) {
 	}
 	e.mu.Lock()
 	for _, r := range recorded {
-		r.it.t.outcomes[r.res.Outcome.String()]++
+		if r.it.t != nil { // nil: an adopted call
+			r.it.t.outcomes[r.res.Outcome.String()]++
+		}
 	}
 	e.mu.Unlock()
 	for _, r := range recorded {

@@ -38,6 +38,7 @@ func newDialer(cfg config.Config, store *fsm.FSM, cl *cluster.Cluster, ports dia
 		Logger:                log,
 		InterruptedRetryDelay: cfg.Dialer.InterruptedRetryDelay.Duration,
 		HalfOpenHold:          halfOpenHold(cfg),
+		Takeover:              !cfg.Dialer.DisableTakeover,
 		NotifyMaxBackoff:      cfg.Dialer.NotifyMaxBackoff.Duration,
 		NotifyConcurrency:     cfg.Dialer.NotifyConcurrency,
 		PortView:              cfg.Dialer.PortView,
@@ -106,7 +107,8 @@ func callBackend(cfg config.Config, nodeCfg config.Node, log *slog.Logger, reg p
 	}
 	switch cfg.Telephony.Backend {
 	case "sip":
-		b, err := sipcall.New(sipcall.Options{SIP: cfg.Telephony.SIP, Listen: nodeCfg.SIP, Logger: log, Registerer: reg, ServerPorts: servers})
+		b, err := sipcall.New(sipcall.Options{SIP: cfg.Telephony.SIP, Listen: nodeCfg.SIP, Logger: log, Registerer: reg, ServerPorts: servers,
+			Handover: !cfg.Dialer.DisableTakeover})
 		if err != nil {
 			return nil, nil, fmt.Errorf("node: telephony.sip: %w", err)
 		}

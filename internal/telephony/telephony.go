@@ -33,6 +33,13 @@ type Call struct {
 	// wraps it in ErrNotSent) without sending anything, and the dialer
 	// handles the attempt as not placed.
 	Gate func(ctx context.Context) error
+
+	// Dialog, when set, is called by a backend whose calls have dialogs
+	// (SIP) each time a leg's replicable state changes: its INVITE sent,
+	// the dialog established, confirmed, refreshed. The dialer commits
+	// the latest state per leg, so that a new leader can adopt the call
+	// (see dialer.Adopter). It must not block.
+	Dialog func(*fsmpb.DialogState)
 }
 
 // Send runs the call's Gate, if any: nil means the call may leave now.

@@ -614,7 +614,9 @@ type DialogState struct {
 	LocalSdp  []byte `protobuf:"bytes,20,opt,name=local_sdp,json=localSdp,proto3" json:"local_sdp,omitempty"`
 	RemoteSdp []byte `protobuf:"bytes,21,opt,name=remote_sdp,json=remoteSdp,proto3" json:"remote_sdp,omitempty"`
 	// The media server an IVR leg went to (host:port), counted in its pool.
-	Server        string `protobuf:"bytes,22,opt,name=server,proto3" json:"server,omitempty"`
+	Server string `protobuf:"bytes,22,opt,name=server,proto3" json:"server,omitempty"`
+	// The INVITE's top Via as sent (its branch is invite_branch).
+	InviteVia     string `protobuf:"bytes,23,opt,name=invite_via,json=inviteVia,proto3" json:"invite_via,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -799,6 +801,13 @@ func (x *DialogState) GetRemoteSdp() []byte {
 func (x *DialogState) GetServer() string {
 	if x != nil {
 		return x.Server
+	}
+	return ""
+}
+
+func (x *DialogState) GetInviteVia() string {
+	if x != nil {
+		return x.InviteVia
 	}
 	return ""
 }
@@ -3580,7 +3589,7 @@ const file_fsm_proto_rawDesc = "" +
 	"\rended_unix_ms\x18\x04 \x01(\x03R\vendedUnixMs\x127\n" +
 	"\aoutcome\x18\x05 \x01(\x0e2\x1d.dialtone.fsm.v1.OutcomeClassR\aoutcome\x12\x16\n" +
 	"\x06reason\x18\x06 \x01(\tR\x06reason\x126\n" +
-	"\adialogs\x18\x14 \x03(\v2\x1c.dialtone.fsm.v1.DialogStateR\adialogs\"\xbe\x05\n" +
+	"\adialogs\x18\x14 \x03(\v2\x1c.dialtone.fsm.v1.DialogStateR\adialogs\"\xdd\x05\n" +
 	"\vDialogState\x12\x10\n" +
 	"\x03leg\x18\x01 \x01(\tR\x03leg\x12\x17\n" +
 	"\acall_id\x18\x02 \x01(\tR\x06callId\x12\x12\n" +
@@ -3609,7 +3618,9 @@ const file_fsm_proto_rawDesc = "" +
 	"\tlocal_sdp\x18\x14 \x01(\fR\blocalSdp\x12\x1d\n" +
 	"\n" +
 	"remote_sdp\x18\x15 \x01(\fR\tremoteSdp\x12\x16\n" +
-	"\x06server\x18\x16 \x01(\tR\x06server\"q\n" +
+	"\x06server\x18\x16 \x01(\tR\x06server\x12\x1d\n" +
+	"\n" +
+	"invite_via\x18\x17 \x01(\tR\tinviteVia\"q\n" +
 	"\fDialogUpdate\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\tcall_uuid\x18\x02 \x01(\tR\bcallUuid\x124\n" +
