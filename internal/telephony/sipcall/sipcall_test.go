@@ -357,11 +357,18 @@ func (u *uas) onInvite(dc *sipgo.DialogServerCache, req *sip.Request, tx sip.Ser
 		if strings.HasPrefix(user, "refresh") || strings.HasPrefix(user, "cpdinfo") {
 			u.inDialog(dlg, req, user)
 		}
-		if strings.HasPrefix(user, "hangup") {
+		if strings.HasPrefix(user, "hangup") || strings.HasPrefix(user, "slowhangup") {
+			if strings.HasPrefix(user, "slowhangup") {
+				time.Sleep(1500 * time.Millisecond) // across a takeover
+			}
 			time.Sleep(100 * time.Millisecond)
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			if err := dlg.Bye(ctx); err != nil {
+				if strings.HasPrefix(user, "slowhangupx") { // expected to fail (TestTakeover)
+					u.event("BYE-failed " + user)
+					return
+				}
 				u.t.Errorf("UAS BYE %s: %v", user, err)
 			}
 			u.setActive(user, false)
