@@ -147,7 +147,7 @@ func startSIPp(t *testing.T, scenario string, extra ...string) *sippUAS {
 	return u
 }
 
-var sippLine = regexp.MustCompile(`^(INVITE|ACKED|END) (.*)$`)
+var sippLine = regexp.MustCompile(`^(INVITE|ACKED|END|BYEOK) (.*)$`)
 
 func (u *sippUAS) entries(t *testing.T) []sippEntry {
 	t.Helper()
