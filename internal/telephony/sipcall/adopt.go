@@ -284,7 +284,10 @@ func (b *Backend) adoptPending(ctx context.Context, t *trunk, c telephony.Call, 
 		if ctx.Err() != nil {
 			return telephony.Outcome{}, ctx.Err()
 		}
-		return b.ringNoAnswer(), nil
+		// No final response came to the CANCELled INVITE: it may have
+		// been answered and ACKed by the old leader after its last commit.
+		// Not known: interrupted (the dialer's half-open rules apply).
+		return telephony.Outcome{Class: fsmpb.OutcomeClass_OUTCOME_INTERRUPTED, Reason: "Interrupted (no final response after a leader change)"}, nil
 	}
 	b.m.responses.WithLabelValues(t.Name, strconv.Itoa(res.StatusCode)).Inc()
 	if !res.IsSuccess() {

@@ -36,6 +36,13 @@
 //     same way before the callee is called.
 //   - Ports states a trunk's capacity to the dialer's port budget for
 //     trunks nothing reports port usage for (see docs/sip.md).
+//   - Failover (adopt.go, lead.go, timer.go): each leg reports its
+//     replicable dialog state through telephony.Call.Dialog; with a
+//     service address, which only the leader binds (Lead) and every
+//     dialog's Via and Contact name, a new leader rebuilds the dialogs
+//     (Adopt) and carries the calls on; a leader that stops hands its
+//     calls over instead of hanging them up. RFC 4028 session timers end
+//     at the far end a dialog no leader refreshes.
 //   - Close cancels every call, waits for their dialogs to end, then stops
 //     the user agent.
 package sipcall
