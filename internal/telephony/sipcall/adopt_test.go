@@ -143,3 +143,80 @@ func TestTakeover(t *testing.T) {
 		})
 	}
 }
+
+// TestSessionTimer: the INVITE asks for session_expires with Dialtone as
+// refresher; a far end accepting it gets offerless UPDATE refreshes at
+// half the interval; a 422 is answered by asking again with its Min-SE.
+func TestSessionTimer(t *testing.T) {
+	u := newUAS(t)
+	b := newBackend(t, u, func(c *config.SIP) {
+		c.SessionExpires = config.Duration{Duration: 2 * time.Second} // below the configurable minimum, for speed
+		c.MaxCallDuration = config.Duration{Duration: 2500 * time.Millisecond}
+	})
+	for _, user := range []string{"timer", "minse"} {
+		out, err := b.Place(context.Background(), call(user))
+		if err != nil || out.Class != fsmpb.OutcomeClass_OUTCOME_SUCCESS {
+			t.Fatalf("%s: Place = %v %s %q", user, err, out.Class, out.Reason)
+		}
+		inv := u.req("INVITE " + user)
+		if se := inv.GetHeader("Session-Expires"); se == nil || inv.GetHeader("Supported").Value() != "timer" {
+			t.Fatalf("%s: INVITE without Session-Expires / Supported: timer", user)
+		}
+		u.waitFor(t, "UPDATE-rx "+user)
+	}
+	u.waitFor(t, "422 minse")
+	if se := u.req("INVITE minse").GetHeader("Session-Expires").Value(); se != "3;refresher=uac" {
+		t.Fatalf("INVITE after 422: Session-Expires %q, want the Min-SE", se)
+	}
+}
+
+// TestTakeoverPendingInvite: node 1's INVITE is ringing when node 1's SIP
+// stack vanishes (its user agent closed: nothing more is sent or
+// received). Node 2 takes the service address and adopts the pending
+// INVITE from its replicated state: at its ring deadline it sends the
+// CANCEL (the replicated branch: the far end matches it to the INVITE),
+// the 487 reaches node 2 without a client transaction, is ACKed and gives
+// the attempt its true outcome.
+func TestTakeoverPendingInvite(t *testing.T) {
+	u := newUAS(t)
+	svc := serviceAddr(t)
+	b1 := leaderBackend(t, u, svc, time.Minute)
+	b2 := leaderBackend(t, u, svc, time.Minute)
+	if _, err := b1.Lead(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	log := &dialogLog{st: map[string]*fsmpb.DialogState{}}
+	c := call("ring")
+	c.Cpd = nil // ring_timeout 5 s: node 1 never CANCELs
+	c.Dialog = log.put
+	go func() { _, _ = b1.Place(context.Background(), c) }()
+	u.waitFor(t, "INVITE ring")
+	var st *fsmpb.DialogState
+	for deadline := time.Now().Add(5 * time.Second); st == nil; time.Sleep(5 * time.Millisecond) {
+		for _, s := range log.all() {
+			if s.Leg == "callee" && s.InviteBranch != "" {
+				st = s
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no pending INVITE state reported")
+		}
+	}
+	if st.Established || st.DeadlineUnixMs == 0 {
+		t.Fatalf("pending state %v: want not established, with a ring deadline", st)
+	}
+	_ = b1.ua.Close() // node 1 is gone (its Place ends when b1 is closed, after the test)
+	b1.release()      // and so is its socket
+	if _, err := b2.Lead(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	st.DeadlineUnixMs = time.Now().Add(300 * time.Millisecond).UnixMilli() // the ring deadline comes
+	out, err := b2.Adopt(context.Background(), c, []*fsmpb.DialogState{st})
+	if err != nil || out.Reason != "RingNoAnswer (SIP 487)" {
+		t.Fatalf("Adopt = %v %s %q, want RingNoAnswer (SIP 487)", err, out.Class, out.Reason)
+	}
+	u.waitFor(t, "CANCEL ring")
+	if br, _ := u.req("CANCEL ring").Via().Params.Get("branch"); br != st.InviteBranch {
+		t.Fatalf("CANCEL branch %q, want the INVITE's %q", br, st.InviteBranch)
+	}
+}

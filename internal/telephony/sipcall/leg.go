@@ -158,7 +158,7 @@ func (l *leg) sendInvite(ctx context.Context, ring time.Duration, username, pass
 				l.commit()
 				continue
 			}
-			if r.StatusCode == sip.StatusIntervalToBrief && sessionRetries < 2 && !wantCancel {
+			if r.StatusCode == statusSessionIntervalTooSmall && sessionRetries < 2 && !wantCancel {
 				// 422 (RFC 4028 §6): ask again with the far end's Min-SE.
 				if mse := minSE(r); mse > 0 {
 					sessionRetries++

@@ -168,3 +168,7 @@ func (l *leg) sessionWatch(ctx context.Context) (expired bool) {
 		}
 	}
 }
+
+// statusSessionIntervalTooSmall is RFC 4028's 422 (sipgo names only
+// RFC 3261's 423 Interval Too Brief).
+const statusSessionIntervalTooSmall = 422
