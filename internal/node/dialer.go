@@ -41,10 +41,10 @@ func newDialer(cfg config.Config, store *fsm.FSM, cl *cluster.Cluster, ports dia
 		// Adopting needs the far ends to reach the new leader: the SIP
 		// service address. Without it calls are interrupted as before (and
 		// no dialog state is replicated).
-		Takeover: !cfg.Dialer.DisableTakeover && cfg.Telephony.Backend == "sip" && cfg.Telephony.SIP.ServiceAddr != "",
-		NotifyMaxBackoff:      cfg.Dialer.NotifyMaxBackoff.Duration,
-		NotifyConcurrency:     cfg.Dialer.NotifyConcurrency,
-		PortView:              cfg.Dialer.PortView,
+		Takeover:          !cfg.Dialer.DisableTakeover && cfg.Telephony.Backend == "sip" && cfg.Telephony.SIP.ServiceAddr != "",
+		NotifyMaxBackoff:  cfg.Dialer.NotifyMaxBackoff.Duration,
+		NotifyConcurrency: cfg.Dialer.NotifyConcurrency,
+		PortView:          cfg.Dialer.PortView,
 	})
 }
 
