@@ -37,8 +37,11 @@ func TestSIPTakeover(t *testing.T) {
 	if v, err := strconv.Atoi(os.Getenv("DIALTONE_TAKEOVER_KILLS")); err == nil && v > 0 {
 		kills = v
 	}
-	t.Run("adopt", func(t *testing.T) { takeoverRun(t, false, kills) })
-	t.Run("disabled", func(t *testing.T) { takeoverRun(t, true, 1) })
+	t.Run("adopt", func(t *testing.T) { takeoverRun(t, false, false, kills) })
+	// A graceful stop (SIGTERM) hands the calls over the same way: the
+	// stopping leader sends nothing and releases the address at once.
+	t.Run("handover", func(t *testing.T) { takeoverRun(t, false, true, 1) })
+	t.Run("disabled", func(t *testing.T) { takeoverRun(t, true, false, 1) })
 }
 
 // serviceAddr is a free UDP port on 127.0.0.77.
@@ -58,7 +61,7 @@ type takeoverRound struct {
 	probeCode                                        int
 }
 
-func takeoverRun(t *testing.T, disabled bool, kills int) {
+func takeoverRun(t *testing.T, disabled, graceful bool, kills int) {
 	const n = 20
 	svc := serviceAddrE2E(t)
 	u := startSIPp(t, "uas_takeover")
@@ -107,7 +110,9 @@ func takeoverRun(t *testing.T, disabled bool, kills int) {
 		if l := c.leader(t, via); l != leader {
 			t.Fatalf("leader changed from %s to %s before the kill", leader, l)
 		}
-		if err := c.Kill(leader); err != nil {
+		if graceful {
+			go func() { _ = c.Stop(t.Context(), leader) }() // SIGTERM; returns once the process exited
+		} else if err := c.Kill(leader); err != nil {
 			t.Fatal(err)
 		}
 		probe := acked[0]
