@@ -122,9 +122,13 @@ type Engine struct {
 	// adopting holds the requests whose calls this term adopted (reconcile
 	// may run more than once). Only reconcile uses it.
 	adopting map[string]bool
-	global   pacer // hand-off, over all tenants
-	gwire    pacer // the send, over all tenants
-	gCAPS    float64
+	global  pacer                  // hand-off, over all tenants
+	gwire   pacer                  // the send, over all tenants
+	gCAPS   float64
+	// sendToken numbers the sends whose time is pending in the wire
+	// pacers (gate.go); settled is closed and replaced when one settles.
+	sendToken int64
+	settled   chan struct{}
 
 	// Per term: set in Run before any goroutine of the term starts, read
 	// without mu afterwards.
@@ -185,6 +189,7 @@ func (e *Engine) Run(ctx context.Context) {
 	e.adopting = map[string]bool{}
 	e.global = pacer{handoff: true}
 	e.gwire = pacer{}
+	e.settled = make(chan struct{})
 	e.latency = &startLatency{}
 	e.wake = make(chan struct{}, 1)
 	e.fetchCh = make(chan struct{}, 1)

@@ -33,6 +33,11 @@ type Call struct {
 	// wraps it in ErrNotSent) without sending anything, and the dialer
 	// handles the attempt as not placed.
 	Gate func(ctx context.Context) error
+	// Sent, when set, is told (through Written) that the send the Gate
+	// allowed has been written: the write to the socket returned. The
+	// dialer's windows hold the send as pending until then (the time
+	// between the gate and the socket varies on a loaded machine).
+	Sent func()
 
 	// Dialog, when set, is called by a backend whose calls have dialogs
 	// (SIP) each time a leg's replicable state changes: its INVITE sent,
@@ -40,6 +45,14 @@ type Call struct {
 	// the latest state per leg, so that a new leader can adopt the call
 	// (see dialer.Adopter). It must not block.
 	Dialog func(*fsmpb.DialogState)
+}
+
+// Written reports, after Send returned nil, that the call's first request
+// has been written (or its write failed): as soon as the write returned.
+func (c Call) Written() {
+	if c.Sent != nil {
+		c.Sent()
+	}
 }
 
 // Send runs the call's Gate, if any: nil means the call may leave now.

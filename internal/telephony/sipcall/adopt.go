@@ -196,14 +196,14 @@ func (b *Backend) Adopt(ctx context.Context, c telephony.Call, dialogs []*fsmpb.
 	if err != nil {
 		return telephony.Outcome{}, err
 	}
-	callee.report = reporter(c)
+	callee.report, callee.stop = reporter(c), ctx.Done()
 	var ivr *leg
 	var server *mediaServer
 	if ivrSt != nil && pool != nil {
 		if ivr, err = b.restore(ivrSt, pool.cli, pool.contact); err != nil {
 			return telephony.Outcome{}, err
 		}
-		ivr.report = reporter(c)
+		ivr.report, ivr.stop = reporter(c), ctx.Done()
 		server = pool.server(ivrSt.Server)
 	}
 	if server == nil && pool != nil && calleeSt.Established && ivrSt == nil {

@@ -234,6 +234,8 @@ func (b *Backend) dial(ctx context.Context, t *trunk, c telephony.Call, req *sip
 	b.m.invites.WithLabelValues(t.Name).Inc()
 	callee := b.newLeg("callee", t.cli, req)
 	callee.report = reporter(c)
+	callee.written = c.Written // the dialer's window logs: the INVITE left
+	callee.stop = ctx.Done()   // the dialer stops: bounded teardown (leg.go)
 	ring := b.ringTimeout(c.Cpd)
 	if ring > 0 {
 		callee.deadline = time.Now().Add(ring) // while pending: when a new leader CANCELs it
@@ -338,6 +340,7 @@ func (b *Backend) answered(ctx context.Context, t *trunk, c telephony.Call, call
 	callee.deadline = time.Time{}
 	callee.commit() // answered, not yet ACKed: a new leader ends it
 
+	ivr.stop = ctx.Done()
 	ivrCtx, ivrCancel := context.WithCancel(ctx)
 	go func() { // ends with ivrCancel below at the latest
 		select {
