@@ -122,9 +122,9 @@ type Engine struct {
 	// adopting holds the requests whose calls this term adopted (reconcile
 	// may run more than once). Only reconcile uses it.
 	adopting map[string]bool
-	global  pacer                  // hand-off, over all tenants
-	gwire   pacer                  // the send, over all tenants
-	gCAPS   float64
+	global   pacer // hand-off, over all tenants
+	gwire    pacer // the send, over all tenants
+	gCAPS    float64
 	// sendToken numbers the sends whose time is pending in the wire
 	// pacers (gate.go); settled is closed and replaced when one settles.
 	sendToken int64
