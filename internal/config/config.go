@@ -63,6 +63,10 @@ type Dialer struct {
 	// interrupted_retry_delay (the old leader has hung its calls up). The
 	// simulated platform never needs it (the new leader revokes the calls).
 	HalfOpenHold string `toml:"half_open_hold"`
+	// DisableTakeover: a new leader ends its predecessor's calls in
+	// progress as interrupted (and retries them) instead of adopting
+	// their SIP dialogs. For tests and as an escape hatch.
+	DisableTakeover bool `toml:"disable_takeover"`
 	// NotifyTimeout bounds one notification GET.
 	NotifyTimeout Duration `toml:"notify_timeout"`
 	// NotifyMaxBackoff caps the delay between notification retries.

@@ -74,6 +74,28 @@ type SIP struct {
 	// within this of being connected is not a success (ShortCall). 0
 	// disables the check.
 	MinConnected Duration `toml:"min_connected"`
+	// ServiceAddr is the cluster's SIP service address (host:port, UDP):
+	// the address in every dialog's Via and Contact, bound only by the
+	// leader and released when it stops leading, so that a new leader
+	// receives the far ends' in-dialog requests and adopts the calls its
+	// predecessor left up (docs/sip.md, "Failover"). On one host any
+	// 127.x address works; across hosts it is a floating IP that the
+	// leader adds (ServiceAddrUp). Empty: each node uses its own address
+	// and calls do not survive a failover.
+	ServiceAddr string `toml:"service_addr"`
+	// ServiceAddrUp and ServiceAddrDown, when set, are run (argv, no
+	// shell; {addr} is the service address's host) before the leader
+	// binds the service address and after it released it: e.g.
+	// ["ip", "addr", "add", "{addr}/32", "dev", "eth0"] (needs
+	// CAP_NET_ADMIN).
+	ServiceAddrUp   []string `toml:"service_addr_up"`
+	ServiceAddrDown []string `toml:"service_addr_down"`
+	// SessionExpires is the session interval Dialtone asks for (RFC 4028
+	// Session-Expires, refresher uac: Dialtone refreshes at half of it),
+	// so that a far end whose dialog nobody refreshes any more (a leader
+	// died and no one adopted its calls) ends it by itself. 0: no
+	// session timer. At least 90s (the RFC's minimum Min-SE).
+	SessionExpires Duration `toml:"session_expires"`
 }
 
 // SIPIVR is one IVR application on a pool of media servers.
@@ -275,6 +297,14 @@ func (c *Config) validateSIPIVR(bad func(key, format string, args ...any)) {
 	s := c.Telephony.SIP
 	if d := s.IVRAnswerTimeout.Duration; d < 100*time.Millisecond || d > 30*time.Second {
 		bad("telephony.sip.ivr_answer_timeout", "%s is outside 100ms..30s (the callee waits at most 32 s for its ACK)", d)
+	}
+	if d := s.SessionExpires.Duration; d != 0 && (d < 90*time.Second || d > 24*time.Hour) {
+		bad("telephony.sip.session_expires", "%s is outside 90s..24h (or 0: no session timer)", d)
+	}
+	if a := s.ServiceAddr; a != "" {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			bad("telephony.sip.service_addr", "%q is not host:port: %v", a, err)
+		}
 	}
 	if d := s.MinConnected.Duration; d < 0 || d > time.Hour {
 		bad("telephony.sip.min_connected", "%s is outside 0..1h", d)

@@ -98,6 +98,7 @@ func (e *Engine) call(ctx context.Context, it *item) {
 			Attempt: r.AttemptsMade + 1,
 			Gate:    e.sendGate(it),
 			Sent:    func() { e.sendWritten(it) },
+			Dialog:  e.dialogSink(r.Id, it.callUUID),
 		})
 		e.sendWritten(it) // a backend that did not report it
 	}
@@ -169,7 +170,9 @@ func (e *Engine) commitResults(ctx context.Context, rs []result) {
 	}
 	e.mu.Lock()
 	for _, r := range recorded {
-		r.it.t.outcomes[r.res.Outcome.String()]++
+		if r.it.t != nil { // nil: an adopted call
+			r.it.t.outcomes[r.res.Outcome.String()]++
+		}
 	}
 	e.mu.Unlock()
 	for _, r := range recorded {

@@ -14,7 +14,12 @@
 // requests go back to PENDING, and IN_PROGRESS attempts, whose outcome
 // nobody will learn, are revoked on the media platform when the backend can
 // (telephony.Revoker) and ended as interrupted (not counted, retried after
-// InterruptedRetryDelay). Then it runs its jobs until leadership ends;
+// InterruptedRetryDelay) — unless they have replicated dialogs and the
+// backend adopts calls (adopt.go, Options.Takeover): then the backend
+// continues them (after taking the service address, AddressHolder) and
+// their real outcome is recorded on the same attempt. Dialog state the
+// backend reports while placing calls is group-committed like starts and
+// results. Then it runs its jobs until leadership ends;
 // ending cancels every call it placed and waits for all of its goroutines.
 // Because proposals never forward, a deposed leader's commands fail instead
 // of reaching its successor after the successor has reconciled.

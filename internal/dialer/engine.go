@@ -65,6 +65,10 @@ type Options struct {
 	// its start + sendDeadline + HalfOpenHold, and counts it in the port
 	// budget until then (takeover.go). 0: calls end with their dialer.
 	HalfOpenHold time.Duration
+	// Takeover: a new leader adopts the calls its predecessor left in
+	// progress with replicated dialogs (a backend implementing Adopter)
+	// instead of ending them as interrupted (adopt.go).
+	Takeover bool
 	// ReportMargin is the relay latency allowed for port reports (see
 	// budget); default 100ms.
 	ReportMargin time.Duration
@@ -118,9 +122,13 @@ type Engine struct {
 	running bool
 	tenants map[string]*tenant
 	linger  map[string][]time.Time // per tenant: hold ends of a predecessor's half-open attempts
-	global  pacer                  // hand-off, over all tenants
-	gwire   pacer                  // the send, over all tenants
-	gCAPS   float64
+	adopted map[string]int         // per tenant: adopted calls in progress
+	// adopting holds the requests whose calls this term adopted (reconcile
+	// may run more than once). Only reconcile uses it.
+	adopting map[string]bool
+	global   pacer // hand-off, over all tenants
+	gwire    pacer // the send, over all tenants
+	gCAPS    float64
 	// sendToken numbers the sends whose time is pending in the wire
 	// pacers (gate.go); settled is closed and replaced when one settles.
 	sendToken int64
@@ -133,6 +141,7 @@ type Engine struct {
 	latency *startLatency
 	starts  *batcher[*item]
 	results *batcher[result]
+	dialogs *batcher[dialogItem]
 	notes   *notifier
 	calls   sync.WaitGroup
 }
@@ -183,6 +192,8 @@ func (e *Engine) Run(ctx context.Context) {
 	e.running = true
 	e.tenants = map[string]*tenant{}
 	e.linger = map[string][]time.Time{}
+	e.adopted = map[string]int{}
+	e.adopting = map[string]bool{}
 	e.global = pacer{handoff: true}
 	e.gwire = pacer{}
 	e.settled = make(chan struct{})
@@ -191,6 +202,7 @@ func (e *Engine) Run(ctx context.Context) {
 	e.fetchCh = make(chan struct{}, 1)
 	e.starts = newBatcher(maxEntryItems, e.commitStarts)
 	e.results = newBatcher(maxEntryItems, e.commitResults)
+	e.dialogs = newBatcher(maxEntryItems, e.commitDialogs)
 	e.notes = newNotifier(e)
 	e.wait.last = time.Time{}
 	e.mu.Unlock()
@@ -204,11 +216,24 @@ func (e *Engine) Run(ctx context.Context) {
 
 	e.m.Running.Set(1)
 	e.log.Info("dialer starting")
+	if h, ok := e.opts.Backend.(AddressHolder); ok {
+		// The service address first: adopted calls' requests come to it.
+		release, err := h.Lead(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				e.log.Error("could not take the service address; not dialling this term", "err", err)
+				<-ctx.Done()
+			}
+			return
+		}
+		defer release() // after every call ended (deferred before e.calls.Wait returns)
+	}
 	if !e.reconcile(ctx) {
+		e.calls.Wait()
 		return
 	}
 	var wg sync.WaitGroup
-	for _, f := range []func(context.Context){e.starts.run, e.results.run, e.notes.run, e.housekeep, e.dispatch} {
+	for _, f := range []func(context.Context){e.starts.run, e.results.run, e.dialogs.run, e.notes.run, e.housekeep, e.dispatch} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -57,7 +57,7 @@ func (e *Engine) refresh(now time.Time) {
 		t.pacer.setRate(t.settings.CAPS)
 		t.wire.setRate(t.settings.CAPS)
 		t.ports = e.opts.Ports.TenantPorts(n)
-		t.budget.lingering = e.lingeringLocked(n, now)
+		t.budget.lingering = e.lingeringLocked(n, now) + e.adopted[n]
 		e.view.refresh(t, now)
 		achieved := t.rate(now) // also trims the attempt log
 		if t.idle() && !slices.Contains(names, n) {

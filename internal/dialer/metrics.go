@@ -29,6 +29,8 @@ type Metrics struct {
 	Waiting       *prometheus.GaugeVec
 	Deferred      *prometheus.CounterVec
 	Ended         *prometheus.CounterVec
+	Adopted       prometheus.Counter
+	DialogBatch   prometheus.Histogram
 }
 
 // NewMetrics builds the metrics and registers them with reg (if not nil).
@@ -68,10 +70,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Requests whose next eligible time a contact rule moved, by reason (outside_window)."}, []string{"tenant", "reason"}),
 		Ended: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dialtone_dialer_rule_ended_total",
 			Help: "Requests a contact rule ended FAILURE without an attempt, by result reason."}, []string{"tenant", "reason"}),
+		Adopted: prometheus.NewCounter(prometheus.CounterOpts{Name: "dialtone_dialer_adopted_total", Help: "Calls a new leader adopted from its predecessor (replicated dialogs) instead of interrupting them."}),
+		DialogBatch: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "dialtone_dialer_dialog_batch_size",
+			Help: "Dialog state updates per Raft entry (group commit).", Buckets: prometheus.ExponentialBuckets(1, 2, 11)}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Running, m.QueueDepth, m.InProgress, m.PortBudget, m.CAPSTarget, m.CAPSAchieved, m.Limited, m.Attempts, m.Outcomes,
-			m.Refused, m.Notifications, m.Fetches, m.Reconciled, m.Revoked, m.Fenced, m.Purged, m.StartBatch, m.Waiting, m.Deferred, m.Ended)
+			m.Refused, m.Notifications, m.Fetches, m.Reconciled, m.Revoked, m.Fenced, m.Purged, m.StartBatch, m.Waiting, m.Deferred, m.Ended, m.Adopted, m.DialogBatch)
 	}
 	return m
 }

@@ -36,7 +36,7 @@ func (e *Engine) reconcile(ctx context.Context) bool {
 }
 
 func (e *Engine) reconcileOnce(ctx context.Context) error {
-	requeued, interrupted := 0, 0
+	requeued, interrupted, adopted := 0, 0, 0
 	for _, tn := range e.opts.Store.Tenants(fsmpb.State_INITIATED) {
 		for {
 			recs := e.opts.Store.InState(tn, fsmpb.State_INITIATED, "", maxEntryItems)
@@ -50,10 +50,31 @@ func (e *Engine) reconcileOnce(ctx context.Context) error {
 		}
 	}
 	for _, tn := range e.opts.Store.Tenants(fsmpb.State_IN_PROGRESS) {
+		after := ""
 		for {
-			recs := e.opts.Store.InState(tn, fsmpb.State_IN_PROGRESS, "", maxEntryItems)
+			recs := e.opts.Store.InState(tn, fsmpb.State_IN_PROGRESS, after, maxEntryItems)
 			if len(recs) == 0 {
 				break
+			}
+			after = recs[len(recs)-1].Id
+			// Calls with replicated dialogs are adopted, not interrupted:
+			// they stay IN_PROGRESS until they end.
+			recs = slices.DeleteFunc(recs, func(r *fsmpb.Request) bool {
+				if e.adopting[r.Id] {
+					return true
+				}
+				d := e.adoptable(r)
+				if d == nil {
+					return false
+				}
+				e.adopting[r.Id] = true
+				adopted++
+				e.calls.Add(1)
+				go e.adopt(ctx, r, d)
+				return true
+			})
+			if len(recs) == 0 {
+				continue
 			}
 			ended := e.revoke(ctx, recs)
 			now := e.clock.Now()
@@ -64,8 +85,8 @@ func (e *Engine) reconcileOnce(ctx context.Context) error {
 			interrupted += len(recs)
 		}
 	}
-	if requeued+interrupted > 0 {
-		e.log.Info("reconciled the previous leader's work", "requeued", requeued, "interrupted", interrupted)
+	if requeued+interrupted+adopted > 0 {
+		e.log.Info("reconciled the previous leader's work", "requeued", requeued, "interrupted", interrupted, "adopted", adopted)
 	}
 	e.m.Reconciled.Add(float64(requeued + interrupted))
 	return nil

@@ -77,6 +77,8 @@ func (a *applier) apply(index uint64, cmd *fsmpb.Command) *fsmpb.ApplyResult {
 		return a.freqSetCap(b.FreqSetCap)
 	case *fsmpb.Command_FreqDeleteCap:
 		return a.freqDeleteCap(b.FreqDeleteCap)
+	case *fsmpb.Command_DialogUpdates:
+		return a.dialogUpdates(b.DialogUpdates)
 	default:
 		panic(unknownBody(index, cmd)) // decode rejects these before any entry is applied
 	}
@@ -295,6 +297,7 @@ func (a *applier) recordOne(ar *fsmpb.AttemptResult) *fsmpb.ItemResult {
 			last.EndedUnixMs = a.now
 			last.Outcome = ar.GetOutcome()
 			last.Reason = ar.GetReason()
+			last.Dialogs = nil // ended: nothing left to adopt
 		}
 		nextRetry := max(ar.GetNextRetryUnixMs(), a.now)
 		switch ar.GetOutcome() {
@@ -444,6 +447,7 @@ func copyAttempt(a *fsmpb.Attempt) *fsmpb.Attempt {
 		EndedUnixMs:   a.EndedUnixMs,
 		Outcome:       a.Outcome,
 		Reason:        a.Reason,
+		Dialogs:       a.Dialogs, // replaced, never changed in place
 	}
 	if u := a.ProtoReflect().GetUnknown(); len(u) > 0 {
 		n.ProtoReflect().SetUnknown(append(protoreflect.RawFields(nil), u...))

@@ -85,7 +85,9 @@ func bodyKind(cmd *fsmpb.Command) (known, ignorable bool) {
 		*fsmpb.Command_Defer, *fsmpb.Command_End,
 		*fsmpb.Command_AddSuppressions, *fsmpb.Command_RemoveSuppressions,
 		// A start reads the frequency caps too.
-		*fsmpb.Command_FreqSetCap, *fsmpb.Command_FreqDeleteCap:
+		*fsmpb.Command_FreqSetCap, *fsmpb.Command_FreqDeleteCap,
+		// Dialog state lives on request records too.
+		*fsmpb.Command_DialogUpdates:
 		return true, false
 	case *fsmpb.Command_SetEntitlement, *fsmpb.Command_DeleteEntitlement,
 		*fsmpb.Command_SetThreshold, *fsmpb.Command_DeleteThreshold,

@@ -62,6 +62,7 @@ var requestBodies = map[string]bool{
 	"requeue": true, "expire": true, "defer": true, "end": true,
 	"add_suppressions": true, "remove_suppressions": true,
 	"freq_set_cap": true, "freq_delete_cap": true,
+	"dialog_updates": true,
 }
 
 func bodyName(cmd *fsmpb.Command) string {

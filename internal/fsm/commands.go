@@ -133,3 +133,9 @@ func FreqSetCapCommand(c *fsmpb.FreqCap) *fsmpb.Command {
 func FreqDeleteCapCommand(tenant string) *fsmpb.Command {
 	return &fsmpb.Command{Body: &fsmpb.Command_FreqDeleteCap{FreqDeleteCap: &fsmpb.FreqDeleteCap{Tenant: tenant}}}
 }
+
+// DialogUpdatesCommand records the SIP dialog state of attempts in
+// progress (what a new leader needs to adopt their calls).
+func DialogUpdatesCommand(updates []*fsmpb.DialogUpdate) *fsmpb.Command {
+	return &fsmpb.Command{Body: &fsmpb.Command_DialogUpdates{DialogUpdates: &fsmpb.DialogUpdates{Updates: updates}}}
+}

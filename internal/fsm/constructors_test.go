@@ -46,6 +46,7 @@ func TestCommandConstructors(t *testing.T) {
 		{DeleteCallingWindowCommand("acme", "p"), &fsmpb.Command{Body: &fsmpb.Command_DeleteCallingWindow{DeleteCallingWindow: &fsmpb.DeleteCallingWindow{Tenant: "acme", IvrProfile: "p"}}}},
 		{AddSuppressionsCommand(chunk), &fsmpb.Command{Body: &fsmpb.Command_AddSuppressions{AddSuppressions: &fsmpb.AddSuppressions{Chunk: chunk}}}},
 		{RemoveSuppressionsCommand("acme", []uint64{5}), &fsmpb.Command{Body: &fsmpb.Command_RemoveSuppressions{RemoveSuppressions: &fsmpb.RemoveSuppressions{Tenant: "acme", Numbers: []uint64{5}}}}},
+		{DialogUpdatesCommand([]*fsmpb.DialogUpdate{{Id: "a", CallUuid: "u", Dialog: &fsmpb.DialogState{Leg: "callee"}}}), &fsmpb.Command{Body: &fsmpb.Command_DialogUpdates{DialogUpdates: &fsmpb.DialogUpdates{Updates: []*fsmpb.DialogUpdate{{Id: "a", CallUuid: "u", Dialog: &fsmpb.DialogState{Leg: "callee"}}}}}}},
 		{DeletePacingCommand("acme"), &fsmpb.Command{Body: &fsmpb.Command_DeletePacing{DeletePacing: &fsmpb.DeletePacing{Tenant: "acme"}}}},
 		{FreqSetCapCommand(fc), &fsmpb.Command{Body: &fsmpb.Command_FreqSetCap{FreqSetCap: &fsmpb.FreqSetCap{Cap: fc}}}},
 		{FreqDeleteCapCommand("acme"), &fsmpb.Command{Body: &fsmpb.Command_FreqDeleteCap{FreqDeleteCap: &fsmpb.FreqDeleteCap{Tenant: "acme"}}}},

@@ -42,6 +42,10 @@ func newDialer(cfg config.Config, store *fsm.FSM, cl *cluster.Cluster, ports dia
 		NotifyConcurrency:     cfg.Dialer.NotifyConcurrency,
 		PortView:              cfg.Dialer.PortView,
 		Clock:                 clockOf(cfg),
+		// Adopting needs the far ends to reach the new leader: the SIP
+		// service address. Without it calls are interrupted as before (and
+		// no dialog state is replicated).
+		Takeover: !cfg.Dialer.DisableTakeover && cfg.Telephony.Backend == "sip" && cfg.Telephony.SIP.ServiceAddr != "",
 	})
 }
 
@@ -116,7 +120,8 @@ func callBackend(cfg config.Config, nodeCfg config.Node, log *slog.Logger, reg p
 	}
 	switch cfg.Telephony.Backend {
 	case "sip":
-		b, err := sipcall.New(sipcall.Options{SIP: cfg.Telephony.SIP, Listen: nodeCfg.SIP, Logger: log, Registerer: reg, ServerPorts: servers})
+		b, err := sipcall.New(sipcall.Options{SIP: cfg.Telephony.SIP, Listen: nodeCfg.SIP, Logger: log, Registerer: reg, ServerPorts: servers,
+			Handover: !cfg.Dialer.DisableTakeover})
 		if err != nil {
 			return nil, nil, fmt.Errorf("node: telephony.sip: %w", err)
 		}

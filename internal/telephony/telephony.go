@@ -38,6 +38,13 @@ type Call struct {
 	// dialer's windows hold the send as pending until then (the time
 	// between the gate and the socket varies on a loaded machine).
 	Sent func()
+
+	// Dialog, when set, is called by a backend whose calls have dialogs
+	// (SIP) each time a leg's replicable state changes: its INVITE sent,
+	// the dialog established, confirmed, refreshed. The dialer commits
+	// the latest state per leg, so that a new leader can adopt the call
+	// (see dialer.Adopter). It must not block.
+	Dialog func(*fsmpb.DialogState)
 }
 
 // Written reports, after Send returned nil, that the call's first request

@@ -157,7 +157,7 @@ func startSIPpTrace(t *testing.T, scenario string, traceMsg bool, extra ...strin
 	return u
 }
 
-var sippLine = regexp.MustCompile(`^(INVITE|ACKED|END) (.*)$`)
+var sippLine = regexp.MustCompile(`^(INVITE|ACKED|END|BYEOK) (.*)$`)
 
 func (u *sippUAS) entries(t *testing.T) []sippEntry {
 	t.Helper()

@@ -480,7 +480,12 @@ type Attempt struct {
 	EndedUnixMs   int64        `protobuf:"varint,4,opt,name=ended_unix_ms,json=endedUnixMs,proto3" json:"ended_unix_ms,omitempty"`
 	Outcome       OutcomeClass `protobuf:"varint,5,opt,name=outcome,proto3,enum=dialtone.fsm.v1.OutcomeClass" json:"outcome,omitempty"`
 	// The seed's per-attempt reason, e.g. "RingNoAnswer", "DestinationBusy".
-	Reason        string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	Reason string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The SIP dialogs of the attempt while it is in progress (one per leg:
+	// the callee's and, in 3PCC, the IVR application's), so that a new
+	// leader can adopt the call (issue 15, docs/sip.md). Cleared when the
+	// attempt ends.
+	Dialogs       []*DialogState `protobuf:"bytes,20,rep,name=dialogs,proto3" json:"dialogs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -557,6 +562,364 @@ func (x *Attempt) GetReason() string {
 	return ""
 }
 
+func (x *Attempt) GetDialogs() []*DialogState {
+	if x != nil {
+		return x.Dialogs
+	}
+	return nil
+}
+
+// DialogState is what a new leader needs to continue or end one SIP
+// dialog (RFC 3261 §12) of a live attempt, Dialtone being the UAC.
+type DialogState struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "callee" or "ivr".
+	Leg    string `protobuf:"bytes,1,opt,name=leg,proto3" json:"leg,omitempty"`
+	CallId string `protobuf:"bytes,2,opt,name=call_id,json=callId,proto3" json:"call_id,omitempty"`
+	// From and To header values as sent/received (with their tags; to has
+	// no tag while the INVITE is pending).
+	From string `protobuf:"bytes,3,opt,name=from,proto3" json:"from,omitempty"`
+	To   string `protobuf:"bytes,4,opt,name=to,proto3" json:"to,omitempty"`
+	// The highest local CSeq used, at the time of the commit. A new leader
+	// continues at local_cseq + DialogCSeqGap (requests it cannot know were
+	// sent after the commit).
+	LocalCseq uint32 `protobuf:"varint,5,opt,name=local_cseq,json=localCseq,proto3" json:"local_cseq,omitempty"`
+	// The remote target (the 2xx's Contact) and the route set (the 2xx's
+	// Record-Route, reversed), once established.
+	RemoteTarget string   `protobuf:"bytes,6,opt,name=remote_target,json=remoteTarget,proto3" json:"remote_target,omitempty"`
+	RouteSet     []string `protobuf:"bytes,7,rep,name=route_set,json=routeSet,proto3" json:"route_set,omitempty"`
+	// The INVITE while it is pending (no final response yet): its top Via
+	// branch, Request-URI, pre-loaded Route values, CSeq and destination,
+	// enough to CANCEL it (§9.1) and to ACK its final response.
+	InviteBranch string   `protobuf:"bytes,8,opt,name=invite_branch,json=inviteBranch,proto3" json:"invite_branch,omitempty"`
+	RequestUri   string   `protobuf:"bytes,9,opt,name=request_uri,json=requestUri,proto3" json:"request_uri,omitempty"`
+	InviteRoutes []string `protobuf:"bytes,10,rep,name=invite_routes,json=inviteRoutes,proto3" json:"invite_routes,omitempty"`
+	InviteCseq   uint32   `protobuf:"varint,11,opt,name=invite_cseq,json=inviteCseq,proto3" json:"invite_cseq,omitempty"`
+	Destination  string   `protobuf:"bytes,12,opt,name=destination,proto3" json:"destination,omitempty"`
+	// "UDP", "TCP" or "TLS".
+	Transport string `protobuf:"bytes,13,opt,name=transport,proto3" json:"transport,omitempty"`
+	// Established: a 2xx set the dialog up and (confirmed) it was ACKed.
+	Established bool `protobuf:"varint,14,opt,name=established,proto3" json:"established,omitempty"`
+	Confirmed   bool `protobuf:"varint,15,opt,name=confirmed,proto3" json:"confirmed,omitempty"`
+	// Session timer (RFC 4028): the negotiated interval and whether we
+	// refresh.
+	SessionExpiresS uint32 `protobuf:"varint,16,opt,name=session_expires_s,json=sessionExpiresS,proto3" json:"session_expires_s,omitempty"`
+	WeRefresh       bool   `protobuf:"varint,17,opt,name=we_refresh,json=weRefresh,proto3" json:"we_refresh,omitempty"`
+	// When the call was connected and when it must end (max_call_duration);
+	// 0: none.
+	ConnectedUnixMs int64 `protobuf:"varint,18,opt,name=connected_unix_ms,json=connectedUnixMs,proto3" json:"connected_unix_ms,omitempty"`
+	DeadlineUnixMs  int64 `protobuf:"varint,19,opt,name=deadline_unix_ms,json=deadlineUnixMs,proto3" json:"deadline_unix_ms,omitempty"`
+	// The session description we last gave this leg (answering an offerless
+	// refresh) and the one it gave us (relayed in 3PCC).
+	LocalSdp  []byte `protobuf:"bytes,20,opt,name=local_sdp,json=localSdp,proto3" json:"local_sdp,omitempty"`
+	RemoteSdp []byte `protobuf:"bytes,21,opt,name=remote_sdp,json=remoteSdp,proto3" json:"remote_sdp,omitempty"`
+	// The media server an IVR leg went to (host:port), counted in its pool.
+	Server string `protobuf:"bytes,22,opt,name=server,proto3" json:"server,omitempty"`
+	// The INVITE's top Via as sent (its branch is invite_branch).
+	InviteVia     string `protobuf:"bytes,23,opt,name=invite_via,json=inviteVia,proto3" json:"invite_via,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DialogState) Reset() {
+	*x = DialogState{}
+	mi := &file_fsm_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DialogState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DialogState) ProtoMessage() {}
+
+func (x *DialogState) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DialogState.ProtoReflect.Descriptor instead.
+func (*DialogState) Descriptor() ([]byte, []int) {
+	return file_fsm_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *DialogState) GetLeg() string {
+	if x != nil {
+		return x.Leg
+	}
+	return ""
+}
+
+func (x *DialogState) GetCallId() string {
+	if x != nil {
+		return x.CallId
+	}
+	return ""
+}
+
+func (x *DialogState) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *DialogState) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *DialogState) GetLocalCseq() uint32 {
+	if x != nil {
+		return x.LocalCseq
+	}
+	return 0
+}
+
+func (x *DialogState) GetRemoteTarget() string {
+	if x != nil {
+		return x.RemoteTarget
+	}
+	return ""
+}
+
+func (x *DialogState) GetRouteSet() []string {
+	if x != nil {
+		return x.RouteSet
+	}
+	return nil
+}
+
+func (x *DialogState) GetInviteBranch() string {
+	if x != nil {
+		return x.InviteBranch
+	}
+	return ""
+}
+
+func (x *DialogState) GetRequestUri() string {
+	if x != nil {
+		return x.RequestUri
+	}
+	return ""
+}
+
+func (x *DialogState) GetInviteRoutes() []string {
+	if x != nil {
+		return x.InviteRoutes
+	}
+	return nil
+}
+
+func (x *DialogState) GetInviteCseq() uint32 {
+	if x != nil {
+		return x.InviteCseq
+	}
+	return 0
+}
+
+func (x *DialogState) GetDestination() string {
+	if x != nil {
+		return x.Destination
+	}
+	return ""
+}
+
+func (x *DialogState) GetTransport() string {
+	if x != nil {
+		return x.Transport
+	}
+	return ""
+}
+
+func (x *DialogState) GetEstablished() bool {
+	if x != nil {
+		return x.Established
+	}
+	return false
+}
+
+func (x *DialogState) GetConfirmed() bool {
+	if x != nil {
+		return x.Confirmed
+	}
+	return false
+}
+
+func (x *DialogState) GetSessionExpiresS() uint32 {
+	if x != nil {
+		return x.SessionExpiresS
+	}
+	return 0
+}
+
+func (x *DialogState) GetWeRefresh() bool {
+	if x != nil {
+		return x.WeRefresh
+	}
+	return false
+}
+
+func (x *DialogState) GetConnectedUnixMs() int64 {
+	if x != nil {
+		return x.ConnectedUnixMs
+	}
+	return 0
+}
+
+func (x *DialogState) GetDeadlineUnixMs() int64 {
+	if x != nil {
+		return x.DeadlineUnixMs
+	}
+	return 0
+}
+
+func (x *DialogState) GetLocalSdp() []byte {
+	if x != nil {
+		return x.LocalSdp
+	}
+	return nil
+}
+
+func (x *DialogState) GetRemoteSdp() []byte {
+	if x != nil {
+		return x.RemoteSdp
+	}
+	return nil
+}
+
+func (x *DialogState) GetServer() string {
+	if x != nil {
+		return x.Server
+	}
+	return ""
+}
+
+func (x *DialogState) GetInviteVia() string {
+	if x != nil {
+		return x.InviteVia
+	}
+	return ""
+}
+
+// DialogUpdate replaces the dialog state of one leg of a request's
+// current attempt.
+type DialogUpdate struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	CallUuid      string                 `protobuf:"bytes,2,opt,name=call_uuid,json=callUuid,proto3" json:"call_uuid,omitempty"`
+	Dialog        *DialogState           `protobuf:"bytes,3,opt,name=dialog,proto3" json:"dialog,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DialogUpdate) Reset() {
+	*x = DialogUpdate{}
+	mi := &file_fsm_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DialogUpdate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DialogUpdate) ProtoMessage() {}
+
+func (x *DialogUpdate) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DialogUpdate.ProtoReflect.Descriptor instead.
+func (*DialogUpdate) Descriptor() ([]byte, []int) {
+	return file_fsm_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *DialogUpdate) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *DialogUpdate) GetCallUuid() string {
+	if x != nil {
+		return x.CallUuid
+	}
+	return ""
+}
+
+func (x *DialogUpdate) GetDialog() *DialogState {
+	if x != nil {
+		return x.Dialog
+	}
+	return nil
+}
+
+// DialogUpdates records dialog state changes (INVITE sent, dialog
+// established, refresh) of attempts in progress.
+type DialogUpdates struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Updates       []*DialogUpdate        `protobuf:"bytes,1,rep,name=updates,proto3" json:"updates,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DialogUpdates) Reset() {
+	*x = DialogUpdates{}
+	mi := &file_fsm_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DialogUpdates) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DialogUpdates) ProtoMessage() {}
+
+func (x *DialogUpdates) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DialogUpdates.ProtoReflect.Descriptor instead.
+func (*DialogUpdates) Descriptor() ([]byte, []int) {
+	return file_fsm_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *DialogUpdates) GetUpdates() []*DialogUpdate {
+	if x != nil {
+		return x.Updates
+	}
+	return nil
+}
+
 // Request is one outbound-call request record.
 type Request struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -605,7 +968,7 @@ type Request struct {
 
 func (x *Request) Reset() {
 	*x = Request{}
-	mi := &file_fsm_proto_msgTypes[3]
+	mi := &file_fsm_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -617,7 +980,7 @@ func (x *Request) String() string {
 func (*Request) ProtoMessage() {}
 
 func (x *Request) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_proto_msgTypes[3]
+	mi := &file_fsm_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -630,7 +993,7 @@ func (x *Request) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Request.ProtoReflect.Descriptor instead.
 func (*Request) Descriptor() ([]byte, []int) {
-	return file_fsm_proto_rawDescGZIP(), []int{3}
+	return file_fsm_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Request) GetId() string {
@@ -876,6 +1239,7 @@ type Command struct {
 	//	*Command_RemoveSuppressions
 	//	*Command_FreqSetCap
 	//	*Command_FreqDeleteCap
+	//	*Command_DialogUpdates
 	Body          isCommand_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -883,7 +1247,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_fsm_proto_msgTypes[4]
+	mi := &file_fsm_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -895,7 +1259,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_proto_msgTypes[4]
+	mi := &file_fsm_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -908,7 +1272,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_fsm_proto_rawDescGZIP(), []int{4}
+	return file_fsm_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Command) GetVersion() uint32 {
@@ -1146,6 +1510,15 @@ func (x *Command) GetFreqDeleteCap() *FreqDeleteCap {
 	return nil
 }
 
+func (x *Command) GetDialogUpdates() *DialogUpdates {
+	if x != nil {
+		if x, ok := x.Body.(*Command_DialogUpdates); ok {
+			return x.DialogUpdates
+		}
+	}
+	return nil
+}
+
 type isCommand_Body interface {
 	isCommand_Body()
 }
@@ -1242,6 +1615,10 @@ type Command_FreqDeleteCap struct {
 	FreqDeleteCap *FreqDeleteCap `protobuf:"bytes,37,opt,name=freq_delete_cap,json=freqDeleteCap,proto3,oneof"`
 }
 
+type Command_DialogUpdates struct {
+	DialogUpdates *DialogUpdates `protobuf:"bytes,31,opt,name=dialog_updates,json=dialogUpdates,proto3,oneof"`
+}
+
 func (*Command_Create) isCommand_Body() {}
 
 func (*Command_Cancel) isCommand_Body() {}
@@ -1288,6 +1665,8 @@ func (*Command_FreqSetCap) isCommand_Body() {}
 
 func (*Command_FreqDeleteCap) isCommand_Body() {}
 
+func (*Command_DialogUpdates) isCommand_Body() {}
+
 // CreateRequests stores new requests (one or many) as one entry.
 type CreateRequests struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1302,7 +1681,7 @@ type CreateRequests struct {
 
 func (x *CreateRequests) Reset() {
 	*x = CreateRequests{}
-	mi := &file_fsm_proto_msgTypes[5]
+	mi := &file_fsm_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1314,7 +1693,7 @@ func (x *CreateRequests) String() string {
 func (*CreateRequests) ProtoMessage() {}
 
 func (x *CreateRequests) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_proto_msgTypes[5]
+	mi := &file_fsm_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1327,7 +1706,7 @@ func (x *CreateRequests) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRequests.ProtoReflect.Descriptor instead.
 func (*CreateRequests) Descriptor() ([]byte, []int) {
-	return file_fsm_proto_rawDescGZIP(), []int{5}
+	return file_fsm_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CreateRequests) GetRequests() []*Request {
@@ -1355,7 +1734,7 @@ type CancelRequests struct {
 
 func (x *CancelRequests) Reset() {
 	*x = CancelRequests{}
-	mi := &file_fsm_proto_msgTypes[6]
+	mi := &file_fsm_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1367,7 +1746,7 @@ func (x *CancelRequests) String() string {
 func (*CancelRequests) ProtoMessage() {}
 
 func (x *CancelRequests) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_proto_msgTypes[6]
+	mi := &file_fsm_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1380,7 +1759,7 @@ func (x *CancelRequests) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRequests.ProtoReflect.Descriptor instead.
 func (*CancelRequests) Descriptor() ([]byte, []int) {
-	return file_fsm_proto_rawDescGZIP(), []int{6}
+	return file_fsm_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CancelRequests) GetTenant() string {
@@ -1407,7 +1786,7 @@ type ClaimRequests struct {
 
 func (x *ClaimRequests) Reset() {
 	*x = ClaimRequests{}
-	mi := &file_fsm_proto_msgTypes[7]
+	mi := &file_fsm_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1419,7 +1798,7 @@ func (x *ClaimRequests) String() string {
 func (*ClaimRequests) ProtoMessage() {}
 
 func (x *ClaimRequests) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_proto_msgTypes[7]
+	mi := &file_fsm_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1432,7 +1811,7 @@ func (x *ClaimRequests) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimRequests.ProtoReflect.Descriptor instead.
 func (*ClaimRequests) Descriptor() ([]byte, []int) {
-	return file_fsm_proto_rawDescGZIP(), []int{7}
+	return file_fsm_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ClaimRequests) GetIds() []string {
@@ -1452,7 +1831,7 @@ type AttemptStart struct {
 
 func (x *AttemptStart) Reset() {
 	*x = AttemptStart{}
-	mi := &file_fsm_proto_msgTypes[8]
+	mi := &file_fsm_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1464,7 +1843,7 @@ func (x *AttemptStart) String() string {
 func (*AttemptStart) ProtoMessage() {}
 
 func (x *AttemptStart) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_proto_msgTypes[8]
+	mi := &file_fsm_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1477,7 +1856,7 @@ func (x *AttemptStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttemptStart.ProtoReflect.Descriptor instead.
 func (*AttemptStart) Descriptor() ([]byte, []int) {
-	return file_fsm_proto_rawDescGZIP(), []int{8}
+	return file_fsm_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AttemptStart) GetId() string {
@@ -1505,7 +1884,7 @@ type StartAttempts struct {
 
 func (x *StartAttempts) Reset() {
 	*x = StartAttempts{}
-	mi := &file_fsm_proto_msgTypes[9]
+	mi := &file_fsm_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1517,7 +1896,7 @@ func (x *StartAttempts) String() string {
 func (*StartAttempts) ProtoMessage() {}
 
 func (x *StartAttempts) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_proto_msgTypes[9]
+	mi := &file_fsm_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1530,7 +1909,7 @@ func (x *StartAttempts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartAttempts.ProtoReflect.Descriptor instead.
 func (*StartAttempts) Descriptor() ([]byte, []int) {
-	return file_fsm_proto_rawDescGZIP(), []int{9}
+	return file_fsm_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *StartAttempts) GetStarts() []*AttemptStart {
@@ -1554,7 +1933,7 @@ type AttemptResult struct {
 
 func (x *AttemptResult) Reset() {
 	*x = AttemptResult{}
-	mi := &file_fsm_proto_msgTypes[10]
+	mi := &file_fsm_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1566,7 +1945,7 @@ func (x *AttemptResult) String() string {
 func (*AttemptResult) ProtoMessage() {}
 
 func (x *AttemptResult) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_proto_msgTypes[10]
+	mi := &file_fsm_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1579,7 +1958,7 @@ func (x *AttemptResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttemptResult.ProtoReflect.Descriptor instead.
 func (*AttemptResult) Descriptor() ([]byte, []int) {
-	return file_fsm_proto_rawDescGZIP(), []int{10}
+	return file_fsm_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *AttemptResult) GetId() string {
@@ -1627,7 +2006,7 @@ type RecordResults struct {
 
 func (x *RecordResults) Reset() {
 	*x = RecordResults{}
-	mi := &file_fsm_proto_msgTypes[11]
+	mi := &file_fsm_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1639,7 +2018,7 @@ func (x *RecordResults) String() string {
 func (*RecordResults) ProtoMessage() {}
 
 func (x *RecordResults) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_proto_msgTypes[11]
+	mi := &file_fsm_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1652,7 +2031,7 @@ func (x *RecordResults) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordResults.ProtoReflect.Descriptor instead.
 func (*RecordResults) Descriptor() ([]byte, []int) {
-	return file_fsm_proto_rawDescGZIP(), []int{11}
+	return file_fsm_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RecordResults) GetResults() []*AttemptResult {
@@ -1672,7 +2051,7 @@ type MarkNotified struct {
 
 func (x *MarkNotified) Reset() {
 	*x = MarkNotified{}
-	mi := &file_fsm_proto_msgTypes[12]
+	mi := &file_fsm_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1684,7 +2063,7 @@ func (x *MarkNotified) String() string {
 func (*MarkNotified) ProtoMessage() {}
 
 func (x *MarkNotified) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_proto_msgTypes[12]
+	mi := &file_fsm_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1697,7 +2076,7 @@ func (x *MarkNotified) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkNotified.ProtoReflect.Descriptor instead.
 func (*MarkNotified) Descriptor() ([]byte, []int) {
-	return file_fsm_proto_rawDescGZIP(), []int{12}
+	return file_fsm_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *MarkNotified) GetIds() []string {
@@ -1717,7 +2096,7 @@ type PurgeRequests struct {
 
 func (x *PurgeRequests) Reset() {
 	*x = PurgeRequests{}
-	mi := &file_fsm_proto_msgTypes[13]
+	mi := &file_fsm_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1729,7 +2108,7 @@ func (x *PurgeRequests) String() string {
 func (*PurgeRequests) ProtoMessage() {}
 
 func (x *PurgeRequests) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_proto_msgTypes[13]
+	mi := &file_fsm_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1742,7 +2121,7 @@ func (x *PurgeRequests) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurgeRequests.ProtoReflect.Descriptor instead.
 func (*PurgeRequests) Descriptor() ([]byte, []int) {
-	return file_fsm_proto_rawDescGZIP(), []int{13}
+	return file_fsm_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PurgeRequests) GetIds() []string {
@@ -1763,7 +2142,7 @@ type RequeueRequests struct {
 
 func (x *RequeueRequests) Reset() {
 	*x = RequeueRequests{}
-	mi := &file_fsm_proto_msgTypes[14]
+	mi := &file_fsm_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1775,7 +2154,7 @@ func (x *RequeueRequests) String() string {
 func (*RequeueRequests) ProtoMessage() {}
 
 func (x *RequeueRequests) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_proto_msgTypes[14]
+	mi := &file_fsm_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1788,7 +2167,7 @@ func (x *RequeueRequests) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequeueRequests.ProtoReflect.Descriptor instead.
 func (*RequeueRequests) Descriptor() ([]byte, []int) {
-	return file_fsm_proto_rawDescGZIP(), []int{14}
+	return file_fsm_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RequeueRequests) GetIds() []string {
@@ -1808,7 +2187,7 @@ type ExpireRequests struct {
 
 func (x *ExpireRequests) Reset() {
 	*x = ExpireRequests{}
-	mi := &file_fsm_proto_msgTypes[15]
+	mi := &file_fsm_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1820,7 +2199,7 @@ func (x *ExpireRequests) String() string {
 func (*ExpireRequests) ProtoMessage() {}
 
 func (x *ExpireRequests) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_proto_msgTypes[15]
+	mi := &file_fsm_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1833,7 +2212,7 @@ func (x *ExpireRequests) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpireRequests.ProtoReflect.Descriptor instead.
 func (*ExpireRequests) Descriptor() ([]byte, []int) {
-	return file_fsm_proto_rawDescGZIP(), []int{15}
+	return file_fsm_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ExpireRequests) GetIds() []string {
@@ -1854,7 +2233,7 @@ type ItemResult struct {
 
 func (x *ItemResult) Reset() {
 	*x = ItemResult{}
-	mi := &file_fsm_proto_msgTypes[16]
+	mi := &file_fsm_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1866,7 +2245,7 @@ func (x *ItemResult) String() string {
 func (*ItemResult) ProtoMessage() {}
 
 func (x *ItemResult) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_proto_msgTypes[16]
+	mi := &file_fsm_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1879,7 +2258,7 @@ func (x *ItemResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ItemResult.ProtoReflect.Descriptor instead.
 func (*ItemResult) Descriptor() ([]byte, []int) {
-	return file_fsm_proto_rawDescGZIP(), []int{16}
+	return file_fsm_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ItemResult) GetId() string {
@@ -1914,7 +2293,7 @@ type ApplyResult struct {
 
 func (x *ApplyResult) Reset() {
 	*x = ApplyResult{}
-	mi := &file_fsm_proto_msgTypes[17]
+	mi := &file_fsm_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1926,7 +2305,7 @@ func (x *ApplyResult) String() string {
 func (*ApplyResult) ProtoMessage() {}
 
 func (x *ApplyResult) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_proto_msgTypes[17]
+	mi := &file_fsm_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1939,7 +2318,7 @@ func (x *ApplyResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResult.ProtoReflect.Descriptor instead.
 func (*ApplyResult) Descriptor() ([]byte, []int) {
-	return file_fsm_proto_rawDescGZIP(), []int{17}
+	return file_fsm_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ApplyResult) GetItems() []*ItemResult {
@@ -1960,7 +2339,7 @@ type Entitlement struct {
 
 func (x *Entitlement) Reset() {
 	*x = Entitlement{}
-	mi := &file_fsm_proto_msgTypes[18]
+	mi := &file_fsm_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1972,7 +2351,7 @@ func (x *Entitlement) String() string {
 func (*Entitlement) ProtoMessage() {}
 
 func (x *Entitlement) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_proto_msgTypes[18]
+	mi := &file_fsm_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1985,7 +2364,7 @@ func (x *Entitlement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Entitlement.ProtoReflect.Descriptor instead.
 func (*Entitlement) Descriptor() ([]byte, []int) {
-	return file_fsm_proto_rawDescGZIP(), []int{18}
+	return file_fsm_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Entitlement) GetTenant() string {
@@ -2023,7 +2402,7 @@ type Threshold struct {
 
 func (x *Threshold) Reset() {
 	*x = Threshold{}
-	mi := &file_fsm_proto_msgTypes[19]
+	mi := &file_fsm_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2035,7 +2414,7 @@ func (x *Threshold) String() string {
 func (*Threshold) ProtoMessage() {}
 
 func (x *Threshold) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_proto_msgTypes[19]
+	mi := &file_fsm_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2048,7 +2427,7 @@ func (x *Threshold) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Threshold.ProtoReflect.Descriptor instead.
 func (*Threshold) Descriptor() ([]byte, []int) {
-	return file_fsm_proto_rawDescGZIP(), []int{19}
+	return file_fsm_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Threshold) GetId() string {
@@ -2113,7 +2492,7 @@ type SetEntitlement struct {
 
 func (x *SetEntitlement) Reset() {
 	*x = SetEntitlement{}
-	mi := &file_fsm_proto_msgTypes[20]
+	mi := &file_fsm_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2125,7 +2504,7 @@ func (x *SetEntitlement) String() string {
 func (*SetEntitlement) ProtoMessage() {}
 
 func (x *SetEntitlement) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_proto_msgTypes[20]
+	mi := &file_fsm_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2138,7 +2517,7 @@ func (x *SetEntitlement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetEntitlement.ProtoReflect.Descriptor instead.
 func (*SetEntitlement) Descriptor() ([]byte, []int) {
-	return file_fsm_proto_rawDescGZIP(), []int{20}
+	return file_fsm_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SetEntitlement) GetEntitlement() *Entitlement {
@@ -2165,7 +2544,7 @@ type DeleteEntitlement struct {
 
 func (x *DeleteEntitlement) Reset() {
 	*x = DeleteEntitlement{}
-	mi := &file_fsm_proto_msgTypes[21]
+	mi := &file_fsm_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2177,7 +2556,7 @@ func (x *DeleteEntitlement) String() string {
 func (*DeleteEntitlement) ProtoMessage() {}
 
 func (x *DeleteEntitlement) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_proto_msgTypes[21]
+	mi := &file_fsm_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2190,7 +2569,7 @@ func (x *DeleteEntitlement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteEntitlement.ProtoReflect.Descriptor instead.
 func (*DeleteEntitlement) Descriptor() ([]byte, []int) {
-	return file_fsm_proto_rawDescGZIP(), []int{21}
+	return file_fsm_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *DeleteEntitlement) GetTenant() string {
@@ -2212,7 +2591,7 @@ type SetThreshold struct {
 
 func (x *SetThreshold) Reset() {
 	*x = SetThreshold{}
-	mi := &file_fsm_proto_msgTypes[22]
+	mi := &file_fsm_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2224,7 +2603,7 @@ func (x *SetThreshold) String() string {
 func (*SetThreshold) ProtoMessage() {}
 
 func (x *SetThreshold) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_proto_msgTypes[22]
+	mi := &file_fsm_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2237,7 +2616,7 @@ func (x *SetThreshold) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetThreshold.ProtoReflect.Descriptor instead.
 func (*SetThreshold) Descriptor() ([]byte, []int) {
-	return file_fsm_proto_rawDescGZIP(), []int{22}
+	return file_fsm_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SetThreshold) GetThreshold() *Threshold {
@@ -2264,7 +2643,7 @@ type DeleteThreshold struct {
 
 func (x *DeleteThreshold) Reset() {
 	*x = DeleteThreshold{}
-	mi := &file_fsm_proto_msgTypes[23]
+	mi := &file_fsm_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2276,7 +2655,7 @@ func (x *DeleteThreshold) String() string {
 func (*DeleteThreshold) ProtoMessage() {}
 
 func (x *DeleteThreshold) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_proto_msgTypes[23]
+	mi := &file_fsm_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2289,7 +2668,7 @@ func (x *DeleteThreshold) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteThreshold.ProtoReflect.Descriptor instead.
 func (*DeleteThreshold) Descriptor() ([]byte, []int) {
-	return file_fsm_proto_rawDescGZIP(), []int{23}
+	return file_fsm_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *DeleteThreshold) GetId() string {
@@ -2329,7 +2708,7 @@ type Pacing struct {
 
 func (x *Pacing) Reset() {
 	*x = Pacing{}
-	mi := &file_fsm_proto_msgTypes[24]
+	mi := &file_fsm_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2341,7 +2720,7 @@ func (x *Pacing) String() string {
 func (*Pacing) ProtoMessage() {}
 
 func (x *Pacing) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_proto_msgTypes[24]
+	mi := &file_fsm_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2354,7 +2733,7 @@ func (x *Pacing) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pacing.ProtoReflect.Descriptor instead.
 func (*Pacing) Descriptor() ([]byte, []int) {
-	return file_fsm_proto_rawDescGZIP(), []int{24}
+	return file_fsm_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Pacing) GetTenant() string {
@@ -2443,7 +2822,7 @@ type SetPacing struct {
 
 func (x *SetPacing) Reset() {
 	*x = SetPacing{}
-	mi := &file_fsm_proto_msgTypes[25]
+	mi := &file_fsm_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2455,7 +2834,7 @@ func (x *SetPacing) String() string {
 func (*SetPacing) ProtoMessage() {}
 
 func (x *SetPacing) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_proto_msgTypes[25]
+	mi := &file_fsm_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2468,7 +2847,7 @@ func (x *SetPacing) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPacing.ProtoReflect.Descriptor instead.
 func (*SetPacing) Descriptor() ([]byte, []int) {
-	return file_fsm_proto_rawDescGZIP(), []int{25}
+	return file_fsm_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SetPacing) GetPacing() *Pacing {
@@ -2487,7 +2866,7 @@ type DeletePacing struct {
 
 func (x *DeletePacing) Reset() {
 	*x = DeletePacing{}
-	mi := &file_fsm_proto_msgTypes[26]
+	mi := &file_fsm_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2499,7 +2878,7 @@ func (x *DeletePacing) String() string {
 func (*DeletePacing) ProtoMessage() {}
 
 func (x *DeletePacing) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_proto_msgTypes[26]
+	mi := &file_fsm_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2512,7 +2891,7 @@ func (x *DeletePacing) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePacing.ProtoReflect.Descriptor instead.
 func (*DeletePacing) Descriptor() ([]byte, []int) {
-	return file_fsm_proto_rawDescGZIP(), []int{26}
+	return file_fsm_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *DeletePacing) GetTenant() string {
@@ -2535,7 +2914,7 @@ type DeferItem struct {
 
 func (x *DeferItem) Reset() {
 	*x = DeferItem{}
-	mi := &file_fsm_proto_msgTypes[27]
+	mi := &file_fsm_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2547,7 +2926,7 @@ func (x *DeferItem) String() string {
 func (*DeferItem) ProtoMessage() {}
 
 func (x *DeferItem) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_proto_msgTypes[27]
+	mi := &file_fsm_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2560,7 +2939,7 @@ func (x *DeferItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeferItem.ProtoReflect.Descriptor instead.
 func (*DeferItem) Descriptor() ([]byte, []int) {
-	return file_fsm_proto_rawDescGZIP(), []int{27}
+	return file_fsm_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *DeferItem) GetId() string {
@@ -2596,7 +2975,7 @@ type DeferRequests struct {
 
 func (x *DeferRequests) Reset() {
 	*x = DeferRequests{}
-	mi := &file_fsm_proto_msgTypes[28]
+	mi := &file_fsm_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2608,7 +2987,7 @@ func (x *DeferRequests) String() string {
 func (*DeferRequests) ProtoMessage() {}
 
 func (x *DeferRequests) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_proto_msgTypes[28]
+	mi := &file_fsm_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2621,7 +3000,7 @@ func (x *DeferRequests) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeferRequests.ProtoReflect.Descriptor instead.
 func (*DeferRequests) Descriptor() ([]byte, []int) {
-	return file_fsm_proto_rawDescGZIP(), []int{28}
+	return file_fsm_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *DeferRequests) GetItems() []*DeferItem {
@@ -2643,7 +3022,7 @@ type EndItem struct {
 
 func (x *EndItem) Reset() {
 	*x = EndItem{}
-	mi := &file_fsm_proto_msgTypes[29]
+	mi := &file_fsm_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2655,7 +3034,7 @@ func (x *EndItem) String() string {
 func (*EndItem) ProtoMessage() {}
 
 func (x *EndItem) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_proto_msgTypes[29]
+	mi := &file_fsm_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2668,7 +3047,7 @@ func (x *EndItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndItem.ProtoReflect.Descriptor instead.
 func (*EndItem) Descriptor() ([]byte, []int) {
-	return file_fsm_proto_rawDescGZIP(), []int{29}
+	return file_fsm_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *EndItem) GetId() string {
@@ -2697,7 +3076,7 @@ type EndRequests struct {
 
 func (x *EndRequests) Reset() {
 	*x = EndRequests{}
-	mi := &file_fsm_proto_msgTypes[30]
+	mi := &file_fsm_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2709,7 +3088,7 @@ func (x *EndRequests) String() string {
 func (*EndRequests) ProtoMessage() {}
 
 func (x *EndRequests) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_proto_msgTypes[30]
+	mi := &file_fsm_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2722,7 +3101,7 @@ func (x *EndRequests) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndRequests.ProtoReflect.Descriptor instead.
 func (*EndRequests) Descriptor() ([]byte, []int) {
-	return file_fsm_proto_rawDescGZIP(), []int{30}
+	return file_fsm_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *EndRequests) GetItems() []*EndItem {
@@ -2746,7 +3125,7 @@ type DaySpan struct {
 
 func (x *DaySpan) Reset() {
 	*x = DaySpan{}
-	mi := &file_fsm_proto_msgTypes[31]
+	mi := &file_fsm_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2758,7 +3137,7 @@ func (x *DaySpan) String() string {
 func (*DaySpan) ProtoMessage() {}
 
 func (x *DaySpan) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_proto_msgTypes[31]
+	mi := &file_fsm_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2771,7 +3150,7 @@ func (x *DaySpan) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DaySpan.ProtoReflect.Descriptor instead.
 func (*DaySpan) Descriptor() ([]byte, []int) {
-	return file_fsm_proto_rawDescGZIP(), []int{31}
+	return file_fsm_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *DaySpan) GetWeekday() uint32 {
@@ -2809,7 +3188,7 @@ type DateSpan struct {
 
 func (x *DateSpan) Reset() {
 	*x = DateSpan{}
-	mi := &file_fsm_proto_msgTypes[32]
+	mi := &file_fsm_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2821,7 +3200,7 @@ func (x *DateSpan) String() string {
 func (*DateSpan) ProtoMessage() {}
 
 func (x *DateSpan) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_proto_msgTypes[32]
+	mi := &file_fsm_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2834,7 +3213,7 @@ func (x *DateSpan) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DateSpan.ProtoReflect.Descriptor instead.
 func (*DateSpan) Descriptor() ([]byte, []int) {
-	return file_fsm_proto_rawDescGZIP(), []int{32}
+	return file_fsm_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *DateSpan) GetDate() string {
@@ -2879,7 +3258,7 @@ type CallingWindow struct {
 
 func (x *CallingWindow) Reset() {
 	*x = CallingWindow{}
-	mi := &file_fsm_proto_msgTypes[33]
+	mi := &file_fsm_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2891,7 +3270,7 @@ func (x *CallingWindow) String() string {
 func (*CallingWindow) ProtoMessage() {}
 
 func (x *CallingWindow) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_proto_msgTypes[33]
+	mi := &file_fsm_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2904,7 +3283,7 @@ func (x *CallingWindow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CallingWindow.ProtoReflect.Descriptor instead.
 func (*CallingWindow) Descriptor() ([]byte, []int) {
-	return file_fsm_proto_rawDescGZIP(), []int{33}
+	return file_fsm_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *CallingWindow) GetTenant() string {
@@ -2965,7 +3344,7 @@ type SetCallingWindow struct {
 
 func (x *SetCallingWindow) Reset() {
 	*x = SetCallingWindow{}
-	mi := &file_fsm_proto_msgTypes[34]
+	mi := &file_fsm_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2977,7 +3356,7 @@ func (x *SetCallingWindow) String() string {
 func (*SetCallingWindow) ProtoMessage() {}
 
 func (x *SetCallingWindow) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_proto_msgTypes[34]
+	mi := &file_fsm_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2990,7 +3369,7 @@ func (x *SetCallingWindow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetCallingWindow.ProtoReflect.Descriptor instead.
 func (*SetCallingWindow) Descriptor() ([]byte, []int) {
-	return file_fsm_proto_rawDescGZIP(), []int{34}
+	return file_fsm_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *SetCallingWindow) GetWindow() *CallingWindow {
@@ -3010,7 +3389,7 @@ type DeleteCallingWindow struct {
 
 func (x *DeleteCallingWindow) Reset() {
 	*x = DeleteCallingWindow{}
-	mi := &file_fsm_proto_msgTypes[35]
+	mi := &file_fsm_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3022,7 +3401,7 @@ func (x *DeleteCallingWindow) String() string {
 func (*DeleteCallingWindow) ProtoMessage() {}
 
 func (x *DeleteCallingWindow) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_proto_msgTypes[35]
+	mi := &file_fsm_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3035,7 +3414,7 @@ func (x *DeleteCallingWindow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteCallingWindow.ProtoReflect.Descriptor instead.
 func (*DeleteCallingWindow) Descriptor() ([]byte, []int) {
-	return file_fsm_proto_rawDescGZIP(), []int{35}
+	return file_fsm_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *DeleteCallingWindow) GetTenant() string {
@@ -3067,7 +3446,7 @@ type SuppressionChunk struct {
 
 func (x *SuppressionChunk) Reset() {
 	*x = SuppressionChunk{}
-	mi := &file_fsm_proto_msgTypes[36]
+	mi := &file_fsm_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3079,7 +3458,7 @@ func (x *SuppressionChunk) String() string {
 func (*SuppressionChunk) ProtoMessage() {}
 
 func (x *SuppressionChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_proto_msgTypes[36]
+	mi := &file_fsm_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3092,7 +3471,7 @@ func (x *SuppressionChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SuppressionChunk.ProtoReflect.Descriptor instead.
 func (*SuppressionChunk) Descriptor() ([]byte, []int) {
-	return file_fsm_proto_rawDescGZIP(), []int{36}
+	return file_fsm_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *SuppressionChunk) GetTenant() string {
@@ -3127,7 +3506,7 @@ type AddSuppressions struct {
 
 func (x *AddSuppressions) Reset() {
 	*x = AddSuppressions{}
-	mi := &file_fsm_proto_msgTypes[37]
+	mi := &file_fsm_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3139,7 +3518,7 @@ func (x *AddSuppressions) String() string {
 func (*AddSuppressions) ProtoMessage() {}
 
 func (x *AddSuppressions) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_proto_msgTypes[37]
+	mi := &file_fsm_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3152,7 +3531,7 @@ func (x *AddSuppressions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddSuppressions.ProtoReflect.Descriptor instead.
 func (*AddSuppressions) Descriptor() ([]byte, []int) {
-	return file_fsm_proto_rawDescGZIP(), []int{37}
+	return file_fsm_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *AddSuppressions) GetChunk() *SuppressionChunk {
@@ -3173,7 +3552,7 @@ type RemoveSuppressions struct {
 
 func (x *RemoveSuppressions) Reset() {
 	*x = RemoveSuppressions{}
-	mi := &file_fsm_proto_msgTypes[38]
+	mi := &file_fsm_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3185,7 +3564,7 @@ func (x *RemoveSuppressions) String() string {
 func (*RemoveSuppressions) ProtoMessage() {}
 
 func (x *RemoveSuppressions) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_proto_msgTypes[38]
+	mi := &file_fsm_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3198,7 +3577,7 @@ func (x *RemoveSuppressions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveSuppressions.ProtoReflect.Descriptor instead.
 func (*RemoveSuppressions) Descriptor() ([]byte, []int) {
-	return file_fsm_proto_rawDescGZIP(), []int{38}
+	return file_fsm_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RemoveSuppressions) GetTenant() string {
@@ -3230,7 +3609,7 @@ type FreqCap struct {
 
 func (x *FreqCap) Reset() {
 	*x = FreqCap{}
-	mi := &file_fsm_proto_msgTypes[39]
+	mi := &file_fsm_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3242,7 +3621,7 @@ func (x *FreqCap) String() string {
 func (*FreqCap) ProtoMessage() {}
 
 func (x *FreqCap) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_proto_msgTypes[39]
+	mi := &file_fsm_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3255,7 +3634,7 @@ func (x *FreqCap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FreqCap.ProtoReflect.Descriptor instead.
 func (*FreqCap) Descriptor() ([]byte, []int) {
-	return file_fsm_proto_rawDescGZIP(), []int{39}
+	return file_fsm_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *FreqCap) GetTenant() string {
@@ -3296,7 +3675,7 @@ type FreqSetCap struct {
 
 func (x *FreqSetCap) Reset() {
 	*x = FreqSetCap{}
-	mi := &file_fsm_proto_msgTypes[40]
+	mi := &file_fsm_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3308,7 +3687,7 @@ func (x *FreqSetCap) String() string {
 func (*FreqSetCap) ProtoMessage() {}
 
 func (x *FreqSetCap) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_proto_msgTypes[40]
+	mi := &file_fsm_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3321,7 +3700,7 @@ func (x *FreqSetCap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FreqSetCap.ProtoReflect.Descriptor instead.
 func (*FreqSetCap) Descriptor() ([]byte, []int) {
-	return file_fsm_proto_rawDescGZIP(), []int{40}
+	return file_fsm_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *FreqSetCap) GetCap() *FreqCap {
@@ -3341,7 +3720,7 @@ type FreqDeleteCap struct {
 
 func (x *FreqDeleteCap) Reset() {
 	*x = FreqDeleteCap{}
-	mi := &file_fsm_proto_msgTypes[41]
+	mi := &file_fsm_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3353,7 +3732,7 @@ func (x *FreqDeleteCap) String() string {
 func (*FreqDeleteCap) ProtoMessage() {}
 
 func (x *FreqDeleteCap) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_proto_msgTypes[41]
+	mi := &file_fsm_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3366,7 +3745,7 @@ func (x *FreqDeleteCap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FreqDeleteCap.ProtoReflect.Descriptor instead.
 func (*FreqDeleteCap) Descriptor() ([]byte, []int) {
-	return file_fsm_proto_rawDescGZIP(), []int{41}
+	return file_fsm_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *FreqDeleteCap) GetTenant() string {
@@ -3391,7 +3770,7 @@ type FreqHistory struct {
 
 func (x *FreqHistory) Reset() {
 	*x = FreqHistory{}
-	mi := &file_fsm_proto_msgTypes[42]
+	mi := &file_fsm_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3403,7 +3782,7 @@ func (x *FreqHistory) String() string {
 func (*FreqHistory) ProtoMessage() {}
 
 func (x *FreqHistory) ProtoReflect() protoreflect.Message {
-	mi := &file_fsm_proto_msgTypes[42]
+	mi := &file_fsm_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3416,7 +3795,7 @@ func (x *FreqHistory) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FreqHistory.ProtoReflect.Descriptor instead.
 func (*FreqHistory) Descriptor() ([]byte, []int) {
-	return file_fsm_proto_rawDescGZIP(), []int{42}
+	return file_fsm_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *FreqHistory) GetTenant() string {
@@ -3466,14 +3845,52 @@ const file_fsm_proto_rawDesc = "" +
 	"\a_recordB\x1a\n" +
 	"\x18_post_connect_timeout_msB\x11\n" +
 	"\x0f_rna_timeout_msB\r\n" +
-	"\v_preconnect\"\xdb\x01\n" +
+	"\v_preconnect\"\x93\x02\n" +
 	"\aAttempt\x12\x16\n" +
 	"\x06number\x18\x01 \x01(\rR\x06number\x12\x1b\n" +
 	"\tcall_uuid\x18\x02 \x01(\tR\bcallUuid\x12&\n" +
 	"\x0fstarted_unix_ms\x18\x03 \x01(\x03R\rstartedUnixMs\x12\"\n" +
 	"\rended_unix_ms\x18\x04 \x01(\x03R\vendedUnixMs\x127\n" +
 	"\aoutcome\x18\x05 \x01(\x0e2\x1d.dialtone.fsm.v1.OutcomeClassR\aoutcome\x12\x16\n" +
-	"\x06reason\x18\x06 \x01(\tR\x06reason\"\xb6\b\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x126\n" +
+	"\adialogs\x18\x14 \x03(\v2\x1c.dialtone.fsm.v1.DialogStateR\adialogs\"\xdd\x05\n" +
+	"\vDialogState\x12\x10\n" +
+	"\x03leg\x18\x01 \x01(\tR\x03leg\x12\x17\n" +
+	"\acall_id\x18\x02 \x01(\tR\x06callId\x12\x12\n" +
+	"\x04from\x18\x03 \x01(\tR\x04from\x12\x0e\n" +
+	"\x02to\x18\x04 \x01(\tR\x02to\x12\x1d\n" +
+	"\n" +
+	"local_cseq\x18\x05 \x01(\rR\tlocalCseq\x12#\n" +
+	"\rremote_target\x18\x06 \x01(\tR\fremoteTarget\x12\x1b\n" +
+	"\troute_set\x18\a \x03(\tR\brouteSet\x12#\n" +
+	"\rinvite_branch\x18\b \x01(\tR\finviteBranch\x12\x1f\n" +
+	"\vrequest_uri\x18\t \x01(\tR\n" +
+	"requestUri\x12#\n" +
+	"\rinvite_routes\x18\n" +
+	" \x03(\tR\finviteRoutes\x12\x1f\n" +
+	"\vinvite_cseq\x18\v \x01(\rR\n" +
+	"inviteCseq\x12 \n" +
+	"\vdestination\x18\f \x01(\tR\vdestination\x12\x1c\n" +
+	"\ttransport\x18\r \x01(\tR\ttransport\x12 \n" +
+	"\vestablished\x18\x0e \x01(\bR\vestablished\x12\x1c\n" +
+	"\tconfirmed\x18\x0f \x01(\bR\tconfirmed\x12*\n" +
+	"\x11session_expires_s\x18\x10 \x01(\rR\x0fsessionExpiresS\x12\x1d\n" +
+	"\n" +
+	"we_refresh\x18\x11 \x01(\bR\tweRefresh\x12*\n" +
+	"\x11connected_unix_ms\x18\x12 \x01(\x03R\x0fconnectedUnixMs\x12(\n" +
+	"\x10deadline_unix_ms\x18\x13 \x01(\x03R\x0edeadlineUnixMs\x12\x1b\n" +
+	"\tlocal_sdp\x18\x14 \x01(\fR\blocalSdp\x12\x1d\n" +
+	"\n" +
+	"remote_sdp\x18\x15 \x01(\fR\tremoteSdp\x12\x16\n" +
+	"\x06server\x18\x16 \x01(\tR\x06server\x12\x1d\n" +
+	"\n" +
+	"invite_via\x18\x17 \x01(\tR\tinviteVia\"q\n" +
+	"\fDialogUpdate\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
+	"\tcall_uuid\x18\x02 \x01(\tR\bcallUuid\x124\n" +
+	"\x06dialog\x18\x03 \x01(\v2\x1c.dialtone.fsm.v1.DialogStateR\x06dialog\"H\n" +
+	"\rDialogUpdates\x127\n" +
+	"\aupdates\x18\x01 \x03(\v2\x1d.dialtone.fsm.v1.DialogUpdateR\aupdates\"\xb6\b\n" +
 	"\aRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12\x14\n" +
@@ -3508,7 +3925,7 @@ const file_fsm_proto_rawDesc = "" +
 	"\fmodify_index\x18! \x01(\x04R\vmodifyIndex\x12\x1f\n" +
 	"\vwait_reason\x18\" \x01(\tR\n" +
 	"waitReason\x12\x1b\n" +
-	"\ttime_zone\x18# \x01(\tR\btimeZone\"\xad\r\n" +
+	"\ttime_zone\x18# \x01(\tR\btimeZone\"\xf6\r\n" +
 	"\aCommand\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x1e\n" +
 	"\vnow_unix_ms\x18\x02 \x01(\x03R\tnowUnixMs\x12%\n" +
@@ -3538,7 +3955,8 @@ const file_fsm_proto_rawDesc = "" +
 	"\x13remove_suppressions\x18\x1e \x01(\v2#.dialtone.fsm.v1.RemoveSuppressionsH\x00R\x12removeSuppressions\x12?\n" +
 	"\ffreq_set_cap\x18$ \x01(\v2\x1b.dialtone.fsm.v1.FreqSetCapH\x00R\n" +
 	"freqSetCap\x12H\n" +
-	"\x0ffreq_delete_cap\x18% \x01(\v2\x1e.dialtone.fsm.v1.FreqDeleteCapH\x00R\rfreqDeleteCapB\x06\n" +
+	"\x0ffreq_delete_cap\x18% \x01(\v2\x1e.dialtone.fsm.v1.FreqDeleteCapH\x00R\rfreqDeleteCap\x12G\n" +
+	"\x0edialog_updates\x18\x1f \x01(\v2\x1e.dialtone.fsm.v1.DialogUpdatesH\x00R\rdialogUpdatesB\x06\n" +
 	"\x04body\"g\n" +
 	"\x0eCreateRequests\x124\n" +
 	"\brequests\x18\x01 \x03(\v2\x18.dialtone.fsm.v1.RequestR\brequests\x12\x1f\n" +
@@ -3730,7 +4148,7 @@ func file_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
+var file_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_fsm_proto_goTypes = []any{
 	(State)(0),                  // 0: dialtone.fsm.v1.State
 	(Result)(0),                 // 1: dialtone.fsm.v1.Result
@@ -3740,99 +4158,106 @@ var file_fsm_proto_goTypes = []any{
 	(*KeyValue)(nil),            // 5: dialtone.fsm.v1.KeyValue
 	(*Cpd)(nil),                 // 6: dialtone.fsm.v1.Cpd
 	(*Attempt)(nil),             // 7: dialtone.fsm.v1.Attempt
-	(*Request)(nil),             // 8: dialtone.fsm.v1.Request
-	(*Command)(nil),             // 9: dialtone.fsm.v1.Command
-	(*CreateRequests)(nil),      // 10: dialtone.fsm.v1.CreateRequests
-	(*CancelRequests)(nil),      // 11: dialtone.fsm.v1.CancelRequests
-	(*ClaimRequests)(nil),       // 12: dialtone.fsm.v1.ClaimRequests
-	(*AttemptStart)(nil),        // 13: dialtone.fsm.v1.AttemptStart
-	(*StartAttempts)(nil),       // 14: dialtone.fsm.v1.StartAttempts
-	(*AttemptResult)(nil),       // 15: dialtone.fsm.v1.AttemptResult
-	(*RecordResults)(nil),       // 16: dialtone.fsm.v1.RecordResults
-	(*MarkNotified)(nil),        // 17: dialtone.fsm.v1.MarkNotified
-	(*PurgeRequests)(nil),       // 18: dialtone.fsm.v1.PurgeRequests
-	(*RequeueRequests)(nil),     // 19: dialtone.fsm.v1.RequeueRequests
-	(*ExpireRequests)(nil),      // 20: dialtone.fsm.v1.ExpireRequests
-	(*ItemResult)(nil),          // 21: dialtone.fsm.v1.ItemResult
-	(*ApplyResult)(nil),         // 22: dialtone.fsm.v1.ApplyResult
-	(*Entitlement)(nil),         // 23: dialtone.fsm.v1.Entitlement
-	(*Threshold)(nil),           // 24: dialtone.fsm.v1.Threshold
-	(*SetEntitlement)(nil),      // 25: dialtone.fsm.v1.SetEntitlement
-	(*DeleteEntitlement)(nil),   // 26: dialtone.fsm.v1.DeleteEntitlement
-	(*SetThreshold)(nil),        // 27: dialtone.fsm.v1.SetThreshold
-	(*DeleteThreshold)(nil),     // 28: dialtone.fsm.v1.DeleteThreshold
-	(*Pacing)(nil),              // 29: dialtone.fsm.v1.Pacing
-	(*SetPacing)(nil),           // 30: dialtone.fsm.v1.SetPacing
-	(*DeletePacing)(nil),        // 31: dialtone.fsm.v1.DeletePacing
-	(*DeferItem)(nil),           // 32: dialtone.fsm.v1.DeferItem
-	(*DeferRequests)(nil),       // 33: dialtone.fsm.v1.DeferRequests
-	(*EndItem)(nil),             // 34: dialtone.fsm.v1.EndItem
-	(*EndRequests)(nil),         // 35: dialtone.fsm.v1.EndRequests
-	(*DaySpan)(nil),             // 36: dialtone.fsm.v1.DaySpan
-	(*DateSpan)(nil),            // 37: dialtone.fsm.v1.DateSpan
-	(*CallingWindow)(nil),       // 38: dialtone.fsm.v1.CallingWindow
-	(*SetCallingWindow)(nil),    // 39: dialtone.fsm.v1.SetCallingWindow
-	(*DeleteCallingWindow)(nil), // 40: dialtone.fsm.v1.DeleteCallingWindow
-	(*SuppressionChunk)(nil),    // 41: dialtone.fsm.v1.SuppressionChunk
-	(*AddSuppressions)(nil),     // 42: dialtone.fsm.v1.AddSuppressions
-	(*RemoveSuppressions)(nil),  // 43: dialtone.fsm.v1.RemoveSuppressions
-	(*FreqCap)(nil),             // 44: dialtone.fsm.v1.FreqCap
-	(*FreqSetCap)(nil),          // 45: dialtone.fsm.v1.FreqSetCap
-	(*FreqDeleteCap)(nil),       // 46: dialtone.fsm.v1.FreqDeleteCap
-	(*FreqHistory)(nil),         // 47: dialtone.fsm.v1.FreqHistory
+	(*DialogState)(nil),         // 8: dialtone.fsm.v1.DialogState
+	(*DialogUpdate)(nil),        // 9: dialtone.fsm.v1.DialogUpdate
+	(*DialogUpdates)(nil),       // 10: dialtone.fsm.v1.DialogUpdates
+	(*Request)(nil),             // 11: dialtone.fsm.v1.Request
+	(*Command)(nil),             // 12: dialtone.fsm.v1.Command
+	(*CreateRequests)(nil),      // 13: dialtone.fsm.v1.CreateRequests
+	(*CancelRequests)(nil),      // 14: dialtone.fsm.v1.CancelRequests
+	(*ClaimRequests)(nil),       // 15: dialtone.fsm.v1.ClaimRequests
+	(*AttemptStart)(nil),        // 16: dialtone.fsm.v1.AttemptStart
+	(*StartAttempts)(nil),       // 17: dialtone.fsm.v1.StartAttempts
+	(*AttemptResult)(nil),       // 18: dialtone.fsm.v1.AttemptResult
+	(*RecordResults)(nil),       // 19: dialtone.fsm.v1.RecordResults
+	(*MarkNotified)(nil),        // 20: dialtone.fsm.v1.MarkNotified
+	(*PurgeRequests)(nil),       // 21: dialtone.fsm.v1.PurgeRequests
+	(*RequeueRequests)(nil),     // 22: dialtone.fsm.v1.RequeueRequests
+	(*ExpireRequests)(nil),      // 23: dialtone.fsm.v1.ExpireRequests
+	(*ItemResult)(nil),          // 24: dialtone.fsm.v1.ItemResult
+	(*ApplyResult)(nil),         // 25: dialtone.fsm.v1.ApplyResult
+	(*Entitlement)(nil),         // 26: dialtone.fsm.v1.Entitlement
+	(*Threshold)(nil),           // 27: dialtone.fsm.v1.Threshold
+	(*SetEntitlement)(nil),      // 28: dialtone.fsm.v1.SetEntitlement
+	(*DeleteEntitlement)(nil),   // 29: dialtone.fsm.v1.DeleteEntitlement
+	(*SetThreshold)(nil),        // 30: dialtone.fsm.v1.SetThreshold
+	(*DeleteThreshold)(nil),     // 31: dialtone.fsm.v1.DeleteThreshold
+	(*Pacing)(nil),              // 32: dialtone.fsm.v1.Pacing
+	(*SetPacing)(nil),           // 33: dialtone.fsm.v1.SetPacing
+	(*DeletePacing)(nil),        // 34: dialtone.fsm.v1.DeletePacing
+	(*DeferItem)(nil),           // 35: dialtone.fsm.v1.DeferItem
+	(*DeferRequests)(nil),       // 36: dialtone.fsm.v1.DeferRequests
+	(*EndItem)(nil),             // 37: dialtone.fsm.v1.EndItem
+	(*EndRequests)(nil),         // 38: dialtone.fsm.v1.EndRequests
+	(*DaySpan)(nil),             // 39: dialtone.fsm.v1.DaySpan
+	(*DateSpan)(nil),            // 40: dialtone.fsm.v1.DateSpan
+	(*CallingWindow)(nil),       // 41: dialtone.fsm.v1.CallingWindow
+	(*SetCallingWindow)(nil),    // 42: dialtone.fsm.v1.SetCallingWindow
+	(*DeleteCallingWindow)(nil), // 43: dialtone.fsm.v1.DeleteCallingWindow
+	(*SuppressionChunk)(nil),    // 44: dialtone.fsm.v1.SuppressionChunk
+	(*AddSuppressions)(nil),     // 45: dialtone.fsm.v1.AddSuppressions
+	(*RemoveSuppressions)(nil),  // 46: dialtone.fsm.v1.RemoveSuppressions
+	(*FreqCap)(nil),             // 47: dialtone.fsm.v1.FreqCap
+	(*FreqSetCap)(nil),          // 48: dialtone.fsm.v1.FreqSetCap
+	(*FreqDeleteCap)(nil),       // 49: dialtone.fsm.v1.FreqDeleteCap
+	(*FreqHistory)(nil),         // 50: dialtone.fsm.v1.FreqHistory
 }
 var file_fsm_proto_depIdxs = []int32{
 	3,  // 0: dialtone.fsm.v1.Attempt.outcome:type_name -> dialtone.fsm.v1.OutcomeClass
-	5,  // 1: dialtone.fsm.v1.Request.custom_data:type_name -> dialtone.fsm.v1.KeyValue
-	6,  // 2: dialtone.fsm.v1.Request.cpd:type_name -> dialtone.fsm.v1.Cpd
-	0,  // 3: dialtone.fsm.v1.Request.state:type_name -> dialtone.fsm.v1.State
-	1,  // 4: dialtone.fsm.v1.Request.result:type_name -> dialtone.fsm.v1.Result
-	7,  // 5: dialtone.fsm.v1.Request.attempts:type_name -> dialtone.fsm.v1.Attempt
-	2,  // 6: dialtone.fsm.v1.Request.notify_state:type_name -> dialtone.fsm.v1.NotifyState
-	10, // 7: dialtone.fsm.v1.Command.create:type_name -> dialtone.fsm.v1.CreateRequests
-	11, // 8: dialtone.fsm.v1.Command.cancel:type_name -> dialtone.fsm.v1.CancelRequests
-	12, // 9: dialtone.fsm.v1.Command.claim:type_name -> dialtone.fsm.v1.ClaimRequests
-	14, // 10: dialtone.fsm.v1.Command.start_attempts:type_name -> dialtone.fsm.v1.StartAttempts
-	16, // 11: dialtone.fsm.v1.Command.record_results:type_name -> dialtone.fsm.v1.RecordResults
-	17, // 12: dialtone.fsm.v1.Command.mark_notified:type_name -> dialtone.fsm.v1.MarkNotified
-	18, // 13: dialtone.fsm.v1.Command.purge:type_name -> dialtone.fsm.v1.PurgeRequests
-	19, // 14: dialtone.fsm.v1.Command.requeue:type_name -> dialtone.fsm.v1.RequeueRequests
-	20, // 15: dialtone.fsm.v1.Command.expire:type_name -> dialtone.fsm.v1.ExpireRequests
-	25, // 16: dialtone.fsm.v1.Command.set_entitlement:type_name -> dialtone.fsm.v1.SetEntitlement
-	26, // 17: dialtone.fsm.v1.Command.delete_entitlement:type_name -> dialtone.fsm.v1.DeleteEntitlement
-	27, // 18: dialtone.fsm.v1.Command.set_threshold:type_name -> dialtone.fsm.v1.SetThreshold
-	28, // 19: dialtone.fsm.v1.Command.delete_threshold:type_name -> dialtone.fsm.v1.DeleteThreshold
-	30, // 20: dialtone.fsm.v1.Command.set_pacing:type_name -> dialtone.fsm.v1.SetPacing
-	31, // 21: dialtone.fsm.v1.Command.delete_pacing:type_name -> dialtone.fsm.v1.DeletePacing
-	33, // 22: dialtone.fsm.v1.Command.defer:type_name -> dialtone.fsm.v1.DeferRequests
-	39, // 23: dialtone.fsm.v1.Command.set_calling_window:type_name -> dialtone.fsm.v1.SetCallingWindow
-	40, // 24: dialtone.fsm.v1.Command.delete_calling_window:type_name -> dialtone.fsm.v1.DeleteCallingWindow
-	35, // 25: dialtone.fsm.v1.Command.end:type_name -> dialtone.fsm.v1.EndRequests
-	42, // 26: dialtone.fsm.v1.Command.add_suppressions:type_name -> dialtone.fsm.v1.AddSuppressions
-	43, // 27: dialtone.fsm.v1.Command.remove_suppressions:type_name -> dialtone.fsm.v1.RemoveSuppressions
-	45, // 28: dialtone.fsm.v1.Command.freq_set_cap:type_name -> dialtone.fsm.v1.FreqSetCap
-	46, // 29: dialtone.fsm.v1.Command.freq_delete_cap:type_name -> dialtone.fsm.v1.FreqDeleteCap
-	8,  // 30: dialtone.fsm.v1.CreateRequests.requests:type_name -> dialtone.fsm.v1.Request
-	13, // 31: dialtone.fsm.v1.StartAttempts.starts:type_name -> dialtone.fsm.v1.AttemptStart
-	3,  // 32: dialtone.fsm.v1.AttemptResult.outcome:type_name -> dialtone.fsm.v1.OutcomeClass
-	15, // 33: dialtone.fsm.v1.RecordResults.results:type_name -> dialtone.fsm.v1.AttemptResult
-	4,  // 34: dialtone.fsm.v1.ItemResult.code:type_name -> dialtone.fsm.v1.Code
-	21, // 35: dialtone.fsm.v1.ApplyResult.items:type_name -> dialtone.fsm.v1.ItemResult
-	23, // 36: dialtone.fsm.v1.SetEntitlement.entitlement:type_name -> dialtone.fsm.v1.Entitlement
-	24, // 37: dialtone.fsm.v1.SetThreshold.threshold:type_name -> dialtone.fsm.v1.Threshold
-	29, // 38: dialtone.fsm.v1.SetPacing.pacing:type_name -> dialtone.fsm.v1.Pacing
-	32, // 39: dialtone.fsm.v1.DeferRequests.items:type_name -> dialtone.fsm.v1.DeferItem
-	34, // 40: dialtone.fsm.v1.EndRequests.items:type_name -> dialtone.fsm.v1.EndItem
-	36, // 41: dialtone.fsm.v1.CallingWindow.weekly:type_name -> dialtone.fsm.v1.DaySpan
-	37, // 42: dialtone.fsm.v1.CallingWindow.exceptions:type_name -> dialtone.fsm.v1.DateSpan
-	38, // 43: dialtone.fsm.v1.SetCallingWindow.window:type_name -> dialtone.fsm.v1.CallingWindow
-	41, // 44: dialtone.fsm.v1.AddSuppressions.chunk:type_name -> dialtone.fsm.v1.SuppressionChunk
-	44, // 45: dialtone.fsm.v1.FreqSetCap.cap:type_name -> dialtone.fsm.v1.FreqCap
-	46, // [46:46] is the sub-list for method output_type
-	46, // [46:46] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	8,  // 1: dialtone.fsm.v1.Attempt.dialogs:type_name -> dialtone.fsm.v1.DialogState
+	8,  // 2: dialtone.fsm.v1.DialogUpdate.dialog:type_name -> dialtone.fsm.v1.DialogState
+	9,  // 3: dialtone.fsm.v1.DialogUpdates.updates:type_name -> dialtone.fsm.v1.DialogUpdate
+	5,  // 4: dialtone.fsm.v1.Request.custom_data:type_name -> dialtone.fsm.v1.KeyValue
+	6,  // 5: dialtone.fsm.v1.Request.cpd:type_name -> dialtone.fsm.v1.Cpd
+	0,  // 6: dialtone.fsm.v1.Request.state:type_name -> dialtone.fsm.v1.State
+	1,  // 7: dialtone.fsm.v1.Request.result:type_name -> dialtone.fsm.v1.Result
+	7,  // 8: dialtone.fsm.v1.Request.attempts:type_name -> dialtone.fsm.v1.Attempt
+	2,  // 9: dialtone.fsm.v1.Request.notify_state:type_name -> dialtone.fsm.v1.NotifyState
+	13, // 10: dialtone.fsm.v1.Command.create:type_name -> dialtone.fsm.v1.CreateRequests
+	14, // 11: dialtone.fsm.v1.Command.cancel:type_name -> dialtone.fsm.v1.CancelRequests
+	15, // 12: dialtone.fsm.v1.Command.claim:type_name -> dialtone.fsm.v1.ClaimRequests
+	17, // 13: dialtone.fsm.v1.Command.start_attempts:type_name -> dialtone.fsm.v1.StartAttempts
+	19, // 14: dialtone.fsm.v1.Command.record_results:type_name -> dialtone.fsm.v1.RecordResults
+	20, // 15: dialtone.fsm.v1.Command.mark_notified:type_name -> dialtone.fsm.v1.MarkNotified
+	21, // 16: dialtone.fsm.v1.Command.purge:type_name -> dialtone.fsm.v1.PurgeRequests
+	22, // 17: dialtone.fsm.v1.Command.requeue:type_name -> dialtone.fsm.v1.RequeueRequests
+	23, // 18: dialtone.fsm.v1.Command.expire:type_name -> dialtone.fsm.v1.ExpireRequests
+	28, // 19: dialtone.fsm.v1.Command.set_entitlement:type_name -> dialtone.fsm.v1.SetEntitlement
+	29, // 20: dialtone.fsm.v1.Command.delete_entitlement:type_name -> dialtone.fsm.v1.DeleteEntitlement
+	30, // 21: dialtone.fsm.v1.Command.set_threshold:type_name -> dialtone.fsm.v1.SetThreshold
+	31, // 22: dialtone.fsm.v1.Command.delete_threshold:type_name -> dialtone.fsm.v1.DeleteThreshold
+	33, // 23: dialtone.fsm.v1.Command.set_pacing:type_name -> dialtone.fsm.v1.SetPacing
+	34, // 24: dialtone.fsm.v1.Command.delete_pacing:type_name -> dialtone.fsm.v1.DeletePacing
+	36, // 25: dialtone.fsm.v1.Command.defer:type_name -> dialtone.fsm.v1.DeferRequests
+	42, // 26: dialtone.fsm.v1.Command.set_calling_window:type_name -> dialtone.fsm.v1.SetCallingWindow
+	43, // 27: dialtone.fsm.v1.Command.delete_calling_window:type_name -> dialtone.fsm.v1.DeleteCallingWindow
+	38, // 28: dialtone.fsm.v1.Command.end:type_name -> dialtone.fsm.v1.EndRequests
+	45, // 29: dialtone.fsm.v1.Command.add_suppressions:type_name -> dialtone.fsm.v1.AddSuppressions
+	46, // 30: dialtone.fsm.v1.Command.remove_suppressions:type_name -> dialtone.fsm.v1.RemoveSuppressions
+	48, // 31: dialtone.fsm.v1.Command.freq_set_cap:type_name -> dialtone.fsm.v1.FreqSetCap
+	49, // 32: dialtone.fsm.v1.Command.freq_delete_cap:type_name -> dialtone.fsm.v1.FreqDeleteCap
+	10, // 33: dialtone.fsm.v1.Command.dialog_updates:type_name -> dialtone.fsm.v1.DialogUpdates
+	11, // 34: dialtone.fsm.v1.CreateRequests.requests:type_name -> dialtone.fsm.v1.Request
+	16, // 35: dialtone.fsm.v1.StartAttempts.starts:type_name -> dialtone.fsm.v1.AttemptStart
+	3,  // 36: dialtone.fsm.v1.AttemptResult.outcome:type_name -> dialtone.fsm.v1.OutcomeClass
+	18, // 37: dialtone.fsm.v1.RecordResults.results:type_name -> dialtone.fsm.v1.AttemptResult
+	4,  // 38: dialtone.fsm.v1.ItemResult.code:type_name -> dialtone.fsm.v1.Code
+	24, // 39: dialtone.fsm.v1.ApplyResult.items:type_name -> dialtone.fsm.v1.ItemResult
+	26, // 40: dialtone.fsm.v1.SetEntitlement.entitlement:type_name -> dialtone.fsm.v1.Entitlement
+	27, // 41: dialtone.fsm.v1.SetThreshold.threshold:type_name -> dialtone.fsm.v1.Threshold
+	32, // 42: dialtone.fsm.v1.SetPacing.pacing:type_name -> dialtone.fsm.v1.Pacing
+	35, // 43: dialtone.fsm.v1.DeferRequests.items:type_name -> dialtone.fsm.v1.DeferItem
+	37, // 44: dialtone.fsm.v1.EndRequests.items:type_name -> dialtone.fsm.v1.EndItem
+	39, // 45: dialtone.fsm.v1.CallingWindow.weekly:type_name -> dialtone.fsm.v1.DaySpan
+	40, // 46: dialtone.fsm.v1.CallingWindow.exceptions:type_name -> dialtone.fsm.v1.DateSpan
+	41, // 47: dialtone.fsm.v1.SetCallingWindow.window:type_name -> dialtone.fsm.v1.CallingWindow
+	44, // 48: dialtone.fsm.v1.AddSuppressions.chunk:type_name -> dialtone.fsm.v1.SuppressionChunk
+	47, // 49: dialtone.fsm.v1.FreqSetCap.cap:type_name -> dialtone.fsm.v1.FreqCap
+	50, // [50:50] is the sub-list for method output_type
+	50, // [50:50] is the sub-list for method input_type
+	50, // [50:50] is the sub-list for extension type_name
+	50, // [50:50] is the sub-list for extension extendee
+	0,  // [0:50] is the sub-list for field type_name
 }
 
 func init() { file_fsm_proto_init() }
@@ -3841,7 +4266,7 @@ func file_fsm_proto_init() {
 		return
 	}
 	file_fsm_proto_msgTypes[1].OneofWrappers = []any{}
-	file_fsm_proto_msgTypes[4].OneofWrappers = []any{
+	file_fsm_proto_msgTypes[7].OneofWrappers = []any{
 		(*Command_Create)(nil),
 		(*Command_Cancel)(nil),
 		(*Command_Claim)(nil),
@@ -3865,6 +4290,7 @@ func file_fsm_proto_init() {
 		(*Command_RemoveSuppressions)(nil),
 		(*Command_FreqSetCap)(nil),
 		(*Command_FreqDeleteCap)(nil),
+		(*Command_DialogUpdates)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3872,7 +4298,7 @@ func file_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fsm_proto_rawDesc), len(file_fsm_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   43,
+			NumMessages:   46,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

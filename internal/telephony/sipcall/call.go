@@ -233,9 +233,13 @@ func (b *Backend) dial(ctx context.Context, t *trunk, c telephony.Call, req *sip
 	}
 	b.m.invites.WithLabelValues(t.Name).Inc()
 	callee := b.newLeg("callee", t.cli, req)
+	callee.report = reporter(c)
 	callee.written = c.Written // the dialer's window logs: the INVITE left
 	callee.stop = ctx.Done()   // the dialer stops: bounded teardown (leg.go)
 	ring := b.ringTimeout(c.Cpd)
+	if ring > 0 {
+		callee.deadline = time.Now().Add(ring) // while pending: when a new leader CANCELs it
+	}
 	ans := callee.sendInvite(ctx, ring, t.Username, t.Password)
 	if ans.err != nil {
 		switch {
@@ -263,6 +267,12 @@ func (b *Backend) dial(ctx context.Context, t *trunk, c telephony.Call, req *sip
 		}
 		return b.outcomes.classify(ans.res, b.cfg.DetectionHeader), nil
 	}
+	return b.answered(ctx, t, c, callee, ans, pool, server)
+}
+
+// answered goes on with a callee's 2xx: direct mode ACKs and holds it;
+// 3PCC sets the IVR leg up with its offer first.
+func (b *Backend) answered(ctx context.Context, t *trunk, c telephony.Call, callee *leg, ans answer, pool *ivrPool, server *mediaServer) (telephony.Outcome, error) {
 	if err := callee.establish(ans.res); err != nil {
 		b.log.Debug("bad 2xx", "trunk", t.Name, "request", c.RequestID, "err", err)
 		return internal("bad 2xx"), nil
@@ -309,6 +319,7 @@ func (b *Backend) dial(ctx context.Context, t *trunk, c telephony.Call, req *sip
 			callee.bye()
 			return internal("ACK failed"), nil
 		}
+		b.connect(callee, nil)
 		return b.hold(ctx, out, callee, nil)
 	}
 	if offer == nil {
@@ -325,6 +336,10 @@ func (b *Backend) dial(ctx context.Context, t *trunk, c telephony.Call, req *sip
 		hangUp()
 		return b.event("ivr-failed", err.Error()), nil
 	}
+	ivr.report, ivr.server = reporter(c), server.addr
+	callee.deadline = time.Time{}
+	callee.commit() // answered, not yet ACKed: a new leader ends it
+
 	ivr.stop = ctx.Done()
 	ivrCtx, ivrCancel := context.WithCancel(ctx)
 	go func() { // ends with ivrCancel below at the latest
@@ -385,6 +400,7 @@ func (b *Backend) dial(ctx context.Context, t *trunk, c telephony.Call, req *sip
 		callee.bye()
 		return o, nil
 	}
+	b.connect(callee, ivr)
 	return b.hold(ctx, out, callee, ivr)
 }
 
@@ -425,10 +441,15 @@ func (b *Backend) ivrInvite(p *ivrPool, s *mediaServer, c telephony.Call, offer 
 // result the media server reports in an INFO or its BYE overrides
 // success.
 func (b *Backend) hold(ctx context.Context, out telephony.Outcome, callee, ivr *leg) (telephony.Outcome, error) {
-	connected := time.Now()
+	callee.mu.Lock()
+	connected, deadline := callee.connected, callee.deadline
+	callee.mu.Unlock()
+	if connected.IsZero() {
+		connected = time.Now()
+	}
 	var limit <-chan time.Time
-	if d := b.cfg.MaxCallDuration.Duration; d > 0 {
-		timer := time.NewTimer(d)
+	if !deadline.IsZero() {
+		timer := time.NewTimer(time.Until(deadline))
 		defer timer.Stop()
 		limit = timer.C
 	}
@@ -436,14 +457,42 @@ func (b *Backend) hold(ctx context.Context, out telephony.Outcome, callee, ivr *
 	if ivr != nil {
 		ivrEnded = ivr.ended
 	}
+	// Session timers of both legs: a leg whose session expired (or whose
+	// refresh the far end refused) ends the call.
+	sctx, scancel := context.WithCancel(ctx)
+	expired := make(chan string, 2)
+	var watchers sync.WaitGroup
+	for _, l := range []*leg{callee, ivr} {
+		if l != nil {
+			watchers.Go(func() {
+				if l.sessionWatch(sctx) {
+					expired <- l.name
+				}
+			})
+		}
+	}
+	defer func() { scancel(); watchers.Wait() }()
 	who := ""
 	select {
 	case <-callee.ended:
 		who = "callee"
 	case <-ivrEnded:
 		who = "IVR"
+	case name := <-expired:
+		b.log.Info("session expired", "leg", name)
+		who = name
 	case <-limit:
 	case <-ctx.Done():
+	}
+	if who == "" && ctx.Err() != nil && b.handsOver() {
+		// Leadership ended with the service address: the calls are handed
+		// over to the next leader, which adopts them from their replicated
+		// dialogs. Nothing is sent; the dialogs are forgotten here.
+		callee.forget()
+		if ivr != nil {
+			ivr.forget()
+		}
+		return telephony.Outcome{}, ctx.Err()
 	}
 	callee.bye()
 	if ivr != nil {
@@ -462,6 +511,24 @@ func (b *Backend) hold(ctx context.Context, out telephony.Outcome, callee, ivr *
 		return b.event("short-call", who+" hung up"), nil
 	}
 	return out, nil
+}
+
+// connect marks the call connected (both legs ACKed): it is held until
+// max_call_duration from now, and the legs' state is committed confirmed.
+func (b *Backend) connect(callee, ivr *leg) {
+	now := time.Now()
+	var deadline time.Time
+	if d := b.cfg.MaxCallDuration.Duration; d > 0 {
+		deadline = now.Add(d)
+	}
+	for _, l := range []*leg{callee, ivr} {
+		if l != nil {
+			l.mu.Lock()
+			l.connected, l.deadline = now, deadline
+			l.mu.Unlock()
+			l.commit()
+		}
+	}
 }
 
 // reported is a CPD result the media server sent in the detection header

@@ -76,6 +76,29 @@ type leg struct {
 	endedAt  time.Time
 	info     []*sip.Request // INFO requests received (CPD reports)
 	byeReq   *sip.Request   // the far end's BYE
+
+	// Replicated state (adopt.go): report, when set, commits the leg's
+	// DialogState (INVITE sent, dialog established and confirmed, CSeq or
+	// session changes) for a new leader to adopt.
+	report    func(*leg)
+	to        *sip.ToHeader // the dialog's To (with the remote tag), once established
+	confirmed bool          // the 2xx was ACKed
+	connected time.Time     // when the call was connected (for min_connected)
+	deadline  time.Time     // when it must end (max_call_duration); zero: never
+	server    string        // the media server of an IVR leg
+	ackTmpl   *sip.Request  // the ACK of the 2xx, re-sent to its retransmissions
+	// Session timer (RFC 4028): the negotiated interval, whether we
+	// refresh, and when the session was last refreshed.
+	sessionExpires time.Duration
+	weRefresh      bool
+	refreshed      time.Time
+}
+
+// commit reports the leg's state for replication, if it is replicated.
+func (l *leg) commit() {
+	if l.report != nil {
+		l.report(l)
+	}
 }
 
 // answer is what the INVITE transaction of a leg ended with.
@@ -101,6 +124,7 @@ func (l *leg) sendInvite(ctx context.Context, ring time.Duration, username, pass
 		return answer{err: fmt.Errorf("%w: %w", errTimeout, err)}
 	}
 	l.tx = tx
+	l.commit() // the pending INVITE: a new leader can CANCEL it
 	var ringC <-chan time.Time
 	if ring > 0 {
 		t := time.NewTimer(ring)
@@ -111,7 +135,7 @@ func (l *leg) sendInvite(ctx context.Context, ring time.Duration, username, pass
 	provisional, wantCancel, cancelled, stopping := false, false, false, false
 	var giveUp <-chan time.Time
 	var cancelTx sip.ClientTransaction
-	auth := 0
+	auth, sessionRetries := 0, 0
 	cancel := func() {
 		wantCancel, ringC, done = true, nil, nil
 		if provisional && !cancelled {
@@ -147,7 +171,27 @@ func (l *leg) sendInvite(ctx context.Context, ring time.Duration, username, pass
 					return answer{err: fmt.Errorf("%w: %w", errTimeout, err)}
 				}
 				l.tx, provisional = tx, false
+				l.commit()
 				continue
+			}
+			if r.StatusCode == statusSessionIntervalTooSmall && sessionRetries < 2 && !wantCancel {
+				// 422 (RFC 4028 §6): ask again with the far end's Min-SE.
+				if mse := minSE(r); mse > 0 {
+					sessionRetries++
+					l.tx.Terminate()
+					inv := l.invite.Clone()
+					inv.RemoveHeader("Via")
+					inv.ReplaceHeader(sip.NewHeader("Session-Expires", strconv.Itoa(int(mse/time.Second))+";refresher=uac"))
+					inv.CSeq().SeqNo++
+					l.invite = inv
+					tx, err := l.cli.TransactionRequest(context.WithoutCancel(ctx), l.invite)
+					if err != nil {
+						return answer{err: fmt.Errorf("%w: %w", errTimeout, err)}
+					}
+					l.tx, provisional = tx, false
+					l.commit()
+					continue
+				}
 			}
 			return answer{res: r, cancelled: wantCancel}
 		case <-l.tx.Done():
@@ -237,6 +281,9 @@ func (l *leg) establish(res *sip.Response) error {
 	}
 	l.mu.Lock()
 	l.ok = res
+	l.to = sip.HeaderClone(res.To()).(*sip.ToHeader)
+	l.sessionExpires, l.weRefresh = sessionTimer(res)
+	l.refreshed = time.Now()
 	l.target = *res.Contact().Address.Clone()
 	l.routes = nil
 	rr := res.GetHeaders("Record-Route")
@@ -278,7 +325,7 @@ func (l *leg) inDialog(method sip.RequestMethod, cseq uint32) *sip.Request {
 	mf := sip.MaxForwardsHeader(70)
 	req.AppendHeader(&mf)
 	req.AppendHeader(sip.HeaderClone(l.invite.From()))
-	req.AppendHeader(sip.HeaderClone(l.ok.To()))
+	req.AppendHeader(sip.HeaderClone(l.to))
 	req.AppendHeader(sip.HeaderClone(l.invite.CallID()))
 	req.AppendHeader(&sip.CSeqHeader{SeqNo: cseq, MethodName: method})
 	if method != sip.ACK && method != sip.BYE {
@@ -310,14 +357,27 @@ func (l *leg) ack(body []byte) error {
 	if body != nil {
 		l.localSDP = body
 	}
+	l.confirmed = true
+	l.ackTmpl = ack.Clone()
 	l.mu.Unlock()
-	tmpl := ack.Clone()
-	l.tx.OnRetransmission(func(r *sip.Response) {
-		if r.IsSuccess() {
-			_ = l.cli.WriteRequest(tmpl.Clone(), keepHeaders)
-		}
-	})
+	if l.tx != nil {
+		l.tx.OnRetransmission(func(r *sip.Response) {
+			if r.IsSuccess() {
+				l.reack()
+			}
+		})
+	}
 	return nil
+}
+
+// reack re-sends the ACK of the 2xx (a retransmission of the 2xx came).
+func (l *leg) reack() {
+	l.mu.Lock()
+	tmpl := l.ackTmpl
+	l.mu.Unlock()
+	if tmpl != nil {
+		_ = l.cli.WriteRequest(tmpl.Clone(), keepHeaders)
+	}
 }
 
 // bye ends the dialog from our side and waits (bounded) for the answer.
@@ -487,7 +547,11 @@ func (l *leg) onOffer(req *sip.Request, tx sip.ServerTransaction) {
 		if code >= 200 && code < 300 {
 			res.AppendHeader(sip.HeaderClone(l.invite.Contact()))
 			res.AppendHeader(sip.NewHeader("Allow", allowed))
-			res.AppendHeader(sip.NewHeader("Supported", ""))
+			res.AppendHeader(sip.NewHeader("Supported", "timer"))
+			if se := l.onRefresh(req); se != "" {
+				res.AppendHeader(sip.NewHeader("Require", "timer"))
+				res.AppendHeader(sip.NewHeader("Session-Expires", se))
+			}
 		}
 		setSDP(res, body)
 		_ = tx.Respond(res)

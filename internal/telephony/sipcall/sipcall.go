@@ -36,6 +36,13 @@
 //     same way before the callee is called.
 //   - Ports states a trunk's capacity to the dialer's port budget for
 //     trunks nothing reports port usage for (see docs/sip.md).
+//   - Failover (adopt.go, lead.go, timer.go): each leg reports its
+//     replicable dialog state through telephony.Call.Dialog; with a
+//     service address, which only the leader binds (Lead) and every
+//     dialog's Via and Contact name, a new leader rebuilds the dialogs
+//     (Adopt) and carries the calls on; a leader that stops hands its
+//     calls over instead of hanging them up. RFC 4028 session timers end
+//     at the far end a dialog no leader refreshes.
 //   - Close cancels every call, waits for their dialogs to end, then stops
 //     the user agent.
 package sipcall
@@ -85,6 +92,10 @@ type Options struct {
 	// ServerPorts, when set, reports media servers' free ports from the
 	// port-usage cache, so IVR legs go to the least loaded fresh server.
 	ServerPorts ServerPorts
+	// Handover: with SIP.ServiceAddr, a call whose context ends (this
+	// node stops leading) is left up for the next leader to adopt instead
+	// of being hung up. Set when the dialer adopts calls.
+	Handover bool
 }
 
 // ServerPorts is the port-usage cache's per-server view as the IVR pools
@@ -110,6 +121,17 @@ type Backend struct {
 	ivr   []*ivrPool
 	ports ServerPorts
 	legs  sync.Map // dialog key (Call-ID, local tag) -> *leg
+
+	// Service address (lead.go): bound only while this node leads.
+	svcAddr    string
+	svcClient  *sipgo.Client // UDP, sent from the service address
+	svcContact sip.ContactHeader
+	svcMu      sync.Mutex
+	svcConn    net.PacketConn // bound while leading
+	svcServe   sync.WaitGroup
+	leadSince  atomic.Int64 // unix ms of the bind; 0: not leading
+	handover   bool
+	pending    sync.Map // Via branch of a predecessor's INVITE being adopted -> chan *sip.Response
 
 	ua   *sipgo.UserAgent
 	srv  *sipgo.Server
@@ -167,7 +189,8 @@ func New(o Options) (_ *Backend, err error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Backend{cfg: o.SIP, log: o.Logger.With("component", "sip"), outcomes: outcomes, byTenant: map[string]*trunk{}, m: newMetrics(o.Registerer), ports: o.ServerPorts}
+	b := &Backend{cfg: o.SIP, log: o.Logger.With("component", "sip"), outcomes: outcomes, byTenant: map[string]*trunk{}, m: newMetrics(o.Registerer), ports: o.ServerPorts,
+		svcAddr: o.SIP.ServiceAddr, handover: o.Handover && o.SIP.ServiceAddr != ""}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
@@ -216,7 +239,15 @@ func New(o Options) (_ *Backend, err error) {
 		b.host = h
 		advPort, _ = strconv.Atoi(p)
 	}
-	uaOpts = append(uaOpts, sipgo.WithUserAgentHostname(b.host))
+	if b.svcAddr != "" {
+		// Every dialog's Via and Contact name the service address, which
+		// the leader holds.
+		h, p, _ := net.SplitHostPort(b.svcAddr)
+		b.host = h
+		advPort, _ = strconv.Atoi(p)
+	}
+	uaOpts = append(uaOpts, sipgo.WithUserAgentHostname(b.host),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerUnhandledResponseHandler(b.onStray)))
 	if b.ua, err = sipgo.NewUA(uaOpts...); err != nil {
 		return nil, fmt.Errorf("sipcall: user agent: %w", err)
 	}
@@ -247,9 +278,12 @@ func New(o Options) (_ *Backend, err error) {
 		}
 	}
 
-	// UDP is sent from the listening socket; TCP and TLS from connections
-	// of their own.
+	// UDP is sent from the listening socket (with a service address: from
+	// that, bound while leading); TCP and TLS from connections of their own.
 	connAddr := b.udp.LocalAddr().String()
+	if b.svcAddr != "" {
+		connAddr = b.svcAddr
+	}
 	udpClient, err := sipgo.NewClient(b.ua, sipgo.WithClientHostname(b.host), sipgo.WithClientPort(advPort),
 		sipgo.WithClientConnectionAddr(connAddr), sipgo.WithClientLogger(b.log))
 	if err != nil {
@@ -312,6 +346,10 @@ func New(o Options) (_ *Backend, err error) {
 		defer b.serve.Done()
 		_ = b.srv.ServeUDP(b.udp)
 	}()
+	if b.svcAddr != "" {
+		b.svcClient, b.svcContact = clients["UDP"], contacts["UDP"]
+		connAddr = b.udp.LocalAddr().String()
+	}
 	// Requests may be sent only once the socket is in the transport layer's
 	// pool; before that sipgo would try to bind a second socket.
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
@@ -457,7 +495,10 @@ func (b *Backend) buildInvite(recipient sip.Uri, transport, route string, contac
 	req.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: recipient.Scheme, User: recipient.User, Host: recipient.Host, Port: recipient.Port}})
 	req.AppendHeader(&contact)
 	req.AppendHeader(sip.NewHeader("Allow", allowed))
-	req.AppendHeader(sip.NewHeader("Supported", ""))
+	req.AppendHeader(sip.NewHeader("Supported", "timer"))
+	if d := b.cfg.SessionExpires.Duration; d > 0 {
+		req.AppendHeader(sip.NewHeader("Session-Expires", strconv.Itoa(int(d/time.Second))+";refresher=uac"))
+	}
 	if b.cfg.PAssertedIdentity && c.Ani != "" {
 		req.AppendHeader(sip.NewHeader("P-Asserted-Identity", "<sip:"+c.Ani+"@"+b.host+">"))
 	}
@@ -507,6 +548,7 @@ func (b *Backend) Close() error {
 		case <-time.After(2 * byeTimeout):
 			b.log.Warn("SIP calls still ending at close", "in_progress", b.InProgress())
 		}
+		b.release()
 		if b.srv != nil {
 			_ = b.srv.Close()
 		}

@@ -208,6 +208,16 @@ func newUAS(t *testing.T) *uas {
 			_ = tx.Respond(sip.NewResponseFromRequest(req, 481, "No dialog", nil))
 		}
 	})
+	// Session refreshes (RFC 4028): answered 200 with the request's
+	// Session-Expires.
+	srv.OnUpdate(func(req *sip.Request, tx sip.ServerTransaction) {
+		u.event("UPDATE-rx " + req.To().Address.User)
+		res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+		if se := req.GetHeader("Session-Expires"); se != nil {
+			res.AppendHeader(sip.NewHeader("Session-Expires", se.Value()))
+		}
+		_ = tx.Respond(res)
+	})
 	done := make(chan struct{}, 3)
 	go func() { defer func() { done <- struct{}{} }(); _ = srv.ServeUDP(conn) }()
 	go func() { defer func() { done <- struct{}{} }(); _ = srv.ServeTCP(tcp) }()
@@ -333,6 +343,19 @@ func (u *uas) onInvite(dc *sipgo.DialogServerCache, req *sip.Request, tx sip.Ser
 		}
 		return dlg.Respond(200, "OK", body, append(hdrs, sip.NewHeader("Content-Type", "application/sdp"))...)
 	}
+	// Session timers: "minse" wants at least 3 s (422 with Min-SE); "timer"
+	// and "minse" accept the interval asked for with Dialtone refreshing.
+	if se := req.GetHeader("Session-Expires"); se != nil && (user == "timer" || user == "minse") {
+		d, _ := parseSessionExpires(se.Value())
+		if user == "minse" && d < 3*time.Second {
+			u.event("422 " + user)
+			_ = dlg.Respond(422, "Session Interval Too Small", nil, sip.NewHeader("Min-SE", "3"))
+			return
+		}
+		u.setActive(user, true)
+		_ = ok(sip.NewHeader("Require", "timer"), sip.NewHeader("Session-Expires", strconv.Itoa(int(d/time.Second))+";refresher=uac"))
+		return
+	}
 	switch user {
 	case "busy":
 		_ = dlg.Respond(486, "Busy Here", nil)
@@ -357,11 +380,18 @@ func (u *uas) onInvite(dc *sipgo.DialogServerCache, req *sip.Request, tx sip.Ser
 		if strings.HasPrefix(user, "refresh") || strings.HasPrefix(user, "cpdinfo") {
 			u.inDialog(dlg, req, user)
 		}
-		if strings.HasPrefix(user, "hangup") {
+		if strings.HasPrefix(user, "hangup") || strings.HasPrefix(user, "slowhangup") {
+			if strings.HasPrefix(user, "slowhangup") {
+				time.Sleep(1500 * time.Millisecond) // across a takeover
+			}
 			time.Sleep(100 * time.Millisecond)
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			if err := dlg.Bye(ctx); err != nil {
+				if strings.HasPrefix(user, "slowhangupx") { // expected to fail (TestTakeover)
+					u.event("BYE-failed " + user)
+					return
+				}
 				u.t.Errorf("UAS BYE %s: %v", user, err)
 			}
 			u.setActive(user, false)
