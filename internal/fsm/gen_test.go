@@ -111,7 +111,11 @@ func (g *gen) command() *fsmpb.Command {
 			g.calls++
 			s.Starts = append(s.Starts, &fsmpb.AttemptStart{Id: id, CallUuid: fmt.Sprintf("call-%d", g.calls)})
 		}
-		cmd.Body = &fsmpb.Command_StartAttempts{StartAttempts: s}
+		if g.src.next()%2 == 0 {
+			cmd.Body = &fsmpb.Command_StartAttempts{StartAttempts: s}
+		} else {
+			cmd.Body = &fsmpb.Command_BatchStartAttempts{BatchStartAttempts: &fsmpb.BatchStartAttempts{Starts: s.Starts}}
+		}
 	case 4:
 		rr := &fsmpb.RecordResults{}
 		for _, id := range g.ids() {
@@ -209,6 +213,8 @@ func itemCount(cmd *fsmpb.Command) int {
 		return len(b.Claim.Ids)
 	case *fsmpb.Command_StartAttempts:
 		return len(b.StartAttempts.Starts)
+	case *fsmpb.Command_BatchStartAttempts:
+		return len(b.BatchStartAttempts.Starts)
 	case *fsmpb.Command_RecordResults:
 		return len(b.RecordResults.Results)
 	case *fsmpb.Command_MarkNotified:

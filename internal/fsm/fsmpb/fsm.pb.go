@@ -874,6 +874,7 @@ type Command struct {
 	//	*Command_End
 	//	*Command_AddSuppressions
 	//	*Command_RemoveSuppressions
+	//	*Command_BatchStartAttempts
 	Body          isCommand_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1126,6 +1127,15 @@ func (x *Command) GetRemoveSuppressions() *RemoveSuppressions {
 	return nil
 }
 
+func (x *Command) GetBatchStartAttempts() *BatchStartAttempts {
+	if x != nil {
+		if x, ok := x.Body.(*Command_BatchStartAttempts); ok {
+			return x.BatchStartAttempts
+		}
+	}
+	return nil
+}
+
 type isCommand_Body interface {
 	isCommand_Body()
 }
@@ -1214,6 +1224,11 @@ type Command_RemoveSuppressions struct {
 	RemoveSuppressions *RemoveSuppressions `protobuf:"bytes,30,opt,name=remove_suppressions,json=removeSuppressions,proto3,oneof"`
 }
 
+type Command_BatchStartAttempts struct {
+	// Issue 18 (per-attempt cost): 40-45.
+	BatchStartAttempts *BatchStartAttempts `protobuf:"bytes,40,opt,name=batch_start_attempts,json=batchStartAttempts,proto3,oneof"`
+}
+
 func (*Command_Create) isCommand_Body() {}
 
 func (*Command_Cancel) isCommand_Body() {}
@@ -1255,6 +1270,8 @@ func (*Command_End) isCommand_Body() {}
 func (*Command_AddSuppressions) isCommand_Body() {}
 
 func (*Command_RemoveSuppressions) isCommand_Body() {}
+
+func (*Command_BatchStartAttempts) isCommand_Body() {}
 
 // CreateRequests stores new requests (one or many) as one entry.
 type CreateRequests struct {
@@ -3183,6 +3200,56 @@ func (x *RemoveSuppressions) GetNumbers() []uint64 {
 	return nil
 }
 
+// BatchStartAttempts claims and starts attempts in one update per request:
+// a PENDING request that is due (next_retry_unix_ms <= now) or an INITIATED
+// one moves to IN_PROGRESS, counting an attempt. It replaces ClaimRequests
+// followed by StartAttempts (two updates of every record) for the dialer;
+// both stay decodable for older log entries. Like StartAttempts it is
+// committed before the call is placed.
+type BatchStartAttempts struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Starts        []*AttemptStart        `protobuf:"bytes,1,rep,name=starts,proto3" json:"starts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchStartAttempts) Reset() {
+	*x = BatchStartAttempts{}
+	mi := &file_fsm_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchStartAttempts) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchStartAttempts) ProtoMessage() {}
+
+func (x *BatchStartAttempts) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchStartAttempts.ProtoReflect.Descriptor instead.
+func (*BatchStartAttempts) Descriptor() ([]byte, []int) {
+	return file_fsm_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *BatchStartAttempts) GetStarts() []*AttemptStart {
+	if x != nil {
+		return x.Starts
+	}
+	return nil
+}
+
 var File_fsm_proto protoreflect.FileDescriptor
 
 const file_fsm_proto_rawDesc = "" +
@@ -3244,7 +3311,7 @@ const file_fsm_proto_rawDesc = "" +
 	"\fmodify_index\x18! \x01(\x04R\vmodifyIndex\x12\x1f\n" +
 	"\vwait_reason\x18\" \x01(\tR\n" +
 	"waitReason\x12\x1b\n" +
-	"\ttime_zone\x18# \x01(\tR\btimeZone\"\xa2\f\n" +
+	"\ttime_zone\x18# \x01(\tR\btimeZone\"\xfb\f\n" +
 	"\aCommand\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x1e\n" +
 	"\vnow_unix_ms\x18\x02 \x01(\x03R\tnowUnixMs\x12%\n" +
@@ -3271,7 +3338,8 @@ const file_fsm_proto_rawDesc = "" +
 	"\x15delete_calling_window\x18\x1b \x01(\v2$.dialtone.fsm.v1.DeleteCallingWindowH\x00R\x13deleteCallingWindow\x120\n" +
 	"\x03end\x18\x1c \x01(\v2\x1c.dialtone.fsm.v1.EndRequestsH\x00R\x03end\x12M\n" +
 	"\x10add_suppressions\x18\x1d \x01(\v2 .dialtone.fsm.v1.AddSuppressionsH\x00R\x0faddSuppressions\x12V\n" +
-	"\x13remove_suppressions\x18\x1e \x01(\v2#.dialtone.fsm.v1.RemoveSuppressionsH\x00R\x12removeSuppressionsB\x06\n" +
+	"\x13remove_suppressions\x18\x1e \x01(\v2#.dialtone.fsm.v1.RemoveSuppressionsH\x00R\x12removeSuppressions\x12W\n" +
+	"\x14batch_start_attempts\x18( \x01(\v2#.dialtone.fsm.v1.BatchStartAttemptsH\x00R\x12batchStartAttemptsB\x06\n" +
 	"\x04body\"g\n" +
 	"\x0eCreateRequests\x124\n" +
 	"\brequests\x18\x01 \x03(\v2\x18.dialtone.fsm.v1.RequestR\brequests\x12\x1f\n" +
@@ -3397,7 +3465,9 @@ const file_fsm_proto_rawDesc = "" +
 	"\x05chunk\x18\x01 \x01(\v2!.dialtone.fsm.v1.SuppressionChunkR\x05chunk\"F\n" +
 	"\x12RemoveSuppressions\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x18\n" +
-	"\anumbers\x18\x02 \x03(\x06R\anumbers*Z\n" +
+	"\anumbers\x18\x02 \x03(\x06R\anumbers\"K\n" +
+	"\x12BatchStartAttempts\x125\n" +
+	"\x06starts\x18\x01 \x03(\v2\x1d.dialtone.fsm.v1.AttemptStartR\x06starts*Z\n" +
 	"\x05State\x12\x15\n" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\v\n" +
 	"\aPENDING\x10\x01\x12\r\n" +
@@ -3446,7 +3516,7 @@ func file_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_fsm_proto_goTypes = []any{
 	(State)(0),                  // 0: dialtone.fsm.v1.State
 	(Result)(0),                 // 1: dialtone.fsm.v1.Result
@@ -3492,6 +3562,7 @@ var file_fsm_proto_goTypes = []any{
 	(*SuppressionChunk)(nil),    // 41: dialtone.fsm.v1.SuppressionChunk
 	(*AddSuppressions)(nil),     // 42: dialtone.fsm.v1.AddSuppressions
 	(*RemoveSuppressions)(nil),  // 43: dialtone.fsm.v1.RemoveSuppressions
+	(*BatchStartAttempts)(nil),  // 44: dialtone.fsm.v1.BatchStartAttempts
 }
 var file_fsm_proto_depIdxs = []int32{
 	3,  // 0: dialtone.fsm.v1.Attempt.outcome:type_name -> dialtone.fsm.v1.OutcomeClass
@@ -3522,26 +3593,28 @@ var file_fsm_proto_depIdxs = []int32{
 	35, // 25: dialtone.fsm.v1.Command.end:type_name -> dialtone.fsm.v1.EndRequests
 	42, // 26: dialtone.fsm.v1.Command.add_suppressions:type_name -> dialtone.fsm.v1.AddSuppressions
 	43, // 27: dialtone.fsm.v1.Command.remove_suppressions:type_name -> dialtone.fsm.v1.RemoveSuppressions
-	8,  // 28: dialtone.fsm.v1.CreateRequests.requests:type_name -> dialtone.fsm.v1.Request
-	13, // 29: dialtone.fsm.v1.StartAttempts.starts:type_name -> dialtone.fsm.v1.AttemptStart
-	3,  // 30: dialtone.fsm.v1.AttemptResult.outcome:type_name -> dialtone.fsm.v1.OutcomeClass
-	15, // 31: dialtone.fsm.v1.RecordResults.results:type_name -> dialtone.fsm.v1.AttemptResult
-	4,  // 32: dialtone.fsm.v1.ItemResult.code:type_name -> dialtone.fsm.v1.Code
-	21, // 33: dialtone.fsm.v1.ApplyResult.items:type_name -> dialtone.fsm.v1.ItemResult
-	23, // 34: dialtone.fsm.v1.SetEntitlement.entitlement:type_name -> dialtone.fsm.v1.Entitlement
-	24, // 35: dialtone.fsm.v1.SetThreshold.threshold:type_name -> dialtone.fsm.v1.Threshold
-	29, // 36: dialtone.fsm.v1.SetPacing.pacing:type_name -> dialtone.fsm.v1.Pacing
-	32, // 37: dialtone.fsm.v1.DeferRequests.items:type_name -> dialtone.fsm.v1.DeferItem
-	34, // 38: dialtone.fsm.v1.EndRequests.items:type_name -> dialtone.fsm.v1.EndItem
-	36, // 39: dialtone.fsm.v1.CallingWindow.weekly:type_name -> dialtone.fsm.v1.DaySpan
-	37, // 40: dialtone.fsm.v1.CallingWindow.exceptions:type_name -> dialtone.fsm.v1.DateSpan
-	38, // 41: dialtone.fsm.v1.SetCallingWindow.window:type_name -> dialtone.fsm.v1.CallingWindow
-	41, // 42: dialtone.fsm.v1.AddSuppressions.chunk:type_name -> dialtone.fsm.v1.SuppressionChunk
-	43, // [43:43] is the sub-list for method output_type
-	43, // [43:43] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	44, // 28: dialtone.fsm.v1.Command.batch_start_attempts:type_name -> dialtone.fsm.v1.BatchStartAttempts
+	8,  // 29: dialtone.fsm.v1.CreateRequests.requests:type_name -> dialtone.fsm.v1.Request
+	13, // 30: dialtone.fsm.v1.StartAttempts.starts:type_name -> dialtone.fsm.v1.AttemptStart
+	3,  // 31: dialtone.fsm.v1.AttemptResult.outcome:type_name -> dialtone.fsm.v1.OutcomeClass
+	15, // 32: dialtone.fsm.v1.RecordResults.results:type_name -> dialtone.fsm.v1.AttemptResult
+	4,  // 33: dialtone.fsm.v1.ItemResult.code:type_name -> dialtone.fsm.v1.Code
+	21, // 34: dialtone.fsm.v1.ApplyResult.items:type_name -> dialtone.fsm.v1.ItemResult
+	23, // 35: dialtone.fsm.v1.SetEntitlement.entitlement:type_name -> dialtone.fsm.v1.Entitlement
+	24, // 36: dialtone.fsm.v1.SetThreshold.threshold:type_name -> dialtone.fsm.v1.Threshold
+	29, // 37: dialtone.fsm.v1.SetPacing.pacing:type_name -> dialtone.fsm.v1.Pacing
+	32, // 38: dialtone.fsm.v1.DeferRequests.items:type_name -> dialtone.fsm.v1.DeferItem
+	34, // 39: dialtone.fsm.v1.EndRequests.items:type_name -> dialtone.fsm.v1.EndItem
+	36, // 40: dialtone.fsm.v1.CallingWindow.weekly:type_name -> dialtone.fsm.v1.DaySpan
+	37, // 41: dialtone.fsm.v1.CallingWindow.exceptions:type_name -> dialtone.fsm.v1.DateSpan
+	38, // 42: dialtone.fsm.v1.SetCallingWindow.window:type_name -> dialtone.fsm.v1.CallingWindow
+	41, // 43: dialtone.fsm.v1.AddSuppressions.chunk:type_name -> dialtone.fsm.v1.SuppressionChunk
+	13, // 44: dialtone.fsm.v1.BatchStartAttempts.starts:type_name -> dialtone.fsm.v1.AttemptStart
+	45, // [45:45] is the sub-list for method output_type
+	45, // [45:45] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_fsm_proto_init() }
@@ -3572,6 +3645,7 @@ func file_fsm_proto_init() {
 		(*Command_End)(nil),
 		(*Command_AddSuppressions)(nil),
 		(*Command_RemoveSuppressions)(nil),
+		(*Command_BatchStartAttempts)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3579,7 +3653,7 @@ func file_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fsm_proto_rawDesc), len(file_fsm_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   39,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
