@@ -57,6 +57,9 @@ func (e *Engine) commitStarts(ctx context.Context, items []*item) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, it := range items {
+		// Started (IN_PROGRESS, no longer due) or refused: either way no
+		// longer held, so a later fetch may take it again once it waits.
+		delete(it.t.held, it.req.Id)
 		if len(started) > 0 && started[0] == it {
 			started = started[1:]
 			it.t.ready = append(it.t.ready, it)
@@ -78,7 +81,9 @@ func startCommand(items []*item) *fsmpb.Command {
 	for i, it := range items {
 		starts[i] = &fsmpb.AttemptStart{Id: it.req.Id, CallUuid: it.callUUID}
 	}
-	return fsm.StartAttemptsCommand(starts)
+	// Claim and start in one update: the request is still PENDING (or
+	// INITIATED, fetched by an older leader's binary).
+	return fsm.BatchStartAttemptsCommand(starts)
 }
 
 // call places one committed attempt and queues its outcome.

@@ -12,8 +12,9 @@ type tenant struct {
 	name     string
 	settings pacing.Settings
 	ports    PortReport
-	queues   map[string][]*item // per IVR profile: fetched (INITIATED), in priority order
-	order    []string           // profiles, for round robin
+	queues   map[string][]*item  // per IVR profile: fetched (still PENDING), in priority order
+	held     map[string]struct{} // ids queued or armed and not yet started or refused
+	order    []string            // profiles, for round robin
 	rr       int
 	ready    []*item         // armed and committed, waiting for their dial slot
 	pacer    pacer           // hand-off to the call goroutines (dispatch)
@@ -27,7 +28,7 @@ type tenant struct {
 }
 
 func newTenant(name string) *tenant {
-	return &tenant{name: name, pacer: pacer{handoff: true}, queues: map[string][]*item{}, outcomes: map[string]uint64{}}
+	return &tenant{name: name, pacer: pacer{handoff: true}, queues: map[string][]*item{}, held: map[string]struct{}{}, outcomes: map[string]uint64{}}
 }
 
 // item is one request on its way through the engine.
