@@ -39,10 +39,13 @@ type item struct {
 	armed    time.Time
 }
 
-// result is the outcome of one item's attempt, waiting to be committed.
+// result is the outcome of one item's attempt, or (mark set, it and res
+// nil) a delivered notification, waiting to be committed: both go in the
+// same entry (BatchRecordResults).
 type result struct {
-	it  *item
-	res *fsmpb.AttemptResult
+	it   *item
+	res  *fsmpb.AttemptResult
+	mark string
 }
 
 func (t *tenant) idle() bool {

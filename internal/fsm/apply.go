@@ -42,7 +42,9 @@ func (a *applier) apply(index uint64, cmd *fsmpb.Command) *fsmpb.ApplyResult {
 	case *fsmpb.Command_BatchStartAttempts:
 		return a.startAttempts(b.BatchStartAttempts.GetStarts(), true)
 	case *fsmpb.Command_RecordResults:
-		return a.recordResults(b.RecordResults)
+		return a.recordResults(b.RecordResults.GetResults(), nil)
+	case *fsmpb.Command_BatchRecordResults:
+		return a.recordResults(b.BatchRecordResults.GetResults(), b.BatchRecordResults.GetNotified())
 	case *fsmpb.Command_MarkNotified:
 		return a.forEach(b.MarkNotified.GetIds(), a.markNotified)
 	case *fsmpb.Command_Purge:
@@ -265,11 +267,19 @@ func (a *applier) startOne(s *fsmpb.AttemptStart, claim bool) *fsmpb.ItemResult 
 	return ok(r.Id)
 }
 
-func (a *applier) recordResults(c *fsmpb.RecordResults) *fsmpb.ApplyResult {
-	results := c.GetResults()
-	res := &fsmpb.ApplyResult{Items: make([]*fsmpb.ItemResult, 0, len(results))}
+// recordResults records attempt outcomes, then delivered notifications
+// (BatchRecordResults; RecordResults has none).
+func (a *applier) recordResults(results []*fsmpb.AttemptResult, notified []string) *fsmpb.ApplyResult {
+	res := &fsmpb.ApplyResult{Items: make([]*fsmpb.ItemResult, 0, len(results)+len(notified))}
 	for _, ar := range results {
 		res.Items = append(res.Items, a.recordOne(ar))
+	}
+	for _, id := range notified {
+		if r, found := a.get(id); found {
+			res.Items = append(res.Items, a.markNotified(r))
+		} else {
+			res.Items = append(res.Items, notFound(id))
+		}
 	}
 	return res
 }

@@ -41,6 +41,12 @@ func RecordResultsCommand(results []*fsmpb.AttemptResult) *fsmpb.Command {
 	return &fsmpb.Command{Body: &fsmpb.Command_RecordResults{RecordResults: &fsmpb.RecordResults{Results: results}}}
 }
 
+// BatchRecordResultsCommand records attempt outcomes and delivered
+// notifications in one entry (see fsmpb.BatchRecordResults).
+func BatchRecordResultsCommand(results []*fsmpb.AttemptResult, notified []string) *fsmpb.Command {
+	return &fsmpb.Command{Body: &fsmpb.Command_BatchRecordResults{BatchRecordResults: &fsmpb.BatchRecordResults{Results: results, Notified: notified}}}
+}
+
 // MarkNotifiedCommand records delivered result notifications.
 func MarkNotifiedCommand(ids []string) *fsmpb.Command {
 	return &fsmpb.Command{Body: &fsmpb.Command_MarkNotified{MarkNotified: &fsmpb.MarkNotified{Ids: ids}}}

@@ -557,3 +557,29 @@ func TestPanics(t *testing.T) {
 		})
 	}
 }
+
+// TestBatchRecordResults: outcomes and notification marks in one entry,
+// item results in that order.
+func TestBatchRecordResults(t *testing.T) {
+	h := newHarness(t)
+	toState(h, "done", "t1", fsmpb.State_PROCESSED)
+	toState(h, "running", "t1", fsmpb.State_IN_PROGRESS)
+	res := h.apply(t0+1, BatchRecordResultsCommand(
+		[]*fsmpb.AttemptResult{{Id: "running", CallUuid: "call-running", Outcome: fsmpb.OutcomeClass_OUTCOME_SUCCESS, Reason: "TreatmentApplied"}},
+		[]string{"done", "missing", "done"}))
+	want := []fsmpb.Code{fsmpb.Code_CODE_OK, fsmpb.Code_CODE_OK, fsmpb.Code_CODE_NOT_FOUND, fsmpb.Code_CODE_INVALID_STATE}
+	if len(res.Items) != len(want) {
+		t.Fatalf("%d items: %v", len(res.Items), res)
+	}
+	for i, it := range res.Items {
+		if it.Code != want[i] {
+			t.Errorf("item %d: %v, want %s", i, it, want[i])
+		}
+	}
+	if r := h.get("done"); r.NotifyState != fsmpb.NotifyState_NOTIFIED {
+		t.Errorf("done: %s", r.NotifyState)
+	}
+	if r := h.get("running"); r.State != fsmpb.State_PROCESSED || r.NotifyState != fsmpb.NotifyState_NOTIFY_PENDING {
+		t.Errorf("running: %s %s", r.State, r.NotifyState)
+	}
+}

@@ -133,7 +133,12 @@ func (g *gen) command() *fsmpb.Command {
 				NextRetryUnixMs: g.now + int64(g.src.next())*100 - 5000,
 			})
 		}
-		cmd.Body = &fsmpb.Command_RecordResults{RecordResults: rr}
+		if g.src.next()%2 == 0 {
+			cmd.Body = &fsmpb.Command_RecordResults{RecordResults: rr}
+		} else {
+			// With notification marks, which only PROCESSED records take.
+			cmd.Body = &fsmpb.Command_BatchRecordResults{BatchRecordResults: &fsmpb.BatchRecordResults{Results: rr.Results, Notified: g.ids()}}
+		}
 	case 5:
 		cmd.Body = &fsmpb.Command_MarkNotified{MarkNotified: &fsmpb.MarkNotified{Ids: g.ids()}}
 	case 6:
@@ -215,6 +220,8 @@ func itemCount(cmd *fsmpb.Command) int {
 		return len(b.StartAttempts.Starts)
 	case *fsmpb.Command_BatchStartAttempts:
 		return len(b.BatchStartAttempts.Starts)
+	case *fsmpb.Command_BatchRecordResults:
+		return len(b.BatchRecordResults.Results) + len(b.BatchRecordResults.Notified)
 	case *fsmpb.Command_RecordResults:
 		return len(b.RecordResults.Results)
 	case *fsmpb.Command_MarkNotified:

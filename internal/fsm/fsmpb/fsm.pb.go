@@ -875,6 +875,7 @@ type Command struct {
 	//	*Command_AddSuppressions
 	//	*Command_RemoveSuppressions
 	//	*Command_BatchStartAttempts
+	//	*Command_BatchRecordResults
 	Body          isCommand_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1136,6 +1137,15 @@ func (x *Command) GetBatchStartAttempts() *BatchStartAttempts {
 	return nil
 }
 
+func (x *Command) GetBatchRecordResults() *BatchRecordResults {
+	if x != nil {
+		if x, ok := x.Body.(*Command_BatchRecordResults); ok {
+			return x.BatchRecordResults
+		}
+	}
+	return nil
+}
+
 type isCommand_Body interface {
 	isCommand_Body()
 }
@@ -1229,6 +1239,10 @@ type Command_BatchStartAttempts struct {
 	BatchStartAttempts *BatchStartAttempts `protobuf:"bytes,40,opt,name=batch_start_attempts,json=batchStartAttempts,proto3,oneof"`
 }
 
+type Command_BatchRecordResults struct {
+	BatchRecordResults *BatchRecordResults `protobuf:"bytes,41,opt,name=batch_record_results,json=batchRecordResults,proto3,oneof"`
+}
+
 func (*Command_Create) isCommand_Body() {}
 
 func (*Command_Cancel) isCommand_Body() {}
@@ -1272,6 +1286,8 @@ func (*Command_AddSuppressions) isCommand_Body() {}
 func (*Command_RemoveSuppressions) isCommand_Body() {}
 
 func (*Command_BatchStartAttempts) isCommand_Body() {}
+
+func (*Command_BatchRecordResults) isCommand_Body() {}
 
 // CreateRequests stores new requests (one or many) as one entry.
 type CreateRequests struct {
@@ -3250,6 +3266,63 @@ func (x *BatchStartAttempts) GetStarts() []*AttemptStart {
 	return nil
 }
 
+// BatchRecordResults records attempt outcomes (as RecordResults) and, in
+// the same entry, delivered notifications (as MarkNotified) of requests
+// whose results an earlier entry committed: the dialer commits one entry
+// per tick for both instead of one each. Item results are the results'
+// in order, then the notified ids' in order.
+type BatchRecordResults struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*AttemptResult       `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	Notified      []string               `protobuf:"bytes,2,rep,name=notified,proto3" json:"notified,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchRecordResults) Reset() {
+	*x = BatchRecordResults{}
+	mi := &file_fsm_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchRecordResults) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchRecordResults) ProtoMessage() {}
+
+func (x *BatchRecordResults) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchRecordResults.ProtoReflect.Descriptor instead.
+func (*BatchRecordResults) Descriptor() ([]byte, []int) {
+	return file_fsm_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *BatchRecordResults) GetResults() []*AttemptResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+func (x *BatchRecordResults) GetNotified() []string {
+	if x != nil {
+		return x.Notified
+	}
+	return nil
+}
+
 var File_fsm_proto protoreflect.FileDescriptor
 
 const file_fsm_proto_rawDesc = "" +
@@ -3311,7 +3384,7 @@ const file_fsm_proto_rawDesc = "" +
 	"\fmodify_index\x18! \x01(\x04R\vmodifyIndex\x12\x1f\n" +
 	"\vwait_reason\x18\" \x01(\tR\n" +
 	"waitReason\x12\x1b\n" +
-	"\ttime_zone\x18# \x01(\tR\btimeZone\"\xfb\f\n" +
+	"\ttime_zone\x18# \x01(\tR\btimeZone\"\xd4\r\n" +
 	"\aCommand\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x1e\n" +
 	"\vnow_unix_ms\x18\x02 \x01(\x03R\tnowUnixMs\x12%\n" +
@@ -3339,7 +3412,8 @@ const file_fsm_proto_rawDesc = "" +
 	"\x03end\x18\x1c \x01(\v2\x1c.dialtone.fsm.v1.EndRequestsH\x00R\x03end\x12M\n" +
 	"\x10add_suppressions\x18\x1d \x01(\v2 .dialtone.fsm.v1.AddSuppressionsH\x00R\x0faddSuppressions\x12V\n" +
 	"\x13remove_suppressions\x18\x1e \x01(\v2#.dialtone.fsm.v1.RemoveSuppressionsH\x00R\x12removeSuppressions\x12W\n" +
-	"\x14batch_start_attempts\x18( \x01(\v2#.dialtone.fsm.v1.BatchStartAttemptsH\x00R\x12batchStartAttemptsB\x06\n" +
+	"\x14batch_start_attempts\x18( \x01(\v2#.dialtone.fsm.v1.BatchStartAttemptsH\x00R\x12batchStartAttempts\x12W\n" +
+	"\x14batch_record_results\x18) \x01(\v2#.dialtone.fsm.v1.BatchRecordResultsH\x00R\x12batchRecordResultsB\x06\n" +
 	"\x04body\"g\n" +
 	"\x0eCreateRequests\x124\n" +
 	"\brequests\x18\x01 \x03(\v2\x18.dialtone.fsm.v1.RequestR\brequests\x12\x1f\n" +
@@ -3467,7 +3541,10 @@ const file_fsm_proto_rawDesc = "" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x18\n" +
 	"\anumbers\x18\x02 \x03(\x06R\anumbers\"K\n" +
 	"\x12BatchStartAttempts\x125\n" +
-	"\x06starts\x18\x01 \x03(\v2\x1d.dialtone.fsm.v1.AttemptStartR\x06starts*Z\n" +
+	"\x06starts\x18\x01 \x03(\v2\x1d.dialtone.fsm.v1.AttemptStartR\x06starts\"j\n" +
+	"\x12BatchRecordResults\x128\n" +
+	"\aresults\x18\x01 \x03(\v2\x1e.dialtone.fsm.v1.AttemptResultR\aresults\x12\x1a\n" +
+	"\bnotified\x18\x02 \x03(\tR\bnotified*Z\n" +
 	"\x05State\x12\x15\n" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\v\n" +
 	"\aPENDING\x10\x01\x12\r\n" +
@@ -3516,7 +3593,7 @@ func file_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_fsm_proto_goTypes = []any{
 	(State)(0),                  // 0: dialtone.fsm.v1.State
 	(Result)(0),                 // 1: dialtone.fsm.v1.Result
@@ -3563,6 +3640,7 @@ var file_fsm_proto_goTypes = []any{
 	(*AddSuppressions)(nil),     // 42: dialtone.fsm.v1.AddSuppressions
 	(*RemoveSuppressions)(nil),  // 43: dialtone.fsm.v1.RemoveSuppressions
 	(*BatchStartAttempts)(nil),  // 44: dialtone.fsm.v1.BatchStartAttempts
+	(*BatchRecordResults)(nil),  // 45: dialtone.fsm.v1.BatchRecordResults
 }
 var file_fsm_proto_depIdxs = []int32{
 	3,  // 0: dialtone.fsm.v1.Attempt.outcome:type_name -> dialtone.fsm.v1.OutcomeClass
@@ -3594,27 +3672,29 @@ var file_fsm_proto_depIdxs = []int32{
 	42, // 26: dialtone.fsm.v1.Command.add_suppressions:type_name -> dialtone.fsm.v1.AddSuppressions
 	43, // 27: dialtone.fsm.v1.Command.remove_suppressions:type_name -> dialtone.fsm.v1.RemoveSuppressions
 	44, // 28: dialtone.fsm.v1.Command.batch_start_attempts:type_name -> dialtone.fsm.v1.BatchStartAttempts
-	8,  // 29: dialtone.fsm.v1.CreateRequests.requests:type_name -> dialtone.fsm.v1.Request
-	13, // 30: dialtone.fsm.v1.StartAttempts.starts:type_name -> dialtone.fsm.v1.AttemptStart
-	3,  // 31: dialtone.fsm.v1.AttemptResult.outcome:type_name -> dialtone.fsm.v1.OutcomeClass
-	15, // 32: dialtone.fsm.v1.RecordResults.results:type_name -> dialtone.fsm.v1.AttemptResult
-	4,  // 33: dialtone.fsm.v1.ItemResult.code:type_name -> dialtone.fsm.v1.Code
-	21, // 34: dialtone.fsm.v1.ApplyResult.items:type_name -> dialtone.fsm.v1.ItemResult
-	23, // 35: dialtone.fsm.v1.SetEntitlement.entitlement:type_name -> dialtone.fsm.v1.Entitlement
-	24, // 36: dialtone.fsm.v1.SetThreshold.threshold:type_name -> dialtone.fsm.v1.Threshold
-	29, // 37: dialtone.fsm.v1.SetPacing.pacing:type_name -> dialtone.fsm.v1.Pacing
-	32, // 38: dialtone.fsm.v1.DeferRequests.items:type_name -> dialtone.fsm.v1.DeferItem
-	34, // 39: dialtone.fsm.v1.EndRequests.items:type_name -> dialtone.fsm.v1.EndItem
-	36, // 40: dialtone.fsm.v1.CallingWindow.weekly:type_name -> dialtone.fsm.v1.DaySpan
-	37, // 41: dialtone.fsm.v1.CallingWindow.exceptions:type_name -> dialtone.fsm.v1.DateSpan
-	38, // 42: dialtone.fsm.v1.SetCallingWindow.window:type_name -> dialtone.fsm.v1.CallingWindow
-	41, // 43: dialtone.fsm.v1.AddSuppressions.chunk:type_name -> dialtone.fsm.v1.SuppressionChunk
-	13, // 44: dialtone.fsm.v1.BatchStartAttempts.starts:type_name -> dialtone.fsm.v1.AttemptStart
-	45, // [45:45] is the sub-list for method output_type
-	45, // [45:45] is the sub-list for method input_type
-	45, // [45:45] is the sub-list for extension type_name
-	45, // [45:45] is the sub-list for extension extendee
-	0,  // [0:45] is the sub-list for field type_name
+	45, // 29: dialtone.fsm.v1.Command.batch_record_results:type_name -> dialtone.fsm.v1.BatchRecordResults
+	8,  // 30: dialtone.fsm.v1.CreateRequests.requests:type_name -> dialtone.fsm.v1.Request
+	13, // 31: dialtone.fsm.v1.StartAttempts.starts:type_name -> dialtone.fsm.v1.AttemptStart
+	3,  // 32: dialtone.fsm.v1.AttemptResult.outcome:type_name -> dialtone.fsm.v1.OutcomeClass
+	15, // 33: dialtone.fsm.v1.RecordResults.results:type_name -> dialtone.fsm.v1.AttemptResult
+	4,  // 34: dialtone.fsm.v1.ItemResult.code:type_name -> dialtone.fsm.v1.Code
+	21, // 35: dialtone.fsm.v1.ApplyResult.items:type_name -> dialtone.fsm.v1.ItemResult
+	23, // 36: dialtone.fsm.v1.SetEntitlement.entitlement:type_name -> dialtone.fsm.v1.Entitlement
+	24, // 37: dialtone.fsm.v1.SetThreshold.threshold:type_name -> dialtone.fsm.v1.Threshold
+	29, // 38: dialtone.fsm.v1.SetPacing.pacing:type_name -> dialtone.fsm.v1.Pacing
+	32, // 39: dialtone.fsm.v1.DeferRequests.items:type_name -> dialtone.fsm.v1.DeferItem
+	34, // 40: dialtone.fsm.v1.EndRequests.items:type_name -> dialtone.fsm.v1.EndItem
+	36, // 41: dialtone.fsm.v1.CallingWindow.weekly:type_name -> dialtone.fsm.v1.DaySpan
+	37, // 42: dialtone.fsm.v1.CallingWindow.exceptions:type_name -> dialtone.fsm.v1.DateSpan
+	38, // 43: dialtone.fsm.v1.SetCallingWindow.window:type_name -> dialtone.fsm.v1.CallingWindow
+	41, // 44: dialtone.fsm.v1.AddSuppressions.chunk:type_name -> dialtone.fsm.v1.SuppressionChunk
+	13, // 45: dialtone.fsm.v1.BatchStartAttempts.starts:type_name -> dialtone.fsm.v1.AttemptStart
+	15, // 46: dialtone.fsm.v1.BatchRecordResults.results:type_name -> dialtone.fsm.v1.AttemptResult
+	47, // [47:47] is the sub-list for method output_type
+	47, // [47:47] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_fsm_proto_init() }
@@ -3646,6 +3726,7 @@ func file_fsm_proto_init() {
 		(*Command_AddSuppressions)(nil),
 		(*Command_RemoveSuppressions)(nil),
 		(*Command_BatchStartAttempts)(nil),
+		(*Command_BatchRecordResults)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3653,7 +3734,7 @@ func file_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fsm_proto_rawDesc), len(file_fsm_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   40,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
