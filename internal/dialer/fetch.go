@@ -18,7 +18,16 @@ import (
 // fetched twice while it is queued or armed.
 func (e *Engine) fetch(ctx context.Context, now time.Time) {
 	for _, w := range e.fetchWants(now) {
-		picked := e.screen(ctx, e.pickDue(w, now), now)
+		due := e.pickDue(w, now)
+		if len(due) == 0 {
+			// Every due request is held already (or none is due): the
+			// next scan would read the same ones, so wait a little.
+			e.mu.Lock()
+			w.t.emptyFetch = now
+			e.mu.Unlock()
+			continue
+		}
+		picked := e.screen(ctx, due, now)
 		if len(picked) == 0 {
 			continue
 		}
@@ -33,6 +42,12 @@ func (e *Engine) fetch(ctx context.Context, now time.Time) {
 		e.mu.Unlock()
 	}
 }
+
+// emptyFetchPause is how long a tenant whose last fetch found nothing new
+// (every due request already held, or none due) is not fetched again: the
+// scan reads past every held request, so repeating it at every wake-up of
+// the housekeeping loop cost O(queued) each time for nothing.
+const emptyFetchPause = 100 * time.Millisecond
 
 // fetchWant is what one tenant's fetch asks for: how many requests of
 // each IVR profile.
@@ -63,10 +78,21 @@ func (e *Engine) fetchWants(now time.Time) []fetchWant {
 			continue
 		}
 		need := size - t.queued()
-		if need <= 0 {
+		if need <= 0 || now.Sub(t.emptyFetch) < emptyFetchPause {
 			continue
 		}
-		wants = append(wants, fetchWant{t: t, shares: allocate(need, e.opts.Store.Profiles(t.name, fsmpb.State_PENDING), t.settings.Slots),
+		// The held requests are PENDING too: with no others there is
+		// nothing to fetch, and the scan (which reads past the held
+		// ones) is skipped.
+		pending := e.opts.Store.Profiles(t.name, fsmpb.State_PENDING)
+		total := 0
+		for _, n := range pending {
+			total += n
+		}
+		if total <= len(t.held) {
+			continue
+		}
+		wants = append(wants, fetchWant{t: t, shares: allocate(need, pending, t.settings.Slots),
 			equal: t.settings.EqualNewAndOld, held: maps.Clone(t.held)})
 	}
 	return wants

@@ -24,7 +24,10 @@ type tenant struct {
 	sampled  sampledPorts // sampledView only
 	attempts []time.Time  // dial times, for the achieved rate
 	pruned   time.Time    // last prune of the queues
-	outcomes map[string]uint64
+	// emptyFetch is when a fetch last found nothing new (see
+	// emptyFetchPause).
+	emptyFetch time.Time
+	outcomes   map[string]uint64
 }
 
 func newTenant(name string) *tenant {
