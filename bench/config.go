@@ -91,6 +91,9 @@ type ReadsConfig struct {
 	Warmup   Duration `toml:"warmup"`
 	Workers  int      `toml:"workers"`
 	Requests int      `toml:"requests"`
+	// OpenRates: the fixed offered rates (calls/s, comma-separated) of the
+	// open-loop runs; "" leaves them out.
+	OpenRates string `toml:"open_rates"`
 }
 
 // Duration is a time.Duration written as "10s" in TOML.
@@ -121,7 +124,7 @@ func defaults() Config {
 			SingleWriters: 256, BulkWriters: 64, BulkSize: 100},
 		Failover: FailoverConfig{CAPS: 200, Duration: dur(60 * time.Second), KillEvery: dur(10 * time.Second),
 			RestartAfter: dur(3 * time.Second), Settle: dur(90 * time.Second)},
-		Reads: ReadsConfig{Duration: dur(10 * time.Second), Warmup: dur(2 * time.Second), Workers: 8, Requests: 10000},
+		Reads: ReadsConfig{Duration: dur(10 * time.Second), Warmup: dur(2 * time.Second), Workers: 8, Requests: 10000, OpenRates: "2000,5000,10000"},
 	}
 }
 
@@ -133,7 +136,7 @@ func quick(c *Config) {
 	c.Ingest.Duration, c.Ingest.Warmup, c.Ingest.SingleWriters, c.Ingest.BulkWriters = dur(1500*time.Millisecond), dur(500*time.Millisecond), 32, 8
 	c.Failover.CAPS, c.Failover.Duration, c.Failover.KillEvery, c.Failover.RestartAfter, c.Failover.Settle =
 		100, dur(12*time.Second), dur(4*time.Second), dur(1500*time.Millisecond), dur(40*time.Second)
-	c.Reads.Duration, c.Reads.Warmup, c.Reads.Requests = dur(2*time.Second), dur(500*time.Millisecond), 1000
+	c.Reads.Duration, c.Reads.Warmup, c.Reads.Requests, c.Reads.OpenRates = dur(2*time.Second), dur(500*time.Millisecond), 1000, "1000"
 }
 
 // parseConfig reads the defaults, --quick, --config and the flags, in that
@@ -173,7 +176,7 @@ func parseConfig(args []string) (Config, bool, error) {
 	var q bool
 	fs.StringVar(&cfgPath, "config", "", "TOML file of parameters (read before the other flags; keys as in bench/README.md)")
 	fs.BoolVar(&q, "quick", false, "every scenario, small: under two minutes; asserts only the invariants and that the report was written")
-	fs.StringVar(&c.Scenarios, "scenario", c.Scenarios, "comma-separated: caps, ports, ingest, failover, reads, or all")
+	fs.StringVar(&c.Scenarios, "scenario", c.Scenarios, "comma-separated: caps, ports, rawraft, ingest, failover, reads, or all")
 	fs.StringVar(&c.Out, "out", c.Out, "report directory (summary.md, results.json, charts)")
 	fs.DurationVar(&c.Heartbeat.Duration, "heartbeat-timeout", c.Heartbeat.Duration, "cluster.heartbeat_timeout of the generated config")
 	fs.DurationVar(&c.Election.Duration, "election-timeout", c.Election.Duration, "cluster.election_timeout")
@@ -219,6 +222,7 @@ func parseConfig(args []string) (Config, bool, error) {
 	fs.DurationVar(&c.Reads.Warmup.Duration, "reads-warmup", c.Reads.Warmup.Duration, "reads: warm-up per read")
 	fs.IntVar(&c.Reads.Workers, "reads-workers", c.Reads.Workers, "reads: closed-loop HTTP workers")
 	fs.IntVar(&c.Reads.Requests, "reads-requests", c.Reads.Requests, "reads: stored requests read at random")
+	fs.StringVar(&c.Reads.OpenRates, "reads-open-rates", c.Reads.OpenRates, "reads: offered rates of the open-loop runs (calls/s, comma-separated; empty: none)")
 	if err := fs.Parse(args); err != nil {
 		return c, false, err
 	}
@@ -228,7 +232,7 @@ func parseConfig(args []string) (Config, bool, error) {
 	return c, isQuick, c.validate()
 }
 
-var allScenarios = []string{"caps", "ports", "ingest", "failover", "reads"}
+var allScenarios = []string{"caps", "ports", "rawraft", "ingest", "failover", "reads"}
 
 func (c Config) scenarios() []string {
 	if c.Scenarios == "all" {
@@ -305,6 +309,9 @@ func (c Config) validate() error {
 			return fmt.Errorf("ingest.protocols: %q must be grpc, rest or ssg", p)
 		}
 	}
+	if _, err := c.Reads.openRates(); err != nil {
+		return err
+	}
 	if c.ChartFormat != "svg" && c.ChartFormat != "png" {
 		return fmt.Errorf("--chart-format: %q must be svg or png", c.ChartFormat)
 	}
@@ -321,3 +328,18 @@ func (c Config) validate() error {
 }
 
 var errHelp = flag.ErrHelp
+
+func (c ReadsConfig) openRates() ([]float64, error) {
+	var out []float64
+	for s := range strings.SplitSeq(c.OpenRates, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		v, err := strconv.ParseFloat(s, 64)
+		if err != nil || v < 1 || v > 1_000_000 {
+			return nil, fmt.Errorf("reads.open_rates: %q must be 1..1000000 calls/s", s)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}

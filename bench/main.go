@@ -9,8 +9,10 @@
 //	go run ./bench --scenario caps,failover --caps-targets 100,1000
 //
 // Scenarios: caps (CAPS accuracy), ports (port utilisation against an
-// SSG-style baseline), ingest (creates/s by protocol), failover (leader
-// SIGKILLs while dialling) and reads (follower reads). Attempts are counted
+// SSG-style baseline), rawraft (the raw Raft baseline the bulk creates are
+// compared with), ingest (creates/s by protocol), failover (leader
+// SIGKILLs while dialling) and reads (follower reads, closed and open
+// loop). Attempts are counted
 // from the media platform's view: mediasim records every call's start time.
 // It exits non-zero when an invariant fails (a lost request, two attempts
 // of one request at once, attempts beyond MaxAttempts, a call refused by a
@@ -103,6 +105,8 @@ func run(ctx context.Context, cfg Config, isQuick bool) int {
 			err = h.runCaps(ctx)
 		case "ports":
 			err = h.runPorts(ctx)
+		case "rawraft":
+			err = h.runRawRaft(ctx)
 		case "ingest":
 			err = h.runIngest(ctx)
 		case "failover":
@@ -117,6 +121,7 @@ func run(ctx context.Context, cfg Config, isQuick bool) int {
 		}
 		h.logf("=== %s done in %s", sc, time.Since(t0).Round(time.Millisecond))
 	}
+	h.issue18Targets()
 	if ctx.Err() != nil {
 		h.rep.Errors = append(h.rep.Errors, "interrupted: "+ctx.Err().Error())
 	}

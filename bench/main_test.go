@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -53,6 +55,7 @@ func TestParseConfigErrorsNameTheField(t *testing.T) {
 		{[]string{"--ports-views", "live,sometimes"}, "ports.views"},
 		{[]string{"--ingest-protocols", "grpc,soap"}, "ingest.protocols"},
 		{[]string{"--chart-format", "gif"}, "--chart-format"},
+		{[]string{"--reads-open-rates", "1000,fast"}, "reads.open_rates"},
 		{[]string{"--failover-kill-every", "1s"}, "kill_every"},
 		{[]string{"extra"}, "unexpected argument"},
 	} {
@@ -96,5 +99,48 @@ func TestSummaryNamesFailures(t *testing.T) {
 		if !strings.Contains(s, want) {
 			t.Errorf("summary lacks %q:\n%s", want, s)
 		}
+	}
+}
+
+// TestIssue18Targets checks the ratios and met/missed of issue 18's
+// targets from a report's figures.
+func TestIssue18Targets(t *testing.T) {
+	h := &harness{progress: io.Discard, rep: &Report{
+		RawRaft: &RawRaftResult{RecordsPerEntry: 100, RecordsPerSec: 200_000},
+		Ingest: []IngestResult{
+			{Protocol: "grpc", Shape: "single", RecordsPerSec: 5_000},
+			{Protocol: "grpc", Shape: "bulk", RecordsPerSec: 120_000},
+			{Protocol: "rest", Shape: "bulk", RecordsPerSec: 1},
+		},
+		Reads: []ReadResult{
+			{Read: "a", Workers: 8, PerSec: 12_000, P99ms: 4.9},
+			{Read: "b", Workers: 8, PerSec: 12_000, P99ms: 5.0},
+		},
+		OpenReads: []OpenReadResult{
+			{Read: "a", OfferedRate: 5_000, PerSec: 5_000, P99ms: 1},  // below the goal: not a target
+			{Read: "a", OfferedRate: 10_000, PerSec: 9_950, P99ms: 4}, // met
+			{Read: "b", OfferedRate: 10_000, PerSec: 9_000, P99ms: 1}, // too few served
+		},
+	}}
+	h.issue18Targets()
+	var got []string
+	for _, c := range h.rep.Checks {
+		if !c.Target {
+			t.Errorf("%s is not a target", c.Name)
+		}
+		got = append(got, fmt.Sprintf("%s %v", c.Name, c.OK))
+	}
+	want := []string{
+		"bulk creates ≥ 0.5 × raw Raft (same entry size) true",
+		"a: ≥ 10,000/s at p99 < 5 ms (closed loop) true",
+		"b: ≥ 10,000/s at p99 < 5 ms (closed loop) false",
+		"a: ≥ 10,000/s at p99 < 5 ms (open loop) true",
+		"b: ≥ 10,000/s at p99 < 5 ms (open loop) false",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("checks:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if d := h.rep.Checks[0].Detail; !strings.Contains(d, "= 0.600") {
+		t.Errorf("bulk detail %q lacks the ratio", d)
 	}
 }

@@ -49,13 +49,14 @@ func (h *harness) runReads(ctx context.Context) error {
 	}) {
 		return fmt.Errorf("reads: follower %s does not serve the data within 30s", follower)
 	}
-	for _, rd := range []struct {
+	reads := []struct {
 		name string
 		read func(ctx context.Context) error
 	}{
 		{"GET /v1/port-usage", func(ctx context.Context) error { _, err := rc.GetPortUsage(ctx); return err }},
 		{"GET /v1/tenants/{tenant}/requests/{id}", func(ctx context.Context) error { return getRequest(ctx, ids[rand.IntN(len(ids))]) }},
-	} {
+	}
+	for _, rd := range reads {
 		r := load.Run(ctx, load.Options{Workers: c.Workers, Warmup: c.Warmup.Duration, Duration: c.Duration.Duration},
 			func(ctx context.Context, w *load.Worker) (int, error) {
 				return 1, rd.read(ctx)
@@ -68,5 +69,35 @@ func (h *harness) runReads(ctx context.Context) error {
 		h.logf("reads %s on follower %s: %.0f/s, p50 %.2f ms, p99 %.2f ms, errors %s", rd.name, follower, res.PerSec, res.P50ms, res.P99ms, load.Counts(res.Errors))
 		h.check("reads", rd.name+": answered", r.Calls > 0 && len(r.Errors) == 0, "%d reads, errors %s", r.Calls, load.Counts(r.Errors))
 	}
+	// Open loop: fixed offered rates, latency from each call's intended
+	// send time, so a stall of the node shows in every call due during it.
+	rates, _ := c.openRates() // validated
+	for _, rate := range rates {
+		for _, rd := range reads {
+			if err := h.openRead(ctx, rd.name, follower, rate, rd.read); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// openRead runs one read at a fixed offered rate.
+func (h *harness) openRead(ctx context.Context, name, follower string, rate float64, read func(context.Context) error) error {
+	c := h.cfg.Reads
+	r := load.RunOpen(ctx, load.OpenOptions{Rate: rate, Warmup: c.Warmup.Duration, Duration: c.Duration.Duration},
+		func(ctx context.Context, w *load.Worker) (int, error) { return 1, read(ctx) })
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	res := OpenReadResult{Read: name, Node: follower, OfferedRate: rate, Seconds: r.Seconds, Scheduled: r.Scheduled,
+		Completed: r.Completed, Unfinished: r.Unfinished, PerSec: r.AchievedPerSec(),
+		P50ms: ms(r.Quantile(0.5)), P99ms: ms(r.Quantile(0.99)), Maxms: ms(r.Quantile(1)), Errors: r.Errors}
+	h.repMu.Lock()
+	h.rep.OpenReads = append(h.rep.OpenReads, res)
+	h.repMu.Unlock()
+	h.logf("reads %s on follower %s, open loop at %.0f/s: achieved %.0f/s, p50 %.2f ms, p99 %.2f ms, max %.1f ms, unfinished %d, errors %s",
+		name, follower, rate, res.PerSec, res.P50ms, res.P99ms, res.Maxms, res.Unfinished, load.Counts(res.Errors))
+	h.check("reads", name+": answered at a fixed rate", r.Completed > 0 && len(r.Errors) == 0, "%.0f/s offered: %d of %d reads, errors %s", rate, r.Completed, r.Scheduled, load.Counts(r.Errors))
 	return nil
 }

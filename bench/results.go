@@ -20,6 +20,12 @@ type Report struct {
 	Ingest   []IngestResult  `json:"ingest,omitempty"`
 	Failover *FailoverResult `json:"failover,omitempty"`
 	Reads    []ReadResult    `json:"reads,omitempty"`
+	// OpenReads: the reads at a fixed offered rate (open loop).
+	OpenReads []OpenReadResult `json:"open_reads,omitempty"`
+	RawRaft   *RawRaftResult   `json:"raw_raft,omitempty"`
+	// RecordsPerEntry: records stored per Raft entry during the gRPC bulk
+	// ingest (Δ records ÷ Δ last log index on the leader).
+	RecordsPerEntry float64 `json:"records_per_entry,omitempty"`
 
 	Checks []Check  `json:"checks"`
 	Errors []string `json:"errors,omitempty"` // scenarios that could not run
@@ -142,4 +148,35 @@ type ReadResult struct {
 	P50ms   float64          `json:"p50_ms"`
 	P99ms   float64          `json:"p99_ms"`
 	Errors  map[string]int64 `json:"errors"`
+}
+
+// OpenReadResult is one read at a fixed offered rate; latencies count from
+// each call's intended send time.
+type OpenReadResult struct {
+	Read        string           `json:"read"`
+	Node        string           `json:"node"`
+	OfferedRate float64          `json:"offered_per_sec"`
+	Seconds     float64          `json:"seconds"`
+	Scheduled   int64            `json:"scheduled"`
+	Completed   int64            `json:"completed"`
+	Unfinished  int64            `json:"unfinished"`
+	PerSec      float64          `json:"achieved_per_sec"`
+	P50ms       float64          `json:"p50_ms"`
+	P99ms       float64          `json:"p99_ms"`
+	Maxms       float64          `json:"max_ms"`
+	Errors      map[string]int64 `json:"errors"`
+}
+
+// RawRaftResult is the raw Raft baseline.
+type RawRaftResult struct {
+	Writers         int              `json:"writers"`
+	RecordsPerEntry int              `json:"records_per_entry"`
+	EntryBytes      int              `json:"entry_bytes"`
+	Seconds         float64          `json:"seconds"`
+	EntriesPerSec   float64          `json:"entries_per_sec"`
+	RecordsPerSec   float64          `json:"records_per_sec"`
+	P50ms           float64          `json:"p50_ms"`
+	P99ms           float64          `json:"p99_ms"`
+	Entries         uint64           `json:"entries"`
+	Errors          map[string]int64 `json:"errors"`
 }

@@ -82,6 +82,15 @@ func summary(r *Report) string {
 		charts(&b, r.Charts, "ports-")
 	}
 
+	if x := r.RawRaft; x != nil {
+		p("## rawraft: the raw Raft baseline\n\n")
+		p("Three hashicorp/raft nodes in the harness process on loopback TCP, raft-boltdb with fsync, the cluster's Raft settings, a state machine that does nothing; "+
+			"entries are the bulk-create path's own (%d validated records, %d bytes), proposed on the leader by %d closed-loop writers; %s warm-up, %s measured.\n\n",
+			x.RecordsPerEntry, x.EntryBytes, x.Writers, r.Config.Ingest.Warmup.Duration, r.Config.Ingest.Duration.Duration)
+		p("| records per entry | entries/s | records/s | p50 ms | p99 ms | errors |\n|---:|---:|---:|---:|---:|---|\n")
+		p("| %d | %.0f | %.0f | %.1f | %.1f | %s |\n\n", x.RecordsPerEntry, x.EntriesPerSec, x.RecordsPerSec, x.P50ms, x.P99ms, load.Counts(x.Errors))
+	}
+
 	if len(r.Ingest) > 0 {
 		p("## ingest: creates per second\n\n")
 		p("Closed-loop writers rotating over the three nodes (followers forward to the leader); %s warm-up, %s measured per row. gRPC `CreateRequests`, REST `POST /v1/tenants/{tenant}/requests`, SSG `POST /SSG?TenantName=` with CreateRequest elements.\n\n",
@@ -91,6 +100,9 @@ func summary(r *Report) string {
 			p("| %s | %s | %d | %d | %.0f | %.0f | %.1f | %.1f | %s | %s |\n", x.Protocol, x.Shape, x.Writers, x.Batch, x.CallsPerSec, x.RecordsPerSec, x.P50ms, x.P99ms, load.Counts(x.Errors), load.Counts(x.ItemFailures))
 		}
 		p("\n")
+		if r.RecordsPerEntry > 0 {
+			p("gRPC bulk: %.1f records per Raft entry reached the state machine (Δ records ÷ Δ last log index on the leader).\n\n", r.RecordsPerEntry)
+		}
 	}
 
 	if f := r.Failover; f != nil {
@@ -113,6 +125,14 @@ func summary(r *Report) string {
 		p("## reads: follower reads\n\n| read | node | workers | per second | p50 ms | p99 ms | errors |\n|---|---|---:|---:|---:|---:|---|\n")
 		for _, x := range r.Reads {
 			p("| %s | %s | %d | %.0f | %.2f | %.2f | %s |\n", x.Read, x.Node, x.Workers, x.PerSec, x.P50ms, x.P99ms, load.Counts(x.Errors))
+		}
+		p("\n")
+	}
+	if len(r.OpenReads) > 0 {
+		p("Open loop: a fixed offered rate; latency from each call's intended send time (coordinated omission avoided).\n\n")
+		p("| read | node | offered/s | achieved/s | p50 ms | p99 ms | max ms | unfinished | errors |\n|---|---|---:|---:|---:|---:|---:|---:|---|\n")
+		for _, x := range r.OpenReads {
+			p("| %s | %s | %.0f | %.0f | %.2f | %.2f | %.1f | %d | %s |\n", x.Read, x.Node, x.OfferedRate, x.PerSec, x.P50ms, x.P99ms, x.Maxms, x.Unfinished, load.Counts(x.Errors))
 		}
 		p("\n")
 	}

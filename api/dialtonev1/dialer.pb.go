@@ -1182,7 +1182,13 @@ type DialerTenantStatus struct {
 	// port budget is full), "caps_limit" (the queues are full and drain at
 	// the CAPS), "no_backend" (this node places no calls). Recomputed every
 	// second.
-	Waiting       map[string]uint32 `protobuf:"bytes,13,rep,name=waiting,proto3" json:"waiting,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	Waiting map[string]uint32 `protobuf:"bytes,13,rep,name=waiting,proto3" json:"waiting,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// What holds the tenant below its CAPS now: "fenced" (no fresh leader
+	// lease: nothing is sent), "sending" (the sends lag their slots: the
+	// machine cannot sustain the rate), "commit" (attempt starts wait for
+	// Raft commits), "ports" (the port budget is full), "no-work" (nothing
+	// due in the queues); empty when nothing does.
+	LimitedBy     string `protobuf:"bytes,14,opt,name=limited_by,proto3" json:"limited_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1306,6 +1312,13 @@ func (x *DialerTenantStatus) GetWaiting() map[string]uint32 {
 		return x.Waiting
 	}
 	return nil
+}
+
+func (x *DialerTenantStatus) GetLimitedBy() string {
+	if x != nil {
+		return x.LimitedBy
+	}
+	return ""
 }
 
 // CallingSpan is one open span of the weekly schedule, in the callee's
@@ -1957,7 +1970,7 @@ const file_dialtone_v1_dialer_proto_rawDesc = "" +
 	"\anode_id\x18\x01 \x01(\tR\anode_id\x12\x18\n" +
 	"\arunning\x18\x02 \x01(\bR\arunning\x12 \n" +
 	"\vglobal_caps\x18\x03 \x01(\x01R\vglobal_caps\x129\n" +
-	"\atenants\x18\x04 \x03(\v2\x1f.dialtone.v1.DialerTenantStatusR\atenants\"\x88\x06\n" +
+	"\atenants\x18\x04 \x03(\v2\x1f.dialtone.v1.DialerTenantStatusR\atenants\"\xa8\x06\n" +
 	"\x12DialerTenantStatus\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x16\n" +
 	"\x06queued\x18\x02 \x01(\rR\x06queued\x12Z\n" +
@@ -1972,7 +1985,10 @@ const file_dialtone_v1_dialer_proto_rawDesc = "" +
 	" \x03(\v2-.dialtone.v1.DialerTenantStatus.OutcomesEntryR\boutcomes\x12&\n" +
 	"\x0enotify_pending\x18\v \x01(\rR\x0enotify_pending\x12&\n" +
 	"\x0enotify_retries\x18\f \x01(\x04R\x0enotify_retries\x12F\n" +
-	"\awaiting\x18\r \x03(\v2,.dialtone.v1.DialerTenantStatus.WaitingEntryR\awaiting\x1a@\n" +
+	"\awaiting\x18\r \x03(\v2,.dialtone.v1.DialerTenantStatus.WaitingEntryR\awaiting\x12\x1e\n" +
+	"\n" +
+	"limited_by\x18\x0e \x01(\tR\n" +
+	"limited_by\x1a@\n" +
 	"\x12QueuedProfileEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\x1a;\n" +

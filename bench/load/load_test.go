@@ -53,3 +53,33 @@ func TestKind(t *testing.T) {
 		}
 	}
 }
+
+// TestRunOpenCountsFromTheIntendedTime stalls one call for 100 ms with a
+// single worker at 1,000 calls/s: every call due during the stall must
+// show the wait in its latency (a closed loop would record one slow call).
+func TestRunOpenCountsFromTheIntendedTime(t *testing.T) {
+	stalled := false
+	op := func(ctx context.Context, w *Worker) (int, error) {
+		if w.Seq == 100 && !stalled {
+			stalled = true
+			time.Sleep(100 * time.Millisecond)
+		}
+		return 1, nil
+	}
+	r := RunOpen(context.Background(), OpenOptions{Rate: 1000, Warmup: 50 * time.Millisecond, Duration: 300 * time.Millisecond, MaxInFlight: 1}, op)
+	if r.Scheduled < 290 || r.Scheduled > 310 || r.Completed != r.Scheduled || r.Unfinished != 0 || len(r.Errors) != 0 {
+		t.Fatalf("scheduled %d completed %d unfinished %d errors %v", r.Scheduled, r.Completed, r.Unfinished, r.Errors)
+	}
+	slow := 0
+	for _, l := range r.Latencies {
+		if l >= 20*time.Millisecond {
+			slow++
+		}
+	}
+	if slow < 50 {
+		t.Fatalf("%d calls at ≥ 20 ms after a 100 ms stall at 1,000/s; p50 %s p99 %s", slow, r.Quantile(0.5), r.Quantile(0.99))
+	}
+	if r.AchievedPerSec() < 900 {
+		t.Fatalf("achieved %.0f/s", r.AchievedPerSec())
+	}
+}

@@ -49,10 +49,14 @@ func printDialerStatus(out io.Writer, st *pb.DialerStatus) error {
 		limit = fmt.Sprintf("%g attempts/s", st.GlobalCaps)
 	}
 	fmt.Fprintf(w, "global CAPS limit\t%s\n\n", limit)
-	fmt.Fprintln(w, "TENANT\tQUEUED\tWAITING (BY REASON)\tIN PROGRESS/BUDGET\tPORTS IN USE/TOTAL\tCAPS TARGET\tCAPS ACHIEVED\tOUTCOMES\tNOTIFY PENDING")
+	fmt.Fprintln(w, "TENANT\tQUEUED\tWAITING (BY REASON)\tIN PROGRESS/BUDGET\tPORTS IN USE/TOTAL\tCAPS TARGET\tCAPS ACHIEVED\tLIMITED BY\tOUTCOMES\tNOTIFY PENDING")
 	for _, t := range st.Tenants {
-		fmt.Fprintf(w, "%s\t%d\t%s\t%d/%d\t%d/%d\t%g\t%.1f\t%s\t%d\n", t.Tenant, t.Queued, waitingText(t.Waiting), t.InProgress, t.PortBudget,
-			t.PortsInUse, t.PortsTotal, t.Caps, t.AttemptsPerSec, outcomesText(t.Outcomes), t.NotifyPending)
+		limited := t.LimitedBy
+		if limited == "" {
+			limited = "-"
+		}
+		fmt.Fprintf(w, "%s\t%d\t%s\t%d/%d\t%d/%d\t%g\t%.1f\t%s\t%s\t%d\n", t.Tenant, t.Queued, waitingText(t.Waiting), t.InProgress, t.PortBudget,
+			t.PortsInUse, t.PortsTotal, t.Caps, t.AttemptsPerSec, limited, outcomesText(t.Outcomes), t.NotifyPending)
 	}
 	if len(st.Tenants) == 0 {
 		fmt.Fprintln(w, "(no tenant has work)")

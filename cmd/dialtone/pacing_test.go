@@ -154,19 +154,19 @@ func TestPrintDialerStatus(t *testing.T) {
 	err := printDialerStatus(&out, &pb.DialerStatus{NodeId: "n2", Running: true, GlobalCaps: 300, Tenants: []*pb.DialerTenantStatus{{
 		Tenant: "acme", Queued: 7, InProgress: 3, PortBudget: 45, PortsTotal: 50, PortsInUse: 5, Caps: 20, AttemptsPerSec: 19.54,
 		Outcomes: map[string]uint64{"OUTCOME_SUCCESS": 11, "OUTCOME_BUSY": 2}, NotifyPending: 4,
-		Waiting: map[string]uint32{"retry_wait": 2, "outside_window": 30, "caps_limit": 9},
+		Waiting: map[string]uint32{"retry_wait": 2, "outside_window": 30, "caps_limit": 9}, LimitedBy: "sending",
 	}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := out.String()
 	for _, want := range []string{"n2 (engine running)", "300 attempts/s", "IN PROGRESS/BUDGET", "3/45", "5/50", "19.5", "BUSY=2 SUCCESS=11",
-		"WAITING (BY REASON)", "41 (outside_window=30 caps_limit=9 retry_wait=2)"} {
+		"WAITING (BY REASON)", "41 (outside_window=30 caps_limit=9 retry_wait=2)", "LIMITED BY", " sending "} {
 		if !strings.Contains(s, want) {
 			t.Errorf("missing %q in:\n%s", want, s)
 		}
 	}
-	if fields := strings.Fields(lastLine(s)); len(fields) != 13 || fields[0] != "acme" || fields[1] != "7" || fields[2] != "41" || fields[12] != "4" {
+	if fields := strings.Fields(lastLine(s)); len(fields) != 14 || fields[0] != "acme" || fields[1] != "7" || fields[2] != "41" || fields[10] != "sending" || fields[13] != "4" {
 		t.Errorf("row %q", lastLine(s))
 	}
 	out.Reset()

@@ -52,7 +52,11 @@ type peer struct {
 	name  string
 	addr  string // gossip host:port
 	state memberlist.NodeStateType
-	meta  []byte
+	// decoded is the node's metadata, decoded once here rather than on
+	// every lookup (a follower looks the leader up on each forwarded
+	// write); ok is false when it did not decode or names no node.
+	decoded nodeMeta
+	ok      bool
 }
 
 func (d *metaDelegate) track(n *memberlist.Node) {
@@ -60,8 +64,8 @@ func (d *metaDelegate) track(n *memberlist.Node) {
 		name:  n.Name,
 		addr:  net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port))),
 		state: n.State,
-		meta:  slices.Clone(n.Meta),
 	}
+	p.ok = json.Unmarshal(n.Meta, &p.decoded) == nil && p.decoded.ID != ""
 	d.peersMu.Lock()
 	if d.peers == nil {
 		d.peers = map[string]peer{}
@@ -164,10 +168,10 @@ func (c *Cluster) openGossip() error {
 func (c *Cluster) members() []Member {
 	var out []Member
 	for _, p := range c.meta.snapshot() {
-		var m nodeMeta
-		if err := json.Unmarshal(p.meta, &m); err != nil || m.ID == "" {
+		if !p.ok {
 			continue
 		}
+		m := p.decoded
 		out = append(out, Member{
 			ID:         m.ID,
 			GossipAddr: p.addr,

@@ -54,6 +54,8 @@ func TestIdleReason(t *testing.T) {
 		{"budget full", true, &pb.DialerTenantStatus{Queued: 5, PortsTotal: 10, PortBudget: 10, InProgress: 10}, "all 10 ports"},
 		{"at the CAPS limit", true, &pb.DialerTenantStatus{Queued: 5, PortsTotal: 10, PortBudget: 10, InProgress: 2, Caps: 10, AttemptsPerSec: 9.5}, "CAPS"},
 		{"dialling", true, &pb.DialerTenantStatus{Queued: 5, PortsTotal: 10, PortBudget: 10, InProgress: 2, Caps: 10, AttemptsPerSec: 4}, ""},
+		{"overloaded", true, &pb.DialerTenantStatus{Queued: 5, PortsTotal: 10, PortBudget: 10, InProgress: 2, Caps: 10, AttemptsPerSec: 4, LimitedBy: "sending"}, "cannot sustain"},
+		{"fenced", true, &pb.DialerTenantStatus{Queued: 5, PortsTotal: 10, PortBudget: 10, InProgress: 2, Caps: 10, LimitedBy: "fenced"}, "lease"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			got := IdleReason(c.running, c.t)

@@ -132,6 +132,12 @@ func IdleReason(running bool, t *pb.DialerTenantStatus) string {
 		return "waiting: no ports (no fresh media-server report for this tenant)"
 	case t.GetInProgress() >= t.GetPortBudget():
 		return fmt.Sprintf("waiting: no ports (all %d ports of the budget are in use)", t.GetPortBudget())
+	case t.GetLimitedBy() == "fenced":
+		return "not sending: the leader's lease is not fresh (leadership in doubt)"
+	case t.GetLimitedBy() == "sending":
+		return fmt.Sprintf("below CAPS: the sends lag their slots, the machine cannot sustain %g per second", t.GetCaps())
+	case t.GetLimitedBy() == "commit":
+		return "below CAPS: attempt starts wait for Raft commits"
 	case t.GetCaps() > 0 && t.GetAttemptsPerSec() >= 0.9*t.GetCaps():
 		return fmt.Sprintf("waiting: CAPS (attempts held at the limit of %g per second)", t.GetCaps())
 	}

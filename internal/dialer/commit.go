@@ -104,7 +104,9 @@ func (e *Engine) call(ctx context.Context, it *item) {
 			Telnum: r.Telnum, Ani: r.Ani, Cpd: r.Cpd, CustomData: r.CustomData,
 			Attempt: r.AttemptsMade + 1,
 			Gate:    e.sendGate(it),
+			Sent:    func() { e.sendWritten(it) },
 		})
+		e.sendWritten(it) // a backend that did not report it
 	}
 	e.mu.Lock()
 	it.t.budget.calls--

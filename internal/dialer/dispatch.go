@@ -72,7 +72,10 @@ func (e *Engine) armLocked(now time.Time) []*item {
 			e.view.armed(t)
 			arm = append(arm, it)
 		}
-		if t.lowOnWork() {
+		// A tenant without a batch (no ports known) gets nothing from a
+		// fetch; waking the fetcher for it would spin housekeeping and
+		// dispatch against each other.
+		if t.lowOnWork() && t.batchSize() > 0 {
 			e.wantFetch()
 		}
 	}

@@ -117,6 +117,10 @@ type Engine struct {
 	global  pacer                  // hand-off, over all tenants
 	gwire   pacer                  // the send, over all tenants
 	gCAPS   float64
+	// sendToken numbers the sends whose time is pending in the wire
+	// pacers (gate.go); settled is closed and replaced when one settles.
+	sendToken int64
+	settled   chan struct{}
 
 	// Per term: set in Run before any goroutine of the term starts, read
 	// without mu afterwards.
@@ -174,6 +178,7 @@ func (e *Engine) Run(ctx context.Context) {
 	e.linger = map[string][]time.Time{}
 	e.global = pacer{handoff: true}
 	e.gwire = pacer{}
+	e.settled = make(chan struct{})
 	e.latency = &startLatency{}
 	e.wake = make(chan struct{}, 1)
 	e.fetchCh = make(chan struct{}, 1)

@@ -116,6 +116,10 @@ type platform struct {
 	// preSend, when set, delays each call before its gate: the work and
 	// jitter a real backend has between the hand-off and the socket.
 	preSend func() time.Duration
+	// postSend, when set, delays each call between its gate and its
+	// receipt (a lock or preemption between the gate and the socket); the
+	// call reports Written after it.
+	postSend func() time.Duration
 }
 
 func newPlatform(hold time.Duration) *platform {
@@ -131,7 +135,7 @@ func (p *platform) active(tenant string) int {
 
 func (p *platform) Place(ctx context.Context, c telephony.Call) (telephony.Outcome, error) {
 	p.mu.Lock()
-	pre := p.preSend
+	pre, post := p.preSend, p.postSend
 	p.mu.Unlock()
 	if pre != nil {
 		time.Sleep(pre())
@@ -140,7 +144,11 @@ func (p *platform) Place(ctx context.Context, c telephony.Call) (telephony.Outco
 	if err := c.Send(ctx); err != nil {
 		return telephony.Outcome{}, err
 	}
+	if post != nil {
+		time.Sleep(post())
+	}
 	received := time.Now() // the far end's receive time
+	c.Written()
 	p.mu.Lock()
 	if p.activeN[c.Tenant] >= p.ports[c.Tenant] {
 		p.refused++

@@ -18,6 +18,17 @@ import (
 // limiter, building the INVITE) cannot crowd the far end's windows. It
 // also checks, at that moment, that this node still leads with a fresh
 // lease (Lease): a deposed or cut-off leader sends nothing.
+//
+// The gate's time is a lower bound of the send: between the gate and the
+// socket a backend still takes locks (sipgo's transaction table) and its
+// goroutine may be preempted, and on a loaded machine sends the gate
+// released 5 ms apart were seen leaving together. So the window logs hold
+// each send as pending from its gate until the backend reports the write
+// returned (telephony.Call.Written, an upper bound of the send), and a
+// window does not open while its oldest entry is pending: send k passes
+// its gate no earlier than the written time of send k−n plus the span, so
+// no window at the far end holds more than n. A backend that does not
+// report is settled when Place returns.
 
 // Lease says whether this node may send a call now: nil when it is the
 // Raft leader and a quorum acknowledged it no longer than
@@ -67,11 +78,14 @@ func (e *Engine) sendGate(it *item) func(context.Context) error {
 			if g := e.gwire.ready(); g.After(at) {
 				at = g
 			}
+			settled := e.settled
 			if !at.After(now) {
 				err := e.sendableLocked(it, now)
 				if err == nil {
-					t.wire.take(now)
-					e.gwire.take(now)
+					e.sendToken--
+					it.sendToken = e.sendToken
+					t.wire.takePending(now, it.sendToken)
+					e.gwire.takePending(now, it.sendToken)
 					t.attempts = append(t.attempts, now)
 				}
 				e.leaveSendersLocked(t, turn) // the next waiter's turn, at once
@@ -89,9 +103,26 @@ func (e *Engine) sendGate(it *item) func(context.Context) error {
 			case <-ctx.Done():
 				return ctx.Err()
 			case <-timer.C:
+			case <-settled:
 			}
 		}
 	}
+}
+
+// sendWritten settles it's pending send at the time now (after the
+// backend's write returned); a no-op once settled.
+func (e *Engine) sendWritten(it *item) {
+	now := time.Now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if it.sendToken == 0 {
+		return
+	}
+	it.t.wire.settle(it.sendToken, now)
+	e.gwire.settle(it.sendToken, now)
+	it.sendToken = 0
+	close(e.settled)
+	e.settled = make(chan struct{})
 }
 
 // sendableLocked is the fence: nil when it may be sent now. Called with

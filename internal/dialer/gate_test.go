@@ -70,6 +70,42 @@ func TestEngineWireWindowsAtTheFarEnd(t *testing.T) {
 	}
 }
 
+// TestEngineWindowsHoldPastAJitteryWrite: each send spends 0-40 ms
+// between its gate and the far end (a lock or preemption before the
+// socket: on a loaded machine sends the gate released 5 ms apart arrived
+// together at a SIPp UAS); because the window logs hold a send as pending
+// until its backend reports it written, the far end's receive times still
+// hold no second above X+1 and no 100 ms above ceil(X/10)+1.
+func TestEngineWindowsHoldPastAJitteryWrite(t *testing.T) {
+	const caps = 200
+	h := newHarness(t, 5*time.Millisecond)
+	h.setPorts("acme", 500)
+	var mu sync.Mutex
+	r := rand.New(rand.NewPCG(9, 10))
+	h.plat.postSend = func() time.Duration {
+		mu.Lock()
+		defer mu.Unlock()
+		if r.IntN(10) == 0 {
+			return 40 * time.Millisecond // a stall: the next sends overtake it
+		}
+		return time.Duration(r.Int64N(int64(5 * time.Millisecond)))
+	}
+	h.st.setPacing(&fsmpb.Pacing{Tenant: "acme", Caps: caps})
+	h.submit("acme", "P", caps*4, 1, time.Hour, digits)
+	h.start()
+	time.Sleep(2 * time.Second) // a fixed observation span, not a wait for a condition
+	var got []time.Time
+	for _, c := range h.plat.snapshot() {
+		got = append(got, c.start)
+	}
+	h.stop()
+	slices.SortFunc(got, time.Time.Compare)
+	if len(got) < caps {
+		t.Fatalf("%d calls in 2 s at CAPS %d", len(got), caps)
+	}
+	checkWindows(t, got, caps)
+}
+
 // fakeLease is a lease that can be revoked and restored.
 type fakeLease struct{ lost atomic.Bool }
 

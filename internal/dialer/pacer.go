@@ -51,7 +51,9 @@ type pacer struct {
 }
 
 // windowLog holds the last limit event times (Unix ns) in a ring; no span
-// of length span holds more than limit events.
+// of length span holds more than limit events. An entry may be pending
+// (negative: the send's token, see settle): its time is not known yet, so
+// while it is the oldest the window does not open.
 type windowLog struct {
 	span  time.Duration
 	limit int
@@ -105,7 +107,26 @@ func (w *windowLog) ready() time.Time {
 	if w.limit == 0 || len(w.log) < w.limit {
 		return time.Time{}
 	}
+	if w.log[w.head] < 0 {
+		return pendingUntil
+	}
 	return time.Unix(0, w.log[w.head]).Add(w.span)
+}
+
+// pendingUntil is ready's answer while the oldest entry is pending: not
+// before it settles.
+var pendingUntil = time.Unix(1<<40, 0)
+
+// settle replaces the pending entry token (negative) by the time at. The
+// newest entries are searched first: a pending send is among them.
+func (w *windowLog) settle(token, at int64) {
+	for i := len(w.log) - 1; i >= 0; i-- {
+		j := (w.head + i) % len(w.log)
+		if w.log[j] == token {
+			w.log[j] = at
+			return
+		}
+	}
 }
 
 func (w *windowLog) add(now int64) {
@@ -137,6 +158,25 @@ func (p *pacer) ready() time.Time {
 		}
 	}
 	return t
+}
+
+// settle records the time of a pending event (takePending's token): the
+// moment the send really left, after the gate.
+func (p *pacer) settle(token int64, at time.Time) {
+	for i := range p.windows {
+		p.windows[i].settle(token, at.UnixNano())
+	}
+}
+
+// takePending is take, with the event's time in the window logs not
+// known yet: token (negative, unique) stands for it until settle.
+func (p *pacer) takePending(now time.Time, token int64) {
+	p.take(now)
+	for i := range p.windows {
+		if w := &p.windows[i]; w.limit > 0 {
+			w.log[(w.head+len(w.log)-1)%len(w.log)] = token
+		}
+	}
 }
 
 // take records an event at now, which must not be before ready().

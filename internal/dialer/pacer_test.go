@@ -285,3 +285,25 @@ func TestPacerSetRate(t *testing.T) {
 		t.Fatal("rate 0 must mean no limit")
 	}
 }
+
+// TestPacerPendingHoldsTheWindow: a send taken as pending holds its
+// window closed while it is the oldest entry, and once settled the window
+// opens one span after its written time, not its gate time.
+func TestPacerPendingHoldsTheWindow(t *testing.T) {
+	var p pacer
+	p.setRate(10) // 100 ms window: ceil(10/10)+1 = 2 sends, span 100 ms + 50 ms
+	t0 := time.Unix(1000, 0)
+	p.takePending(t0, -1)
+	p.takePending(t0.Add(100*time.Millisecond), -2)
+	if got := p.windows[1].ready(); !got.Equal(pendingUntil) {
+		t.Fatalf("100 ms window ready at %v with its oldest send pending, want closed", got)
+	}
+	p.settle(-1, t0.Add(30*time.Millisecond))
+	if got, want := p.windows[1].ready(), t0.Add(180*time.Millisecond); !got.Equal(want) {
+		t.Fatalf("100 ms window ready at %v, want %v (written time + span)", got.Sub(t0), want.Sub(t0))
+	}
+	p.settle(-1, t0.Add(time.Second)) // settled already: no effect
+	if got, want := p.windows[1].ready(), t0.Add(180*time.Millisecond); !got.Equal(want) {
+		t.Fatalf("a second settle moved the window to %v", got.Sub(t0))
+	}
+}

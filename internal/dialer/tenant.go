@@ -40,6 +40,9 @@ type item struct {
 	req      *fsmpb.Request // as fetched
 	callUUID string
 	armed    time.Time
+	// sendToken is the attempt's pending entry in the wire pacers from its
+	// gate until the backend reports the send written (0: none; gate.go).
+	sendToken int64
 }
 
 // result is the outcome of one item's attempt, or (mark set, it and res

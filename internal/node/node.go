@@ -198,6 +198,7 @@ func Start(opts Options) (_ *Node, err error) {
 		Auth:           authn,
 		ProtectMetrics: cfg.Auth.ProtectMetrics,
 		ProtectOpenAPI: cfg.Auth.ProtectOpenAPI,
+		Direct:         &server.DirectReads{Requests: requests, PortUsage: n.portUsage.service, Unary: server.ChainUnary(icp.Unary, authz.Unary)},
 	})
 	if err != nil {
 		return nil, err

@@ -460,6 +460,7 @@ func DialerStatusToPublic(st dialer.Stats, nodeID string) *pb.DialerStatus {
 			AttemptsPerSec: t.AttemptsPerSec,
 			NotifyPending:  count32(t.NotifyPending),
 			NotifyRetries:  t.NotifyRetries,
+			LimitedBy:      t.LimitedBy,
 		}
 		if len(t.QueuedProfile) > 0 {
 			ts.QueuedProfile = make(map[string]uint32, len(t.QueuedProfile))

@@ -256,7 +256,7 @@ func incoming(t *testing.T, user, pw string, p *auth.Principal) context.Context 
 func TestDialerStatusForwarding(t *testing.T) {
 	stats := dialer.Stats{Running: true, GlobalCAPS: 300, Tenants: []dialer.TenantStats{
 		{Tenant: "acme", Queued: 7, QueuedProfile: map[string]int{"App": 7}, InProgress: 3, PortBudget: 45, PortsTotal: 50, PortsInUse: 5,
-			CAPS: 20, AttemptsPerSec: 19.5, Outcomes: map[string]uint64{"OUTCOME_SUCCESS": 11}, NotifyPending: 2, NotifyRetries: 1},
+			CAPS: 20, AttemptsPerSec: 19.5, Outcomes: map[string]uint64{"OUTCOME_SUCCESS": 11}, NotifyPending: 2, NotifyRetries: 1, LimitedBy: "ports"},
 		{Tenant: "globex", Queued: 1},
 	}}
 	leaderConn := serveDialer(t, NewDialer(nil, roleRepl{id: "n1", leader: true}, nil, fakeStats{stats}, DialerOptions{}))
@@ -272,7 +272,7 @@ func TestDialerStatusForwarding(t *testing.T) {
 	}
 	want := &pb.DialerStatus{NodeId: "n1", Running: true, GlobalCaps: 300, Tenants: []*pb.DialerTenantStatus{{
 		Tenant: "acme", Queued: 7, QueuedProfile: map[string]uint32{"App": 7}, InProgress: 3, PortBudget: 45, PortsTotal: 50, PortsInUse: 5,
-		Caps: 20, AttemptsPerSec: 19.5, Outcomes: map[string]uint64{"OUTCOME_SUCCESS": 11}, NotifyPending: 2, NotifyRetries: 1,
+		Caps: 20, AttemptsPerSec: 19.5, Outcomes: map[string]uint64{"OUTCOME_SUCCESS": 11}, NotifyPending: 2, NotifyRetries: 1, LimitedBy: "ports",
 	}}}
 	if !proto.Equal(st, want) {
 		t.Fatalf("forwarded status:\n%v\nwant\n%v", st, want)

@@ -37,18 +37,22 @@ type HTTPOptions struct {
 	Auth           *auth.Authenticator
 	ProtectMetrics bool
 	ProtectOpenAPI bool
+	// Direct, when set, serves the two hot reads in-process (see
+	// DirectReads) instead of over the loopback gRPC connection.
+	Direct *DirectReads
 }
 
 // NewHTTPHandler serves REST (grpc-gateway over conn, a client connection
 // to this node's own gRPC server, so interceptors apply to REST too),
 // /openapi.json, /healthz, /readyz and /metrics.
 func NewHTTPHandler(ctx context.Context, conn *grpc.ClientConn, opts HTTPOptions) (http.Handler, error) {
-	gw := runtime.NewServeMux(
+	muxOpts := []runtime.ServeMuxOption{
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, strictJSONPb{&runtime.JSONPb{
 			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true},
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 		}}),
-	)
+	}
+	gw := runtime.NewServeMux(muxOpts...)
 	if err := pb.RegisterRequestServiceHandler(ctx, gw, conn); err != nil {
 		return nil, fmt.Errorf("api: register request gateway: %w", err)
 	}
@@ -106,6 +110,15 @@ func NewHTTPHandler(ctx context.Context, conn *grpc.ClientConn, opts HTTPOptions
 		mux.Handle(path, capBody(h, opts.MaxBodyBytes))
 	}
 	mux.Handle("/", limit(requireJSON(gw)))
+	if opts.Direct != nil {
+		direct, err := directReadHandlers(ctx, *opts.Direct, muxOpts, gw)
+		if err != nil {
+			return nil, fmt.Errorf("api: register direct reads: %w", err)
+		}
+		for pattern, h := range direct {
+			mux.Handle(pattern, limit(requireJSON(h)))
+		}
+	}
 	return mux, nil
 }
 

@@ -33,6 +33,19 @@ type Call struct {
 	// wraps it in ErrNotSent) without sending anything, and the dialer
 	// handles the attempt as not placed.
 	Gate func(ctx context.Context) error
+	// Sent, when set, is told (through Written) that the send the Gate
+	// allowed has been written: the write to the socket returned. The
+	// dialer's windows hold the send as pending until then (the time
+	// between the gate and the socket varies on a loaded machine).
+	Sent func()
+}
+
+// Written reports, after Send returned nil, that the call's first request
+// has been written (or its write failed): as soon as the write returned.
+func (c Call) Written() {
+	if c.Sent != nil {
+		c.Sent()
+	}
 }
 
 // Send runs the call's Gate, if any: nil means the call may leave now.

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -107,21 +109,30 @@ func (o Options) Config(dir string) (config.Config, error) {
 // binary run in parallel.
 var handedOut sync.Map
 
+// Ports are drawn from below Linux's ephemeral range (32768-60999): a port
+// the kernel hands to outgoing connections can be taken by one while its
+// node is down, and a restarted node then fails to bind it.
+const (
+	portLow  = 20000
+	portHigh = 32000
+)
+
 // FreeAddr is a loopback TCP address that was free and that no earlier
 // call in this process returned.
 func FreeAddr() (string, error) {
-	for range 100 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	for range 200 {
+		a := net.JoinHostPort("127.0.0.1", strconv.Itoa(portLow+rand.IntN(portHigh-portLow)))
+		if _, dup := handedOut.LoadOrStore(a, true); dup {
+			continue
+		}
+		l, err := net.Listen("tcp", a)
 		if err != nil {
-			return "", err
+			continue // in use by another process
 		}
-		a := l.Addr().String()
 		l.Close()
-		if _, dup := handedOut.LoadOrStore(a, true); !dup {
-			return a, nil
-		}
+		return a, nil
 	}
-	return "", errors.New("cluster: no fresh free port after 100 tries")
+	return "", errors.New("cluster: no fresh free port after 200 tries")
 }
 
 // freeGossipAddr is a FreeAddr whose port is free for UDP too, as

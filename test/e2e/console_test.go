@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/base64"
 	"fmt"
 	"os"
 	"os/exec"
@@ -91,15 +90,6 @@ func startConsoleCluster(t *testing.T) *consoleCluster {
 		}
 	})
 	return c
-}
-
-func basicAuth(user string) string {
-	return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+user))
-}
-
-// doAs is do with a user's credentials (for the console's own endpoints).
-func doAs(user, method, url string, body, out any) (int, error) {
-	return doHeaders(map[string]string{"Authorization": basicAuth(user)}, method, url, body, out)
 }
 
 // restAs is the REST client of the node at addr as user (password = name).

@@ -101,13 +101,23 @@ type sippEntry struct {
 
 func startSIPp(t *testing.T, scenario string, extra ...string) *sippUAS {
 	t.Helper()
+	return startSIPpTrace(t, scenario, true, extra...)
+}
+
+// startSIPpTrace is startSIPp; traceMsg false leaves out SIPp's message
+// trace (a load test's thousands of calls).
+func startSIPpTrace(t *testing.T, scenario string, traceMsg bool, extra ...string) *sippUAS {
+	t.Helper()
 	bin := requireSIPp(t)
 	dir := t.TempDir()
 	port := freeUDPPort(t)
 	u := &sippUAS{addr: fmt.Sprintf("127.0.0.1:%d", port), logFile: filepath.Join(dir, "log"), errFile: filepath.Join(dir, "err"), msgFile: filepath.Join(dir, "msg")}
-	args := append([]string{"-sf", filepath.Join("testdata", "sipp", scenario+".xml"), "-i", "127.0.0.1", "-p", strconv.Itoa(port),
-		"-buff_size", "4194304", "-nostdin", "-trace_logs", "-log_file", u.logFile, "-trace_err", "-error_file", u.errFile,
-		"-trace_msg", "-message_file", u.msgFile}, extra...)
+	args := []string{"-sf", filepath.Join("testdata", "sipp", scenario+".xml"), "-i", "127.0.0.1", "-p", strconv.Itoa(port),
+		"-buff_size", "4194304", "-nostdin", "-trace_logs", "-log_file", u.logFile, "-trace_err", "-error_file", u.errFile}
+	if traceMsg {
+		args = append(args, "-trace_msg", "-message_file", u.msgFile)
+	}
+	args = append(args, extra...)
 	cmd := exec.Command(bin, args...)
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
@@ -355,10 +365,13 @@ func TestSIPScenarios(t *testing.T) {
 	}
 	uas := map[string]*sippUAS{}
 	var trunks []sipTrunk
+	var ports []int
 	for _, s := range scenarios {
 		uas[s.tenant] = startSIPp(t, s.file, s.sippArgs...)
 		trunks = append(trunks, sipTrunk{tenant: s.tenant, addr: uas[s.tenant].addr, ports: 5})
+		ports = append(ports, portOf(t, uas[s.tenant].addr))
 	}
+	sipcap := startSIPCapture(t, ports...)
 	c := startSIPCluster(t, trunks, func(s *config.SIP) {
 		s.RingTimeout = config.Duration{Duration: 5 * time.Second}
 		s.MaxCallDuration = config.Duration{Duration: time.Second}
@@ -385,6 +398,31 @@ func TestSIPScenarios(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	checkCapturedInvites(t, sipcap, len(scenarios), false)
+}
+
+// checkCapturedInvites: no two INVITE transactions of one request overlap
+// in the capture, which holds at least want of them. Unless allowOpen
+// (calls still ringing at the end), every one has its final response.
+func checkCapturedInvites(t *testing.T, c *sipCapture, want int, allowOpen bool) {
+	t.Helper()
+	msgs := c.messages(t)
+	if !allowOpen {
+		// The capture is written as packets come: wait for the last final
+		// responses to be in it.
+		eventually(t, 10*time.Second, "every INVITE transaction complete in the capture", func() error {
+			msgs = c.messages(t)
+			if open := openInvites(msgs); open > 0 {
+				return fmt.Errorf("%d INVITE transactions without a final response", open)
+			}
+			return nil
+		})
+	}
+	if n := checkNoOverlappingInvites(t, msgs, allowOpen); n < want {
+		t.Errorf("the capture holds %d INVITE transactions, want at least %d", n, want)
+	} else {
+		t.Logf("%d INVITE transactions in the capture, none of one request overlapping another", n)
+	}
 }
 
 func checkScenario(t *testing.T, c *sipCluster, u *sippUAS, notes *notifications, id, tenant string, first func(*testing.T, *pb.Request) error, result, resultReason, status string, attempts int, ends string) {
@@ -447,6 +485,7 @@ func TestSIPFailoverNoConcurrentDuplicateInvite(t *testing.T) {
 	const n = 20
 	const retryDelay = 5 * time.Second     // above the UAS's hold time
 	u := startSIPp(t, "uas_answer_hold3s") // holds each call 3 s
+	sipcap := startSIPCapture(t, portOf(t, u.addr))
 	c := startSIPCluster(t, []sipTrunk{{tenant: "fo", addr: u.addr, ports: 50}},
 		func(s *config.SIP) { s.MaxCallDuration = config.Duration{} },
 		func(d *config.Dialer) { d.InterruptedRetryDelay = config.Duration{Duration: retryDelay} })
@@ -547,6 +586,7 @@ func TestSIPFailoverNoConcurrentDuplicateInvite(t *testing.T) {
 	if redialled == 0 {
 		t.Fatal("SIPp saw no request dialled twice")
 	}
+	checkCapturedInvites(t, sipcap, n+redialled, false)
 }
 
 // TestSIPTeardownOnLeadershipLossAndStop: calls up (answered and held,
@@ -559,6 +599,7 @@ func TestSIPTeardownOnLeadershipLossAndStop(t *testing.T) {
 	const n = 8
 	hold := startSIPp(t, "uas_answer_hold")
 	ring := startSIPp(t, "uas_ring")
+	sipcap := startSIPCapture(t, portOf(t, hold.addr), portOf(t, ring.addr))
 	c := startSIPCluster(t, []sipTrunk{{tenant: "hold", addr: hold.addr, ports: 50}, {tenant: "ring", addr: ring.addr, ports: 50}},
 		func(s *config.SIP) {
 			s.RingTimeout = config.Duration{Duration: 5 * time.Minute}
@@ -662,4 +703,6 @@ func TestSIPTeardownOnLeadershipLossAndStop(t *testing.T) {
 	}
 	allEnded("after the leader stopped: answered calls", hold, heldB, "caller_bye")
 	allEnded("after the leader stopped: ringing calls", ring, ringingB, "cancel")
+	// The last leader's re-dials may still ring.
+	checkCapturedInvites(t, sipcap, 4*n, true)
 }

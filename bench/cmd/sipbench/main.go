@@ -8,6 +8,12 @@
 //
 // Both sides run the same call flow: INVITE, 180, 200, ACK, a hold of
 // --hold, BYE, 200, over UDP on 127.0.0.1 with 4 MiB socket buffers.
+//
+// With --3pcc the Dialtone side places third-party-call-control calls
+// (RFC 3725 flow I, docs/sip.md): the callee (a SIPp UAS) answers with an
+// offer, Dialtone INVITEs an IVR application on a second SIPp UAS with it,
+// ACKs both and, after the hold, hangs both up: two INVITE transactions
+// and two BYEs per call, against SIPp-to-SIPp's one.
 package main
 
 import (
@@ -45,6 +51,7 @@ func main() {
 		sippBin  = flag.String("sipp", "sipp", "the sipp binary")
 		only     = flag.String("only", "", "run only one side: dialtone or sipp")
 		cpuprof  = flag.String("cpuprofile", "", "write a CPU profile of the run (the Dialtone side runs in this process)")
+		thirdPCC = flag.Bool("3pcc", false, "Dialtone places 3PCC calls: callee plus an IVR leg on a second SIPp UAS")
 	)
 	flag.Parse()
 	if *cpuprof != "" {
@@ -75,17 +82,21 @@ func main() {
 	}
 	defer os.RemoveAll(dir)
 
-	fmt.Printf("sipbench: %s per step, hold %s, UDP on 127.0.0.1, socket buffers 4 MiB\n\n", *duration, *hold)
+	side := "dialtone"
+	if *thirdPCC {
+		side = "dialtone 3pcc"
+	}
+	fmt.Printf("sipbench: %s per step, hold %s, UDP on 127.0.0.1, socket buffers 4 MiB, 3pcc %v\n\n", *duration, *hold, *thirdPCC)
 	fmt.Println("| side | target CAPS | calls | failed | achieved CAPS | pacing error | call overhead p50 ms | p99 ms | clean |")
 	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---|")
 	var bestD, bestS float64
 	if *only != "sipp" {
-		bestD = ladder(steps, func(r float64) (step, error) { return dialtoneStep(*sippBin, dir, r, *duration, *hold) }, "dialtone")
+		bestD = ladder(steps, func(r float64) (step, error) { return dialtoneStep(*sippBin, r, *duration, *hold, *thirdPCC) }, side)
 	}
 	if *only != "dialtone" {
 		bestS = ladder(steps, func(r float64) (step, error) { return sippStep(*sippBin, dir, r, *duration, *hold) }, "sipp→sipp")
 	}
-	fmt.Printf("\nhighest clean CAPS: dialtone %g, sipp→sipp %g", bestD, bestS)
+	fmt.Printf("\nhighest clean CAPS: %s %g, sipp→sipp %g", side, bestD, bestS)
 	if bestD > 0 && bestS > 0 {
 		fmt.Printf(", ratio %.2f", bestD/bestS)
 	}
@@ -169,7 +180,7 @@ func startUAS(bin string) (addr string, stop func(), err error) {
 // dialtoneStep places calls through sipcall at rate r for d, evenly
 // paced (a call every 1/r s), each held for hold then hung up (BYE). The
 // latency is Place's duration less the hold: INVITE to 200, ACK, BYE to 200.
-func dialtoneStep(bin, _ string, r float64, d, hold time.Duration) (step, error) {
+func dialtoneStep(bin string, r float64, d, hold time.Duration, thirdPCC bool) (step, error) {
 	addr, stop, err := startUAS(bin)
 	if err != nil {
 		return step{}, err
@@ -180,6 +191,16 @@ func dialtoneStep(bin, _ string, r float64, d, hold time.Duration) (step, error)
 	c.MaxCallDuration = config.Duration{Duration: hold}
 	c.RingTimeout = config.Duration{Duration: 10 * time.Second}
 	c.Trunks = []config.SIPTrunk{{Name: "sipp", Address: addr}}
+	if thirdPCC {
+		ivr, stopIVR, err := startUAS(bin)
+		if err != nil {
+			return step{}, err
+		}
+		defer stopIVR()
+		// Ended by max_call_duration (the hold), so min_connected does not
+		// apply: a call connected to the IVR is a SUCCESS.
+		c.IVR = []config.SIPIVR{{Profile: "*", URI: "sip:ivr@{server}", Servers: []string{ivr}}}
+	}
 	b, err := sipcall.New(sipcall.Options{SIP: c, Logger: slog.Default()})
 	if err != nil {
 		return step{}, err
@@ -202,7 +223,7 @@ func dialtoneStep(bin, _ string, r float64, d, hold time.Duration) (step, error)
 		go func() {
 			defer wg.Done()
 			t0 := time.Now()
-			out, err := b.Place(context.Background(), telephony.Call{RequestID: strconv.Itoa(i), Tenant: "bench", Telnum: strconv.Itoa(100000 + i), Ani: "1000"})
+			out, err := b.Place(context.Background(), telephony.Call{RequestID: strconv.Itoa(i), Tenant: "bench", IVRProfile: "bench", Telnum: strconv.Itoa(100000 + i), Ani: "1000"})
 			lat[i] = time.Since(t0) - hold
 			if err != nil || out.Class != fsmpb.OutcomeClass_OUTCOME_SUCCESS {
 				failed.Add(1)

@@ -341,6 +341,7 @@ func (p *Platform) place(ctx context.Context, c telephony.Call, caller string) (
 	if err := c.Send(ctx); err != nil {
 		return telephony.Outcome{}, CallRecord{}, err
 	}
+	c.Written() // received
 	rec := &CallRecord{
 		RequestID: c.RequestID, CallUUID: c.CallUUID, Attempt: c.Attempt, Telnum: c.Telnum,
 		Tenant: c.Tenant, Start: time.Now(), State: StateInProgress, Caller: caller,

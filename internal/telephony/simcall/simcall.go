@@ -223,6 +223,10 @@ func (c *Client) Place(ctx context.Context, call telephony.Call) (telephony.Outc
 		forget()
 		return telephony.Outcome{}, err
 	}
+	// The stream's Send has queued the message to gRPC's transport
+	// goroutine (which batches frames); the answer comes only at the
+	// call's end: there is no later moment to report than this.
+	call.Written()
 	select {
 	case msg, ok := <-ch:
 		if !ok {

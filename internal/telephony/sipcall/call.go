@@ -233,6 +233,8 @@ func (b *Backend) dial(ctx context.Context, t *trunk, c telephony.Call, req *sip
 	}
 	b.m.invites.WithLabelValues(t.Name).Inc()
 	callee := b.newLeg("callee", t.cli, req)
+	callee.written = c.Written // the dialer's window logs: the INVITE left
+	callee.stop = ctx.Done()   // the dialer stops: bounded teardown (leg.go)
 	ring := b.ringTimeout(c.Cpd)
 	ans := callee.sendInvite(ctx, ring, t.Username, t.Password)
 	if ans.err != nil {
@@ -323,6 +325,7 @@ func (b *Backend) dial(ctx context.Context, t *trunk, c telephony.Call, req *sip
 		hangUp()
 		return b.event("ivr-failed", err.Error()), nil
 	}
+	ivr.stop = ctx.Done()
 	ivrCtx, ivrCancel := context.WithCancel(ctx)
 	go func() { // ends with ivrCancel below at the latest
 		select {

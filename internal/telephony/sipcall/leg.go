@@ -22,6 +22,15 @@ const allowed = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO"
 // (RFC 3261 §9.1: 64*T1) before its transaction is destroyed.
 const cancelWait = 64 * 500 * time.Millisecond
 
+// stopGrace and byeStopWait bound a leg's INVITE (CANCEL included) and its
+// BYE once the dialer stops, so that a node that lost leadership or shuts
+// down sends nothing more after 2 s even to far ends that never answer
+// (a 3PCC call: the IVR's BYE, then the callee's).
+const (
+	stopGrace   = time.Second
+	byeStopWait = 800 * time.Millisecond
+)
+
 var (
 	// errNoAnswer: the INVITE was cancelled and no final response came
 	// within 64*T1.
@@ -49,15 +58,17 @@ type leg struct {
 	tx     sip.ClientTransaction
 
 	mu        sync.Mutex
-	ok        *sip.Response // the 2xx that set the dialog up
-	target    sip.Uri       // remote target (the 2xx's Contact)
-	routes    []string      // route set: the 2xx's Record-Route, reversed
-	cseq      uint32        // last local CSeq
-	key       string        // Call-ID and local tag
-	remoteSDP []byte        // the far end's current session description
-	localSDP  []byte        // ours (what we last gave the far end)
-	busy      bool          // a re-INVITE or UPDATE of ours is pending (glare: 491)
-	peer      *leg          // the other leg of a 3PCC call (nil in direct mode)
+	ok        *sip.Response   // the 2xx that set the dialog up
+	target    sip.Uri         // remote target (the 2xx's Contact)
+	routes    []string        // route set: the 2xx's Record-Route, reversed
+	cseq      uint32          // last local CSeq
+	key       string          // Call-ID and local tag
+	remoteSDP []byte          // the far end's current session description
+	localSDP  []byte          // ours (what we last gave the far end)
+	busy      bool            // a re-INVITE or UPDATE of ours is pending (glare: 491)
+	peer      *leg            // the other leg of a 3PCC call (nil in direct mode)
+	written   func()          // called once the INVITE's write returned (nil: nothing)
+	stop      <-chan struct{} // closed when the dialer stops (the call's ctx): give up within stopGrace
 
 	ended    chan struct{} // closed when the dialog ended (either side's BYE)
 	endOnce  sync.Once
@@ -83,6 +94,9 @@ type answer struct {
 // while its INVITE transaction may still produce a call.
 func (l *leg) sendInvite(ctx context.Context, ring time.Duration, username, password string) answer {
 	tx, err := l.cli.TransactionRequest(context.WithoutCancel(ctx), l.invite)
+	if l.written != nil {
+		l.written() // the INVITE's write returned (sipgo writes in the call)
+	}
 	if err != nil {
 		return answer{err: fmt.Errorf("%w: %w", errTimeout, err)}
 	}
@@ -93,17 +107,19 @@ func (l *leg) sendInvite(ctx context.Context, ring time.Duration, username, pass
 		defer t.Stop()
 		ringC = t.C
 	}
-	done := ctx.Done()
-	provisional, wantCancel, cancelled := false, false, false
+	done, stopC := ctx.Done(), l.stop
+	provisional, wantCancel, cancelled, stopping := false, false, false, false
 	var giveUp <-chan time.Time
+	var cancelTx sip.ClientTransaction
 	auth := 0
 	cancel := func() {
 		wantCancel, ringC, done = true, nil, nil
 		if provisional && !cancelled {
 			cancelled = true
-			l.sendCancel()
-			t := time.NewTimer(cancelWait)
-			giveUp = t.C
+			cancelTx = l.sendCancel()
+			if !stopping {
+				giveUp = time.After(cancelWait)
+			}
 		}
 	}
 	for {
@@ -140,8 +156,20 @@ func (l *leg) sendInvite(ctx context.Context, ring time.Duration, username, pass
 			cancel()
 		case <-done:
 			cancel()
+		case <-stopC:
+			// The dialer stops (leadership lost, shutdown): CANCEL, then
+			// stop sending within stopGrace whatever the far end does
+			// (issue: stopped entirely within 2 s). A final response after
+			// that goes unACKed; the half-open rule (docs/dialer.md) covers
+			// the next leader's re-dial.
+			stopC, stopping = nil, true
+			cancel()
+			giveUp = time.After(stopGrace)
 		case <-giveUp:
 			l.tx.Terminate()
+			if cancelTx != nil {
+				cancelTx.Terminate() // no more CANCEL retransmissions
+			}
 			return answer{err: errNoAnswer, cancelled: true}
 		}
 	}
@@ -152,7 +180,7 @@ func (l *leg) sendInvite(ctx context.Context, ring time.Duration, username, pass
 // only (same branch), the INVITE's Route, Max-Forwards, no Contact and no
 // body. Its own transaction runs in the background: whether it is answered
 // or not, the INVITE transaction is what the caller waits for.
-func (l *leg) sendCancel() {
+func (l *leg) sendCancel() sip.ClientTransaction {
 	inv := l.invite
 	c := sip.NewRequest(sip.CANCEL, *inv.Recipient.Clone())
 	c.SipVersion = inv.SipVersion
@@ -176,7 +204,7 @@ func (l *leg) sendCancel() {
 	tx, err := l.cli.TransactionRequest(context.Background(), c, keepHeaders)
 	if err != nil {
 		l.b.log.Debug("CANCEL not sent", "leg", l.name, "err", err)
-		return
+		return nil
 	}
 	go func() {
 		defer tx.Terminate()
@@ -191,6 +219,7 @@ func (l *leg) sendCancel() {
 			}
 		}
 	}()
+	return tx
 }
 
 // keepHeaders sends a request exactly as composed (sipgo's default build
@@ -297,7 +326,13 @@ func (l *leg) bye() {
 		return
 	}
 	l.end(false)
-	ctx, cancel := context.WithTimeout(context.Background(), byeTimeout)
+	wait := byeTimeout
+	select {
+	case <-l.stop:
+		wait = byeStopWait // the dialer stops: both legs' BYEs within 2 s
+	default:
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	req := l.inDialog(sip.BYE, l.nextCSeq())
 	req.SetBody(nil)

@@ -391,11 +391,10 @@ func (b *Backend) InProgress() int {
 	return n
 }
 
-// Ports is the capacity the trunk serving a tenant states (its ports
+// trunkPorts is the capacity the trunk serving a tenant states (its ports
 // setting, at most its max_calls) and its calls in progress; ok is false
-// when it states none, and the port budget comes from port-usage reports
-// alone.
-func (b *Backend) Ports(tenant string) (total, inUse uint32, ok bool) {
+// when it states none (see Ports, ports.go).
+func (b *Backend) trunkPorts(tenant string) (total, inUse uint32, ok bool) {
 	t := b.route(tenant)
 	if t == nil || t.Ports <= 0 {
 		return 0, 0, false

@@ -1,0 +1,204 @@
+package node_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"testing"
+	"time"
+
+	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
+	"github.com/seed-7bfc04c2/dialtone/internal/server"
+	"github.com/seed-7bfc04c2/dialtone/test/cluster"
+)
+
+// TestDirectReadsMatchTheGateway checks the in-process routes of GET
+// /v1/port-usage and GET /v1/tenants/{tenant}/requests/{id} against the
+// loopback gateway every other REST call goes through (the only path
+// before): for answers, authentication and authorisation failures and
+// parse errors, the status, Content-Type and body are the same, byte for
+// byte where the answer does not depend on the moment of the call and
+// field for field where it does (ttl_remaining, meta.last_contact_ms).
+// The gateway adds Grpc-Metadata-* headers from the loopback call; their
+// absence shows the node's answer did not take that path.
+func TestDirectReadsMatchTheGateway(t *testing.T) {
+	tc := basicAuthCluster(t, 1)
+	id := tc.leader()
+	resp, err := tc.requests(id).CreateRequests(withAuth(t, basic("crm", "crm-pw")), &pb.CreateRequestsRequest{Tenant: "acme", Requests: []*pb.RequestSpec{spec("D1")}})
+	if err != nil || !resp.Results[0].Ok {
+		t.Fatalf("create: %v %v", resp, err)
+	}
+	reqID := resp.Results[0].Id
+
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	gw, err := server.NewHTTPHandler(ctx, tc.conn(id), server.HTTPOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := httptest.NewServer(gw)
+	t.Cleanup(ref.Close)
+	direct := tc.httpBase(id)
+
+	ops, crm, viewer := basic("ops", "ops-pw"), basic("crm", "crm-pw"), basic("viewer", "view-pw")
+	for _, c := range []struct {
+		name, path, auth string
+		code             int
+		exact            bool // else compared field by field, minus the time-dependent ones
+		viaGateway       bool // a route the node leaves to the loopback gateway
+	}{
+		{"usage, all tenants", "/v1/port-usage", ops, 200, true, false},
+		{"usage, tenant-scoped", "/v1/port-usage", crm, 200, true, false},
+		{"usage, no credentials", "/v1/port-usage", "", 401, true, false},
+		{"usage, wrong password", "/v1/port-usage", basic("ops", "nope"), 401, true, false},
+		{"usage, unknown query (ignored)", "/v1/port-usage?nosuch=1", ops, 200, true, false},
+		{"request", "/v1/tenants/acme/requests/" + reqID, crm, 200, false, false},
+		{"request, linearizable", "/v1/tenants/acme/requests/" + reqID + "?consistency=linearizable", viewer, 200, false, false},
+		{"request, min_index", "/v1/tenants/acme/requests/" + reqID + "?min_index=1", viewer, 200, false, false},
+		{"request, other tenant", "/v1/tenants/globex/requests/" + reqID, crm, 403, true, false},
+		{"request, not found", "/v1/tenants/acme/requests/00000000-0000-0000-0000-000000000000", crm, 404, true, false},
+		{"request, bad id", "/v1/tenants/acme/requests/not%20an%20id", crm, 400, true, false},
+		{"request, bad consistency", "/v1/tenants/acme/requests/" + reqID + "?consistency=bogus", crm, 400, true, false},
+		{"request, unknown query (ignored)", "/v1/tenants/acme/requests/" + reqID + "?nosuch=1", crm, 200, false, false},
+		{"request, bad min_index", "/v1/tenants/acme/requests/" + reqID + "?min_index=x", crm, 400, true, false},
+		{"request, no credentials", "/v1/tenants/acme/requests/" + reqID, "", 401, true, false},
+		{"custom verb", "/v1/tenants/acme/requests/" + reqID + ":cancel", crm, 0, true, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			gotCode, gotHdr, got := getWithHeaders(t, direct+c.path, c.auth)
+			wantCode, wantHdr, want := getWithHeaders(t, ref.URL+c.path, c.auth)
+			if gotCode != wantCode || (c.code != 0 && gotCode != c.code) {
+				t.Fatalf("status %d, gateway %d, want %d; body %s", gotCode, wantCode, c.code, got)
+			}
+			if gotHdr.Get("Content-Type") != wantHdr.Get("Content-Type") {
+				t.Errorf("Content-Type %q, gateway %q", gotHdr.Get("Content-Type"), wantHdr.Get("Content-Type"))
+			}
+			if gotHdr.Get("Www-Authenticate") != wantHdr.Get("Www-Authenticate") {
+				t.Errorf("WWW-Authenticate %q, gateway %q", gotHdr.Get("Www-Authenticate"), wantHdr.Get("Www-Authenticate"))
+			}
+			if c.code == 200 {
+				if wantHdr.Get("Grpc-Metadata-Content-Type") == "" {
+					t.Errorf("the reference answer did not come through the loopback gateway")
+				}
+				if v := gotHdr.Get("Grpc-Metadata-Content-Type"); v != "" && !c.viaGateway {
+					t.Errorf("the node's answer came through the loopback gateway (Grpc-Metadata-Content-Type %q)", v)
+				}
+			}
+			if c.exact {
+				if got != want {
+					t.Fatalf("body differs:\n node    %s\n gateway %s", got, want)
+				}
+				return
+			}
+			g, w := timeless(t, got), timeless(t, want)
+			if !reflect.DeepEqual(g, w) {
+				t.Fatalf("fields differ:\n node    %v\n gateway %v", g, w)
+			}
+		})
+	}
+}
+
+func getWithHeaders(t *testing.T, url, authz string) (int, http.Header, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if authz != "" {
+		req.Header.Set("Authorization", authz)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, resp.Header, string(b)
+}
+
+// timeless parses a GetRequest answer and blanks the fields that change
+// from one call to the next.
+func timeless(t *testing.T, body string) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal([]byte(body), &m); err != nil {
+		t.Fatalf("%v: %s", err, body)
+	}
+	if r, ok := m["request"].(map[string]any); ok {
+		if _, ok := r["ttl_remaining"]; !ok {
+			t.Fatalf("no ttl_remaining in %s", body)
+		}
+		r["ttl_remaining"] = "x"
+	}
+	if meta, ok := m["meta"].(map[string]any); ok {
+		meta["last_contact_ms"] = "x"
+	}
+	return m
+}
+
+// BenchmarkHotReads compares the two hot reads served by a node (the
+// in-process route) with the same reads through the loopback gateway (the
+// route before), both over real HTTP on 127.0.0.1 with one keep-alive
+// client, auth off. ns/op is the round trip with client and server in this
+// process; allocs/op counts both sides.
+//
+//	go test -run '^$' -bench BenchmarkHotReads -benchmem -count 3 ./internal/node/
+func BenchmarkHotReads(b *testing.B) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	c, err := cluster.StartInProcess(ctx, cluster.InProcessOptions{
+		Options: cluster.Options{Nodes: 1, Dir: b.TempDir(), Edit: fastRaft},
+		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	id := c.Running()[0]
+	conn, err := c.Conn(id)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var reqID string
+	for ctx.Err() == nil {
+		resp, err := pb.NewRequestServiceClient(conn).CreateRequests(ctx, &pb.CreateRequestsRequest{Tenant: "acme", Requests: []*pb.RequestSpec{spec("B1")}})
+		if err == nil && resp.Results[0].Ok {
+			reqID = resp.Results[0].Id
+			break
+		}
+		time.Sleep(50 * time.Millisecond) // no leader yet
+	}
+	gw, err := server.NewHTTPHandler(ctx, conn, server.HTTPOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ref := httptest.NewServer(gw)
+	defer ref.Close()
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+	for _, route := range []struct{ name, base string }{{"node", "http://" + c.Node(id).HTTPAddr()}, {"loopback-gateway", ref.URL}} {
+		for _, read := range []struct{ name, path string }{{"port-usage", "/v1/port-usage"}, {"request", "/v1/tenants/acme/requests/" + reqID}} {
+			b.Run(read.name+"/"+route.name, func(b *testing.B) {
+				url := route.base + read.path
+				b.ReportAllocs()
+				for b.Loop() {
+					resp, err := client.Get(url)
+					if err != nil {
+						b.Fatal(err)
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					_ = resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						b.Fatalf("%s: %s", url, resp.Status)
+					}
+				}
+			})
+		}
+	}
+}
