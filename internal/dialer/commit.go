@@ -1,8 +1,10 @@
 package dialer
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -57,6 +59,9 @@ func (e *Engine) commitStarts(ctx context.Context, items []*item) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, it := range items {
+		// Started (IN_PROGRESS, no longer due) or refused: either way no
+		// longer held, so a later fetch may take it again once it waits.
+		delete(it.t.held, it.req.Id)
 		if len(started) > 0 && started[0] == it {
 			started = started[1:]
 			it.t.ready = append(it.t.ready, it)
@@ -78,7 +83,9 @@ func startCommand(items []*item) *fsmpb.Command {
 	for i, it := range items {
 		starts[i] = &fsmpb.AttemptStart{Id: it.req.Id, CallUuid: it.callUUID}
 	}
-	return fsm.StartAttemptsCommand(starts)
+	// Claim and start in one update: the request is still PENDING (or
+	// INITIATED, fetched by an older leader's binary).
+	return fsm.BatchStartAttemptsCommand(starts)
 }
 
 // call places one committed attempt and queues its outcome.
@@ -157,17 +164,37 @@ func (e *Engine) retryFor(r *fsmpb.Request, c fsmpb.OutcomeClass, now time.Time)
 	return p.nextRetry(r, c, now)
 }
 
-// commitResults commits attempt outcomes (one entry) and queues the
-// notifications of the requests they finished.
+// commitResults commits attempt outcomes and delivered notifications (one
+// entry: a notification delivered while the previous entry was committing
+// rides with the next outcomes instead of an entry of its own), queues the
+// notifications of the requests the outcomes finished and forgets the
+// delivered ones.
 func (e *Engine) commitResults(ctx context.Context, rs []result) {
-	var recorded []result
-	err := propose(ctx, e.opts.Apply, rs, resultsCommand, func(_, ok []result) { recorded = ok })
+	// Outcomes first, then marks: the order of the command's items.
+	slices.SortStableFunc(rs, func(a, b result) int {
+		return cmp.Compare(boolInt(a.res == nil), boolInt(b.res == nil))
+	})
+	var recorded, marked []result
+	err := propose(ctx, e.opts.Apply, rs, resultsCommand, func(entry, ok []result) {
+		for _, r := range ok {
+			if r.res != nil {
+				recorded = append(recorded, r)
+			}
+		}
+		// A refused mark (already notified, purged) is done with too.
+		for _, r := range entry {
+			if r.res == nil {
+				marked = append(marked, r)
+			}
+		}
+	})
 	if err != nil {
 		if ctx.Err() == nil {
-			e.log.Warn("recording outcomes failed; the next leader reinstates them", "results", len(rs), "err", err)
+			e.log.Warn("recording outcomes failed; the next leader reinstates them and sends their notifications again", "items", len(rs), "err", err)
 		}
 		return
 	}
+	e.notes.forgetIDs(marked)
 	e.mu.Lock()
 	for _, r := range recorded {
 		if r.it.t != nil { // nil: an adopted call
@@ -184,10 +211,27 @@ func (e *Engine) commitResults(ctx context.Context, rs []result) {
 	e.signal()
 }
 
+// resultsCommand builds the entry of rs, outcomes before marks (as
+// commitResults sorts them).
 func resultsCommand(rs []result) *fsmpb.Command {
-	results := make([]*fsmpb.AttemptResult, len(rs))
-	for i, r := range rs {
-		results[i] = r.res
+	var results []*fsmpb.AttemptResult
+	var marks []string
+	for _, r := range rs {
+		if r.res != nil {
+			results = append(results, r.res)
+		} else {
+			marks = append(marks, r.mark)
+		}
 	}
-	return fsm.RecordResultsCommand(results)
+	if len(marks) == 0 {
+		return fsm.RecordResultsCommand(results)
+	}
+	return fsm.BatchRecordResultsCommand(results, marks)
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -30,8 +30,10 @@
 // and port figures, and fetches for each tenant whose in-memory queues fell
 // below the low watermark (fetch.go): batch size − queued due requests,
 // divided among IVR profiles (PROPORTIONATE or EQUAL, slots.go), new
-// requests and retries alternating when asked, claimed as INITIATED in one
-// Raft entry. Queues are per profile and served round robin.
+// requests and retries alternating when asked. Nothing is committed at
+// fetch: the requests stay PENDING in the queues (held, so no later fetch
+// takes them twice) and are claimed with their attempt's start. Queues are
+// per profile and served round robin.
 //
 // # Port budget
 //
@@ -66,10 +68,11 @@
 // An attempt's start (call UUID, attempt number) is committed before it is
 // dialled (commit.go): the dispatcher arms attempts ahead of their slots
 // (the lookahead follows the recent commit latency), a batcher
-// group-commits their starts in one entry (StartAttempts), and each started
-// attempt is dialled when its slot comes. So Raft latency never delays a
-// dial. The state machine refuses a start for a request that is no longer
-// INITIATED (cancelled, expired) and a cancel while an attempt is in
+// group-commits their starts in one entry (BatchStartAttempts: claim and
+// start in one update of each record), and each started attempt is dialled
+// when its slot comes. So Raft latency never delays a dial. The state
+// machine refuses a start for a request that no longer waits or is not due
+// (cancelled, expired, deferred) and a cancel while an attempt is in
 // progress, so nothing is dialled after its cancel was acknowledged; an
 // attempt whose TTL ends before its slot is not dialled. Outcomes are
 // group-committed the same way (RecordResults).

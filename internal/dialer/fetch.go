@@ -2,37 +2,52 @@ package dialer
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"time"
 
-	"github.com/seed-7bfc04c2/dialtone/internal/fsm"
 	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
 )
 
-// fetch claims due requests into the in-memory queues of every tenant
-// whose queues fell below the low watermark: one Raft entry per tenant.
+// fetch takes due requests into the in-memory queues of every tenant
+// whose queues fell below the low watermark. Nothing is committed here:
+// the requests stay PENDING, and each is claimed and started by one
+// update when its attempt is armed (BatchStartAttempts, commitStarts), so
+// an attempt costs one record update less than a claim at fetch time
+// followed by a start. The tenant's held set keeps a request from being
+// fetched twice while it is queued or armed.
 func (e *Engine) fetch(ctx context.Context, now time.Time) {
 	for _, w := range e.fetchWants(now) {
-		picked := e.screen(ctx, e.pickDue(w, now), now)
+		due := e.pickDue(w, now)
+		if len(due) == 0 {
+			// Every due request is held already (or none is due): the
+			// next scan would read the same ones, so wait a little.
+			e.mu.Lock()
+			w.t.emptyFetch = now
+			e.mu.Unlock()
+			continue
+		}
+		picked := e.screen(ctx, due, now)
 		if len(picked) == 0 {
 			continue
 		}
-		err := propose(ctx, e.opts.Apply, picked, byRequestID(fsm.ClaimCommand), func(_, claimed []*fsmpb.Request) {
-			e.m.Fetches.Inc()
-			e.mu.Lock()
-			for _, r := range claimed {
+		e.m.Fetches.Inc()
+		e.mu.Lock()
+		for _, r := range picked {
+			if _, dup := w.t.held[r.Id]; !dup {
+				w.t.held[r.Id] = struct{}{}
 				w.t.enqueue(&item{t: w.t, req: r})
 			}
-			e.mu.Unlock()
-		})
-		if err != nil {
-			if ctx.Err() == nil {
-				e.log.Warn("fetch failed", "tenant", w.t.name, "err", err)
-			}
-			return
 		}
+		e.mu.Unlock()
 	}
 }
+
+// emptyFetchPause is how long a tenant whose last fetch found nothing new
+// (every due request already held, or none due) is not fetched again: the
+// scan reads past every held request, so repeating it at every wake-up of
+// the housekeeping loop cost O(queued) each time for nothing.
+const emptyFetchPause = 100 * time.Millisecond
 
 // fetchWant is what one tenant's fetch asks for: how many requests of
 // each IVR profile.
@@ -40,6 +55,7 @@ type fetchWant struct {
 	t      *tenant
 	shares map[string]int
 	equal  bool // equal_priority_new_and_old
+	held   map[string]struct{}
 }
 
 // fetchWants prunes the queues and returns the tenants that are low on
@@ -51,7 +67,7 @@ func (e *Engine) fetchWants(now time.Time) []fetchWant {
 	for _, t := range e.tenants {
 		// Pruning reads every queued request; at thousands of CAPS the
 		// fetch runs far more often than cancels need noticing (a start of
-		// a request no longer INITIATED is refused by the state machine
+		// a request that no longer waits is refused by the state machine
 		// anyway).
 		if now.Sub(t.pruned) >= 250*time.Millisecond {
 			t.prune(e.opts.Store)
@@ -62,16 +78,30 @@ func (e *Engine) fetchWants(now time.Time) []fetchWant {
 			continue
 		}
 		need := size - t.queued()
-		if need <= 0 {
+		if need <= 0 || now.Sub(t.emptyFetch) < emptyFetchPause {
 			continue
 		}
-		wants = append(wants, fetchWant{t: t, shares: allocate(need, e.opts.Store.Profiles(t.name, fsmpb.State_PENDING), t.settings.Slots), equal: t.settings.EqualNewAndOld})
+		// The held requests are PENDING too: with no others there is
+		// nothing to fetch, and the scan (which reads past the held
+		// ones) is skipped.
+		pending := e.opts.Store.Profiles(t.name, fsmpb.State_PENDING)
+		total := 0
+		for _, n := range pending {
+			total += n
+		}
+		if total <= len(t.held) {
+			continue
+		}
+		wants = append(wants, fetchWant{t: t, shares: allocate(need, pending, t.settings.Slots),
+			equal: t.settings.EqualNewAndOld, held: maps.Clone(t.held)})
 	}
 	return wants
 }
 
 // pickDue picks the requests w asks for: per profile (in name order) the due
-// ones, in queue order, new and retries alternating when w.equal.
+// ones not already held, in queue order, new and retries alternating when
+// w.equal. The held requests are still PENDING and come first in the
+// queue order, so the scan reads past them.
 func (e *Engine) pickDue(w fetchWant, now time.Time) []*fsmpb.Request {
 	var picked []*fsmpb.Request
 	profiles := make([]string, 0, len(w.shares))
@@ -86,11 +116,14 @@ func (e *Engine) pickDue(w fetchWant, now time.Time) []*fsmpb.Request {
 			limit = n * 4 // room to find both kinds
 		}
 		var due []*fsmpb.Request
-		for _, r := range e.opts.Store.Due(w.t.name, p, fsmpb.State_PENDING, limit) {
+		for _, r := range e.opts.Store.Due(w.t.name, p, fsmpb.State_PENDING, limit+len(w.held)) {
 			if r.NextRetryUnixMs > now.UnixMilli() {
 				break // the rest is later still
 			}
-			if r.ExpiresUnixMs > now.UnixMilli() {
+			if _, held := w.held[r.Id]; held {
+				continue
+			}
+			if len(due) < limit && r.ExpiresUnixMs > now.UnixMilli() {
 				due = append(due, r)
 			}
 		}
@@ -107,14 +140,16 @@ func (t *tenant) enqueue(it *item) {
 	t.queues[p] = append(t.queues[p], it)
 }
 
-// prune drops queued requests that are no longer INITIATED (cancelled or
-// expired since they were fetched).
+// prune drops queued requests that no longer wait (cancelled or expired
+// since they were fetched).
 func (t *tenant) prune(s Store) {
 	for p, q := range t.queues {
 		kept := q[:0]
 		for _, it := range q {
-			if r, ok := s.Get(it.req.Id); ok && r.State == fsmpb.State_INITIATED {
+			if r, ok := s.Get(it.req.Id); ok && (r.State == fsmpb.State_PENDING || r.State == fsmpb.State_INITIATED) {
 				kept = append(kept, it)
+			} else {
+				delete(t.held, it.req.Id)
 			}
 		}
 		clear(q[len(kept):])

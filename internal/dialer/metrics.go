@@ -38,7 +38,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		Running: prometheus.NewGauge(prometheus.GaugeOpts{Name: "dialtone_dialer_running", Help: "1 while this node's dialer engine runs (it leads)."}),
 		QueueDepth: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "dialtone_dialer_queue_depth",
-			Help: "Requests fetched into the in-memory queues (INITIATED)."}, []string{"tenant"}),
+			Help: "Requests fetched into the in-memory queues."}, []string{"tenant"}),
 		InProgress: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "dialtone_dialer_calls_in_progress",
 			Help: "Calls this engine has in progress or armed."}, []string{"tenant"}),
 		PortBudget: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "dialtone_dialer_port_budget",

@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/seed-7bfc04c2/dialtone/internal/fsm"
 	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
 )
 
@@ -15,12 +14,13 @@ import (
 // request with a pending notification is sent, retried with capped
 // exponential backoff (1 s, 2 s, 4 s, ... up to NotifyMaxBackoff, ±20%
 // jitter) until the trigger application answers 2xx, and the delivery is
-// then committed (MarkNotified, group-committed). A new leader starts by
+// then committed: the mark goes to the engine's outcome batcher, so it
+// rides in the next outcomes entry (BatchRecordResults) rather than an
+// entry of its own. A new leader starts by
 // queueing every request still marked pending, so a notification whose
 // delivery was not committed is sent again: at least once, possibly twice.
 type notifier struct {
-	e     *Engine
-	marks *batcher[string]
+	e *Engine
 
 	mu      sync.Mutex
 	queue   noteHeap
@@ -39,9 +39,7 @@ type note struct {
 }
 
 func newNotifier(e *Engine) *notifier {
-	n := &notifier{e: e, byID: map[string]*note{}, pending: map[string]int{}, retries: map[string]uint64{}, wake: make(chan struct{}, 1)}
-	n.marks = newBatcher(maxEntryItems, n.commitMarks)
-	return n
+	return &notifier{e: e, byID: map[string]*note{}, pending: map[string]int{}, retries: map[string]uint64{}, wake: make(chan struct{}, 1)}
 }
 
 // add queues the notification of a finished request (idempotent).
@@ -73,11 +71,6 @@ func (n *notifier) stats(tenant string) (pending int, retries uint64) {
 func (n *notifier) run(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		n.marks.run(ctx)
-	}()
 	// What earlier leaders finished but did not get delivered.
 	for _, tn := range n.e.opts.Store.Tenants(fsmpb.State_PROCESSED) {
 		after := ""
@@ -152,7 +145,7 @@ func (n *notifier) send(ctx context.Context, nt *note) {
 	}
 	if err == nil {
 		n.e.m.Notifications.WithLabelValues(r.Tenant, "delivered").Inc()
-		n.marks.add(nt.id)
+		n.e.results.add(result{mark: nt.id})
 		return
 	}
 	n.e.m.Notifications.WithLabelValues(r.Tenant, "failed").Inc()
@@ -181,17 +174,15 @@ func (n *notifier) forget(nt *note) {
 	}
 }
 
-func (n *notifier) commitMarks(ctx context.Context, ids []string) {
-	if err := propose(ctx, n.e.opts.Apply, ids, fsm.MarkNotifiedCommand, nil); err != nil {
-		if ctx.Err() == nil {
-			n.e.log.Warn("committing delivered notifications failed; the next leader sends them again", "n", len(ids), "err", err)
-		}
+// forgetIDs forgets the notes of committed marks.
+func (n *notifier) forgetIDs(marked []result) {
+	if len(marked) == 0 {
 		return
 	}
 	n.mu.Lock()
-	nts := make([]*note, 0, len(ids))
-	for _, id := range ids {
-		if nt := n.byID[id]; nt != nil {
+	nts := make([]*note, 0, len(marked))
+	for _, m := range marked {
+		if nt := n.byID[m.mark]; nt != nil {
 			nts = append(nts, nt)
 		}
 	}

@@ -18,7 +18,7 @@ type Stats struct {
 // TenantStats is one tenant's part of Stats.
 type TenantStats struct {
 	Tenant string
-	// Requests in the in-memory queues (INITIATED), in total and per IVR
+	// Requests in the in-memory queues (fetched, still PENDING), in total and per IVR
 	// profile.
 	Queued        int
 	QueuedProfile map[string]int

@@ -12,8 +12,9 @@ type tenant struct {
 	name     string
 	settings pacing.Settings
 	ports    PortReport
-	queues   map[string][]*item // per IVR profile: fetched (INITIATED), in priority order
-	order    []string           // profiles, for round robin
+	queues   map[string][]*item  // per IVR profile: fetched (still PENDING), in priority order
+	held     map[string]struct{} // ids queued or armed and not yet started or refused
+	order    []string            // profiles, for round robin
 	rr       int
 	ready    []*item         // armed and committed, waiting for their dial slot
 	pacer    pacer           // hand-off to the call goroutines (dispatch)
@@ -23,11 +24,14 @@ type tenant struct {
 	sampled  sampledPorts // sampledView only
 	attempts []time.Time  // dial times, for the achieved rate
 	pruned   time.Time    // last prune of the queues
-	outcomes map[string]uint64
+	// emptyFetch is when a fetch last found nothing new (see
+	// emptyFetchPause).
+	emptyFetch time.Time
+	outcomes   map[string]uint64
 }
 
 func newTenant(name string) *tenant {
-	return &tenant{name: name, pacer: pacer{handoff: true}, queues: map[string][]*item{}, outcomes: map[string]uint64{}}
+	return &tenant{name: name, pacer: pacer{handoff: true}, queues: map[string][]*item{}, held: map[string]struct{}{}, outcomes: map[string]uint64{}}
 }
 
 // item is one request on its way through the engine.
@@ -41,10 +45,13 @@ type item struct {
 	sendToken int64
 }
 
-// result is the outcome of one item's attempt, waiting to be committed.
+// result is the outcome of one item's attempt, or (mark set, it and res
+// nil) a delivered notification, waiting to be committed: both go in the
+// same entry (BatchRecordResults).
 type result struct {
-	it  *item
-	res *fsmpb.AttemptResult
+	it   *item
+	res  *fsmpb.AttemptResult
+	mark string
 }
 
 func (t *tenant) idle() bool {

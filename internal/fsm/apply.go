@@ -38,9 +38,13 @@ func (a *applier) apply(index uint64, cmd *fsmpb.Command) *fsmpb.ApplyResult {
 	case *fsmpb.Command_Claim:
 		return a.forEach(b.Claim.GetIds(), a.claim)
 	case *fsmpb.Command_StartAttempts:
-		return a.startAttempts(b.StartAttempts)
+		return a.startAttempts(b.StartAttempts.GetStarts(), false)
+	case *fsmpb.Command_BatchStartAttempts:
+		return a.startAttempts(b.BatchStartAttempts.GetStarts(), true)
 	case *fsmpb.Command_RecordResults:
-		return a.recordResults(b.RecordResults)
+		return a.recordResults(b.RecordResults.GetResults(), nil)
+	case *fsmpb.Command_BatchRecordResults:
+		return a.recordResults(b.BatchRecordResults.GetResults(), b.BatchRecordResults.GetNotified())
 	case *fsmpb.Command_MarkNotified:
 		return a.forEach(b.MarkNotified.GetIds(), a.markNotified)
 	case *fsmpb.Command_Purge:
@@ -214,23 +218,35 @@ func (a *applier) claim(r *fsmpb.Request) *fsmpb.ItemResult {
 	return ok(r.Id)
 }
 
-func (a *applier) startAttempts(c *fsmpb.StartAttempts) *fsmpb.ApplyResult {
-	starts := c.GetStarts()
+// startAttempts starts attempts of INITIATED requests (StartAttempts) and,
+// with claim, also of due PENDING ones (BatchStartAttempts: claim and start
+// in one update of the record).
+func (a *applier) startAttempts(starts []*fsmpb.AttemptStart, claim bool) *fsmpb.ApplyResult {
 	res := &fsmpb.ApplyResult{Items: make([]*fsmpb.ItemResult, 0, len(starts))}
 	a.st.freq.prune(a.now)
 	for _, s := range starts {
-		res.Items = append(res.Items, a.startOne(s))
+		res.Items = append(res.Items, a.startOne(s, claim))
 	}
 	return res
 }
 
-func (a *applier) startOne(s *fsmpb.AttemptStart) *fsmpb.ItemResult {
+func (a *applier) startOne(s *fsmpb.AttemptStart, claim bool) *fsmpb.ItemResult {
 	r, found := a.get(s.GetId())
 	switch {
 	case !found:
 		return notFound(s.GetId())
-	case r.State != fsmpb.State_INITIATED:
+	case claim && r.State == fsmpb.State_PENDING:
+		if r.NextRetryUnixMs > a.now {
+			// Deferred (a retry, a calling window) after the dialer
+			// fetched it: not due, so not dialled.
+			return fail(r.Id, fsmpb.Code_CODE_INVALID_STATE, "not due until %d", r.NextRetryUnixMs)
+		}
+	case claim && r.State != fsmpb.State_INITIATED:
+		return invalidState(r, "PENDING or INITIATED")
+	case !claim && r.State != fsmpb.State_INITIATED:
 		return invalidState(r, "INITIATED")
+	}
+	switch {
 	case r.AttemptsMade >= r.MaxAttempts:
 		return fail(r.Id, fsmpb.Code_CODE_INVALID_STATE, "all %d attempts made", r.MaxAttempts)
 	case a.now >= r.ExpiresUnixMs:
@@ -262,11 +278,19 @@ func (a *applier) startOne(s *fsmpb.AttemptStart) *fsmpb.ItemResult {
 	return ok(r.Id)
 }
 
-func (a *applier) recordResults(c *fsmpb.RecordResults) *fsmpb.ApplyResult {
-	results := c.GetResults()
-	res := &fsmpb.ApplyResult{Items: make([]*fsmpb.ItemResult, 0, len(results))}
+// recordResults records attempt outcomes, then delivered notifications
+// (BatchRecordResults; RecordResults has none).
+func (a *applier) recordResults(results []*fsmpb.AttemptResult, notified []string) *fsmpb.ApplyResult {
+	res := &fsmpb.ApplyResult{Items: make([]*fsmpb.ItemResult, 0, len(results)+len(notified))}
 	for _, ar := range results {
 		res.Items = append(res.Items, a.recordOne(ar))
+	}
+	for _, id := range notified {
+		if r, found := a.get(id); found {
+			res.Items = append(res.Items, a.markNotified(r))
+		} else {
+			res.Items = append(res.Items, notFound(id))
+		}
 	}
 	return res
 }

@@ -77,7 +77,8 @@ func EncodeAt(cmd *fsmpb.Command, nowUnixMs int64) ([]byte, error) {
 func bodyKind(cmd *fsmpb.Command) (known, ignorable bool) {
 	switch cmd.GetBody().(type) {
 	case *fsmpb.Command_Create, *fsmpb.Command_Cancel, *fsmpb.Command_Claim,
-		*fsmpb.Command_StartAttempts, *fsmpb.Command_RecordResults,
+		*fsmpb.Command_StartAttempts, *fsmpb.Command_BatchStartAttempts,
+		*fsmpb.Command_RecordResults, *fsmpb.Command_BatchRecordResults,
 		*fsmpb.Command_MarkNotified, *fsmpb.Command_Purge,
 		*fsmpb.Command_Requeue, *fsmpb.Command_Expire,
 		// Contact rules: they change request records, and a start reads

@@ -58,6 +58,7 @@ func bodies(t testing.TB) []*fsmpb.Command {
 // never skip one.
 var requestBodies = map[string]bool{
 	"create": true, "cancel": true, "claim": true, "start_attempts": true,
+	"batch_start_attempts": true, "batch_record_results": true,
 	"record_results": true, "mark_notified": true, "purge": true,
 	"requeue": true, "expire": true, "defer": true, "end": true,
 	"add_suppressions": true, "remove_suppressions": true,

@@ -29,9 +29,22 @@ func StartAttemptsCommand(starts []*fsmpb.AttemptStart) *fsmpb.Command {
 	return &fsmpb.Command{Body: &fsmpb.Command_StartAttempts{StartAttempts: &fsmpb.StartAttempts{Starts: starts}}}
 }
 
+// BatchStartAttemptsCommand claims and starts attempts of due PENDING (or
+// INITIATED) requests: one update per request instead of a ClaimCommand
+// and a StartAttemptsCommand.
+func BatchStartAttemptsCommand(starts []*fsmpb.AttemptStart) *fsmpb.Command {
+	return &fsmpb.Command{Body: &fsmpb.Command_BatchStartAttempts{BatchStartAttempts: &fsmpb.BatchStartAttempts{Starts: starts}}}
+}
+
 // RecordResultsCommand records the outcomes of attempts in progress.
 func RecordResultsCommand(results []*fsmpb.AttemptResult) *fsmpb.Command {
 	return &fsmpb.Command{Body: &fsmpb.Command_RecordResults{RecordResults: &fsmpb.RecordResults{Results: results}}}
+}
+
+// BatchRecordResultsCommand records attempt outcomes and delivered
+// notifications in one entry (see fsmpb.BatchRecordResults).
+func BatchRecordResultsCommand(results []*fsmpb.AttemptResult, notified []string) *fsmpb.Command {
+	return &fsmpb.Command{Body: &fsmpb.Command_BatchRecordResults{BatchRecordResults: &fsmpb.BatchRecordResults{Results: results, Notified: notified}}}
 }
 
 // MarkNotifiedCommand records delivered result notifications.

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -279,6 +280,61 @@ func TestStartAttempts(t *testing.T) {
 	}
 }
 
+// TestBatchStartAttempts: claim and start in one update, from a due
+// PENDING or an INITIATED request; the same record as ClaimCommand then
+// StartAttemptsCommand would leave.
+func TestBatchStartAttempts(t *testing.T) {
+	h := newHarness(t)
+	bstart := func(id, call string) *fsmpb.Command {
+		return BatchStartAttemptsCommand([]*fsmpb.AttemptStart{{Id: id, CallUuid: call}})
+	}
+	toState(h, "pending", "t1", fsmpb.State_PENDING)
+	toState(h, "initiated", "t1", fsmpb.State_INITIATED)
+	toState(h, "inprogress", "t1", fsmpb.State_IN_PROGRESS)
+	toState(h, "processed", "t1", fsmpb.State_PROCESSED)
+	toState(h, "expired", "t1", fsmpb.State_PENDING)
+	toState(h, "deferred", "t1", fsmpb.State_PENDING)
+	h.mustOK(t0, DeferCommand([]*fsmpb.DeferItem{{Id: "deferred", UntilUnixMs: t0 + 5000, Reason: "outside_window"}}))
+	toState(h, "legacy", "t1", fsmpb.State_PENDING)
+
+	tests := []struct {
+		id, reason string
+		now        int64
+		code       fsmpb.Code
+	}{
+		{"pending", "", t0 + 1, fsmpb.Code_CODE_OK},
+		{"initiated", "", t0 + 1, fsmpb.Code_CODE_OK},
+		{"inprogress", "request is IN_PROGRESS, not PENDING or INITIATED", t0 + 1, fsmpb.Code_CODE_INVALID_STATE},
+		{"processed", "request is PROCESSED, not PENDING or INITIATED", t0 + 1, fsmpb.Code_CODE_INVALID_STATE},
+		{"expired", "TTL expired", t0 + 60_000, fsmpb.Code_CODE_INVALID_STATE},
+		{"deferred", fmt.Sprintf("not due until %d", t0+5000), t0 + 1, fsmpb.Code_CODE_INVALID_STATE},
+		{"missing", "request not found", t0 + 1, fsmpb.Code_CODE_NOT_FOUND},
+	}
+	for _, tc := range tests {
+		it := h.one(tc.now, bstart(tc.id, "call-x"))
+		if it.Code != tc.code || it.Reason != tc.reason || it.Id != tc.id {
+			t.Errorf("batch start %s: %v, want %s %q", tc.id, it, tc.code, tc.reason)
+		}
+	}
+	// Once due, the deferred request starts.
+	if it := h.one(t0+5000, bstart("deferred", "call-d")); it.Code != fsmpb.Code_CODE_OK {
+		t.Errorf("deferred, once due: %v", it)
+	}
+	// The record equals the one claim + start leave (but its indexes).
+	h.mustOK(t0+1, claim("legacy"))
+	h.mustOK(t0+1, start("legacy", "call-x"))
+	got, want := proto.Clone(h.get("pending")).(*fsmpb.Request), proto.Clone(h.get("legacy")).(*fsmpb.Request)
+	got.Id, want.Id = "", ""
+	got.CreateIndex, got.ModifyIndex, want.CreateIndex, want.ModifyIndex = 0, 0, 0, 0
+	got.Fingerprint, want.Fingerprint = nil, nil
+	if !proto.Equal(got, want) {
+		t.Errorf("batch start left\n%v\nclaim + start left\n%v", got, want)
+	}
+	if due := h.f.Due("t1", "p1", fsmpb.State_PENDING, 100); len(due) != 1 || due[0].Id != "expired" {
+		t.Errorf("queued after the starts: %v, want [expired]", ids(due))
+	}
+}
+
 func TestRecordResults(t *testing.T) {
 	const ttl = 60_000
 	expires := t0 + ttl
@@ -499,5 +555,31 @@ func TestPanics(t *testing.T) {
 			}
 			h.mustOK(t0, claim("a"))
 		})
+	}
+}
+
+// TestBatchRecordResults: outcomes and notification marks in one entry,
+// item results in that order.
+func TestBatchRecordResults(t *testing.T) {
+	h := newHarness(t)
+	toState(h, "done", "t1", fsmpb.State_PROCESSED)
+	toState(h, "running", "t1", fsmpb.State_IN_PROGRESS)
+	res := h.apply(t0+1, BatchRecordResultsCommand(
+		[]*fsmpb.AttemptResult{{Id: "running", CallUuid: "call-running", Outcome: fsmpb.OutcomeClass_OUTCOME_SUCCESS, Reason: "TreatmentApplied"}},
+		[]string{"done", "missing", "done"}))
+	want := []fsmpb.Code{fsmpb.Code_CODE_OK, fsmpb.Code_CODE_OK, fsmpb.Code_CODE_NOT_FOUND, fsmpb.Code_CODE_INVALID_STATE}
+	if len(res.Items) != len(want) {
+		t.Fatalf("%d items: %v", len(res.Items), res)
+	}
+	for i, it := range res.Items {
+		if it.Code != want[i] {
+			t.Errorf("item %d: %v, want %s", i, it, want[i])
+		}
+	}
+	if r := h.get("done"); r.NotifyState != fsmpb.NotifyState_NOTIFIED {
+		t.Errorf("done: %s", r.NotifyState)
+	}
+	if r := h.get("running"); r.State != fsmpb.State_PROCESSED || r.NotifyState != fsmpb.NotifyState_NOTIFY_PENDING {
+		t.Errorf("running: %s %s", r.State, r.NotifyState)
 	}
 }

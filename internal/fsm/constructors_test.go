@@ -30,6 +30,8 @@ func TestCommandConstructors(t *testing.T) {
 		{CancelCommand("acme", ids), &fsmpb.Command{Body: &fsmpb.Command_Cancel{Cancel: &fsmpb.CancelRequests{Tenant: "acme", Ids: ids}}}},
 		{ClaimCommand(ids), &fsmpb.Command{Body: &fsmpb.Command_Claim{Claim: &fsmpb.ClaimRequests{Ids: ids}}}},
 		{StartAttemptsCommand(starts), &fsmpb.Command{Body: &fsmpb.Command_StartAttempts{StartAttempts: &fsmpb.StartAttempts{Starts: starts}}}},
+		{BatchRecordResultsCommand(nil, []string{"a"}), &fsmpb.Command{Body: &fsmpb.Command_BatchRecordResults{BatchRecordResults: &fsmpb.BatchRecordResults{Notified: []string{"a"}}}}},
+		{BatchStartAttemptsCommand(starts), &fsmpb.Command{Body: &fsmpb.Command_BatchStartAttempts{BatchStartAttempts: &fsmpb.BatchStartAttempts{Starts: starts}}}},
 		{RecordResultsCommand(results), &fsmpb.Command{Body: &fsmpb.Command_RecordResults{RecordResults: &fsmpb.RecordResults{Results: results}}}},
 		{MarkNotifiedCommand(ids), &fsmpb.Command{Body: &fsmpb.Command_MarkNotified{MarkNotified: &fsmpb.MarkNotified{Ids: ids}}}},
 		{PurgeCommand(ids), &fsmpb.Command{Body: &fsmpb.Command_Purge{Purge: &fsmpb.PurgeRequests{Ids: ids}}}},

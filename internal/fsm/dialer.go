@@ -32,8 +32,9 @@ func (f *FSM) Expired(nowUnixMs int64, limit int) []*fsmpb.Request {
 		return nil
 	}
 	var out []*fsmpb.Request
-	f.view().expiry.AscendLessThan(expiryItem{expires: nowUnixMs, id: string([]byte{math.MaxUint8})}, func(it expiryItem) bool {
-		out = append(out, it.r)
+	st := f.view()
+	st.expiry.AscendLessThan(expiryItem{expires: nowUnixMs, id: string([]byte{math.MaxUint8})}, func(it expiryItem) bool {
+		out = append(out, st.mustGet(it.id))
 		return len(out) < limit
 	})
 	return out
@@ -45,16 +46,11 @@ func (f *FSM) InState(tenant string, state fsmpb.State, after string, limit int)
 	if limit <= 0 {
 		return nil
 	}
+	st := f.view()
+	ids := st.tenantIDs(tenant, state, after, limit)
 	var out []*fsmpb.Request
-	f.view().tenantState.AscendGreaterOrEqual(tenantStateItem{tenant: tenant, state: state, id: after}, func(it tenantStateItem) bool {
-		if it.tenant != tenant || it.state != state {
-			return false
-		}
-		if it.id == after {
-			return true
-		}
-		out = append(out, it.r)
-		return len(out) < limit
-	})
+	for _, id := range ids {
+		out = append(out, st.mustGet(id))
+	}
 	return out
 }

@@ -27,23 +27,28 @@
 // State lives in google/btree generic B-trees (package btree, degree 16) of
 // small key structs, one tree per order the reads need:
 //
-//	byID                (id)                             Get; snapshots (id order)
-//	tenant              (tenant, id)                     List by tenant
-//	tenantState         (tenant, state, id)              List filtered by state
-//	tenantProfile       (tenant, profile, id)            List filtered by profile
-//	tenantProfileState  (tenant, profile, state, id)     List filtered by both
-//	idem                (tenant, idempotency_key)        only records with a key
+//	byID                (id) → record                    Get; snapshots (id order)
+//	tenantProfile       (tenant, profile, id)            List by profile; by tenant, merged
+//	tenantProfileState  (tenant, profile, state, id)     List by both; by state, merged; InState
+//	idem                (tenant, idempotency_key) → id   only records with a key
 //	queue               (tenant, profile, state, next_retry asc,
-//	                     expires asc, attempts_made desc, id)  Due
-//	counts              (tenant, state, profile) → n     Profiles
+//	                     expires asc, attempts_made desc, id)  Due; waiting records only
+//	expiry              (expires, id)                    Expired; waiting records only
+//	counts              (tenant, state, profile) → n     Profiles, Tenants
 //
 // Every item copies its key fields out of the record (comparisons touch only
-// the node's memory) and points to the record; lookups build their probe
-// item on the stack, so no key is encoded or allocated. Strings compare
-// byte-wise and states as uint32, the order the earlier byte-key indexes
-// had. Every List page and every Due call costs O(log n + page) however
-// sparse the matches, and Profiles O(profiles). Apply checks id and
-// idempotency-key uniqueness itself (ReplaceOrInsert would overwrite).
+// the node's memory); only byID points to the record, the other indexes
+// hold the id (issue 18: an update then touches only the indexes whose key
+// fields changed, e.g. a notification mark only byID, and a secondary item
+// is 8 bytes smaller). Lookups build their probe item on the stack, so no
+// key is encoded or allocated. Strings compare byte-wise and states as
+// uint32, the order the earlier byte-key indexes had. A List page of one
+// profile and every Due call cost O(log n + page) however sparse the
+// matches; a tenant-wide page (and InState) merges the tenant's profiles,
+// O(profiles × page), which replaced two tenant-wide indexes that every
+// create and state change paid for. Profiles costs O(profiles). Apply
+// checks id and idempotency-key uniqueness itself (ReplaceOrInsert would
+// overwrite).
 //
 // Records are immutable once stored: Apply changes one by building a copy
 // (copyRequest: every field copied, a fresh Attempts slice, shared

@@ -189,55 +189,54 @@ func (f *FSM) List(q ListQuery) (reqs []*fsmpb.Request, next string) {
 	if limit <= 0 {
 		limit = defaultListLimit
 	}
-	// Each filter combination has an index ending in the id, so a page
-	// costs O(limit) however sparse the matches are. visit is called in id
-	// order for the matching records from After on; it stops the walk at
-	// the first record beyond the page.
-	visit := func(r *fsmpb.Request) bool {
-		if !matches(r, q) {
-			return false // past the range of the filters
-		}
-		if r.Id <= q.After {
-			return true
-		}
-		if len(reqs) == limit {
-			next = reqs[len(reqs)-1].Id
-			return false
-		}
-		reqs = append(reqs, r)
-		return true
-	}
+	// The profile indexes end in the id, so a page of one profile costs
+	// O(limit) however sparse the matches are; a tenant-wide page merges
+	// the tenant's profiles (state.tenantIDs). One more than a page is
+	// read to tell whether another page follows.
 	st := f.view()
+	var ids []string
 	switch {
 	case q.IVRProfile != "" && q.State != fsmpb.State_STATE_UNSPECIFIED:
 		st.tenantProfileState.AscendGreaterOrEqual(
 			tenantProfileStateItem{tenant: q.Tenant, profile: q.IVRProfile, state: q.State, id: q.After},
-			func(it tenantProfileStateItem) bool { return visit(it.r) })
+			func(it tenantProfileStateItem) bool {
+				if it.tenant != q.Tenant || it.profile != q.IVRProfile || it.state != q.State {
+					return false
+				}
+				if it.id != q.After {
+					ids = append(ids, it.id)
+				}
+				return len(ids) <= limit
+			})
 	case q.IVRProfile != "":
 		st.tenantProfile.AscendGreaterOrEqual(
 			tenantProfileItem{tenant: q.Tenant, profile: q.IVRProfile, id: q.After},
-			func(it tenantProfileItem) bool { return visit(it.r) })
-	case q.State != fsmpb.State_STATE_UNSPECIFIED:
-		st.tenantState.AscendGreaterOrEqual(
-			tenantStateItem{tenant: q.Tenant, state: q.State, id: q.After},
-			func(it tenantStateItem) bool { return visit(it.r) })
+			func(it tenantProfileItem) bool {
+				if it.tenant != q.Tenant || it.profile != q.IVRProfile {
+					return false
+				}
+				if it.id != q.After {
+					ids = append(ids, it.id)
+				}
+				return len(ids) <= limit
+			})
 	default:
-		st.tenant.AscendGreaterOrEqual(
-			tenantItem{tenant: q.Tenant, id: q.After},
-			func(it tenantItem) bool { return visit(it.r) })
+		ids = st.tenantIDs(q.Tenant, q.State, q.After, limit+1)
+	}
+	if len(ids) > limit {
+		ids = ids[:limit]
+		next = ids[limit-1]
+	}
+	for _, id := range ids {
+		reqs = append(reqs, st.mustGet(id))
 	}
 	return reqs, next
 }
 
-func matches(r *fsmpb.Request, q ListQuery) bool {
-	return r.Tenant == q.Tenant &&
-		(q.IVRProfile == "" || r.IvrProfile == q.IVRProfile) &&
-		(q.State == fsmpb.State_STATE_UNSPECIFIED || r.State == q.State)
-}
-
 // Due returns up to limit records of (tenant, ivrProfile, state) in dialer
 // priority order: earliest next retry, then least TTL remaining, then most
-// attempts made, then id. limit <= 0 returns nil. It does not compare
+// attempts made, then id. Only waiting records (PENDING or INITIATED) are
+// queued: other states return nil. limit <= 0 returns nil. It does not compare
 // next_retry with the clock: the caller stops at the first record not yet
 // due. Records are shared and must not be modified.
 func (f *FSM) Due(tenant, ivrProfile string, state fsmpb.State, limit int) []*fsmpb.Request {
@@ -250,11 +249,12 @@ func (f *FSM) Due(tenant, ivrProfile string, state fsmpb.State, limit int) []*fs
 		tenant: tenant, profile: ivrProfile, state: state,
 		nextRetry: math.MinInt64, expires: math.MinInt64, attempts: math.MaxUint32,
 	}
-	f.view().queue.AscendGreaterOrEqual(first, func(it queueItem) bool {
+	st := f.view()
+	st.queue.AscendGreaterOrEqual(first, func(it queueItem) bool {
 		if it.tenant != tenant || it.profile != ivrProfile || it.state != state {
 			return false
 		}
-		out = append(out, it.r)
+		out = append(out, st.mustGet(it.id))
 		return len(out) < limit
 	})
 	return out

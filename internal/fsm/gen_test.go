@@ -111,7 +111,11 @@ func (g *gen) command() *fsmpb.Command {
 			g.calls++
 			s.Starts = append(s.Starts, &fsmpb.AttemptStart{Id: id, CallUuid: fmt.Sprintf("call-%d", g.calls)})
 		}
-		cmd.Body = &fsmpb.Command_StartAttempts{StartAttempts: s}
+		if g.src.next()%2 == 0 {
+			cmd.Body = &fsmpb.Command_StartAttempts{StartAttempts: s}
+		} else {
+			cmd.Body = &fsmpb.Command_BatchStartAttempts{BatchStartAttempts: &fsmpb.BatchStartAttempts{Starts: s.Starts}}
+		}
 	case 4:
 		rr := &fsmpb.RecordResults{}
 		for _, id := range g.ids() {
@@ -129,7 +133,12 @@ func (g *gen) command() *fsmpb.Command {
 				NextRetryUnixMs: g.now + int64(g.src.next())*100 - 5000,
 			})
 		}
-		cmd.Body = &fsmpb.Command_RecordResults{RecordResults: rr}
+		if g.src.next()%2 == 0 {
+			cmd.Body = &fsmpb.Command_RecordResults{RecordResults: rr}
+		} else {
+			// With notification marks, which only PROCESSED records take.
+			cmd.Body = &fsmpb.Command_BatchRecordResults{BatchRecordResults: &fsmpb.BatchRecordResults{Results: rr.Results, Notified: g.ids()}}
+		}
 	case 5:
 		cmd.Body = &fsmpb.Command_MarkNotified{MarkNotified: &fsmpb.MarkNotified{Ids: g.ids()}}
 	case 6:
@@ -209,6 +218,10 @@ func itemCount(cmd *fsmpb.Command) int {
 		return len(b.Claim.Ids)
 	case *fsmpb.Command_StartAttempts:
 		return len(b.StartAttempts.Starts)
+	case *fsmpb.Command_BatchStartAttempts:
+		return len(b.BatchStartAttempts.Starts)
+	case *fsmpb.Command_BatchRecordResults:
+		return len(b.BatchRecordResults.Results) + len(b.BatchRecordResults.Notified)
 	case *fsmpb.Command_RecordResults:
 		return len(b.RecordResults.Results)
 	case *fsmpb.Command_MarkNotified:

@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"cmp"
+	"slices"
 	"strings"
 
 	"github.com/google/btree"
@@ -15,8 +16,12 @@ import (
 const btreeDegree = 16
 
 // Index items. Each holds the fields it is ordered by (copied out of the
-// record, so comparisons touch only the node's memory) and the record. Items
-// are values: a lookup builds its probe on the stack.
+// record, so comparisons touch only the node's memory). Only byID points
+// to the record: the secondary indexes hold keys and the id, so an update
+// that changes none of an index's key fields (a notification mark, a
+// result that keeps the state) does not touch that index at all, and reads
+// resolve ids through byID. Items are values: a lookup builds its probe on
+// the stack.
 
 // idItem orders records by id (UUIDv7: creation order).
 type idItem struct {
@@ -24,45 +29,30 @@ type idItem struct {
 	r  *fsmpb.Request
 }
 
-// tenantItem orders (tenant, id): List by tenant.
-type tenantItem struct {
-	tenant, id string
-	r          *fsmpb.Request
-}
-
-// tenantStateItem orders (tenant, state, id): List filtered by state.
-type tenantStateItem struct {
-	tenant string
-	state  fsmpb.State
-	id     string
-	r      *fsmpb.Request
-}
-
-// tenantProfileItem orders (tenant, profile, id): List filtered by profile.
+// tenantProfileItem orders (tenant, profile, id): List by tenant (merged
+// over the tenant's profiles) and by profile.
 type tenantProfileItem struct {
 	tenant, profile, id string
-	r                   *fsmpb.Request
 }
 
-// tenantProfileStateItem orders (tenant, profile, state, id): List filtered
-// by both.
+// tenantProfileStateItem orders (tenant, profile, state, id): List and
+// InState filtered by state (merged over the profiles), or by both.
 type tenantProfileStateItem struct {
 	tenant, profile string
 	state           fsmpb.State
 	id              string
-	r               *fsmpb.Request
 }
 
 // idemItem orders (tenant, idempotency key); only records with a key have
 // one. The pair is unique (Apply and Restore check it).
 type idemItem struct {
-	tenant, key string
-	r           *fsmpb.Request
+	tenant, key, id string
 }
 
 // queueItem is the dialer's priority order within (tenant, profile, state):
 // earliest retry first, then least TTL remaining, then most attempts made,
-// then oldest (id).
+// then oldest (id). Only waiting records (PENDING or INITIATED) are in it:
+// the dialer takes nothing else.
 type queueItem struct {
 	tenant, profile string
 	state           fsmpb.State
@@ -70,7 +60,6 @@ type queueItem struct {
 	nextRetry       int64
 	expires         int64
 	id              string
-	r               *fsmpb.Request
 }
 
 // expiryItem orders records that wait for the dialer (PENDING or
@@ -79,7 +68,6 @@ type queueItem struct {
 type expiryItem struct {
 	expires int64
 	id      string
-	r       *fsmpb.Request
 }
 
 func lessExpiry(a, b expiryItem) bool {
@@ -89,7 +77,7 @@ func lessExpiry(a, b expiryItem) bool {
 	return a.id < b.id
 }
 
-// waiting reports whether r is in the expiry index.
+// waiting reports whether r is in the queue and expiry indexes.
 func waiting(r *fsmpb.Request) bool {
 	return r.State == fsmpb.State_PENDING || r.State == fsmpb.State_INITIATED
 }
@@ -109,23 +97,6 @@ type countItem struct {
 func cmpState(a, b fsmpb.State) int { return cmp.Compare(uint32(a), uint32(b)) }
 
 func lessID(a, b idItem) bool { return a.id < b.id }
-
-func lessTenant(a, b tenantItem) bool {
-	if a.tenant != b.tenant {
-		return a.tenant < b.tenant
-	}
-	return a.id < b.id
-}
-
-func lessTenantState(a, b tenantStateItem) bool {
-	if c := strings.Compare(a.tenant, b.tenant); c != 0 {
-		return c < 0
-	}
-	if c := cmpState(a.state, b.state); c != 0 {
-		return c < 0
-	}
-	return a.id < b.id
-}
 
 func lessTenantProfile(a, b tenantProfileItem) bool {
 	if c := strings.Compare(a.tenant, b.tenant); c != 0 {
@@ -195,7 +166,7 @@ func queueKey(r *fsmpb.Request) queueItem {
 	return queueItem{
 		tenant: r.Tenant, profile: r.IvrProfile, state: r.State,
 		attempts: r.AttemptsMade, nextRetry: r.NextRetryUnixMs, expires: r.ExpiresUnixMs,
-		id: r.Id, r: r,
+		id: r.Id,
 	}
 }
 
@@ -204,8 +175,6 @@ func queueKey(r *fsmpb.Request) queueItem {
 // mutates it in place; readers get immutable clones of it (see FSM).
 type state struct {
 	byID               *btree.BTreeG[idItem]
-	tenant             *btree.BTreeG[tenantItem]
-	tenantState        *btree.BTreeG[tenantStateItem]
 	tenantProfile      *btree.BTreeG[tenantProfileItem]
 	tenantProfileState *btree.BTreeG[tenantProfileStateItem]
 	idem               *btree.BTreeG[idemItem]
@@ -224,8 +193,6 @@ type state struct {
 func newState() *state {
 	return &state{
 		byID:               btree.NewG(btreeDegree, lessID),
-		tenant:             btree.NewG(btreeDegree, lessTenant),
-		tenantState:        btree.NewG(btreeDegree, lessTenantState),
 		tenantProfile:      btree.NewG(btreeDegree, lessTenantProfile),
 		tenantProfileState: btree.NewG(btreeDegree, lessTenantProfileState),
 		idem:               btree.NewG(btreeDegree, lessIdem),
@@ -244,8 +211,6 @@ func newState() *state {
 func (s *state) clone() *state {
 	return &state{
 		byID:               s.byID.Clone(),
-		tenant:             s.tenant.Clone(),
-		tenantState:        s.tenantState.Clone(),
 		tenantProfile:      s.tenantProfile.Clone(),
 		tenantProfileState: s.tenantProfileState.Clone(),
 		idem:               s.idem.Clone(),
@@ -269,74 +234,128 @@ func (s *state) get(id string) (*fsmpb.Request, bool) {
 	return it.r, ok
 }
 
+// mustGet returns the record of an id taken from a secondary index, which
+// always has one.
+func (s *state) mustGet(id string) *fsmpb.Request {
+	it, _ := s.byID.Get(idItem{id: id})
+	return it.r
+}
+
 func (s *state) getByKey(tenant, key string) (*fsmpb.Request, bool) {
 	it, ok := s.idem.Get(idemItem{tenant: tenant, key: key})
-	return it.r, ok
+	if !ok {
+		return nil, false
+	}
+	return s.get(it.id)
 }
 
 // insert adds r, which must not be stored yet (no record with its id or its
 // idempotency key), to every index.
 func (s *state) insert(r *fsmpb.Request) {
 	s.byID.ReplaceOrInsert(idItem{id: r.Id, r: r})
-	s.tenant.ReplaceOrInsert(tenantItem{tenant: r.Tenant, id: r.Id, r: r})
-	s.tenantState.ReplaceOrInsert(tenantStateItem{tenant: r.Tenant, state: r.State, id: r.Id, r: r})
-	s.tenantProfile.ReplaceOrInsert(tenantProfileItem{tenant: r.Tenant, profile: r.IvrProfile, id: r.Id, r: r})
-	s.tenantProfileState.ReplaceOrInsert(tenantProfileStateItem{tenant: r.Tenant, profile: r.IvrProfile, state: r.State, id: r.Id, r: r})
+	s.tenantProfile.ReplaceOrInsert(tenantProfileItem{tenant: r.Tenant, profile: r.IvrProfile, id: r.Id})
+	s.tenantProfileState.ReplaceOrInsert(tenantProfileStateItem{tenant: r.Tenant, profile: r.IvrProfile, state: r.State, id: r.Id})
 	if r.IdempotencyKey != "" {
-		s.idem.ReplaceOrInsert(idemItem{tenant: r.Tenant, key: r.IdempotencyKey, r: r})
+		s.idem.ReplaceOrInsert(idemItem{tenant: r.Tenant, key: r.IdempotencyKey, id: r.Id})
 	}
-	s.queue.ReplaceOrInsert(queueKey(r))
 	if waiting(r) {
-		s.expiry.ReplaceOrInsert(expiryItem{expires: r.ExpiresUnixMs, id: r.Id, r: r})
+		s.queue.ReplaceOrInsert(queueKey(r))
+		s.expiry.ReplaceOrInsert(expiryItem{expires: r.ExpiresUnixMs, id: r.Id})
 	}
 	s.adjust(r.Tenant, r.IvrProfile, r.State, 1)
 }
 
 // replace stores n in place of old, the stored record with the same id,
-// tenant, profile and idempotency key.
+// tenant, profile and idempotency key. Only the indexes whose key fields
+// changed are touched.
 func (s *state) replace(old, n *fsmpb.Request) {
 	s.byID.ReplaceOrInsert(idItem{id: n.Id, r: n})
-	s.tenant.ReplaceOrInsert(tenantItem{tenant: n.Tenant, id: n.Id, r: n})
-	s.tenantProfile.ReplaceOrInsert(tenantProfileItem{tenant: n.Tenant, profile: n.IvrProfile, id: n.Id, r: n})
-	if n.IdempotencyKey != "" {
-		s.idem.ReplaceOrInsert(idemItem{tenant: n.Tenant, key: n.IdempotencyKey, r: n})
-	}
 	if n.State != old.State {
-		s.tenantState.Delete(tenantStateItem{tenant: old.Tenant, state: old.State, id: old.Id})
 		s.tenantProfileState.Delete(tenantProfileStateItem{tenant: old.Tenant, profile: old.IvrProfile, state: old.State, id: old.Id})
+		s.tenantProfileState.ReplaceOrInsert(tenantProfileStateItem{tenant: n.Tenant, profile: n.IvrProfile, state: n.State, id: n.Id})
 		s.adjust(old.Tenant, old.IvrProfile, old.State, -1)
 		s.adjust(n.Tenant, n.IvrProfile, n.State, 1)
 	}
-	s.tenantState.ReplaceOrInsert(tenantStateItem{tenant: n.Tenant, state: n.State, id: n.Id, r: n})
-	s.tenantProfileState.ReplaceOrInsert(tenantProfileStateItem{tenant: n.Tenant, profile: n.IvrProfile, state: n.State, id: n.Id, r: n})
+	wasWaiting, isWaiting := waiting(old), waiting(n)
 	oldKey, newKey := queueKey(old), queueKey(n)
-	if cmpQueue(oldKey, newKey) != 0 {
+	if wasWaiting && (!isWaiting || oldKey != newKey) {
 		s.queue.Delete(oldKey)
 	}
-	s.queue.ReplaceOrInsert(newKey)
-	if waiting(old) && (!waiting(n) || old.ExpiresUnixMs != n.ExpiresUnixMs) {
+	if isWaiting && (!wasWaiting || oldKey != newKey) {
+		s.queue.ReplaceOrInsert(newKey)
+	}
+	if wasWaiting && (!isWaiting || old.ExpiresUnixMs != n.ExpiresUnixMs) {
 		s.expiry.Delete(expiryItem{expires: old.ExpiresUnixMs, id: old.Id})
 	}
-	if waiting(n) {
-		s.expiry.ReplaceOrInsert(expiryItem{expires: n.ExpiresUnixMs, id: n.Id, r: n})
+	if isWaiting && (!wasWaiting || old.ExpiresUnixMs != n.ExpiresUnixMs) {
+		s.expiry.ReplaceOrInsert(expiryItem{expires: n.ExpiresUnixMs, id: n.Id})
 	}
 }
 
 // remove deletes the stored record r from every index.
 func (s *state) remove(r *fsmpb.Request) {
 	s.byID.Delete(idItem{id: r.Id})
-	s.tenant.Delete(tenantItem{tenant: r.Tenant, id: r.Id})
-	s.tenantState.Delete(tenantStateItem{tenant: r.Tenant, state: r.State, id: r.Id})
 	s.tenantProfile.Delete(tenantProfileItem{tenant: r.Tenant, profile: r.IvrProfile, id: r.Id})
 	s.tenantProfileState.Delete(tenantProfileStateItem{tenant: r.Tenant, profile: r.IvrProfile, state: r.State, id: r.Id})
 	if r.IdempotencyKey != "" {
 		s.idem.Delete(idemItem{tenant: r.Tenant, key: r.IdempotencyKey})
 	}
-	s.queue.Delete(queueKey(r))
 	if waiting(r) {
+		s.queue.Delete(queueKey(r))
 		s.expiry.Delete(expiryItem{expires: r.ExpiresUnixMs, id: r.Id})
 	}
 	s.adjust(r.Tenant, r.IvrProfile, r.State, -1)
+}
+
+// profiles returns, sorted, the tenant's IVR profiles holding records in
+// state (any state for STATE_UNSPECIFIED), from the counts.
+func (s *state) profiles(tenant string, state fsmpb.State) []string {
+	var out []string
+	s.counts.AscendGreaterOrEqual(countItem{tenant: tenant}, func(c countItem) bool {
+		if c.tenant != tenant {
+			return false
+		}
+		if state == fsmpb.State_STATE_UNSPECIFIED || c.state == state {
+			out = append(out, c.profile)
+		}
+		return true
+	})
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// tenantIDs returns, in id order, up to limit ids of the tenant's records
+// in state (any state for STATE_UNSPECIFIED) greater than after: the
+// profile indexes merged over the tenant's profiles, O(profiles × limit).
+// (A tenant-wide index would cost every create and every state change one
+// more tree insert, for reads that are paged.)
+func (s *state) tenantIDs(tenant string, state fsmpb.State, after string, limit int) []string {
+	var ids []string
+	for _, p := range s.profiles(tenant, state) {
+		n := 0
+		visit := func(id string) bool {
+			if id == after {
+				return true
+			}
+			ids = append(ids, id)
+			n++
+			return n < limit
+		}
+		if state == fsmpb.State_STATE_UNSPECIFIED {
+			s.tenantProfile.AscendGreaterOrEqual(tenantProfileItem{tenant: tenant, profile: p, id: after}, func(it tenantProfileItem) bool {
+				return it.tenant == tenant && it.profile == p && visit(it.id)
+			})
+		} else {
+			s.tenantProfileState.AscendGreaterOrEqual(tenantProfileStateItem{tenant: tenant, profile: p, state: state, id: after}, func(it tenantProfileStateItem) bool {
+				return it.tenant == tenant && it.profile == p && it.state == state && visit(it.id)
+			})
+		}
+	}
+	slices.Sort(ids)
+	if len(ids) > limit {
+		ids = ids[:limit]
+	}
+	return ids
 }
 
 // adjust adds delta to the (tenant, state, profile) count, dropping items

@@ -189,7 +189,7 @@ func TestProfiles(t *testing.T) {
 	h := newHarness(t)
 	populate(t, h, 300)
 	// Move some along so counts see updates and deletes too.
-	for _, r := range h.f.Due("t1", "p1", fsmpb.State_PROCESSED, 1000) {
+	for _, r := range listAll(t, h.f, ListQuery{Tenant: "t1", IVRProfile: "p1", State: fsmpb.State_PROCESSED}) {
 		if r.NotifyState == fsmpb.NotifyState_NOTIFY_PENDING {
 			h.mustOK(t0, markNotified(r.Id))
 		}
@@ -325,4 +325,11 @@ func TestConcurrentReads(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
+}
+
+// matches reports whether r matches q's filters (the reference List).
+func matches(r *fsmpb.Request, q ListQuery) bool {
+	return r.Tenant == q.Tenant &&
+		(q.IVRProfile == "" || r.IvrProfile == q.IVRProfile) &&
+		(q.State == fsmpb.State_STATE_UNSPECIFIED || r.State == q.State)
 }

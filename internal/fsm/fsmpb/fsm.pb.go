@@ -1240,6 +1240,8 @@ type Command struct {
 	//	*Command_FreqSetCap
 	//	*Command_FreqDeleteCap
 	//	*Command_DialogUpdates
+	//	*Command_BatchStartAttempts
+	//	*Command_BatchRecordResults
 	Body          isCommand_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1519,6 +1521,24 @@ func (x *Command) GetDialogUpdates() *DialogUpdates {
 	return nil
 }
 
+func (x *Command) GetBatchStartAttempts() *BatchStartAttempts {
+	if x != nil {
+		if x, ok := x.Body.(*Command_BatchStartAttempts); ok {
+			return x.BatchStartAttempts
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetBatchRecordResults() *BatchRecordResults {
+	if x != nil {
+		if x, ok := x.Body.(*Command_BatchRecordResults); ok {
+			return x.BatchRecordResults
+		}
+	}
+	return nil
+}
+
 type isCommand_Body interface {
 	isCommand_Body()
 }
@@ -1619,6 +1639,15 @@ type Command_DialogUpdates struct {
 	DialogUpdates *DialogUpdates `protobuf:"bytes,31,opt,name=dialog_updates,json=dialogUpdates,proto3,oneof"`
 }
 
+type Command_BatchStartAttempts struct {
+	// Issue 18 (per-attempt cost): 40-45.
+	BatchStartAttempts *BatchStartAttempts `protobuf:"bytes,40,opt,name=batch_start_attempts,json=batchStartAttempts,proto3,oneof"`
+}
+
+type Command_BatchRecordResults struct {
+	BatchRecordResults *BatchRecordResults `protobuf:"bytes,41,opt,name=batch_record_results,json=batchRecordResults,proto3,oneof"`
+}
+
 func (*Command_Create) isCommand_Body() {}
 
 func (*Command_Cancel) isCommand_Body() {}
@@ -1666,6 +1695,10 @@ func (*Command_FreqSetCap) isCommand_Body() {}
 func (*Command_FreqDeleteCap) isCommand_Body() {}
 
 func (*Command_DialogUpdates) isCommand_Body() {}
+
+func (*Command_BatchStartAttempts) isCommand_Body() {}
+
+func (*Command_BatchRecordResults) isCommand_Body() {}
 
 // CreateRequests stores new requests (one or many) as one entry.
 type CreateRequests struct {
@@ -3826,6 +3859,113 @@ func (x *FreqHistory) GetDropUnixMs() int64 {
 	return 0
 }
 
+// BatchStartAttempts claims and starts attempts in one update per request:
+// a PENDING request that is due (next_retry_unix_ms <= now) or an INITIATED
+// one moves to IN_PROGRESS, counting an attempt. It replaces ClaimRequests
+// followed by StartAttempts (two updates of every record) for the dialer;
+// both stay decodable for older log entries. Like StartAttempts it is
+// committed before the call is placed.
+type BatchStartAttempts struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Starts        []*AttemptStart        `protobuf:"bytes,1,rep,name=starts,proto3" json:"starts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchStartAttempts) Reset() {
+	*x = BatchStartAttempts{}
+	mi := &file_fsm_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchStartAttempts) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchStartAttempts) ProtoMessage() {}
+
+func (x *BatchStartAttempts) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchStartAttempts.ProtoReflect.Descriptor instead.
+func (*BatchStartAttempts) Descriptor() ([]byte, []int) {
+	return file_fsm_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *BatchStartAttempts) GetStarts() []*AttemptStart {
+	if x != nil {
+		return x.Starts
+	}
+	return nil
+}
+
+// BatchRecordResults records attempt outcomes (as RecordResults) and, in
+// the same entry, delivered notifications (as MarkNotified) of requests
+// whose results an earlier entry committed: the dialer commits one entry
+// per tick for both instead of one each. Item results are the results'
+// in order, then the notified ids' in order.
+type BatchRecordResults struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*AttemptResult       `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	Notified      []string               `protobuf:"bytes,2,rep,name=notified,proto3" json:"notified,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchRecordResults) Reset() {
+	*x = BatchRecordResults{}
+	mi := &file_fsm_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchRecordResults) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchRecordResults) ProtoMessage() {}
+
+func (x *BatchRecordResults) ProtoReflect() protoreflect.Message {
+	mi := &file_fsm_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchRecordResults.ProtoReflect.Descriptor instead.
+func (*BatchRecordResults) Descriptor() ([]byte, []int) {
+	return file_fsm_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *BatchRecordResults) GetResults() []*AttemptResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+func (x *BatchRecordResults) GetNotified() []string {
+	if x != nil {
+		return x.Notified
+	}
+	return nil
+}
+
 var File_fsm_proto protoreflect.FileDescriptor
 
 const file_fsm_proto_rawDesc = "" +
@@ -3925,7 +4065,7 @@ const file_fsm_proto_rawDesc = "" +
 	"\fmodify_index\x18! \x01(\x04R\vmodifyIndex\x12\x1f\n" +
 	"\vwait_reason\x18\" \x01(\tR\n" +
 	"waitReason\x12\x1b\n" +
-	"\ttime_zone\x18# \x01(\tR\btimeZone\"\xf6\r\n" +
+	"\ttime_zone\x18# \x01(\tR\btimeZone\"\xa8\x0f\n" +
 	"\aCommand\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x1e\n" +
 	"\vnow_unix_ms\x18\x02 \x01(\x03R\tnowUnixMs\x12%\n" +
@@ -3956,7 +4096,9 @@ const file_fsm_proto_rawDesc = "" +
 	"\ffreq_set_cap\x18$ \x01(\v2\x1b.dialtone.fsm.v1.FreqSetCapH\x00R\n" +
 	"freqSetCap\x12H\n" +
 	"\x0ffreq_delete_cap\x18% \x01(\v2\x1e.dialtone.fsm.v1.FreqDeleteCapH\x00R\rfreqDeleteCap\x12G\n" +
-	"\x0edialog_updates\x18\x1f \x01(\v2\x1e.dialtone.fsm.v1.DialogUpdatesH\x00R\rdialogUpdatesB\x06\n" +
+	"\x0edialog_updates\x18\x1f \x01(\v2\x1e.dialtone.fsm.v1.DialogUpdatesH\x00R\rdialogUpdates\x12W\n" +
+	"\x14batch_start_attempts\x18( \x01(\v2#.dialtone.fsm.v1.BatchStartAttemptsH\x00R\x12batchStartAttempts\x12W\n" +
+	"\x14batch_record_results\x18) \x01(\v2#.dialtone.fsm.v1.BatchRecordResultsH\x00R\x12batchRecordResultsB\x06\n" +
 	"\x04body\"g\n" +
 	"\x0eCreateRequests\x124\n" +
 	"\brequests\x18\x01 \x03(\v2\x18.dialtone.fsm.v1.RequestR\brequests\x12\x1f\n" +
@@ -4099,7 +4241,12 @@ const file_fsm_proto_rawDesc = "" +
 	"\x06number\x18\x02 \x01(\x06R\x06number\x12$\n" +
 	"\x0estarts_unix_ms\x18\x03 \x03(\x03R\fstartsUnixMs\x12 \n" +
 	"\fdrop_unix_ms\x18\x04 \x01(\x03R\n" +
-	"dropUnixMs*Z\n" +
+	"dropUnixMs\"K\n" +
+	"\x12BatchStartAttempts\x125\n" +
+	"\x06starts\x18\x01 \x03(\v2\x1d.dialtone.fsm.v1.AttemptStartR\x06starts\"j\n" +
+	"\x12BatchRecordResults\x128\n" +
+	"\aresults\x18\x01 \x03(\v2\x1e.dialtone.fsm.v1.AttemptResultR\aresults\x12\x1a\n" +
+	"\bnotified\x18\x02 \x03(\tR\bnotified*Z\n" +
 	"\x05State\x12\x15\n" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\v\n" +
 	"\aPENDING\x10\x01\x12\r\n" +
@@ -4148,7 +4295,7 @@ func file_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
+var file_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_fsm_proto_goTypes = []any{
 	(State)(0),                  // 0: dialtone.fsm.v1.State
 	(Result)(0),                 // 1: dialtone.fsm.v1.Result
@@ -4201,6 +4348,8 @@ var file_fsm_proto_goTypes = []any{
 	(*FreqSetCap)(nil),          // 48: dialtone.fsm.v1.FreqSetCap
 	(*FreqDeleteCap)(nil),       // 49: dialtone.fsm.v1.FreqDeleteCap
 	(*FreqHistory)(nil),         // 50: dialtone.fsm.v1.FreqHistory
+	(*BatchStartAttempts)(nil),  // 51: dialtone.fsm.v1.BatchStartAttempts
+	(*BatchRecordResults)(nil),  // 52: dialtone.fsm.v1.BatchRecordResults
 }
 var file_fsm_proto_depIdxs = []int32{
 	3,  // 0: dialtone.fsm.v1.Attempt.outcome:type_name -> dialtone.fsm.v1.OutcomeClass
@@ -4237,27 +4386,31 @@ var file_fsm_proto_depIdxs = []int32{
 	48, // 31: dialtone.fsm.v1.Command.freq_set_cap:type_name -> dialtone.fsm.v1.FreqSetCap
 	49, // 32: dialtone.fsm.v1.Command.freq_delete_cap:type_name -> dialtone.fsm.v1.FreqDeleteCap
 	10, // 33: dialtone.fsm.v1.Command.dialog_updates:type_name -> dialtone.fsm.v1.DialogUpdates
-	11, // 34: dialtone.fsm.v1.CreateRequests.requests:type_name -> dialtone.fsm.v1.Request
-	16, // 35: dialtone.fsm.v1.StartAttempts.starts:type_name -> dialtone.fsm.v1.AttemptStart
-	3,  // 36: dialtone.fsm.v1.AttemptResult.outcome:type_name -> dialtone.fsm.v1.OutcomeClass
-	18, // 37: dialtone.fsm.v1.RecordResults.results:type_name -> dialtone.fsm.v1.AttemptResult
-	4,  // 38: dialtone.fsm.v1.ItemResult.code:type_name -> dialtone.fsm.v1.Code
-	24, // 39: dialtone.fsm.v1.ApplyResult.items:type_name -> dialtone.fsm.v1.ItemResult
-	26, // 40: dialtone.fsm.v1.SetEntitlement.entitlement:type_name -> dialtone.fsm.v1.Entitlement
-	27, // 41: dialtone.fsm.v1.SetThreshold.threshold:type_name -> dialtone.fsm.v1.Threshold
-	32, // 42: dialtone.fsm.v1.SetPacing.pacing:type_name -> dialtone.fsm.v1.Pacing
-	35, // 43: dialtone.fsm.v1.DeferRequests.items:type_name -> dialtone.fsm.v1.DeferItem
-	37, // 44: dialtone.fsm.v1.EndRequests.items:type_name -> dialtone.fsm.v1.EndItem
-	39, // 45: dialtone.fsm.v1.CallingWindow.weekly:type_name -> dialtone.fsm.v1.DaySpan
-	40, // 46: dialtone.fsm.v1.CallingWindow.exceptions:type_name -> dialtone.fsm.v1.DateSpan
-	41, // 47: dialtone.fsm.v1.SetCallingWindow.window:type_name -> dialtone.fsm.v1.CallingWindow
-	44, // 48: dialtone.fsm.v1.AddSuppressions.chunk:type_name -> dialtone.fsm.v1.SuppressionChunk
-	47, // 49: dialtone.fsm.v1.FreqSetCap.cap:type_name -> dialtone.fsm.v1.FreqCap
-	50, // [50:50] is the sub-list for method output_type
-	50, // [50:50] is the sub-list for method input_type
-	50, // [50:50] is the sub-list for extension type_name
-	50, // [50:50] is the sub-list for extension extendee
-	0,  // [0:50] is the sub-list for field type_name
+	51, // 34: dialtone.fsm.v1.Command.batch_start_attempts:type_name -> dialtone.fsm.v1.BatchStartAttempts
+	52, // 35: dialtone.fsm.v1.Command.batch_record_results:type_name -> dialtone.fsm.v1.BatchRecordResults
+	11, // 36: dialtone.fsm.v1.CreateRequests.requests:type_name -> dialtone.fsm.v1.Request
+	16, // 37: dialtone.fsm.v1.StartAttempts.starts:type_name -> dialtone.fsm.v1.AttemptStart
+	3,  // 38: dialtone.fsm.v1.AttemptResult.outcome:type_name -> dialtone.fsm.v1.OutcomeClass
+	18, // 39: dialtone.fsm.v1.RecordResults.results:type_name -> dialtone.fsm.v1.AttemptResult
+	4,  // 40: dialtone.fsm.v1.ItemResult.code:type_name -> dialtone.fsm.v1.Code
+	24, // 41: dialtone.fsm.v1.ApplyResult.items:type_name -> dialtone.fsm.v1.ItemResult
+	26, // 42: dialtone.fsm.v1.SetEntitlement.entitlement:type_name -> dialtone.fsm.v1.Entitlement
+	27, // 43: dialtone.fsm.v1.SetThreshold.threshold:type_name -> dialtone.fsm.v1.Threshold
+	32, // 44: dialtone.fsm.v1.SetPacing.pacing:type_name -> dialtone.fsm.v1.Pacing
+	35, // 45: dialtone.fsm.v1.DeferRequests.items:type_name -> dialtone.fsm.v1.DeferItem
+	37, // 46: dialtone.fsm.v1.EndRequests.items:type_name -> dialtone.fsm.v1.EndItem
+	39, // 47: dialtone.fsm.v1.CallingWindow.weekly:type_name -> dialtone.fsm.v1.DaySpan
+	40, // 48: dialtone.fsm.v1.CallingWindow.exceptions:type_name -> dialtone.fsm.v1.DateSpan
+	41, // 49: dialtone.fsm.v1.SetCallingWindow.window:type_name -> dialtone.fsm.v1.CallingWindow
+	44, // 50: dialtone.fsm.v1.AddSuppressions.chunk:type_name -> dialtone.fsm.v1.SuppressionChunk
+	47, // 51: dialtone.fsm.v1.FreqSetCap.cap:type_name -> dialtone.fsm.v1.FreqCap
+	16, // 52: dialtone.fsm.v1.BatchStartAttempts.starts:type_name -> dialtone.fsm.v1.AttemptStart
+	18, // 53: dialtone.fsm.v1.BatchRecordResults.results:type_name -> dialtone.fsm.v1.AttemptResult
+	54, // [54:54] is the sub-list for method output_type
+	54, // [54:54] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_fsm_proto_init() }
@@ -4291,6 +4444,8 @@ func file_fsm_proto_init() {
 		(*Command_FreqSetCap)(nil),
 		(*Command_FreqDeleteCap)(nil),
 		(*Command_DialogUpdates)(nil),
+		(*Command_BatchStartAttempts)(nil),
+		(*Command_BatchRecordResults)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -4298,7 +4453,7 @@ func file_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fsm_proto_rawDesc), len(file_fsm_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   46,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

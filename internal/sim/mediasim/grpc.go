@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -45,13 +47,77 @@ func (s *Server) Register(g *grpc.Server) { simpb.RegisterMediaSimServer(g, s) }
 // ended: RESOURCE_EXHAUSTED when every port is busy, NOT_FOUND for a tenant
 // not simulated here; the client cancelling the RPC hangs the call up.
 func (s *Server) PlaceCall(ctx context.Context, req *simpb.PlaceCallRequest) (*simpb.PlaceCallResponse, error) {
+	return s.placeCall(ctx, req, callerOf(ctx))
+}
+
+// callerOf is the caller id of an incoming RPC (simcall.CallerHeader).
+func callerOf(ctx context.Context) string {
+	if v := metadata.ValueFromIncomingContext(ctx, simcall.CallerHeader); len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// PlaceCalls places the calls of one stream (see the proto): each call
+// runs in its own goroutine until it ends, is hung up by a hangup request
+// or the stream ends; the handler returns once every call has ended.
+func (s *Server) PlaceCalls(stream simpb.MediaSim_PlaceCallsServer) error {
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	caller := callerOf(ctx)
+	var (
+		mu     sync.Mutex // guards hangup
+		hangup = map[uint64]context.CancelFunc{}
+		sendMu sync.Mutex // serialises stream.Send
+		wg     sync.WaitGroup
+	)
+	defer wg.Wait()
+	for {
+		req, err := stream.Recv()
+		if err != nil {
+			cancel() // hangs up every call in progress
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		if id := req.GetHangup(); id != 0 {
+			mu.Lock()
+			if hang := hangup[id]; hang != nil {
+				hang()
+			}
+			mu.Unlock()
+			continue
+		}
+		pr, id := req.GetPlace(), req.GetId()
+		cctx, hang := context.WithCancel(ctx)
+		mu.Lock()
+		hangup[id] = hang
+		mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer hang()
+			resp, err := s.placeCall(cctx, pr, caller)
+			mu.Lock()
+			delete(hangup, id)
+			mu.Unlock()
+			msg := &simpb.PlaceCallsResponse{Id: id, Response: resp}
+			if err != nil {
+				st := status.Convert(err)
+				msg.Code, msg.Message = uint32(st.Code()), st.Message()
+			}
+			sendMu.Lock()
+			_ = stream.Send(msg) // fails only when the stream is gone, and the client with it
+			sendMu.Unlock()
+		}()
+	}
+}
+
+func (s *Server) placeCall(ctx context.Context, req *simpb.PlaceCallRequest, caller string) (*simpb.PlaceCallResponse, error) {
 	p, ok := s.platformFor(req.GetTenant())
 	if !ok {
 		return nil, status.Errorf(codes.NotFound, "mediasim: no platform for tenant %q", req.GetTenant())
-	}
-	var caller string
-	if v := metadata.ValueFromIncomingContext(ctx, simcall.CallerHeader); len(v) > 0 {
-		caller = v[0]
 	}
 	out, rec, err := p.place(ctx, telephony.Call{
 		RequestID: req.GetRequestId(), CallUUID: req.GetCallUuid(), Tenant: req.GetTenant(),

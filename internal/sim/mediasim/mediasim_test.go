@@ -618,3 +618,66 @@ func TestRevoke(t *testing.T) {
 		t.Fatal("revoke on an unknown tenant")
 	}
 }
+
+// TestGRPCStreamManyCalls: concurrent calls share the client's one
+// PlaceCalls stream, each answered with its own outcome and caller; a
+// server going away breaks only its clients' streams, and a call placed
+// then fails with an ordinary error (not ErrFull, not a hang).
+func TestGRPCStreamManyCalls(t *testing.T) {
+	p := newPlatform(t, Options{Servers: 1, PortsPerServer: 100, RingTime: Fixed(time.Millisecond),
+		Rules: []Rule{{Prefix: "1", Outcome: Success}, {Prefix: "2", Outcome: SITVacant}}, TalkTime: Fixed(20 * time.Millisecond)})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer()
+	NewServer(p).Register(g)
+	go func() { _ = g.Serve(l) }()
+	defer g.Stop()
+	c, err := NewClient(l.Addr().String(), simcall.CallerDialOption("n1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	const n = 50
+	var chs []<-chan placed
+	for i := 0; i < n; i++ {
+		chs = append(chs, placeAsync(context.Background(), c, telephony.Call{
+			RequestID: fmt.Sprintf("r%d", i), CallUUID: fmt.Sprintf("u%d", i), Tenant: "acme", Telnum: fmt.Sprint(1 + i%2), Attempt: 1}))
+	}
+	for i, ch := range chs {
+		want := fsmpb.OutcomeClass_OUTCOME_SUCCESS
+		if i%2 == 1 {
+			want = fsmpb.OutcomeClass_OUTCOME_PERMANENT
+		}
+		if r := wait(t, ch); r.err != nil || r.out.Class != want {
+			t.Fatalf("call %d: %v %v, want %s", i, r.out, r.err, want)
+		}
+	}
+	if s := p.Stats(); s.Placed != n {
+		t.Fatalf("placed %d, want %d", s.Placed, n)
+	}
+	if calls, err := c.Calls(context.Background(), "acme", "r7", 0); err != nil || len(calls) != 1 || calls[0].Caller != "n1" {
+		t.Fatalf("caller over the stream: %+v %v", calls, err)
+	}
+
+	long := newPlatform(t, Options{Tenant: "globex", Servers: 1, PortsPerServer: 1, RingTime: Fixed(time.Hour)})
+	addr := serveGRPC(t, NewServer(long).Register)
+	c2, err := NewClient(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	ch := placeAsync(context.Background(), c2, telephony.Call{RequestID: "x", CallUUID: "ux", Tenant: "globex", Telnum: "3"})
+	eventually(t, 5*time.Second, "the long call in progress", func() bool { return inUse(long) == 1 })
+	g.Stop() // the first server: c's stream breaks, c2's is unaffected
+	select {
+	case r := <-ch:
+		t.Fatalf("c2's call ended with c's server: %v %v", r.out, r.err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if _, err := c.Place(context.Background(), telephony.Call{RequestID: "y", CallUUID: "uy", Tenant: "acme", Telnum: "1"}); err == nil || errors.Is(err, telephony.ErrFull) {
+		t.Fatalf("place on a stopped server: %v", err)
+	}
+}

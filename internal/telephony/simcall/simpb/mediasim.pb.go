@@ -822,6 +822,139 @@ func (x *CallRecord) GetCaller() string {
 	return ""
 }
 
+type PlaceCallsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The call's id within the stream (non-zero).
+	Id    uint64            `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Place *PlaceCallRequest `protobuf:"bytes,2,opt,name=place,proto3" json:"place,omitempty"`
+	// Non-zero: hang up the call of the stream with this id (its caller gave up).
+	Hangup        uint64 `protobuf:"varint,3,opt,name=hangup,proto3" json:"hangup,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlaceCallsRequest) Reset() {
+	*x = PlaceCallsRequest{}
+	mi := &file_mediasim_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlaceCallsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlaceCallsRequest) ProtoMessage() {}
+
+func (x *PlaceCallsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mediasim_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlaceCallsRequest.ProtoReflect.Descriptor instead.
+func (*PlaceCallsRequest) Descriptor() ([]byte, []int) {
+	return file_mediasim_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *PlaceCallsRequest) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *PlaceCallsRequest) GetPlace() *PlaceCallRequest {
+	if x != nil {
+		return x.Place
+	}
+	return nil
+}
+
+func (x *PlaceCallsRequest) GetHangup() uint64 {
+	if x != nil {
+		return x.Hangup
+	}
+	return 0
+}
+
+type PlaceCallsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The id of the call, as placed.
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Set when code is 0 (OK).
+	Response *PlaceCallResponse `protobuf:"bytes,2,opt,name=response,proto3" json:"response,omitempty"`
+	// The gRPC status code PlaceCall would have answered, and its message.
+	Code          uint32 `protobuf:"varint,3,opt,name=code,proto3" json:"code,omitempty"`
+	Message       string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlaceCallsResponse) Reset() {
+	*x = PlaceCallsResponse{}
+	mi := &file_mediasim_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlaceCallsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlaceCallsResponse) ProtoMessage() {}
+
+func (x *PlaceCallsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mediasim_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlaceCallsResponse.ProtoReflect.Descriptor instead.
+func (*PlaceCallsResponse) Descriptor() ([]byte, []int) {
+	return file_mediasim_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *PlaceCallsResponse) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *PlaceCallsResponse) GetResponse() *PlaceCallResponse {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+func (x *PlaceCallsResponse) GetCode() uint32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *PlaceCallsResponse) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 var File_mediasim_proto protoreflect.FileDescriptor
 
 const file_mediasim_proto_rawDesc = "" +
@@ -901,9 +1034,20 @@ const file_mediasim_proto_rawDesc = "" +
 	"\n" +
 	"concurrent\x18\r \x01(\bR\n" +
 	"concurrent\x12\x16\n" +
-	"\x06caller\x18\x0e \x01(\tR\x06caller2\x82\x03\n" +
+	"\x06caller\x18\x0e \x01(\tR\x06caller\"y\n" +
+	"\x11PlaceCallsRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12<\n" +
+	"\x05place\x18\x02 \x01(\v2&.dialtone.mediasim.v1.PlaceCallRequestR\x05place\x12\x16\n" +
+	"\x06hangup\x18\x03 \x01(\x04R\x06hangup\"\x97\x01\n" +
+	"\x12PlaceCallsResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12C\n" +
+	"\bresponse\x18\x02 \x01(\v2'.dialtone.mediasim.v1.PlaceCallResponseR\bresponse\x12\x12\n" +
+	"\x04code\x18\x03 \x01(\rR\x04code\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage2\xe7\x03\n" +
 	"\bMediaSim\x12\\\n" +
-	"\tPlaceCall\x12&.dialtone.mediasim.v1.PlaceCallRequest\x1a'.dialtone.mediasim.v1.PlaceCallResponse\x12_\n" +
+	"\tPlaceCall\x12&.dialtone.mediasim.v1.PlaceCallRequest\x1a'.dialtone.mediasim.v1.PlaceCallResponse\x12c\n" +
+	"\n" +
+	"PlaceCalls\x12'.dialtone.mediasim.v1.PlaceCallsRequest\x1a(.dialtone.mediasim.v1.PlaceCallsResponse(\x010\x01\x12_\n" +
 	"\n" +
 	"RevokeCall\x12'.dialtone.mediasim.v1.RevokeCallRequest\x1a(.dialtone.mediasim.v1.RevokeCallResponse\x12Y\n" +
 	"\bGetStats\x12%.dialtone.mediasim.v1.GetStatsRequest\x1a&.dialtone.mediasim.v1.GetStatsResponse\x12\\\n" +
@@ -921,7 +1065,7 @@ func file_mediasim_proto_rawDescGZIP() []byte {
 	return file_mediasim_proto_rawDescData
 }
 
-var file_mediasim_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_mediasim_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_mediasim_proto_goTypes = []any{
 	(*PlaceCallRequest)(nil),   // 0: dialtone.mediasim.v1.PlaceCallRequest
 	(*RevokeCallRequest)(nil),  // 1: dialtone.mediasim.v1.RevokeCallRequest
@@ -934,33 +1078,39 @@ var file_mediasim_proto_goTypes = []any{
 	(*ListCallsRequest)(nil),   // 8: dialtone.mediasim.v1.ListCallsRequest
 	(*ListCallsResponse)(nil),  // 9: dialtone.mediasim.v1.ListCallsResponse
 	(*CallRecord)(nil),         // 10: dialtone.mediasim.v1.CallRecord
-	nil,                        // 11: dialtone.mediasim.v1.PlatformStats.ByOutcomeEntry
-	(*fsmpb.Cpd)(nil),          // 12: dialtone.fsm.v1.Cpd
-	(*fsmpb.KeyValue)(nil),     // 13: dialtone.fsm.v1.KeyValue
-	(fsmpb.OutcomeClass)(0),    // 14: dialtone.fsm.v1.OutcomeClass
+	(*PlaceCallsRequest)(nil),  // 11: dialtone.mediasim.v1.PlaceCallsRequest
+	(*PlaceCallsResponse)(nil), // 12: dialtone.mediasim.v1.PlaceCallsResponse
+	nil,                        // 13: dialtone.mediasim.v1.PlatformStats.ByOutcomeEntry
+	(*fsmpb.Cpd)(nil),          // 14: dialtone.fsm.v1.Cpd
+	(*fsmpb.KeyValue)(nil),     // 15: dialtone.fsm.v1.KeyValue
+	(fsmpb.OutcomeClass)(0),    // 16: dialtone.fsm.v1.OutcomeClass
 }
 var file_mediasim_proto_depIdxs = []int32{
-	12, // 0: dialtone.mediasim.v1.PlaceCallRequest.cpd:type_name -> dialtone.fsm.v1.Cpd
-	13, // 1: dialtone.mediasim.v1.PlaceCallRequest.custom_data:type_name -> dialtone.fsm.v1.KeyValue
-	14, // 2: dialtone.mediasim.v1.PlaceCallResponse.class:type_name -> dialtone.fsm.v1.OutcomeClass
+	14, // 0: dialtone.mediasim.v1.PlaceCallRequest.cpd:type_name -> dialtone.fsm.v1.Cpd
+	15, // 1: dialtone.mediasim.v1.PlaceCallRequest.custom_data:type_name -> dialtone.fsm.v1.KeyValue
+	16, // 2: dialtone.mediasim.v1.PlaceCallResponse.class:type_name -> dialtone.fsm.v1.OutcomeClass
 	7,  // 3: dialtone.mediasim.v1.GetStatsResponse.platforms:type_name -> dialtone.mediasim.v1.PlatformStats
 	6,  // 4: dialtone.mediasim.v1.PlatformStats.servers:type_name -> dialtone.mediasim.v1.ServerStats
-	11, // 5: dialtone.mediasim.v1.PlatformStats.by_outcome:type_name -> dialtone.mediasim.v1.PlatformStats.ByOutcomeEntry
+	13, // 5: dialtone.mediasim.v1.PlatformStats.by_outcome:type_name -> dialtone.mediasim.v1.PlatformStats.ByOutcomeEntry
 	10, // 6: dialtone.mediasim.v1.ListCallsResponse.calls:type_name -> dialtone.mediasim.v1.CallRecord
-	14, // 7: dialtone.mediasim.v1.CallRecord.class:type_name -> dialtone.fsm.v1.OutcomeClass
-	0,  // 8: dialtone.mediasim.v1.MediaSim.PlaceCall:input_type -> dialtone.mediasim.v1.PlaceCallRequest
-	1,  // 9: dialtone.mediasim.v1.MediaSim.RevokeCall:input_type -> dialtone.mediasim.v1.RevokeCallRequest
-	4,  // 10: dialtone.mediasim.v1.MediaSim.GetStats:input_type -> dialtone.mediasim.v1.GetStatsRequest
-	8,  // 11: dialtone.mediasim.v1.MediaSim.ListCalls:input_type -> dialtone.mediasim.v1.ListCallsRequest
-	3,  // 12: dialtone.mediasim.v1.MediaSim.PlaceCall:output_type -> dialtone.mediasim.v1.PlaceCallResponse
-	2,  // 13: dialtone.mediasim.v1.MediaSim.RevokeCall:output_type -> dialtone.mediasim.v1.RevokeCallResponse
-	5,  // 14: dialtone.mediasim.v1.MediaSim.GetStats:output_type -> dialtone.mediasim.v1.GetStatsResponse
-	9,  // 15: dialtone.mediasim.v1.MediaSim.ListCalls:output_type -> dialtone.mediasim.v1.ListCallsResponse
-	12, // [12:16] is the sub-list for method output_type
-	8,  // [8:12] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	16, // 7: dialtone.mediasim.v1.CallRecord.class:type_name -> dialtone.fsm.v1.OutcomeClass
+	0,  // 8: dialtone.mediasim.v1.PlaceCallsRequest.place:type_name -> dialtone.mediasim.v1.PlaceCallRequest
+	3,  // 9: dialtone.mediasim.v1.PlaceCallsResponse.response:type_name -> dialtone.mediasim.v1.PlaceCallResponse
+	0,  // 10: dialtone.mediasim.v1.MediaSim.PlaceCall:input_type -> dialtone.mediasim.v1.PlaceCallRequest
+	11, // 11: dialtone.mediasim.v1.MediaSim.PlaceCalls:input_type -> dialtone.mediasim.v1.PlaceCallsRequest
+	1,  // 12: dialtone.mediasim.v1.MediaSim.RevokeCall:input_type -> dialtone.mediasim.v1.RevokeCallRequest
+	4,  // 13: dialtone.mediasim.v1.MediaSim.GetStats:input_type -> dialtone.mediasim.v1.GetStatsRequest
+	8,  // 14: dialtone.mediasim.v1.MediaSim.ListCalls:input_type -> dialtone.mediasim.v1.ListCallsRequest
+	3,  // 15: dialtone.mediasim.v1.MediaSim.PlaceCall:output_type -> dialtone.mediasim.v1.PlaceCallResponse
+	12, // 16: dialtone.mediasim.v1.MediaSim.PlaceCalls:output_type -> dialtone.mediasim.v1.PlaceCallsResponse
+	2,  // 17: dialtone.mediasim.v1.MediaSim.RevokeCall:output_type -> dialtone.mediasim.v1.RevokeCallResponse
+	5,  // 18: dialtone.mediasim.v1.MediaSim.GetStats:output_type -> dialtone.mediasim.v1.GetStatsResponse
+	9,  // 19: dialtone.mediasim.v1.MediaSim.ListCalls:output_type -> dialtone.mediasim.v1.ListCallsResponse
+	15, // [15:20] is the sub-list for method output_type
+	10, // [10:15] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_mediasim_proto_init() }
@@ -974,7 +1124,7 @@ func file_mediasim_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mediasim_proto_rawDesc), len(file_mediasim_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,6 +23,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	MediaSim_PlaceCall_FullMethodName  = "/dialtone.mediasim.v1.MediaSim/PlaceCall"
+	MediaSim_PlaceCalls_FullMethodName = "/dialtone.mediasim.v1.MediaSim/PlaceCalls"
 	MediaSim_RevokeCall_FullMethodName = "/dialtone.mediasim.v1.MediaSim/RevokeCall"
 	MediaSim_GetStats_FullMethodName   = "/dialtone.mediasim.v1.MediaSim/GetStats"
 	MediaSim_ListCalls_FullMethodName  = "/dialtone.mediasim.v1.MediaSim/ListCalls"
@@ -36,6 +37,14 @@ type MediaSimClient interface {
 	// the call up. A platform with no free port answers RESOURCE_EXHAUSTED; a
 	// tenant the process does not simulate answers NOT_FOUND.
 	PlaceCall(ctx context.Context, in *PlaceCallRequest, opts ...grpc.CallOption) (*PlaceCallResponse, error)
+	// Places many calls over one stream (what the dialer uses: one stream
+	// instead of one RPC per call). Each request places a call (place, with a
+	// stream-unique id chosen by the client) or hangs up one the stream
+	// placed (hangup, its id); each placed call is answered by one response
+	// with its id when it has ended, in the order calls end, carrying
+	// PlaceCall's answer or its error code. Ending the stream hangs up every
+	// call still in progress on it.
+	PlaceCalls(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[PlaceCallsRequest, PlaceCallsResponse], error)
 	// Hangs up the call with this call UUID if it is in progress (answering
 	// once it has ended) and refuses any later PlaceCall with it
 	// (FAILED_PRECONDITION): a new leader revokes its predecessor's calls
@@ -64,6 +73,19 @@ func (c *mediaSimClient) PlaceCall(ctx context.Context, in *PlaceCallRequest, op
 	}
 	return out, nil
 }
+
+func (c *mediaSimClient) PlaceCalls(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[PlaceCallsRequest, PlaceCallsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &MediaSim_ServiceDesc.Streams[0], MediaSim_PlaceCalls_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[PlaceCallsRequest, PlaceCallsResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type MediaSim_PlaceCallsClient = grpc.BidiStreamingClient[PlaceCallsRequest, PlaceCallsResponse]
 
 func (c *mediaSimClient) RevokeCall(ctx context.Context, in *RevokeCallRequest, opts ...grpc.CallOption) (*RevokeCallResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -103,6 +125,14 @@ type MediaSimServer interface {
 	// the call up. A platform with no free port answers RESOURCE_EXHAUSTED; a
 	// tenant the process does not simulate answers NOT_FOUND.
 	PlaceCall(context.Context, *PlaceCallRequest) (*PlaceCallResponse, error)
+	// Places many calls over one stream (what the dialer uses: one stream
+	// instead of one RPC per call). Each request places a call (place, with a
+	// stream-unique id chosen by the client) or hangs up one the stream
+	// placed (hangup, its id); each placed call is answered by one response
+	// with its id when it has ended, in the order calls end, carrying
+	// PlaceCall's answer or its error code. Ending the stream hangs up every
+	// call still in progress on it.
+	PlaceCalls(grpc.BidiStreamingServer[PlaceCallsRequest, PlaceCallsResponse]) error
 	// Hangs up the call with this call UUID if it is in progress (answering
 	// once it has ended) and refuses any later PlaceCall with it
 	// (FAILED_PRECONDITION): a new leader revokes its predecessor's calls
@@ -124,6 +154,9 @@ type UnimplementedMediaSimServer struct{}
 
 func (UnimplementedMediaSimServer) PlaceCall(context.Context, *PlaceCallRequest) (*PlaceCallResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method PlaceCall not implemented")
+}
+func (UnimplementedMediaSimServer) PlaceCalls(grpc.BidiStreamingServer[PlaceCallsRequest, PlaceCallsResponse]) error {
+	return status.Error(codes.Unimplemented, "method PlaceCalls not implemented")
 }
 func (UnimplementedMediaSimServer) RevokeCall(context.Context, *RevokeCallRequest) (*RevokeCallResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevokeCall not implemented")
@@ -172,6 +205,13 @@ func _MediaSim_PlaceCall_Handler(srv interface{}, ctx context.Context, dec func(
 	}
 	return interceptor(ctx, in, info, handler)
 }
+
+func _MediaSim_PlaceCalls_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(MediaSimServer).PlaceCalls(&grpc.GenericServerStream[PlaceCallsRequest, PlaceCallsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type MediaSim_PlaceCallsServer = grpc.BidiStreamingServer[PlaceCallsRequest, PlaceCallsResponse]
 
 func _MediaSim_RevokeCall_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(RevokeCallRequest)
@@ -251,6 +291,13 @@ var MediaSim_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _MediaSim_ListCalls_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "PlaceCalls",
+			Handler:       _MediaSim_PlaceCalls_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "mediasim.proto",
 }
