@@ -1,0 +1,148 @@
+package sipcall
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
+	"github.com/seed-7bfc04c2/dialtone/internal/telephony"
+)
+
+// msOffer is what a media server offers in its 200 to an offerless INVITE.
+const msOffer = "v=0\r\no=ms 5 5 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 50000 RTP/AVP 8 0\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"
+
+// calleeEarly is a callee's answer to msOffer, in its 183 and its 200.
+const calleeEarly = "v=0\r\no=callee 3 3 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\na=sendrecv\r\n"
+
+// preconnectPeer plays the two parties of a preconnect call: "pms*" is a
+// media server answering an offerless INVITE with msOffer; "early*" a
+// callee that answers the INVITE's offer in a 183 (early media), waits
+// until the media server was re-INVITEd with that answer, then answers
+// 200 with it ("earlybusy*": 486 instead).
+func (u *uas) preconnectPeer(dlg *sipgo.DialogServerSession, req *sip.Request, user string) {
+	ct := sip.NewHeader("Content-Type", "application/sdp")
+	if strings.HasPrefix(user, "pms") {
+		if len(req.Body()) != 0 {
+			u.t.Errorf("media server %s: INVITE with an offer", user)
+		}
+		u.setActive(user, true)
+		_ = dlg.Respond(200, "OK", []byte(msOffer), ct)
+		return
+	}
+	if len(req.Body()) == 0 {
+		u.t.Errorf("callee %s: INVITE without an offer", user)
+	}
+	_ = dlg.Respond(183, "Session Progress", []byte(calleeEarly), ct)
+	for deadline := time.Now().Add(3 * time.Second); !u.has("INVITE uas"); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			break
+		}
+	}
+	if strings.HasPrefix(user, "earlybusy") {
+		_ = dlg.Respond(486, "Busy Here", nil)
+		return
+	}
+	u.setActive(user, true)
+	_ = dlg.Respond(200, "OK", []byte(calleeEarly), ct)
+}
+
+func (u *uas) index(e string) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return slices.Index(u.events, e)
+}
+
+func preconnectCall(telnum, profile string) telephony.Call {
+	c := ivrCall(telnum, profile)
+	c.Cpd = &fsmpb.Cpd{Preconnect: proto.Bool(true)}
+	return c
+}
+
+// TestPreconnectFlow: with cpd.preconnect the media server is INVITEd
+// first without an offer and ACKed at once with a held answer; the callee
+// is INVITEd with the media server's offer; the callee's early answer (its
+// 183) reaches the media server in a re-INVITE while the callee rings; the
+// callee's 200 is ACKed without a body, and the call is held to its end.
+func TestPreconnectFlow(t *testing.T) {
+	u := newUAS(t)
+	b := ivrBackend(t, u, nil)
+	out, err := b.Place(context.Background(), preconnectCall("early1", "pms1"))
+	if err != nil || out.Class != fsmpb.OutcomeClass_OUTCOME_SUCCESS || out.Reason != "TreatmentApplied (SIP 200)" {
+		t.Fatalf("Place = %v %s %q", err, out.Class, out.Reason)
+	}
+	ms, ack, callee := u.index("INVITE pms1"), u.index("ACK pms1"), u.index("INVITE early1")
+	if ms < 0 || ack < ms || callee < ack {
+		t.Fatalf("order: INVITE MS %d, ACK MS %d, INVITE callee %d: want the media server set up first", ms, ack, callee)
+	}
+	if inv := u.req("INVITE pms1"); inv.GetHeader("X-Dialtone-Request-ID").Value() != "req-early1" {
+		t.Fatal("the media server's INVITE lacks Dialtone's headers")
+	}
+	if a := string(u.req("ACK pms1").Body()); !strings.Contains(a, "a=inactive") || !strings.Contains(a, "m=audio 9 RTP/AVP 8") {
+		t.Fatalf("media server ACK %q, want a held answer to its offer", a)
+	}
+	if got := string(u.req("INVITE early1").Body()); got != msOffer {
+		t.Fatalf("callee INVITE body %q, want the media server's offer", got)
+	}
+	// The early answer reached the media server before the callee answered.
+	re := u.req("INVITE uas")
+	if re == nil || !re.To().Params.Has("tag") {
+		t.Fatal("the media server got no in-dialog re-INVITE")
+	}
+	body := string(re.Body())
+	if !strings.Contains(body, "m=audio 40000 RTP/AVP 8\r\n") || !strings.Contains(body, "o=dialtone ") || strings.Contains(body, "o=callee") {
+		t.Fatalf("media server re-INVITE %q, want the callee's early answer under Dialtone's origin", body)
+	}
+	if reIdx, ok := u.index("INVITE uas"), u.index("ACK early1"); reIdx < 0 || reIdx > ok {
+		t.Fatalf("the media server learnt the callee's answer at %d, after the callee's ACK at %d", reIdx, ok)
+	}
+	if a := u.req("ACK early1"); len(a.Body()) != 0 {
+		t.Fatalf("callee ACK body %q, want none (the offer was in the INVITE)", a.Body())
+	}
+	u.waitFor(t, "BYE-rx early1")
+	u.waitFor(t, "BYE-rx pms1")
+}
+
+// TestPreconnectCalleeBusy: a busy callee hangs up the media server's leg
+// and is reported as the callee's outcome.
+func TestPreconnectCalleeBusy(t *testing.T) {
+	u := newUAS(t)
+	b := ivrBackend(t, u, nil)
+	out, err := b.Place(context.Background(), preconnectCall("earlybusy2", "pms2"))
+	if err != nil || out.Class != fsmpb.OutcomeClass_OUTCOME_BUSY || out.Reason != "DestinationBusy (SIP 486)" {
+		t.Fatalf("Place = %v %s %q", err, out.Class, out.Reason)
+	}
+	u.waitFor(t, "BYE-rx pms2")
+}
+
+// TestPreconnectIVRRefused: a media server that refuses is an internal
+// IVRFailed outcome and the callee is never called.
+func TestPreconnectIVRRefused(t *testing.T) {
+	u := newUAS(t)
+	b := ivrBackend(t, u, nil)
+	out, err := b.Place(context.Background(), preconnectCall("early3", "ivrdown"))
+	if err != nil || out.Class != fsmpb.OutcomeClass_OUTCOME_INTERNAL || out.Reason != "IVRFailed (SIP 503)" {
+		t.Fatalf("Place = %v %s %q", err, out.Class, out.Reason)
+	}
+	if u.has("INVITE early3") {
+		t.Fatal("the callee was INVITEd after the media server refused")
+	}
+}
+
+func TestNextOffer(t *testing.T) {
+	got := string(nextOffer([]byte("v=0\r\no=dialtone 12 12 IN IP4 10.0.0.1\r\ns=-\r\n"), []byte(calleeEarly)))
+	if !strings.Contains(got, "o=dialtone 12 13 IN IP4 10.0.0.1\r\n") || strings.Contains(got, "o=callee") || !strings.Contains(got, "m=audio 40000") {
+		t.Fatalf("nextOffer = %q", got)
+	}
+	if !sameMedia([]byte(calleeEarly), []byte(strings.Replace(calleeEarly, "o=callee 3 3", "o=x 1 1", 1)), true) ||
+		sameMedia([]byte(calleeEarly), []byte(msOffer), false) || // another port
+		sameMedia([]byte(ivrAnswer), []byte(msOffer), true) || !sameMedia([]byte(ivrAnswer), []byte(msOffer), false) {
+		t.Fatal("sameMedia")
+	}
+}
