@@ -183,15 +183,15 @@ func (b *Backend) preconnect(ctx context.Context, t *trunk, c telephony.Call, re
 	}
 	// The media server must know the callee's final answer.
 	if !sameMedia(rel.sentBody(), calleeAnswer, true) || !rel.ok() {
-		rel = &relay{b: b, ivr: ivr}
-		rel.send(ctx, calleeAnswer)
-		rel.wait()
-		if !rel.ok() {
+		final := &relay{b: b, ivr: ivr}
+		final.send(ctx, calleeAnswer)
+		final.wait()
+		if !final.ok() {
 			hangUp()
 			if ctx.Err() != nil {
 				return telephony.Outcome{}, ctx.Err()
 			}
-			return b.event("ivr-failed", "re-INVITE "+rel.detail()), nil
+			return b.event("ivr-failed", "re-INVITE "+final.detail()), nil
 		}
 	}
 	ivr.mu.Lock()

@@ -34,6 +34,17 @@ func (u *uas) preconnectPeer(dlg *sipgo.DialogServerSession, req *sip.Request, u
 		}
 		u.setActive(user, true)
 		_ = dlg.Respond(200, "OK", []byte(msOffer), ct)
+		if strings.HasPrefix(user, "pmsbye") { // hangs up while the callee rings
+			u.waitFor(u.t, "ACK "+user)
+			time.Sleep(200 * time.Millisecond)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := dlg.Bye(ctx); err != nil {
+				u.t.Errorf("media server BYE: %v", err)
+			}
+			u.setActive(user, false)
+			u.event("BYE-tx " + user)
+		}
 		return
 	}
 	if len(req.Body()) == 0 {
@@ -44,6 +55,12 @@ func (u *uas) preconnectPeer(dlg *sipgo.DialogServerSession, req *sip.Request, u
 		if time.Now().After(deadline) {
 			break
 		}
+	}
+	if strings.HasPrefix(user, "earlyring") { // rings until cancelled
+		for deadline := time.Now().Add(5 * time.Second); !u.has("CANCEL " + user) && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond)
+		}
+		return
 	}
 	if strings.HasPrefix(user, "earlybusy") {
 		_ = dlg.Respond(486, "Busy Here", nil)
@@ -77,10 +94,13 @@ func TestPreconnectFlow(t *testing.T) {
 	if err != nil || out.Class != fsmpb.OutcomeClass_OUTCOME_SUCCESS || out.Reason != "TreatmentApplied (SIP 200)" {
 		t.Fatalf("Place = %v %s %q", err, out.Class, out.Reason)
 	}
-	ms, ack, callee := u.index("INVITE pms1"), u.index("ACK pms1"), u.index("INVITE early1")
-	if ms < 0 || ack < ms || callee < ack {
-		t.Fatalf("order: INVITE MS %d, ACK MS %d, INVITE callee %d: want the media server set up first", ms, ack, callee)
+	// (The media server's ACK is sent before the callee's INVITE, but the
+	// peer handles the two concurrently: only the INVITEs' order is seen.)
+	ms, callee := u.index("INVITE pms1"), u.index("INVITE early1")
+	if ms < 0 || callee < ms {
+		t.Fatalf("order: INVITE MS %d, INVITE callee %d: want the media server first", ms, callee)
 	}
+	u.waitFor(t, "ACK pms1")
 	if inv := u.req("INVITE pms1"); inv.GetHeader("X-Dialtone-Request-ID").Value() != "req-early1" {
 		t.Fatal("the media server's INVITE lacks Dialtone's headers")
 	}
@@ -119,6 +139,36 @@ func TestPreconnectCalleeBusy(t *testing.T) {
 		t.Fatalf("Place = %v %s %q", err, out.Class, out.Reason)
 	}
 	u.waitFor(t, "BYE-rx pms2")
+}
+
+// TestPreconnectRingTimeout: at the ring timeout the callee is cancelled
+// (RingNoAnswer) and the media server's leg hung up.
+func TestPreconnectRingTimeout(t *testing.T) {
+	u := newUAS(t)
+	b := ivrBackend(t, u, nil)
+	c := preconnectCall("earlyring5", "pms5")
+	c.Cpd.RnaTimeoutMs = proto.Int64(500)
+	out, err := b.Place(context.Background(), c)
+	if err != nil || out.Reason != "RingNoAnswer (SIP 487)" {
+		t.Fatalf("Place = %v %s %q", err, out.Class, out.Reason)
+	}
+	u.waitFor(t, "CANCEL earlyring5")
+	u.waitFor(t, "BYE-rx pms5")
+}
+
+// TestPreconnectIVRHangsUp: a media server that hangs up while the callee
+// rings cancels the callee: an internal IVRFailed outcome.
+func TestPreconnectIVRHangsUp(t *testing.T) {
+	u := newUAS(t)
+	b := ivrBackend(t, u, nil)
+	out, err := b.Place(context.Background(), preconnectCall("earlyring6", "pmsbye6"))
+	if err != nil || out.Class != fsmpb.OutcomeClass_OUTCOME_INTERNAL || out.Reason != "IVRFailed (IVR hung up while the callee rang)" {
+		t.Fatalf("Place = %v %s %q", err, out.Class, out.Reason)
+	}
+	u.waitFor(t, "CANCEL earlyring6")
+	if u.has("BYE-rx pmsbye6") {
+		t.Fatal("the media server that hung up got a BYE")
+	}
 }
 
 // TestPreconnectIVRRefused: a media server that refuses is an internal
