@@ -57,7 +57,7 @@ func (u *uas) preconnectPeer(dlg *sipgo.DialogServerSession, req *sip.Request, u
 		}
 	}
 	if strings.HasPrefix(user, "earlyring") { // rings until cancelled
-		for deadline := time.Now().Add(5 * time.Second); !u.has("CANCEL " + user) && time.Now().Before(deadline); {
+		for deadline := time.Now().Add(5 * time.Second); !u.has("CANCEL "+user) && time.Now().Before(deadline); {
 			time.Sleep(5 * time.Millisecond)
 		}
 		return
