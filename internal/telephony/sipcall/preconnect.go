@@ -48,6 +48,11 @@ func (b *Backend) preconnect(ctx context.Context, t *trunk, c telephony.Call, re
 		return b.event("ivr-failed", err.Error()), nil
 	}
 	ivr.report, ivr.server, ivr.stop = reporter(c), server.addr, ctx.Done()
+	// The call's first request is the media server's INVITE: the dialer's
+	// send windows settle on its write (holding them until the callee's
+	// INVITE would stall every other send for the media server's answer
+	// time). The trunk's INVITEs then lag their pacing slots by it.
+	ivr.written = c.Written
 	ia := ivr.sendInvite(ctx, b.cfg.IVRAnswerTimeout.Duration, "", "")
 	b.m.ivrResponses.WithLabelValues(pool.Profile, ivrCode(ia)).Inc()
 	var msOffer []byte
@@ -89,7 +94,6 @@ func (b *Backend) preconnect(ctx context.Context, t *trunk, c telephony.Call, re
 	b.m.invites.WithLabelValues(t.Name).Inc()
 	callee := b.newLeg("callee", t.cli, req)
 	callee.report = reporter(c)
-	callee.written = c.Written
 	callee.stop = ctx.Done()
 	callee.localSDP = msOffer // replicated: the callee's 2xx answers it (cancelPending)
 	ring := b.ringTimeout(c.Cpd)
@@ -117,9 +121,9 @@ func (b *Backend) preconnect(ctx context.Context, t *trunk, c telephony.Call, re
 		}
 	}
 	ans := callee.sendInvite(calleeCtx, ring, t.Username, t.Password)
-	rel.wait()
-	ivrGone := ivr.isEnded()
 	if ans.err != nil || !ans.res.IsSuccess() {
+		rel.wait()
+		ivrGone := ivr.isEnded()
 		ivr.bye()
 		switch {
 		case ctx.Err() != nil:
@@ -144,12 +148,16 @@ func (b *Backend) preconnect(ctx context.Context, t *trunk, c telephony.Call, re
 	}
 	b.m.responses.WithLabelValues(t.Name, strconv.Itoa(ans.res.StatusCode)).Inc()
 	if err := callee.establish(ans.res); err != nil {
+		rel.wait()
 		ivr.bye()
 		b.log.Debug("bad 2xx", "trunk", t.Name, "request", c.RequestID, "err", err)
 		return internal("bad 2xx"), nil
 	}
-	// The offer was in the INVITE: the ACK carries nothing.
-	if err := callee.ack(nil); err != nil {
+	// The offer was in the INVITE: the ACK carries nothing, and is not
+	// held back for the early relay still in progress.
+	ackErr := callee.ack(nil)
+	rel.wait()
+	if ackErr != nil {
 		callee.bye()
 		ivr.bye()
 		return internal("ACK failed"), nil
