@@ -33,7 +33,11 @@ func (u *uas) preconnectPeer(dlg *sipgo.DialogServerSession, req *sip.Request, u
 			u.t.Errorf("media server %s: INVITE with an offer", user)
 		}
 		u.setActive(user, true)
-		_ = dlg.Respond(200, "OK", []byte(msOffer), ct)
+		offer := msOffer
+		if strings.HasPrefix(user, "pmsmove") { // its answers (ivrAnswer) move its media to another port
+			offer = strings.Replace(msOffer, "m=audio 50000", "m=audio 50002", 1)
+		}
+		_ = dlg.Respond(200, "OK", []byte(offer), ct)
 		if strings.HasPrefix(user, "pmsbye") { // hangs up while the callee rings
 			u.waitFor(u.t, "ACK "+user)
 			time.Sleep(200 * time.Millisecond)
@@ -74,6 +78,18 @@ func (u *uas) index(e string) int {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return slices.Index(u.events, e)
+}
+
+func (u *uas) count(e string) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	n := 0
+	for _, x := range u.events {
+		if x == e {
+			n++
+		}
+	}
+	return n
 }
 
 func preconnectCall(telnum, profile string) telephony.Call {
@@ -122,11 +138,31 @@ func TestPreconnectFlow(t *testing.T) {
 	if reIdx, ok := u.index("INVITE uas"), u.index("ACK early1"); reIdx < 0 || reIdx > ok {
 		t.Fatalf("the media server learnt the callee's answer at %d, after the callee's ACK at %d", reIdx, ok)
 	}
+	if n := u.count("INVITE uas"); n != 1 {
+		t.Fatalf("%d in-dialog INVITEs, want only the media server's (its media did not move)", n)
+	}
 	if a := u.req("ACK early1"); len(a.Body()) != 0 {
 		t.Fatalf("callee ACK body %q, want none (the offer was in the INVITE)", a.Body())
 	}
 	u.waitFor(t, "BYE-rx early1")
 	u.waitFor(t, "BYE-rx pms1")
+}
+
+// TestPreconnectMediaMoved: a media server whose answer to the callee's
+// description moves its media (another port than its offer) has that
+// answer sent to the callee in a re-INVITE once the callee is connected.
+func TestPreconnectMediaMoved(t *testing.T) {
+	u := newUAS(t)
+	b := ivrBackend(t, u, nil)
+	out, err := b.Place(context.Background(), preconnectCall("early7", "pmsmove7"))
+	if err != nil || out.Class != fsmpb.OutcomeClass_OUTCOME_SUCCESS {
+		t.Fatalf("Place = %v %s %q", err, out.Class, out.Reason)
+	}
+	if n := u.count("INVITE uas"); n != 2 || string(u.req("INVITE uas").Body()) != ivrAnswer {
+		t.Fatalf("%d in-dialog INVITEs, the last with %q: want the media server's re-INVITE, then the callee's with its answer", u.count("INVITE uas"), u.req("INVITE uas").Body())
+	}
+	u.waitFor(t, "BYE-rx early7")
+	u.waitFor(t, "BYE-rx pmsmove7")
 }
 
 // TestPreconnectCalleeBusy: a busy callee hangs up the media server's leg
