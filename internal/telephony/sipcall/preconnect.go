@@ -357,6 +357,18 @@ func (b *Backend) endLoneIVR(ctx context.Context, c telephony.Call, st *fsmpb.Di
 	if pool == nil {
 		return telephony.Outcome{}, errors.New("sipcall: no IVR pool for an IVR dialog to adopt")
 	}
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return telephony.Outcome{}, fmt.Errorf("sipcall: backend closed: %w", context.Canceled)
+	}
+	b.calls.Add(1) // under mu, as Place
+	b.mu.Unlock()
+	defer b.calls.Done()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(b.ctx, cancel)
+	defer stop()
 	ivr, err := b.restore(st, pool.cli, pool.contact)
 	if err != nil {
 		return telephony.Outcome{}, err

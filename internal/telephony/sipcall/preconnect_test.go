@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -231,4 +232,46 @@ func TestNextOffer(t *testing.T) {
 		sameMedia([]byte(ivrAnswer), []byte(msOffer), true) || !sameMedia([]byte(ivrAnswer), []byte(msOffer), false) {
 		t.Fatal("sameMedia")
 	}
+}
+
+// TestPreconnectAdoptLoneIVR: a new leader that finds only the IVR leg of
+// a preconnect call (its callee not yet called) hangs that leg up and
+// reports an internal IVR failure.
+func TestPreconnectAdoptLoneIVR(t *testing.T) {
+	u := newUAS(t)
+	b1 := ivrBackend(t, u, nil)
+	b2 := ivrBackend(t, u, nil)
+	var mu sync.Mutex
+	var ivrSt *fsmpb.DialogState
+	c := preconnectCall("earlyring9", "pms9")
+	c.Cpd.RnaTimeoutMs = proto.Int64(4000)
+	c.Dialog = func(s *fsmpb.DialogState) {
+		mu.Lock()
+		defer mu.Unlock()
+		if s.Leg == "ivr" && s.Confirmed && ivrSt == nil {
+			ivrSt = s
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	placed := make(chan struct{})
+	go func() { defer close(placed); _, _ = b1.Place(ctx, c) }()
+	var st *fsmpb.DialogState
+	for deadline := time.Now().Add(5 * time.Second); st == nil; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the IVR leg was never reported confirmed")
+		}
+		mu.Lock()
+		st = ivrSt
+		mu.Unlock()
+	}
+	out, err := b2.Adopt(context.Background(), c, []*fsmpb.DialogState{st})
+	if err != nil || out.Class != fsmpb.OutcomeClass_OUTCOME_INTERNAL || out.Reason != "IVRFailed (setup interrupted by a leader change)" {
+		t.Fatalf("Adopt = %v %s %q", err, out.Class, out.Reason)
+	}
+	if !u.has("BYE-rx pms9") {
+		t.Fatal("the adopted IVR leg was not hung up")
+	}
+	cancel()
+	<-placed
 }
