@@ -169,12 +169,12 @@ func (b *Backend) preconnect(ctx context.Context, t *trunk, c telephony.Call, re
 	case ctx.Err() != nil:
 		hangUp()
 		return telephony.Outcome{}, ctx.Err()
+	case ivr.isEnded(): // (also when its hang-up is what cancelled the callee)
+		hangUp()
+		return b.event("ivr-failed", "IVR hung up while the callee rang"), nil
 	case ans.cancelled:
 		hangUp() // a 2xx crossed our CANCEL
 		return b.ringNoAnswer(), nil
-	case ivr.isEnded():
-		hangUp()
-		return b.event("ivr-failed", "IVR hung up while the callee rang"), nil
 	}
 	out := b.outcomes.classify(ans.res, b.cfg.DetectionHeader)
 	if out.Class != fsmpb.OutcomeClass_OUTCOME_SUCCESS {
