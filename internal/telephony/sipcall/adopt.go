@@ -169,6 +169,9 @@ func (b *Backend) Adopt(ctx context.Context, c telephony.Call, dialogs []*fsmpb.
 			ivrSt = d
 		}
 	}
+	if calleeSt == nil && ivrSt != nil {
+		return b.endLoneIVR(ctx, c, ivrSt) // a preconnect call before its callee's INVITE
+	}
 	if calleeSt == nil {
 		return telephony.Outcome{}, errors.New("sipcall: no callee dialog to adopt")
 	}
@@ -232,6 +235,9 @@ func (b *Backend) Adopt(ctx context.Context, c telephony.Call, dialogs []*fsmpb.
 		}
 		b.log.Info("adopted a call", "request", c.RequestID, "call_id", calleeSt.CallId)
 		return b.hold(ctx, b.outcomes["200"], callee, ivr)
+	case !calleeSt.Established && ivr != nil && ivr.confirmed:
+		// A preconnect call whose callee was still ringing: end both.
+		return b.endPreconnectSetup(ctx, callee, ivr)
 	case !calleeSt.Established:
 		b.log.Info("adopted a pending INVITE", "request", c.RequestID, "call_id", calleeSt.CallId)
 		return b.adoptPending(ctx, t, c, callee, pool, server)
@@ -310,7 +316,7 @@ func (b *Backend) cancelPending(ctx context.Context, l *leg) {
 		return
 	}
 	var body []byte
-	if offer := sdpBody(res); offer != nil {
+	if offer := sdpBody(res); offer != nil && l.localSDP == nil { // not an answer to our offer (preconnect)
 		body, _ = inactiveAnswer(offer, b.host)
 	}
 	_ = l.ack(body)

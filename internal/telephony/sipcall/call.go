@@ -226,6 +226,9 @@ func (b *Backend) event(name, detail string) telephony.Outcome {
 // dial runs the callee's leg and, with an IVR pool, the IVR leg (RFC 3725
 // flow I, see docs/sip.md).
 func (b *Backend) dial(ctx context.Context, t *trunk, c telephony.Call, req *sip.Request, pool *ivrPool, server *mediaServer) (telephony.Outcome, error) {
+	if pool != nil && c.Cpd.GetPreconnect() {
+		return b.preconnect(ctx, t, c, req, pool, server) // the IVR leg first (preconnect.go)
+	}
 	// The dialer's pacer and leadership fence decide here, immediately
 	// before the INVITE is written: a refusal sends nothing.
 	if err := c.Send(ctx); err != nil {

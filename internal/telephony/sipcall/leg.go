@@ -58,17 +58,18 @@ type leg struct {
 	tx     sip.ClientTransaction
 
 	mu        sync.Mutex
-	ok        *sip.Response   // the 2xx that set the dialog up
-	target    sip.Uri         // remote target (the 2xx's Contact)
-	routes    []string        // route set: the 2xx's Record-Route, reversed
-	cseq      uint32          // last local CSeq
-	key       string          // Call-ID and local tag
-	remoteSDP []byte          // the far end's current session description
-	localSDP  []byte          // ours (what we last gave the far end)
-	busy      bool            // a re-INVITE or UPDATE of ours is pending (glare: 491)
-	peer      *leg            // the other leg of a 3PCC call (nil in direct mode)
-	written   func()          // called once the INVITE's write returned (nil: nothing)
-	stop      <-chan struct{} // closed when the dialer stops (the call's ctx): give up within stopGrace
+	ok        *sip.Response       // the 2xx that set the dialog up
+	target    sip.Uri             // remote target (the 2xx's Contact)
+	routes    []string            // route set: the 2xx's Record-Route, reversed
+	cseq      uint32              // last local CSeq
+	key       string              // Call-ID and local tag
+	remoteSDP []byte              // the far end's current session description
+	localSDP  []byte              // ours (what we last gave the far end)
+	busy      bool                // a re-INVITE or UPDATE of ours is pending (glare: 491)
+	peer      *leg                // the other leg of a 3PCC call (nil in direct mode)
+	written   func()              // called once the INVITE's write returned (nil: nothing)
+	early     func(*sip.Response) // called with each provisional response but 100 (preconnect.go: early media)
+	stop      <-chan struct{}     // closed when the dialer stops (the call's ctx): give up within stopGrace
 
 	ended    chan struct{} // closed when the dialog ended (either side's BYE)
 	endOnce  sync.Once
@@ -151,6 +152,9 @@ func (l *leg) sendInvite(ctx context.Context, ring time.Duration, username, pass
 		case r := <-l.tx.Responses():
 			switch {
 			case r.IsProvisional():
+				if r.StatusCode > 100 && l.early != nil {
+					l.early(r)
+				}
 				if r.StatusCode > 100 || !provisional {
 					provisional = true
 					if wantCancel {

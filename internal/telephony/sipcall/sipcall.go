@@ -2,7 +2,7 @@
 // an INVITE to a configured trunk and, for requests whose IVR profile has
 // a [[telephony.sip.ivr]] entry, connects the answered callee to that IVR
 // application on a media server by third-party call control (RFC 3725
-// flow I); it maps what happened to the dialer's outcome classes.
+// flow I, or the IVR leg first with cpd.preconnect); it maps what happened to the dialer's outcome classes.
 //
 // DESIGN
 //
@@ -23,7 +23,9 @@
 //     the CANCEL, or Timer B).
 //   - Place is one call, run in the caller's goroutine: the callee's INVITE
 //     without an offer; its 2xx's offer goes in the IVR leg's INVITE; the
-//     IVR's answer in the callee's ACK. Media then flows between the
+//     IVR's answer in the callee's ACK (with cpd.preconnect the IVR leg
+//     comes first, its offer in the callee's INVITE: preconnect.go). Media
+//     then flows between the
 //     callee's gateway and the media server; Dialtone never carries RTP.
 //     Direct mode (no IVR entry) ACKs an offer with an inactive answer. A
 //     BYE on either leg ends the other; re-INVITE and UPDATE offers are

@@ -356,6 +356,10 @@ func (u *uas) onInvite(dc *sipgo.DialogServerCache, req *sip.Request, tx sip.Ser
 		_ = ok(sip.NewHeader("Require", "timer"), sip.NewHeader("Session-Expires", strconv.Itoa(int(d/time.Second))+";refresher=uac"))
 		return
 	}
+	if strings.HasPrefix(user, "pms") || strings.HasPrefix(user, "early") {
+		u.preconnectPeer(dlg, req, user)
+		return
+	}
 	switch user {
 	case "busy":
 		_ = dlg.Respond(486, "Busy Here", nil)
