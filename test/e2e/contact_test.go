@@ -27,7 +27,9 @@ import (
 // ones are due, and of the two for one number only one is dialled (the
 // state machine refuses the other's start: frequency_cap). After the
 // leader is killed, a new request to that number waits for the cap on the
-// new leader too.
+// new leader too. A New York request whose number is put on the
+// suppression list after its create, while it waits for the window, is
+// never dialled: it ends FAILURE Suppressed with no attempt.
 func TestContactRulesOnShiftedClock(t *testing.T) {
 	ny, err := time.LoadLocation("America/New_York")
 	if err != nil {
@@ -80,10 +82,10 @@ func TestContactRulesOnShiftedClock(t *testing.T) {
 	// New York, Chicago, Denver, Los Angeles (zones from the area codes),
 	// and New York's number again.
 	zones := []string{"America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles"}
-	tokens := []string{"ny", "chi", "den", "la", "ny-again"}
+	tokens := []string{"ny", "chi", "den", "la", "ny-again", "ny-dnc"}
 	got := submit(t, addr, "acme",
 		spec("ny", "+12125550101"), spec("chi", "+13125550102"), spec("den", "+13035550103"),
-		spec("la", "+12135550104"), spec("ny-again", "+12125550101"))
+		spec("la", "+12135550104"), spec("ny-again", "+12125550101"), spec("ny-dnc", "+12125550199"))
 
 	get := func(id string) (*pb.Request, error) {
 		for _, n := range c.Running() {
@@ -126,6 +128,10 @@ func TestContactRulesOnShiftedClock(t *testing.T) {
 	if !slices.IsSortedFunc(nexts, func(a, b time.Time) int { return a.Compare(b) }) {
 		t.Fatalf("openings out of order: %v", nexts)
 	}
+	// Listed after its create, before its window opens.
+	if _, err := api.AddSuppressions(t.Context(), "acme", []string{"+12125550199"}, ""); err != nil {
+		t.Fatal(err)
+	}
 
 	// 08:00 New York: one of its two requests is dialled, at or after the
 	// opening; the other waits for the cap.
@@ -156,6 +162,16 @@ func TestContactRulesOnShiftedClock(t *testing.T) {
 	if started.Before(opening) {
 		t.Fatalf("dialled at %v, before the window opened at %v", started, opening)
 	}
+	eventually(t, 30*time.Second, "the listed New York request ended without a call", func() error {
+		r, err := get(ids[5])
+		if err != nil {
+			return err
+		}
+		if r.State != "PROCESSED" || r.Result != "FAILURE" || r.ResultReason != "Suppressed" || r.AttemptsMade != 0 {
+			return fmt.Errorf("state %s result %s reason %q attempts %d", r.State, r.Result, r.ResultReason, r.AttemptsMade)
+		}
+		return nil
+	})
 	if r, _ := get(held); !at(r.NextRetry).Equal(started.Add(time.Hour).Truncate(time.Millisecond)) {
 		t.Fatalf("held until %v, want the dialled attempt's start + 1h (%v)", at(r.NextRetry), started.Add(time.Hour))
 	}
