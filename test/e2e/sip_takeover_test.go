@@ -283,7 +283,8 @@ func takeoverRun(t *testing.T, o takeoverOpts) {
 		// the first call ended by SIPp's own BYE answered 200 (never by
 		// ours), or by a CANCEL; and its most dialogs at once.
 		for _, f := range fars {
-			invites, byeOK, callerBye, cancelled := map[string]int{}, map[string]bool{}, map[string]bool{}, map[string]bool{}
+			invites, first := map[string]int{}, map[string]string{}                                // by request id; first: the first call's Call-ID
+			byeOK, callerBye, cancelled := map[string]bool{}, map[string]bool{}, map[string]bool{} // by Call-ID
 			var spans []tickSpan
 			open := map[string]*tickSpan{}
 			for _, e := range f.uas.entries(t) {
@@ -292,16 +293,18 @@ func takeoverRun(t *testing.T, o takeoverOpts) {
 				}
 				switch e.kind {
 				case "INVITE":
-					invites[e.rid]++
+					if invites[e.rid]++; invites[e.rid] == 1 {
+						first[e.rid] = e.cid
+					}
 					open[e.cid] = &tickSpan{from: e.tick, to: -1}
 				case "BYEOK":
-					byeOK[e.rid] = true
+					byeOK[e.cid] = true
 				case "END":
 					switch e.fields["how"] {
 					case "caller_bye":
-						callerBye[e.rid] = true
+						callerBye[e.cid] = true
 					case "cancel":
-						cancelled[e.rid] = true
+						cancelled[e.cid] = true
 					}
 				}
 				if s := open[e.cid]; s != nil && e.kind != "INVITE" && e.kind != "ACKED" {
@@ -323,14 +326,14 @@ func takeoverRun(t *testing.T, o takeoverOpts) {
 					continue
 				}
 				r.duplicates += max(invites[id]-1, 0)
-				farSaw := "?"
+				farSaw, cid := "?", first[id]
 				switch {
-				case f.answers && byeOK[id] && !callerBye[id]:
+				case f.answers && byeOK[cid] && !callerBye[cid]:
 					farSaw = "SUCCESS"
 				case f.answers:
 					r.dropped++
 					farSaw = "DROPPED"
-				case cancelled[id]:
+				case cancelled[cid]:
 					farSaw = "NOANSWER"
 				}
 				req, n := reqs[id], notes.of(id)
