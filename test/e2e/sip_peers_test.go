@@ -375,7 +375,9 @@ func startSIPCapture(t *testing.T, ports ...int) *sipCapture {
 		f = append(f, fmt.Sprintf("port %d", p))
 	}
 	c := &sipCapture{file: filepath.Join(t.TempDir(), "sip.pcap")}
-	c.proc = startBG(t, bin, "-i", "lo", "-nn", "--immediate-mode", "-U", "-s", "0", "-w", c.file, "udp and ("+strings.Join(f, " or ")+")")
+	// A 32 MiB buffer: on a loaded machine the kernel dropped packets of
+	// a few hundred calls with the default 2 MiB.
+	c.proc = startBG(t, bin, "-i", "lo", "-nn", "--immediate-mode", "-B", "32768", "-U", "-s", "0", "-w", c.file, "udp and ("+strings.Join(f, " or ")+")")
 	waitCapturing(t, c.proc)
 	return c
 }

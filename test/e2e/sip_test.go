@@ -105,14 +105,20 @@ func startSIPp(t *testing.T, scenario string, extra ...string) *sippUAS {
 }
 
 // startSIPpTrace is startSIPp; traceMsg false leaves out SIPp's message
-// trace (a load test's thousands of calls).
+// trace (a load test's thousands of calls). scenario names a file of
+// testdata/sipp, or is the absolute path of a scenario file.
 func startSIPpTrace(t *testing.T, scenario string, traceMsg bool, extra ...string) *sippUAS {
 	t.Helper()
 	bin := requireSIPp(t)
 	dir := t.TempDir()
 	port := freeUDPPort(t)
 	u := &sippUAS{addr: fmt.Sprintf("127.0.0.1:%d", port), logFile: filepath.Join(dir, "log"), errFile: filepath.Join(dir, "err"), msgFile: filepath.Join(dir, "msg")}
-	args := []string{"-sf", filepath.Join("testdata", "sipp", scenario+".xml"), "-i", "127.0.0.1", "-p", strconv.Itoa(port),
+	sf := filepath.Join("testdata", "sipp", scenario+".xml")
+	if filepath.IsAbs(scenario) { // a scenario the test wrote
+		sf = scenario
+		scenario = strings.TrimSuffix(filepath.Base(scenario), ".xml")
+	}
+	args := []string{"-sf", sf, "-i", "127.0.0.1", "-p", strconv.Itoa(port),
 		"-buff_size", "4194304", "-nostdin", "-trace_logs", "-log_file", u.logFile, "-trace_err", "-error_file", u.errFile}
 	if traceMsg {
 		args = append(args, "-trace_msg", "-message_file", u.msgFile)
