@@ -374,23 +374,7 @@ func (b *Backend) awaitFinal(ctx context.Context, l *leg, cancelAt time.Time) (*
 // 3261 §17.1.1.3), which the transaction layer of the process that sent
 // the INVITE would have sent.
 func (b *Backend) ackFinal(l *leg, res *sip.Response) {
-	inv := l.invite
-	ack := sip.NewRequest(sip.ACK, *inv.Recipient.Clone())
-	ack.SipVersion = inv.SipVersion
-	ack.AppendHeader(sip.HeaderClone(inv.Via()))
-	for _, r := range inv.GetHeaders("Route") {
-		ack.AppendHeader(sip.HeaderClone(r))
-	}
-	mf := sip.MaxForwardsHeader(70)
-	ack.AppendHeader(&mf)
-	ack.AppendHeader(sip.HeaderClone(inv.From()))
-	ack.AppendHeader(sip.HeaderClone(res.To()))
-	ack.AppendHeader(sip.HeaderClone(inv.CallID()))
-	ack.AppendHeader(&sip.CSeqHeader{SeqNo: inv.CSeq().SeqNo, MethodName: sip.ACK})
-	ack.SetBody(nil)
-	ack.SetTransport(inv.Transport())
-	ack.SetDestination(inv.Destination())
-	ack.Laddr = inv.Laddr
+	ack := inviteHopRequest(l.invite, sip.ACK, res.To())
 	_ = l.cli.WriteRequest(ack, keepHeaders)
 }
 

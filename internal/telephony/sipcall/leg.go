@@ -223,32 +223,40 @@ func (l *leg) sendInvite(ctx context.Context, ring time.Duration, username, pass
 	}
 }
 
+// inviteHopRequest is a request of the INVITE's own transaction (a CANCEL,
+// or the ACK of a non-2xx final response; RFC 3261 §9.1, §17.1.1.3): the
+// INVITE's Request-URI, top Via (same branch), Route, From, Call-ID and
+// CSeq number with method, the given To, Max-Forwards, and no body.
+func inviteHopRequest(inv *sip.Request, method sip.RequestMethod, to *sip.ToHeader) *sip.Request {
+	r := sip.NewRequest(method, *inv.Recipient.Clone())
+	r.SipVersion = inv.SipVersion
+	r.AppendHeader(sip.HeaderClone(inv.Via()))
+	for _, h := range inv.GetHeaders("Route") {
+		r.AppendHeader(sip.HeaderClone(h))
+	}
+	mf := sip.MaxForwardsHeader(70)
+	r.AppendHeader(&mf)
+	r.AppendHeader(sip.HeaderClone(inv.From()))
+	r.AppendHeader(sip.HeaderClone(to))
+	r.AppendHeader(sip.HeaderClone(inv.CallID()))
+	r.AppendHeader(&sip.CSeqHeader{SeqNo: inv.CSeq().SeqNo, MethodName: method})
+	r.SetBody(nil)
+	r.SetTransport(inv.Transport())
+	r.SetDestination(inv.Destination())
+	r.Laddr = inv.Laddr
+	return r
+}
+
 // sendCancel sends CANCEL for the pending INVITE (RFC 3261 §9.1): the same
 // Request-URI, Call-ID, To, From and CSeq number, the INVITE's top Via
 // only (same branch), the INVITE's Route, Max-Forwards, no Contact and no
 // body. Its own transaction runs in the background: whether it is answered
 // or not, the INVITE transaction is what the caller waits for.
 func (l *leg) sendCancel() sip.ClientTransaction {
-	inv := l.invite
-	c := sip.NewRequest(sip.CANCEL, *inv.Recipient.Clone())
-	c.SipVersion = inv.SipVersion
-	c.AppendHeader(sip.HeaderClone(inv.Via()))
-	for _, r := range inv.GetHeaders("Route") {
-		c.AppendHeader(sip.HeaderClone(r))
-	}
-	mf := sip.MaxForwardsHeader(70)
-	c.AppendHeader(&mf)
-	c.AppendHeader(sip.HeaderClone(inv.From()))
-	c.AppendHeader(sip.HeaderClone(inv.To()))
-	c.AppendHeader(sip.HeaderClone(inv.CallID()))
-	c.AppendHeader(&sip.CSeqHeader{SeqNo: inv.CSeq().SeqNo, MethodName: sip.CANCEL})
+	c := inviteHopRequest(l.invite, sip.CANCEL, l.invite.To())
 	if ua := l.b.cfg.UserAgent; ua != "" {
 		c.AppendHeader(sip.NewHeader("User-Agent", ua))
 	}
-	c.SetBody(nil)
-	c.SetTransport(inv.Transport())
-	c.SetDestination(inv.Destination())
-	c.Laddr = inv.Laddr
 	tx, err := l.cli.TransactionRequest(context.Background(), c, keepHeaders)
 	if err != nil {
 		l.b.log.Debug("CANCEL not sent", "leg", l.name, "err", err)
