@@ -1,7 +1,7 @@
 package floataddr
 
 import (
-		"net"
+	"net"
 	"testing"
 )
 
