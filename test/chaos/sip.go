@@ -61,17 +61,18 @@ type SIPRound struct {
 	Renotified               int // repeated notifications (at least once: counted, not an error)
 	MaxDialogs, Budget       int // the far ends' most dialogs at once, and their port budgets
 	OverBudget               int // far ends above their budget
+	EarlyCancels             int // ringing calls CANCELled well before their ring timeout
 }
 
 // OK reports whether the round kept every promise of issue 15.
 func (r SIPRound) OK(up, ringing int) bool {
 	return r.Up >= up && r.Ringing >= ringing && r.Dropped == 0 && r.Duplicates == 0 && r.ExtraAttempts == 0 &&
-		r.WrongOutcome == 0 && r.Unnotified == 0 && r.OverBudget == 0
+		r.WrongOutcome == 0 && r.Unnotified == 0 && r.OverBudget == 0 && r.EarlyCancels == 0
 }
 
 func (r SIPRound) String() string {
-	return fmt.Sprintf("%s of %s (new leader %s): up %d, ringing %d, dropped %d, duplicate INVITEs %d, extra attempts %d, outcome not the far end's %d, unnotified %d, notified again %d, most dialogs %d of budget %d (%d far ends over)",
-		r.Fault, r.Leader, r.NewLeader, r.Up, r.Ringing, r.Dropped, r.Duplicates, r.ExtraAttempts, r.WrongOutcome, r.Unnotified, r.Renotified, r.MaxDialogs, r.Budget, r.OverBudget)
+	return fmt.Sprintf("%s of %s (new leader %s): up %d, ringing %d, dropped %d, duplicate INVITEs %d, extra attempts %d, outcome not the far end's %d, unnotified %d, notified again %d, most dialogs %d of budget %d (%d far ends over), CANCELs before the ring timeout %d",
+		r.Fault, r.Leader, r.NewLeader, r.Up, r.Ringing, r.Dropped, r.Duplicates, r.ExtraAttempts, r.WrongOutcome, r.Unnotified, r.Renotified, r.MaxDialogs, r.Budget, r.OverBudget, r.EarlyCancels)
 }
 
 // sipFar is one SIPp far end on the host.
@@ -389,6 +390,9 @@ func (r *SIPRound) judge(fars []*sipFar, want map[string]*sipFar, reqs map[strin
 					callerBye[e.cid] = true
 				case "cancel":
 					cancelled[e.cid] = true
+					if s := open[e.cid]; s != nil && time.Duration(e.tick-s[0])*time.Millisecond < sipRNA-time.Second {
+						r.EarlyCancels++ // the ring timeout is the request's, not the failover's
+					}
 				}
 			}
 			if s := open[e.cid]; s != nil && (e.kind == "END" || e.kind == "BYEOK") {

@@ -13,7 +13,7 @@ import (
 // passes a clean round.
 func TestSIPJudge(t *testing.T) {
 	const clean = "INVITE rid=a cid=1 t=10\nACKED rid=a cid=1 t=11\nEND rid=a cid=1 t=50 how=callee_bye\nBYEOK rid=a cid=1 t=51\n"
-	const ringClean = "INVITE rid=r cid=9 t=10\nEND rid=r cid=9 t=40 how=cancel\n"
+	const ringClean = "INVITE rid=r cid=9 t=10\nEND rid=r cid=9 t=15010 how=cancel\n"
 	ok := func(id string) *pb.Request {
 		return &pb.Request{Id: id, State: "PROCESSED", Result: "SUCCESS", Attempts: []*pb.Attempt{{}}}
 	}
@@ -33,6 +33,8 @@ func TestSIPJudge(t *testing.T) {
 			a: &pb.Request{Id: "a", Result: "SUCCESS", Attempts: []*pb.Attempt{{}, {}}}, notes: notes, want: SIPRound{Duplicates: 1, ExtraAttempts: 1}},
 		{name: "over budget", log: clean + "INVITE rid=b cid=3 t=20\nACKED rid=b cid=3 t=21\nEND rid=b cid=3 t=30 how=callee_bye\nBYEOK rid=b cid=3 t=31\n", ring: ringClean, a: ok("a"),
 			notes: append(notes, notifysink.Notification{RequestID: "b", Result: "SUCCESS"}), want: SIPRound{OverBudget: 1}},
+		{name: "early CANCEL", log: clean, ring: "INVITE rid=r cid=9 t=10\nEND rid=r cid=9 t=1000 how=cancel\n", a: ok("a"), notes: notes,
+			want: SIPRound{EarlyCancels: 1}},
 		{name: "unnotified, notified twice, wrong notification", log: clean, ring: ringClean, a: ok("a"),
 			notes: []notifysink.Notification{{RequestID: "r", Result: "SUCCESS"}, {RequestID: "r", Result: "FAILURE", Status: "RingNoAnswer (SIP 487)"}},
 			want:  SIPRound{Unnotified: 1, Renotified: 1, WrongOutcome: 1}},
