@@ -90,6 +90,14 @@ type SIP struct {
 	// CAP_NET_ADMIN).
 	ServiceAddrUp   []string `toml:"service_addr_up"`
 	ServiceAddrDown []string `toml:"service_addr_down"`
+	// ServiceAddrDev, when set, makes the service address a floating IP
+	// that Dialtone moves itself (Linux, CAP_NET_ADMIN and CAP_NET_RAW):
+	// the leader adds it to this interface (on its subnet's prefix) and
+	// sends a gratuitous ARP before binding, and removes it after
+	// releasing. "auto" picks the interface already on the address's
+	// subnet. An alternative to ServiceAddrUp/Down with `ip`, for images
+	// that have no `ip` (the FROM-scratch image).
+	ServiceAddrDev string `toml:"service_addr_dev"`
 	// SessionExpires is the session interval Dialtone asks for (RFC 4028
 	// Session-Expires, refresher uac: Dialtone refreshes at half of it),
 	// so that a far end whose dialog nobody refreshes any more (a leader
@@ -304,6 +312,12 @@ func (c *Config) validateSIPIVR(bad func(key, format string, args ...any)) {
 	if a := s.ServiceAddr; a != "" {
 		if _, _, err := net.SplitHostPort(a); err != nil {
 			bad("telephony.sip.service_addr", "%q is not host:port: %v", a, err)
+		}
+	}
+	if s.ServiceAddrDev != "" {
+		host, _, _ := net.SplitHostPort(s.ServiceAddr)
+		if ip := net.ParseIP(host); ip == nil || ip.To4() == nil {
+			bad("telephony.sip.service_addr_dev", "needs a service_addr with an IPv4 address, not %q", s.ServiceAddr)
 		}
 	}
 	if d := s.MinConnected.Duration; d < 0 || d > time.Hour {

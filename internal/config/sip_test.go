@@ -91,6 +91,8 @@ func TestSIPValidationNamesTheKey(t *testing.T) {
 		{"ivr duplicate", "", sipTrunk + "[[telephony.sip.ivr]]\nservers = [\"ms1:5060\"]\n[[telephony.sip.ivr]]\nprofile = \"*\"\nservers = [\"ms2:5060\"]\n", "telephony.sip.ivr[1].tenants"},
 		{"ivr negative ports", "", sipTrunk + "[[telephony.sip.ivr]]\nservers = [\"ms1:5060\"]\nports = -2\n", "telephony.sip.ivr[0].ports"},
 		{"ivr answer timeout", "ivr_answer_timeout = \"40s\"\n", sipTrunk, "telephony.sip.ivr_answer_timeout"},
+		{"floating without address", "service_addr_dev = \"auto\"\n", sipTrunk, "telephony.sip.service_addr_dev"},
+		{"floating on a name", "service_addr = \"sip.example:5060\"\nservice_addr_dev = \"eth0\"\n", sipTrunk, "telephony.sip.service_addr_dev"},
 		{"bad event key", "[telephony.sip.outcomes]\n\"event:nope\" = \"busy/B\"\n", sipTrunk, "telephony.sip.outcomes.event:nope"},
 		{"tenant on two trunks", "", sipTrunk + "tenants = [\"acme\"]\n[[telephony.sip.trunk]]\nname = \"b\"\naddress = \"10.0.0.6:5060\"\ntenants = [\"acme\"]\n", "telephony.sip.trunk[1].tenants[0]"},
 	} {

@@ -16,6 +16,11 @@ import (
 type Deployment struct {
 	Project     string
 	ComposeFile string
+	// Overrides are further compose files layered on ComposeFile (the
+	// SIP variant's sip.yml).
+	Overrides []string
+	// Image, when set, is the nodes' image (DT_IMAGE).
+	Image string
 	// Config is the cluster TOML the nodes mount.
 	Config string
 	// ClusterNet and ClientNet are the first three octets of the /24s.
@@ -36,7 +41,18 @@ func (d *Deployment) env() []string {
 		// The runner restarts what it kills, when it chooses.
 		"DT_RESTART=no",
 		"DT_MEDIASIM_ARGS="+d.MediasimArgs,
+		"DT_IMAGE="+d.image(),
 	)
+}
+
+func (d *Deployment) image() string {
+	if d.Image != "" {
+		return d.Image
+	}
+	if v := os.Getenv("DT_IMAGE"); v != "" {
+		return v
+	}
+	return "dialtone:dev"
 }
 
 // run runs a command, answering its combined output.
@@ -53,7 +69,11 @@ func (d *Deployment) run(ctx context.Context, name string, args ...string) (stri
 }
 
 func (d *Deployment) compose(ctx context.Context, args ...string) (string, error) {
-	return d.run(ctx, "docker-compose", append([]string{"-p", d.Project, "-f", d.ComposeFile}, args...)...)
+	pre := []string{"-p", d.Project, "-f", d.ComposeFile}
+	for _, f := range d.Overrides {
+		pre = append(pre, "-f", f)
+	}
+	return d.run(ctx, "docker-compose", append(pre, args...)...)
 }
 
 // Up starts services (all default ones when none are named).

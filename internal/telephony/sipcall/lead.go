@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"strings"
 	"time"
+
+	"github.com/seed-7bfc04c2/dialtone/internal/floataddr"
 )
 
 // The service address (telephony.sip.service_addr) follows leadership:
@@ -26,6 +28,7 @@ func (b *Backend) Lead(ctx context.Context) (release func(), err error) {
 		return func() {}, nil
 	}
 	b.hook(ctx, b.cfg.ServiceAddrUp)
+	b.float(true)
 	var conn *net.UDPConn
 	for start, warned := time.Now(), false; ; {
 		addr, err := net.ResolveUDPAddr("udp4", b.svcAddr)
@@ -81,7 +84,29 @@ func (b *Backend) release() {
 	b.svcServe.Wait()
 	b.svcConn = nil
 	b.log.Info("service address released", "addr", b.svcAddr)
+	b.float(false)
 	b.hook(context.Background(), b.cfg.ServiceAddrDown)
+}
+
+// float adds (up) or removes the floating service address when
+// service_addr_dev is set; a failure is logged (binding is what decides).
+func (b *Backend) float(up bool) {
+	if b.cfg.ServiceAddrDev == "" {
+		return
+	}
+	host, _, _ := net.SplitHostPort(b.svcAddr)
+	a := floataddr.Addr{IP: net.ParseIP(host), Dev: b.cfg.ServiceAddrDev}
+	op, err := "add", error(nil)
+	if up {
+		err = a.Add()
+	} else {
+		op, err = "remove", a.Del()
+	}
+	if err != nil {
+		b.log.Warn("floating service address", "op", op, "addr", host, "err", err)
+		return
+	}
+	b.log.Info("floating service address", "op", op, "addr", host, "dev", b.cfg.ServiceAddrDev)
 }
 
 // hook runs a service_addr_up/down command, {addr} being the service

@@ -60,7 +60,16 @@ func run() int {
 	flag.DurationVar(&o.CheckTimeout, "check-timeout", 2*time.Minute, "linearizability check budget")
 	flag.BoolVar(&o.Keep, "keep", false, "leave the deployment running")
 	flag.StringVar(&recheck, "check", "", "only run the checkers on a saved history.json")
+	var sipMode bool
+	var sipUp, sipRinging, sipKills int
+	flag.BoolVar(&sipMode, "sip", false, "the SIP variant (issue 15): calls up and ringing over SIP to SIPp far ends on the host, the leader SIGKILLed, paused and partitioned; see test/chaos/sip.go")
+	flag.IntVar(&sipUp, "sip-up", 40, "with --sip: calls up at each fault")
+	flag.IntVar(&sipRinging, "sip-ringing", 10, "with --sip: calls ringing at each fault")
+	flag.IntVar(&sipKills, "sip-kills", 5, "with --sip: SIGKILLs of the leader (then one pause and one partition)")
 	flag.Parse()
+	if sipMode {
+		return runSIP(quick, sipUp, sipRinging, sipKills, o.Seed, o.OutDir, o.Keep)
+	}
 	o.MaxAttempts = uint32(maxAttempts)
 	o.Faults = strings.Split(faults, ",")
 	if quick {
@@ -140,5 +149,53 @@ func report(w *os.File, reports []check.Report, av []chaos.Availability) int {
 	} else {
 		fmt.Fprintln(w, "chaos: CHECKS FAILED")
 	}
+	return code
+}
+
+// runSIP runs the SIP variant.
+func runSIP(quick bool, up, ringing, kills int, seed int64, out string, keep bool) int {
+	if quick {
+		up, ringing, kills = min(up, 10), min(ringing, 4), min(kills, 1)
+	}
+	logf := func(format string, args ...any) {
+		fmt.Printf("%s chaos-sip: %s\n", time.Now().UTC().Format("15:04:05.000"), fmt.Sprintf(format, args...))
+	}
+	if out == "" {
+		out = filepath.Join("chaos-out", "sip-"+time.Now().UTC().Format("20060102-150405"))
+	}
+	var faults []string
+	for range kills {
+		faults = append(faults, "kill-leader")
+	}
+	faults = append(faults, "pause-leader", "partition-leader")
+	o := chaos.SIPOptions{
+		OutDir: out, ComposeFile: "deploy/compose/docker-compose.yml", Override: "deploy/compose/sip.yml",
+		ConfigTemplate: "deploy/compose/cluster-sip.toml", Scenarios: "test/chaos/testdata/sipp",
+		Seed: seed, Up: up, Ringing: ringing, Faults: faults, Hold: 5 * time.Second, Keep: keep, Log: logf,
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	start := time.Now()
+	logf("output in %s (seed %d), %d up + %d ringing, faults %s", out, seed, up, ringing, strings.Join(faults, ","))
+	rounds, err := chaos.RunSIP(ctx, o)
+	code := 0
+	var b strings.Builder
+	for i, r := range rounds {
+		fmt.Fprintf(&b, "round %d: %s\n", i+1, r)
+		if !r.OK(up, ringing) {
+			code = 1
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(&b, "run failed: %v\n", err)
+		code = 2
+	} else if code == 0 {
+		fmt.Fprintln(&b, "chaos-sip: every round kept every promise")
+	} else {
+		fmt.Fprintln(&b, "chaos-sip: CHECKS FAILED")
+	}
+	fmt.Fprintf(&b, "duration %v\n", time.Since(start).Round(time.Second))
+	fmt.Print(b.String())
+	_ = os.WriteFile(filepath.Join(out, "report.txt"), []byte(b.String()), 0o644)
 	return code
 }
