@@ -28,6 +28,11 @@ type received struct {
 	total  uint32
 	inUse  uint32
 	acked  bool
+	// stream numbers the Publish stream that carried the report, per
+	// server: gRPC orders messages within a stream, not across streams,
+	// and two streams' handlers may record their reports in either order
+	// (the cache drops a report whose seq is not newer).
+	stream int
 }
 
 // fakeServer is an in-process PortUsageService that records every report and
@@ -40,10 +45,11 @@ type fakeServer struct {
 	// wantAuth, when set, is the authorization metadata every stream needs.
 	wantAuth string
 
-	mu   sync.Mutex
-	hung bool
-	got  []received
-	srv  *grpc.Server
+	mu      sync.Mutex
+	hung    bool
+	got     []received
+	streams int
+	srv     *grpc.Server
 }
 
 func newFake(t *testing.T, name string) *fakeServer {
@@ -107,6 +113,10 @@ func (f *fakeServer) Publish(stream pb.PortUsageService_PublishServer) error {
 			return status.Error(codes.Unauthenticated, "bad credentials")
 		}
 	}
+	f.mu.Lock()
+	f.streams++
+	n := f.streams
+	f.mu.Unlock()
 	for {
 		r, err := stream.Recv()
 		if err == io.EOF {
@@ -117,7 +127,7 @@ func (f *fakeServer) Publish(stream pb.PortUsageService_PublishServer) error {
 		}
 		f.mu.Lock()
 		hung := f.hung
-		f.got = append(f.got, received{at: time.Now(), server: f.name, seq: r.GetSeq(), total: r.GetTotalPorts(), inUse: r.GetPortsInUse(), acked: !hung})
+		f.got = append(f.got, received{at: time.Now(), server: f.name, seq: r.GetSeq(), total: r.GetTotalPorts(), inUse: r.GetPortsInUse(), acked: !hung, stream: n})
 		f.mu.Unlock()
 		if hung {
 			continue
@@ -222,17 +232,18 @@ func maxAckedGap(from, to time.Time, servers ...*fakeServer) time.Duration {
 	return max(gap, ts[0].Sub(from), to.Sub(ts[len(ts)-1]))
 }
 
-// checkSeq: each server saw strictly increasing seqs, and every report a
+// checkSeq: each stream to a server carried strictly increasing seqs, and every report a
 // server received after the switch is newer than everything sent before it.
 func checkSeq(t *testing.T, switchAt time.Time, servers ...*fakeServer) {
 	t.Helper()
 	var before uint64
 	for _, s := range servers {
-		rs := s.reports()
-		for i, r := range rs {
-			if i > 0 && r.seq <= rs[i-1].seq {
-				t.Errorf("%s: seq %d after %d", s.name, r.seq, rs[i-1].seq)
+		last := map[int]uint64{} // per stream
+		for _, r := range s.reports() {
+			if prev, ok := last[r.stream]; ok && r.seq <= prev {
+				t.Errorf("%s: seq %d after %d on one stream", s.name, r.seq, prev)
 			}
+			last[r.stream] = r.seq
 			if r.at.Before(switchAt) {
 				before = max(before, r.seq)
 			}
