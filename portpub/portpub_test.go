@@ -232,8 +232,9 @@ func maxAckedGap(from, to time.Time, servers ...*fakeServer) time.Duration {
 	return max(gap, ts[0].Sub(from), to.Sub(ts[len(ts)-1]))
 }
 
-// checkSeq: each stream to a server carried strictly increasing seqs, and every report a
-// server received after the switch is newer than everything sent before it.
+// checkSeq: each stream to a server carried strictly increasing seqs, and
+// every report a server received after the switch is newer than everything
+// sent before it.
 func checkSeq(t *testing.T, switchAt time.Time, servers ...*fakeServer) {
 	t.Helper()
 	var before uint64
