@@ -167,6 +167,7 @@ func (h *harness) runCapsTarget(ctx context.Context, e *environment, t capsTarge
 		Refused: st.Refused, Concurrent: st.ConcurrentViolations, PeakInUse: st.PeakInProgress, Samples: samples,
 		RateSeries: report.RateSeries(all, origin.UnixNano(), to, time.Second),
 	}
+	res.LeaderChanges = leaderChanges(samples)
 	capped, measured := 0, 0
 	for _, s := range samples {
 		if s.T < c.Warmup.Seconds() {
@@ -184,8 +185,8 @@ func (h *harness) runCapsTarget(ctx context.Context, e *environment, t capsTarge
 	h.rep.Caps = append(h.rep.Caps, res)
 	h.repMu.Unlock()
 	r := res.Rate
-	h.logf("caps %s: achieved %.2f/s (error %+.3f%%), max in any 1s window %d, interval p50 %.3f ms p99 %.3f ms, capped by ports %.0f%% of samples",
-		t.label(), r.Achieved, r.ErrorPct, r.MaxWindow, r.IntervalP50, r.IntervalP99, res.CappedByPortsPct)
+	h.logf("caps %s: achieved %.2f/s (%.3f of target, error %+.3f%%), max in any 1s window %d, interval p50 %.3f ms p99 %.3f ms, capped by ports %.0f%% of samples, %d leader changes",
+		t.label(), r.Achieved, r.Achieved/r.Target, r.ErrorPct, r.MaxWindow, r.IntervalP50, r.IntervalP99, res.CappedByPortsPct, res.LeaderChanges)
 	h.capsChecks(res)
 	h.capsCharts(res, c.Warmup.Seconds())
 	return res, nil
@@ -197,6 +198,7 @@ func (h *harness) capsChecks(res CapsResult) {
 		h.check("caps", name+": no call refused by a full platform", res.Refused == 0, "%d refused at PortLoadFactor %d", res.Refused, res.PLF)
 	}
 	h.check("caps", name+": no concurrent attempt of one request", res.Concurrent == 0, "%d concurrent", res.Concurrent)
+	h.target("caps", name+": no leader change", res.LeaderChanges == 0, "%d leader changes seen by the sampler", res.LeaderChanges)
 	r := res.Rate
 	// Ports capped the run when its load factor says so, or when the
 	// engine sat at its port budget in most samples.
@@ -260,4 +262,20 @@ func (h *harness) chart(name string, c report.Chart) {
 	h.repMu.Lock()
 	h.rep.Charts = append(h.rep.Charts, file)
 	h.repMu.Unlock()
+}
+
+// leaderChanges counts the changes of the leader between consecutive
+// samples that saw one (a sample that could not ask is skipped).
+func leaderChanges(samples []Sample) int {
+	n, last := 0, ""
+	for _, s := range samples {
+		if s.Leader == "" {
+			continue
+		}
+		if last != "" && s.Leader != last {
+			n++
+		}
+		last = s.Leader
+	}
+	return n
 }

@@ -144,3 +144,23 @@ func TestIssue18Targets(t *testing.T) {
 		t.Errorf("bulk detail %q lacks the ratio", d)
 	}
 }
+
+func TestLeaderChanges(t *testing.T) {
+	for _, c := range []struct {
+		leaders []string
+		want    int
+	}{
+		{nil, 0},
+		{[]string{"n1", "n1", "", "n1"}, 0},
+		{[]string{"n1", "", "n2", "n2", "n1"}, 2},
+		{[]string{"", "n3", "n3"}, 0},
+	} {
+		var ss []Sample
+		for _, l := range c.leaders {
+			ss = append(ss, Sample{Leader: l})
+		}
+		if got := leaderChanges(ss); got != c.want {
+			t.Errorf("%v: %d leader changes, want %d", c.leaders, got, c.want)
+		}
+	}
+}

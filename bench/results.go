@@ -63,11 +63,14 @@ type CapsResult struct {
 	// CappedByPortsPct: share of samples in the measured window where the
 	// engine's calls in progress were at its port budget (the rate limited by
 	// ports, not CAPS).
-	CappedByPortsPct float64  `json:"capped_by_ports_pct"`
-	PeakInUse        int64    `json:"peak_platform_in_use"`
-	Refused          uint64   `json:"refused"`
-	Concurrent       uint64   `json:"concurrent_violations"`
-	Samples          []Sample `json:"samples"`
+	CappedByPortsPct float64 `json:"capped_by_ports_pct"`
+	PeakInUse        int64   `json:"peak_platform_in_use"`
+	Refused          uint64  `json:"refused"`
+	Concurrent       uint64  `json:"concurrent_violations"`
+	// LeaderChanges: how often the leader the sampler saw changed during
+	// the run (a change between two samples counts once).
+	LeaderChanges int      `json:"leader_changes"`
+	Samples       []Sample `json:"samples"`
 	// RateSeries: attempts per second in 1 s bins from the CAPS change.
 	RateSeries []report.Point `json:"rate_series"`
 }
