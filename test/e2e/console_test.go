@@ -73,22 +73,9 @@ func startConsoleCluster(t *testing.T) *consoleCluster {
 	for _, id := range pc.IDs() {
 		grpcAddrs = append(grpcAddrs, pc.GRPCAddr(id))
 	}
-	sim := exec.Command(filepath.Join(filepath.Dir(binary), "dialtone-sim"), "mediasim", "--listen", simAddr, "--http", "",
+	startMediasim(t, []string{"DIALTONE_USER=pub", "DIALTONE_PASSWORD=pub"}, "--listen", simAddr, "--http", "",
 		"--tenant", "acme,globex", "--servers", "2", "--ports", "50", "--ring", "200ms-1s", "--talk", "1s-4s",
 		"--endpoints", strings.Join(grpcAddrs, ","), "--seed", "7")
-	sim.Env = append(os.Environ(), "DIALTONE_USER=pub", "DIALTONE_PASSWORD=pub")
-	simOut := &syncBuffer{}
-	sim.Stdout, sim.Stderr = simOut, simOut
-	if err := sim.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = sim.Process.Kill()
-		_ = sim.Wait()
-		if t.Failed() {
-			t.Logf("mediasim output:\n%s", lastLines(simOut.String(), 40))
-		}
-	})
 	return c
 }
 
@@ -419,5 +406,26 @@ func TestConsoleInBrowser(t *testing.T) {
 		before, _ := eval[string](ops, `document.getElementById('fresh').textContent`)
 		ops.waitJS(t, 3*time.Second, "the console keeps updating", `document.getElementById('fresh').textContent !== `+jsString(before))
 		ops.screenshot("cluster-after-failover")
+	})
+}
+
+// startMediasim runs dialtone-sim's simulated media platform with args
+// (after "mediasim") and env added to the test's environment, until the
+// test ends; its output is logged when the test fails.
+func startMediasim(t *testing.T, env []string, args ...string) {
+	t.Helper()
+	sim := exec.Command(filepath.Join(filepath.Dir(binary), "dialtone-sim"), append([]string{"mediasim"}, args...)...)
+	sim.Env = append(os.Environ(), env...)
+	simOut := &syncBuffer{}
+	sim.Stdout, sim.Stderr = simOut, simOut
+	if err := sim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = sim.Process.Kill()
+		_ = sim.Wait()
+		if t.Failed() {
+			t.Logf("mediasim output:\n%s", lastLines(simOut.String(), 40))
+		}
 	})
 }

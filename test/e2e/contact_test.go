@@ -5,9 +5,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -50,22 +47,9 @@ func TestContactRulesOnShiftedClock(t *testing.T) {
 	for _, id := range c.IDs() {
 		grpcAddrs = append(grpcAddrs, c.GRPCAddr(id))
 	}
-	sim := exec.Command(filepath.Join(filepath.Dir(binary), "dialtone-sim"), "mediasim", "--listen", simAddr, "--http", "",
+	startMediasim(t, nil, "--listen", simAddr, "--http", "",
 		"--tenant", "acme", "--servers", "1", "--ports", "20", "--ring", "100ms-300ms", "--talk", "200ms-500ms",
 		"--endpoints", strings.Join(grpcAddrs, ","), "--seed", "7")
-	sim.Env = os.Environ()
-	simOut := &syncBuffer{}
-	sim.Stdout, sim.Stderr = simOut, simOut
-	if err := sim.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = sim.Process.Kill()
-		_ = sim.Wait()
-		if t.Failed() {
-			t.Logf("mediasim output:\n%s", lastLines(simOut.String(), 40))
-		}
-	})
 
 	addr := c.HTTPAddr(c.IDs()[0])
 	api := rest(t, addr)
