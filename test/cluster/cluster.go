@@ -7,9 +7,11 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -106,7 +108,8 @@ func (o Options) Config(dir string) (config.Config, error) {
 // handedOut holds every port FreeAddr returned in this process: the kernel
 // may offer a port again once its probe listener is closed, before the node
 // it was meant for binds it. Process-wide because clusters of one test
-// binary run in parallel.
+// binary run in parallel. The value is the reservation's lock file, kept
+// open (and so locked) until the process exits.
 var handedOut sync.Map
 
 // Ports are drawn from below Linux's ephemeral range (32768-60999): a port
@@ -117,17 +120,50 @@ const (
 	portHigh = 32000
 )
 
+// reserve takes port's lock file in a directory every test process shares,
+// so that two test binaries (go test runs packages in parallel) never hand
+// out the same port: a probe in one process can otherwise pass just before
+// a node of the other binds the port, and that node then fails with
+// "address already in use". flock is released by the kernel when the
+// process exits, however it exits.
+func reserve(port int) (*os.File, bool) {
+	dir := filepath.Join(os.TempDir(), "dialtone-test-ports")
+	if err := os.MkdirAll(dir, 0o777); err != nil {
+		return nil, true // no shared directory: fall back to the probe alone
+	}
+	f, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(port)), os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		return nil, true
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, false // another test process holds it
+	}
+	return f, true
+}
+
 // FreeAddr is a loopback TCP address that was free and that no earlier
-// call in this process returned.
+// call in this process, nor any live test process, returned.
 func FreeAddr() (string, error) {
 	for range 200 {
-		a := net.JoinHostPort("127.0.0.1", strconv.Itoa(portLow+rand.IntN(portHigh-portLow)))
-		if _, dup := handedOut.LoadOrStore(a, true); dup {
+		port := portLow + rand.IntN(portHigh-portLow)
+		a := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		if _, dup := handedOut.Load(a); dup {
+			continue
+		}
+		lock, ok := reserve(port)
+		if !ok {
+			continue
+		}
+		if _, dup := handedOut.LoadOrStore(a, lock); dup {
+			if lock != nil {
+				lock.Close()
+			}
 			continue
 		}
 		l, err := net.Listen("tcp", a)
 		if err != nil {
-			continue // in use by another process
+			continue // in use by another process; stays reserved so it is not tried again
 		}
 		l.Close()
 		return a, nil
