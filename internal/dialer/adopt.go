@@ -2,6 +2,7 @@ package dialer
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/seed-7bfc04c2/dialtone/internal/fsm"
@@ -33,17 +34,48 @@ type AddressHolder interface {
 	Lead(ctx context.Context) (release func(), err error)
 }
 
-// dialogItem is one leg's state to commit.
+// dialogItem is one leg's state to commit; done, when set, is told
+// whether it was (a synchronous commit, DialogCommit).
 type dialogItem struct {
 	id, callUUID string
 	st           *fsmpb.DialogState
+	done         chan<- error
 }
 
+// errDialogRefused: the state machine refused a dialog update (the
+// attempt ended or was superseded meanwhile).
+var errDialogRefused = errors.New("dialog update refused")
+
 func (e *Engine) commitDialogs(ctx context.Context, items []dialogItem) {
-	err := propose(ctx, e.opts.Apply, items, dialogCommand, nil)
+	acked := make(map[int]bool, len(items)) // index in items -> committed
+	base := 0
+	err := propose(ctx, e.opts.Apply, items, dialogCommand, func(entry, accepted []dialogItem) {
+		// accepted is entry's accepted items in order (each its own state).
+		j := 0
+		for i := range entry {
+			if j < len(accepted) && entry[i].st == accepted[j].st {
+				acked[base+i] = true
+				j++
+			}
+		}
+		base += len(entry)
+	})
 	e.m.DialogBatch.Observe(float64(len(items)))
 	if err != nil && ctx.Err() == nil {
 		e.log.Warn("dialog state commit failed", "dialogs", len(items), "err", err)
+	}
+	for i, it := range items {
+		if it.done == nil {
+			continue
+		}
+		switch {
+		case acked[i]:
+			it.done <- nil
+		case err != nil:
+			it.done <- err
+		default:
+			it.done <- errDialogRefused
+		}
 	}
 }
 
@@ -62,6 +94,35 @@ func (e *Engine) dialogSink(id, callUUID string) func(*fsmpb.DialogState) {
 		return nil
 	}
 	return func(st *fsmpb.DialogState) { e.dialogs.add(dialogItem{id: id, callUUID: callUUID, st: st}) }
+}
+
+// dialogCommitter is the DialogCommit hook of one call: the states ride
+// the dialog batcher like any other, and the caller waits for their entry.
+// A batcher stopped with leadership drops what is pending: ctx (the call's,
+// which ends with leadership) bounds the wait.
+func (e *Engine) dialogCommitter(id, callUUID string) func(context.Context, []*fsmpb.DialogState) error {
+	if _, ok := e.opts.Backend.(Adopter); !ok || !e.opts.Takeover {
+		return nil
+	}
+	return func(ctx context.Context, states []*fsmpb.DialogState) error {
+		done := make(chan error, len(states))
+		items := make([]dialogItem, len(states))
+		for i, st := range states {
+			items[i] = dialogItem{id: id, callUUID: callUUID, st: st, done: done}
+		}
+		e.dialogs.add(items...)
+		for range states {
+			select {
+			case err := <-done:
+				if err != nil {
+					return err
+				}
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return nil
+	}
 }
 
 // adoptable is the dialog state of r's current attempt when this engine
@@ -92,7 +153,8 @@ func (e *Engine) adopt(ctx context.Context, r *fsmpb.Request, dialogs []*fsmpb.D
 	out, err := e.opts.Backend.(Adopter).Adopt(ctx, telephony.Call{
 		RequestID: r.Id, CallUUID: r.LastCallUuid, Tenant: r.Tenant, IVRProfile: r.IvrProfile,
 		Telnum: r.Telnum, Ani: r.Ani, Cpd: r.Cpd, CustomData: r.CustomData, Attempt: r.AttemptsMade,
-		Dialog: e.dialogSink(r.Id, r.LastCallUuid),
+		Dialog:       e.dialogSink(r.Id, r.LastCallUuid),
+		DialogCommit: e.dialogCommitter(r.Id, r.LastCallUuid),
 	}, dialogs)
 	e.mu.Lock()
 	e.adopted[r.Tenant]--

@@ -102,10 +102,11 @@ func (e *Engine) call(ctx context.Context, it *item) {
 		out, err = e.opts.Backend.Place(ctx, telephony.Call{
 			RequestID: r.Id, CallUUID: it.callUUID, Tenant: r.Tenant, IVRProfile: r.IvrProfile,
 			Telnum: r.Telnum, Ani: r.Ani, Cpd: r.Cpd, CustomData: r.CustomData,
-			Attempt: r.AttemptsMade + 1,
-			Gate:    e.sendGate(it),
-			Sent:    func() { e.sendWritten(it) },
-			Dialog:  e.dialogSink(r.Id, it.callUUID),
+			Attempt:      r.AttemptsMade + 1,
+			Gate:         e.sendGate(it),
+			Sent:         func() { e.sendWritten(it) },
+			Dialog:       e.dialogSink(r.Id, it.callUUID),
+			DialogCommit: e.dialogCommitter(r.Id, it.callUUID),
 		})
 		e.sendWritten(it) // a backend that did not report it
 	}

@@ -45,6 +45,12 @@ type Call struct {
 	// the latest state per leg, so that a new leader can adopt the call
 	// (see dialer.Adopter). It must not block.
 	Dialog func(*fsmpb.DialogState)
+	// DialogCommit, when set (with Dialog), commits leg states and returns
+	// once they are replicated (nil) or cannot be (the error; ctx ended,
+	// leadership lost). A backend writes ahead with it where the far end
+	// must not learn of a change no successor would know: the ACK of a
+	// 2xx (the call is up) and the 200 to a BYE (the call is over).
+	DialogCommit func(ctx context.Context, states []*fsmpb.DialogState) error
 }
 
 // Written reports, after Send returned nil, that the call's first request

@@ -616,7 +616,14 @@ type DialogState struct {
 	// The media server an IVR leg went to (host:port), counted in its pool.
 	Server string `protobuf:"bytes,22,opt,name=server,proto3" json:"server,omitempty"`
 	// The INVITE's top Via as sent (its branch is invite_branch).
-	InviteVia     string `protobuf:"bytes,23,opt,name=invite_via,json=inviteVia,proto3" json:"invite_via,omitempty"`
+	InviteVia string `protobuf:"bytes,23,opt,name=invite_via,json=inviteVia,proto3" json:"invite_via,omitempty"`
+	// The far end ended the dialog (its BYE) at this time; committed before
+	// the BYE is answered, so a new leader ends the call (the other leg, the
+	// outcome) instead of holding a dialog that is gone.
+	RemoteEndedUnixMs int64 `protobuf:"varint,24,opt,name=remote_ended_unix_ms,json=remoteEndedUnixMs,proto3" json:"remote_ended_unix_ms,omitempty"`
+	// The CPD result the far end's BYE carried in the detection header
+	// (telephony.sip.detection_header), if any.
+	ByeDetection  string `protobuf:"bytes,25,opt,name=bye_detection,json=byeDetection,proto3" json:"bye_detection,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -808,6 +815,20 @@ func (x *DialogState) GetServer() string {
 func (x *DialogState) GetInviteVia() string {
 	if x != nil {
 		return x.InviteVia
+	}
+	return ""
+}
+
+func (x *DialogState) GetRemoteEndedUnixMs() int64 {
+	if x != nil {
+		return x.RemoteEndedUnixMs
+	}
+	return 0
+}
+
+func (x *DialogState) GetByeDetection() string {
+	if x != nil {
+		return x.ByeDetection
 	}
 	return ""
 }
@@ -3993,7 +4014,7 @@ const file_fsm_proto_rawDesc = "" +
 	"\rended_unix_ms\x18\x04 \x01(\x03R\vendedUnixMs\x127\n" +
 	"\aoutcome\x18\x05 \x01(\x0e2\x1d.dialtone.fsm.v1.OutcomeClassR\aoutcome\x12\x16\n" +
 	"\x06reason\x18\x06 \x01(\tR\x06reason\x126\n" +
-	"\adialogs\x18\x14 \x03(\v2\x1c.dialtone.fsm.v1.DialogStateR\adialogs\"\xdd\x05\n" +
+	"\adialogs\x18\x14 \x03(\v2\x1c.dialtone.fsm.v1.DialogStateR\adialogs\"\xb3\x06\n" +
 	"\vDialogState\x12\x10\n" +
 	"\x03leg\x18\x01 \x01(\tR\x03leg\x12\x17\n" +
 	"\acall_id\x18\x02 \x01(\tR\x06callId\x12\x12\n" +
@@ -4024,7 +4045,9 @@ const file_fsm_proto_rawDesc = "" +
 	"remote_sdp\x18\x15 \x01(\fR\tremoteSdp\x12\x16\n" +
 	"\x06server\x18\x16 \x01(\tR\x06server\x12\x1d\n" +
 	"\n" +
-	"invite_via\x18\x17 \x01(\tR\tinviteVia\"q\n" +
+	"invite_via\x18\x17 \x01(\tR\tinviteVia\x12/\n" +
+	"\x14remote_ended_unix_ms\x18\x18 \x01(\x03R\x11remoteEndedUnixMs\x12#\n" +
+	"\rbye_detection\x18\x19 \x01(\tR\fbyeDetection\"q\n" +
 	"\fDialogUpdate\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\tcall_uuid\x18\x02 \x01(\tR\bcallUuid\x124\n" +

@@ -75,16 +75,50 @@ func (l *leg) state() *fsmpb.DialogState {
 	if !l.deadline.IsZero() {
 		st.DeadlineUnixMs = l.deadline.UnixMilli()
 	}
+	if !l.remoteEnded.IsZero() {
+		st.RemoteEndedUnixMs = l.remoteEnded.UnixMilli()
+		if h := l.b.cfg.DetectionHeader; h != "" && l.byeReq != nil {
+			if v := l.byeReq.GetHeader(h); v != nil {
+				st.ByeDetection = v.Value()
+			}
+		}
+	}
 	return st
 }
 
-// reporter is the report hook of c's legs: nil when the dialer does not
-// replicate dialogs.
-func reporter(c telephony.Call) func(*leg) {
-	if c.Dialog == nil {
+// bind ties the leg to call c placed under ctx: its replication hooks
+// (none when the dialer does not replicate dialogs) and its stop, which is
+// ctx ending (leadership lost, node stopping).
+func (l *leg) bind(ctx context.Context, c telephony.Call) {
+	l.stop, l.cctx = ctx.Done(), ctx
+	if c.Dialog != nil {
+		l.report = func(l *leg) { c.Dialog(l.state()) }
+		l.commitNow = c.DialogCommit
+	}
+}
+
+// commitSync replicates the legs' state and waits for it (write-ahead of
+// an ACK or a BYE's 200). Without a synchronous hook the state is only
+// reported (the dialer queues it), and nil returned. It fails once the
+// call's context ends: the node no longer leads.
+func commitSync(ctx context.Context, legs ...*leg) error {
+	var states []*fsmpb.DialogState
+	var commit func(context.Context, []*fsmpb.DialogState) error
+	for _, l := range legs {
+		if l != nil && l.commitNow != nil {
+			commit = l.commitNow
+			states = append(states, l.state())
+		}
+	}
+	if commit == nil {
+		for _, l := range legs {
+			if l != nil {
+				l.commit()
+			}
+		}
 		return nil
 	}
-	return func(l *leg) { c.Dialog(l.state()) }
+	return commit(ctx, states)
 }
 
 // restore rebuilds a leg from its replicated state. The INVITE is parsed
@@ -199,14 +233,14 @@ func (b *Backend) Adopt(ctx context.Context, c telephony.Call, dialogs []*fsmpb.
 	if err != nil {
 		return telephony.Outcome{}, err
 	}
-	callee.report, callee.stop = reporter(c), ctx.Done()
+	callee.bind(ctx, c)
 	var ivr *leg
 	var server *mediaServer
 	if ivrSt != nil && pool != nil {
 		if ivr, err = b.restore(ivrSt, pool.cli, pool.contact); err != nil {
 			return telephony.Outcome{}, err
 		}
-		ivr.report, ivr.stop = reporter(c), ctx.Done()
+		ivr.bind(ctx, c)
 		server = pool.server(ivrSt.Server)
 	}
 	if server == nil && pool != nil && calleeSt.Established && ivrSt == nil {
@@ -218,6 +252,9 @@ func (b *Backend) Adopt(ctx context.Context, c telephony.Call, dialogs []*fsmpb.
 		defer server.active.Add(-1)
 	}
 	b.m.adopted.Inc()
+	if calleeSt.GetRemoteEndedUnixMs() != 0 || ivrSt.GetRemoteEndedUnixMs() != 0 {
+		return b.adoptEnded(ctx, c, calleeSt, ivrSt, callee, ivr)
+	}
 	switch {
 	case callee.confirmed && (pool == nil || ivr != nil && ivr.confirmed):
 		// An established call: take its dialogs over and hold it.
@@ -268,6 +305,50 @@ func (b *Backend) Adopt(ctx context.Context, c telephony.Call, dialogs []*fsmpb.
 		return telephony.Outcome{}, ctx.Err()
 	}
 	return b.event("ivr-failed", "setup interrupted by a leader change"), nil
+}
+
+// adoptEnded finishes a call one of whose legs the far end had ended
+// (its BYE committed and answered) when leadership moved: the other leg
+// is ended if it is up, and the outcome is what hold would have returned.
+func (b *Backend) adoptEnded(ctx context.Context, c telephony.Call, calleeSt, ivrSt *fsmpb.DialogState, callee, ivr *leg) (telephony.Outcome, error) {
+	b.log.Info("adopted a call its far end had ended", "request", c.RequestID, "call_id", calleeSt.CallId)
+	ended, who := calleeSt, "callee"
+	gone, other, otherSt := callee, ivr, ivrSt
+	if calleeSt.GetRemoteEndedUnixMs() == 0 {
+		ended, who = ivrSt, "IVR"
+		gone, other, otherSt = ivr, callee, calleeSt
+	}
+	if gone != nil && gone.ended != nil {
+		// The predecessor committed the far end's BYE but may not have
+		// answered it: its retransmissions get their 200 here for 64*T1.
+		b.legs.Store(gone.key, gone)
+		time.AfterFunc(cancelWait, func() { gone.end(false) })
+	}
+	if other != nil && otherSt.GetRemoteEndedUnixMs() == 0 {
+		if otherSt.Established {
+			b.legs.Store(other.key, other)
+			if !other.confirmed {
+				_ = other.ack(nil)
+			}
+			other.bye()
+		} else {
+			b.cancelPending(ctx, other)
+		}
+	}
+	if ctx.Err() != nil {
+		return telephony.Outcome{}, ctx.Err()
+	}
+	if d := ivrSt.GetByeDetection(); d != "" {
+		if o, ok := b.outcomes["detect:"+strings.ToLower(strings.TrimSpace(d))]; ok {
+			o.Reason += " (SIP BYE)"
+			return o, nil
+		}
+	}
+	connected := calleeSt.GetConnectedUnixMs()
+	if connected == 0 || time.Duration(ended.GetRemoteEndedUnixMs()-connected)*time.Millisecond < b.cfg.MinConnected.Duration {
+		return b.event("short-call", who+" hung up"), nil
+	}
+	return b.outcomes["200"], nil
 }
 
 // server is the pool's media server with this address (nil: none).
@@ -363,6 +444,9 @@ func (b *Backend) awaitFinal(ctx context.Context, l *leg, cancelAt time.Time) (*
 		case <-cancelC:
 			doCancel()
 		case <-done:
+			if l.handedOver() {
+				return nil, cancelled, errHandedOver // to the next leader, as it is
+			}
 			doCancel()
 		case <-giveUp:
 			return nil, true, errNoAnswer
@@ -405,7 +489,7 @@ func (b *Backend) onStray(res *sip.Response) {
 		v.(*leg).reack()
 		return
 	}
-	if since := b.leadSince.Load(); since == 0 || time.Since(time.UnixMilli(since)) < strayGrace {
+	if b.unsettled() {
 		return
 	}
 	b.calls.Add(1)
@@ -413,6 +497,23 @@ func (b *Backend) onStray(res *sip.Response) {
 		defer b.calls.Done()
 		b.endStray(res)
 	}()
+}
+
+// unsettled reports whether, with a service address, a message for a
+// dialog this node does not have must be left unanswered: the term of
+// leadership ended (the address is being released and the dialog was
+// handed over) or began less than strayGrace ago (the predecessor's calls
+// are still being adopted). Without a service address the node's own
+// dialogs are all there are: false.
+func (b *Backend) unsettled() bool {
+	if b.svcAddr == "" {
+		return false
+	}
+	if t := b.term.Load(); t == nil || (*t).Err() != nil {
+		return true
+	}
+	since := b.leadSince.Load()
+	return since == 0 || time.Since(time.UnixMilli(since)) < strayGrace
 }
 
 // endStray ACKs a 2xx nobody owns and hangs its dialog up.

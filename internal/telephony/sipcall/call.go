@@ -124,6 +124,13 @@ func (b *Backend) onRequest(req *sip.Request, tx sip.ServerTransaction) {
 				v.(*leg).onRequest(req, tx)
 				return
 			}
+			if b.unsettled() {
+				// Not answered: this node's term ended (the dialog was
+				// handed over) or began moments ago (still adopting), and
+				// a 481 would end a call the leader holds. The far end
+				// retransmits to the service address.
+				return
+			}
 			if req.Method != sip.ACK && req.Method != sip.OPTIONS {
 				_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist", nil))
 				return
@@ -236,9 +243,8 @@ func (b *Backend) dial(ctx context.Context, t *trunk, c telephony.Call, req *sip
 	}
 	b.m.invites.WithLabelValues(t.Name).Inc()
 	callee := b.newLeg("callee", t.cli, req)
-	callee.report = reporter(c)
+	callee.bind(ctx, c)        // replication; the dialer stops: handover or bounded teardown (leg.go)
 	callee.written = c.Written // the dialer's window logs: the INVITE left
-	callee.stop = ctx.Done()   // the dialer stops: bounded teardown (leg.go)
 	ring := b.ringTimeout(c.Cpd)
 	if ring > 0 {
 		callee.deadline = time.Now().Add(ring) // while pending: when a new leader CANCELs it
@@ -318,11 +324,21 @@ func (b *Backend) answered(ctx context.Context, t *trunk, c telephony.Call, call
 				return b.event("no-offer", err.Error()), nil
 			}
 		}
+		callee.mu.Lock()
+		callee.localSDP = body // the ACK's answer, replicated with it
+		callee.mu.Unlock()
+		if err := b.connect(ctx, callee, nil); err != nil {
+			_ = callee.ack(body)
+			callee.bye()
+			return telephony.Outcome{}, err
+		}
 		if err := callee.ack(body); err != nil {
 			callee.bye()
+			if ctx.Err() != nil {
+				return telephony.Outcome{}, ctx.Err() // handed over (or hung up) with leadership
+			}
 			return internal("ACK failed"), nil
 		}
-		b.connect(callee, nil)
 		return b.hold(ctx, out, callee, nil)
 	}
 	if offer == nil {
@@ -339,11 +355,11 @@ func (b *Backend) answered(ctx context.Context, t *trunk, c telephony.Call, call
 		hangUp()
 		return b.event("ivr-failed", err.Error()), nil
 	}
-	ivr.report, ivr.server = reporter(c), server.addr
+	ivr.server = server.addr
 	callee.deadline = time.Time{}
 	callee.commit() // answered, not yet ACKed: a new leader ends it
 
-	ivr.stop = ctx.Done()
+	ivr.bind(ctx, c)
 	ivrCtx, ivrCancel := context.WithCancel(ctx)
 	go func() { // ends with ivrCancel below at the latest
 		select {
@@ -391,10 +407,20 @@ func (b *Backend) answered(ctx context.Context, t *trunk, c telephony.Call, call
 	ivr.mu.Lock()
 	ivr.peer, ivr.localSDP = callee, offer
 	ivr.mu.Unlock()
+	if err := b.connect(ctx, callee, ivr); err != nil {
+		_ = ivr.ack(nil)
+		ivr.bye()
+		_ = callee.ack(sdpBody(ia.res))
+		callee.bye()
+		return telephony.Outcome{}, err
+	}
 	_ = ivr.ack(nil)
 	if err := callee.ack(sdpBody(ia.res)); err != nil {
 		ivr.bye()
 		callee.bye()
+		if ctx.Err() != nil {
+			return telephony.Outcome{}, ctx.Err() // handed over (or hung up) with leadership
+		}
 		return internal("ACK failed"), nil
 	}
 	if o := b.outcomes.classify(ia.res, b.cfg.DetectionHeader); o.Class != fsmpb.OutcomeClass_OUTCOME_SUCCESS {
@@ -403,7 +429,6 @@ func (b *Backend) answered(ctx context.Context, t *trunk, c telephony.Call, call
 		callee.bye()
 		return o, nil
 	}
-	b.connect(callee, ivr)
 	return b.hold(ctx, out, callee, ivr)
 }
 
@@ -516,9 +541,15 @@ func (b *Backend) hold(ctx context.Context, out telephony.Outcome, callee, ivr *
 	return out, nil
 }
 
-// connect marks the call connected (both legs ACKed): it is held until
-// max_call_duration from now, and the legs' state is committed confirmed.
-func (b *Backend) connect(callee, ivr *leg) {
+// connect marks the call connected, immediately before its legs' 2xx are
+// ACKed: it is held until max_call_duration from now, and the legs' state
+// is committed confirmed before the ACKs leave (write-ahead): a far end
+// that has its ACK has a call the next leader knows of. An error means
+// the call's context ended first (leadership lost, node stopping); the
+// caller then ACKs and hangs up, which with handover sends nothing and
+// leaves the 2xx's retransmissions to the next leader. A commit the state
+// machine refused is logged and the call goes on.
+func (b *Backend) connect(ctx context.Context, callee, ivr *leg) error {
 	now := time.Now()
 	var deadline time.Time
 	if d := b.cfg.MaxCallDuration.Duration; d > 0 {
@@ -527,11 +558,20 @@ func (b *Backend) connect(callee, ivr *leg) {
 	for _, l := range []*leg{callee, ivr} {
 		if l != nil {
 			l.mu.Lock()
-			l.connected, l.deadline = now, deadline
+			if l.connected.IsZero() {
+				l.connected, l.deadline = now, deadline
+			}
+			l.confirmed = true
 			l.mu.Unlock()
-			l.commit()
 		}
 	}
+	if err := commitSync(ctx, callee, ivr); err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		b.log.Warn("dialog state not committed before the ACK", "call_id", callee.invite.CallID().Value(), "err", err)
+	}
+	return nil
 }
 
 // reported is a CPD result the media server sent in the detection header

@@ -63,6 +63,7 @@ func (b *Backend) Lead(ctx context.Context) (release func(), err error) {
 			return nil, fmt.Errorf("sipcall: service address %s not serving", b.svcAddr)
 		}
 	}
+	b.term.Store(&ctx)
 	b.leadSince.Store(time.Now().UnixMilli())
 	b.log.Info("service address bound", "addr", b.svcAddr)
 	stop := func() bool { return false }

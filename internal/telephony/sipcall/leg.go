@@ -11,6 +11,8 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
 )
 
 // The SIP capabilities Dialtone states (RFC 3261 §20.5, §20.37): on every
@@ -38,7 +40,27 @@ var (
 	// errTimeout: the INVITE transaction timed out (Timer B) or failed in
 	// transport.
 	errTimeout = errors.New("INVITE transaction timed out")
+	// errHandedOver: the dialer stopped and the call is left, as it is on
+	// the wire, to the next leader (Options.Handover): nothing was sent.
+	errHandedOver = errors.New("call handed over to the next leader")
 )
+
+// handedOver reports whether the call's dialer stopped with handover on:
+// from then on the leg sends nothing (no CANCEL, ACK or BYE); the next
+// leader adopts it from its replicated state, and the far end's
+// retransmissions (of a final response, of a BYE) reach that leader at
+// the service address.
+func (l *leg) handedOver() bool {
+	if !l.b.handover || l.stop == nil {
+		return false
+	}
+	select {
+	case <-l.stop:
+		return true
+	default:
+		return false
+	}
+}
 
 // leg is one dialog Dialtone set up as UAC: the callee's, or the IVR
 // application's on a media server. It is built on sipgo's transaction
@@ -69,7 +91,8 @@ type leg struct {
 	peer      *leg                // the other leg of a 3PCC call (nil in direct mode)
 	written   func()              // called once the INVITE's write returned (nil: nothing)
 	early     func(*sip.Response) // called with each provisional response but 100 (preconnect.go: early media)
-	stop      <-chan struct{}     // closed when the dialer stops (the call's ctx): give up within stopGrace
+	stop      <-chan struct{}     // closed when the dialer stops (the call's ctx): hand over, or give up within stopGrace
+	cctx      context.Context     // the call's ctx (nil: not bound to a call)
 
 	ended    chan struct{} // closed when the dialog ended (either side's BYE)
 	endOnce  sync.Once
@@ -81,13 +104,16 @@ type leg struct {
 	// Replicated state (adopt.go): report, when set, commits the leg's
 	// DialogState (INVITE sent, dialog established and confirmed, CSeq or
 	// session changes) for a new leader to adopt.
-	report    func(*leg)
-	to        *sip.ToHeader // the dialog's To (with the remote tag), once established
-	confirmed bool          // the 2xx was ACKed
-	connected time.Time     // when the call was connected (for min_connected)
-	deadline  time.Time     // when it must end (max_call_duration); zero: never
-	server    string        // the media server of an IVR leg
-	ackTmpl   *sip.Request  // the ACK of the 2xx, re-sent to its retransmissions
+	report        func(*leg)
+	commitNow     func(context.Context, []*fsmpb.DialogState) error // write-ahead (commitSync); nil: not replicated
+	remoteEnded   time.Time                                         // the far end's BYE came (committed before its 200)
+	byeCommitting bool                                              // its commit is in progress (retransmissions wait for it)
+	to            *sip.ToHeader                                     // the dialog's To (with the remote tag), once established
+	confirmed     bool                                              // the 2xx was ACKed
+	connected     time.Time                                         // when the call was connected (for min_connected)
+	deadline      time.Time                                         // when it must end (max_call_duration); zero: never
+	server        string                                            // the media server of an IVR leg
+	ackTmpl       *sip.Request                                      // the ACK of the 2xx, re-sent to its retransmissions
 	// Session timer (RFC 4028): the negotiated interval, whether we
 	// refresh, and when the session was last refreshed.
 	sessionExpires time.Duration
@@ -203,8 +229,16 @@ func (l *leg) sendInvite(ctx context.Context, ring time.Duration, username, pass
 		case <-ringC:
 			cancel()
 		case <-done:
+			if l.handedOver() {
+				l.tx.Terminate() // no retransmission, no CANCEL
+				return answer{err: errHandedOver, cancelled: wantCancel}
+			}
 			cancel()
 		case <-stopC:
+			if l.handedOver() {
+				l.tx.Terminate()
+				return answer{err: errHandedOver, cancelled: wantCancel}
+			}
 			// The dialer stops (leadership lost, shutdown): CANCEL, then
 			// stop sending within stopGrace whatever the far end does
 			// (issue: stopped entirely within 2 s). A final response after
@@ -253,6 +287,9 @@ func inviteHopRequest(inv *sip.Request, method sip.RequestMethod, to *sip.ToHead
 // body. Its own transaction runs in the background: whether it is answered
 // or not, the INVITE transaction is what the caller waits for.
 func (l *leg) sendCancel() sip.ClientTransaction {
+	if l.handedOver() {
+		return nil
+	}
 	c := inviteHopRequest(l.invite, sip.CANCEL, l.invite.To())
 	if ua := l.b.cfg.UserAgent; ua != "" {
 		c.AppendHeader(sip.NewHeader("User-Agent", ua))
@@ -360,6 +397,9 @@ func (l *leg) nextCSeq() uint32 {
 // ack sends the ACK of the 2xx, with body (an SDP answer, or nil), and
 // re-sends it for every retransmission of the 2xx (§13.2.2.4).
 func (l *leg) ack(body []byte) error {
+	if l.handedOver() {
+		return errHandedOver // the 2xx is retransmitted to the next leader
+	}
 	ack := l.inDialog(sip.ACK, l.invite.CSeq().SeqNo)
 	setSDP(ack, body)
 	if err := l.cli.WriteRequest(ack, sipgo.ClientRequestBuild); err != nil {
@@ -395,6 +435,10 @@ func (l *leg) reack() {
 // bye ends the dialog from our side and waits (bounded) for the answer.
 func (l *leg) bye() {
 	if l.ended == nil || l.isEnded() {
+		return
+	}
+	if l.handedOver() {
+		l.forget() // the next leader ends it, if it is to end
 		return
 	}
 	l.end(false)
@@ -514,11 +558,7 @@ var errGlare = errors.New("a re-INVITE of ours is pending")
 func (l *leg) onRequest(req *sip.Request, tx sip.ServerTransaction) {
 	switch req.Method {
 	case sip.BYE:
-		l.mu.Lock()
-		l.byeReq = req
-		l.mu.Unlock()
-		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil))
-		l.end(true)
+		l.onBye(req, tx)
 	case sip.ACK:
 		// The ACK of our 2xx to a re-INVITE: its answer, if any, is the far
 		// end's new description.
@@ -543,6 +583,42 @@ func (l *leg) onRequest(req *sip.Request, tx sip.ServerTransaction) {
 		res.AppendHeader(sip.NewHeader("Allow", allowed))
 		_ = tx.Respond(res)
 	}
+}
+
+// onBye ends the dialog at the far end's BYE. A replicated leg commits
+// the end first and answers 200 only once it is committed (write-ahead,
+// in a goroutine of its own: the server's handler must not wait for
+// Raft): if leadership ends before, the BYE gets no answer from this node,
+// and its retransmission reaches the next leader, which adopted the call
+// and answers it; answered here and not committed, the next leader would
+// hold a call the far end has ended (and BYE it at its deadline).
+func (l *leg) onBye(req *sip.Request, tx sip.ServerTransaction) {
+	respond := func() {
+		_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil))
+		l.end(true)
+	}
+	l.mu.Lock()
+	if l.byeCommitting {
+		l.mu.Unlock()
+		return // a retransmission: the first is being committed
+	}
+	l.byeReq = req
+	l.remoteEnded = time.Now()
+	sync := l.commitNow != nil && l.b.handover && l.cctx != nil
+	l.byeCommitting = sync
+	l.mu.Unlock()
+	if !sync {
+		respond()
+		return
+	}
+	l.b.byes.Go(func() {
+		if err := commitSync(l.cctx, l); err != nil && l.handedOver() {
+			l.b.log.Debug("BYE left to the next leader", "leg", l.name, "err", err)
+			l.forget()
+			return
+		}
+		respond()
+	})
 }
 
 // onOffer answers a re-INVITE or UPDATE from the far end. In a 3PCC call

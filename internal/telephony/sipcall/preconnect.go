@@ -47,7 +47,8 @@ func (b *Backend) preconnect(ctx context.Context, t *trunk, c telephony.Call, re
 	if err != nil {
 		return b.event("ivr-failed", err.Error()), nil
 	}
-	ivr.report, ivr.server, ivr.stop = reporter(c), server.addr, ctx.Done()
+	ivr.bind(ctx, c)
+	ivr.server = server.addr
 	// The call's first request is the media server's INVITE: the dialer's
 	// send windows settle on its write (holding them until the callee's
 	// INVITE would stall every other send for the media server's answer
@@ -81,6 +82,9 @@ func (b *Backend) preconnect(ctx context.Context, t *trunk, c telephony.Call, re
 	}
 	if err := ivr.ack(held); err != nil {
 		ivr.bye()
+		if ctx.Err() != nil {
+			return telephony.Outcome{}, ctx.Err() // handed over (or hung up) with leadership
+		}
 		return internal("ACK failed"), nil
 	}
 	ivr.commit()
@@ -93,8 +97,7 @@ func (b *Backend) preconnect(ctx context.Context, t *trunk, c telephony.Call, re
 	setSDP(req, msOffer)
 	b.m.invites.WithLabelValues(t.Name).Inc()
 	callee := b.newLeg("callee", t.cli, req)
-	callee.report = reporter(c)
-	callee.stop = ctx.Done()
+	callee.bind(ctx, c)
 	callee.localSDP = msOffer // replicated: the callee's 2xx answers it (cancelPending)
 	ring := b.ringTimeout(c.Cpd)
 	if ring > 0 {
@@ -153,6 +156,16 @@ func (b *Backend) preconnect(ctx context.Context, t *trunk, c telephony.Call, re
 		b.log.Debug("bad 2xx", "trunk", t.Name, "request", c.RequestID, "err", err)
 		return internal("bad 2xx"), nil
 	}
+	callee.mu.Lock()
+	callee.deadline = time.Time{} // no longer ringing
+	callee.mu.Unlock()
+	if err := b.connect(ctx, callee, nil); err != nil {
+		rel.wait()
+		_ = callee.ack(nil)
+		callee.bye()
+		ivr.bye()
+		return telephony.Outcome{}, err
+	}
 	// The offer was in the INVITE: the ACK carries nothing, and is not
 	// held back for the early relay still in progress.
 	ackErr := callee.ack(nil)
@@ -160,10 +173,11 @@ func (b *Backend) preconnect(ctx context.Context, t *trunk, c telephony.Call, re
 	if ackErr != nil {
 		callee.bye()
 		ivr.bye()
+		if ctx.Err() != nil {
+			return telephony.Outcome{}, ctx.Err() // handed over (or hung up) with leadership
+		}
 		return internal("ACK failed"), nil
 	}
-	callee.deadline = time.Time{}
-	callee.commit()
 	hangUp := func() { callee.bye(); ivr.bye() }
 	switch {
 	case ctx.Err() != nil:
@@ -223,7 +237,11 @@ func (b *Backend) preconnect(ctx context.Context, t *trunk, c telephony.Call, re
 			b.log.Warn("callee refused the media server's new description", "request", c.RequestID, "err", err)
 		}
 	}
-	b.connect(callee, ivr)
+	if err := b.connect(ctx, callee, ivr); err != nil {
+		callee.bye()
+		ivr.bye()
+		return telephony.Outcome{}, err
+	}
 	return b.hold(ctx, out, callee, ivr)
 }
 
@@ -373,7 +391,7 @@ func (b *Backend) endLoneIVR(ctx context.Context, c telephony.Call, st *fsmpb.Di
 	if err != nil {
 		return telephony.Outcome{}, err
 	}
-	ivr.stop = ctx.Done()
+	ivr.stop, ivr.cctx = ctx.Done(), ctx
 	b.endIVR(ctx, ivr, st.Established)
 	if ctx.Err() != nil {
 		return telephony.Outcome{}, ctx.Err()

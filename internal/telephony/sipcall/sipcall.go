@@ -133,7 +133,9 @@ type Backend struct {
 	svcServe   sync.WaitGroup
 	leadSince  atomic.Int64 // unix ms of the bind; 0: not leading
 	handover   bool
-	pending    sync.Map // Via branch of a predecessor's INVITE being adopted -> chan *sip.Response
+	term       atomic.Pointer[context.Context] // the current (or last) term of leadership
+	byes       sync.WaitGroup                  // far-end BYEs being committed before their 200 (leg.onBye)
+	pending    sync.Map                        // Via branch of a predecessor's INVITE being adopted -> chan *sip.Response
 
 	ua   *sipgo.UserAgent
 	srv  *sipgo.Server
@@ -550,6 +552,7 @@ func (b *Backend) Close() error {
 		case <-time.After(2 * byeTimeout):
 			b.log.Warn("SIP calls still ending at close", "in_progress", b.InProgress())
 		}
+		b.byes.Wait() // bounded: the calls' contexts have ended
 		b.release()
 		if b.srv != nil {
 			_ = b.srv.Close()

@@ -1,0 +1,155 @@
+package sipcall
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
+	"github.com/seed-7bfc04c2/dialtone/internal/telephony"
+)
+
+// TestHandoverPendingInvite: a leader that is deposed while alive (its
+// leadership context ends; its process and sockets live on) hands its
+// ringing INVITE over as it is: no CANCEL from it (before this, it
+// CANCELled every ringing call the moment it stepped down). The next
+// leader adopts the INVITE and CANCELs it at the ring deadline — the only
+// CANCEL the far end sees — and the attempt ends RingNoAnswer.
+func TestHandoverPendingInvite(t *testing.T) {
+	u := newUAS(t)
+	svc := serviceAddr(t)
+	b1 := leaderBackend(t, u, svc, time.Minute)
+	b2 := leaderBackend(t, u, svc, time.Minute)
+	ctx1, stop1 := context.WithCancel(context.Background())
+	if _, err := b1.Lead(ctx1); err != nil {
+		t.Fatal(err)
+	}
+	log := &dialogLog{st: map[string]*fsmpb.DialogState{}}
+	c := call("ring")
+	c.Cpd = nil // ring_timeout 5 s
+	c.Dialog = log.put
+	placed := make(chan error, 1)
+	go func() {
+		_, err := b1.Place(ctx1, c)
+		placed <- err
+	}()
+	u.waitFor(t, "INVITE ring")
+	var st *fsmpb.DialogState
+	for deadline := time.Now().Add(5 * time.Second); st == nil; time.Sleep(5 * time.Millisecond) {
+		for _, s := range log.all() {
+			if s.Leg == "callee" && s.InviteBranch != "" {
+				st = s
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no pending INVITE state reported")
+		}
+	}
+	stop1() // deposed, alive
+	select {
+	case err := <-placed:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Place on the deposed leader = %v, want context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Place did not return after leadership ended")
+	}
+	if u.has("CANCEL ring") {
+		t.Fatal("the deposed leader CANCELled the ringing INVITE")
+	}
+	if _, err := b2.Lead(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	st.DeadlineUnixMs = time.Now().Add(300 * time.Millisecond).UnixMilli()
+	out, err := b2.Adopt(context.Background(), c, []*fsmpb.DialogState{st})
+	if err != nil || out.Reason != "RingNoAnswer (SIP 487)" {
+		t.Fatalf("Adopt = %v %s %q, want RingNoAnswer (SIP 487)", err, out.Class, out.Reason)
+	}
+	if n := u.count("CANCEL ring"); n != 1 {
+		t.Fatalf("far end saw %d CANCELs, want 1 (the new leader's)", n)
+	}
+}
+
+// TestByeWriteAhead: the callee's BYE of a 3PCC call reaches a leader
+// whose commits no longer land (it is cut off from the quorum). It must
+// not answer the BYE until the end is committed: answered and not
+// committed, the next leader would hold a call the far end has ended.
+// The leader is deposed; the BYE's retransmission reaches the next
+// leader at the service address, which answers it 200, hangs up the IVR
+// leg and reports the call's real outcome. With committed, the end did
+// commit before leadership moved (the 200 was then lost): the next leader
+// sees the ended leg, hangs up the IVR leg at once and still answers the
+// retransmitted BYE.
+func TestByeWriteAhead(t *testing.T) {
+	for _, committed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("committed=%v", committed), func(t *testing.T) {
+			u := newUAS(t)
+			svc := serviceAddr(t)
+			user, app := "slowhangupw", "appW"
+			if committed {
+				user, app = "slowhangupc", "appC"
+			}
+			b1 := leaderBackend(t, u, svc, time.Minute)
+			b2 := leaderBackend(t, u, svc, time.Minute)
+			ctx1, stop1 := context.WithCancel(context.Background())
+			defer stop1()
+			if _, err := b1.Lead(ctx1); err != nil {
+				t.Fatal(err)
+			}
+			log := &dialogLog{st: map[string]*fsmpb.DialogState{}}
+			byeSeen := make(chan struct{})
+			c := ivrCall(user, app)
+			c.Dialog = log.put
+			c.DialogCommit = func(ctx context.Context, states []*fsmpb.DialogState) error {
+				for _, s := range states {
+					if s.RemoteEndedUnixMs != 0 {
+						if committed {
+							log.put(s)
+						}
+						close(byeSeen)
+						<-ctx.Done() // no quorum: the commit never lands here
+						return ctx.Err()
+					}
+					log.put(s)
+				}
+				return nil
+			}
+			placed := make(chan error, 1)
+			go func() {
+				_, err := b1.Place(ctx1, c)
+				placed <- err
+			}()
+			select {
+			case <-byeSeen:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("the callee's BYE never reached the leader; dialogs %v", log.all())
+			}
+			if u.has("BYE-tx " + user) {
+				t.Fatal("the BYE was answered before its end was committed")
+			}
+			stop1()
+			if err := <-placed; err == nil {
+				t.Fatal("Place on the deposed leader returned no error")
+			}
+			if u.has("BYE-rx " + app) {
+				t.Fatal("the deposed leader hung the IVR leg up")
+			}
+			ctx2, stop2 := context.WithCancel(context.Background())
+			defer stop2()
+			if _, err := b2.Lead(ctx2); err != nil {
+				t.Fatal(err)
+			}
+			out, err := b2.Adopt(ctx2, telephony.Call{RequestID: c.RequestID, CallUUID: c.CallUUID, Tenant: c.Tenant, IVRProfile: c.IVRProfile}, log.all())
+			if err != nil || out.Class != fsmpb.OutcomeClass_OUTCOME_SUCCESS {
+				t.Fatalf("Adopt = %v %s %q", err, out.Class, out.Reason)
+			}
+			u.waitFor(t, "BYE-rx "+app)  // the next leader hung the IVR leg up
+			u.waitFor(t, "BYE-tx "+user) // and answered the callee's BYE 200
+			if u.has("BYE-rx " + user) {
+				t.Fatal("the callee that hung up got a BYE")
+			}
+		})
+	}
+}
