@@ -21,7 +21,7 @@ import (
 // mark, in entries of 100 attempts as the dialer's batchers commit them.
 // One op is one attempt (all its entries). starts builds the entries that
 // start the attempts of ids.
-func benchmarkAttemptCycle(b *testing.B, starts func(ids []string, calls []string) []*fsmpb.Command) {
+func benchmarkAttemptCycle(b *testing.B, starts, dialogs func(ids []string, calls []string) []*fsmpb.Command) {
 	const per = 100
 	snap := largeSnapshot()
 	f := New()
@@ -46,10 +46,19 @@ func benchmarkAttemptCycle(b *testing.B, starts func(ids []string, calls []strin
 			results[j] = &fsmpb.AttemptResult{Id: ids[j], CallUuid: calls[j], Outcome: fsmpb.OutcomeClass_OUTCOME_SUCCESS, Reason: "TreatmentApplied"}
 		}
 		cmds := append(starts(ids, calls), RecordResultsCommand(results), MarkNotifiedCommand(ids))
+		if dialogs != nil {
+			// The dialog updates ride between the start and the result.
+			k := len(cmds) - 2
+			cmds = append(cmds[:k:k], append(dialogs(ids, calls), cmds[k:]...)...)
+		}
 		for _, c := range cmds {
 			logs = append(logs, cmdLog(b, idx, now+2000, c))
 			idx++
 		}
+	}
+	bytes := 0
+	for _, l := range logs {
+		bytes += len(l.Data)
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -65,6 +74,29 @@ func benchmarkAttemptCycle(b *testing.B, starts func(ids []string, calls []strin
 	b.ReportMetric(float64((cpuTime()-cpu).Nanoseconds())/float64(n*per), "cpu-ns/attempt")
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n*per), "ns/attempt")
 	b.ReportMetric(float64(len(logs))/float64(n), "entries/100attempts")
+	b.ReportMetric(float64(bytes)/float64(n*per), "log-bytes/attempt")
+}
+
+// sipDialog is a direct SIP call's callee leg as the backend reports it
+// (sizes as on the wire: a 2xx with a three-codec SDP offer).
+func sipDialog(stage int) *fsmpb.DialogState {
+	sdp := []byte("v=0\r\no=callee 1 1 IN IP4 198.51.100.20\r\ns=-\r\nc=IN IP4 198.51.100.20\r\nt=0 0\r\nm=audio 40000 RTP/AVP 8 0 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n")
+	st := &fsmpb.DialogState{
+		Leg: "callee", CallId: "S127U7TrQRdi0ElztJgrlg7g@192.0.2.100", From: `"4930111" <sip:4930111@192.0.2.100>;tag=Iaw7uriJieGimY8M`,
+		To: "<sip:+15551234567@198.51.100.10:5060>", LocalCseq: 1, InviteBranch: "z9hG4bK.1RxgiL8s9RmH2XTa", RequestUri: "sip:+15551234567@198.51.100.10:5060",
+		InviteCseq: 1, Destination: "198.51.100.10:5060", Transport: "UDP", InviteVia: "SIP/2.0/UDP 192.0.2.100:5060;branch=z9hG4bK.1RxgiL8s9RmH2XTa",
+		DeadlineUnixMs: t0 + 30_000,
+	}
+	if stage >= 1 { // confirmed (committed before the ACK)
+		st.To += ";tag=bcb8eb84-8267-48bf-a2e3-2146c14ca473"
+		st.RemoteTarget, st.Established, st.Confirmed = "sip:uas@198.51.100.20:5060", true, true
+		st.RemoteSdp, st.LocalSdp = sdp, sdp
+		st.ConnectedUnixMs, st.DeadlineUnixMs = t0+5_000, t0+3_605_000
+	}
+	if stage >= 2 { // the far end's BYE (committed before its 200)
+		st.RemoteEndedUnixMs = t0 + 60_000
+	}
+	return st
 }
 
 // BenchmarkAttemptCycle: claim, start, result, notified (the four
@@ -78,15 +110,36 @@ func BenchmarkAttemptCycle(b *testing.B) {
 				starts[i] = &fsmpb.AttemptStart{Id: ids[i], CallUuid: calls[i]}
 			}
 			return []*fsmpb.Command{ClaimCommand(ids), StartAttemptsCommand(starts)}
-		})
+		}, nil)
 	})
-	b.Run("batch-start", func(b *testing.B) {
-		benchmarkAttemptCycle(b, func(ids, calls []string) []*fsmpb.Command {
-			starts := make([]*fsmpb.AttemptStart, len(ids))
-			for i := range ids {
-				starts[i] = &fsmpb.AttemptStart{Id: ids[i], CallUuid: calls[i]}
+	batchStart := func(ids, calls []string) []*fsmpb.Command {
+		starts := make([]*fsmpb.AttemptStart, len(ids))
+		for i := range ids {
+			starts[i] = &fsmpb.AttemptStart{Id: ids[i], CallUuid: calls[i]}
+		}
+		return []*fsmpb.Command{BatchStartAttemptsCommand(starts)}
+	}
+	b.Run("batch-start", func(b *testing.B) { benchmarkAttemptCycle(b, batchStart, nil) })
+	// A direct SIP call with takeover (issue 15): its callee leg's state
+	// committed at the INVITE and, confirmed, before the ACK, and the far
+	// end's BYE as an end mark before its 200, each in entries of 100 as
+	// the dialog batcher groups them. Against batch-start: the
+	// replication cost.
+	b.Run("batch-start+sip-dialogs", func(b *testing.B) {
+		benchmarkAttemptCycle(b, batchStart, func(ids, calls []string) []*fsmpb.Command {
+			var cmds []*fsmpb.Command
+			for stage := range 3 {
+				ups := make([]*fsmpb.DialogUpdate, len(ids))
+				for i := range ids {
+					d := sipDialog(stage)
+					if stage == 2 { // the BYE: an end mark, as the backend sends it
+						d = &fsmpb.DialogState{Leg: d.Leg, RemoteEndedUnixMs: d.RemoteEndedUnixMs}
+					}
+					ups[i] = &fsmpb.DialogUpdate{Id: ids[i], CallUuid: calls[i], Dialog: d}
+				}
+				cmds = append(cmds, DialogUpdatesCommand(ups))
 			}
-			return []*fsmpb.Command{BatchStartAttemptsCommand(starts)}
+			return cmds
 		})
 	})
 }

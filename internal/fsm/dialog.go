@@ -3,6 +3,8 @@ package fsm
 import (
 	"slices"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
 )
 
@@ -31,18 +33,37 @@ func (a *applier) dialogOne(u *fsmpb.DialogUpdate) *fsmpb.ItemResult {
 	case u.GetDialog() == nil:
 		return fail(r.Id, fsmpb.Code_CODE_INVALID_STATE, "no dialog state")
 	}
+	leg := u.GetDialog().GetLeg()
+	cur := r.Attempts[len(r.Attempts)-1].GetDialogs()
+	i := slices.IndexFunc(cur, func(d *fsmpb.DialogState) bool { return d.GetLeg() == leg })
+	st := u.GetDialog()
+	if isEndMark(st) {
+		// The far end's BYE, as a mark on the leg's stored state (a few
+		// bytes instead of the whole state again).
+		if i < 0 {
+			return fail(r.Id, fsmpb.Code_CODE_INVALID_STATE, "dialog end for leg %q, which has no state", leg)
+		}
+		merged := proto.Clone(cur[i]).(*fsmpb.DialogState)
+		merged.RemoteEndedUnixMs, merged.ByeDetection = st.GetRemoteEndedUnixMs(), st.GetByeDetection()
+		st = merged
+	}
 	a.update(r, func(n *fsmpb.Request) {
 		k := len(n.Attempts) - 1
 		last := copyAttempt(n.Attempts[k])
 		n.Attempts[k] = last
 		ds := slices.Clone(last.Dialogs)
-		i := slices.IndexFunc(ds, func(d *fsmpb.DialogState) bool { return d.GetLeg() == u.GetDialog().GetLeg() })
 		if i < 0 {
-			ds = append(ds, u.GetDialog())
+			ds = append(ds, st)
 		} else {
-			ds[i] = u.GetDialog()
+			ds[i] = st
 		}
 		last.Dialogs = ds
 	})
 	return ok(r.Id)
+}
+
+// isEndMark reports whether a dialog update is only the far end's end of
+// a leg already stored: no Call-ID, an end time.
+func isEndMark(st *fsmpb.DialogState) bool {
+	return st.GetCallId() == "" && st.GetRemoteEndedUnixMs() != 0
 }

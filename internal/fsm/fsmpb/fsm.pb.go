@@ -834,7 +834,8 @@ func (x *DialogState) GetByeDetection() string {
 }
 
 // DialogUpdate replaces the dialog state of one leg of a request's
-// current attempt.
+// current attempt; a dialog with only leg, remote_ended_unix_ms (and
+// bye_detection) set is an end mark, merged into the leg's stored state.
 type DialogUpdate struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`

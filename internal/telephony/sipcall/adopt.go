@@ -499,6 +499,25 @@ func (b *Backend) onStray(res *sip.Response) {
 	}()
 }
 
+// commitEnd replicates the far end's end of l as an end mark (the state
+// machine merges it into the leg's stored state) and waits for it, as
+// commitSync.
+func commitEnd(ctx context.Context, l *leg) error {
+	if l.commitNow == nil {
+		l.commit()
+		return nil
+	}
+	l.mu.Lock()
+	mark := &fsmpb.DialogState{Leg: l.name, RemoteEndedUnixMs: l.remoteEnded.UnixMilli()}
+	if h := l.b.cfg.DetectionHeader; h != "" && l.byeReq != nil {
+		if v := l.byeReq.GetHeader(h); v != nil {
+			mark.ByeDetection = v.Value()
+		}
+	}
+	l.mu.Unlock()
+	return l.commitNow(ctx, []*fsmpb.DialogState{mark})
+}
+
 // unsettled reports whether, with a service address, a message for a
 // dialog this node does not have must be left unanswered: the term of
 // leadership ended (the address is being released and the dialog was

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/seed-7bfc04c2/dialtone/internal/config"
 	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
 	"github.com/seed-7bfc04c2/dialtone/internal/telephony"
@@ -54,6 +56,11 @@ type dialogLog struct {
 func (d *dialogLog) put(s *fsmpb.DialogState) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if s.CallId == "" && s.RemoteEndedUnixMs != 0 && d.st[s.Leg] != nil { // an end mark
+		m := proto.Clone(d.st[s.Leg]).(*fsmpb.DialogState)
+		m.RemoteEndedUnixMs, m.ByeDetection = s.RemoteEndedUnixMs, s.ByeDetection
+		s = m
+	}
 	d.st[s.Leg] = s
 }
 

@@ -612,7 +612,7 @@ func (l *leg) onBye(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	l.b.byes.Go(func() {
-		if err := commitSync(l.cctx, l); err != nil && l.handedOver() {
+		if err := commitEnd(l.cctx, l); err != nil && l.handedOver() {
 			l.b.log.Debug("BYE left to the next leader", "leg", l.name, "err", err)
 			l.forget()
 			return
