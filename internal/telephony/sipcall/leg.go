@@ -692,6 +692,10 @@ func (l *leg) onOffer(req *sip.Request, tx sip.ServerTransaction) {
 		l.localSDP = sdpBody(res)
 		l.mu.Unlock()
 		respond(sip.StatusOK, "OK", sdpBody(res))
+		// Both legs' descriptions moved (and the peer's CSeq): replicated,
+		// so that a next leader answers a refresh with the media as it is.
+		l.commit()
+		peer.commit()
 	}
 }
 
