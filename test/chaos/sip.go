@@ -62,6 +62,9 @@ type SIPRound struct {
 	MaxDialogs, Budget       int // the far ends' most dialogs at once, and their port budgets
 	OverBudget               int // far ends above their budget
 	EarlyCancels             int // ringing calls CANCELled well before their ring timeout
+	// Details name the requests behind the counts above (their attempts'
+	// outcomes), for the log.
+	Details []string
 }
 
 // OK reports whether the round kept every promise of issue 15.
@@ -347,6 +350,9 @@ func RunSIP(ctx context.Context, o SIPOptions) (rounds []SIPRound, err error) {
 		}
 		r.judge(fars, want, reqs, notes)
 		o.Log("round %d: %s", k+1, r)
+		for _, d := range r.Details {
+			o.Log("round %d:   %s", k+1, d)
+		}
 		rounds = append(rounds, r)
 		if fault == "kill-leader" {
 			if err := dep.Start(ctx, leader); err != nil {
@@ -426,6 +432,13 @@ func (r *SIPRound) judge(fars []*sipFar, want map[string]*sipFar, reqs map[strin
 				continue
 			}
 			r.ExtraAttempts += max(len(req.GetAttempts())-1, 0)
+			if len(req.GetAttempts()) > 1 || saw == "DROPPED" || invites[id] > 1 {
+				var as []string
+				for _, a := range req.GetAttempts() {
+					as = append(as, a.GetOutcome()+" "+a.GetReason())
+				}
+				r.Details = append(r.Details, fmt.Sprintf("%s (%s): far end saw %s in %d INVITEs; attempts %q", id, f.tenant, saw, invites[id], as))
+			}
 			wrong := req.GetResult() != map[string]string{"SUCCESS": "SUCCESS", "NOANSWER": "FAILURE"}[saw]
 			ns := notified[id]
 			if len(ns) == 0 {

@@ -54,6 +54,12 @@ func TestSIPTakeover(t *testing.T) {
 	requireSIPp(t)
 	adopt := takeoverOpts{kills: envInt("DIALTONE_TAKEOVER_KILLS", 2), up: envInt("DIALTONE_TAKEOVER_UP", 20), ringing: envInt("DIALTONE_TAKEOVER_RINGING", 5)}
 	t.Run("adopt", func(t *testing.T) { takeoverRun(t, adopt) })
+	// 3PCC calls: every answered callee joined to an IVR leg on a SIPp
+	// media server; the new leader must hold both legs and hang the IVR
+	// leg up only when the callee hangs up.
+	t.Run("adopt-3pcc", func(t *testing.T) {
+		takeoverRun(t, takeoverOpts{ivr: true, kills: 1, up: envInt("DIALTONE_TAKEOVER_UP", 20), ringing: envInt("DIALTONE_TAKEOVER_RINGING", 4)})
+	})
 	// A graceful stop (SIGTERM) hands the calls over the same way: the
 	// stopping leader sends nothing and releases the address at once.
 	t.Run("handover", func(t *testing.T) { takeoverRun(t, takeoverOpts{graceful: true, kills: 1, up: 20}) })
@@ -82,6 +88,7 @@ func serviceAddrE2E(t *testing.T) string {
 
 type takeoverOpts struct {
 	disabled, graceful bool
+	ivr                bool // 3PCC: an IVR leg on a SIPp media server for every answered call
 	kills, up, ringing int
 }
 
@@ -89,6 +96,7 @@ type takeoverRound struct {
 	up, ringing, dropped, duplicates, extraAttempts, renotified, wrongOutcome int
 	maxDialogs, budget                                                        int // the far ends' most dialogs at once (summed) and their port budgets
 	overBudget                                                                int // far ends above their port budget
+	ivrUp, ivrBad                                                             int // 3PCC: IVR legs up; answered requests whose IVR leg was not exactly one, ended by our BYE
 	takeover                                                                  time.Duration
 	probeCode                                                                 int
 }
@@ -149,6 +157,10 @@ func takeoverRun(t *testing.T, o takeoverOpts) {
 		trunks = append(trunks, sipTrunk{tenant: f.tenant, addr: f.uas.addr, ports: f.n})
 		ports = append(ports, portOf(t, f.uas.addr))
 	}
+	var ivrUAS *sippUAS
+	if o.ivr {
+		ivrUAS = startSIPp(t, takeoverScenario(t, "uas_ivr_hold", 10*time.Second))
+	}
 	var sipcap *sipCapture
 	if !o.disabled {
 		sipcap = startSIPCapture(t, ports...)
@@ -158,6 +170,9 @@ func takeoverRun(t *testing.T, o takeoverOpts) {
 			s.ServiceAddr = svc
 			s.MaxCallDuration = config.Duration{Duration: 2 * hold}
 			s.RingTimeout = config.Duration{Duration: 30 * time.Second}
+			if ivrUAS != nil {
+				s.IVR = []config.SIPIVR{{Profile: "*", URI: "sip:ivr@{server}", Servers: []string{ivrUAS.addr}, Ports: o.up + o.ringing}}
+			}
 		},
 		func(d *config.Dialer) { d.DisableTakeover = o.disabled })
 	notes := newNotifications(t)
@@ -360,7 +375,31 @@ func takeoverRun(t *testing.T, o takeoverOpts) {
 				}
 			}
 		}
+		if ivrUAS != nil {
+			// Each answered request: one IVR INVITE, ACKed, ended by our
+			// BYE (the callee's hang-up relayed), never by a timeout.
+			invites, up, byed := map[string]int{}, map[string]bool{}, map[string]bool{}
+			for _, e := range ivrUAS.entries(t) {
+				switch {
+				case !want[e.rid]:
+				case e.kind == "INVITE":
+					invites[e.rid]++
+				case e.kind == "IVRUP":
+					up[e.rid] = true
+					r.ivrUp++
+				case e.kind == "END" && e.fields["how"] == "dialtone_bye":
+					byed[e.rid] = true
+				}
+			}
+			for id, f := range tenantOf {
+				if f.answers && (invites[id] != 1 || !up[id] || !byed[id]) {
+					r.ivrBad++
+					t.Errorf("%s (%s): IVR leg: %d INVITEs, up %v, ended by our BYE %v", id, f.tenant, invites[id], up[id], byed[id])
+				}
+			}
+		}
 		rounds = append(rounds, r)
+		t.Logf("kill %d: 3PCC IVR legs up %d, wrong %d", k+1, r.ivrUp, r.ivrBad)
 		t.Logf("kill %d: calls up %d, ringing %d, dropped %d, duplicate INVITEs %d, extra attempts %d, outcome not the far end's %d, notified again %d, far ends' most dialogs %d of budget %d (%d over), takeover %s (in-dialog UPDATE answered %d)",
 			k+1, r.up, r.ringing, r.dropped, r.duplicates, r.extraAttempts, r.wrongOutcome, r.renotified, r.maxDialogs, r.budget, r.overBudget, r.takeover.Round(time.Millisecond), r.probeCode)
 		if o.disabled {

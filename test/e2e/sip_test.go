@@ -163,7 +163,7 @@ func startSIPpTrace(t *testing.T, scenario string, traceMsg bool, extra ...strin
 	return u
 }
 
-var sippLine = regexp.MustCompile(`^(INVITE|ACKED|END|BYEOK) (.*)$`)
+var sippLine = regexp.MustCompile(`^(INVITE|ACKED|END|BYEOK|IVRUP) (.*)$`)
 
 func (u *sippUAS) entries(t *testing.T) []sippEntry {
 	t.Helper()
