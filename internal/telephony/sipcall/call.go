@@ -545,10 +545,11 @@ func (b *Backend) hold(ctx context.Context, out telephony.Outcome, callee, ivr *
 // ACKed: it is held until max_call_duration from now, and the legs' state
 // is committed confirmed before the ACKs leave (write-ahead): a far end
 // that has its ACK has a call the next leader knows of. An error means
-// the call's context ended first (leadership lost, node stopping); the
-// caller then ACKs and hangs up, which with handover sends nothing and
-// leaves the 2xx's retransmissions to the next leader. A commit the state
-// machine refused is logged and the call goes on.
+// the commit failed — leadership is being lost (the error often comes
+// before the call's context ends) or the node stops: with handover the
+// legs are then forgotten (their ACK and BYE send nothing) and the 2xx's
+// retransmissions left to the next leader; the caller ACKs and hangs up,
+// which without handover ends the call.
 func (b *Backend) connect(ctx context.Context, callee, ivr *leg) error {
 	now := time.Now()
 	var deadline time.Time
@@ -566,10 +567,14 @@ func (b *Backend) connect(ctx context.Context, callee, ivr *leg) error {
 		}
 	}
 	if err := commitSync(ctx, callee, ivr); err != nil {
-		if ctx.Err() != nil {
-			return err
+		b.log.Warn("dialog state not committed: the ACK is left to the next leader", "call_id", callee.invite.CallID().Value(), "err", err)
+		if b.handover {
+			callee.forget()
+			if ivr != nil {
+				ivr.forget()
+			}
 		}
-		b.log.Warn("dialog state not committed before the ACK", "call_id", callee.invite.CallID().Value(), "err", err)
+		return fmt.Errorf("sipcall: dialog state not committed before the ACK: %w", err)
 	}
 	return nil
 }

@@ -132,9 +132,19 @@ func (b *Backend) hook(ctx context.Context, argv []string) {
 // the next leader (see Options.Handover).
 func (b *Backend) handsOver() bool { return b.handover }
 
-// forget drops a dialog without ending it on the wire (handed over).
+// forget drops a dialog without ending it on the wire (handed over): from
+// then on its ACK and BYE send nothing.
 func (l *leg) forget() {
+	l.mu.Lock()
+	l.handed = true
+	l.mu.Unlock()
 	if l.ended != nil {
 		l.end(false)
 	}
+}
+
+func (l *leg) isHanded() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.handed
 }

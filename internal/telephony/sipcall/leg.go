@@ -108,6 +108,7 @@ type leg struct {
 	commitNow     func(context.Context, []*fsmpb.DialogState) error // write-ahead (commitSync); nil: not replicated
 	remoteEnded   time.Time                                         // the far end's BYE came (committed before its 200)
 	byeCommitting bool                                              // its commit is in progress (retransmissions wait for it)
+	handed        bool                                              // forgotten (handed over): sends nothing more
 	to            *sip.ToHeader                                     // the dialog's To (with the remote tag), once established
 	confirmed     bool                                              // the 2xx was ACKed
 	connected     time.Time                                         // when the call was connected (for min_connected)
@@ -397,7 +398,7 @@ func (l *leg) nextCSeq() uint32 {
 // ack sends the ACK of the 2xx, with body (an SDP answer, or nil), and
 // re-sends it for every retransmission of the 2xx (§13.2.2.4).
 func (l *leg) ack(body []byte) error {
-	if l.handedOver() {
+	if l.handedOver() || l.isHanded() {
 		return errHandedOver // the 2xx is retransmitted to the next leader
 	}
 	ack := l.inDialog(sip.ACK, l.invite.CSeq().SeqNo)
@@ -612,7 +613,12 @@ func (l *leg) onBye(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	l.b.byes.Go(func() {
-		if err := commitEnd(l.cctx, l); err != nil && l.handedOver() {
+		if err := commitEnd(l.cctx, l); err != nil {
+			// Leadership is being lost (the commit's error often comes
+			// before the call's context ends): the BYE is left unanswered
+			// for the next leader, which adopted the call. Were this node
+			// still leading, the retransmission gets 481 once the dialog
+			// is forgotten, which ends it at the far end all the same.
 			l.b.log.Debug("BYE left to the next leader", "leg", l.name, "err", err)
 			l.forget()
 			return
