@@ -55,7 +55,8 @@ type SIPRound struct {
 	Up, Ringing              int // at the far ends when the fault struck
 	Dropped                  int // answered calls not ended by the far end's own BYE answered 200
 	Duplicates               int // INVITEs beyond the first per request
-	ExtraAttempts            int // attempts beyond the first per request
+	ExtraAttempts            int // counted attempts beyond the first per request
+	Uncounted                int // attempts not counted (interrupted before their INVITE, e.g. fenced at the send): listed, not a failure
 	WrongOutcome             int // requests whose result or a notification differs from what the far end saw
 	Unnotified               int // requests never notified
 	Renotified               int // repeated notifications (at least once: counted, not an error)
@@ -74,8 +75,8 @@ func (r SIPRound) OK(up, ringing int) bool {
 }
 
 func (r SIPRound) String() string {
-	return fmt.Sprintf("%s of %s (new leader %s): up %d, ringing %d, dropped %d, duplicate INVITEs %d, extra attempts %d, outcome not the far end's %d, unnotified %d, notified again %d, most dialogs %d of budget %d (%d far ends over), CANCELs before the ring timeout %d",
-		r.Fault, r.Leader, r.NewLeader, r.Up, r.Ringing, r.Dropped, r.Duplicates, r.ExtraAttempts, r.WrongOutcome, r.Unnotified, r.Renotified, r.MaxDialogs, r.Budget, r.OverBudget, r.EarlyCancels)
+	return fmt.Sprintf("%s of %s (new leader %s): up %d, ringing %d, dropped %d, duplicate INVITEs %d, extra attempts %d (uncounted %d), outcome not the far end's %d, unnotified %d, notified again %d, most dialogs %d of budget %d (%d far ends over), CANCELs before the ring timeout %d",
+		r.Fault, r.Leader, r.NewLeader, r.Up, r.Ringing, r.Dropped, r.Duplicates, r.ExtraAttempts, r.Uncounted, r.WrongOutcome, r.Unnotified, r.Renotified, r.MaxDialogs, r.Budget, r.OverBudget, r.EarlyCancels)
 }
 
 // sipFar is one SIPp far end on the host.
@@ -431,7 +432,18 @@ func (r *SIPRound) judge(fars []*sipFar, want map[string]*sipFar, reqs map[strin
 				r.WrongOutcome++
 				continue
 			}
-			r.ExtraAttempts += max(len(req.GetAttempts())-1, 0)
+			// An attempt that ended INTERRUPTED or INTERNAL does not count
+			// (the state machine gives it back); one that reached the far
+			// end shows as a duplicate INVITE above.
+			counted := 0
+			for _, a := range req.GetAttempts() {
+				if o := a.GetOutcome(); o == "INTERRUPTED" || o == "INTERNAL" {
+					r.Uncounted++
+				} else {
+					counted++
+				}
+			}
+			r.ExtraAttempts += max(counted-1, 0)
 			if len(req.GetAttempts()) > 1 || saw == "DROPPED" || invites[id] > 1 {
 				var as []string
 				for _, a := range req.GetAttempts() {
