@@ -270,6 +270,17 @@ func (b *Backend) Adopt(ctx context.Context, c telephony.Call, dialogs []*fsmpb.
 		if ivr != nil {
 			ivr.commit()
 		}
+		// Confirmed is committed before the ACK is sent (write-ahead), so
+		// the predecessor may have lost leadership in between: a recent
+		// call's ACK is sent once more. A duplicate ACK of a 2xx is
+		// discarded by the far end (§13.3.1.4 stops the 2xx retransmission
+		// at the first); a missing one would leave the far end to give the
+		// call up once its retransmissions end.
+		for _, l := range []*leg{callee, ivr} {
+			if l != nil && time.Since(l.connected) < cancelWait {
+				l.reack()
+			}
+		}
 		b.log.Info("adopted a call", "request", c.RequestID, "call_id", calleeSt.CallId)
 		return b.hold(ctx, b.outcomes["200"], callee, ivr)
 	case !calleeSt.Established && ivr != nil && ivr.confirmed:

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/seed-7bfc04c2/dialtone/internal/config"
 	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
 	"github.com/seed-7bfc04c2/dialtone/internal/telephony"
 )
@@ -152,4 +155,114 @@ func TestByeWriteAhead(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestConfirmedBeforeACK: the legs' confirmed state commits (write-ahead)
+// and leadership is lost before the ACKs leave: the deposed leader sends
+// none, and the next leader, adopting the call, ACKs both legs.
+func TestConfirmedBeforeACK(t *testing.T) {
+	u := newUAS(t)
+	svc := serviceAddr(t)
+	user, app := "slowhangupa", "appO"
+	b1 := leaderBackend(t, u, svc, time.Minute)
+	b2 := leaderBackend(t, u, svc, time.Minute)
+	ctx1, stop1 := context.WithCancel(context.Background())
+	defer stop1()
+	if _, err := b1.Lead(ctx1); err != nil {
+		t.Fatal(err)
+	}
+	log := &dialogLog{st: map[string]*fsmpb.DialogState{}}
+	c := ivrCall(user, app)
+	c.Dialog = log.put
+	c.DialogCommit = func(_ context.Context, states []*fsmpb.DialogState) error {
+		for _, s := range states {
+			log.put(s)
+			if s.Confirmed {
+				stop1() // committed; leadership lost before the ACKs
+			}
+		}
+		return nil
+	}
+	if _, err := b1.Place(ctx1, c); err == nil {
+		t.Fatal("Place on the deposed leader returned no error")
+	}
+	if u.has("ACK "+user) || u.has("ACK "+app) {
+		t.Fatal("the deposed leader ACKed after its leadership ended")
+	}
+	if !log.confirmed() {
+		t.Fatalf("confirmed state not committed: %v", log.all())
+	}
+	ctx2, stop2 := context.WithCancel(context.Background())
+	defer stop2()
+	if _, err := b2.Lead(ctx2); err != nil {
+		t.Fatal(err)
+	}
+	adopted := make(chan error, 1)
+	go func() {
+		out, err := b2.Adopt(ctx2, telephony.Call{RequestID: c.RequestID, CallUUID: c.CallUUID, Tenant: c.Tenant, IVRProfile: c.IVRProfile}, log.all())
+		if err == nil && out.Class != fsmpb.OutcomeClass_OUTCOME_SUCCESS {
+			err = fmt.Errorf("outcome %s %q", out.Class, out.Reason)
+		}
+		adopted <- err
+	}()
+	u.waitFor(t, "ACK "+user)
+	u.waitFor(t, "ACK "+app)
+	if err := <-adopted; err != nil {
+		t.Fatalf("Adopt: %v", err)
+	}
+}
+
+// TestAdoptSendsOwedACK: a far end that does not retransmit its 2xx (or
+// has stopped) still gets the ACK a predecessor may have owed: the
+// adopting leader sends it once at adoption for a call connected less than
+// 64*T1 ago. The far end here is a bare socket that never retransmits.
+func TestAdoptSendsOwedACK(t *testing.T) {
+	far, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer far.Close()
+	svc := serviceAddr(t)
+	c := config.Default().Telephony.SIP
+	c.Listen = "127.0.0.1:0"
+	c.ServiceAddr = svc
+	c.Trunks = []config.SIPTrunk{{Name: "t1", Address: far.LocalAddr().String()}}
+	b, err := New(Options{SIP: c, Handover: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	if _, err := b.Lead(ctx); err != nil {
+		t.Fatal(err)
+	}
+	farAddr := far.LocalAddr().String()
+	st := &fsmpb.DialogState{
+		Leg: "callee", CallId: "owed-ack@127.0.0.77", From: "<sip:4930111@127.0.0.77>;tag=ours", To: "<sip:owed@" + farAddr + ">;tag=theirs",
+		LocalCseq: 1, RemoteTarget: "sip:owed@" + farAddr, RequestUri: "sip:owed@" + farAddr, InviteCseq: 1, Destination: farAddr, Transport: "UDP",
+		InviteVia: "SIP/2.0/UDP " + svc + ";branch=z9hG4bK.owed", InviteBranch: "z9hG4bK.owed",
+		Established: true, Confirmed: true, ConnectedUnixMs: time.Now().Add(-2 * time.Second).UnixMilli(),
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = b.Adopt(ctx, telephony.Call{RequestID: "r", CallUUID: "u", Tenant: "acme"}, []*fsmpb.DialogState{st})
+	}()
+	buf := make([]byte, 4096)
+	_ = far.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		n, _, err := far.ReadFromUDP(buf)
+		if err != nil {
+			t.Fatalf("no ACK at the far end: %v", err)
+		}
+		if msg := string(buf[:n]); strings.HasPrefix(msg, "ACK sip:owed@") {
+			if !strings.Contains(msg, "owed-ack@127.0.0.77") {
+				t.Fatalf("ACK of another dialog:\n%s", msg)
+			}
+			break
+		}
+	}
+	stop() // handed over: Adopt returns
+	<-done
 }
