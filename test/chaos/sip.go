@@ -531,7 +531,9 @@ func (f *sipFar) start(ip, scenarios, out string, hold time.Duration) error {
 		return err
 	}
 	f.log = filepath.Join(out, "sipp-"+f.tenant+".log")
-	f.cmd = exec.Command("sipp", "-sf", sf, "-i", ip, "-p", strconv.Itoa(f.port), "-buff_size", "4194304", "-nostdin",
+	// -abortunexp off: a repeated ACK (one a new leader re-sends when it
+	// adopts a call, which a UA discards) must not abort SIPp's call.
+	f.cmd = exec.Command("sipp", "-sf", sf, "-i", ip, "-p", strconv.Itoa(f.port), "-buff_size", "4194304", "-nostdin", "-default_behaviors", "all,-abortunexp",
 		"-trace_logs", "-log_file", f.log, "-trace_err", "-error_file", filepath.Join(out, "sipp-"+f.tenant+".err"))
 	if err := f.cmd.Start(); err != nil {
 		return fmt.Errorf("sipp: %w", err)

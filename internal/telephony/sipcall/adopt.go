@@ -243,8 +243,11 @@ func (b *Backend) Adopt(ctx context.Context, c telephony.Call, dialogs []*fsmpb.
 		ivr.bind(ctx, c)
 		server = pool.server(ivrSt.Server)
 	}
-	if server == nil && pool != nil && calleeSt.Established && ivrSt == nil {
-		server = pool.pick(nil) // the IVR leg was never sent; unlikely but harmless
+	if server == nil && pool != nil && ivrSt == nil {
+		// The IVR leg was not sent yet (a callee still ringing, or just
+		// answered): its media server is chosen now, as Place would have
+		// (nil: every server full; answered then fails the IVR leg).
+		server = pool.pick(b.ports)
 	} else if server != nil {
 		server.active.Add(1)
 	}

@@ -350,6 +350,10 @@ func (b *Backend) answered(ctx context.Context, t *trunk, c telephony.Call, call
 
 	// The IVR leg: the callee's offer to the application; stopped when the
 	// callee hangs up (it may once it gives up on its ACK) or ctx ends.
+	if server == nil { // an adopted call whose pool had no free server
+		hangUp()
+		return b.event("ivr-failed", "every media server is full or stale"), nil
+	}
 	ivr, err := b.ivrInvite(pool, server, c, offer)
 	if err != nil {
 		hangUp()
