@@ -236,12 +236,6 @@ func (b *Backend) dial(ctx context.Context, t *trunk, c telephony.Call, req *sip
 	if pool != nil && c.Cpd.GetPreconnect() {
 		return b.preconnect(ctx, t, c, req, pool, server) // the IVR leg first (preconnect.go)
 	}
-	// The dialer's pacer and leadership fence decide here, immediately
-	// before the INVITE is written: a refusal sends nothing.
-	if err := c.Send(ctx); err != nil {
-		return telephony.Outcome{}, err
-	}
-	b.m.invites.WithLabelValues(t.Name).Inc()
 	callee := b.newLeg("callee", t.cli, req)
 	callee.bind(ctx, c)        // replication; the dialer stops: handover or bounded teardown (leg.go)
 	callee.written = c.Written // the dialer's window logs: the INVITE left
@@ -249,6 +243,17 @@ func (b *Backend) dial(ctx context.Context, t *trunk, c telephony.Call, req *sip
 	if ring > 0 {
 		callee.deadline = time.Now().Add(ring) // while pending: when a new leader CANCELs it
 	}
+	// Write-ahead of the INVITE (before the pacer's slot, so that the
+	// commit's latency does not move the send off its slot).
+	if err := callee.precommit(ctx); err != nil {
+		return telephony.Outcome{}, err
+	}
+	// The dialer's pacer and leadership fence decide here, immediately
+	// before the INVITE is written: a refusal sends nothing.
+	if err := c.Send(ctx); err != nil {
+		return telephony.Outcome{}, err
+	}
+	b.m.invites.WithLabelValues(t.Name).Inc()
 	ans := callee.sendInvite(ctx, ring, t.Username, t.Password)
 	if ans.err != nil {
 		switch {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -265,4 +266,62 @@ func TestAdoptSendsOwedACK(t *testing.T) {
 	}
 	stop() // handed over: Adopt returns
 	<-done
+}
+
+// TestInviteWriteAhead: with handover, the callee INVITE's pending state
+// (its branch) is committed before the INVITE leaves, so a leader change
+// in between cannot leave a ringing call no leader knows; a commit that
+// fails sends nothing (telephony.ErrNotSent).
+func TestInviteWriteAhead(t *testing.T) {
+	u := newUAS(t)
+	svc := serviceAddr(t)
+	b := leaderBackend(t, u, svc, time.Minute)
+	if _, err := b.Lead(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var pendingMu sync.Mutex
+	var pending *fsmpb.DialogState
+	c := call("ring")
+	c.Cpd = nil
+	c.IVRProfile = "none"
+	c.Dialog = func(*fsmpb.DialogState) {}
+	c.DialogCommit = func(_ context.Context, states []*fsmpb.DialogState) error {
+		pendingMu.Lock()
+		defer pendingMu.Unlock()
+		if s := states[0]; pending == nil && !s.Established {
+			if u.has("INVITE ring") {
+				t.Error("the INVITE left before its state was committed")
+			}
+			pending = s
+		}
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = b.Place(ctx, c)
+	}()
+	u.waitFor(t, "INVITE ring")
+	pendingMu.Lock()
+	defer pendingMu.Unlock()
+	if pending == nil {
+		t.Fatal("no pending state committed")
+	}
+	if br, _ := u.req("INVITE ring").Via().Params.Get("branch"); br == "" || br != pending.InviteBranch {
+		t.Fatalf("INVITE branch %q, committed %q", br, pending.InviteBranch)
+	}
+	cancel()
+	<-done
+
+	c2 := call("busy")
+	c2.IVRProfile = "none"
+	c2.Dialog = func(*fsmpb.DialogState) {}
+	c2.DialogCommit = func(context.Context, []*fsmpb.DialogState) error { return errors.New("leadership lost") }
+	if _, err := b.Place(context.Background(), c2); !errors.Is(err, telephony.ErrNotSent) {
+		t.Fatalf("Place with a failing commit = %v, want ErrNotSent", err)
+	}
+	if u.has("INVITE busy") {
+		t.Fatal("an INVITE left although its state was not committed")
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
+	"github.com/seed-7bfc04c2/dialtone/internal/telephony"
 )
 
 // The SIP capabilities Dialtone states (RFC 3261 §20.5, §20.37): on every
@@ -44,6 +45,27 @@ var (
 	// the wire, to the next leader (Options.Handover): nothing was sent.
 	errHandedOver = errors.New("call handed over to the next leader")
 )
+
+// precommit commits the callee INVITE's pending state before the INVITE
+// is sent (write-ahead, with handover): an INVITE a far end has is one the
+// next leader can adopt (its final response, its CANCEL at the ring
+// deadline). Without, a leader change between the INVITE and its commit
+// left a ringing call no leader knew of, and its request was dialled again
+// while it rang. The INVITE's Via (its branch) is added here so that the
+// state names it. A failed commit sends nothing (telephony.ErrNotSent).
+func (l *leg) precommit(ctx context.Context) error {
+	if l.commitNow == nil || !l.b.handover {
+		return nil
+	}
+	if err := sipgo.ClientRequestBuild(l.cli, l.invite); err != nil {
+		return fmt.Errorf("sipcall: INVITE: %w", err)
+	}
+	if err := commitSync(ctx, l); err != nil {
+		return fmt.Errorf("%w: dialog state not committed before the INVITE: %w", telephony.ErrNotSent, err)
+	}
+	l.precommitted = true
+	return nil
+}
 
 // handedOver reports whether the call's dialer stopped with handover on:
 // from then on the leg sends nothing (no CANCEL, ACK or BYE); the next
@@ -108,6 +130,7 @@ type leg struct {
 	commitNow     func(context.Context, []*fsmpb.DialogState) error // write-ahead (commitSync); nil: not replicated
 	remoteEnded   time.Time                                         // the far end's BYE came (committed before its 200)
 	byeCommitting bool                                              // its commit is in progress (retransmissions wait for it)
+	precommitted  bool                                              // the pending INVITE's state was committed before it was sent
 	handed        bool                                              // forgotten (handed over): sends nothing more
 	to            *sip.ToHeader                                     // the dialog's To (with the remote tag), once established
 	confirmed     bool                                              // the 2xx was ACKed
@@ -152,7 +175,9 @@ func (l *leg) sendInvite(ctx context.Context, ring time.Duration, username, pass
 		return answer{err: fmt.Errorf("%w: %w", errTimeout, err)}
 	}
 	l.tx = tx
-	l.commit() // the pending INVITE: a new leader can CANCEL it
+	if !l.precommitted {
+		l.commit() // the pending INVITE: a new leader can CANCEL it
+	}
 	var ringC <-chan time.Time
 	if ring > 0 {
 		t := time.NewTimer(ring)

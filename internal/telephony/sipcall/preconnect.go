@@ -123,6 +123,10 @@ func (b *Backend) preconnect(ctx context.Context, t *trunk, c telephony.Call, re
 			once.Do(func() { rel.send(calleeCtx, body) })
 		}
 	}
+	if err := callee.precommit(ctx); err != nil {
+		ivr.bye()
+		return telephony.Outcome{}, err
+	}
 	ans := callee.sendInvite(calleeCtx, ring, t.Username, t.Password)
 	if ans.err != nil || !ans.res.IsSuccess() {
 		rel.wait()
