@@ -466,6 +466,11 @@ func (r *SIPRound) judge(fars []*sipFar, want map[string]*sipFar, reqs map[strin
 			}
 			if wrong {
 				r.WrongOutcome++
+				var got []string
+				for _, n := range ns {
+					got = append(got, n.Result+" "+n.Status)
+				}
+				r.Details = append(r.Details, fmt.Sprintf("%s (%s): far end saw %s; result %s %q, notified %q", id, f.tenant, saw, req.GetResult(), req.GetResultReason(), got))
 			}
 		}
 	}
