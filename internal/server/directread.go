@@ -7,6 +7,8 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/proto"
 
 	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
 )
@@ -87,10 +89,11 @@ const (
 	directRequestPattern = "GET /v1/tenants/{tenant}/requests/{id}"
 )
 
-// directReadHandlers returns the handlers of the two hot reads: the
-// in-process gateway mux, or the loopback gateway (gw) for anything the
-// in-process one must not see (a custom verb, a HEAD).
-func directReadHandlers(ctx context.Context, d DirectReads, muxOpts []runtime.ServeMuxOption, gw http.Handler) (map[string]http.Handler, error) {
+// directReadHandlers returns the handlers of the two hot reads: the fast
+// path (fastReads) for a plain GET, the in-process gateway mux for any other
+// form of it, or the loopback gateway (gw) for anything the in-process one
+// must not see (a custom verb, a HEAD).
+func directReadHandlers(ctx context.Context, d DirectReads, muxOpts []runtime.ServeMuxOption, marshaler runtime.Marshaler, gw http.Handler) (map[string]http.Handler, error) {
 	local := runtime.NewServeMux(muxOpts...)
 	if err := pb.RegisterRequestServiceHandlerServer(ctx, local, directRequests{d: d}); err != nil {
 		return nil, err
@@ -98,19 +101,121 @@ func directReadHandlers(ctx context.Context, d DirectReads, muxOpts []runtime.Se
 	if err := pb.RegisterPortUsageServiceHandlerServer(ctx, local, directPortUsage{d: d}); err != nil {
 		return nil, err
 	}
-	pick := func(ok func(*http.Request) bool) http.Handler {
+	f := newFastReads(d, local, marshaler)
+	pick := func(ok func(*http.Request) bool, fast http.HandlerFunc) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.Method != http.MethodGet || !ok(r) {
+			switch {
+			case r.Method != http.MethodGet || !ok(r):
 				gw.ServeHTTP(w, r)
-				return
+			case plainRead(r):
+				fast(w, r)
+			default:
+				local.ServeHTTP(w, r)
 			}
-			local.ServeHTTP(w, r)
 		})
 	}
 	return map[string]http.Handler{
-		directUsagePattern: pick(func(*http.Request) bool { return true }),
+		directUsagePattern: pick(func(*http.Request) bool { return true }, f.usage),
 		// "{id}" is one whole segment for net/http; the gateway would read a
 		// trailing ":verb" as a custom method, so leave those to it.
-		directRequestPattern: pick(func(r *http.Request) bool { return !strings.Contains(r.PathValue("id"), ":") }),
+		directRequestPattern: pick(func(r *http.Request) bool { return !strings.Contains(r.PathValue("id"), ":") }, f.request),
 	}, nil
+}
+
+// plainRead reports whether r is the plain form of a hot read, the one the
+// fast path serves exactly as the gateway would: no query (the gateway
+// parses and validates one by reflection), nothing percent-escaped in the
+// path (the gateway's unescaping differs from net/http's for reserved
+// characters), no TE (the gateway then sends trailers) and no Grpc-Timeout
+// (the gateway turns it into a deadline or a 400). Every other form goes
+// through the in-process gateway mux.
+func plainRead(r *http.Request) bool {
+	return r.URL.RawQuery == "" && !strings.Contains(r.RequestURI, "%") &&
+		len(r.Header["Te"]) == 0 && len(r.Header["Grpc-Timeout"]) == 0
+}
+
+// fastReads serves the plain form of the two hot reads without the gateway
+// mux: the path values come from net/http's pattern, the interceptor chain
+// runs as on every RPC, and the answer is written by the hand-written
+// encoder (directjson.go), byte for byte what the gateway's marshaler
+// writes. Errors go to the gateway's own error handler. What it leaves out,
+// because nothing on these two calls reads it: the gateway's request
+// metadata other than "authorization" (x-forwarded-*, grpcgateway-*
+// headers), its RPC-method and path-pattern context values, and a
+// grpc.ServerTransportStream (neither handler sets headers or trailers).
+type fastReads struct {
+	d         DirectReads
+	local     *runtime.ServeMux
+	marshaler runtime.Marshaler
+	// The handlers the interceptor chain wraps, built once.
+	usageH, requestH grpc.UnaryHandler
+}
+
+func newFastReads(d DirectReads, local *runtime.ServeMux, marshaler runtime.Marshaler) *fastReads {
+	return &fastReads{
+		d: d, local: local, marshaler: marshaler,
+		usageH: func(ctx context.Context, req any) (any, error) {
+			return d.PortUsage.GetUsage(ctx, req.(*pb.GetUsageRequest))
+		},
+		requestH: func(ctx context.Context, req any) (any, error) {
+			return d.Requests.GetRequest(ctx, req.(*pb.GetRequestRequest))
+		},
+	}
+}
+
+// incomingAuth is the context the gateway would hand the interceptors, as far
+// as they read it: the Authorization header's values as "authorization"
+// metadata.
+func incomingAuth(r *http.Request) context.Context {
+	ctx := r.Context()
+	if v := r.Header["Authorization"]; len(v) > 0 {
+		ctx = metadata.NewIncomingContext(ctx, metadata.MD{"authorization": v})
+	}
+	return ctx
+}
+
+func (f *fastReads) usage(w http.ResponseWriter, r *http.Request) {
+	ctx := incomingAuth(r)
+	resp, err := f.d.Unary(ctx, &pb.GetUsageRequest{}, getUsageInfo, f.usageH)
+	if err != nil {
+		runtime.HTTPError(ctx, f.local, f.marshaler, w, r, err)
+		return
+	}
+	u := resp.(*pb.Usage)
+	bp := jsonBufs.Get().(*[]byte)
+	b, ok := appendUsageJSON((*bp)[:0], u)
+	f.write(ctx, w, r, u, b, ok, bp)
+}
+
+func (f *fastReads) request(w http.ResponseWriter, r *http.Request) {
+	ctx := incomingAuth(r)
+	req := &pb.GetRequestRequest{Tenant: r.PathValue("tenant"), Id: r.PathValue("id")}
+	resp, err := f.d.Unary(ctx, req, getRequestInfo, f.requestH)
+	if err != nil {
+		runtime.HTTPError(ctx, f.local, f.marshaler, w, r, err)
+		return
+	}
+	g := resp.(*pb.GetRequestResponse)
+	bp := jsonBufs.Get().(*[]byte)
+	b, ok := appendGetRequestJSON((*bp)[:0], g)
+	f.write(ctx, w, r, g, b, ok, bp)
+}
+
+// contentTypeJSON is the marshaler's Content-Type, shared (net/http only
+// reads it).
+var contentTypeJSON = []string{"application/json"}
+
+// write sends b, or, when the encoder declined (!ok), lets the gateway
+// marshal and forward m (its answer to whatever protojson refused).
+func (f *fastReads) write(ctx context.Context, w http.ResponseWriter, r *http.Request, m proto.Message, b []byte, ok bool, bp *[]byte) {
+	if ok {
+		w.Header()["Content-Type"] = contentTypeJSON
+		_, _ = w.Write(b)
+	} else {
+		runtime.ForwardResponseMessage(runtime.NewServerMetadataContext(ctx, runtime.ServerMetadata{}), f.local, f.marshaler, w, r, m)
+	}
+	if cap(b) <= maxPooledJSON {
+		*bp = b[:0]
+		jsonBufs.Put(bp)
+	}
 }
