@@ -27,9 +27,21 @@ import (
 type DirectReads struct {
 	Requests  pb.RequestServiceServer
 	PortUsage pb.PortUsageServiceServer
-	// Unary is the gRPC server's interceptor chain (ChainUnary of the
-	// server's interceptors, in the server's order).
-	Unary grpc.UnaryServerInterceptor
+	// Interceptors are the gRPC server's unary interceptors, in the
+	// server's order (grpc.ChainUnaryInterceptor's).
+	Interceptors []grpc.UnaryServerInterceptor
+}
+
+// BindUnary wraps handler in the interceptors (the first outermost) for
+// one method, once: the chain's closures are built here rather than on
+// every call as ChainUnary's are.
+func BindUnary(icps []grpc.UnaryServerInterceptor, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) grpc.UnaryHandler {
+	h := handler
+	for i := len(icps) - 1; i >= 0; i-- {
+		icp, next := icps[i], h
+		h = func(ctx context.Context, req any) (any, error) { return icp(ctx, req, info, next) }
+	}
+	return h
 }
 
 // ChainUnary runs interceptors in order around a handler, as
@@ -50,13 +62,14 @@ func ChainUnary(icps ...grpc.UnaryServerInterceptor) grpc.UnaryServerInterceptor
 // never skip the interceptors.
 type directRequests struct {
 	pb.UnimplementedRequestServiceServer
-	d DirectReads
+	d     DirectReads
+	unary grpc.UnaryServerInterceptor
 }
 
 var getRequestInfo = &grpc.UnaryServerInfo{FullMethod: pb.RequestService_GetRequest_FullMethodName}
 
 func (s directRequests) GetRequest(ctx context.Context, req *pb.GetRequestRequest) (*pb.GetRequestResponse, error) {
-	resp, err := s.d.Unary(ctx, req, getRequestInfo, func(ctx context.Context, req any) (any, error) {
+	resp, err := s.unary(ctx, req, getRequestInfo, func(ctx context.Context, req any) (any, error) {
 		return s.d.Requests.GetRequest(ctx, req.(*pb.GetRequestRequest))
 	})
 	if err != nil {
@@ -68,13 +81,14 @@ func (s directRequests) GetRequest(ctx context.Context, req *pb.GetRequestReques
 // directPortUsage serves only GetUsage (see directRequests).
 type directPortUsage struct {
 	pb.UnimplementedPortUsageServiceServer
-	d DirectReads
+	d     DirectReads
+	unary grpc.UnaryServerInterceptor
 }
 
 var getUsageInfo = &grpc.UnaryServerInfo{FullMethod: pb.PortUsageService_GetUsage_FullMethodName}
 
 func (s directPortUsage) GetUsage(ctx context.Context, req *pb.GetUsageRequest) (*pb.Usage, error) {
-	resp, err := s.d.Unary(ctx, req, getUsageInfo, func(ctx context.Context, req any) (any, error) {
+	resp, err := s.unary(ctx, req, getUsageInfo, func(ctx context.Context, req any) (any, error) {
 		return s.d.PortUsage.GetUsage(ctx, req.(*pb.GetUsageRequest))
 	})
 	if err != nil {
@@ -95,10 +109,11 @@ const (
 // must not see (a custom verb, a HEAD).
 func directReadHandlers(ctx context.Context, d DirectReads, muxOpts []runtime.ServeMuxOption, marshaler runtime.Marshaler, gw http.Handler) (map[string]http.Handler, error) {
 	local := runtime.NewServeMux(muxOpts...)
-	if err := pb.RegisterRequestServiceHandlerServer(ctx, local, directRequests{d: d}); err != nil {
+	unary := ChainUnary(d.Interceptors...)
+	if err := pb.RegisterRequestServiceHandlerServer(ctx, local, directRequests{d: d, unary: unary}); err != nil {
 		return nil, err
 	}
-	if err := pb.RegisterPortUsageServiceHandlerServer(ctx, local, directPortUsage{d: d}); err != nil {
+	if err := pb.RegisterPortUsageServiceHandlerServer(ctx, local, directPortUsage{d: d, unary: unary}); err != nil {
 		return nil, err
 	}
 	f := newFastReads(d, local, marshaler)
@@ -115,10 +130,10 @@ func directReadHandlers(ctx context.Context, d DirectReads, muxOpts []runtime.Se
 		})
 	}
 	return map[string]http.Handler{
-		directUsagePattern: pick(func(*http.Request) bool { return true }, f.usage),
+		directUsagePattern: pick(func(*http.Request) bool { return true }, f.serveUsage),
 		// "{id}" is one whole segment for net/http; the gateway would read a
 		// trailing ":verb" as a custom method, so leave those to it.
-		directRequestPattern: pick(func(r *http.Request) bool { return !strings.Contains(r.PathValue("id"), ":") }, f.request),
+		directRequestPattern: pick(func(r *http.Request) bool { return !strings.Contains(r.PathValue("id"), ":") }, f.serveRequest),
 	}, nil
 }
 
@@ -147,19 +162,19 @@ type fastReads struct {
 	d         DirectReads
 	local     *runtime.ServeMux
 	marshaler runtime.Marshaler
-	// The handlers the interceptor chain wraps, built once.
-	usageH, requestH grpc.UnaryHandler
+	// The handlers wrapped in the interceptor chain, built once.
+	usage, request grpc.UnaryHandler
 }
 
 func newFastReads(d DirectReads, local *runtime.ServeMux, marshaler runtime.Marshaler) *fastReads {
 	return &fastReads{
 		d: d, local: local, marshaler: marshaler,
-		usageH: func(ctx context.Context, req any) (any, error) {
+		usage: BindUnary(d.Interceptors, getUsageInfo, func(ctx context.Context, req any) (any, error) {
 			return d.PortUsage.GetUsage(ctx, req.(*pb.GetUsageRequest))
-		},
-		requestH: func(ctx context.Context, req any) (any, error) {
+		}),
+		request: BindUnary(d.Interceptors, getRequestInfo, func(ctx context.Context, req any) (any, error) {
 			return d.Requests.GetRequest(ctx, req.(*pb.GetRequestRequest))
-		},
+		}),
 	}
 }
 
@@ -174,9 +189,9 @@ func incomingAuth(r *http.Request) context.Context {
 	return ctx
 }
 
-func (f *fastReads) usage(w http.ResponseWriter, r *http.Request) {
+func (f *fastReads) serveUsage(w http.ResponseWriter, r *http.Request) {
 	ctx := incomingAuth(r)
-	resp, err := f.d.Unary(ctx, &pb.GetUsageRequest{}, getUsageInfo, f.usageH)
+	resp, err := f.usage(ctx, &pb.GetUsageRequest{})
 	if err != nil {
 		runtime.HTTPError(ctx, f.local, f.marshaler, w, r, err)
 		return
@@ -187,10 +202,10 @@ func (f *fastReads) usage(w http.ResponseWriter, r *http.Request) {
 	f.write(ctx, w, r, u, b, ok, bp)
 }
 
-func (f *fastReads) request(w http.ResponseWriter, r *http.Request) {
+func (f *fastReads) serveRequest(w http.ResponseWriter, r *http.Request) {
 	ctx := incomingAuth(r)
 	req := &pb.GetRequestRequest{Tenant: r.PathValue("tenant"), Id: r.PathValue("id")}
-	resp, err := f.d.Unary(ctx, req, getRequestInfo, f.requestH)
+	resp, err := f.request(ctx, req)
 	if err != nil {
 		runtime.HTTPError(ctx, f.local, f.marshaler, w, r, err)
 		return
