@@ -177,8 +177,10 @@ func timeless(t *testing.T, body string) map[string]any {
 // BenchmarkHotReads compares the two hot reads served by a node (the
 // in-process route) with the same reads through the loopback gateway (the
 // route before), both over real HTTP on 127.0.0.1 with one keep-alive
-// client, auth off. ns/op is the round trip with client and server in this
-// process; allocs/op counts both sides.
+// client, auth off (and the same with 4 × GOMAXPROCS concurrent clients,
+// "-parallel"). ns/op is the round trip with client and server in this
+// process (the parallel runs: wall time ÷ calls); allocs/op counts both
+// sides.
 //
 //	go test -run '^$' -bench BenchmarkHotReads -benchmem -count 3 ./internal/node/
 func BenchmarkHotReads(b *testing.B) {
@@ -212,23 +214,38 @@ func BenchmarkHotReads(b *testing.B) {
 	}
 	ref := httptest.NewServer(gw)
 	defer ref.Close()
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
 	for _, route := range []struct{ name, base string }{{"node", "http://" + c.Node(id).HTTPAddr()}, {"loopback-gateway", ref.URL}} {
 		for _, read := range []struct{ name, path string }{{"port-usage", "/v1/port-usage"}, {"request", "/v1/tenants/acme/requests/" + reqID}} {
+			get := func(b *testing.B, url string) {
+				resp, err := client.Get(url)
+				if err != nil {
+					b.Fatal(err)
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				_ = resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					b.Fatalf("%s: %s", url, resp.Status)
+				}
+			}
 			b.Run(read.name+"/"+route.name, func(b *testing.B) {
 				url := route.base + read.path
 				b.ReportAllocs()
 				for b.Loop() {
-					resp, err := client.Get(url)
-					if err != nil {
-						b.Fatal(err)
-					}
-					_, _ = io.Copy(io.Discard, resp.Body)
-					_ = resp.Body.Close()
-					if resp.StatusCode != http.StatusOK {
-						b.Fatalf("%s: %s", url, resp.Status)
-					}
+					get(b, url)
 				}
+			})
+			// 4 × GOMAXPROCS clients at once: ns/op is the inverse of the
+			// throughput, CPU-bound where the serial one waits on wake-ups.
+			b.Run(read.name+"/"+route.name+"-parallel", func(b *testing.B) {
+				url := route.base + read.path
+				b.ReportAllocs()
+				b.SetParallelism(4)
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						get(b, url)
+					}
+				})
 			})
 		}
 	}
