@@ -170,7 +170,7 @@ func TestDirectJSONMatchesProtojson(t *testing.T) {
 		Meta: &pb.ReadMeta{NodeId: "n2", AppliedIndex: 99, LastContactMs: 7, Consistency: "local"},
 	}
 	usage := &pb.Usage{NodeId: "n1", TotalPorts: 100, PortsInUse: 40, AvailablePorts: 60, Servers: 2,
-		Window: &pb.WindowStats{MinInUse: 1, MaxInUse: 50, AvgInUse: 33.333333333333336, WindowSeconds: 60},
+		Window:  &pb.WindowStats{MinInUse: 1, MaxInUse: 50, AvgInUse: 33.333333333333336, WindowSeconds: 60},
 		Tenants: []*pb.TenantUsage{{Tenant: "acme", TotalPorts: 100, Window: &pb.WindowStats{}}, {}, {StaleServers: 1}}}
 	cases := []proto.Message{
 		&pb.Usage{}, &pb.GetRequestResponse{}, usage, typical,
