@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"math"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -231,4 +233,32 @@ func FuzzDirectJSON(f *testing.F) {
 			checkDirectJSON(t, m)
 		}
 	})
+}
+
+// TestPlainRead: only the plain form of a hot read takes the fast path;
+// every form whose handling is the gateway's (query, escapes, trailers,
+// timeouts) goes through its mux.
+func TestPlainRead(t *testing.T) {
+	for _, c := range []struct {
+		target string
+		hdr    map[string]string
+		want   bool
+	}{
+		{"/v1/port-usage", nil, true},
+		{"/v1/tenants/acme/requests/0190f1e2-7b1c-7cc0-8a61-2f6f0d3c4b5a", map[string]string{"Authorization": "Basic eDp5", "Accept": "application/json"}, true},
+		{"/v1/port-usage?", nil, true},
+		{"/v1/port-usage?x=1", nil, false},
+		{"/v1/tenants/%61cme/requests/x", nil, false},
+		{"/v1/tenants/a%2Fb/requests/x", nil, false},
+		{"/v1/port-usage", map[string]string{"TE": "trailers"}, false},
+		{"/v1/port-usage", map[string]string{"Grpc-Timeout": "1S"}, false},
+	} {
+		r := httptest.NewRequest(http.MethodGet, c.target, nil)
+		for k, v := range c.hdr {
+			r.Header.Set(k, v)
+		}
+		if got := plainRead(r); got != c.want {
+			t.Errorf("plainRead(%s %v) = %v, want %v", c.target, c.hdr, got, c.want)
+		}
+	}
 }

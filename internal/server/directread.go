@@ -32,10 +32,10 @@ type DirectReads struct {
 	Interceptors []grpc.UnaryServerInterceptor
 }
 
-// BindUnary wraps handler in the interceptors (the first outermost) for
+// bindUnary wraps handler in the interceptors (the first outermost) for
 // one method, once: the chain's closures are built here rather than on
 // every call as ChainUnary's are.
-func BindUnary(icps []grpc.UnaryServerInterceptor, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) grpc.UnaryHandler {
+func bindUnary(icps []grpc.UnaryServerInterceptor, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) grpc.UnaryHandler {
 	h := handler
 	for i := len(icps) - 1; i >= 0; i-- {
 		icp, next := icps[i], h
@@ -145,7 +145,7 @@ func directReadHandlers(ctx context.Context, d DirectReads, muxOpts []runtime.Se
 // (the gateway turns it into a deadline or a 400). Every other form goes
 // through the in-process gateway mux.
 func plainRead(r *http.Request) bool {
-	return r.URL.RawQuery == "" && !strings.Contains(r.RequestURI, "%") &&
+	return r.URL.RawQuery == "" && r.URL.RawPath == "" && !strings.Contains(r.RequestURI, "%") &&
 		len(r.Header["Te"]) == 0 && len(r.Header["Grpc-Timeout"]) == 0
 }
 
@@ -169,10 +169,10 @@ type fastReads struct {
 func newFastReads(d DirectReads, local *runtime.ServeMux, marshaler runtime.Marshaler) *fastReads {
 	return &fastReads{
 		d: d, local: local, marshaler: marshaler,
-		usage: BindUnary(d.Interceptors, getUsageInfo, func(ctx context.Context, req any) (any, error) {
+		usage: bindUnary(d.Interceptors, getUsageInfo, func(ctx context.Context, req any) (any, error) {
 			return d.PortUsage.GetUsage(ctx, req.(*pb.GetUsageRequest))
 		}),
-		request: BindUnary(d.Interceptors, getRequestInfo, func(ctx context.Context, req any) (any, error) {
+		request: bindUnary(d.Interceptors, getRequestInfo, func(ctx context.Context, req any) (any, error) {
 			return d.Requests.GetRequest(ctx, req.(*pb.GetRequestRequest))
 		}),
 	}
