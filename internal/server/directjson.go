@@ -309,6 +309,9 @@ func (w *jw) window(n string, s *pb.WindowStats) {
 
 // appendUsageJSON appends protojson's encoding of u (see jw).
 func appendUsageJSON(b []byte, u *pb.Usage) ([]byte, bool) {
+	if u == nil {
+		return b, false // the gateway's business (a handler never answers nil)
+	}
 	w := jw{b: b, ok: true}
 	w.open('{')
 	w.str("node_id", u.NodeId)
@@ -346,6 +349,9 @@ func appendUsageJSON(b []byte, u *pb.Usage) ([]byte, bool) {
 
 // appendGetRequestJSON appends protojson's encoding of r (see jw).
 func appendGetRequestJSON(b []byte, r *pb.GetRequestResponse) ([]byte, bool) {
+	if r == nil {
+		return b, false
+	}
 	w := jw{b: b, ok: true}
 	w.open('{')
 	if q := r.Request; q != nil {

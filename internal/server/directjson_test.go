@@ -204,9 +204,15 @@ func TestDirectJSONMatchesProtojson(t *testing.T) {
 	}
 }
 
-// TestDirectJSONRefusesNilElements: protojson's handling of a nil list
-// element is left to protojson (the encoder declines).
+// TestDirectJSONRefusesNilElements: protojson's handling of a nil message
+// or list element is left to protojson (the encoder declines).
 func TestDirectJSONRefusesNilElements(t *testing.T) {
+	if _, ok := appendUsageJSON(nil, nil); ok {
+		t.Error("nil usage: encoded")
+	}
+	if _, ok := appendGetRequestJSON(nil, nil); ok {
+		t.Error("nil answer: encoded")
+	}
 	if _, ok := appendUsageJSON(nil, &pb.Usage{Tenants: []*pb.TenantUsage{nil}}); ok {
 		t.Error("usage with a nil tenant: encoded")
 	}
