@@ -19,11 +19,13 @@ import (
 // so that the server's interceptors apply; for these two reads that hop
 // (HTTP/2 framing, protobuf encode and decode on both sides, a stream per
 // call) cost more than the read itself. With DirectReads set, the two
-// routes go to a second gateway mux registered in-process
-// (Register…HandlerServer): the same path and query parsing, marshaler and
-// error handler as the loopback gateway, so the answers are the same bytes,
-// with Unary (the gRPC server's own interceptor chain: metrics, panics,
-// authentication and authorisation) run around each call in-process.
+// routes are served in-process, with the gRPC server's own interceptors
+// (metrics, panics, authentication and authorisation) run around each call:
+// the plain GET every client sends by fastReads (no gateway mux, a
+// hand-written encoder; see plainRead), any other form of it by a second
+// gateway mux registered in-process (Register…HandlerServer) with the
+// loopback gateway's path and query parsing, marshaler and error handler.
+// Either way the answers are the loopback gateway's bytes.
 type DirectReads struct {
 	Requests  pb.RequestServiceServer
 	PortUsage pb.PortUsageServiceServer
