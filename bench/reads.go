@@ -4,6 +4,11 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
@@ -56,17 +61,37 @@ func (h *harness) runReads(ctx context.Context) error {
 		{"GET /v1/port-usage", func(ctx context.Context) error { _, err := rc.GetPortUsage(ctx); return err }},
 		{"GET /v1/tenants/{tenant}/requests/{id}", func(ctx context.Context) error { return getRequest(ctx, ids[rand.IntN(len(ids))]) }},
 	}
+	pid := 0
+	if p := e.c.Proc(follower); p != nil {
+		pid = p.Pid()
+	}
 	for _, rd := range reads {
+		var answered atomic.Int64 // warm-up included, as the CPU times are
+		node0, nodeOK := procCPU(pid)
+		client0 := selfCPU()
 		r := load.Run(ctx, load.Options{Workers: c.Workers, Warmup: c.Warmup.Duration, Duration: c.Duration.Duration},
 			func(ctx context.Context, w *load.Worker) (int, error) {
-				return 1, rd.read(ctx)
+				err := rd.read(ctx)
+				if err == nil {
+					answered.Add(1)
+				}
+				return 1, err
 			})
+		node1, nodeOK1 := procCPU(pid)
+		client1 := selfCPU()
 		res := ReadResult{Read: rd.name, Node: follower, Workers: c.Workers, Seconds: r.Seconds, PerSec: r.CallsPerSec(),
 			P50ms: ms(r.Quantile(0.5)), P99ms: ms(r.Quantile(0.99)), Errors: r.Errors}
+		if n := float64(answered.Load()); n > 0 {
+			if nodeOK && nodeOK1 {
+				res.NodeCPUus = float64((node1 - node0).Microseconds()) / n
+			}
+			res.ClientCPUus = float64((client1 - client0).Microseconds()) / n
+		}
 		h.repMu.Lock()
 		h.rep.Reads = append(h.rep.Reads, res)
 		h.repMu.Unlock()
-		h.logf("reads %s on follower %s: %.0f/s, p50 %.2f ms, p99 %.2f ms, errors %s", rd.name, follower, res.PerSec, res.P50ms, res.P99ms, load.Counts(res.Errors))
+		h.logf("reads %s on follower %s: %.0f/s, p50 %.2f ms, p99 %.2f ms, CPU per read: node %.1f µs, load generator %.1f µs, errors %s",
+			rd.name, follower, res.PerSec, res.P50ms, res.P99ms, res.NodeCPUus, res.ClientCPUus, load.Counts(res.Errors))
 		h.check("reads", rd.name+": answered", r.Calls > 0 && len(r.Errors) == 0, "%d reads, errors %s", r.Calls, load.Counts(r.Errors))
 	}
 	// Open loop: fixed offered rates, latency from each call's intended
@@ -100,4 +125,45 @@ func (h *harness) openRead(ctx context.Context, name, follower string, rate floa
 		name, follower, rate, res.PerSec, res.P50ms, res.P99ms, res.Maxms, res.Unfinished, load.Counts(res.Errors))
 	h.check("reads", name+": answered at a fixed rate", r.Completed > 0 && len(r.Errors) == 0, "%.0f/s offered: %d of %d reads, errors %s", rate, r.Completed, r.Scheduled, load.Counts(r.Errors))
 	return nil
+}
+
+// clockTick is the unit of /proc/<pid>/stat's CPU times (USER_HZ, 100 on
+// Linux).
+const clockTick = 10 * time.Millisecond
+
+// procCPU is process pid's user + system CPU time (all threads), from
+// /proc/<pid>/stat; false where that cannot be read.
+func procCPU(pid int) (time.Duration, bool) {
+	if pid <= 0 {
+		return 0, false
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, false
+	}
+	// The command name (field 2) is in parentheses and may hold spaces;
+	// utime and stime are fields 14 and 15, the 12th and 13th after it.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, false
+	}
+	u, err1 := strconv.ParseInt(f[11], 10, 64)
+	s, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return time.Duration(u+s) * clockTick, true
+}
+
+// selfCPU is this process's user + system CPU time.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -151,6 +151,12 @@ type ReadResult struct {
 	P50ms   float64          `json:"p50_ms"`
 	P99ms   float64          `json:"p99_ms"`
 	Errors  map[string]int64 `json:"errors"`
+	// NodeCPUus and ClientCPUus: the node's and this process's (the load
+	// generator's) CPU time, user + system, per answered read over the
+	// whole run (warm-up included); 0 when not measured. Unlike the rate,
+	// they hardly depend on what else the machine runs.
+	NodeCPUus   float64 `json:"node_cpu_us_per_read,omitempty"`
+	ClientCPUus float64 `json:"client_cpu_us_per_read,omitempty"`
 }
 
 // OpenReadResult is one read at a fixed offered rate; latencies count from

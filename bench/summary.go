@@ -122,9 +122,9 @@ func summary(r *Report) string {
 	}
 
 	if len(r.Reads) > 0 {
-		p("## reads: follower reads\n\n| read | node | workers | per second | p50 ms | p99 ms | errors |\n|---|---|---:|---:|---:|---:|---|\n")
+		p("## reads: follower reads\n\n| read | node | workers | per second | p50 ms | p99 ms | node CPU µs/read | client CPU µs/read | errors |\n|---|---|---:|---:|---:|---:|---:|---:|---|\n")
 		for _, x := range r.Reads {
-			p("| %s | %s | %d | %.0f | %.2f | %.2f | %s |\n", x.Read, x.Node, x.Workers, x.PerSec, x.P50ms, x.P99ms, load.Counts(x.Errors))
+			p("| %s | %s | %d | %.0f | %.2f | %.2f | %.1f | %.1f | %s |\n", x.Read, x.Node, x.Workers, x.PerSec, x.P50ms, x.P99ms, x.NodeCPUus, x.ClientCPUus, load.Counts(x.Errors))
 		}
 		p("\n")
 	}

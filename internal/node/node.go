@@ -170,8 +170,10 @@ func Start(opts Options) (_ *Node, err error) {
 	})
 	icp := server.NewInterceptors(n.reg, log)
 	authz := server.NewAuthz(authn, sec.secret)
+	// One list for the gRPC server and the in-process hot reads.
+	unary := []grpc.UnaryServerInterceptor{icp.Unary, authz.Unary}
 	n.grpc = grpc.NewServer(append(sec.serverOptions(),
-		grpc.ChainUnaryInterceptor(icp.Unary, authz.Unary),
+		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(icp.Stream, authz.Stream),
 		grpc.MaxRecvMsgSize(int(cfg.Limits.MaxBodyBytes)+4096))...)
 	pb.RegisterRequestServiceServer(n.grpc, requests)
@@ -201,7 +203,7 @@ func Start(opts Options) (_ *Node, err error) {
 		Auth:           authn,
 		ProtectMetrics: cfg.Auth.ProtectMetrics,
 		ProtectOpenAPI: cfg.Auth.ProtectOpenAPI,
-		Direct:         &server.DirectReads{Requests: requests, PortUsage: n.portUsage.service, Unary: server.ChainUnary(icp.Unary, authz.Unary)},
+		Direct:         &server.DirectReads{Requests: requests, PortUsage: n.portUsage.service, Interceptors: unary},
 	})
 	if err != nil {
 		return nil, err

@@ -46,12 +46,11 @@ type HTTPOptions struct {
 // to this node's own gRPC server, so interceptors apply to REST too),
 // /openapi.json, /healthz, /readyz and /metrics.
 func NewHTTPHandler(ctx context.Context, conn *grpc.ClientConn, opts HTTPOptions) (http.Handler, error) {
-	muxOpts := []runtime.ServeMuxOption{
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, strictJSONPb{&runtime.JSONPb{
-			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true},
-			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
-		}}),
-	}
+	marshaler := strictJSONPb{&runtime.JSONPb{
+		MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true},
+		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+	}}
+	muxOpts := []runtime.ServeMuxOption{runtime.WithMarshalerOption(runtime.MIMEWildcard, marshaler)}
 	gw := runtime.NewServeMux(muxOpts...)
 	if err := pb.RegisterRequestServiceHandler(ctx, gw, conn); err != nil {
 		return nil, fmt.Errorf("api: register request gateway: %w", err)
@@ -111,7 +110,7 @@ func NewHTTPHandler(ctx context.Context, conn *grpc.ClientConn, opts HTTPOptions
 	}
 	mux.Handle("/", limit(requireJSON(gw)))
 	if opts.Direct != nil {
-		direct, err := directReadHandlers(ctx, *opts.Direct, muxOpts, gw)
+		direct, err := directReadHandlers(ctx, *opts.Direct, muxOpts, marshaler, gw)
 		if err != nil {
 			return nil, fmt.Errorf("api: register direct reads: %w", err)
 		}

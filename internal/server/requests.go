@@ -178,8 +178,13 @@ func replError(err error) error {
 // ReadBarrier applies a read's consistency options ("", "local" or
 // "linearizable"; minIndex 0 for none) and returns the consistency served.
 func (s *Requests) ReadBarrier(ctx context.Context, consistency string, minIndex uint64) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.opts.ReadTimeout)
-	defer cancel()
+	// The timeout bounds the waits below; a local read that need not wait
+	// (the hot case) skips its timer.
+	if consistency == "linearizable" || (minIndex > 0 && s.store.AppliedIndex() < minIndex) {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.opts.ReadTimeout)
+		defer cancel()
+	}
 	switch consistency {
 	case "", "local":
 		consistency = "local"

@@ -38,9 +38,7 @@ const (
 )
 
 var (
-	tenantPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 	telnumPattern = regexp.MustCompile(`^\+?[0-9]{1,32}$`)
-	idPattern     = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
 	detectPattern = regexp.MustCompile(`^[A-Za-z0-9_,-]*$`)
 )
 
@@ -83,7 +81,7 @@ func (fe fieldErrors) status() error {
 
 // ValidateTenant checks a tenant name.
 func ValidateTenant(tenant string) error {
-	if !tenantPattern.MatchString(tenant) {
+	if !validTenant(tenant) {
 		return FieldError{"tenant", "must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"}
 	}
 	return nil
@@ -91,10 +89,41 @@ func ValidateTenant(tenant string) error {
 
 // ValidateRequestID checks the shape of a request id.
 func ValidateRequestID(field, id string) error {
-	if !idPattern.MatchString(id) {
+	if !validRequestID(id) {
 		return FieldError{field, fmt.Sprintf("invalid request id %q: must be 1-%d letters, digits or '-'", truncate(id, 80), maxRequestIDLength)}
 	}
 	return nil
+}
+
+// validTenant is ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$ without the regexp
+// engine (it runs on every read and create; TestIDCheckersMatchPatterns).
+func validTenant(s string) bool {
+	if len(s) == 0 || len(s) > 64 || !alnum(s[0]) {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if c := s[i]; !alnum(c) && c != '_' && c != '.' && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+// validRequestID is ^[A-Za-z0-9-]{1,64}$ (see validTenant).
+func validRequestID(s string) bool {
+	if len(s) == 0 || len(s) > maxRequestIDLength {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !alnum(c) && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+func alnum(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
 }
 
 func truncate(s string, n int) string {

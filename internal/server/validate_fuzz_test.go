@@ -1,6 +1,7 @@
 package server
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 
@@ -47,4 +48,39 @@ func FuzzValidateSpec(f *testing.F) {
 			t.Fatalf("accepted empty token or profile")
 		}
 	})
+}
+
+// The patterns validTenant and validRequestID implement.
+var (
+	tenantPatternSpec = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+	idPatternSpec     = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
+)
+
+func checkIDCheckers(t *testing.T, s string) {
+	t.Helper()
+	if got, want := validTenant(s), tenantPatternSpec.MatchString(s); got != want {
+		t.Errorf("validTenant(%q) = %v, pattern %v", s, got, want)
+	}
+	if got, want := validRequestID(s), idPatternSpec.MatchString(s); got != want {
+		t.Errorf("validRequestID(%q) = %v, pattern %v", s, got, want)
+	}
+}
+
+// TestIDCheckersMatchPatterns: the hand-written tenant and id checks accept
+// exactly what their regular expressions do.
+func TestIDCheckersMatchPatterns(t *testing.T) {
+	for _, s := range []string{"", "a", "-", "_", ".", "a-", "a_.-", "-a", "_a", ".a", "0190f1e2-7b1c-7cc0-8a61-2f6f0d3c4b5a",
+		strings.Repeat("a", 63), strings.Repeat("a", 64), strings.Repeat("a", 65), "a\n", "a b", "é", "a\xff", "a/b", "a:b", "Z9"} {
+		checkIDCheckers(t, s)
+	}
+	for c := range 256 {
+		checkIDCheckers(t, string([]byte{byte(c)}))
+		checkIDCheckers(t, "a"+string([]byte{byte(c)}))
+	}
+}
+
+func FuzzIDCheckers(f *testing.F) {
+	f.Add("acme")
+	f.Add("0190f1e2-7b1c-7cc0-8a61-2f6f0d3c4b5a")
+	f.Fuzz(func(t *testing.T, s string) { checkIDCheckers(t, s) })
 }

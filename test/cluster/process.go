@@ -259,6 +259,9 @@ func StartProc(logPath, bin string, args ...string) (*Proc, error) {
 	return p, nil
 }
 
+// Pid is the process id.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
 // Running reports whether the process has not exited.
 func (p *Proc) Running() bool {
 	select {
