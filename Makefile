@@ -102,6 +102,10 @@ fuzz:
 	go test -timeout 5m -run='^$$' -fuzz=FuzzSingle -fuzztime=$(FUZZTIME) ./internal/server/jsonbody/
 	go test -timeout 5m -run='^$$' -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) ./internal/server/jsonbody/
 	go test -timeout 5m -run='^$$' -fuzz=FuzzInactiveAnswer -fuzztime=$(FUZZTIME) ./internal/telephony/sipcall/
+	go test -timeout 5m -run='^$$' -fuzz=FuzzDirectJSON -fuzztime=$(FUZZTIME) ./internal/server/
+	go test -timeout 5m -run='^$$' -fuzz=FuzzIDCheckers -fuzztime=$(FUZZTIME) ./internal/server/
+	go test -timeout 5m -run='^$$' -fuzz=FuzzParseSuppressionFile -fuzztime=$(FUZZTIME) ./internal/server/
+	go test -timeout 5m -run='^$$' -fuzz=FuzzParseMinute -fuzztime=$(FUZZTIME) ./internal/dialer/window/
 
 clean:
 	rm -rf build
