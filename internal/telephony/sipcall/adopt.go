@@ -296,25 +296,9 @@ func (b *Backend) Adopt(ctx context.Context, c telephony.Call, dialogs []*fsmpb.
 	// Between the callee's 2xx and the IVR's: end both legs.
 	b.log.Info("ending a call caught in setup", "request", c.RequestID, "call_id", calleeSt.CallId)
 	if ivr != nil {
-		if ivrSt.Established {
-			b.legs.Store(ivr.key, ivr)
-			if !ivr.confirmed {
-				_ = ivr.ack(nil)
-			}
-			ivr.bye()
-		} else {
-			b.cancelPending(ctx, ivr)
-		}
+		b.endLeg(ctx, ivr, ivrSt.Established, false)
 	}
-	b.legs.Store(callee.key, callee)
-	var body []byte
-	if callee.remoteSDP != nil {
-		body, _ = inactiveAnswer(callee.remoteSDP, b.host)
-	}
-	if !callee.confirmed {
-		_ = callee.ack(body)
-	}
-	callee.bye()
+	b.endLeg(ctx, callee, true, offerless("callee", c))
 	if ctx.Err() != nil {
 		return telephony.Outcome{}, ctx.Err()
 	}
@@ -339,15 +323,7 @@ func (b *Backend) adoptEnded(ctx context.Context, c telephony.Call, calleeSt, iv
 		time.AfterFunc(cancelWait, func() { gone.end(false) })
 	}
 	if other != nil && otherSt.GetRemoteEndedUnixMs() == 0 {
-		if otherSt.Established {
-			b.legs.Store(other.key, other)
-			if !other.confirmed {
-				_ = other.ack(nil)
-			}
-			other.bye()
-		} else {
-			b.cancelPending(ctx, other)
-		}
+		b.endLeg(ctx, other, otherSt.Established, offerless(other.name, c))
 	}
 	if ctx.Err() != nil {
 		return telephony.Outcome{}, ctx.Err()

@@ -396,7 +396,7 @@ func (b *Backend) endLoneIVR(ctx context.Context, c telephony.Call, st *fsmpb.Di
 		return telephony.Outcome{}, err
 	}
 	ivr.stop, ivr.cctx = ctx.Done(), ctx
-	b.endIVR(ctx, ivr, st.Established)
+	b.endLeg(ctx, ivr, st.Established, true)
 	if ctx.Err() != nil {
 		return telephony.Outcome{}, ctx.Err()
 	}
@@ -408,7 +408,7 @@ func (b *Backend) endLoneIVR(ctx context.Context, c telephony.Call, st *fsmpb.Di
 // crossed it ACKed and hung up) and the IVR leg hung up.
 func (b *Backend) endPreconnectSetup(ctx context.Context, callee, ivr *leg) (telephony.Outcome, error) {
 	b.log.Info("ending a preconnect call caught in setup", "call_id", callee.invite.CallID().Value())
-	b.endIVR(ctx, ivr, true)
+	b.endLeg(ctx, ivr, true, true)
 	b.cancelPending(ctx, callee)
 	if ctx.Err() != nil {
 		return telephony.Outcome{}, ctx.Err()
@@ -416,18 +416,28 @@ func (b *Backend) endPreconnectSetup(ctx context.Context, callee, ivr *leg) (tel
 	return b.event("ivr-failed", "setup interrupted by a leader change"), nil
 }
 
-func (b *Backend) endIVR(ctx context.Context, ivr *leg, established bool) {
+// endLeg ends an adopted leg: a pending INVITE is CANCELled (its final
+// response awaited and ACKed); an established dialog is confirmed if it
+// was not and hung up. offerless: our INVITE carried no offer, so its 2xx
+// did and the ACK answers it (inactive); otherwise the ACK has no body.
+func (b *Backend) endLeg(ctx context.Context, l *leg, established, offerless bool) {
 	if !established {
-		b.cancelPending(ctx, ivr)
+		b.cancelPending(ctx, l)
 		return
 	}
-	b.legs.Store(ivr.key, ivr)
-	if !ivr.confirmed {
+	b.legs.Store(l.key, l)
+	if !l.confirmed {
 		var body []byte
-		if ivr.remoteSDP != nil {
-			body, _ = inactiveAnswer(ivr.remoteSDP, b.host)
+		if offerless && l.remoteSDP != nil {
+			body, _ = inactiveAnswer(l.remoteSDP, b.host)
 		}
-		_ = ivr.ack(body)
+		_ = l.ack(body)
 	}
-	ivr.bye()
+	l.bye()
+}
+
+// offerless reports whether leg's INVITE carried no offer: the callee's
+// in flow I, the IVR leg's with cpd.preconnect.
+func offerless(leg string, c telephony.Call) bool {
+	return (leg == "callee") != c.Cpd.GetPreconnect()
 }
