@@ -459,7 +459,9 @@ func (r *SIPRound) judge(fars []*sipFar, want map[string]*sipFar, reqs map[strin
 			r.Renotified += max(len(ns)-1, 0)
 			for _, n := range ns {
 				got := n.Result
-				if got == "FAILURE" && strings.HasPrefix(n.Status, "RingNoAnswer (SIP 487)") {
+				// Status lists every attempt's reason ("NotSent:RingNoAnswer
+				// (SIP 487):MaxAttempts Exceeded" after an uncounted one).
+				if got == "FAILURE" && ringOut(n.Status) {
 					got = "NOANSWER"
 				}
 				wrong = wrong || got != saw
@@ -580,4 +582,11 @@ func (f *sipFar) entries() []sippEntry {
 		es = append(es, e)
 	}
 	return es
+}
+
+// ringOut reports whether a notification's Status (its attempts' reasons,
+// colon-separated, then the final reason) says the last attempt rang out.
+func ringOut(status string) bool {
+	parts := strings.Split(strings.TrimSuffix(status, ":MaxAttempts Exceeded"), ":")
+	return strings.HasPrefix(parts[len(parts)-1], "RingNoAnswer (SIP 487)")
 }

@@ -35,6 +35,8 @@ func TestSIPJudge(t *testing.T) {
 		{name: "an uncounted attempt before the call", log: clean, ring: ringClean, notes: notes,
 			a:    &pb.Request{Id: "a", Result: "SUCCESS", Attempts: []*pb.Attempt{{Outcome: "INTERRUPTED", Reason: "NotSent"}, {Outcome: "SUCCESS"}}},
 			want: SIPRound{Uncounted: 1}},
+		{name: "an uncounted attempt before a ring-out", log: clean, ring: ringClean, a: ok("a"),
+			notes: []notifysink.Notification{{RequestID: "a", Result: "SUCCESS"}, {RequestID: "r", Result: "FAILURE", Status: "NotSent:RingNoAnswer (SIP 487):MaxAttempts Exceeded"}}},
 		{name: "two counted attempts", log: clean, ring: ringClean, notes: notes,
 			a:    &pb.Request{Id: "a", Result: "SUCCESS", Attempts: []*pb.Attempt{{Outcome: "TEMPORARY"}, {Outcome: "SUCCESS"}}},
 			want: SIPRound{ExtraAttempts: 1}},

@@ -368,7 +368,7 @@ func takeoverRun(t *testing.T, o takeoverOpts) {
 				wrong := req.Result != farOutcome(farSaw)
 				for _, n := range got {
 					notified := n["Result"]
-					if notified == "FAILURE" && strings.HasPrefix(n["Status"], "RingNoAnswer (SIP 487)") {
+					if notified == "FAILURE" && strings.Contains(n["Status"], "RingNoAnswer (SIP 487)") {
 						notified = "NOANSWER"
 					}
 					wrong = wrong || notified != farSaw
