@@ -313,6 +313,9 @@ func (a *applier) recordOne(ar *fsmpb.AttemptResult) *fsmpb.ItemResult {
 		return fail(r.Id, fsmpb.Code_CODE_INVALID_STATE, "unknown outcome %s", ar.GetOutcome())
 	}
 
+	if k := len(r.Attempts); k > 0 {
+		a.freqEnd(r, r.Attempts[k-1].GetStartedUnixMs())
+	}
 	a.update(r, func(n *fsmpb.Request) {
 		if k := len(n.Attempts); k > 0 {
 			// n.Attempts is n's own slice but its elements are shared.

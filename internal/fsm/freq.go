@@ -3,6 +3,7 @@ package fsm
 import (
 	"cmp"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -304,6 +305,36 @@ func (a *applier) freqRecord(r *fsmpb.Request) {
 	copy(ns, starts)
 	ns = append(ns, a.now)
 	a.st.freq.put(freqItem{tenant: r.Tenant, num: n, starts: ns, drop: a.now + horizon(c)})
+}
+
+// freqEnd moves the recorded start of r's ending attempt (started at
+// started) to the end, now: a call reaches the far end some time after
+// its start is committed (the pacing slot, the send), so a gap measured
+// from the commit could be shorter at the far end; measured from the
+// previous call's end it cannot (the next call is committed after that
+// end and sent after its commit). The period cap counts the moved entry
+// at its end too, which only holds a number back longer.
+func (a *applier) freqEnd(r *fsmpb.Request, started int64) {
+	c := a.st.settings.capOf(r.Tenant)
+	if c == nil || started == 0 || a.now <= started {
+		return
+	}
+	n, ok := SuppressionNumber(r.Telnum)
+	if !ok {
+		return
+	}
+	it, ok := a.st.freq.byNum.Get(freqItem{tenant: r.Tenant, num: n})
+	if !ok {
+		return
+	}
+	i := slices.Index(it.starts, started)
+	if i < 0 {
+		return
+	}
+	ns := slices.Clone(it.starts)
+	ns[i] = a.now
+	slices.Sort(ns)
+	a.st.freq.put(freqItem{tenant: r.Tenant, num: n, starts: ns, drop: max(it.drop, a.now+horizon(c))})
 }
 
 // Snapshot side.

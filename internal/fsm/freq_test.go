@@ -138,3 +138,29 @@ func TestRestoreCorruptFreq(t *testing.T) {
 		}
 	}
 }
+
+// TestFreqGapFromEnd: the gap (and the period) count from a call's end
+// once its result is recorded: the next call is sent after its own commit,
+// so a gap from the end holds at the far end too, however late the ended
+// call had left (the chaos suite saw a call reach the platform 0.3 s after
+// its start commit, and the next attempt 2.7 s after it with a 3 s gap).
+func TestFreqGapFromEnd(t *testing.T) {
+	h := newHarness(t)
+	h.mustOK(t0, setCap("acme", 0, 0, 3000))
+	h.mustOK(t0, create(newReq("a", "acme", "p", 5, 60_000)))
+	h.mustOK(t0, claim("a"))
+	h.mustOK(t0, start("a", "ua"))
+	h.mustOK(t0+700, record("a", "ua", fsmpb.OutcomeClass_OUTCOME_TEMPORARY, "RingNoAnswer", t0+3000))
+	if got := h.f.FreqStarts("acme", "15550100"); len(got) != 1 || got[0] != t0+700 {
+		t.Fatalf("history after the result: %v, want the end t0+700", got)
+	}
+	if u := h.f.FreqBlockedUntil("acme", "15550100", t0+3000); u != t0+3700 {
+		t.Fatalf("blocked until %d, want t0+3700 (end + gap)", u)
+	}
+	h.mustOK(t0+3000, claim("a"))
+	if it := h.one(t0+3000, start("a", "ua2")); it.Code != fsmpb.Code_CODE_INVALID_STATE {
+		t.Fatalf("start 3 s after the start but 2.3 s after the end: %v", it)
+	}
+	h.mustOK(t0+3700, claim("a"))
+	h.mustOK(t0+3700, start("a", "ua2"))
+}
