@@ -169,7 +169,7 @@ func TestEngineFrequencyCap(t *testing.T) {
 	first := h.create("acme", "p", "+15550001", "", 24*time.Hour)
 	h.allNotified([]string{first}, 10*time.Second)
 	r0, _ := h.st.Get(first)
-	startedAt := r0.Attempts[0].StartedUnixMs
+	endedAt := r0.Attempts[0].EndedUnixMs // the period counts an ended call from its end
 
 	held := h.create("acme", "p", "+15550001", "", 24*time.Hour)
 	short := h.create("acme", "p", "+15550001", "", 30*time.Minute)
@@ -183,7 +183,7 @@ func TestEngineFrequencyCap(t *testing.T) {
 	}
 	eventually(t, 5*time.Second, "the capped request waits for the period's end", func() error {
 		r, _ := h.st.Get(held)
-		if r.State != fsmpb.State_PENDING || r.NextRetryUnixMs != startedAt+time.Hour.Milliseconds() || r.WaitReason != fsm.WaitFrequencyCap || r.AttemptsMade != 0 {
+		if r.State != fsmpb.State_PENDING || r.NextRetryUnixMs != endedAt+time.Hour.Milliseconds() || r.WaitReason != fsm.WaitFrequencyCap || r.AttemptsMade != 0 {
 			return fmt.Errorf("%s next %d reason %q attempts %d", r.State, r.NextRetryUnixMs, r.WaitReason, r.AttemptsMade)
 		}
 		if w := h.waitingOf("acme"); !maps.Equal(w, map[string]int{fsm.WaitFrequencyCap: 1}) {
