@@ -250,8 +250,14 @@ func (s *state) getByKey(tenant, key string) (*fsmpb.Request, bool) {
 }
 
 // insert adds r, which must not be stored yet (no record with its id or its
-// idempotency key), to every index.
+// idempotency key), to every index. It may replace r's tenant and profile
+// with equal strings (see adjustCanonical).
 func (s *state) insert(r *fsmpb.Request) {
+	// The count first: it makes r share its tenant and profile strings
+	// with the records before it, so the index comparisons below find
+	// them equal by pointer (bytes are compared only when pointers differ)
+	// and every record does not keep its own copies.
+	r.Tenant, r.IvrProfile = s.adjustCanonical(r.Tenant, r.IvrProfile, r.State, 1)
 	s.byID.ReplaceOrInsert(idItem{id: r.Id, r: r})
 	s.tenantProfile.ReplaceOrInsert(tenantProfileItem{tenant: r.Tenant, profile: r.IvrProfile, id: r.Id})
 	s.tenantProfileState.ReplaceOrInsert(tenantProfileStateItem{tenant: r.Tenant, profile: r.IvrProfile, state: r.State, id: r.Id})
@@ -262,7 +268,6 @@ func (s *state) insert(r *fsmpb.Request) {
 		s.queue.ReplaceOrInsert(queueKey(r))
 		s.expiry.ReplaceOrInsert(expiryItem{expires: r.ExpiresUnixMs, id: r.Id})
 	}
-	s.adjust(r.Tenant, r.IvrProfile, r.State, 1)
 }
 
 // replace stores n in place of old, the stored record with the same id,
@@ -361,9 +366,16 @@ func (s *state) tenantIDs(tenant string, state fsmpb.State, after string, limit 
 // adjust adds delta to the (tenant, state, profile) count, dropping items
 // that reach zero.
 func (s *state) adjust(tenant, profile string, st fsmpb.State, delta int) {
+	s.adjustCanonical(tenant, profile, st, delta)
+}
+
+// adjustCanonical is adjust returning the tenant and profile strings the
+// count item holds: equal to tenant and profile, but those of the first
+// record counted in it while it exists, so records can share them.
+func (s *state) adjustCanonical(tenant, profile string, st fsmpb.State, delta int) (string, string) {
 	key := countItem{tenant: tenant, state: st, profile: profile}
 	if c, ok := s.counts.Get(key); ok {
-		key.n = c.n
+		key = c
 	}
 	key.n += delta
 	if key.n == 0 {
@@ -371,4 +383,5 @@ func (s *state) adjust(tenant, profile string, st fsmpb.State, delta int) {
 	} else {
 		s.counts.ReplaceOrInsert(key)
 	}
+	return key.tenant, key.profile
 }
