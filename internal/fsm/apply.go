@@ -145,26 +145,7 @@ func (a *applier) createOne(r *fsmpb.Request, maxRecords uint64, item *fsmpb.Ite
 	case r.Tenant == "":
 		return fail(r.Id, fsmpb.Code_CODE_INVALID_STATE, "tenant is required")
 	}
-	if r.IdempotencyKey != "" {
-		if prev, found := a.st.getByKey(r.Tenant, r.IdempotencyKey); found {
-			if string(prev.Fingerprint) == string(r.Fingerprint) {
-				return fail(prev.Id, fsmpb.Code_CODE_DUPLICATE, "idempotency key already used by this request")
-			}
-			return fail(r.Id, fsmpb.Code_CODE_CONFLICT, "idempotency key already used by a different request")
-		}
-	}
-	if prev, exists := a.get(r.Id); exists {
-		// The same request under the same id is a replay of this very
-		// command (a proposer retrying after an unknown outcome): answer
-		// as the original did, not with an error.
-		if prev.Tenant == r.Tenant && string(prev.Fingerprint) == string(r.Fingerprint) {
-			return fail(prev.Id, fsmpb.Code_CODE_DUPLICATE, "request already stored under this id")
-		}
-		return fail(r.Id, fsmpb.Code_CODE_EXISTS, "id already exists")
-	}
-	if maxRecords > 0 && uint64(a.st.count()) >= maxRecords {
-		return fail(r.Id, fsmpb.Code_CODE_CAPACITY, "maximum of %d stored records reached", maxRecords)
-	}
+	full := maxRecords > 0 && uint64(a.st.count()) >= maxRecords
 
 	// r was decoded from this entry and is owned here, so it becomes the
 	// stored record itself rather than a copy: every status field is reset
@@ -196,7 +177,27 @@ func (a *applier) createOne(r *fsmpb.Request, maxRecords uint64, item *fsmpb.Ite
 		CreateIndex:     a.index,
 		ModifyIndex:     a.index,
 	}
-	a.st.insert(r)
+	// The checks in order: the idempotency key, the id, the capacity.
+	prev, byKey := a.st.insertNew(r)
+	switch {
+	case prev != nil && byKey:
+		if string(prev.Fingerprint) == string(r.Fingerprint) {
+			return fail(prev.Id, fsmpb.Code_CODE_DUPLICATE, "idempotency key already used by this request")
+		}
+		return fail(r.Id, fsmpb.Code_CODE_CONFLICT, "idempotency key already used by a different request")
+	case prev != nil:
+		// The same request under the same id is a replay of this very
+		// command (a proposer retrying after an unknown outcome): answer
+		// as the original did, not with an error.
+		if prev.Tenant == r.Tenant && string(prev.Fingerprint) == string(r.Fingerprint) {
+			return fail(prev.Id, fsmpb.Code_CODE_DUPLICATE, "request already stored under this id")
+		}
+		return fail(r.Id, fsmpb.Code_CODE_EXISTS, "id already exists")
+	case full:
+		a.st.dropNew(r)
+		return fail(r.Id, fsmpb.Code_CODE_CAPACITY, "maximum of %d stored records reached", maxRecords)
+	}
+	a.st.insertRest(r)
 	return okItem(item, r.Id)
 }
 
