@@ -90,6 +90,12 @@ func (a *applier) apply(index uint64, cmd *fsmpb.Command) *fsmpb.ApplyResult {
 
 func ok(id string) *fsmpb.ItemResult { return &fsmpb.ItemResult{Id: id} }
 
+// okItem is ok(id) in an item the caller allocated (zero).
+func okItem(item *fsmpb.ItemResult, id string) *fsmpb.ItemResult {
+	item.Id = id
+	return item
+}
+
 func fail(id string, code fsmpb.Code, format string, args ...interface{}) *fsmpb.ItemResult {
 	return &fsmpb.ItemResult{Id: id, Code: code, Reason: fmt.Sprintf(format, args...)}
 }
@@ -121,43 +127,32 @@ func (a *applier) get(id string) (*fsmpb.Request, bool) { return a.st.get(id) }
 func (a *applier) create(c *fsmpb.CreateRequests) *fsmpb.ApplyResult {
 	reqs := c.GetRequests()
 	res := &fsmpb.ApplyResult{Items: make([]*fsmpb.ItemResult, 0, len(reqs))}
-	for _, r := range reqs {
-		res.Items = append(res.Items, a.createOne(r, c.GetMaxRecords()))
+	// The results of stored records, allocated once per entry rather than
+	// once per record.
+	oks := make([]fsmpb.ItemResult, len(reqs))
+	for i, r := range reqs {
+		res.Items = append(res.Items, a.createOne(r, c.GetMaxRecords(), &oks[i]))
 	}
 	return res
 }
 
-func (a *applier) createOne(r *fsmpb.Request, maxRecords uint64) *fsmpb.ItemResult {
+// createOne stores r, which it takes over, and returns its result: item,
+// set, when it is stored.
+func (a *applier) createOne(r *fsmpb.Request, maxRecords uint64, item *fsmpb.ItemResult) *fsmpb.ItemResult {
 	switch {
 	case r.Id == "":
 		return fail("", fsmpb.Code_CODE_INVALID_STATE, "id is required")
 	case r.Tenant == "":
 		return fail(r.Id, fsmpb.Code_CODE_INVALID_STATE, "tenant is required")
 	}
-	if r.IdempotencyKey != "" {
-		if prev, found := a.st.getByKey(r.Tenant, r.IdempotencyKey); found {
-			if string(prev.Fingerprint) == string(r.Fingerprint) {
-				return fail(prev.Id, fsmpb.Code_CODE_DUPLICATE, "idempotency key already used by this request")
-			}
-			return fail(r.Id, fsmpb.Code_CODE_CONFLICT, "idempotency key already used by a different request")
-		}
-	}
-	if prev, exists := a.get(r.Id); exists {
-		// The same request under the same id is a replay of this very
-		// command (a proposer retrying after an unknown outcome): answer
-		// as the original did, not with an error.
-		if prev.Tenant == r.Tenant && string(prev.Fingerprint) == string(r.Fingerprint) {
-			return fail(prev.Id, fsmpb.Code_CODE_DUPLICATE, "request already stored under this id")
-		}
-		return fail(r.Id, fsmpb.Code_CODE_EXISTS, "id already exists")
-	}
-	if maxRecords > 0 && uint64(a.st.count()) >= maxRecords {
-		return fail(r.Id, fsmpb.Code_CODE_CAPACITY, "maximum of %d stored records reached", maxRecords)
-	}
+	full := maxRecords > 0 && uint64(a.st.count()) >= maxRecords
 
-	// r was decoded from this entry and is owned here. Reset every status
-	// field: only the spec (and its fingerprint) comes from the proposer.
-	n := &fsmpb.Request{
+	// r was decoded from this entry and is owned here, so it becomes the
+	// stored record itself rather than a copy: every status field is reset
+	// (only the spec and its fingerprint come from the proposer), and so
+	// are fields this binary does not know. The literal is built before
+	// it is assigned, so it reads r's old fields.
+	*r = fsmpb.Request{
 		Id:              r.Id,
 		Tenant:          r.Tenant,
 		Token:           r.Token,
@@ -182,8 +177,28 @@ func (a *applier) createOne(r *fsmpb.Request, maxRecords uint64) *fsmpb.ItemResu
 		CreateIndex:     a.index,
 		ModifyIndex:     a.index,
 	}
-	a.st.insert(n)
-	return ok(n.Id)
+	// The checks in order: the idempotency key, the id, the capacity.
+	prev, byKey := a.st.insertNew(r)
+	switch {
+	case prev != nil && byKey:
+		if string(prev.Fingerprint) == string(r.Fingerprint) {
+			return fail(prev.Id, fsmpb.Code_CODE_DUPLICATE, "idempotency key already used by this request")
+		}
+		return fail(r.Id, fsmpb.Code_CODE_CONFLICT, "idempotency key already used by a different request")
+	case prev != nil:
+		// The same request under the same id is a replay of this very
+		// command (a proposer retrying after an unknown outcome): answer
+		// as the original did, not with an error.
+		if prev.Tenant == r.Tenant && string(prev.Fingerprint) == string(r.Fingerprint) {
+			return fail(prev.Id, fsmpb.Code_CODE_DUPLICATE, "request already stored under this id")
+		}
+		return fail(r.Id, fsmpb.Code_CODE_EXISTS, "id already exists")
+	case full:
+		a.st.dropNew(r)
+		return fail(r.Id, fsmpb.Code_CODE_CAPACITY, "maximum of %d stored records reached", maxRecords)
+	}
+	a.st.insertRest(r)
+	return okItem(item, r.Id)
 }
 
 func (a *applier) cancelFn(tenant string) func(r *fsmpb.Request) *fsmpb.ItemResult {

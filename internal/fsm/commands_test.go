@@ -583,3 +583,52 @@ func TestBatchRecordResults(t *testing.T) {
 		t.Errorf("running: %s %s", r.State, r.NotifyState)
 	}
 }
+
+// TestCreateRefusedLeavesNoTrace: a keyed create refused for its id or for
+// capacity (after its key and id were checked) leaves the key and the id
+// as they were, so the stored record stays and the key stays free.
+func TestCreateRefusedLeavesNoTrace(t *testing.T) {
+	h := newHarness(t)
+	a := withKey(newReq("a", "t1", "p1", 3, 1000), "ka")
+	h.mustOK(t0, create(a))
+
+	// Id taken, new key: refused, and the key is not kept.
+	if it := h.one(t0+1, create(withKey(newReq("a", "t1", "p2", 3, 1000), "kb"))); it.Code != fsmpb.Code_CODE_EXISTS {
+		t.Fatalf("id exists: %v", it)
+	}
+	if got := h.get("a"); string(got.Fingerprint) != string(a.Fingerprint) || got.IvrProfile != "p1" {
+		t.Fatalf("stored record changed: %v", got)
+	}
+	// Full: refused, neither key nor id kept.
+	c := withKey(newReq("c", "t1", "p1", 3, 1000), "kc")
+	if it := h.one(t0+2, createMax(1, c)); it.Code != fsmpb.Code_CODE_CAPACITY {
+		t.Fatalf("capacity: %v", it)
+	}
+	if _, ok := h.f.Get("c"); ok {
+		t.Fatal("c stored beyond capacity")
+	}
+	// Both keys and the id c are free: these are new records, not duplicates.
+	res := h.apply(t0+3, create(withKey(newReq("b", "t1", "p1", 3, 1000), "kb"), c))
+	for _, it := range res.Items {
+		if it.Code != fsmpb.Code_CODE_OK {
+			t.Fatalf("after refusals: %v", it)
+		}
+	}
+	// The key of a is still a's.
+	z := newReq("z", "t1", "p1", 3, 1000)
+	z.Telnum = "+15550000" // another body
+	if it := h.one(t0+4, create(withKey(z, "ka"))); it.Code != fsmpb.Code_CODE_CONFLICT {
+		t.Fatalf("key of a: %v", it)
+	}
+	if h.f.Count() != 3 {
+		t.Fatalf("Count = %d, want 3", h.f.Count())
+	}
+	// The indexes agree with the records: a snapshot restores.
+	g := New()
+	if err := g.Restore(readCloser(snapshotBytes(t, h.f))); err != nil {
+		t.Fatal(err)
+	}
+	if !protoEqualSlices(sortedByID(allRecords(t, g, "t1")), sortedByID(allRecords(t, h.f, "t1"))) {
+		t.Fatal("restored records differ")
+	}
+}

@@ -72,3 +72,53 @@ func nonZero(fd protoreflect.FieldDescriptor) protoreflect.Value {
 	}
 	panic("unhandled kind " + fd.Kind().String())
 }
+
+// TestCreateKeepsOnlyTheSpec sends a create whose Request has every field
+// set (found by reflection, so a field added to the proto later is covered
+// too) and fields this binary does not know: the stored record, which is
+// the decoded request itself, keeps only the client spec and its
+// fingerprint, with the status of a new record.
+func TestCreateKeepsOnlyTheSpec(t *testing.T) {
+	r := &fsmpb.Request{}
+	m := r.ProtoReflect()
+	fields := m.Descriptor().Fields()
+	for i := 0; i < fields.Len(); i++ {
+		fd := fields.Get(i)
+		switch {
+		case fd.IsList():
+			l := m.Mutable(fd).List()
+			l.Append(l.NewElement())
+		case fd.Message() != nil:
+			m.Mutable(fd)
+		default:
+			m.Set(fd, nonZero(fd))
+		}
+	}
+	m.SetUnknown(protoreflect.RawFields{0x98, 0x06, 0x01}) // field 99 = 1
+	r.MaxAttempts = 3
+	r.TtlMs = 60_000
+
+	h := newHarness(t)
+	if it := h.one(t0, create(r)); it.Code != fsmpb.Code_CODE_OK || it.Id != r.Id {
+		t.Fatalf("create: %v", it)
+	}
+	want := &fsmpb.Request{
+		Id: r.Id, Tenant: r.Tenant, Token: r.Token, IvrProfile: r.IvrProfile,
+		Telnum: r.Telnum, Ani: r.Ani, NotificationUrl: r.NotificationUrl,
+		CustomData: r.CustomData, Cpd: r.Cpd, MaxAttempts: r.MaxAttempts,
+		TtlMs: r.TtlMs, IdempotencyKey: r.IdempotencyKey,
+		Fingerprint: r.Fingerprint, TimeZone: r.TimeZone,
+
+		State:         fsmpb.State_PENDING,
+		CreatedUnixMs: t0, NextRetryUnixMs: t0, UpdatedUnixMs: t0,
+		ExpiresUnixMs: t0 + 60_000,
+		CreateIndex:   1, ModifyIndex: 1,
+	}
+	got := h.get(r.Id)
+	if !proto.Equal(got, want) {
+		t.Fatalf("stored\n%v\nwant\n%v", got, want)
+	}
+	if u := got.ProtoReflect().GetUnknown(); len(u) != 0 {
+		t.Fatalf("stored record kept unknown fields %x", u)
+	}
+}

@@ -48,12 +48,17 @@
 // O(profiles × page), which replaced two tenant-wide indexes that every
 // create and state change paid for. Profiles costs O(profiles). Apply
 // checks id and idempotency-key uniqueness itself (ReplaceOrInsert would
-// overwrite).
+// overwrite): a create inserts into the id and key trees first and takes
+// the insert back when it replaced a record (one descent of each tree, not
+// a lookup and an insert). A stored record shares its tenant and profile
+// strings with the count item of its (tenant, state, profile), so index
+// comparisons of equal tenants and profiles stop at the pointer.
 //
 // Records are immutable once stored: Apply changes one by building a copy
 // (copyRequest: every field copied, a fresh Attempts slice, shared
 // sub-messages that are replaced rather than modified), so readers may keep
-// the records they got after the state has moved on.
+// the records they got after the state has moved on. A create stores the
+// request decoded from its entry itself, its status fields reset.
 //
 // Apply mutates the writer's version of the trees (FSM.w) in place under
 // writeMu. Readers and snapshots use an immutable clone of it (FSM.cur,

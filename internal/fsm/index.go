@@ -250,19 +250,78 @@ func (s *state) getByKey(tenant, key string) (*fsmpb.Request, bool) {
 }
 
 // insert adds r, which must not be stored yet (no record with its id or its
-// idempotency key), to every index.
+// idempotency key), to every index. It may replace r's tenant and profile
+// with equal strings (see canonical).
 func (s *state) insert(r *fsmpb.Request) {
+	r.Tenant, r.IvrProfile = s.canonical(r.Tenant, r.IvrProfile, r.State)
 	s.byID.ReplaceOrInsert(idItem{id: r.Id, r: r})
-	s.tenantProfile.ReplaceOrInsert(tenantProfileItem{tenant: r.Tenant, profile: r.IvrProfile, id: r.Id})
-	s.tenantProfileState.ReplaceOrInsert(tenantProfileStateItem{tenant: r.Tenant, profile: r.IvrProfile, state: r.State, id: r.Id})
 	if r.IdempotencyKey != "" {
 		s.idem.ReplaceOrInsert(idemItem{tenant: r.Tenant, key: r.IdempotencyKey, id: r.Id})
 	}
+	s.insertRest(r)
+}
+
+// insertNew starts storing r, a record not stored yet, as insert does,
+// unless a stored record holds its (tenant, idempotency key) or its id:
+// then it changes nothing and returns that record, and whether it was found
+// by the key. Otherwise r is in the id and idempotency indexes, and the
+// caller completes the insert with insertRest or undoes it with dropNew.
+// Each of the two trees is descended once, where a lookup and then an
+// insert would descend it twice: the insert goes first and is taken back
+// when it replaced a record.
+func (s *state) insertNew(r *fsmpb.Request) (prev *fsmpb.Request, byKey bool) {
+	r.Tenant, r.IvrProfile = s.canonical(r.Tenant, r.IvrProfile, r.State)
+	if r.IdempotencyKey != "" {
+		if old, found := s.idem.ReplaceOrInsert(idemItem{tenant: r.Tenant, key: r.IdempotencyKey, id: r.Id}); found {
+			if p, ok := s.get(old.id); ok {
+				s.idem.ReplaceOrInsert(old)
+				return p, true
+			}
+			// A key without its record cannot be stored (Apply and
+			// Restore store and remove both together); were it, the key
+			// would be free as for a lookup, and r's item replaces it.
+		}
+	}
+	if old, found := s.byID.ReplaceOrInsert(idItem{id: r.Id, r: r}); found {
+		s.byID.ReplaceOrInsert(old)
+		if r.IdempotencyKey != "" {
+			s.idem.Delete(idemItem{tenant: r.Tenant, key: r.IdempotencyKey})
+		}
+		return old.r, false
+	}
+	return nil, false
+}
+
+// dropNew takes r, just added by insertNew, out of the indexes again.
+func (s *state) dropNew(r *fsmpb.Request) {
+	s.byID.Delete(idItem{id: r.Id})
+	if r.IdempotencyKey != "" {
+		s.idem.Delete(idemItem{tenant: r.Tenant, key: r.IdempotencyKey})
+	}
+}
+
+// insertRest adds r, in the id and idempotency indexes already, to the
+// others and counts it.
+func (s *state) insertRest(r *fsmpb.Request) {
+	s.tenantProfile.ReplaceOrInsert(tenantProfileItem{tenant: r.Tenant, profile: r.IvrProfile, id: r.Id})
+	s.tenantProfileState.ReplaceOrInsert(tenantProfileStateItem{tenant: r.Tenant, profile: r.IvrProfile, state: r.State, id: r.Id})
 	if waiting(r) {
 		s.queue.ReplaceOrInsert(queueKey(r))
 		s.expiry.ReplaceOrInsert(expiryItem{expires: r.ExpiresUnixMs, id: r.Id})
 	}
 	s.adjust(r.Tenant, r.IvrProfile, r.State, 1)
+}
+
+// canonical returns tenant and profile as the count item of (tenant,
+// state, profile) holds them, when there is one: equal strings, shared by
+// the records stored before. A record that uses them makes the index
+// comparisons find its tenant and profile equal by pointer (bytes are
+// compared only when pointers differ) and keeps no copies of its own.
+func (s *state) canonical(tenant, profile string, st fsmpb.State) (string, string) {
+	if c, ok := s.counts.Get(countItem{tenant: tenant, state: st, profile: profile}); ok {
+		return c.tenant, c.profile
+	}
+	return tenant, profile
 }
 
 // replace stores n in place of old, the stored record with the same id,
@@ -363,7 +422,7 @@ func (s *state) tenantIDs(tenant string, state fsmpb.State, after string, limit 
 func (s *state) adjust(tenant, profile string, st fsmpb.State, delta int) {
 	key := countItem{tenant: tenant, state: st, profile: profile}
 	if c, ok := s.counts.Get(key); ok {
-		key.n = c.n
+		key = c // its strings (see canonical)
 	}
 	key.n += delta
 	if key.n == 0 {
