@@ -1897,8 +1897,9 @@ type FrequencyCap struct {
 	MaxAttempts uint32 `protobuf:"varint,1,opt,name=max_attempts,proto3" json:"max_attempts,omitempty"`
 	// The rolling period, a duration such as "24h" (1m..720h).
 	Period string `protobuf:"bytes,2,opt,name=period,proto3" json:"period,omitempty"`
-	// At least this long between two attempts to one number, e.g. "1h"
-	// (0s..720h; empty: none).
+	// At least this long between the end of one call to a number (its start
+	// while it is in progress) and the next attempt, e.g. "1h" (0s..720h;
+	// empty: none).
 	MinGap        string `protobuf:"bytes,3,opt,name=min_gap,proto3" json:"min_gap,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -12,8 +12,9 @@ import (
 	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
 )
 
-// Per-contact frequency caps: per tenant at most N attempt starts to one
-// number in any rolling period, and a minimum gap between two starts,
+// Per-contact frequency caps: per tenant at most N attempts to one number
+// in any rolling period, and a minimum gap between two (an attempt counts
+// from its start, then from its end once its result is recorded: freqEnd),
 // across all the tenant's requests. The cap is a setting (settings.caps);
 // the recent starts to each number of a capped tenant are state (freqLog),
 // recorded by the state machine when it starts an attempt, at the entry's

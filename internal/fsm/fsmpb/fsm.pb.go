@@ -3650,8 +3650,10 @@ func (x *RemoveSuppressions) GetNumbers() []uint64 {
 }
 
 // FreqCap limits the attempts to one number of a tenant across all its
-// requests: at most max_attempts starts in any rolling period_ms, and at
-// least min_gap_ms between two starts. A zero field is no limit of its kind.
+// requests: at most max_attempts attempts in any rolling period_ms, and at
+// least min_gap_ms between two. An attempt counts from its start while in
+// progress and from its end once its result is recorded. A zero field is
+// no limit of its kind.
 type FreqCap struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Tenant        string                 `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
