@@ -630,10 +630,10 @@ func (l *leg) onBye(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	l.byeReq = req
 	l.remoteEnded = time.Now()
-	sync := l.commitNow != nil && l.b.handover && l.cctx != nil
-	l.byeCommitting = sync
+	writeAhead := l.commitNow != nil && l.b.handover && l.cctx != nil
+	l.byeCommitting = writeAhead
 	l.mu.Unlock()
-	if !sync {
+	if !writeAhead {
 		respond()
 		return
 	}
