@@ -185,7 +185,7 @@ func parseConfig(args []string) (Config, bool, error) {
 	fs.DurationVar(&c.Heartbeat.Duration, "heartbeat-timeout", c.Heartbeat.Duration, "cluster.heartbeat_timeout of the generated config")
 	fs.DurationVar(&c.Election.Duration, "election-timeout", c.Election.Duration, "cluster.election_timeout")
 	fs.DurationVar(&c.Lease.Duration, "leader-lease-timeout", c.Lease.Duration, "cluster.leader_lease_timeout")
-	fs.BoolVar(&c.CPUProfile, "cpuprofile", c.CPUProfile, "write a CPU profile of every node to the report directory (cpu-<scenario>-<node>.pprof)")
+	fs.BoolVar(&c.CPUProfile, "cpuprofile", c.CPUProfile, "write a CPU profile of every node and of mediasim to the report directory (cpu-<scenario>-<node>.pprof, cpu-<scenario>-mediasim.pprof)")
 	fs.StringVar(&c.ChartFormat, "chart-format", c.ChartFormat, "svg or png")
 	fs.BoolVar(&c.Keep, "keep", c.Keep, "keep the nodes' data and logs (temporary directory) after the run")
 

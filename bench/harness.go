@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -100,6 +101,9 @@ func (h *harness) startEnv(ctx context.Context, name string, portView string, si
 		return nil, err
 	}
 	if simArgs != nil {
+		if profile != nil {
+			simArgs = append(slices.Clip(simArgs), "--cpuprofile", profile("mediasim"))
+		}
 		if e.ms, err = env.StartMediasim(ctx, h.bin, dir, sim, cluster.GRPCAddrs(c), simArgs...); err != nil {
 			e.stop()
 			return nil, fmt.Errorf("%s: %w", name, err)

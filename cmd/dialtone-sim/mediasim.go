@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -47,6 +48,7 @@ type mediasimFlags struct {
 	returnAfter  time.Duration
 	useTLS       bool
 	logLevel     string
+	cpuProfile   string
 
 	// ready, when set, is called with the bound addresses once everything
 	// listens ("" for a listener not started). For tests.
@@ -81,6 +83,19 @@ Outcomes: ` + strings.Join(mediasim.Outcomes(), ", ") + `.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			if f.cpuProfile != "" {
+				// For benchmarks (build/bench --cpuprofile): the far end's
+				// cost shares the machine with the nodes'.
+				pf, err := os.Create(f.cpuProfile)
+				if err != nil {
+					return fmt.Errorf("--cpuprofile: %w", err)
+				}
+				defer pf.Close()
+				if err := pprof.StartCPUProfile(pf); err != nil {
+					return fmt.Errorf("--cpuprofile: %w", err)
+				}
+				defer pprof.StopCPUProfile()
+			}
 			return runMediasim(ctx, cmd.OutOrStdout(), cl, f)
 		},
 	}
@@ -104,6 +119,7 @@ Outcomes: ` + strings.Join(mediasim.Outcomes(), ", ") + `.`,
 	fl.DurationVar(&f.ackTimeout, "ack-timeout", time.Second, "missed-heartbeat deadline before a publisher fails over")
 	fl.DurationVar(&f.returnAfter, "return-after", 5*time.Second, "how long the primary must be healthy before a publisher returns to it")
 	fl.BoolVar(&f.useTLS, "tls", false, "publish over TLS (system roots unless --ca-file)")
+	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (at a clean shutdown)")
 	fl.StringVar(&f.logLevel, "log-level", "warn", "log level (debug, info, warn, error); publishers log at error unless debug or info")
 	return cmd
 }

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -125,6 +126,12 @@ type platform struct {
 	// receipt (a lock or preemption between the gate and the socket); the
 	// call reports Written after it.
 	postSend func() time.Duration
+	// sendWrite: send with SendWrite, postSend's delay inside the write;
+	// writing counts the writes in progress, overlapped records whether
+	// two ever ran at once.
+	sendWrite  bool
+	writing    atomic.Int32
+	overlapped atomic.Bool
 }
 
 func newPlatform(hold time.Duration) *platform {
@@ -145,15 +152,32 @@ func (p *platform) Place(ctx context.Context, c telephony.Call) (telephony.Outco
 	if pre != nil {
 		time.Sleep(pre())
 	}
-	// Like a real backend: the gate runs right before the call leaves.
-	if err := c.Send(ctx); err != nil {
-		return telephony.Outcome{}, err
+	var received time.Time // the far end's receive time
+	if p.sendWrite {
+		if err := c.SendWrite(ctx, func() error {
+			if p.writing.Add(1) > 1 {
+				p.overlapped.Store(true)
+			}
+			defer p.writing.Add(-1)
+			if post != nil {
+				time.Sleep(post())
+			}
+			received = time.Now()
+			return nil
+		}); err != nil {
+			return telephony.Outcome{}, err
+		}
+	} else {
+		// Like a real backend: the gate runs right before the call leaves.
+		if err := c.Send(ctx); err != nil {
+			return telephony.Outcome{}, err
+		}
+		if post != nil {
+			time.Sleep(post())
+		}
+		received = time.Now()
+		c.Written()
 	}
-	if post != nil {
-		time.Sleep(post())
-	}
-	received := time.Now() // the far end's receive time
-	c.Written()
 	p.mu.Lock()
 	if p.activeN[c.Tenant] >= p.ports[c.Tenant] {
 		p.refused++

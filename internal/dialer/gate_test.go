@@ -106,6 +106,58 @@ func TestEngineWindowsHoldPastAJitteryWrite(t *testing.T) {
 	checkWindows(t, got, caps)
 }
 
+// TestEngineSendWriteInTurn: a backend that hands the gate its write
+// (SendWrite, as the sim backend does) has its writes run one at a time in
+// gate order, however long each takes; the far end's receive times hold
+// the windows and the rate keeps up.
+func TestEngineSendWriteInTurn(t *testing.T) {
+	const caps = 200
+	h := newHarness(t, 5*time.Millisecond)
+	h.setPorts("acme", 500)
+	h.plat.sendWrite = true
+	var mu sync.Mutex
+	r := rand.New(rand.NewPCG(11, 12))
+	h.plat.postSend = func() time.Duration {
+		mu.Lock()
+		defer mu.Unlock()
+		if r.IntN(20) == 0 {
+			return 20 * time.Millisecond // a stalled write: the others wait their turn
+		}
+		return time.Duration(r.Int64N(int64(time.Millisecond)))
+	}
+	h.st.setPacing(&fsmpb.Pacing{Tenant: "acme", Caps: caps})
+	h.submit("acme", "P", caps*4, 1, time.Hour, digits)
+	h.start()
+	time.Sleep(2 * time.Second) // a fixed observation span, not a wait for a condition
+	calls := h.plat.snapshot()
+	h.engine.mu.Lock()
+	stamped := slices.Clone(h.engine.tenants["acme"].attempts)
+	h.engine.mu.Unlock()
+	h.stop()
+	if h.plat.overlapped.Load() {
+		t.Error("two writes ran at once")
+	}
+	if len(calls) < caps {
+		t.Fatalf("%d calls in 2 s at CAPS %d", len(calls), caps)
+	}
+	// Received in the order the gate let them through: the platform's
+	// log is in receive order, its times never go back, and they match
+	// the gate's stamps one for one (each receipt after its stamp).
+	for i, c := range calls {
+		if i > 0 && c.start.Before(calls[i-1].start) {
+			t.Fatalf("call %d received before call %d", i, i-1)
+		}
+		if i < len(stamped) && c.start.Before(stamped[i]) {
+			t.Fatalf("call %d received at %s, before its gate at %s", i, c.start.Format(time.StampMicro), stamped[i].Format(time.StampMicro))
+		}
+	}
+	var got []time.Time
+	for _, c := range calls {
+		got = append(got, c.start)
+	}
+	checkWindows(t, got, caps)
+}
+
 // fakeLease is a lease that can be revoked and restored.
 type fakeLease struct{ lost atomic.Bool }
 

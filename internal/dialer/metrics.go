@@ -31,6 +31,7 @@ type Metrics struct {
 	Ended         *prometheus.CounterVec
 	Adopted       prometheus.Counter
 	DialogBatch   prometheus.Histogram
+	SendDelay     prometheus.Histogram
 }
 
 // NewMetrics builds the metrics and registers them with reg (if not nil).
@@ -73,10 +74,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Adopted: prometheus.NewCounter(prometheus.CounterOpts{Name: "dialtone_dialer_adopted_total", Help: "Calls a new leader adopted from its predecessor (replicated dialogs) instead of interrupting them."}),
 		DialogBatch: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "dialtone_dialer_dialog_batch_size",
 			Help: "Dialog state updates per Raft entry (group commit).", Buckets: prometheus.ExponentialBuckets(1, 2, 11)}),
+		SendDelay: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "dialtone_dialer_send_delay_seconds",
+			Help:    "From an attempt's wire slot (its gate) to the backend's write returning. The pacer counts a send in its windows until then, so at high CAPS this delay lowers the rate it can keep.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2.5, 10)}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Running, m.QueueDepth, m.InProgress, m.PortBudget, m.CAPSTarget, m.CAPSAchieved, m.Limited, m.Attempts, m.Outcomes,
-			m.Refused, m.Notifications, m.Fetches, m.Reconciled, m.Revoked, m.Fenced, m.Purged, m.StartBatch, m.Waiting, m.Deferred, m.Ended, m.Adopted, m.DialogBatch)
+			m.Refused, m.Notifications, m.Fetches, m.Reconciled, m.Revoked, m.Fenced, m.Purged, m.StartBatch, m.Waiting, m.Deferred, m.Ended, m.Adopted, m.DialogBatch, m.SendDelay)
 	}
 	return m
 }

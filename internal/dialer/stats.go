@@ -62,10 +62,10 @@ func (e *Engine) limitedByLocked(t *tenant) string {
 	switch {
 	case !e.leaseOK():
 		return LimitedFenced
-	case t.settings.CAPS > 0 && len(t.senders) > max(2, int(t.settings.CAPS/10)):
+	case t.settings.CAPS > 0 && t.senders.len() > max(2, int(t.settings.CAPS/10)):
 		// More than 100 ms of sends queued at the gate.
 		return LimitedSending
-	case len(t.ready) > 0 || len(t.senders) > 0:
+	case len(t.ready) > 0 || t.senders.len() > 0:
 		return ""
 	case t.budget.armed > 0:
 		return LimitedCommit

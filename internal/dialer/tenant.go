@@ -16,10 +16,10 @@ type tenant struct {
 	held     map[string]struct{} // ids queued or armed and not yet started or refused
 	order    []string            // profiles, for round robin
 	rr       int
-	ready    []*item         // armed and committed, waiting for their dial slot
-	pacer    pacer           // hand-off to the call goroutines (dispatch)
-	wire     pacer           // the send itself (gate)
-	senders  []chan struct{} // gates waiting for a wire slot, FIFO; the head's channel is closed
+	ready    []*item     // armed and committed, waiting for their dial slot
+	pacer    pacer       // hand-off to the call goroutines (dispatch)
+	wire     pacer       // the send itself (gate)
+	senders  senderQueue // gates waiting for a wire slot
 	budget   budget
 	sampled  sampledPorts // sampledView only
 	attempts []time.Time  // dial times, for the achieved rate
@@ -43,6 +43,7 @@ type item struct {
 	// sendToken is the attempt's pending entry in the wire pacers from its
 	// gate until the backend reports the send written (0: none; gate.go).
 	sendToken int64
+	gateAt    time.Time // when it passed its gate
 }
 
 // result is the outcome of one item's attempt, or (mark set, it and res
@@ -55,7 +56,7 @@ type result struct {
 }
 
 func (t *tenant) idle() bool {
-	return t.queued() == 0 && len(t.ready) == 0 && t.budget.calls == 0 && t.budget.armed == 0 && len(t.senders) == 0
+	return t.queued() == 0 && len(t.ready) == 0 && t.budget.calls == 0 && t.budget.armed == 0 && t.senders.len() == 0
 }
 
 func (t *tenant) queued() int {

@@ -31,8 +31,11 @@ type Call struct {
 	// at that moment and checks that this node still leads with a fresh
 	// lease. An error means "do not send": the backend returns it (Send
 	// wraps it in ErrNotSent) without sending anything, and the dialer
-	// handles the attempt as not placed.
-	Gate func(ctx context.Context) error
+	// handles the attempt as not placed. write, when not nil, is the send
+	// itself (SendWrite): the gate runs it once the send is allowed and
+	// before the next call's turn, and counts the send as written when it
+	// returns.
+	Gate func(ctx context.Context, write func() error) error
 	// Sent, when set, is told (through Written) that the send the Gate
 	// allowed has been written: the write to the socket returned. The
 	// dialer's windows hold the send as pending until then (the time
@@ -61,17 +64,43 @@ func (c Call) Written() {
 	}
 }
 
-// Send runs the call's Gate, if any: nil means the call may leave now.
-// An error wraps ErrNotSent and the gate's reason; the backend must then
-// return it without sending.
+// Send runs the call's Gate, if any: nil means the call may leave now,
+// and the backend reports the write with Written. An error wraps
+// ErrNotSent and the gate's reason; the backend must then return it
+// without sending.
 func (c Call) Send(ctx context.Context) error {
 	if c.Gate == nil {
 		return nil
 	}
-	if err := c.Gate(ctx); err != nil {
+	if err := c.Gate(ctx, nil); err != nil {
 		return fmt.Errorf("%w: %w", ErrNotSent, err)
 	}
 	return nil
+}
+
+// SendWrite is Send for a backend whose send is one short write that
+// does not wait for the far end (a message queued on a stream): the Gate
+// runs write in the call's turn, so the pacer stamps the write itself and
+// no other call's send comes between. It returns an error wrapping
+// ErrNotSent when the gate refused (write was not called), or write's
+// error. Written is implied.
+func (c Call) SendWrite(ctx context.Context, write func() error) error {
+	if c.Gate == nil {
+		err := write()
+		c.Written()
+		return err
+	}
+	var called bool
+	var werr error
+	err := c.Gate(ctx, func() error {
+		called = true
+		werr = write()
+		return werr
+	})
+	if err != nil && !called {
+		return fmt.Errorf("%w: %w", ErrNotSent, err)
+	}
+	return werr
 }
 
 // ErrNotSent is returned (wrapped) by Place when the call's Gate refused

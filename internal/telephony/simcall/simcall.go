@@ -213,20 +213,16 @@ func (c *Client) Place(ctx context.Context, call telephony.Call) (telephony.Outc
 		delete(cs.waiting, id)
 		cs.mu.Unlock()
 	}
-	// The request is built and the stream open; the send is paced and
-	// fenced now.
-	if err := call.Send(ctx); err != nil {
+	// The request is built and the stream open: the send is paced and
+	// fenced now, and the stream's Send (which queues the message to
+	// gRPC's transport goroutine, batching frames; there is no later
+	// moment to report) runs in the call's turn at the gate.
+	if err := call.SendWrite(ctx, func() error {
+		return cs.send(&simpb.PlaceCallsRequest{Id: id, Place: req})
+	}); err != nil {
 		forget()
 		return telephony.Outcome{}, err
 	}
-	if err := cs.send(&simpb.PlaceCallsRequest{Id: id, Place: req}); err != nil {
-		forget()
-		return telephony.Outcome{}, err
-	}
-	// The stream's Send has queued the message to gRPC's transport
-	// goroutine (which batches frames); the answer comes only at the
-	// call's end: there is no later moment to report than this.
-	call.Written()
 	select {
 	case msg, ok := <-ch:
 		if !ok {
