@@ -47,7 +47,7 @@ func (s *Server) Register(g *grpc.Server) { simpb.RegisterMediaSimServer(g, s) }
 // ended: RESOURCE_EXHAUSTED when every port is busy, NOT_FOUND for a tenant
 // not simulated here; the client cancelling the RPC hangs the call up.
 func (s *Server) PlaceCall(ctx context.Context, req *simpb.PlaceCallRequest) (*simpb.PlaceCallResponse, error) {
-	return s.placeCall(ctx, req, callerOf(ctx))
+	return s.placeCall(ctx, req, callerOf(ctx), time.Now())
 }
 
 // callerOf is the caller id of an incoming RPC (simcall.CallerHeader).
@@ -74,6 +74,10 @@ func (s *Server) PlaceCalls(stream simpb.MediaSim_PlaceCallsServer) error {
 	defer wg.Wait()
 	for {
 		req, err := stream.Recv()
+		// The call's start is its receipt, before the goroutine below
+		// is scheduled: the far end's clock, as near the socket as the
+		// stream lets it be.
+		received := time.Now()
 		if err != nil {
 			cancel() // hangs up every call in progress
 			if errors.Is(err, io.EOF) {
@@ -98,7 +102,7 @@ func (s *Server) PlaceCalls(stream simpb.MediaSim_PlaceCallsServer) error {
 		go func() {
 			defer wg.Done()
 			defer hang()
-			resp, err := s.placeCall(cctx, pr, caller)
+			resp, err := s.placeCall(cctx, pr, caller, received)
 			mu.Lock()
 			delete(hangup, id)
 			mu.Unlock()
@@ -114,7 +118,7 @@ func (s *Server) PlaceCalls(stream simpb.MediaSim_PlaceCallsServer) error {
 	}
 }
 
-func (s *Server) placeCall(ctx context.Context, req *simpb.PlaceCallRequest, caller string) (*simpb.PlaceCallResponse, error) {
+func (s *Server) placeCall(ctx context.Context, req *simpb.PlaceCallRequest, caller string, received time.Time) (*simpb.PlaceCallResponse, error) {
 	p, ok := s.platformFor(req.GetTenant())
 	if !ok {
 		return nil, status.Errorf(codes.NotFound, "mediasim: no platform for tenant %q", req.GetTenant())
@@ -123,7 +127,7 @@ func (s *Server) placeCall(ctx context.Context, req *simpb.PlaceCallRequest, cal
 		RequestID: req.GetRequestId(), CallUUID: req.GetCallUuid(), Tenant: req.GetTenant(),
 		IVRProfile: req.GetIvrProfile(), Telnum: req.GetTelnum(), Ani: req.GetAni(),
 		Cpd: req.GetCpd(), CustomData: req.GetCustomData(), Attempt: req.GetAttempt(),
-	}, caller)
+	}, caller, received)
 	switch {
 	case errors.Is(err, telephony.ErrRevoked):
 		return nil, status.Errorf(codes.FailedPrecondition, "mediasim: call %s was revoked", req.GetCallUuid())

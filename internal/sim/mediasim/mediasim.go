@@ -307,7 +307,7 @@ func (p *Platform) Run(ctx context.Context) error {
 // Place places one call and blocks until it has ended; see the package
 // documentation. It implements telephony.Backend.
 func (p *Platform) Place(ctx context.Context, c telephony.Call) (telephony.Outcome, error) {
-	out, _, err := p.place(ctx, c, "")
+	out, _, err := p.place(ctx, c, "", time.Time{})
 	return out, err
 }
 
@@ -322,7 +322,7 @@ type callerBackend struct {
 }
 
 func (b callerBackend) Place(ctx context.Context, c telephony.Call) (telephony.Outcome, error) {
-	out, _, err := b.p.place(ctx, c, b.caller)
+	out, _, err := b.p.place(ctx, c, b.caller, time.Time{})
 	return out, err
 }
 
@@ -331,8 +331,8 @@ func (b callerBackend) Revoke(ctx context.Context, tenant, callUUID string) erro
 }
 
 // place is Place, also reporting the outcome's record; caller is recorded
-// as the record's Caller.
-func (p *Platform) place(ctx context.Context, c telephony.Call, caller string) (telephony.Outcome, CallRecord, error) {
+// as the record's Caller, and received (when not zero) as its start.
+func (p *Platform) place(ctx context.Context, c telephony.Call, caller string, received time.Time) (telephony.Outcome, CallRecord, error) {
 	if err := ctx.Err(); err != nil {
 		return telephony.Outcome{}, CallRecord{}, err
 	}
@@ -342,9 +342,12 @@ func (p *Platform) place(ctx context.Context, c telephony.Call, caller string) (
 		return telephony.Outcome{}, CallRecord{}, err
 	}
 	c.Written() // received
+	if received.IsZero() {
+		received = time.Now()
+	}
 	rec := &CallRecord{
 		RequestID: c.RequestID, CallUUID: c.CallUUID, Attempt: c.Attempt, Telnum: c.Telnum,
-		Tenant: c.Tenant, Start: time.Now(), State: StateInProgress, Caller: caller,
+		Tenant: c.Tenant, Start: received, State: StateInProgress, Caller: caller,
 	}
 	ctx, hangUp := context.WithCancel(ctx)
 	defer hangUp()
