@@ -162,18 +162,22 @@ type ReadResult struct {
 // OpenReadResult is one read at a fixed offered rate; latencies count from
 // each call's intended send time.
 type OpenReadResult struct {
-	Read        string           `json:"read"`
-	Node        string           `json:"node"`
-	OfferedRate float64          `json:"offered_per_sec"`
-	Seconds     float64          `json:"seconds"`
-	Scheduled   int64            `json:"scheduled"`
-	Completed   int64            `json:"completed"`
-	Unfinished  int64            `json:"unfinished"`
-	PerSec      float64          `json:"achieved_per_sec"`
-	P50ms       float64          `json:"p50_ms"`
-	P99ms       float64          `json:"p99_ms"`
-	Maxms       float64          `json:"max_ms"`
-	Errors      map[string]int64 `json:"errors"`
+	Read        string  `json:"read"`
+	Node        string  `json:"node"`
+	OfferedRate float64 `json:"offered_per_sec"`
+	Seconds     float64 `json:"seconds"`
+	Scheduled   int64   `json:"scheduled"`
+	Completed   int64   `json:"completed"`
+	Unfinished  int64   `json:"unfinished"`
+	PerSec      float64 `json:"achieved_per_sec"`
+	P50ms       float64 `json:"p50_ms"`
+	P99ms       float64 `json:"p99_ms"`
+	Maxms       float64 `json:"max_ms"`
+	// GenLateP99ms: the 99th percentile of how late the load generator
+	// itself handed a call to its workers (its own stalls, included in
+	// the latencies).
+	GenLateP99ms float64          `json:"generator_late_p99_ms"`
+	Errors       map[string]int64 `json:"errors"`
 }
 
 // RawRaftResult is the raw Raft baseline.

@@ -130,9 +130,9 @@ func summary(r *Report) string {
 	}
 	if len(r.OpenReads) > 0 {
 		p("Open loop: a fixed offered rate; latency from each call's intended send time (coordinated omission avoided).\n\n")
-		p("| read | node | offered/s | achieved/s | p50 ms | p99 ms | max ms | unfinished | errors |\n|---|---|---:|---:|---:|---:|---:|---:|---|\n")
+		p("| read | node | offered/s | achieved/s | p50 ms | p99 ms | max ms | generator late p99 ms | unfinished | errors |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n")
 		for _, x := range r.OpenReads {
-			p("| %s | %s | %.0f | %.0f | %.2f | %.2f | %.1f | %d | %s |\n", x.Read, x.Node, x.OfferedRate, x.PerSec, x.P50ms, x.P99ms, x.Maxms, x.Unfinished, load.Counts(x.Errors))
+			p("| %s | %s | %.0f | %.0f | %.2f | %.2f | %.1f | %.2f | %d | %s |\n", x.Read, x.Node, x.OfferedRate, x.PerSec, x.P50ms, x.P99ms, x.Maxms, x.GenLateP99ms, x.Unfinished, load.Counts(x.Errors))
 		}
 		p("\n")
 	}
