@@ -12,8 +12,6 @@ package chaos
 // notified with what the far ends saw.
 
 import (
-	"bufio"
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -21,14 +19,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
 	"github.com/seed-7bfc04c2/dialtone/internal/sim/notifysink"
+	"github.com/seed-7bfc04c2/dialtone/test/sipjudge"
 )
 
 // SIPOptions configure a SIP run.
@@ -49,23 +46,12 @@ type SIPOptions struct {
 // SIPFaultNames are the faults a SIP run knows.
 var SIPFaultNames = []string{"kill-leader", "pause-leader", "partition-leader"}
 
-// SIPRound is what one fault did to the calls.
+// SIPRound is what one fault did to the calls: the far ends' judgement
+// (sipjudge.Result's counts and Details) of the round's requests.
 type SIPRound struct {
 	Fault, Leader, NewLeader string
 	Up, Ringing              int // at the far ends when the fault struck
-	Dropped                  int // answered calls not ended by the far end's own BYE answered 200
-	Duplicates               int // INVITEs beyond the first per request
-	ExtraAttempts            int // counted attempts beyond the first per request
-	Uncounted                int // attempts not counted (interrupted before their INVITE, e.g. fenced at the send): listed, not a failure
-	WrongOutcome             int // requests whose result or a notification differs from what the far end saw
-	Unnotified               int // requests never notified
-	Renotified               int // repeated notifications (at least once: counted, not an error)
-	MaxDialogs, Budget       int // the far ends' most dialogs at once, and their port budgets
-	OverBudget               int // far ends above their budget
-	EarlyCancels             int // ringing calls CANCELled well before their ring timeout
-	// Details name the requests behind the counts above (their attempts'
-	// outcomes), for the log.
-	Details []string
+	sipjudge.Result
 }
 
 // OK reports whether the round kept every promise of issue 15.
@@ -244,7 +230,7 @@ func RunSIP(ctx context.Context, o SIPOptions) (rounds []SIPRound, err error) {
 		count := func(f *sipFar, kind string) int {
 			n := 0
 			for _, e := range f.entries() {
-				if e.kind == kind && want[e.rid] == f {
+				if e.Kind == kind && want[e.RID] == f {
 					n++
 				}
 			}
@@ -369,140 +355,22 @@ func RunSIP(ctx context.Context, o SIPOptions) (rounds []SIPRound, err error) {
 
 // judge compares the cluster's records with what the far ends saw.
 func (r *SIPRound) judge(fars []*sipFar, want map[string]*sipFar, reqs map[string]*pb.Request, notes []notifysink.Notification) {
-	notified := map[string][]notifysink.Notification{}
+	ns := map[string][]sipjudge.Note{}
 	for _, n := range notes {
-		if want[n.RequestID] != nil {
-			notified[n.RequestID] = append(notified[n.RequestID], n)
-		}
+		ns[n.RequestID] = append(ns[n.RequestID], sipjudge.Note{Result: n.Result, Status: n.Status})
 	}
+	var js []sipjudge.Far
 	for _, f := range fars {
-		invites, first := map[string]int{}, map[string]string{}
-		byeOK, callerBye, cancelled := map[string]bool{}, map[string]bool{}, map[string]bool{}
-		open := map[string]*[2]int64{}
-		for _, e := range f.entries() {
-			if want[e.rid] != f {
-				continue
-			}
-			switch e.kind {
-			case "INVITE":
-				if invites[e.rid]++; invites[e.rid] == 1 {
-					first[e.rid] = e.cid
-				}
-				open[e.cid] = &[2]int64{e.tick, -1}
-			case "BYEOK":
-				byeOK[e.cid] = true
-			case "END":
-				switch e.fields["how"] {
-				case "caller_bye":
-					callerBye[e.cid] = true
-				case "cancel":
-					cancelled[e.cid] = true
-					if s := open[e.cid]; s != nil && time.Duration(e.tick-s[0])*time.Millisecond < sipRNA-time.Second {
-						r.EarlyCancels++ // the ring timeout is the request's, not the failover's
-					}
-				}
-			}
-			if s := open[e.cid]; s != nil && (e.kind == "END" || e.kind == "BYEOK") {
-				s[1] = e.tick
-			}
-		}
-		m := mostAtOnce(open)
-		r.MaxDialogs += m
-		r.Budget += f.n
-		if m > f.n {
-			r.OverBudget++
-		}
+		// Every far end's CANCELs are held to the ringing requests' timeout.
+		j := sipjudge.Far{Name: f.tenant, Budget: f.n, Answers: f.answers, RingTimeout: sipRNA, Entries: f.entries()}
 		for id, g := range want {
-			if g != f {
-				continue
-			}
-			r.Duplicates += max(invites[id]-1, 0)
-			saw, cid := "?", first[id]
-			switch {
-			case f.answers && byeOK[cid] && !callerBye[cid]:
-				saw = "SUCCESS"
-			case f.answers:
-				r.Dropped++
-				saw = "DROPPED"
-			case cancelled[cid]:
-				saw = "NOANSWER"
-			}
-			req := reqs[id]
-			if req == nil {
-				r.WrongOutcome++
-				continue
-			}
-			// An attempt that ended INTERRUPTED or INTERNAL does not count
-			// (the state machine gives it back); one that reached the far
-			// end shows as a duplicate INVITE above.
-			counted := 0
-			for _, a := range req.GetAttempts() {
-				if o := a.GetOutcome(); o == "INTERRUPTED" || o == "INTERNAL" {
-					r.Uncounted++
-				} else {
-					counted++
-				}
-			}
-			r.ExtraAttempts += max(counted-1, 0)
-			if len(req.GetAttempts()) > 1 || saw == "DROPPED" || invites[id] > 1 {
-				var as []string
-				for _, a := range req.GetAttempts() {
-					as = append(as, a.GetOutcome()+" "+a.GetReason())
-				}
-				r.Details = append(r.Details, fmt.Sprintf("%s (%s): far end saw %s in %d INVITEs; attempts %q", id, f.tenant, saw, invites[id], as))
-			}
-			wrong := req.GetResult() != map[string]string{"SUCCESS": "SUCCESS", "NOANSWER": "FAILURE"}[saw]
-			ns := notified[id]
-			if len(ns) == 0 {
-				r.Unnotified++
-			}
-			r.Renotified += max(len(ns)-1, 0)
-			for _, n := range ns {
-				got := n.Result
-				// Status lists every attempt's reason ("NotSent:RingNoAnswer
-				// (SIP 487):MaxAttempts Exceeded" after an uncounted one).
-				if got == "FAILURE" && ringOut(n.Status) {
-					got = "NOANSWER"
-				}
-				wrong = wrong || got != saw
-			}
-			if wrong {
-				r.WrongOutcome++
-				var got []string
-				for _, n := range ns {
-					got = append(got, n.Result+" "+n.Status)
-				}
-				r.Details = append(r.Details, fmt.Sprintf("%s (%s): far end saw %s; result %s %q, notified %q", id, f.tenant, saw, req.GetResult(), req.GetResultReason(), got))
+			if g == f {
+				j.Requests = append(j.Requests, id)
 			}
 		}
+		js = append(js, j)
 	}
-}
-
-// mostAtOnce is the most spans open at one time ([from, to], to -1: open).
-func mostAtOnce(spans map[string]*[2]int64) int {
-	type ev struct {
-		at    int64
-		delta int
-	}
-	var evs []ev
-	for _, s := range spans {
-		evs = append(evs, ev{s[0], 1})
-		if s[1] >= 0 {
-			evs = append(evs, ev{s[1], -1})
-		}
-	}
-	slices.SortFunc(evs, func(a, b ev) int {
-		if a.at != b.at {
-			return cmp.Compare(a.at, b.at)
-		}
-		return cmp.Compare(a.delta, b.delta)
-	})
-	n, most := 0, 0
-	for _, e := range evs {
-		n += e.delta
-		most = max(most, n)
-	}
-	return most
+	r.Result = sipjudge.Judge(js, reqs, ns)
 }
 
 // retry calls f until it succeeds or d passed.
@@ -550,43 +418,9 @@ func (f *sipFar) start(ip, scenarios, out string, hold time.Duration) error {
 	return nil
 }
 
-var sippLine = regexp.MustCompile(`^(INVITE|ACKED|END|BYEOK) (.*)$`)
-
-type sippEntry struct {
-	kind, rid, cid string
-	tick           int64
-	fields         map[string]string
-}
-
-// entries parses the far end's log.
-func (f *sipFar) entries() []sippEntry {
-	fh, err := os.Open(f.log)
-	if err != nil {
-		return nil
-	}
-	defer fh.Close()
-	var es []sippEntry
-	sc := bufio.NewScanner(fh)
-	for sc.Scan() {
-		m := sippLine.FindStringSubmatch(strings.TrimSpace(sc.Text()))
-		if m == nil {
-			continue
-		}
-		e := sippEntry{kind: m[1], fields: map[string]string{}}
-		for _, kv := range strings.Fields(m[2]) {
-			k, v, _ := strings.Cut(kv, "=")
-			e.fields[k] = v
-		}
-		e.rid, e.cid = e.fields["rid"], e.fields["cid"]
-		e.tick, _ = strconv.ParseInt(e.fields["t"], 10, 64)
-		es = append(es, e)
-	}
+// entries parses the far end's log. It is read again until the round's
+// checks pass, so a read error shows as entries missing, not as a failure.
+func (f *sipFar) entries() []sipjudge.Entry {
+	es, _ := sipjudge.ReadLog(f.log)
 	return es
-}
-
-// ringOut reports whether a notification's Status (its attempts' reasons,
-// colon-separated, then the final reason) says the last attempt rang out.
-func ringOut(status string) bool {
-	parts := strings.Split(strings.TrimSuffix(status, ":MaxAttempts Exceeded"), ":")
-	return strings.HasPrefix(parts[len(parts)-1], "RingNoAnswer (SIP 487)")
 }

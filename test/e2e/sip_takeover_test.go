@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"net"
@@ -17,6 +16,7 @@ import (
 
 	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
 	"github.com/seed-7bfc04c2/dialtone/internal/config"
+	"github.com/seed-7bfc04c2/dialtone/test/sipjudge"
 )
 
 // TestSIPTakeover: live calls survive a SIGKILL of the leader (issue 15).
@@ -212,11 +212,11 @@ func takeoverRun(t *testing.T, o takeoverOpts) {
 		}
 		// Every answered call of the round up and ACKed at SIPp...
 		place(fars[0])
-		var acked []sippEntry
+		var acked []sipjudge.Entry
 		eventually(t, 120*time.Second, "every call up at SIPp", func() error {
 			acked = acked[:0]
 			for _, e := range fars[0].uas.entries(t) {
-				if e.kind == "ACKED" && want[e.rid] {
+				if e.Kind == "ACKED" && want[e.RID] {
 					acked = append(acked, e)
 				}
 			}
@@ -234,7 +234,7 @@ func takeoverRun(t *testing.T, o takeoverOpts) {
 			for _, f := range fars[1:] {
 				n := 0
 				for _, e := range f.uas.entries(t) {
-					if e.kind == "INVITE" && want[e.rid] {
+					if e.Kind == "INVITE" && want[e.RID] {
 						n++
 					}
 				}
@@ -254,16 +254,16 @@ func takeoverRun(t *testing.T, o takeoverOpts) {
 			ended := map[string]bool{}
 			es := f.uas.entries(t)
 			for _, e := range es {
-				if (e.kind == "ACKED" || e.kind == "END") && want[e.rid] {
-					ended[e.cid] = true // answered or (tn) cancelled
+				if (e.Kind == "ACKED" || e.Kind == "END") && want[e.RID] {
+					ended[e.CID] = true // answered or (tn) cancelled
 				}
 			}
 			for _, e := range es {
 				switch {
-				case !want[e.rid]:
-				case e.kind == "ACKED":
+				case !want[e.RID]:
+				case e.Kind == "ACKED":
 					r.up++
-				case e.kind == "INVITE" && f.ringing && !ended[e.cid]:
+				case e.Kind == "INVITE" && f.ringing && !ended[e.CID]:
 					r.ringing++
 				}
 			}
@@ -297,88 +297,47 @@ func takeoverRun(t *testing.T, o takeoverOpts) {
 				return nil
 			})
 			reqs[id] = req
-			if len(req.Attempts) != 1 {
-				r.extraAttempts += len(req.Attempts) - 1
+		}
+		// What each far end saw of each request (sipjudge): its INVITEs,
+		// whether the first call ended by SIPp's own BYE answered 200
+		// (never by ours), or by a CANCEL; and its most dialogs at once.
+		// Delivery is at least once (docs/dialer.md): a repeat is counted,
+		// not an error; every one must carry the outcome.
+		got := map[string][]map[string]string{}
+		ns := map[string][]sipjudge.Note{}
+		notes.mu.Lock()
+		for id := range tenantOf {
+			got[id] = slices.Clone(notes.got[id])
+			for _, n := range got[id] {
+				ns[id] = append(ns[id], sipjudge.Note{Result: n["Result"], Status: n["Status"]})
 			}
 		}
-		// What each far end saw of each request: its INVITEs, whether
-		// the first call ended by SIPp's own BYE answered 200 (never by
-		// ours), or by a CANCEL; and its most dialogs at once.
+		notes.mu.Unlock()
+		var judged []sipjudge.Far
 		for _, f := range fars {
-			invites, first := map[string]int{}, map[string]string{}                                // by request id; first: the first call's Call-ID
-			byeOK, callerBye, cancelled := map[string]bool{}, map[string]bool{}, map[string]bool{} // by Call-ID
-			var spans []tickSpan
-			open := map[string]*tickSpan{}
-			for _, e := range f.uas.entries(t) {
-				if !want[e.rid] {
-					continue
-				}
-				switch e.kind {
-				case "INVITE":
-					if invites[e.rid]++; invites[e.rid] == 1 {
-						first[e.rid] = e.cid
-					}
-					open[e.cid] = &tickSpan{from: e.tick, to: -1}
-				case "BYEOK":
-					byeOK[e.cid] = true
-				case "END":
-					switch e.fields["how"] {
-					case "caller_bye":
-						callerBye[e.cid] = true
-					case "cancel":
-						cancelled[e.cid] = true
-					}
-				}
-				if s := open[e.cid]; s != nil && e.kind != "INVITE" && e.kind != "ACKED" {
-					s.to = e.tick // the last of END and BYEOK
-				}
-			}
-			for _, s := range open {
-				spans = append(spans, *s)
-			}
-			m := maxConcurrent(spans)
-			r.maxDialogs += m
-			r.budget += f.n
-			if m > f.n {
-				r.overBudget++
-				t.Logf("kill %d: far end %s held %d dialogs at once, budget %d", k+1, f.tenant, m, f.n)
-			}
+			j := sipjudge.Far{Name: f.tenant, Budget: f.n, Answers: f.answers, Entries: f.uas.entries(t)}
 			for id, g := range tenantOf {
-				if g != f {
-					continue
+				if g == f {
+					j.Requests = append(j.Requests, id)
 				}
-				r.duplicates += max(invites[id]-1, 0)
-				farSaw, cid := "?", first[id]
-				switch {
-				case f.answers && byeOK[cid] && !callerBye[cid]:
-					farSaw = "SUCCESS"
-				case f.answers:
-					r.dropped++
-					farSaw = "DROPPED"
-				case cancelled[cid]:
-					farSaw = "NOANSWER"
-				}
-				// Delivery is at least once (docs/dialer.md): a repeat is
-				// counted, not an error; every one must carry the outcome.
-				req := reqs[id]
-				notes.mu.Lock()
-				got := slices.Clone(notes.got[id])
-				notes.mu.Unlock()
-				r.renotified += max(len(got)-1, 0)
-				wrong := req.Result != farOutcome(farSaw)
-				for _, n := range got {
-					notified := n["Result"]
-					if notified == "FAILURE" && strings.Contains(n["Status"], "RingNoAnswer (SIP 487)") {
-						notified = "NOANSWER"
-					}
-					wrong = wrong || notified != farSaw
-				}
-				if wrong {
-					r.wrongOutcome++
-					if !o.disabled {
-						t.Errorf("%s (%s): far end saw %s; %s %q, %d attempts, notified %v", id, f.tenant, farSaw, req.Result, req.ResultReason, len(req.Attempts), got)
-					}
-				}
+			}
+			judged = append(judged, j)
+		}
+		res := sipjudge.Judge(judged, reqs, ns)
+		// Extra attempts are every attempt beyond one, counted or not
+		// (stricter than the chaos run's): each request must end after
+		// exactly one attempt.
+		r.dropped, r.duplicates, r.extraAttempts = res.Dropped, res.Duplicates, res.ExtraAttempts+res.Uncounted
+		r.renotified, r.wrongOutcome = res.Renotified, res.WrongOutcome
+		r.maxDialogs, r.budget, r.overBudget = res.MaxDialogs, res.Budget, res.OverBudget
+		for _, d := range res.Dialogs {
+			if d.Most > d.Budget {
+				t.Logf("kill %d: far end %s held %d dialogs at once, budget %d", k+1, d.Far, d.Most, d.Budget)
+			}
+		}
+		for _, v := range res.Requests {
+			if req := reqs[v.ID]; v.Wrong && !o.disabled {
+				t.Errorf("%s (%s): far end saw %s; %s %q, %d attempts, notified %v", v.ID, v.Far, v.Saw, req.GetResult(), req.GetResultReason(), len(req.GetAttempts()), got[v.ID])
 			}
 		}
 		if ivrUAS != nil {
@@ -387,14 +346,14 @@ func takeoverRun(t *testing.T, o takeoverOpts) {
 			invites, up, byed := map[string]int{}, map[string]bool{}, map[string]bool{}
 			for _, e := range ivrUAS.entries(t) {
 				switch {
-				case !want[e.rid]:
-				case e.kind == "INVITE":
-					invites[e.rid]++
-				case e.kind == "IVRUP":
-					up[e.rid] = true
+				case !want[e.RID]:
+				case e.Kind == "INVITE":
+					invites[e.RID]++
+				case e.Kind == "IVRUP":
+					up[e.RID] = true
 					r.ivrUp++
-				case e.kind == "END" && e.fields["how"] == "dialtone_bye":
-					byed[e.rid] = true
+				case e.Kind == "END" && e.Fields["how"] == "dialtone_bye":
+					byed[e.RID] = true
 				}
 			}
 			for id, f := range tenantOf {
@@ -441,43 +400,11 @@ func takeoverRun(t *testing.T, o takeoverOpts) {
 	}
 }
 
-// tickSpan is a dialog (or INVITE transaction) at a far end, in SIPp's
-// clock; to < 0: not ended.
-type tickSpan struct{ from, to int64 }
-
-// maxConcurrent is the most spans open at once; a span ending at the
-// tick another starts does not overlap it.
-func maxConcurrent(spans []tickSpan) int {
-	type ev struct {
-		at    int64
-		delta int
-	}
-	var evs []ev
-	for _, s := range spans {
-		evs = append(evs, ev{s.from, 1})
-		if s.to >= 0 {
-			evs = append(evs, ev{s.to, -1})
-		}
-	}
-	slices.SortFunc(evs, func(a, b ev) int {
-		if a.at != b.at {
-			return cmp.Compare(a.at, b.at)
-		}
-		return cmp.Compare(a.delta, b.delta) // ends first
-	})
-	n, most := 0, 0
-	for _, e := range evs {
-		n += e.delta
-		most = max(most, n)
-	}
-	return most
-}
-
 // probeInDialog sends, as the far end of the call SIPp logged in e, an
 // offerless UPDATE (a session refresh) to the service address every 50 ms
 // until one is answered 200 or timeout passes, and returns the last
 // answer's code and when the 200 came (since the call).
-func probeInDialog(t *testing.T, svc string, e sippEntry, timeout time.Duration) (int, time.Duration) {
+func probeInDialog(t *testing.T, svc string, e sipjudge.Entry, timeout time.Duration) (int, time.Duration) {
 	t.Helper()
 	start := time.Now()
 	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -494,9 +421,9 @@ func probeInDialog(t *testing.T, svc string, e sippEntry, timeout time.Duration)
 			"UPDATE sip:dialtone@" + svc + " SIP/2.0",
 			"Via: SIP/2.0/UDP " + local + ";branch=z9hG4bK-probe-" + strconv.Itoa(i) + ";rport",
 			"Max-Forwards: 70",
-			"From: <sip:sipp@127.0.0.1>;tag=" + e.fields["ttag"],
-			"To: <sip:dialtone@" + svc + ">;tag=" + e.fields["ftag"],
-			"Call-ID: " + e.cid,
+			"From: <sip:sipp@127.0.0.1>;tag=" + e.Fields["ttag"],
+			"To: <sip:dialtone@" + svc + ">;tag=" + e.Fields["ftag"],
+			"Call-ID: " + e.CID,
 			"CSeq: " + strconv.Itoa(1000+i) + " UPDATE",
 			"Contact: <sip:sipp@" + local + ">",
 			"Content-Length: 0", "", "",
@@ -520,15 +447,4 @@ func probeInDialog(t *testing.T, svc string, e sippEntry, timeout time.Duration)
 		}
 	}
 	return code, time.Since(start)
-}
-
-// farOutcome is the request result of a far end's view (takeoverRun).
-func farOutcome(saw string) string {
-	switch saw {
-	case "SUCCESS":
-		return "SUCCESS"
-	case "NOANSWER":
-		return "FAILURE"
-	}
-	return "?"
 }

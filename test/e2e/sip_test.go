@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"bufio"
 	"fmt"
 	"net"
 	"net/http"
@@ -11,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -26,6 +24,7 @@ import (
 	"github.com/seed-7bfc04c2/dialtone/client"
 	"github.com/seed-7bfc04c2/dialtone/internal/config"
 	"github.com/seed-7bfc04c2/dialtone/test/cluster"
+	"github.com/seed-7bfc04c2/dialtone/test/sipjudge"
 )
 
 // requireSIPp returns the sipp binary, or skips the test when it is not
@@ -92,13 +91,6 @@ type sippUAS struct {
 	msgFile string // every SIP message SIPp sent and received
 }
 
-type sippEntry struct {
-	kind     string // INVITE, ACKED (uas_answer_hold3s) or END
-	rid, cid string
-	tick     int64 // ms since SIPp started
-	fields   map[string]string
-}
-
 func startSIPp(t *testing.T, scenario string, extra ...string) *sippUAS {
 	t.Helper()
 	return startSIPpTrace(t, scenario, true, extra...)
@@ -163,33 +155,12 @@ func startSIPpTrace(t *testing.T, scenario string, traceMsg bool, extra ...strin
 	return u
 }
 
-var sippLine = regexp.MustCompile(`^(INVITE|ACKED|END|BYEOK|IVRUP) (.*)$`)
-
-func (u *sippUAS) entries(t *testing.T) []sippEntry {
+// entries parses the UAS's log so far.
+func (u *sippUAS) entries(t *testing.T) []sipjudge.Entry {
 	t.Helper()
-	f, err := os.Open(u.logFile)
-	if os.IsNotExist(err) {
-		return nil
-	}
+	es, err := sipjudge.ReadLog(u.logFile)
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer f.Close()
-	var es []sippEntry
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		m := sippLine.FindStringSubmatch(strings.TrimSpace(sc.Text()))
-		if m == nil {
-			continue
-		}
-		e := sippEntry{kind: m[1], fields: map[string]string{}}
-		for _, kv := range strings.Fields(m[2]) {
-			k, v, _ := strings.Cut(kv, "=")
-			e.fields[k] = v
-		}
-		e.rid, e.cid = e.fields["rid"], e.fields["cid"]
-		e.tick, _ = strconv.ParseInt(e.fields["t"], 10, 64)
-		es = append(es, e)
 	}
 	return es
 }
@@ -197,7 +168,7 @@ func (u *sippUAS) entries(t *testing.T) []sippEntry {
 func (u *sippUAS) count(t *testing.T, kind string) int {
 	n := 0
 	for _, e := range u.entries(t) {
-		if e.kind == kind {
+		if e.Kind == kind {
 			n++
 		}
 	}
@@ -461,18 +432,18 @@ func checkScenario(t *testing.T, c *sipCluster, u *sippUAS, notes *notifications
 	// request id, tenant and ANI, and each call ended as expected.
 	invites := 0
 	for _, e := range u.entries(t) {
-		switch e.kind {
+		switch e.Kind {
 		case "INVITE":
 			invites++
-			if e.rid != id || e.fields["tenant"] != tenant || e.fields["ani"] != "4930999" {
-				t.Errorf("%s: SIPp INVITE %v, want request %s", tenant, e.fields, id)
+			if e.RID != id || e.Fields["tenant"] != tenant || e.Fields["ani"] != "4930999" {
+				t.Errorf("%s: SIPp INVITE %v, want request %s", tenant, e.Fields, id)
 			}
-			if tenant == "ring" && e.fields["rna"] != "1000ms" {
-				t.Errorf("ring: CPD rna header %q, want 1000ms", e.fields["rna"])
+			if tenant == "ring" && e.Fields["rna"] != "1000ms" {
+				t.Errorf("ring: CPD rna header %q, want 1000ms", e.Fields["rna"])
 			}
 		case "END":
-			if e.fields["how"] != ends {
-				t.Errorf("%s: SIPp call ended %q, want %q", tenant, e.fields["how"], ends)
+			if e.Fields["how"] != ends {
+				t.Errorf("%s: SIPp call ended %q, want %q", tenant, e.Fields["how"], ends)
 			}
 		}
 	}
@@ -566,12 +537,12 @@ func TestSIPFailoverNoConcurrentDuplicateInvite(t *testing.T) {
 	open := map[string]int64{} // by Call-ID
 	ridOf := map[string]string{}
 	for _, e := range u.entries(t) {
-		switch e.kind {
+		switch e.Kind {
 		case "INVITE":
-			open[e.cid], ridOf[e.cid] = e.tick, e.rid
+			open[e.CID], ridOf[e.CID] = e.Tick, e.RID
 		case "END":
-			spans[ridOf[e.cid]] = append(spans[ridOf[e.cid]], span{open[e.cid], e.tick})
-			delete(open, e.cid)
+			spans[ridOf[e.CID]] = append(spans[ridOf[e.CID]], span{open[e.CID], e.Tick})
+			delete(open, e.CID)
 		}
 	}
 	for cid, st := range open {
@@ -622,8 +593,8 @@ func TestSIPTeardownOnLeadershipLossAndStop(t *testing.T) {
 	invites := func(u *sippUAS) map[string]bool {
 		cids := map[string]bool{}
 		for _, e := range u.entries(t) {
-			if e.kind == "INVITE" {
-				cids[e.cid] = true
+			if e.Kind == "INVITE" {
+				cids[e.CID] = true
 			}
 		}
 		return cids
@@ -634,8 +605,8 @@ func TestSIPTeardownOnLeadershipLossAndStop(t *testing.T) {
 		eventually(t, 20*time.Second, what, func() error {
 			ended := map[string]string{}
 			for _, e := range u.entries(t) {
-				if e.kind == "END" {
-					ended[e.cid] = e.fields["how"]
+				if e.Kind == "END" {
+					ended[e.CID] = e.Fields["how"]
 				}
 			}
 			missing := 0
