@@ -80,16 +80,8 @@ func TestEngineWindowsHoldPastAJitteryWrite(t *testing.T) {
 	const caps = 200
 	h := newHarness(t, 5*time.Millisecond)
 	h.setPorts("acme", 500)
-	var mu sync.Mutex
-	r := rand.New(rand.NewPCG(9, 10))
-	h.plat.postSend = func() time.Duration {
-		mu.Lock()
-		defer mu.Unlock()
-		if r.IntN(10) == 0 {
-			return 40 * time.Millisecond // a stall: the next sends overtake it
-		}
-		return time.Duration(r.Int64N(int64(5 * time.Millisecond)))
-	}
+	// One send in 10 stalls 40 ms: the next sends overtake it.
+	h.plat.postSend = stalls(9, 10, 40*time.Millisecond, 5*time.Millisecond)
 	h.st.setPacing(&fsmpb.Pacing{Tenant: "acme", Caps: caps})
 	h.submit("acme", "P", caps*4, 1, time.Hour, digits)
 	h.start()
@@ -115,16 +107,8 @@ func TestEngineSendWriteInTurn(t *testing.T) {
 	h := newHarness(t, 5*time.Millisecond)
 	h.setPorts("acme", 500)
 	h.plat.sendWrite = true
-	var mu sync.Mutex
-	r := rand.New(rand.NewPCG(11, 12))
-	h.plat.postSend = func() time.Duration {
-		mu.Lock()
-		defer mu.Unlock()
-		if r.IntN(20) == 0 {
-			return 20 * time.Millisecond // a stalled write: the others wait their turn
-		}
-		return time.Duration(r.Int64N(int64(time.Millisecond)))
-	}
+	// One write in 10 stalls 20 ms: the others wait their turn.
+	h.plat.postSend = stalls(11, 10, 20*time.Millisecond, time.Millisecond)
 	h.st.setPacing(&fsmpb.Pacing{Tenant: "acme", Caps: caps})
 	h.submit("acme", "P", caps*4, 1, time.Hour, digits)
 	h.start()
@@ -156,6 +140,21 @@ func TestEngineSendWriteInTurn(t *testing.T) {
 		got = append(got, c.start)
 	}
 	checkWindows(t, got, caps)
+}
+
+// stalls returns seeded random delays: one in every of them a stall,
+// the others uniform in [0, spread).
+func stalls(seed uint64, every int, stall, spread time.Duration) func() time.Duration {
+	var mu sync.Mutex
+	r := rand.New(rand.NewPCG(seed, seed+1))
+	return func() time.Duration {
+		mu.Lock()
+		defer mu.Unlock()
+		if r.IntN(every) == 0 {
+			return stall
+		}
+		return time.Duration(r.Int64N(int64(spread)))
+	}
 }
 
 // fakeLease is a lease that can be revoked and restored.
