@@ -45,8 +45,8 @@ type OpenResult struct {
 	// Late: how late the generator itself handed each call of the window
 	// to its workers (sorted): its own scheduling stalls, which count in
 	// Latencies as if the node had caused them.
-	Late []time.Duration
-	Errors     map[string]int64
+	Late   []time.Duration
+	Errors map[string]int64
 }
 
 // AchievedPerSec is the calls answered inside the measured window per
