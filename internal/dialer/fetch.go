@@ -2,7 +2,6 @@ package dialer
 
 import (
 	"context"
-	"maps"
 	"slices"
 	"time"
 
@@ -55,24 +54,36 @@ type fetchWant struct {
 	t      *tenant
 	shares map[string]int
 	equal  bool // equal_priority_new_and_old
-	held   map[string]struct{}
+	held   int  // requests of t held when asked: the scan reads past them
 }
 
 // fetchWants prunes the queues and returns the tenants that are low on
-// work, with the shares of their profiles in the batch they need.
+// work, with the shares of their profiles in the batch they need. The
+// store is read outside the engine's lock where it can be: the send gate
+// takes that lock for every call, and a prune or a copy of the held set
+// under it (milliseconds with thousands queued) showed at the far end as
+// calls sent in clumps.
 func (e *Engine) fetchWants(now time.Time) []fetchWant {
-	var wants []fetchWant
+	var prune []*tenant
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	for _, t := range e.tenants {
 		// Pruning reads every queued request; at thousands of CAPS the
 		// fetch runs far more often than cancels need noticing (a start of
 		// a request that no longer waits is refused by the state machine
 		// anyway).
 		if now.Sub(t.pruned) >= 250*time.Millisecond {
-			t.prune(e.opts.Store)
 			t.pruned = now
+			prune = append(prune, t)
 		}
+	}
+	e.mu.Unlock()
+	for _, t := range prune {
+		e.prune(t)
+	}
+	var wants []fetchWant
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, t := range e.tenants {
 		size := t.batchSize()
 		if size <= 0 || !t.lowOnWork() {
 			continue
@@ -93,7 +104,7 @@ func (e *Engine) fetchWants(now time.Time) []fetchWant {
 			continue
 		}
 		wants = append(wants, fetchWant{t: t, shares: allocate(need, pending, t.settings.Slots),
-			equal: t.settings.EqualNewAndOld, held: maps.Clone(t.held)})
+			equal: t.settings.EqualNewAndOld, held: len(t.held)})
 	}
 	return wants
 }
@@ -101,7 +112,8 @@ func (e *Engine) fetchWants(now time.Time) []fetchWant {
 // pickDue picks the requests w asks for: per profile (in name order) the due
 // ones not already held, in queue order, new and retries alternating when
 // w.equal. The held requests are still PENDING and come first in the
-// queue order, so the scan reads past them.
+// queue order, so the scan reads past them. The store is scanned outside
+// the engine's lock; the held set is read under it once per profile.
 func (e *Engine) pickDue(w fetchWant, now time.Time) []*fsmpb.Request {
 	var picked []*fsmpb.Request
 	profiles := make([]string, 0, len(w.shares))
@@ -109,24 +121,31 @@ func (e *Engine) pickDue(w fetchWant, now time.Time) []*fsmpb.Request {
 		profiles = append(profiles, p)
 	}
 	slices.Sort(profiles)
+	nowMs := now.UnixMilli()
 	for _, p := range profiles {
 		n := w.shares[p]
 		limit := n
 		if w.equal {
 			limit = n * 4 // room to find both kinds
 		}
-		var due []*fsmpb.Request
-		for _, r := range e.opts.Store.Due(w.t.name, p, fsmpb.State_PENDING, limit+len(w.held)) {
-			if r.NextRetryUnixMs > now.UnixMilli() {
+		var scanned []*fsmpb.Request
+		for _, r := range e.opts.Store.Due(w.t.name, p, fsmpb.State_PENDING, limit+w.held) {
+			if r.NextRetryUnixMs > nowMs {
 				break // the rest is later still
 			}
-			if _, held := w.held[r.Id]; held {
-				continue
+			scanned = append(scanned, r)
+		}
+		var due []*fsmpb.Request
+		e.mu.Lock()
+		for _, r := range scanned {
+			if len(due) == limit {
+				break
 			}
-			if len(due) < limit && r.ExpiresUnixMs > now.UnixMilli() {
+			if _, held := w.t.held[r.Id]; !held && r.ExpiresUnixMs > nowMs {
 				due = append(due, r)
 			}
 		}
+		e.mu.Unlock()
 		picked = append(picked, pick(due, n, w.equal)...)
 	}
 	return picked
@@ -140,17 +159,36 @@ func (t *tenant) enqueue(it *item) {
 	t.queues[p] = append(t.queues[p], it)
 }
 
-// prune drops queued requests that no longer wait (cancelled or expired
-// since they were fetched).
-func (t *tenant) prune(s Store) {
+// prune drops t's queued requests that no longer wait (cancelled or
+// expired since they were fetched). The store is read outside the
+// engine's lock; a request taken from the queue meanwhile is armed
+// already, and the state machine refuses its start.
+func (e *Engine) prune(t *tenant) {
+	e.mu.Lock()
+	var queued []*item
+	for _, q := range t.queues {
+		queued = append(queued, q...)
+	}
+	e.mu.Unlock()
+	gone := map[*item]struct{}{}
+	for _, it := range queued {
+		if r, ok := e.opts.Store.Get(it.req.Id); !ok || (r.State != fsmpb.State_PENDING && r.State != fsmpb.State_INITIATED) {
+			gone[it] = struct{}{}
+		}
+	}
+	if len(gone) == 0 {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	for p, q := range t.queues {
 		kept := q[:0]
 		for _, it := range q {
-			if r, ok := s.Get(it.req.Id); ok && (r.State == fsmpb.State_PENDING || r.State == fsmpb.State_INITIATED) {
-				kept = append(kept, it)
-			} else {
+			if _, g := gone[it]; g {
 				delete(t.held, it.req.Id)
+				continue
 			}
+			kept = append(kept, it)
 		}
 		clear(q[len(kept):])
 		t.queues[p] = kept
