@@ -4,7 +4,8 @@ package dialer
 // out; the head's turn channel is closed. Joining and leaving are O(1): at
 // 5,000 CAPS thousands of gates can wait, and a slice searched and shifted
 // on every leave (under the engine's lock) made the gate itself the
-// bottleneck (BENCHMARKS.md, "the gate's queue").
+// bottleneck (BENCHMARKS.md, issue 18 session 4, "the gate fell behind the
+// dispatcher").
 type senderQueue struct {
 	q    []*sender // q[head:] waits, in order; gone entries are skipped
 	head int
