@@ -126,7 +126,7 @@ func (e *Engine) call(ctx context.Context, it *item) {
 		// for the next leader's takeover.
 		e.log.Debug("attempt not sent", "request", r.Id, "err", err)
 		e.results.add(result{it: it, res: &fsmpb.AttemptResult{
-			Id: r.Id, CallUuid: it.callUUID, Outcome: fsmpb.OutcomeClass_OUTCOME_INTERRUPTED, Reason: "NotSent",
+			Id: r.Id, CallUuid: it.callUUID, Outcome: fsmpb.OutcomeClass_OUTCOME_INTERRUPTED, Reason: telephony.ReasonNotSent,
 			NextRetryUnixMs: e.clock.Now().UnixMilli(),
 		}})
 		return

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
+	"github.com/seed-7bfc04c2/dialtone/internal/telephony"
 )
 
 // TestEngineWireWindowsAtTheFarEnd: with 0-30 ms of random work between
@@ -208,11 +210,13 @@ func TestEngineFencedAtTheSend(t *testing.T) {
 	}
 	// The unsent attempts went back to PENDING, not counted.
 	notSent := 0
+	var fencedIDs []string
 	for _, id := range ids {
 		r, _ := h.st.Get(id)
 		for _, a := range r.Attempts {
-			if a.Reason == "NotSent" {
+			if a.Reason == telephony.ReasonNotSent {
 				notSent++
+				fencedIDs = append(fencedIDs, id)
 				if r.State == fsmpb.State_IN_PROGRESS && r.LastCallUuid == a.CallUuid {
 					t.Errorf("%s: unsent attempt still in progress", id)
 				}
@@ -233,4 +237,11 @@ func TestEngineFencedAtTheSend(t *testing.T) {
 		return fmt.Errorf("no call since the lease came back")
 	})
 	h.allNotified(ids, 30*time.Second)
+	// To the trigger application a fenced send was no attempt: its
+	// notification's Status does not list it.
+	for _, id := range fencedIDs {
+		if st := h.recv.last(id).Get("Status"); strings.Contains(st, telephony.ReasonNotSent) {
+			t.Errorf("%s: notified Status %q lists the fenced send", id, st)
+		}
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
+	"github.com/seed-7bfc04c2/dialtone/internal/telephony"
 )
 
 // URL returns the notification URL of a finished request: its
@@ -53,10 +54,17 @@ func URL(r *fsmpb.Request) (string, error) {
 }
 
 // Status is the colon-separated reasons of a request's attempts that did
-// not succeed, then its final failure reason.
+// not succeed, then its final failure reason. An attempt whose send the
+// dialer's gate refused (telephony.ReasonNotSent: fenced while leadership
+// was in doubt) is left out: no call left for it, so to the trigger
+// application it is no attempt at all (the request's attempt list in the
+// API still shows it).
 func Status(r *fsmpb.Request) string {
 	var parts []string
 	for _, a := range r.Attempts {
+		if a.Outcome == fsmpb.OutcomeClass_OUTCOME_INTERRUPTED && a.Reason == telephony.ReasonNotSent {
+			continue
+		}
 		if a.Outcome != fsmpb.OutcomeClass_OUTCOME_SUCCESS && a.Reason != "" {
 			parts = append(parts, a.Reason)
 		}

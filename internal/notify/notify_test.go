@@ -64,6 +64,13 @@ func TestStatus(t *testing.T) {
 		{"permanent failure is not repeated", &fsmpb.Request{Result: fsmpb.Result_FAILURE, ResultReason: "SITInvalidNumber", Attempts: []*fsmpb.Attempt{
 			att(fsmpb.OutcomeClass_OUTCOME_PERMANENT, "SITInvalidNumber"),
 		}}, "SITInvalidNumber"},
+		{"a send fenced at the gate is no attempt", &fsmpb.Request{Result: fsmpb.Result_FAILURE, ResultReason: "MaxAttempts Exceeded", Attempts: []*fsmpb.Attempt{
+			att(fsmpb.OutcomeClass_OUTCOME_INTERRUPTED, "NotSent"), att(fsmpb.OutcomeClass_OUTCOME_TEMPORARY, "RingNoAnswer"),
+			att(fsmpb.OutcomeClass_OUTCOME_INTERRUPTED, "Interrupted"), att(fsmpb.OutcomeClass_OUTCOME_BUSY, "DestinationBusy"),
+		}}, "RingNoAnswer:Interrupted:DestinationBusy:MaxAttempts Exceeded"},
+		{"success after a fenced send", &fsmpb.Request{Result: fsmpb.Result_SUCCESS, Attempts: []*fsmpb.Attempt{
+			att(fsmpb.OutcomeClass_OUTCOME_INTERRUPTED, "NotSent"), att(fsmpb.OutcomeClass_OUTCOME_SUCCESS, "TreatmentApplied"),
+		}}, ""},
 		{"expired before any attempt", &fsmpb.Request{Result: fsmpb.Result_FAILURE, ResultReason: "TTL Expired"}, "TTL Expired"},
 		{"first-time success", &fsmpb.Request{Result: fsmpb.Result_SUCCESS, Attempts: []*fsmpb.Attempt{att(fsmpb.OutcomeClass_OUTCOME_SUCCESS, "TreatmentApplied")}}, ""},
 	} {

@@ -107,6 +107,11 @@ func (c Call) SendWrite(ctx context.Context, write func() error) error {
 // the send: nothing of the call left the process.
 var ErrNotSent = errors.New("call not sent")
 
+// ReasonNotSent is the reason the dialer records for an attempt whose
+// send its gate refused (ErrNotSent): interrupted, not counted, and not a
+// call the far end ever saw, so a notification's Status leaves it out.
+const ReasonNotSent = "NotSent"
+
 // Outcome is how an attempt ended: its class drives retries; Reason is the
 // seed's per-attempt reason ("RingNoAnswer", "DestinationBusy",
 // "AnsweringMachineDetected", "SITInvalidNumber", ...), reported in the

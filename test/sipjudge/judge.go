@@ -234,9 +234,10 @@ func notified(n Note) Outcome {
 
 // ringOut reports whether a notification's Status says the last attempt
 // rang out. Status is every unsuccessful attempt's reason in order, then
-// the final reason, joined by ':' (internal/notify.Status); an uncounted
-// attempt ("NotSent", "Interrupted") comes before the one that reached the
-// far end, so only the last attempt's reason tells what it saw.
+// the final reason, joined by ':' (internal/notify.Status, which leaves
+// out sends the gate refused); an interrupted attempt ("Interrupted") may
+// come before the one that reached the far end, so only the last
+// attempt's reason tells what it saw.
 func ringOut(status string) bool {
 	parts := strings.Split(strings.TrimSuffix(status, ":MaxAttempts Exceeded"), ":")
 	return strings.HasPrefix(parts[len(parts)-1], "RingNoAnswer (SIP 487)")
