@@ -39,6 +39,18 @@ const catchUp = 50 * time.Millisecond
 // log bounds the catch-up itself: after a stall, missed slots follow at
 // most one extra per 100 ms instead of all at once.
 //
+// The logs hold an event back to the time of the event n (m) entries
+// earlier plus the span, so events made up together after a stall would be
+// held back to one moment a window later, and released together again,
+// and so on: the run shrinks only by the window's slack (at 500/s, 1 ms a
+// second for the one-second window), and the far end saw calls in clumps
+// for seconds after one stall. So a wire pacer also allows an event no
+// earlier than a quarter interval after the previous event was allowed.
+// That is a virtual time (ready's answer when the event was taken, never
+// after it), not the event's own: a sender that wakes late does not push
+// the events after it, and a late run still goes at once; only a run the
+// windows hold back leaves spread, at up to four times the rate.
+//
 // A handoff pacer (the dispatcher's, which hands attempts to their call
 // goroutines at about the rate) keeps the schedule only: the wire pacer
 // behind it (gate.go) enforces the windows at the send, and windows on the
@@ -46,8 +58,12 @@ const catchUp = 50 * time.Millisecond
 type pacer struct {
 	interval time.Duration
 	next     time.Time
-	handoff  bool         // schedule only, no window logs
-	windows  [2]windowLog // one second, 100 ms
+	// allowed is when the last event was allowed (ready's answer when it
+	// was taken, at most its time): a wire pacer allows the next no
+	// earlier than a quarter interval after it (see above).
+	allowed time.Time
+	handoff bool         // schedule only, no window logs
+	windows [2]windowLog // one second, 100 ms
 }
 
 // windowLog holds the last limit event times (Unix ns) in a ring; no span
@@ -152,6 +168,11 @@ func rateInterval(perSecond float64) time.Duration {
 // ready is the earliest time of the next event (zero: any time).
 func (p *pacer) ready() time.Time {
 	t := p.next
+	if !p.handoff && p.interval > 0 && !p.allowed.IsZero() {
+		if g := p.allowed.Add(p.interval / 4); g.After(t) {
+			t = g
+		}
+	}
 	for i := range p.windows {
 		if w := p.windows[i].ready(); w.After(t) {
 			t = w
@@ -183,6 +204,14 @@ func (p *pacer) takePending(now time.Time, token int64) {
 func (p *pacer) take(now time.Time) {
 	if p.interval == 0 {
 		return
+	}
+	if !p.handoff {
+		// Virtual, not the event's own time: a sender that wakes late
+		// does not push the events after it.
+		p.allowed = p.ready()
+		if p.allowed.IsZero() || p.allowed.After(now) {
+			p.allowed = now
+		}
 	}
 	base := p.next
 	if p.next.IsZero() {

@@ -307,3 +307,46 @@ func TestPacerPendingHoldsTheWindow(t *testing.T) {
 		t.Fatalf("a second settle moved the window to %v", got.Sub(t0))
 	}
 }
+
+// TestPacerDoesNotEchoALateRun: a sender that always has the next event
+// waiting (the gate's queue) and wakes on time, stalled once for 20 ms at
+// 500/s. The slots missed in the stall are made up at once, but the
+// window logs must not echo that run: the sends a window later are held
+// to the run's time by the logs, and are then spread (a quarter interval
+// apart at least) instead of released together. Released together, each
+// window passed the run on, shrinking only by the window's slack (1 ms a
+// second for the one-second window at 500/s): at the far end, calls in
+// clumps for many seconds.
+func TestPacerDoesNotEchoALateRun(t *testing.T) {
+	const rate = 500
+	var p pacer
+	p.setRate(rate)
+	start := time.Unix(1000, 0)
+	now := start
+	var ts []time.Time
+	var stall time.Time
+	for now.Sub(start) < 10*time.Second {
+		if r := p.ready(); r.After(now) {
+			now = r
+		}
+		if stall.IsZero() && now.Sub(start) > 2*time.Second {
+			now = now.Add(20 * time.Millisecond)
+			stall = now
+		}
+		p.take(now)
+		ts = append(ts, now)
+	}
+	iv := time.Second / rate
+	for i := 1; i < len(ts); i++ {
+		if ts[i].Sub(stall) < 50*time.Millisecond {
+			continue // the made-up run itself
+		}
+		if d := ts[i].Sub(ts[i-1]); d < iv/4 {
+			t.Fatalf("events %d and %d %s apart, %s after the stall: the run echoed", i-1, i, d, ts[i].Sub(stall))
+		}
+	}
+	if got := float64(len(ts)-1) / ts[len(ts)-1].Sub(start).Seconds(); got < rate*0.999 || got > rate*1.001 {
+		t.Errorf("achieved %.2f/s, want %d", got, rate)
+	}
+	checkWindows(t, ts, rate)
+}
