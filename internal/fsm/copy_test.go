@@ -13,22 +13,7 @@ import (
 // field added to the proto later is covered too) and checks copyRequest
 // copies all of them, and that the copy's Attempts is its own slice.
 func TestCopyRequest(t *testing.T) {
-	r := &fsmpb.Request{}
-	m := r.ProtoReflect()
-	fields := m.Descriptor().Fields()
-	for i := 0; i < fields.Len(); i++ {
-		fd := fields.Get(i)
-		switch {
-		case fd.IsList():
-			l := m.Mutable(fd).List()
-			l.Append(l.NewElement())
-		case fd.Message() != nil:
-			m.Mutable(fd)
-		default:
-			m.Set(fd, nonZero(fd))
-		}
-	}
-	m.SetUnknown(protoreflect.RawFields{0x98, 0x06, 0x01}) // field 99 = 1
+	r := everyField()
 	r.Attempts[0].CallUuid = "c"
 	r.Attempts[0].ProtoReflect().SetUnknown(protoreflect.RawFields{0x98, 0x06, 0x02})
 
@@ -79,22 +64,7 @@ func nonZero(fd protoreflect.FieldDescriptor) protoreflect.Value {
 // the decoded request itself, keeps only the client spec and its
 // fingerprint, with the status of a new record.
 func TestCreateKeepsOnlyTheSpec(t *testing.T) {
-	r := &fsmpb.Request{}
-	m := r.ProtoReflect()
-	fields := m.Descriptor().Fields()
-	for i := 0; i < fields.Len(); i++ {
-		fd := fields.Get(i)
-		switch {
-		case fd.IsList():
-			l := m.Mutable(fd).List()
-			l.Append(l.NewElement())
-		case fd.Message() != nil:
-			m.Mutable(fd)
-		default:
-			m.Set(fd, nonZero(fd))
-		}
-	}
-	m.SetUnknown(protoreflect.RawFields{0x98, 0x06, 0x01}) // field 99 = 1
+	r := everyField()
 	r.MaxAttempts = 3
 	r.TtlMs = 60_000
 
@@ -121,4 +91,27 @@ func TestCreateKeepsOnlyTheSpec(t *testing.T) {
 	if u := got.ProtoReflect().GetUnknown(); len(u) != 0 {
 		t.Fatalf("stored record kept unknown fields %x", u)
 	}
+}
+
+// everyField is a Request with every field set (found by reflection, so
+// a field added to the proto later is covered too: lists get one element,
+// messages an empty one, scalars a non-zero value) and an unknown field 99.
+func everyField() *fsmpb.Request {
+	r := &fsmpb.Request{}
+	m := r.ProtoReflect()
+	fields := m.Descriptor().Fields()
+	for i := 0; i < fields.Len(); i++ {
+		fd := fields.Get(i)
+		switch {
+		case fd.IsList():
+			l := m.Mutable(fd).List()
+			l.Append(l.NewElement())
+		case fd.Message() != nil:
+			m.Mutable(fd)
+		default:
+			m.Set(fd, nonZero(fd))
+		}
+	}
+	m.SetUnknown(protoreflect.RawFields{0x98, 0x06, 0x01}) // field 99 = 1
+	return r
 }

@@ -64,6 +64,36 @@ func (d *dialogLog) put(s *fsmpb.DialogState) {
 	d.st[s.Leg] = s
 }
 
+// leadingPair is two nodes' backends on one service address, the first
+// leading until stop1 (or the test's end): a leader and its successor.
+func leadingPair(t *testing.T, u *uas, svc string) (b1, b2 *Backend, ctx1 context.Context, stop1 context.CancelFunc) {
+	t.Helper()
+	b1 = leaderBackend(t, u, svc, time.Minute)
+	b2 = leaderBackend(t, u, svc, time.Minute)
+	ctx1, stop1 = context.WithCancel(context.Background())
+	t.Cleanup(stop1)
+	if _, err := b1.Lead(ctx1); err != nil {
+		t.Fatal(err)
+	}
+	return b1, b2, ctx1, stop1
+}
+
+// pendingCallee waits (up to 5 s) for the callee leg's state with its
+// INVITE's branch, the write-ahead state of a pending INVITE.
+func (d *dialogLog) pendingCallee(t *testing.T) *fsmpb.DialogState {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		for _, s := range d.all() {
+			if s.Leg == "callee" && s.InviteBranch != "" {
+				return s
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no pending INVITE state reported")
+		}
+	}
+}
+
 func (d *dialogLog) all() []*fsmpb.DialogState {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -97,13 +127,7 @@ func TestTakeover(t *testing.T) {
 			if !adopt {
 				user, app = "slowhangupx", "appX"
 			}
-			b1 := leaderBackend(t, u, svc, time.Minute)
-			b2 := leaderBackend(t, u, svc, time.Minute)
-
-			ctx1, stop1 := context.WithCancel(context.Background())
-			if _, err := b1.Lead(ctx1); err != nil {
-				t.Fatal(err)
-			}
+			b1, b2, ctx1, stop1 := leadingPair(t, u, svc)
 			log := &dialogLog{st: map[string]*fsmpb.DialogState{}}
 			c := ivrCall(user, app)
 			c.Dialog = log.put
@@ -198,17 +222,7 @@ func TestTakeoverPendingInvite(t *testing.T) {
 	c.Dialog = log.put
 	go func() { _, _ = b1.Place(context.Background(), c) }()
 	u.waitFor(t, "INVITE ring")
-	var st *fsmpb.DialogState
-	for deadline := time.Now().Add(5 * time.Second); st == nil; time.Sleep(5 * time.Millisecond) {
-		for _, s := range log.all() {
-			if s.Leg == "callee" && s.InviteBranch != "" {
-				st = s
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no pending INVITE state reported")
-		}
-	}
+	st := log.pendingCallee(t)
 	if st.Established || st.DeadlineUnixMs == 0 {
 		t.Fatalf("pending state %v: want not established, with a ring deadline", st)
 	}

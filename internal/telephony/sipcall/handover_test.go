@@ -24,12 +24,7 @@ import (
 func TestHandoverPendingInvite(t *testing.T) {
 	u := newUAS(t)
 	svc := serviceAddr(t)
-	b1 := leaderBackend(t, u, svc, time.Minute)
-	b2 := leaderBackend(t, u, svc, time.Minute)
-	ctx1, stop1 := context.WithCancel(context.Background())
-	if _, err := b1.Lead(ctx1); err != nil {
-		t.Fatal(err)
-	}
+	b1, b2, ctx1, stop1 := leadingPair(t, u, svc)
 	log := &dialogLog{st: map[string]*fsmpb.DialogState{}}
 	c := call("ring")
 	c.Cpd = nil // ring_timeout 5 s
@@ -40,17 +35,7 @@ func TestHandoverPendingInvite(t *testing.T) {
 		placed <- err
 	}()
 	u.waitFor(t, "INVITE ring")
-	var st *fsmpb.DialogState
-	for deadline := time.Now().Add(5 * time.Second); st == nil; time.Sleep(5 * time.Millisecond) {
-		for _, s := range log.all() {
-			if s.Leg == "callee" && s.InviteBranch != "" {
-				st = s
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no pending INVITE state reported")
-		}
-	}
+	st := log.pendingCallee(t)
 	stop1() // deposed, alive
 	select {
 	case err := <-placed:
@@ -95,13 +80,7 @@ func TestByeWriteAhead(t *testing.T) {
 			if committed {
 				user, app = "slowhangupc", "appC"
 			}
-			b1 := leaderBackend(t, u, svc, time.Minute)
-			b2 := leaderBackend(t, u, svc, time.Minute)
-			ctx1, stop1 := context.WithCancel(context.Background())
-			defer stop1()
-			if _, err := b1.Lead(ctx1); err != nil {
-				t.Fatal(err)
-			}
+			b1, b2, ctx1, stop1 := leadingPair(t, u, svc)
 			log := &dialogLog{st: map[string]*fsmpb.DialogState{}}
 			byeSeen := make(chan struct{})
 			c := ivrCall(user, app)
@@ -165,13 +144,7 @@ func TestConfirmedBeforeACK(t *testing.T) {
 	u := newUAS(t)
 	svc := serviceAddr(t)
 	user, app := "slowhangupa", "appO"
-	b1 := leaderBackend(t, u, svc, time.Minute)
-	b2 := leaderBackend(t, u, svc, time.Minute)
-	ctx1, stop1 := context.WithCancel(context.Background())
-	defer stop1()
-	if _, err := b1.Lead(ctx1); err != nil {
-		t.Fatal(err)
-	}
+	b1, b2, ctx1, stop1 := leadingPair(t, u, svc)
 	log := &dialogLog{st: map[string]*fsmpb.DialogState{}}
 	c := ivrCall(user, app)
 	c.Dialog = log.put
