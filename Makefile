@@ -95,6 +95,7 @@ FUZZTIME ?= 20000x
 fuzz:
 	go test -timeout 5m -run='^$$' -fuzz=FuzzApply -fuzztime=$(FUZZTIME) ./internal/fsm/
 	go test -timeout 5m -run='^$$' -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) ./internal/fsm/
+	go test -timeout 5m -run='^$$' -fuzz=FuzzRestamp -fuzztime=$(FUZZTIME) ./internal/fsm/
 	go test -timeout 5m -run='^$$' -fuzz=FuzzValidateSpec -fuzztime=$(FUZZTIME) ./internal/server/
 	go test -timeout 5m -run='^$$' -fuzz=FuzzStrictGatewayDecode -fuzztime=$(FUZZTIME) ./internal/server/
 	go test -timeout 5m -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./internal/config/

@@ -8,6 +8,8 @@ import (
 
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/seed-7bfc04c2/dialtone/internal/cluster/clusterpb"
 	"github.com/seed-7bfc04c2/dialtone/internal/fsm"
@@ -32,7 +34,7 @@ func (c *Cluster) Apply(ctx context.Context, cmd *fsmpb.Command) (*fsmpb.ApplyRe
 		res, idx, err = c.applyLocal(ctx, cmd)
 		return err
 	}, func(ctx context.Context, cl clusterpb.InternalClient) error {
-		resp, err := cl.Apply(ctx, &clusterpb.ApplyRequest{Command: cmd})
+		resp, err := c.forward(ctx, cl, cmd)
 		if err != nil {
 			return err
 		}
@@ -47,6 +49,21 @@ func (c *Cluster) Apply(ctx context.Context, cmd *fsmpb.Command) (*fsmpb.ApplyRe
 	return res, idx, err
 }
 
+// forward sends cmd to the leader as the log entry it will propose
+// (ApplyEntry), encoded here so that the leader only stamps its time on
+// it; a leader that predates ApplyEntry gets the command (Apply).
+func (c *Cluster) forward(ctx context.Context, cl clusterpb.InternalClient, cmd *fsmpb.Command) (*clusterpb.ApplyResponse, error) {
+	entry, err := fsm.EncodeAt(cmd, 0) // the leader's time replaces 0
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w", err) // not sent
+	}
+	resp, err := cl.ApplyEntry(ctx, &clusterpb.ApplyEntryRequest{Entry: entry})
+	if status.Code(err) == codes.Unimplemented {
+		return cl.Apply(ctx, &clusterpb.ApplyRequest{Command: cmd})
+	}
+	return resp, err
+}
+
 // applyLocal applies on this node, which must be the leader.
 func (c *Cluster) applyLocal(ctx context.Context, cmd *fsmpb.Command) (*fsmpb.ApplyResult, uint64, error) {
 	if c.raft.State() != raft.Leader {
@@ -58,6 +75,24 @@ func (c *Cluster) applyLocal(ctx context.Context, cmd *fsmpb.Command) (*fsmpb.Ap
 	if err != nil {
 		return nil, 0, fmt.Errorf("cluster: %w", err)
 	}
+	return c.applyData(ctx, data)
+}
+
+// applyEntryLocal applies a forwarded entry (ApplyEntry) on this node,
+// which must be the leader, stamped with its time.
+func (c *Cluster) applyEntryLocal(ctx context.Context, entry []byte) (*fsmpb.ApplyResult, uint64, error) {
+	if c.raft.State() != raft.Leader {
+		return nil, 0, ErrNotLeader
+	}
+	data, err := fsm.Restamp(entry, c.cfg.Now().UnixMilli())
+	if err != nil {
+		return nil, 0, fmt.Errorf("cluster: %w", err)
+	}
+	return c.applyData(ctx, data)
+}
+
+// applyData proposes an encoded entry and waits for its result.
+func (c *Cluster) applyData(ctx context.Context, data []byte) (*fsmpb.ApplyResult, uint64, error) {
 	timeout := c.cfg.ApplyTimeout
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
@@ -284,6 +319,14 @@ func (s *internalServer) Apply(ctx context.Context, req *clusterpb.ApplyRequest)
 		return nil, toStatus(errors.New("missing command"))
 	}
 	res, idx, err := s.c.applyLocal(ctx, req.GetCommand())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &clusterpb.ApplyResponse{Index: idx, Result: res}, nil
+}
+
+func (s *internalServer) ApplyEntry(ctx context.Context, req *clusterpb.ApplyEntryRequest) (*clusterpb.ApplyResponse, error) {
+	res, idx, err := s.c.applyEntryLocal(ctx, req.GetEntry())
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -3,9 +3,12 @@ package fsm
 import (
 	"errors"
 	"fmt"
+	"unicode/utf8"
 
 	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
 )
@@ -67,6 +70,222 @@ func EncodeAt(cmd *fsmpb.Command, nowUnixMs int64) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// Restamp returns a copy of entry, a log entry made by EncodeAt on another
+// node, stamped with the time nowUnixMs instead, after the checks EncodeAt
+// makes: the envelope version, no envelope field this binary does not
+// know, and a body it applies (the ignore-unknown flag is set again from
+// the body's kind). It reads only the envelope's top-level fields and
+// copies the body's bytes unparsed, so the leader stamps a follower's
+// forwarded write without decoding and re-encoding its records (issue
+// 18: that was 12% of the leader's CPU in bulk ingest). Like EncodeAt,
+// it does not look inside the body: fields a newer binary added there are
+// kept, as a decode and re-encode would keep them.
+func Restamp(entry []byte, nowUnixMs int64) ([]byte, error) {
+	var (
+		version uint64
+		body    []byte // the body field, tag included
+		bodyNum protowire.Number
+	)
+	for b := entry; len(b) > 0; {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, fmt.Errorf("fsm: restamping: %w", protowire.ParseError(n))
+		}
+		if !num.IsValid() {
+			return nil, fmt.Errorf("fsm: restamping: %w: field number %d", errWire, num)
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b[n:])
+		if m < 0 {
+			return nil, fmt.Errorf("fsm: restamping: %w", protowire.ParseError(m))
+		}
+		field := b[:n+m]
+		switch {
+		case num == versionField && typ == protowire.VarintType:
+			version, _ = protowire.ConsumeVarint(b[n:])
+		case (num == nowField && typ == protowire.VarintType) || (num == ignoreUnknownField && typ == protowire.VarintType):
+			// Replaced below.
+		case typ == protowire.BytesType && bodyKinds[num].known:
+			if body != nil {
+				// A decode would merge or replace; EncodeAt never writes two.
+				return nil, fmt.Errorf("%w: more than one body", ErrUnknownCommand)
+			}
+			// Every replica panics on an entry it cannot decode, so the
+			// body must decode: checked against the schema without
+			// building the records.
+			fd := commandDesc.Fields().ByNumber(num)
+			if err := checkWire(b[n:n+m], fd, typ); err != nil {
+				return nil, fmt.Errorf("fsm: restamping: body %s: %w", fd.Name(), err)
+			}
+			body, bodyNum = field, num
+		default:
+			return nil, fmt.Errorf("%w: envelope field %d (wire type %d) is not one this binary knows", ErrUnknownCommand, num, typ)
+		}
+		b = b[n+m:]
+	}
+	if version != 0 && version != CommandVersion {
+		return nil, fmt.Errorf("%w: version %d, this binary writes %d", ErrCommandVersion, version, CommandVersion)
+	}
+	if body == nil {
+		return nil, fmt.Errorf("%w: unknown or missing body", ErrUnknownCommand)
+	}
+	// The fields in number order, as proto.Marshal writes them; decode
+	// does not depend on it.
+	out := make([]byte, 0, len(body)+24)
+	out = protowire.AppendTag(out, versionField, protowire.VarintType)
+	out = protowire.AppendVarint(out, CommandVersion)
+	if nowUnixMs != 0 {
+		out = protowire.AppendTag(out, nowField, protowire.VarintType)
+		out = protowire.AppendVarint(out, uint64(nowUnixMs))
+	}
+	if bodyKinds[bodyNum].ignorable {
+		out = protowire.AppendTag(out, ignoreUnknownField, protowire.VarintType)
+		out = protowire.AppendVarint(out, 1)
+	}
+	return append(out, body...), nil
+}
+
+// errWire: bytes a decode would refuse.
+var errWire = errors.New("invalid wire format")
+
+// checkWire reports whether the value v of field fd (its bytes after the
+// tag) would decode: lengths and wire types that fit the schema, valid
+// UTF-8 in strings, recursively in messages. Fields the schema does not
+// know only need to be well formed: a decode keeps them as unknown.
+func checkWire(v []byte, fd protoreflect.FieldDescriptor, typ protowire.Type) error {
+	if typ == protowire.BytesType && fd.IsList() && !isBytesKind(fd.Kind()) {
+		return checkPacked(v, fd)
+	}
+	switch fd.Kind() {
+	case protoreflect.StringKind:
+		s, n := protowire.ConsumeBytes(v)
+		if n < 0 || !utf8.Valid(s) {
+			return fmt.Errorf("%w: field %s is not a valid UTF-8 string", errWire, fd.Name())
+		}
+	case protoreflect.MessageKind:
+		b, n := protowire.ConsumeBytes(v)
+		if n < 0 {
+			return fmt.Errorf("%w: field %s", errWire, fd.Name())
+		}
+		return checkMessage(b, fd.Message())
+	}
+	return nil
+}
+
+// checkMessage is checkWire for the bytes of a message of type md.
+func checkMessage(b []byte, md protoreflect.MessageDescriptor) error {
+	fields := md.Fields()
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return fmt.Errorf("%w: %s: %w", errWire, md.Name(), protowire.ParseError(n))
+		}
+		if !num.IsValid() {
+			return fmt.Errorf("%w: %s: field number %d", errWire, md.Name(), num)
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b[n:])
+		if m < 0 {
+			return fmt.Errorf("%w: %s: %w", errWire, md.Name(), protowire.ParseError(m))
+		}
+		if fd := fields.ByNumber(num); fd != nil {
+			if !wireTypeFits(fd, typ) {
+				return fmt.Errorf("%w: field %s.%s has wire type %d", errWire, md.Name(), fd.Name(), typ)
+			}
+			if err := checkWire(b[n:n+m], fd, typ); err != nil {
+				return err
+			}
+		}
+		b = b[n+m:]
+	}
+	return nil
+}
+
+// checkPacked checks a packed run of a repeated scalar fd: whole values
+// only.
+func checkPacked(v []byte, fd protoreflect.FieldDescriptor) error {
+	b, n := protowire.ConsumeBytes(v)
+	if n < 0 {
+		return fmt.Errorf("%w: field %s", errWire, fd.Name())
+	}
+	size := 0
+	switch fd.Kind() {
+	case protoreflect.Fixed32Kind, protoreflect.Sfixed32Kind, protoreflect.FloatKind:
+		size = 4
+	case protoreflect.Fixed64Kind, protoreflect.Sfixed64Kind, protoreflect.DoubleKind:
+		size = 8
+	}
+	if size > 0 {
+		if len(b)%size != 0 {
+			return fmt.Errorf("%w: packed field %s", errWire, fd.Name())
+		}
+		return nil
+	}
+	for len(b) > 0 {
+		_, n := protowire.ConsumeVarint(b)
+		if n < 0 {
+			return fmt.Errorf("%w: packed field %s", errWire, fd.Name())
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+func isBytesKind(k protoreflect.Kind) bool {
+	return k == protoreflect.StringKind || k == protoreflect.BytesKind || k == protoreflect.MessageKind || k == protoreflect.GroupKind
+}
+
+// wireTypeFits reports whether a decode accepts wire type typ for fd:
+// its own type, or a packed run of a repeated scalar.
+func wireTypeFits(fd protoreflect.FieldDescriptor, typ protowire.Type) bool {
+	var want protowire.Type
+	switch fd.Kind() {
+	case protoreflect.BoolKind, protoreflect.EnumKind, protoreflect.Int32Kind, protoreflect.Sint32Kind,
+		protoreflect.Uint32Kind, protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Uint64Kind:
+		want = protowire.VarintType
+	case protoreflect.Fixed32Kind, protoreflect.Sfixed32Kind, protoreflect.FloatKind:
+		want = protowire.Fixed32Type
+	case protoreflect.Fixed64Kind, protoreflect.Sfixed64Kind, protoreflect.DoubleKind:
+		want = protowire.Fixed64Type
+	case protoreflect.GroupKind:
+		want = protowire.StartGroupType
+	default: // string, bytes, message
+		want = protowire.BytesType
+	}
+	if typ == want {
+		return true
+	}
+	return fd.IsList() && want != protowire.BytesType && want != protowire.StartGroupType && typ == protowire.BytesType
+}
+
+// commandDesc is the envelope's descriptor.
+var commandDesc = (&fsmpb.Command{}).ProtoReflect().Descriptor()
+
+// The envelope's field numbers (fsm.proto, message Command).
+const (
+	versionField       protowire.Number = 1
+	nowField           protowire.Number = 2
+	ignoreUnknownField protowire.Number = 3
+)
+
+type kind struct{ known, ignorable bool }
+
+// bodyKinds is bodyKind by the body's field number, for Restamp. It is
+// derived from bodyKind once, so the two cannot disagree, and never
+// modified.
+var bodyKinds = func() map[protowire.Number]kind {
+	out := map[protowire.Number]kind{}
+	cmd := &fsmpb.Command{}
+	m := cmd.ProtoReflect()
+	fields := m.Descriptor().Oneofs().ByName("body").Fields()
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		m.Set(fd, protoreflect.ValueOfMessage(m.NewField(fd).Message()))
+		known, ignorable := bodyKind(cmd)
+		out[fd.Number()] = kind{known, ignorable}
+		m.Clear(fd)
+	}
+	return out
+}()
 
 // bodyKind says whether this binary applies cmd's body and whether a
 // replica that does not know it may skip it. Only settings are skippable:

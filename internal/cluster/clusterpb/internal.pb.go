@@ -68,6 +68,50 @@ func (x *ApplyRequest) GetCommand() *fsmpb.Command {
 	return nil
 }
 
+type ApplyEntryRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entry         []byte                 `protobuf:"bytes,1,opt,name=entry,proto3" json:"entry,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApplyEntryRequest) Reset() {
+	*x = ApplyEntryRequest{}
+	mi := &file_internal_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApplyEntryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApplyEntryRequest) ProtoMessage() {}
+
+func (x *ApplyEntryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_internal_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApplyEntryRequest.ProtoReflect.Descriptor instead.
+func (*ApplyEntryRequest) Descriptor() ([]byte, []int) {
+	return file_internal_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ApplyEntryRequest) GetEntry() []byte {
+	if x != nil {
+		return x.Entry
+	}
+	return nil
+}
+
 type ApplyResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
@@ -78,7 +122,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_internal_proto_msgTypes[1]
+	mi := &file_internal_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -90,7 +134,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_proto_msgTypes[1]
+	mi := &file_internal_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -103,7 +147,7 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_internal_proto_rawDescGZIP(), []int{1}
+	return file_internal_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ApplyResponse) GetIndex() uint64 {
@@ -128,7 +172,7 @@ type ReadIndexRequest struct {
 
 func (x *ReadIndexRequest) Reset() {
 	*x = ReadIndexRequest{}
-	mi := &file_internal_proto_msgTypes[2]
+	mi := &file_internal_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -140,7 +184,7 @@ func (x *ReadIndexRequest) String() string {
 func (*ReadIndexRequest) ProtoMessage() {}
 
 func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_proto_msgTypes[2]
+	mi := &file_internal_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -153,7 +197,7 @@ func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_internal_proto_rawDescGZIP(), []int{2}
+	return file_internal_proto_rawDescGZIP(), []int{3}
 }
 
 type ReadIndexResponse struct {
@@ -165,7 +209,7 @@ type ReadIndexResponse struct {
 
 func (x *ReadIndexResponse) Reset() {
 	*x = ReadIndexResponse{}
-	mi := &file_internal_proto_msgTypes[3]
+	mi := &file_internal_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -177,7 +221,7 @@ func (x *ReadIndexResponse) String() string {
 func (*ReadIndexResponse) ProtoMessage() {}
 
 func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_proto_msgTypes[3]
+	mi := &file_internal_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -190,7 +234,7 @@ func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_internal_proto_rawDescGZIP(), []int{3}
+	return file_internal_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ReadIndexResponse) GetIndex() uint64 {
@@ -209,7 +253,7 @@ type RemoveServerRequest struct {
 
 func (x *RemoveServerRequest) Reset() {
 	*x = RemoveServerRequest{}
-	mi := &file_internal_proto_msgTypes[4]
+	mi := &file_internal_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -221,7 +265,7 @@ func (x *RemoveServerRequest) String() string {
 func (*RemoveServerRequest) ProtoMessage() {}
 
 func (x *RemoveServerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_proto_msgTypes[4]
+	mi := &file_internal_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -234,7 +278,7 @@ func (x *RemoveServerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServerRequest.ProtoReflect.Descriptor instead.
 func (*RemoveServerRequest) Descriptor() ([]byte, []int) {
-	return file_internal_proto_rawDescGZIP(), []int{4}
+	return file_internal_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RemoveServerRequest) GetId() string {
@@ -252,7 +296,7 @@ type RemoveServerResponse struct {
 
 func (x *RemoveServerResponse) Reset() {
 	*x = RemoveServerResponse{}
-	mi := &file_internal_proto_msgTypes[5]
+	mi := &file_internal_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -264,7 +308,7 @@ func (x *RemoveServerResponse) String() string {
 func (*RemoveServerResponse) ProtoMessage() {}
 
 func (x *RemoveServerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_internal_proto_msgTypes[5]
+	mi := &file_internal_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -277,7 +321,7 @@ func (x *RemoveServerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServerResponse.ProtoReflect.Descriptor instead.
 func (*RemoveServerResponse) Descriptor() ([]byte, []int) {
-	return file_internal_proto_rawDescGZIP(), []int{5}
+	return file_internal_proto_rawDescGZIP(), []int{6}
 }
 
 var File_internal_proto protoreflect.FileDescriptor
@@ -286,7 +330,9 @@ const file_internal_proto_rawDesc = "" +
 	"\n" +
 	"\x0einternal.proto\x12\x13dialtone.cluster.v1\x1a\tfsm.proto\"B\n" +
 	"\fApplyRequest\x122\n" +
-	"\acommand\x18\x01 \x01(\v2\x18.dialtone.fsm.v1.CommandR\acommand\"[\n" +
+	"\acommand\x18\x01 \x01(\v2\x18.dialtone.fsm.v1.CommandR\acommand\")\n" +
+	"\x11ApplyEntryRequest\x12\x14\n" +
+	"\x05entry\x18\x01 \x01(\fR\x05entry\"[\n" +
 	"\rApplyResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x124\n" +
 	"\x06result\x18\x02 \x01(\v2\x1c.dialtone.fsm.v1.ApplyResultR\x06result\"\x12\n" +
@@ -295,9 +341,11 @@ const file_internal_proto_rawDesc = "" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\"%\n" +
 	"\x13RemoveServerRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x16\n" +
-	"\x14RemoveServerResponse2\x9b\x02\n" +
+	"\x14RemoveServerResponse2\xf5\x02\n" +
 	"\bInternal\x12N\n" +
-	"\x05Apply\x12!.dialtone.cluster.v1.ApplyRequest\x1a\".dialtone.cluster.v1.ApplyResponse\x12Z\n" +
+	"\x05Apply\x12!.dialtone.cluster.v1.ApplyRequest\x1a\".dialtone.cluster.v1.ApplyResponse\x12X\n" +
+	"\n" +
+	"ApplyEntry\x12&.dialtone.cluster.v1.ApplyEntryRequest\x1a\".dialtone.cluster.v1.ApplyResponse\x12Z\n" +
 	"\tReadIndex\x12%.dialtone.cluster.v1.ReadIndexRequest\x1a&.dialtone.cluster.v1.ReadIndexResponse\x12c\n" +
 	"\fRemoveServer\x12(.dialtone.cluster.v1.RemoveServerRequest\x1a).dialtone.cluster.v1.RemoveServerResponseBHZFgithub.com/seed-7bfc04c2/dialtone/internal/cluster/clusterpb;clusterpbb\x06proto3"
 
@@ -313,28 +361,31 @@ func file_internal_proto_rawDescGZIP() []byte {
 	return file_internal_proto_rawDescData
 }
 
-var file_internal_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_internal_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_internal_proto_goTypes = []any{
 	(*ApplyRequest)(nil),         // 0: dialtone.cluster.v1.ApplyRequest
-	(*ApplyResponse)(nil),        // 1: dialtone.cluster.v1.ApplyResponse
-	(*ReadIndexRequest)(nil),     // 2: dialtone.cluster.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil),    // 3: dialtone.cluster.v1.ReadIndexResponse
-	(*RemoveServerRequest)(nil),  // 4: dialtone.cluster.v1.RemoveServerRequest
-	(*RemoveServerResponse)(nil), // 5: dialtone.cluster.v1.RemoveServerResponse
-	(*fsmpb.Command)(nil),        // 6: dialtone.fsm.v1.Command
-	(*fsmpb.ApplyResult)(nil),    // 7: dialtone.fsm.v1.ApplyResult
+	(*ApplyEntryRequest)(nil),    // 1: dialtone.cluster.v1.ApplyEntryRequest
+	(*ApplyResponse)(nil),        // 2: dialtone.cluster.v1.ApplyResponse
+	(*ReadIndexRequest)(nil),     // 3: dialtone.cluster.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),    // 4: dialtone.cluster.v1.ReadIndexResponse
+	(*RemoveServerRequest)(nil),  // 5: dialtone.cluster.v1.RemoveServerRequest
+	(*RemoveServerResponse)(nil), // 6: dialtone.cluster.v1.RemoveServerResponse
+	(*fsmpb.Command)(nil),        // 7: dialtone.fsm.v1.Command
+	(*fsmpb.ApplyResult)(nil),    // 8: dialtone.fsm.v1.ApplyResult
 }
 var file_internal_proto_depIdxs = []int32{
-	6, // 0: dialtone.cluster.v1.ApplyRequest.command:type_name -> dialtone.fsm.v1.Command
-	7, // 1: dialtone.cluster.v1.ApplyResponse.result:type_name -> dialtone.fsm.v1.ApplyResult
+	7, // 0: dialtone.cluster.v1.ApplyRequest.command:type_name -> dialtone.fsm.v1.Command
+	8, // 1: dialtone.cluster.v1.ApplyResponse.result:type_name -> dialtone.fsm.v1.ApplyResult
 	0, // 2: dialtone.cluster.v1.Internal.Apply:input_type -> dialtone.cluster.v1.ApplyRequest
-	2, // 3: dialtone.cluster.v1.Internal.ReadIndex:input_type -> dialtone.cluster.v1.ReadIndexRequest
-	4, // 4: dialtone.cluster.v1.Internal.RemoveServer:input_type -> dialtone.cluster.v1.RemoveServerRequest
-	1, // 5: dialtone.cluster.v1.Internal.Apply:output_type -> dialtone.cluster.v1.ApplyResponse
-	3, // 6: dialtone.cluster.v1.Internal.ReadIndex:output_type -> dialtone.cluster.v1.ReadIndexResponse
-	5, // 7: dialtone.cluster.v1.Internal.RemoveServer:output_type -> dialtone.cluster.v1.RemoveServerResponse
-	5, // [5:8] is the sub-list for method output_type
-	2, // [2:5] is the sub-list for method input_type
+	1, // 3: dialtone.cluster.v1.Internal.ApplyEntry:input_type -> dialtone.cluster.v1.ApplyEntryRequest
+	3, // 4: dialtone.cluster.v1.Internal.ReadIndex:input_type -> dialtone.cluster.v1.ReadIndexRequest
+	5, // 5: dialtone.cluster.v1.Internal.RemoveServer:input_type -> dialtone.cluster.v1.RemoveServerRequest
+	2, // 6: dialtone.cluster.v1.Internal.Apply:output_type -> dialtone.cluster.v1.ApplyResponse
+	2, // 7: dialtone.cluster.v1.Internal.ApplyEntry:output_type -> dialtone.cluster.v1.ApplyResponse
+	4, // 8: dialtone.cluster.v1.Internal.ReadIndex:output_type -> dialtone.cluster.v1.ReadIndexResponse
+	6, // 9: dialtone.cluster.v1.Internal.RemoveServer:output_type -> dialtone.cluster.v1.RemoveServerResponse
+	6, // [6:10] is the sub-list for method output_type
+	2, // [2:6] is the sub-list for method input_type
 	2, // [2:2] is the sub-list for extension type_name
 	2, // [2:2] is the sub-list for extension extendee
 	0, // [0:2] is the sub-list for field type_name
@@ -351,7 +402,7 @@ func file_internal_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_internal_proto_rawDesc), len(file_internal_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

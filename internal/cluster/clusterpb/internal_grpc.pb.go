@@ -22,6 +22,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	Internal_Apply_FullMethodName        = "/dialtone.cluster.v1.Internal/Apply"
+	Internal_ApplyEntry_FullMethodName   = "/dialtone.cluster.v1.Internal/ApplyEntry"
 	Internal_ReadIndex_FullMethodName    = "/dialtone.cluster.v1.Internal/ReadIndex"
 	Internal_RemoveServer_FullMethodName = "/dialtone.cluster.v1.Internal/RemoveServer"
 )
@@ -32,6 +33,10 @@ const (
 type InternalClient interface {
 	// Applies a command through the leader's Raft log.
 	Apply(ctx context.Context, in *ApplyRequest, opts ...grpc.CallOption) (*ApplyResponse, error)
+	// Applies a log entry the follower encoded (fsm.EncodeAt): the leader
+	// stamps its time without decoding the body (fsm.Restamp). A leader
+	// without it answers Unimplemented and the follower sends Apply.
+	ApplyEntry(ctx context.Context, in *ApplyEntryRequest, opts ...grpc.CallOption) (*ApplyResponse, error)
 	// Returns an index that covers every write acknowledged before the call
 	// (the leader confirms its leadership first).
 	ReadIndex(ctx context.Context, in *ReadIndexRequest, opts ...grpc.CallOption) (*ReadIndexResponse, error)
@@ -51,6 +56,16 @@ func (c *internalClient) Apply(ctx context.Context, in *ApplyRequest, opts ...gr
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ApplyResponse)
 	err := c.cc.Invoke(ctx, Internal_Apply_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *internalClient) ApplyEntry(ctx context.Context, in *ApplyEntryRequest, opts ...grpc.CallOption) (*ApplyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ApplyResponse)
+	err := c.cc.Invoke(ctx, Internal_ApplyEntry_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -83,6 +98,10 @@ func (c *internalClient) RemoveServer(ctx context.Context, in *RemoveServerReque
 type InternalServer interface {
 	// Applies a command through the leader's Raft log.
 	Apply(context.Context, *ApplyRequest) (*ApplyResponse, error)
+	// Applies a log entry the follower encoded (fsm.EncodeAt): the leader
+	// stamps its time without decoding the body (fsm.Restamp). A leader
+	// without it answers Unimplemented and the follower sends Apply.
+	ApplyEntry(context.Context, *ApplyEntryRequest) (*ApplyResponse, error)
 	// Returns an index that covers every write acknowledged before the call
 	// (the leader confirms its leadership first).
 	ReadIndex(context.Context, *ReadIndexRequest) (*ReadIndexResponse, error)
@@ -100,6 +119,9 @@ type UnimplementedInternalServer struct{}
 
 func (UnimplementedInternalServer) Apply(context.Context, *ApplyRequest) (*ApplyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Apply not implemented")
+}
+func (UnimplementedInternalServer) ApplyEntry(context.Context, *ApplyEntryRequest) (*ApplyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ApplyEntry not implemented")
 }
 func (UnimplementedInternalServer) ReadIndex(context.Context, *ReadIndexRequest) (*ReadIndexResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReadIndex not implemented")
@@ -142,6 +164,24 @@ func _Internal_Apply_Handler(srv interface{}, ctx context.Context, dec func(inte
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(InternalServer).Apply(ctx, req.(*ApplyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Internal_ApplyEntry_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ApplyEntryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InternalServer).ApplyEntry(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Internal_ApplyEntry_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InternalServer).ApplyEntry(ctx, req.(*ApplyEntryRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -192,6 +232,10 @@ var Internal_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Apply",
 			Handler:    _Internal_Apply_Handler,
+		},
+		{
+			MethodName: "ApplyEntry",
+			Handler:    _Internal_ApplyEntry_Handler,
 		},
 		{
 			MethodName: "ReadIndex",
