@@ -13,9 +13,11 @@
 // skips (counted by Skipped): Encode sets the flag on settings bodies only,
 // so that a rolling upgrade may introduce new settings commands without
 // stopping the replicas not yet upgraded (Consul's and Nomad's
-// IgnoreUnknownTypeFlag). Encode and decode (command.go) are the only
-// writer and reader of the log encoding: they stamp and check the envelope
-// version, so no other package marshals commands.
+// IgnoreUnknownTypeFlag). Encode, Restamp and decode (command.go) are the
+// only writers and reader of the log encoding: they stamp and check the
+// envelope version, so no other package marshals commands. Restamp sets
+// the leader's time on an entry a follower encoded, without decoding its
+// body.
 //
 // Reads (Get, List, Due, Profiles, Count, Entitlement(s), Threshold(s),
 // Pacing(s)) are safe concurrently with Apply.
