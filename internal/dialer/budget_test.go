@@ -172,3 +172,65 @@ func TestEngineSampledPortView(t *testing.T) {
 		})
 	}
 }
+
+// TestBudgetPlacedSince: placedSince counts the dial times at or after t
+// among those of the last placedKeep, as a scan of every time placed
+// would, while times age out (the slice stays bounded).
+func TestBudgetPlacedSince(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	start := time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)
+	var b budget
+	var all []time.Time
+	now := start
+	for i := range 40_000 {
+		// Bursts of equal times, gaps up to 2 ms: 40,000 calls span
+		// about 40 s, four times placedKeep.
+		if rng.IntN(3) > 0 {
+			now = now.Add(time.Duration(rng.IntN(2_000_000)))
+		}
+		b.armed++
+		b.place(now)
+		all = append(all, now)
+		if i%997 != 0 {
+			continue
+		}
+		for _, back := range []time.Duration{0, time.Microsecond, 3 * time.Millisecond, time.Second, placedKeep - time.Millisecond} {
+			since := now.Add(-back)
+			want := 0
+			for _, p := range all {
+				if !p.Before(since) {
+					want++
+				}
+			}
+			if got := b.placedSince(since); got != want {
+				t.Fatalf("call %d: placedSince(now - %s) = %d, want %d", i, back, got, want)
+			}
+		}
+		if kept := len(b.placed); kept > 2*(len(b.placed)-b.head)+64 {
+			t.Fatalf("call %d: %d times kept for %d live", i, kept, len(b.placed)-b.head)
+		}
+	}
+	if b.calls != 40_000 || b.armed != 0 {
+		t.Fatalf("calls %d, armed %d", b.calls, b.armed)
+	}
+}
+
+// BenchmarkBudgetPlace: one call placed at 5,000 CAPS, with a full
+// placedKeep of earlier calls (50,000 times) behind it.
+func BenchmarkBudgetPlace(b *testing.B) {
+	var bud budget
+	now := time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)
+	step := time.Second / 5000
+	for range 50_000 {
+		bud.armed++
+		bud.place(now)
+		now = now.Add(step)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		bud.armed++
+		bud.place(now)
+		_ = bud.placedSince(now.Add(-200 * time.Millisecond))
+		now = now.Add(step)
+	}
+}
