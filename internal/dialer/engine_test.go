@@ -152,7 +152,14 @@ func (p *platform) Place(ctx context.Context, c telephony.Call) (telephony.Outco
 	if pre != nil {
 		time.Sleep(pre())
 	}
-	var received time.Time // the far end's receive time
+	// The far end logs a call when it receives it: with SendWrite inside
+	// the write, which runs in the call's turn at the gate, so the log is
+	// in the order the writes happened.
+	var (
+		idx     int
+		out     telephony.Outcome
+		refused error
+	)
 	if p.sendWrite {
 		if err := c.SendWrite(ctx, func() error {
 			if p.writing.Add(1) > 1 {
@@ -162,7 +169,7 @@ func (p *platform) Place(ctx context.Context, c telephony.Call) (telephony.Outco
 			if post != nil {
 				time.Sleep(post())
 			}
-			received = time.Now()
+			idx, out, refused = p.receive(c, time.Now())
 			return nil
 		}); err != nil {
 			return telephony.Outcome{}, err
@@ -175,28 +182,12 @@ func (p *platform) Place(ctx context.Context, c telephony.Call) (telephony.Outco
 		if post != nil {
 			time.Sleep(post())
 		}
-		received = time.Now()
+		idx, out, refused = p.receive(c, time.Now())
 		c.Written()
 	}
-	p.mu.Lock()
-	if p.activeN[c.Tenant] >= p.ports[c.Tenant] {
-		p.refused++
-		p.mu.Unlock()
-		return telephony.Outcome{}, fmt.Errorf("platform: %w", telephony.ErrFull)
+	if refused != nil {
+		return telephony.Outcome{}, refused
 	}
-	p.activeN[c.Tenant]++
-	p.maxActive = max(p.maxActive, p.activeN[c.Tenant])
-	p.inProgress[c.RequestID]++
-	if p.inProgress[c.RequestID] > 1 {
-		p.concurrent++
-	}
-	out := telephony.Outcome{Class: fsmpb.OutcomeClass_OUTCOME_SUCCESS, Reason: "TreatmentApplied"}
-	if s := p.script[c.Telnum]; len(s) > 0 {
-		out, p.script[c.Telnum] = s[0], s[1:]
-	}
-	idx := len(p.calls)
-	p.calls = append(p.calls, placed{call: c, start: received})
-	p.mu.Unlock()
 
 	var err error
 	select {
@@ -210,6 +201,30 @@ func (p *platform) Place(ctx context.Context, c telephony.Call) (telephony.Outco
 	p.calls[idx].end = time.Now()
 	p.mu.Unlock()
 	return out, err
+}
+
+// receive takes a call received at the far end at time received: it is
+// refused when the tenant's ports are full, else logged (its index in
+// calls) and given its scripted outcome.
+func (p *platform) receive(c telephony.Call, received time.Time) (idx int, out telephony.Outcome, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.activeN[c.Tenant] >= p.ports[c.Tenant] {
+		p.refused++
+		return 0, telephony.Outcome{}, fmt.Errorf("platform: %w", telephony.ErrFull)
+	}
+	p.activeN[c.Tenant]++
+	p.maxActive = max(p.maxActive, p.activeN[c.Tenant])
+	p.inProgress[c.RequestID]++
+	if p.inProgress[c.RequestID] > 1 {
+		p.concurrent++
+	}
+	out = telephony.Outcome{Class: fsmpb.OutcomeClass_OUTCOME_SUCCESS, Reason: "TreatmentApplied"}
+	if s := p.script[c.Telnum]; len(s) > 0 {
+		out, p.script[c.Telnum] = s[0], s[1:]
+	}
+	p.calls = append(p.calls, placed{call: c, start: received})
+	return len(p.calls) - 1, out, nil
 }
 
 func (p *platform) snapshot() []placed {
