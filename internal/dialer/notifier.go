@@ -56,6 +56,11 @@ func (n *notifier) add(id string) {
 		n.pending[r.Tenant]++
 	}
 	n.mu.Unlock()
+	n.signal()
+}
+
+// signal wakes the dispatcher: the queue changed.
+func (n *notifier) signal() {
 	select {
 	case n.wake <- struct{}{}:
 	default:
@@ -179,6 +184,7 @@ func (n *notifier) send(ctx context.Context, nt *note) {
 	nt.sending = false
 	heap.Push(&n.queue, nt)
 	n.mu.Unlock()
+	n.signal() // the dispatcher may be asleep on an empty queue for up to a second
 }
 
 func (n *notifier) forget(nt *note) {

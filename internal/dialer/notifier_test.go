@@ -121,3 +121,24 @@ func TestNotifierRunWaitsForItsWorkers(t *testing.T) {
 		t.Fatalf("Run returned with %d notification sends in flight", inFlight)
 	}
 }
+
+// TestNotifierRetriesAtTheirBackoff: a failed delivery is retried after
+// its backoff (here at most 100 ms), not at the dispatcher's next
+// once-a-second look at a queue it last saw empty.
+func TestNotifierRetriesAtTheirBackoff(t *testing.T) {
+	h := newHarness(t, 5*time.Millisecond)
+	h.recv.failN = 3
+	h.setPorts("acme", 1)
+	ids := h.submit("acme", "P", 1, 1, time.Hour, digits)
+	h.start()
+	eventually(t, 10*time.Second, "the first delivery failed", func() error {
+		h.recv.mu.Lock()
+		defer h.recv.mu.Unlock()
+		if h.recv.failed == 0 {
+			return fmt.Errorf("no delivery yet")
+		}
+		return nil
+	})
+	// Three retries at ~100 ms (±20%); a second each would be 2 s or more.
+	h.allNotified(ids, 1500*time.Millisecond)
+}
