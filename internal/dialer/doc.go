@@ -89,9 +89,10 @@
 // # Notifications
 //
 // Every finished request with a pending notification is delivered at least
-// once (notifier.go): retried with capped exponential backoff until a 2xx,
-// then committed as notified (MarkNotified, group-committed). A new leader
-// resends what was not committed.
+// once (notifier.go, by NotifyConcurrency long-lived workers): retried with
+// capped exponential backoff until a 2xx, then committed as notified
+// (MarkNotified, group-committed). A new leader resends what was not
+// committed.
 //
 // # Cleanup
 //

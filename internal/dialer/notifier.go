@@ -56,6 +56,11 @@ func (n *notifier) add(id string) {
 		n.pending[r.Tenant]++
 	}
 	n.mu.Unlock()
+	n.signal()
+}
+
+// signal wakes the dispatcher: the queue changed.
+func (n *notifier) signal() {
 	select {
 	case n.wake <- struct{}{}:
 	default:
@@ -68,9 +73,10 @@ func (n *notifier) stats(tenant string) (pending int, retries uint64) {
 	return n.pending[tenant], n.retries[tenant]
 }
 
+// run delivers the notifications of this term until ctx ends: it queues
+// what earlier leaders left pending, then hands each due note to one of
+// NotifyConcurrency workers. It returns once every worker has.
 func (n *notifier) run(ctx context.Context) {
-	var wg sync.WaitGroup
-	defer wg.Wait()
 	// What earlier leaders finished but did not get delivered.
 	for _, tn := range n.e.opts.Store.Tenants(fsmpb.State_PROCESSED) {
 		after := ""
@@ -87,42 +93,42 @@ func (n *notifier) run(ctx context.Context) {
 			}
 		}
 	}
-	sem := make(chan struct{}, n.e.opts.NotifyConcurrency)
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	for {
-		wait := time.Second
-		now := time.Now()
-		for n.e.opts.Sender != nil {
-			n.mu.Lock()
-			if n.queue.Len() == 0 {
-				n.mu.Unlock()
-				break
-			}
-			nt := n.queue[0]
-			if nt.next.After(now) {
-				wait = min(wait, nt.next.Sub(now))
-				n.mu.Unlock()
-				break
-			}
-			select {
-			case sem <- struct{}{}:
-			default:
-				n.mu.Unlock()
-				wait = min(wait, 10*time.Millisecond)
-				goto sleep
-			}
-			heap.Pop(&n.queue)
-			nt.sending = true
-			n.mu.Unlock()
+	// Long-lived workers, not a goroutine per note: each delivery runs
+	// deep in net/http, and a fresh goroutine grows (copies) its stack
+	// there every time. Unbuffered: a note leaves the queue only when a
+	// worker takes it, so the dispatcher blocks rather than polls while
+	// all of them are busy.
+	work := make(chan *note)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	if n.e.opts.Sender != nil {
+		for range n.e.opts.NotifyConcurrency {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				defer func() { <-sem }()
-				n.send(ctx, nt)
+				for {
+					select {
+					case <-ctx.Done():
+						return
+					case nt := <-work:
+						n.send(ctx, nt)
+					}
+				}
 			}()
 		}
-	sleep:
+	}
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		nt, wait := n.due(time.Now())
+		if nt != nil {
+			select {
+			case work <- nt:
+				continue
+			case <-ctx.Done():
+				return
+			}
+		}
 		timer.Reset(wait) // Go ≥1.23 timers: Reset discards a pending tick
 		select {
 		case <-ctx.Done():
@@ -131,6 +137,24 @@ func (n *notifier) run(ctx context.Context) {
 		case <-timer.C:
 		}
 	}
+}
+
+// due takes the earliest note off the queue, marked sending, if it is due
+// at now; otherwise it says how long to wait (at most a second). With no
+// Sender nothing is ever due.
+func (n *notifier) due(now time.Time) (*note, time.Duration) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.e.opts.Sender == nil || n.queue.Len() == 0 {
+		return nil, time.Second
+	}
+	nt := n.queue[0]
+	if d := nt.next.Sub(now); d > 0 {
+		return nil, min(d, time.Second)
+	}
+	heap.Pop(&n.queue)
+	nt.sending = true
+	return nt, 0
 }
 
 func (n *notifier) send(ctx context.Context, nt *note) {
@@ -160,6 +184,7 @@ func (n *notifier) send(ctx context.Context, nt *note) {
 	nt.sending = false
 	heap.Push(&n.queue, nt)
 	n.mu.Unlock()
+	n.signal() // the dispatcher may be asleep on an empty queue for up to a second
 }
 
 func (n *notifier) forget(nt *note) {
