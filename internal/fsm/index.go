@@ -2,7 +2,6 @@ package fsm
 
 import (
 	"cmp"
-	"slices"
 	"strings"
 
 	"github.com/google/btree"
@@ -376,32 +375,48 @@ func (s *state) ranges(tenant, profile string, state fsmpb.State) []profileState
 
 // listIDs returns, in id order, up to n ids greater than after of the
 // tenant's records of profile ("" = any) in state (STATE_UNSPECIFIED =
-// any): up to n from each matching (profile, state) range of
-// tenantProfileState, merged, O(ranges × n). The states are few, so a
-// page of one profile costs a few times a single range, and a tenant-wide
-// page O(profiles × states × n); indexes by tenant alone or by (tenant,
-// profile) would cost every create and purge one more tree insert or
-// delete, for reads that are paged.
+// any), merged from the matching (profile, state) ranges of
+// tenantProfileState: O(ranges × n) at most. Indexes by tenant alone or by
+// (tenant, profile) would cost every create and purge one more tree insert
+// or delete, for reads that are paged and the states are few.
 func (s *state) listIDs(tenant, profile string, state fsmpb.State, after string, n int) []string {
-	var ids []string
+	var ids, run, merged []string
 	for _, r := range s.ranges(tenant, profile, state) {
-		start := len(ids)
+		run = run[:0]
 		s.tenantProfileState.AscendGreaterOrEqual(tenantProfileStateItem{tenant: tenant, profile: r.profile, state: r.state, id: after}, func(it tenantProfileStateItem) bool {
 			if it.tenant != tenant || it.profile != r.profile || it.state != r.state {
 				return false
 			}
-			if it.id != after {
-				ids = append(ids, it.id)
+			// With n ids held, only a smaller one can still be on the page.
+			if len(ids) == n && it.id > ids[n-1] {
+				return false
 			}
-			return len(ids)-start < n
+			if it.id != after {
+				run = append(run, it.id)
+			}
+			return len(run) < n
 		})
-	}
-	// Each range is in id order, and an id is in one range only.
-	slices.Sort(ids)
-	if len(ids) > n {
-		ids = ids[:n]
+		if len(ids) == 0 {
+			ids, run = run, nil // most pages have one range
+			continue
+		}
+		merged = mergeIDs(merged[:0], ids, run, n)
+		ids, merged = merged, ids
 	}
 	return ids
+}
+
+// mergeIDs appends to dst the up to n smallest ids of a and b, which are
+// ascending and disjoint.
+func mergeIDs(dst, a, b []string, n int) []string {
+	for len(dst) < n && (len(a) > 0 || len(b) > 0) {
+		if len(b) == 0 || len(a) > 0 && a[0] < b[0] {
+			dst, a = append(dst, a[0]), a[1:]
+		} else {
+			dst, b = append(dst, b[0]), b[1:]
+		}
+	}
+	return dst
 }
 
 // adjust adds delta to the (tenant, state, profile) count, dropping items
