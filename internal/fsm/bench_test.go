@@ -91,3 +91,55 @@ func BenchmarkApplyBatchCreate100Large(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.N*100)/b.Elapsed().Seconds(), "records/s")
 }
+
+// BenchmarkListPage pages through 40,000 records of one tenant, over 4
+// profiles and, interleaved by id within each profile, the states PENDING,
+// INITIATED, IN_PROGRESS and PROCESSED. One op is one page of 100; the
+// pages walk the whole result and start again.
+func BenchmarkListPage(b *testing.B) {
+	f := New()
+	h := &harness{t: b, f: f}
+	for e := 0; e < 400; e++ {
+		reqs := make([]*fsmpb.Request, 100)
+		var claimed []string
+		var starts []*fsmpb.AttemptStart
+		var results []*fsmpb.AttemptResult
+		for j := range reqs {
+			id := fmt.Sprintf("0190a8c5-%08x-%04x", e, j)
+			reqs[j] = newReq(id, "t", fmt.Sprintf("p%d", j%4), 3, 3_600_000)
+			st := fsmpb.State((j/4)%4 + 1)
+			if st >= fsmpb.State_INITIATED {
+				claimed = append(claimed, id)
+			}
+			if st >= fsmpb.State_IN_PROGRESS {
+				starts = append(starts, &fsmpb.AttemptStart{Id: id, CallUuid: "c" + id})
+			}
+			if st == fsmpb.State_PROCESSED {
+				results = append(results, &fsmpb.AttemptResult{Id: id, CallUuid: "c" + id, Outcome: fsmpb.OutcomeClass_OUTCOME_PERMANENT, Reason: "Vacant"})
+			}
+		}
+		h.mustOK(t0, create(reqs...))
+		h.mustOK(t0, ClaimCommand(claimed))
+		h.mustOK(t0, StartAttemptsCommand(starts))
+		h.mustOK(t0, RecordResultsCommand(results))
+	}
+	for _, q := range []ListQuery{
+		{Tenant: "t", IVRProfile: "p1", State: fsmpb.State_IN_PROGRESS},
+		{Tenant: "t", IVRProfile: "p1"},
+		{Tenant: "t", State: fsmpb.State_IN_PROGRESS},
+		{Tenant: "t"},
+	} {
+		name := q.IVRProfile + "/" + q.State.String()
+		b.Run(name, func(b *testing.B) {
+			q.Limit = 100
+			b.ReportAllocs()
+			for b.Loop() {
+				page, next := f.List(q)
+				if len(page) == 0 {
+					b.Fatal("empty page")
+				}
+				q.After = next
+			}
+		})
+	}
+}

@@ -47,7 +47,7 @@ func (f *FSM) InState(tenant string, state fsmpb.State, after string, limit int)
 		return nil
 	}
 	st := f.view()
-	ids := st.tenantIDs(tenant, state, after, limit)
+	ids := st.listIDs(tenant, "", state, after, limit)
 	var out []*fsmpb.Request
 	for _, id := range ids {
 		out = append(out, st.mustGet(id))

@@ -30,8 +30,7 @@
 // small key structs, one tree per order the reads need:
 //
 //	byID                (id) → record                    Get; snapshots (id order)
-//	tenantProfile       (tenant, profile, id)            List by profile; by tenant, merged
-//	tenantProfileState  (tenant, profile, state, id)     List by both; by state, merged; InState
+//	tenantProfileState  (tenant, profile, state, id)     List, InState (ranges merged)
 //	idem                (tenant, idempotency_key) → id   only records with a key
 //	queue               (tenant, profile, state, next_retry asc,
 //	                     expires asc, attempts_made desc, id)  Due; waiting records only
@@ -44,11 +43,21 @@
 // fields changed, e.g. a notification mark only byID, and a secondary item
 // is 8 bytes smaller). Lookups build their probe item on the stack, so no
 // key is encoded or allocated. Strings compare byte-wise and states as
-// uint32, the order the earlier byte-key indexes had. A List page of one
-// profile and every Due call cost O(log n + page) however sparse the
-// matches; a tenant-wide page (and InState) merges the tenant's profiles,
-// O(profiles × page), which replaced two tenant-wide indexes that every
-// create and state change paid for. Profiles costs O(profiles). Apply
+// uint32, the order the earlier byte-key indexes had. Due and a List page
+// of one profile in one state cost O(log n + page) however sparse the
+// matches. Every other page (List without a profile or a state, InState)
+// merges the (profile, state) ranges that hold matching records, which the
+// counts name (state.listIDs): each range is merged into the page as it is
+// read and, once the page is full, stops at its last id, so a page costs
+// at most O(ranges × page), and the states are few. No index by tenant or
+// by (tenant, profile) is kept, as every create and purge would pay for
+// it: dropping (tenant, profile, id), the last of them, took
+// BenchmarkCreateCPU (100-record creates into 200,000 records) from 5.4
+// to 4.1 µs of CPU per record (0.76; bytes allocated 0.90, allocations
+// 0.98) and the live heap from 1,206 to 1,099 B per record, while
+// BenchmarkListPage (4 profiles × 4 states interleaved, 100 per page) took
+// 37 µs instead of 24 for a page of one profile without a state and 52
+// µs instead of 65 for a tenant-wide page. Profiles costs O(profiles). Apply
 // checks id and idempotency-key uniqueness itself (ReplaceOrInsert would
 // overwrite): a create inserts into the id and key trees first and takes
 // the insert back when it replaced a record (one descent of each tree, not

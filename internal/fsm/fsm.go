@@ -189,40 +189,9 @@ func (f *FSM) List(q ListQuery) (reqs []*fsmpb.Request, next string) {
 	if limit <= 0 {
 		limit = defaultListLimit
 	}
-	// The profile indexes end in the id, so a page of one profile costs
-	// O(limit) however sparse the matches are; a tenant-wide page merges
-	// the tenant's profiles (state.tenantIDs). One more than a page is
-	// read to tell whether another page follows.
+	// One more than a page is read to tell whether another page follows.
 	st := f.view()
-	var ids []string
-	switch {
-	case q.IVRProfile != "" && q.State != fsmpb.State_STATE_UNSPECIFIED:
-		st.tenantProfileState.AscendGreaterOrEqual(
-			tenantProfileStateItem{tenant: q.Tenant, profile: q.IVRProfile, state: q.State, id: q.After},
-			func(it tenantProfileStateItem) bool {
-				if it.tenant != q.Tenant || it.profile != q.IVRProfile || it.state != q.State {
-					return false
-				}
-				if it.id != q.After {
-					ids = append(ids, it.id)
-				}
-				return len(ids) <= limit
-			})
-	case q.IVRProfile != "":
-		st.tenantProfile.AscendGreaterOrEqual(
-			tenantProfileItem{tenant: q.Tenant, profile: q.IVRProfile, id: q.After},
-			func(it tenantProfileItem) bool {
-				if it.tenant != q.Tenant || it.profile != q.IVRProfile {
-					return false
-				}
-				if it.id != q.After {
-					ids = append(ids, it.id)
-				}
-				return len(ids) <= limit
-			})
-	default:
-		ids = st.tenantIDs(q.Tenant, q.State, q.After, limit+1)
-	}
+	ids := st.listIDs(q.Tenant, q.IVRProfile, q.State, q.After, limit+1)
 	if len(ids) > limit {
 		ids = ids[:limit]
 		next = ids[limit-1]

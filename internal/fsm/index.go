@@ -2,7 +2,6 @@ package fsm
 
 import (
 	"cmp"
-	"slices"
 	"strings"
 
 	"github.com/google/btree"
@@ -29,14 +28,9 @@ type idItem struct {
 	r  *fsmpb.Request
 }
 
-// tenantProfileItem orders (tenant, profile, id): List by tenant (merged
-// over the tenant's profiles) and by profile.
-type tenantProfileItem struct {
-	tenant, profile, id string
-}
-
-// tenantProfileStateItem orders (tenant, profile, state, id): List and
-// InState filtered by state (merged over the profiles), or by both.
+// tenantProfileStateItem orders (tenant, profile, state, id): every List
+// and InState page, merged over the (profile, state) ranges that match
+// (see state.listIDs).
 type tenantProfileStateItem struct {
 	tenant, profile string
 	state           fsmpb.State
@@ -97,16 +91,6 @@ type countItem struct {
 func cmpState(a, b fsmpb.State) int { return cmp.Compare(uint32(a), uint32(b)) }
 
 func lessID(a, b idItem) bool { return a.id < b.id }
-
-func lessTenantProfile(a, b tenantProfileItem) bool {
-	if c := strings.Compare(a.tenant, b.tenant); c != 0 {
-		return c < 0
-	}
-	if c := strings.Compare(a.profile, b.profile); c != 0 {
-		return c < 0
-	}
-	return a.id < b.id
-}
 
 func lessTenantProfileState(a, b tenantProfileStateItem) bool {
 	if c := strings.Compare(a.tenant, b.tenant); c != 0 {
@@ -175,7 +159,6 @@ func queueKey(r *fsmpb.Request) queueItem {
 // mutates it in place; readers get immutable clones of it (see FSM).
 type state struct {
 	byID               *btree.BTreeG[idItem]
-	tenantProfile      *btree.BTreeG[tenantProfileItem]
 	tenantProfileState *btree.BTreeG[tenantProfileStateItem]
 	idem               *btree.BTreeG[idemItem]
 	queue              *btree.BTreeG[queueItem]
@@ -193,7 +176,6 @@ type state struct {
 func newState() *state {
 	return &state{
 		byID:               btree.NewG(btreeDegree, lessID),
-		tenantProfile:      btree.NewG(btreeDegree, lessTenantProfile),
 		tenantProfileState: btree.NewG(btreeDegree, lessTenantProfileState),
 		idem:               btree.NewG(btreeDegree, lessIdem),
 		queue:              btree.NewG(btreeDegree, lessQueue),
@@ -211,7 +193,6 @@ func newState() *state {
 func (s *state) clone() *state {
 	return &state{
 		byID:               s.byID.Clone(),
-		tenantProfile:      s.tenantProfile.Clone(),
 		tenantProfileState: s.tenantProfileState.Clone(),
 		idem:               s.idem.Clone(),
 		queue:              s.queue.Clone(),
@@ -303,7 +284,6 @@ func (s *state) dropNew(r *fsmpb.Request) {
 // insertRest adds r, in the id and idempotency indexes already, to the
 // others and counts it.
 func (s *state) insertRest(r *fsmpb.Request) {
-	s.tenantProfile.ReplaceOrInsert(tenantProfileItem{tenant: r.Tenant, profile: r.IvrProfile, id: r.Id})
 	s.tenantProfileState.ReplaceOrInsert(tenantProfileStateItem{tenant: r.Tenant, profile: r.IvrProfile, state: r.State, id: r.Id})
 	if waiting(r) {
 		s.queue.ReplaceOrInsert(queueKey(r))
@@ -354,7 +334,6 @@ func (s *state) replace(old, n *fsmpb.Request) {
 // remove deletes the stored record r from every index.
 func (s *state) remove(r *fsmpb.Request) {
 	s.byID.Delete(idItem{id: r.Id})
-	s.tenantProfile.Delete(tenantProfileItem{tenant: r.Tenant, profile: r.IvrProfile, id: r.Id})
 	s.tenantProfileState.Delete(tenantProfileStateItem{tenant: r.Tenant, profile: r.IvrProfile, state: r.State, id: r.Id})
 	if r.IdempotencyKey != "" {
 		s.idem.Delete(idemItem{tenant: r.Tenant, key: r.IdempotencyKey})
@@ -366,55 +345,78 @@ func (s *state) remove(r *fsmpb.Request) {
 	s.adjust(r.Tenant, r.IvrProfile, r.State, -1)
 }
 
-// profiles returns, sorted, the tenant's IVR profiles holding records in
-// state (any state for STATE_UNSPECIFIED), from the counts.
-func (s *state) profiles(tenant string, state fsmpb.State) []string {
-	var out []string
-	s.counts.AscendGreaterOrEqual(countItem{tenant: tenant}, func(c countItem) bool {
-		if c.tenant != tenant {
+// profileState is one (profile, state) range of the tenant's records in
+// tenantProfileState.
+type profileState struct {
+	profile string
+	state   fsmpb.State
+}
+
+// ranges returns the (profile, state) ranges of the tenant's records of
+// profile ("" = any) in state (STATE_UNSPECIFIED = any). Unless both are
+// given, only the ranges that hold records are returned, from the counts.
+func (s *state) ranges(tenant, profile string, state fsmpb.State) []profileState {
+	if profile != "" && state != fsmpb.State_STATE_UNSPECIFIED {
+		return []profileState{{profile, state}}
+	}
+	var out []profileState
+	// The counts order (tenant, state, profile): a given state is one run.
+	s.counts.AscendGreaterOrEqual(countItem{tenant: tenant, state: state}, func(c countItem) bool {
+		if c.tenant != tenant || (state != fsmpb.State_STATE_UNSPECIFIED && c.state != state) {
 			return false
 		}
-		if state == fsmpb.State_STATE_UNSPECIFIED || c.state == state {
-			out = append(out, c.profile)
+		if profile == "" || c.profile == profile {
+			out = append(out, profileState{c.profile, c.state})
 		}
 		return true
 	})
-	slices.Sort(out)
-	return slices.Compact(out)
+	return out
 }
 
-// tenantIDs returns, in id order, up to limit ids of the tenant's records
-// in state (any state for STATE_UNSPECIFIED) greater than after: the
-// profile indexes merged over the tenant's profiles, O(profiles × limit).
-// (A tenant-wide index would cost every create and every state change one
-// more tree insert, for reads that are paged.)
-func (s *state) tenantIDs(tenant string, state fsmpb.State, after string, limit int) []string {
-	var ids []string
-	for _, p := range s.profiles(tenant, state) {
-		n := 0
-		visit := func(id string) bool {
-			if id == after {
-				return true
+// listIDs returns, in id order, up to n ids greater than after of the
+// tenant's records of profile ("" = any) in state (STATE_UNSPECIFIED =
+// any), merged from the matching (profile, state) ranges of
+// tenantProfileState: O(ranges × n) at most. Indexes by tenant alone or by
+// (tenant, profile) would cost every create and purge one more tree insert
+// or delete, for reads that are paged and the states are few.
+func (s *state) listIDs(tenant, profile string, state fsmpb.State, after string, n int) []string {
+	var ids, run, merged []string
+	for _, r := range s.ranges(tenant, profile, state) {
+		run = run[:0]
+		s.tenantProfileState.AscendGreaterOrEqual(tenantProfileStateItem{tenant: tenant, profile: r.profile, state: r.state, id: after}, func(it tenantProfileStateItem) bool {
+			if it.tenant != tenant || it.profile != r.profile || it.state != r.state {
+				return false
 			}
-			ids = append(ids, id)
-			n++
-			return n < limit
+			// With n ids held, only a smaller one can still be on the page.
+			if len(ids) == n && it.id > ids[n-1] {
+				return false
+			}
+			if it.id != after {
+				run = append(run, it.id)
+			}
+			return len(run) < n
+		})
+		if len(ids) == 0 {
+			ids, run = run, nil // most pages have one range
+			continue
 		}
-		if state == fsmpb.State_STATE_UNSPECIFIED {
-			s.tenantProfile.AscendGreaterOrEqual(tenantProfileItem{tenant: tenant, profile: p, id: after}, func(it tenantProfileItem) bool {
-				return it.tenant == tenant && it.profile == p && visit(it.id)
-			})
-		} else {
-			s.tenantProfileState.AscendGreaterOrEqual(tenantProfileStateItem{tenant: tenant, profile: p, state: state, id: after}, func(it tenantProfileStateItem) bool {
-				return it.tenant == tenant && it.profile == p && it.state == state && visit(it.id)
-			})
-		}
-	}
-	slices.Sort(ids)
-	if len(ids) > limit {
-		ids = ids[:limit]
+		merged = mergeIDs(merged[:0], ids, run, n)
+		ids, merged = merged, ids
 	}
 	return ids
+}
+
+// mergeIDs appends to dst the up to n smallest ids of a and b, which are
+// ascending and disjoint.
+func mergeIDs(dst, a, b []string, n int) []string {
+	for len(dst) < n && (len(a) > 0 || len(b) > 0) {
+		if len(b) == 0 || len(a) > 0 && a[0] < b[0] {
+			dst, a = append(dst, a[0]), a[1:]
+		} else {
+			dst, b = append(dst, b[0]), b[1:]
+		}
+	}
+	return dst
 }
 
 // adjust adds delta to the (tenant, state, profile) count, dropping items

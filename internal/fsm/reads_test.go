@@ -333,3 +333,107 @@ func matches(r *fsmpb.Request, q ListQuery) bool {
 		(q.IVRProfile == "" || r.IvrProfile == q.IVRProfile) &&
 		(q.State == fsmpb.State_STATE_UNSPECIFIED || r.State == q.State)
 }
+
+// TestListMergesStates checks the pages that are merged from several
+// (profile, state) ranges of tenantProfileState: a profile without a state
+// (List), the whole tenant (List, InState with STATE_UNSPECIFIED) and a
+// state across profiles. Each layout interleaves the states of one profile
+// by id, so a page crosses state boundaries; every page from every After
+// (each stored id, a token between ids, "") is compared with a brute-force
+// filter over all records.
+func TestListMergesStates(t *testing.T) {
+	const (
+		P = fsmpb.State_PENDING
+		I = fsmpb.State_INITIATED
+		G = fsmpb.State_IN_PROGRESS
+		X = fsmpb.State_PROCESSED
+	)
+	type rec struct {
+		tenant, profile string
+		state           fsmpb.State
+	}
+	p1 := func(st fsmpb.State) rec { return rec{"t1", "p1", st} }
+	cases := []struct {
+		name string
+		recs []rec // ids 01, 02, ... in this order
+	}{
+		{"one profile, states cycling", []rec{p1(P), p1(X), p1(G), p1(P), p1(X), p1(G), p1(P), p1(X), p1(G)}},
+		// The ranges in state order (P, G, X) hold ids 05-06, 03-04, 01-02.
+		{"states descending by id", []rec{p1(X), p1(X), p1(G), p1(G), p1(P), p1(P)}},
+		{"other profiles and tenant interleaved", []rec{
+			p1(G), {"t1", "p2", P}, p1(P), {"t2", "p1", P}, p1(X), {"t1", "p", X},
+			p1(I), {"t1", "p2", X}, p1(P), {"t2", "p1", G}, p1(G), {"t1", "p10", P}, p1(X), p1(I),
+		}},
+		{"one record per state, then a run", []rec{p1(X), p1(G), p1(I), p1(P), p1(P), p1(P), p1(P)}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			var all []string
+			for i, r := range tc.recs {
+				id := fmt.Sprintf("%02d", i+1)
+				all = append(all, id)
+				h.mustOK(t0, create(newReq(id, r.tenant, r.profile, 2, 60_000)))
+				if r.state != P {
+					h.mustOK(t0, claim(id))
+				}
+				if r.state == G || r.state == X {
+					h.mustOK(t0, start(id, "c"+id))
+				}
+				if r.state == X {
+					h.mustOK(t0, record(id, "c"+id, fsmpb.OutcomeClass_OUTCOME_PERMANENT, "Vacant", 0))
+				}
+				if got := h.get(id).State; got != r.state {
+					t.Fatalf("%s is %s, want %s", id, got, r.state)
+				}
+			}
+			afters := []string{""}
+			for _, id := range all {
+				afters = append(afters, id, id+"x")
+			}
+			for _, q := range []ListQuery{
+				{Tenant: "t1", IVRProfile: "p1"},
+				{Tenant: "t1"},
+				{Tenant: "t2"},
+				{Tenant: "t1", State: P},
+				{Tenant: "t1", State: X},
+				{Tenant: "t1", IVRProfile: "p1", State: G},
+				{Tenant: "t1", IVRProfile: "p"},
+			} {
+				// Brute force: every record, by Get, filtered, in id order.
+				var want []string
+				for _, id := range all {
+					if matches(h.get(id), q) {
+						want = append(want, id)
+					}
+				}
+				if got := ids(listAll(t, h.f, ListQuery{Tenant: q.Tenant, IVRProfile: q.IVRProfile, State: q.State, Limit: 2})); !slices.Equal(got, want) {
+					t.Fatalf("%+v paged by 2: %v, want %v", q, got, want)
+				}
+				for _, after := range afters {
+					i := 0
+					for i < len(want) && want[i] <= after {
+						i++
+					}
+					rest := want[i:]
+					for _, limit := range []int{1, 2, 3, 100} {
+						q.After, q.Limit = after, limit
+						wantPage, wantNext := rest, ""
+						if len(rest) > limit {
+							wantPage, wantNext = rest[:limit], rest[limit-1]
+						}
+						page, next := h.f.List(q)
+						if !slices.Equal(ids(page), wantPage) || next != wantNext {
+							t.Fatalf("List(%+v) = %v next %q, want %v next %q", q, ids(page), next, wantPage, wantNext)
+						}
+						if q.IVRProfile == "" {
+							if got := ids(h.f.InState(q.Tenant, q.State, after, limit)); !slices.Equal(got, wantPage) {
+								t.Fatalf("InState(%s, %s, %q, %d) = %v, want %v", q.Tenant, q.State, after, limit, got, wantPage)
+							}
+						}
+					}
+				}
+			}
+		})
+	}
+}
