@@ -172,9 +172,14 @@ func (cs *callStream) broken() error {
 }
 
 func (cs *callStream) send(req *simpb.PlaceCallsRequest) error {
+	return cs.sendMsg(req)
+}
+
+// sendMsg sends a request or a grpc.PreparedMsg of one.
+func (cs *callStream) sendMsg(m any) error {
 	cs.sendMu.Lock()
 	defer cs.sendMu.Unlock()
-	if err := cs.s.Send(req); err != nil {
+	if err := cs.s.SendMsg(m); err != nil {
 		return fmt.Errorf("simcall: call stream: %w", err)
 	}
 	return nil
@@ -213,13 +218,17 @@ func (c *Client) Place(ctx context.Context, call telephony.Call) (telephony.Outc
 		delete(cs.waiting, id)
 		cs.mu.Unlock()
 	}
-	// The request is built and the stream open: the send is paced and
-	// fenced now, and the stream's Send (which queues the message to
-	// gRPC's transport goroutine, batching frames; there is no later
-	// moment to report) runs in the call's turn at the gate.
-	if err := call.SendWrite(ctx, func() error {
-		return cs.send(&simpb.PlaceCallsRequest{Id: id, Place: req})
-	}); err != nil {
+	// The request is built, encoded (outside the turn: the turn holds
+	// back every later send of the tenant) and the stream open: the send
+	// is paced and fenced now, and the stream's Send (which queues the
+	// message to gRPC's transport goroutine, batching frames; there is no
+	// later moment to report) runs in the call's turn at the gate.
+	msg := &grpc.PreparedMsg{}
+	if err := msg.Encode(cs.s, &simpb.PlaceCallsRequest{Id: id, Place: req}); err != nil {
+		forget()
+		return telephony.Outcome{}, fmt.Errorf("simcall: encoding the call: %w", err)
+	}
+	if err := call.SendWrite(ctx, func() error { return cs.sendMsg(msg) }); err != nil {
 		forget()
 		return telephony.Outcome{}, err
 	}
