@@ -107,6 +107,7 @@ fuzz:
 	go test -timeout 5m -run='^$$' -fuzz=FuzzIDCheckers -fuzztime=$(FUZZTIME) ./internal/server/
 	go test -timeout 5m -run='^$$' -fuzz=FuzzParseSuppressionFile -fuzztime=$(FUZZTIME) ./internal/server/
 	go test -timeout 5m -run='^$$' -fuzz=FuzzParseMinute -fuzztime=$(FUZZTIME) ./internal/dialer/window/
+	cd bench && go test -timeout 5m -run='^$$' -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) ./wire/
 
 clean:
 	rm -rf build

@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
+	"github.com/seed-7bfc04c2/dialtone/bench/env"
 	"github.com/seed-7bfc04c2/dialtone/bench/report"
 	"github.com/seed-7bfc04c2/dialtone/internal/sim/mediasim"
 )
@@ -40,7 +42,15 @@ func (h *harness) runCaps(ctx context.Context) error {
 			all = append(all, capsTenant(t)+"-dnc")
 		}
 	}
-	e, err := h.startEnv(ctx, "caps", "live", []string{
+	sim, err := env.FreeSimAddrs()
+	if err != nil {
+		return err
+	}
+	// The capture starts before the cluster: it must see every connection
+	// to mediasim from its first byte.
+	w := h.startWire(ctx, sim)
+	defer w.stop(h)
+	e, err := h.startEnvAt(ctx, sim, "caps", "live", []string{
 		"--tenant", strings.Join(all, ","), "--servers", strconv.Itoa(c.Servers), "--ports", strconv.Itoa(c.Ports),
 		"--ring", c.Ring, "--talk", c.Talk, "--mix", "success=100", "--max-log", "2000000"})
 	if err != nil {
@@ -48,14 +58,14 @@ func (h *harness) runCaps(ctx context.Context) error {
 	}
 	defer e.stop()
 	for i, t := range targets {
-		plain, err := h.runCapsTarget(ctx, e, t, tenants[i], 0)
+		plain, err := h.runCapsTarget(ctx, e, w, t, tenants[i], 0)
 		if err != nil {
 			return err
 		}
 		if c.DNC <= 0 {
 			continue
 		}
-		listed, err := h.runCapsTarget(ctx, e, t, tenants[i]+"-dnc", c.DNC)
+		listed, err := h.runCapsTarget(ctx, e, w, t, tenants[i]+"-dnc", c.DNC)
 		if err != nil {
 			return err
 		}
@@ -99,8 +109,9 @@ func (h *harness) loadDNC(ctx context.Context, e *environment, tenant string, n 
 }
 
 // runCapsTarget measures one target on tenant, with a suppression list of
-// dnc numbers loaded first when dnc > 0.
-func (h *harness) runCapsTarget(ctx context.Context, e *environment, t capsTarget, tenant string, dnc int) (CapsResult, error) {
+// dnc numbers loaded first when dnc > 0: on the wire when w captures, else
+// at mediasim.
+func (h *harness) runCapsTarget(ctx context.Context, e *environment, w *wireView, t capsTarget, tenant string, dnc int) (CapsResult, error) {
 	c := h.cfg.Caps
 	ports := c.Servers * c.Ports
 	if ctx.Err() != nil {
@@ -160,13 +171,11 @@ func (h *harness) runCapsTarget(ctx context.Context, e *environment, t capsTarge
 	}
 	from := origin.Add(c.Warmup.Duration).UnixNano()
 	to := from + int64(c.Duration.Duration)
-	all := attempts(cs)
 	res := CapsResult{
-		Label: t.label(), Tenant: tenant, PLF: t.PLF, Backlog: len(ids), Ports: ports,
-		Rate:    report.AnalyzeRate(all, from, to, t.CAPS),
+		Label: t.label(), Tenant: tenant, PLF: t.PLF, Backlog: len(ids), Ports: ports, Rate: report.Rate{Target: t.CAPS},
 		Refused: st.Refused, Concurrent: st.ConcurrentViolations, PeakInUse: st.PeakInProgress, Samples: samples,
-		RateSeries: report.RateSeries(all, origin.UnixNano(), to, time.Second),
 	}
+	h.capsWire(ctx, w, &res, attempts(cs), origin.UnixNano(), from, to)
 	res.LeaderChanges = leaderChanges(samples)
 	capped, measured := 0, 0
 	for _, s := range samples {
@@ -184,9 +193,14 @@ func (h *harness) runCapsTarget(ctx context.Context, e *environment, t capsTarge
 	h.repMu.Lock()
 	h.rep.Caps = append(h.rep.Caps, res)
 	h.repMu.Unlock()
-	r := res.Rate
-	h.logf("caps %s: achieved %.2f/s (%.3f of target, error %+.3f%%), max in any 1s window %d, interval p50 %.3f ms p99 %.3f ms, capped by ports %.0f%% of samples, %d leader changes",
-		t.label(), r.Achieved, r.Achieved/r.Target, r.ErrorPct, r.MaxWindow, r.IntervalP50, r.IntervalP99, res.CappedByPortsPct, res.LeaderChanges)
+	r, m := res.Rate, res.AtMediasim
+	h.logf("caps %s: %s: achieved %.2f/s (%.3f of target, error %+.3f%%), max in any 1s window %d (limit %d), in any 100 ms %d (limit %d), interval p50 %.3f ms p99 %.3f ms, capped by ports %.0f%% of samples, %d leader changes",
+		t.label(), measuredLabel(res), r.Achieved, r.Achieved/r.Target, r.ErrorPct, r.MaxWindow, windowLimit(r.Target, 1), r.MaxWindow100ms, windowLimit(r.Target, 10),
+		r.IntervalP50, r.IntervalP99, res.CappedByPortsPct, res.LeaderChanges)
+	if res.Measured == measuredOnWire {
+		h.logf("caps %s: at mediasim (user space): achieved %.2f/s, max in any 1s window %d, in any 100 ms %d, interval p50 %.3f ms p99 %.3f ms",
+			t.label(), m.Achieved, m.MaxWindow, m.MaxWindow100ms, m.IntervalP50, m.IntervalP99)
+	}
 	h.capsChecks(res)
 	h.capsCharts(res, c.Warmup.Seconds())
 	return res, nil
@@ -204,15 +218,36 @@ func (h *harness) capsChecks(res CapsResult) {
 	// engine sat at its port budget in most samples.
 	if res.PLF < 100 || res.CappedByPortsPct >= 50 {
 		h.target("caps", name+": capped by ports (PortLoadFactor "+strconv.Itoa(res.PLF)+")", r.Achieved <= r.Target,
-			"achieved %.1f/s of %g/s; at the port budget in %.0f%% of samples", r.Achieved, r.Target, res.CappedByPortsPct)
+			"achieved %.1f/s of %g/s %s; at the port budget in %.0f%% of samples", r.Achieved, r.Target, measuredLabel(res), res.CappedByPortsPct)
 		return
 	}
 	if r.Target <= 1000 {
-		h.target("caps", name+": within ±1% over the run", r.ErrorPct >= -1 && r.ErrorPct <= 1, "achieved %.2f/s, error %+.3f%% over %.0fs", r.Achieved, r.ErrorPct, r.Seconds)
+		h.target("caps", name+": within ±1% over the run", r.ErrorPct >= -1 && r.ErrorPct <= 1, "achieved %.2f/s, error %+.3f%% over %.0fs, %s",
+			r.Achieved, r.ErrorPct, r.Seconds, measuredLabel(res))
 	} else {
-		h.target("caps", name+": sustained (≥99% of target)", r.ErrorPct >= -1, "achieved %.1f/s, error %+.3f%% over %.0fs", r.Achieved, r.ErrorPct, r.Seconds)
+		h.target("caps", name+": sustained (≥99% of target)", r.ErrorPct >= -1, "achieved %.1f/s, error %+.3f%% over %.0fs, %s",
+			r.Achieved, r.ErrorPct, r.Seconds, measuredLabel(res))
 	}
-	h.target("caps", name+": no 1s window above target+1", float64(r.MaxWindow) <= r.Target+1, "max %d in any 1s window (target %g)", r.MaxWindow, r.Target)
+	h.target("caps", name+": no 1s window above target+1", float64(r.MaxWindow) <= r.Target+1, "max %d in any 1s window (target %g), %s%s",
+		r.MaxWindow, r.Target, measuredLabel(res), alsoAtMediasim(res, res.AtMediasim.MaxWindow))
+}
+
+// windowLimit is the most attempts the dialer lets into a window of
+// 1/parts s at CAPS X (docs/dialer.md): X+1 in a second, ceil(X/10)+1 in
+// 100 ms.
+func windowLimit(target float64, parts int) int {
+	if parts == 1 {
+		return int(math.Floor(target)) + 1
+	}
+	return int(math.Ceil(target/float64(parts))) + 1
+}
+
+// alsoAtMediasim adds mediasim's figure to a check measured on the wire.
+func alsoAtMediasim(res CapsResult, n int) string {
+	if res.Measured != measuredOnWire {
+		return ""
+	}
+	return fmt.Sprintf("; %d at mediasim (user space)", n)
 }
 
 func (h *harness) capsCharts(res CapsResult, warmup float64) {
@@ -220,10 +255,15 @@ func (h *harness) capsCharts(res CapsResult, warmup float64) {
 	if len(res.RateSeries) > 0 {
 		target = []report.Point{{X: 0, Y: res.Rate.Target}, {X: res.RateSeries[len(res.RateSeries)-1].X, Y: res.Rate.Target}}
 	}
+	series := []report.Series{{Name: "achieved, at mediasim (user space; no wire capture)", Points: res.RateSeries}}
+	if res.Measured == measuredOnWire {
+		series = []report.Series{{Name: "achieved, on the wire", Points: res.RateSeries},
+			{Name: "at mediasim (user space)", Points: res.RateSeriesAtMediasim}}
+	}
 	h.chart("caps-"+res.Label+"-rate", report.Chart{
-		Title:  fmt.Sprintf("caps %s: attempts per second (platform's view, 1 s bins) vs target", res.Label),
+		Title:  fmt.Sprintf("caps %s: attempts per second (1 s bins) vs target", res.Label),
 		XLabel: "seconds since the CAPS change", YLabel: "attempts/s",
-		Series:  []report.Series{{Name: "achieved", Points: res.RateSeries}, {Name: "target", Points: target, Dashed: true}},
+		Series:  append(series, report.Series{Name: "target", Points: target, Dashed: true}),
 		Markers: []report.Marker{{X: warmup, Name: "measured from"}},
 	})
 	h.chart("caps-"+res.Label+"-ports", report.Chart{

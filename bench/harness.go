@@ -81,6 +81,12 @@ func (h *harness) startEnv(ctx context.Context, name string, portView string, si
 	if err != nil {
 		return nil, err
 	}
+	return h.startEnvAt(ctx, sim, name, portView, simArgs)
+}
+
+// startEnvAt is startEnv with mediasim on the addresses sim, chosen by the
+// caller (who may capture its port first).
+func (h *harness) startEnvAt(ctx context.Context, sim env.SimAddrs, name string, portView string, simArgs []string) (*environment, error) {
 	dir := filepath.Join(h.tmp, name)
 	t0 := time.Now()
 	var profile func(id string) string

@@ -13,7 +13,9 @@
 // compared with), ingest (creates/s by protocol), failover (leader
 // SIGKILLs while dialling) and reads (follower reads, closed and open
 // loop). Attempts are counted
-// from the media platform's view: mediasim records every call's start time.
+// at the media platform: caps on the wire (a tcpdump capture of the packets
+// to mediasim's gRPC port, decoded by bench/wire), the others from
+// mediasim's own record of every call's start time.
 // It exits non-zero when an invariant fails (a lost request, two attempts
 // of one request at once, attempts beyond MaxAttempts, a call refused by a
 // full platform at PortLoadFactor ≤ 100), a scenario cannot run, or the

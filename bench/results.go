@@ -54,12 +54,23 @@ type Check struct {
 
 // CapsResult is one caps target.
 type CapsResult struct {
-	Label   string      `json:"label"`
-	Tenant  string      `json:"tenant"`
-	PLF     int         `json:"port_load_factor"`
-	Backlog int         `json:"backlog"`
-	Ports   int         `json:"ports_total"`
-	Rate    report.Rate `json:"rate"`
+	Label   string `json:"label"`
+	Tenant  string `json:"tenant"`
+	PLF     int    `json:"port_load_factor"`
+	Backlog int    `json:"backlog"`
+	Ports   int    `json:"ports_total"`
+	// Rate is what the checks use: counted on the wire (Measured "wire":
+	// the packets to mediasim's gRPC port, tcpdump on lo) or, when no
+	// capture could be used (WireNote says why), from mediasim's stamps
+	// (Measured "mediasim").
+	Rate     report.Rate `json:"rate"`
+	Measured string      `json:"measured_at"`
+	WireNote string      `json:"wire_note,omitempty"`
+	// AtMediasim: the same figures from mediasim's own stamps (its
+	// receive loop, in user space).
+	AtMediasim report.Rate `json:"rate_at_mediasim"`
+	// Wire: the capture checked against mediasim (nil without one).
+	Wire *WireCheck `json:"wire,omitempty"`
 	// CappedByPortsPct: share of samples in the measured window where the
 	// engine's calls in progress were at its port budget (the rate limited by
 	// ports, not CAPS).
@@ -71,8 +82,11 @@ type CapsResult struct {
 	// the run (a change between two samples counts once).
 	LeaderChanges int      `json:"leader_changes"`
 	Samples       []Sample `json:"samples"`
-	// RateSeries: attempts per second in 1 s bins from the CAPS change.
-	RateSeries []report.Point `json:"rate_series"`
+	// RateSeries: attempts per second in 1 s bins from the CAPS change,
+	// where Rate was counted; RateSeriesAtMediasim at mediasim when that
+	// was the wire.
+	RateSeries           []report.Point `json:"rate_series"`
+	RateSeriesAtMediasim []report.Point `json:"rate_series_at_mediasim,omitempty"`
 }
 
 // PortsResult is one port view of the ports scenario.

@@ -28,7 +28,8 @@ func summary(r *Report) string {
 	}
 	p("- Clusters: three `dialtone serve` processes on 127.0.0.1 per scenario, fresh data, raft-boltdb with fsync; "+
 		"Raft heartbeat/election/leader-lease timeouts %s/%s/%s (%s). "+
-		"Calls go to one `dialtone mediasim` process per cluster; attempts are counted from its call start times.\n\n",
+		"Calls go to one `dialtone mediasim` process per cluster; caps counts attempts on the wire (the packets to mediasim's gRPC port, captured with tcpdump on lo) "+
+		"when it can capture, and every other figure comes from mediasim's call start times.\n\n",
 		r.Config.Heartbeat.Duration, r.Config.Election.Duration, r.Config.Lease.Duration, timeouts)
 
 	inv, tgt := 0, 0
@@ -56,15 +57,30 @@ func summary(r *Report) string {
 			"The tenant's CAPS goes from 0.1 to the target at t=0; %s warm-up, then %s measured.\n\n",
 			r.Config.Caps.Ring, r.Config.Caps.Talk, r.Config.Caps.Servers*r.Config.Caps.Ports, r.Config.Caps.Servers, r.Config.Caps.Ports,
 			r.Config.Caps.Warmup.Duration, r.Config.Caps.Duration.Duration)
-		p("| target | PLF | attempts | achieved/s | error | 1 s bins MAE | max in any 1 s | interval p50 ms | p99 ms | max ms | at port budget | refused | concurrent |\n")
-		p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		p("| target | measured at | PLF | attempts | achieved/s | error | 1 s bins MAE | max in any 1 s | max in any 100 ms | interval p50 ms | p99 ms | max ms | at port budget | refused | concurrent |\n")
+		p("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, c := range r.Caps {
 			x := c.Rate
-			p("| %s | %d | %d | %.2f | %+.3f%% | %.2f%% | %d | %.3f | %.3f | %.1f | %.0f%% | %d | %d |\n",
-				c.Label, c.PLF, x.Count, x.Achieved, x.ErrorPct, x.BinMAEPct, x.MaxWindow, x.IntervalP50, x.IntervalP99, x.IntervalMax,
+			p("| %s | %s | %d | %d | %.2f | %+.3f%% | %.2f%% | %d | %d | %.3f | %.3f | %.1f | %.0f%% | %d | %d |\n",
+				c.Label, c.Measured, c.PLF, x.Count, x.Achieved, x.ErrorPct, x.BinMAEPct, x.MaxWindow, x.MaxWindow100ms, x.IntervalP50, x.IntervalP99, x.IntervalMax,
 				c.CappedByPortsPct, c.Refused, c.Concurrent)
 		}
-		p("\n\"at port budget\": share of the 250 ms samples in which the engine's calls (in progress + armed) were at its port budget, i.e. ports, not CAPS, limited the rate.\n\n")
+		p("\n\"measured at\": `wire` is the capture time of the packet that carried each call's last byte to mediasim's socket; `mediasim` its receive loop's stamp, used only when there is no capture. " +
+			"\"at port budget\": share of the 250 ms samples in which the engine's calls (in progress + armed) were at its port budget, i.e. ports, not CAPS, limited the rate.\n\n")
+		p("On the wire and at mediasim (user space), the same calls (limits: X+1 in 1 s, ceil(X/10)+1 in 100 ms):\n\n")
+		p("| target | attempts on the wire / at mediasim | in flight at start / end | achieved/s wire / mediasim | max in any 1 s wire / mediasim (limit) | max in any 100 ms wire / mediasim (limit) | mediasim after the wire p50 / p99 / max ms |\n")
+		p("|---|---:|---:|---:|---:|---:|---:|\n")
+		for _, c := range r.Caps {
+			if c.Wire == nil {
+				p("| %s | not measured on the wire: %s | | | | | |\n", c.Label, strings.ReplaceAll(c.WireNote, "|", "/"))
+				continue
+			}
+			x, m, w := c.Rate, c.AtMediasim, c.Wire
+			p("| %s | %d / %d | %d / %d | %.2f / %.2f | %d / %d (%d) | %d / %d (%d) | %.3f / %.3f / %.1f |\n",
+				c.Label, w.OnWire, w.AtMediasim, w.InFlightStart, w.InFlightEnd, x.Achieved, m.Achieved,
+				x.MaxWindow, m.MaxWindow, windowLimit(x.Target, 1), x.MaxWindow100ms, m.MaxWindow100ms, windowLimit(x.Target, 10), w.LagP50, w.LagP99, w.LagMax)
+		}
+		p("\n")
 		charts(&b, r.Charts, "caps-")
 	}
 

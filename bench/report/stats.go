@@ -67,8 +67,11 @@ type Rate struct {
 	// BinMAEPct is the mean absolute error of the whole seconds' counts
 	// against the target, in percent of it.
 	BinMAEPct float64 `json:"second_mean_abs_error_pct"`
-	// MaxWindow is the largest count in any one-second sliding window.
-	MaxWindow int `json:"max_in_any_1s_window"`
+	// MaxWindow is the largest count in any one-second sliding window,
+	// MaxWindow100ms in any 100 ms one (the dialer promises X+1 and
+	// ceil(X/10)+1 at CAPS X, docs/dialer.md).
+	MaxWindow      int `json:"max_in_any_1s_window"`
+	MaxWindow100ms int `json:"max_in_any_100ms_window"`
 	// Inter-attempt intervals, milliseconds.
 	IntervalP50 float64 `json:"interval_p50_ms"`
 	IntervalP99 float64 `json:"interval_p99_ms"`
@@ -97,6 +100,7 @@ func AnalyzeRate(starts []int64, from, to int64, target float64) Rate {
 		}
 	}
 	r.MaxWindow = MaxInWindow(in, int64(time.Second))
+	r.MaxWindow100ms = MaxInWindow(in, int64(100*time.Millisecond))
 	iv := Intervals(in)
 	r.IntervalP50 = float64(Quantile(iv, 0.50)) / 1e6
 	r.IntervalP99 = float64(Quantile(iv, 0.99)) / 1e6

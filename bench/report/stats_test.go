@@ -42,7 +42,7 @@ func TestMaxInWindow(t *testing.T) {
 func TestAnalyzeRate(t *testing.T) {
 	starts := even(0, 200, 200*10) // 10 s at 200/s
 	r := AnalyzeRate(starts, 2*sec, 8*sec, 200)
-	if r.Count != 1200 || r.Achieved != 200 || r.ErrorPct != 0 || r.BinMAEPct != 0 || r.MaxWindow != 200 {
+	if r.Count != 1200 || r.Achieved != 200 || r.ErrorPct != 0 || r.BinMAEPct != 0 || r.MaxWindow != 200 || r.MaxWindow100ms != 20 {
 		t.Fatalf("even: %+v", r)
 	}
 	if r.IntervalP50 != 5 || r.IntervalP99 != 5 {
