@@ -32,10 +32,11 @@ type Call struct {
 	// lease. An error means "do not send": the backend returns it (Send
 	// wraps it in ErrNotSent) without sending anything, and the dialer
 	// handles the attempt as not placed. write, when not nil, is the send
-	// itself (SendWrite): the gate runs it once the send is allowed and
-	// before the next call's turn, and counts the send as written when it
-	// returns.
-	Gate func(ctx context.Context, write func() error) error
+	// itself (SendWrite, SendQueue): the gate runs it once the send is
+	// allowed and before the next call's turn, and counts the send as
+	// written when it returns, unless queued: then the backend reports
+	// the write with Written (as after Send).
+	Gate func(ctx context.Context, write func() error, queued bool) error
 	// Sent, when set, is told (through Written) that the send the Gate
 	// allowed has been written: the write to the socket returned. The
 	// dialer's windows hold the send as pending until then (the time
@@ -72,7 +73,7 @@ func (c Call) Send(ctx context.Context) error {
 	if c.Gate == nil {
 		return nil
 	}
-	if err := c.Gate(ctx, nil); err != nil {
+	if err := c.Gate(ctx, nil, false); err != nil {
 		return fmt.Errorf("%w: %w", ErrNotSent, err)
 	}
 	return nil
@@ -85,9 +86,26 @@ func (c Call) Send(ctx context.Context) error {
 // ErrNotSent when the gate refused (write was not called), or write's
 // error. Written is implied.
 func (c Call) SendWrite(ctx context.Context, write func() error) error {
+	return c.sendIn(ctx, write, false)
+}
+
+// SendQueue is SendWrite for a backend whose write only queues the
+// request for a writer it does not run (gRPC's transport goroutine, which
+// may write several queued messages at once, late, on a loaded machine):
+// the Gate runs queue in the call's turn, and the backend reports with
+// Written when the request's bytes have been written to the socket (or
+// will not be), so the dialer's windows hold the send until it has left.
+// When queue fails nothing is pending: Written is not needed.
+func (c Call) SendQueue(ctx context.Context, queue func() error) error {
+	return c.sendIn(ctx, queue, true)
+}
+
+func (c Call) sendIn(ctx context.Context, write func() error, queued bool) error {
 	if c.Gate == nil {
 		err := write()
-		c.Written()
+		if !queued || err != nil {
+			c.Written()
+		}
 		return err
 	}
 	var called bool
@@ -96,7 +114,7 @@ func (c Call) SendWrite(ctx context.Context, write func() error) error {
 		called = true
 		werr = write()
 		return werr
-	})
+	}, queued)
 	if err != nil && !called {
 		return fmt.Errorf("%w: %w", ErrNotSent, err)
 	}

@@ -681,3 +681,61 @@ func TestGRPCStreamManyCalls(t *testing.T) {
 		t.Fatalf("place on a stopped server: %v", err)
 	}
 }
+
+// TestGRPCStreamReportsWritten: the client queues each call in its turn
+// at the gate (SendQueue) and reports it written exactly once, from the
+// connection it follows as gRPC writes it.
+func TestGRPCStreamReportsWritten(t *testing.T) {
+	p := newPlatform(t, Options{Servers: 1, PortsPerServer: 1000, RingTime: Fixed(time.Millisecond),
+		Rules: []Rule{{Prefix: "1", Outcome: Success}}, TalkTime: Fixed(time.Millisecond)})
+	addr := serveGRPC(t, NewServer(p).Register)
+	c, err := NewClient(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const n = 200
+	var (
+		mu      sync.Mutex
+		queued  int
+		written = map[string]int{}
+	)
+	var chs []<-chan placed
+	for i := range n {
+		id := fmt.Sprintf("r%d", i)
+		chs = append(chs, placeAsync(context.Background(), c, telephony.Call{
+			RequestID: id, CallUUID: "u" + id, Tenant: "acme", Telnum: "1", Attempt: 1,
+			Gate: func(ctx context.Context, write func() error, q bool) error {
+				mu.Lock()
+				if q {
+					queued++
+				}
+				mu.Unlock()
+				return write()
+			},
+			Sent: func() {
+				mu.Lock()
+				written[id]++
+				mu.Unlock()
+			},
+		}))
+	}
+	for i, ch := range chs {
+		if r := wait(t, ch); r.err != nil {
+			t.Fatalf("call %d: %v", i, r.err)
+		}
+	}
+	if !c.Followed() {
+		t.Fatal("the call stream's connection is not followed")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if queued != n || len(written) != n {
+		t.Fatalf("%d sends queued, %d reported written, want %d", queued, len(written), n)
+	}
+	for id, k := range written {
+		if k != 1 {
+			t.Fatalf("%s reported written %d times", id, k)
+		}
+	}
+}

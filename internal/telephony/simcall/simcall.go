@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 
 	"google.golang.org/grpc"
@@ -51,9 +52,18 @@ type callerOption struct {
 // after it breaks) rather than a PlaceCall RPC each: at thousands of calls
 // per second the per-RPC cost (an HTTP/2 stream, headers, a goroutine on
 // each side) was a tenth of the leader's CPU.
+//
+// The stream has a connection of its own, followed as it is written
+// (wire.go), so that a call counts as sent when its bytes leave for the
+// socket rather than when gRPC queues them.
 type Client struct {
 	cc  *grpc.ClientConn
 	api simpb.MediaSimClient
+	// callCC carries the call stream only (callAPI); wq reports its
+	// messages written.
+	callCC  *grpc.ClientConn
+	callAPI simpb.MediaSimClient
+	wq      writtenQueue
 
 	mu     sync.Mutex
 	cur    *callStream // nil or broken: open a new one
@@ -65,6 +75,7 @@ type Client struct {
 type callStream struct {
 	s      simpb.MediaSim_PlaceCallsClient
 	cancel context.CancelFunc
+	wq     *writtenQueue
 
 	sendMu sync.Mutex // serialises Send
 
@@ -95,7 +106,36 @@ func NewClient(addr string, opts ...grpc.DialOption) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("simcall: %w", err)
 	}
-	return &Client{cc: cc, api: simpb.NewMediaSimClient(cc)}, nil
+	c := &Client{cc: cc, api: simpb.NewMediaSimClient(cc)}
+	// Last, so that it is the stream connection's dialer (a dialer in
+	// opts still serves the other calls).
+	callCC, err := grpc.NewClient(addr, append(all, grpc.WithContextDialer(c.dialWire))...)
+	if err != nil {
+		_ = cc.Close()
+		return nil, fmt.Errorf("simcall: %w", err)
+	}
+	c.callCC, c.callAPI = callCC, simpb.NewMediaSimClient(callCC)
+	return c, nil
+}
+
+// Followed reports whether the call stream's connection is followed as it
+// is written (wire.go): then a call counts as sent when its bytes leave
+// for the socket; otherwise (a connection the client cannot follow, such
+// as TLS) when gRPC has queued them.
+func (c *Client) Followed() bool {
+	c.wq.mu.Lock()
+	defer c.wq.mu.Unlock()
+	return c.wq.exact
+}
+
+// dialWire dials the call stream's connection and follows it (wire.go).
+func (c *Client) dialWire(ctx context.Context, addr string) (net.Conn, error) {
+	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	c.wq.started()
+	return &wireConn{Conn: conn, q: &c.wq}, nil
 }
 
 // Close ends the call stream, hanging up its calls, and closes the
@@ -108,7 +148,7 @@ func (c *Client) Close() error {
 	}
 	c.mu.Unlock()
 	c.wg.Wait()
-	return c.cc.Close()
+	return errors.Join(c.callCC.Close(), c.cc.Close())
 }
 
 // stream returns the open call stream, opening one if there is none or the
@@ -124,12 +164,12 @@ func (c *Client) stream() (*callStream, error) {
 	}
 	// The stream outlives any one call: its own context, ended by Close.
 	ctx, cancel := context.WithCancel(context.Background())
-	s, err := c.api.PlaceCalls(ctx)
+	s, err := c.callAPI.PlaceCalls(ctx)
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("simcall: opening the call stream: %w", err)
 	}
-	cs := &callStream{s: s, cancel: cancel, waiting: map[uint64]chan *simpb.PlaceCallsResponse{}}
+	cs := &callStream{s: s, cancel: cancel, wq: &c.wq, waiting: map[uint64]chan *simpb.PlaceCallsResponse{}}
 	c.cur = cs
 	c.wg.Add(1)
 	go func() {
@@ -153,6 +193,8 @@ func (cs *callStream) receive() {
 			}
 			cs.mu.Unlock()
 			cs.cancel()
+			// What it queued will not be written now (or was, unseen).
+			cs.wq.flush()
 			return
 		}
 		cs.mu.Lock()
@@ -172,17 +214,25 @@ func (cs *callStream) broken() error {
 }
 
 func (cs *callStream) send(req *simpb.PlaceCallsRequest) error {
-	return cs.sendMsg(req)
+	_, err := cs.sendMsg(req, nil)
+	return err
 }
 
-// sendMsg sends a request or a grpc.PreparedMsg of one.
-func (cs *callStream) sendMsg(m any) error {
+// sendMsg queues a request, or a grpc.PreparedMsg of one, on the stream.
+// queued says written will be called once its bytes are written;
+// otherwise nobody follows the connection and the caller reports it.
+func (cs *callStream) sendMsg(m any, written func()) (queued bool, err error) {
 	cs.sendMu.Lock()
 	defer cs.sendMu.Unlock()
+	// In stream order: the queue's entries match the messages one for one.
+	queued = cs.wq.push(written)
 	if err := cs.s.SendMsg(m); err != nil {
-		return fmt.Errorf("simcall: call stream: %w", err)
+		if queued {
+			cs.wq.unpush()
+		}
+		return false, fmt.Errorf("simcall: call stream: %w", err)
 	}
-	return nil
+	return queued, nil
 }
 
 // Conn is the client's connection, for further MediaSim calls.
@@ -228,7 +278,13 @@ func (c *Client) Place(ctx context.Context, call telephony.Call) (telephony.Outc
 		forget()
 		return telephony.Outcome{}, fmt.Errorf("simcall: encoding the call: %w", err)
 	}
-	if err := call.SendWrite(ctx, func() error { return cs.sendMsg(msg) }); err != nil {
+	if err := call.SendQueue(ctx, func() error {
+		queued, err := cs.sendMsg(msg, call.Written)
+		if err == nil && !queued {
+			call.Written() // queued is all this client can see
+		}
+		return err
+	}); err != nil {
 		forget()
 		return telephony.Outcome{}, err
 	}
