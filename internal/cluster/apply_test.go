@@ -21,10 +21,10 @@ import (
 )
 
 // singleNode opens a one-voter cluster over f on free loopback ports and
-// waits until it acts as leader.
-func singleNode(t *testing.T, f FSM) *Cluster {
+// waits until it acts as leader; opts adjust the configuration first.
+func singleNode(t *testing.T, f FSM, opts ...func(*Config)) *Cluster {
 	t.Helper()
-	c, err := Open(Config{
+	cfg := Config{
 		NodeID:           "n1",
 		DataDir:          t.TempDir(),
 		RaftAddr:         "127.0.0.1:0",
@@ -33,7 +33,11 @@ func singleNode(t *testing.T, f FSM) *Cluster {
 		HeartbeatTimeout: 100 * time.Millisecond,
 		ElectionTimeout:  100 * time.Millisecond,
 		Logger:           slog.New(slog.NewTextHandler(io.Discard, nil)),
-	}, f)
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	c, err := Open(cfg, f)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,22 +116,7 @@ func (o oldLeader) Apply(ctx context.Context, req *clusterpb.ApplyRequest) (*clu
 func TestForwardedEntry(t *testing.T) {
 	leaderNow := time.Date(2031, 1, 2, 3, 4, 5, 0, time.UTC)
 	f := fsm.New()
-	c, err := Open(Config{
-		NodeID: "n1", DataDir: t.TempDir(), RaftAddr: "127.0.0.1:0", GossipAddr: "127.0.0.1:0",
-		InitialVoters:    []Peer{{ID: "n1"}},
-		HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond,
-		Now:    func() time.Time { return leaderNow },
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	}, f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	for deadline := time.Now().Add(10 * time.Second); !c.IsLeader(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("no leadership within 10 s")
-		}
-	}
+	c := singleNode(t, f, func(cfg *Config) { cfg.Now = func() time.Time { return leaderNow } })
 	serve := func(register func(grpc.ServiceRegistrar)) clusterpb.InternalClient {
 		lis, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
