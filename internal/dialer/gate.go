@@ -57,7 +57,10 @@ var errSendLate = errors.New("send deadline passed")
 // of the write itself, not of the write after a wait for the backend's
 // own lock behind other sends (a window entry is pending for that whole
 // wait: means of 0.02-1.1 ms at 5,000 CAPS on a busy machine, 15-25 µs
-// with the write in the turn).
+// with the write in the turn). A backend whose write only queues the send
+// (telephony.Call.SendQueue: the simulator client's gRPC stream) has it
+// run inside the turn too, but the send stays pending until the backend
+// reports it written (Call.Written), when its bytes have left.
 func (e *Engine) sendGate(it *item) func(context.Context, func() error, bool) error {
 	return func(ctx context.Context, write func() error, queued bool) error {
 		t := it.t
