@@ -91,6 +91,7 @@ func startCommand(items []*item) *fsmpb.Command {
 // call places one committed attempt and queues its outcome.
 func (e *Engine) call(ctx context.Context, it *item) {
 	defer e.calls.Done()
+	growStack()
 	r := it.req
 	started := e.clock.Now()
 	var out telephony.Outcome
@@ -236,3 +237,22 @@ func boolInt(b bool) int {
 	}
 	return 0
 }
+
+// growStack grows the calling goroutine's stack, while it is shallow, to
+// about what placing a call needs. A fresh call goroutine otherwise grew
+// it (copying its frames) deep inside the backend's send, in its turn at
+// the gate: 0.64 s of a 19 s leader profile at 5,000 CAPS, 0.55 s of it in
+// the turn; with this, 0.34 s and none in the turn. A 6 kB frame makes
+// the runtime give it 16 kB at once; a 16 kB frame (a 32 kB stack, past
+// the per-P stack caches) cost more than it saved (0.70 s).
+//
+//go:noinline
+func growStack() {
+	var pad [6 << 10]byte
+	touch(pad[:])
+}
+
+// touch keeps growStack's frame from being optimised away.
+//
+//go:noinline
+func touch(b []byte) { b[len(b)-1] = 0 }
