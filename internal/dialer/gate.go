@@ -74,8 +74,14 @@ func (e *Engine) sendGate(it *item) func(context.Context, func() error, bool) er
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		timer := time.NewTimer(time.Hour)
-		defer timer.Stop()
+		// The timer only when the slot is not due yet: at 5,000 CAPS one
+		// per call was 2% of the leader.
+		var timer *time.Timer
+		defer func() {
+			if timer != nil {
+				timer.Stop()
+			}
+		}()
 		for {
 			e.mu.Lock()
 			now := e.clock.Now()
@@ -105,7 +111,11 @@ func (e *Engine) sendGate(it *item) func(context.Context, func() error, bool) er
 			e.mu.Unlock()
 			// Re-check at least every Housekeeping: a rate change may
 			// move the slot earlier.
-			timer.Reset(min(at.Sub(now), e.opts.Housekeeping))
+			if d := min(at.Sub(now), e.opts.Housekeeping); timer == nil {
+				timer = time.NewTimer(d)
+			} else {
+				timer.Reset(d)
+			}
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
