@@ -141,6 +141,11 @@ type Cluster struct {
 	meta   *metaDelegate
 	events chan struct{} // membership changed: wake the reconciler
 
+	// removedMu guards removed: when this node, leading, removed a server
+	// (see removeHold).
+	removedMu sync.Mutex
+	removed   map[string]time.Time
+
 	connsMu sync.Mutex
 	conns   map[string]*grpc.ClientConn
 

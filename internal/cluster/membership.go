@@ -332,7 +332,7 @@ func (c *Cluster) reconcile() {
 		known[s.ID] = s.Address
 	}
 	for _, m := range c.members() {
-		if m.Status != "alive" || m.leaving || m.RaftAddr == "" {
+		if m.Status != "alive" || m.leaving || m.RaftAddr == "" || c.recentlyRemoved(m.ID) {
 			continue
 		}
 		if addr, ok := known[raft.ServerID(m.ID)]; ok && addr == raft.ServerAddress(m.RaftAddr) {
@@ -345,6 +345,27 @@ func (c *Cluster) reconcile() {
 		}
 		c.log.Info("added voter", "id", m.ID, "raft", m.RaftAddr)
 	}
+}
+
+// removeHold is how long the reconciler leaves alone a server this node
+// removed. A leaving node marks itself leaving in gossip before it asks
+// for its removal, but the mark may reach the leader after the request:
+// the reconciler then saw an alive, not-leaving member missing from the
+// configuration and added it back at once, and the node left while still
+// a voter (seen in the chaos suite's membership round). A node removed
+// for good that comes back is added again after the hold.
+const removeHold = 30 * time.Second
+
+// recentlyRemoved reports whether this node removed id within removeHold.
+func (c *Cluster) recentlyRemoved(id string) bool {
+	c.removedMu.Lock()
+	defer c.removedMu.Unlock()
+	at, ok := c.removed[id]
+	if ok && time.Since(at) >= removeHold {
+		delete(c.removed, id)
+		ok = false
+	}
+	return ok
 }
 
 func (c *Cluster) voterCount() int {
@@ -389,6 +410,15 @@ func (c *Cluster) removeLocal(id string) error {
 	if !found {
 		return fmt.Errorf("%w: %s", ErrUnknownServer, id)
 	}
+	// Held before the removal: the reconciler must not see the server
+	// gone from the configuration while it is still alive in gossip
+	// without its leaving flag (which may not have reached this node).
+	c.removedMu.Lock()
+	if c.removed == nil {
+		c.removed = map[string]time.Time{}
+	}
+	c.removed[id] = time.Now()
+	c.removedMu.Unlock()
 	if err := c.raft.RemoveServer(raft.ServerID(id), 0, 5*time.Second).Error(); err != nil {
 		return mapRaftErr(err)
 	}

@@ -194,3 +194,48 @@ func TestProcesses(t *testing.T) {
 		}
 	}
 }
+
+// TestRemovedServerStaysRemoved: a server removed through the API while
+// it is still alive in gossip, without the leaving mark a departing node
+// sets (the mark may reach the leader after the removal), is not added
+// back by the leader's reconciler (every 2 s) within its hold.
+func TestRemovedServerStaysRemoved(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := cluster.StartInProcess(ctx, cluster.InProcessOptions{Options: cluster.Options{Dir: t.TempDir(), Edit: fast}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	if err := c.WaitServers(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	leader, err := c.Leader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := "n1"
+	if leader == victim {
+		victim = "n2"
+	}
+	conn, err := c.Conn(leader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pb.NewClusterServiceClient(conn).RemoveServer(ctx, &pb.RemoveServerRequest{Id: victim}); err != nil {
+		t.Fatal(err)
+	}
+	servers := func() int {
+		st, err := pb.NewClusterServiceClient(conn).GetStatus(ctx, &pb.GetStatusRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(st.GetServers())
+	}
+	// Three reconciler rounds.
+	for deadline := time.Now().Add(6 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if n := servers(); n != 2 {
+			t.Fatalf("%d servers after removing %s (still alive in gossip), want 2", n, victim)
+		}
+	}
+}
