@@ -66,25 +66,23 @@ func (c *Cluster) forward(ctx context.Context, cl clusterpb.InternalClient, cmd 
 
 // applyLocal applies on this node, which must be the leader.
 func (c *Cluster) applyLocal(ctx context.Context, cmd *fsmpb.Command) (*fsmpb.ApplyResult, uint64, error) {
-	if c.raft.State() != raft.Leader {
-		return nil, 0, ErrNotLeader
-	}
-	// The leader stamps the time (the state machine never reads a clock);
-	// the fsm package owns everything else about the entry's encoding.
-	data, err := fsm.EncodeAt(cmd, c.cfg.Now().UnixMilli())
-	if err != nil {
-		return nil, 0, fmt.Errorf("cluster: %w", err)
-	}
-	return c.applyData(ctx, data)
+	return c.applyStamped(ctx, func(now int64) ([]byte, error) { return fsm.EncodeAt(cmd, now) })
 }
 
 // applyEntryLocal applies a forwarded entry (ApplyEntry) on this node,
-// which must be the leader, stamped with its time.
+// which must be the leader.
 func (c *Cluster) applyEntryLocal(ctx context.Context, entry []byte) (*fsmpb.ApplyResult, uint64, error) {
+	return c.applyStamped(ctx, func(now int64) ([]byte, error) { return fsm.Restamp(entry, now) })
+}
+
+// applyStamped proposes the entry stamp makes at the leader's time (the
+// state machine never reads a clock; the fsm package owns everything else
+// about the entry's encoding), if this node leads.
+func (c *Cluster) applyStamped(ctx context.Context, stamp func(nowUnixMs int64) ([]byte, error)) (*fsmpb.ApplyResult, uint64, error) {
 	if c.raft.State() != raft.Leader {
 		return nil, 0, ErrNotLeader
 	}
-	data, err := fsm.Restamp(entry, c.cfg.Now().UnixMilli())
+	data, err := stamp(c.cfg.Now().UnixMilli())
 	if err != nil {
 		return nil, 0, fmt.Errorf("cluster: %w", err)
 	}
