@@ -107,6 +107,7 @@ func processMetrics() (prometheus.Gatherer, error) {
 
 func serve(cfg config.Config, nodeID string) error {
 	log := newLogger(cfg.Log)
+	tuneGC(log)
 	if len(cfg.Cluster.InitialVoters) == 0 && cfg.Cluster.BootstrapExpect == 0 {
 		log.Info("no initial_voters or bootstrap_expect: waiting to be added to an existing cluster")
 	}

@@ -11,10 +11,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -79,7 +81,16 @@ func (b *syncBuffer) String() string {
 
 func start(t *testing.T, args ...string) *proc {
 	t.Helper()
+	return startEnv(t, nil, args...)
+}
+
+// startEnv is start with env added to the test's environment.
+func startEnv(t *testing.T, env []string, args ...string) *proc {
+	t.Helper()
 	p := &proc{cmd: exec.Command(binary, args...), out: &syncBuffer{}, done: make(chan struct{})}
+	if env != nil {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -323,6 +334,62 @@ func TestServeFromExampleConfigSurvivesLeaderKill(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestServeGarbageCollectorDefaults: serve runs the collector at GOGC=200
+// with a soft memory limit of 90% of the memory it may use, unless the
+// environment sets GOGC or GOMEMLIMIT; what is in force shows in /metrics.
+func TestServeGarbageCollectorDefaults(t *testing.T) {
+	data := t.TempDir()
+	env := map[string][]string{
+		"n1": {"GOGC=", "GOMEMLIMIT="},
+		"n2": {"GOGC=50", "GOMEMLIMIT="},
+		"n3": {"GOGC=", "GOMEMLIMIT=300MiB"},
+	}
+	for id, e := range env {
+		startEnv(t, e, "serve", "--config", "../../cluster.example.toml", "--node", id, "--data-dir", data)
+	}
+	waitReady(t, nodes["n1"], nodes["n2"], nodes["n3"])
+	gauge := func(addr, name string) float64 {
+		t.Helper()
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(body), "\n") {
+			if v, ok := strings.CutPrefix(line, name+" "); ok {
+				f, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					t.Fatalf("%s: %q: %v", name, line, err)
+				}
+				return f
+			}
+		}
+		t.Fatalf("%s: no %s in /metrics", addr, name)
+		return 0
+	}
+	for _, tc := range []struct {
+		node     string
+		gogc     float64
+		limitMin float64
+		limitMax float64
+	}{
+		{"n1", 200, 1 << 20, math.MaxInt64 / 2},
+		{"n2", 50, 1 << 20, math.MaxInt64 / 2},
+		{"n3", 200, 300 << 20, 300 << 20},
+	} {
+		if got := gauge(nodes[tc.node], "go_gc_gogc_percent"); got != tc.gogc {
+			t.Errorf("%s: go_gc_gogc_percent = %v, want %v", tc.node, got, tc.gogc)
+		}
+		if got := gauge(nodes[tc.node], "go_gc_gomemlimit_bytes"); got < tc.limitMin || got > tc.limitMax {
+			t.Errorf("%s: go_gc_gomemlimit_bytes = %v, want in [%v, %v]", tc.node, got, tc.limitMin, tc.limitMax)
+		}
+	}
 }
 
 // TestDevClusterAndCLI runs `dialtone dev`, drives it with the CLI verbs,
