@@ -135,7 +135,7 @@ func (c *Client) dialWire(ctx context.Context, addr string) (net.Conn, error) {
 		return nil, err
 	}
 	c.wq.started()
-	return &wireConn{Conn: conn, q: &c.wq}, nil
+	return newWireConn(conn, &c.wq, unsentBytes(conn)), nil
 }
 
 // Close ends the call stream, hanging up its calls, and closes the

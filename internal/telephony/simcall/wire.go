@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"net"
 	"sync"
+	"time"
 )
 
 // The call stream's messages leave through gRPC's transport goroutine,
@@ -16,6 +17,17 @@ import (
 // last byte a write carried: the calls waiting in writtenQueue are then
 // reported written (telephony.Call.Written), and the dialer's windows
 // hold each send until it has really left (see SendQueue).
+//
+// A write's return is not yet the wire: the kernel may keep the bytes in
+// the socket's send queue (TCP waits for the peer's window or for ACKs of
+// what is in flight). On the same machine at 5,000 CAPS, calls reported
+// written over 6 ms left in one packet 6 ms after the first was reported,
+// which put 5,010–5,092 calls into a second on the wire against the
+// windows' 5,001 (BENCHMARKS.md, issue 18 session 6). So, where the kernel
+// says how much of the send queue it has not sent (Linux: SIOCOUTQNSD), a
+// message counts as written only once its last byte is no longer unsent;
+// what is still unsent after a write is checked again every holdPoll until
+// it has left.
 
 // clientPreface opens every HTTP/2 connection from the client.
 const clientPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -35,6 +47,9 @@ type frameCounter struct {
 	msgHdrN int
 	msgLeft int // bytes of the current message's payload still to come
 	failed  bool
+	// ends are the offsets in feed's b just past the last byte of each
+	// message feed completed (reset by each feed).
+	ends []int
 }
 
 // frame types and flags used here (RFC 9113).
@@ -43,9 +58,12 @@ const (
 	flagPadded = 0x8
 )
 
-// feed consumes b and returns the number of gRPC messages it completed;
-// ok is false once the stream is not what the counter understands.
+// feed consumes b and returns the number of gRPC messages it completed
+// (their ends are in f.ends); ok is false once the stream is not what the
+// counter understands.
 func (f *frameCounter) feed(b []byte) (msgs int, ok bool) {
+	f.ends = f.ends[:0]
+	size := len(b)
 	for len(b) > 0 && !f.failed {
 		switch {
 		case f.preface < len(clientPreface):
@@ -75,7 +93,7 @@ func (f *frameCounter) feed(b []byte) (msgs int, ok bool) {
 		default:
 			n := min(len(b), f.left)
 			if f.data {
-				msgs += f.message(b[:n])
+				f.message(b[:n], size-len(b))
 			}
 			f.left -= n
 			b = b[n:]
@@ -84,19 +102,21 @@ func (f *frameCounter) feed(b []byte) (msgs int, ok bool) {
 			}
 		}
 	}
-	return msgs, !f.failed
+	return len(f.ends), !f.failed
 }
 
-// message consumes DATA payload bytes: gRPC's 5-byte prefix (flag,
-// length) and the message, and returns the messages completed.
-func (f *frameCounter) message(b []byte) (msgs int) {
+// message consumes DATA payload bytes, b at offset at of feed's input:
+// gRPC's 5-byte prefix (flag, length) and the message, and appends the
+// ends of the messages completed.
+func (f *frameCounter) message(b []byte, at int) {
+	size := len(b)
 	for len(b) > 0 {
 		if f.msgHdrN < len(f.msgHdr) {
 			n := copy(f.msgHdr[f.msgHdrN:], b)
 			f.msgHdrN += n
 			b = b[n:]
 			if f.msgHdrN < len(f.msgHdr) {
-				return msgs
+				return
 			}
 			f.msgLeft = int(binary.BigEndian.Uint32(f.msgHdr[1:]))
 		} else {
@@ -105,34 +125,121 @@ func (f *frameCounter) message(b []byte) (msgs int) {
 			b = b[n:]
 		}
 		if f.msgLeft == 0 {
-			msgs++
+			f.ends = append(f.ends, at+size-len(b))
 			f.msgHdrN = 0
 		}
 	}
-	return msgs
 }
 
-// wireConn is the call stream's connection: after each write it reports
-// the messages the write completed.
+// holdPoll is how often a wireConn checks whether bytes the kernel still
+// held after a write have left.
+const holdPoll = 200 * time.Microsecond
+
+// wireConn is the call stream's connection: it reports the messages its
+// writes completed once the kernel has sent their last byte.
 type wireConn struct {
 	net.Conn
 	q *writtenQueue
+	// unsent is how many bytes written to the socket the kernel has not
+	// sent yet; nil where that is not known (then a write's return counts).
+	unsent func() (int, error)
 
-	mu sync.Mutex // gRPC writes from one goroutine; this keeps it safe regardless
-	f  frameCounter
+	mu     sync.Mutex // gRPC writes from one goroutine; the poller shares the state
+	f      frameCounter
+	total  int64   // bytes written to the socket
+	held   []int64 // ends (in total's terms) of completed messages not yet sent
+	poll   bool    // the poller runs
+	closed bool
+	stop   chan struct{} // closed by Close: the poller ends
+	wg     sync.WaitGroup
+}
+
+func newWireConn(conn net.Conn, q *writtenQueue, unsent func() (int, error)) *wireConn {
+	return &wireConn{Conn: conn, q: q, unsent: unsent, stop: make(chan struct{})}
 }
 
 func (w *wireConn) Write(b []byte) (int, error) {
 	n, err := w.Conn.Write(b)
 	w.mu.Lock()
-	msgs, ok := w.f.feed(b[:n])
-	w.mu.Unlock()
-	if !ok {
+	defer w.mu.Unlock()
+	if _, ok := w.f.feed(b[:n]); !ok {
+		w.held = w.held[:0]
 		w.q.stop()
 		return n, err
 	}
-	w.q.written(msgs)
+	for _, e := range w.f.ends {
+		w.held = append(w.held, w.total+int64(e))
+	}
+	w.total += int64(n)
+	w.releaseLocked()
+	if len(w.held) > 0 && !w.poll && !w.closed {
+		w.poll = true
+		w.wg.Add(1)
+		go w.poller()
+	}
 	return n, err
+}
+
+// releaseLocked reports the held messages the kernel has sent. Called with
+// w.mu held, so reports keep the stream's order.
+func (w *wireConn) releaseLocked() {
+	if len(w.held) == 0 {
+		return
+	}
+	sent := w.total
+	if w.unsent != nil {
+		if u, err := w.unsent(); err == nil {
+			sent -= int64(u)
+		}
+		// An error (a closed socket) reports everything: nothing more
+		// will leave, and the stream's break flushes the rest anyway.
+	}
+	k := 0
+	for k < len(w.held) && w.held[k] <= sent {
+		k++
+	}
+	if k == 0 {
+		return
+	}
+	w.held = append(w.held[:0], w.held[k:]...)
+	w.q.written(k)
+}
+
+// poller checks every holdPoll whether held messages have left, until
+// none is held or the connection is closed.
+func (w *wireConn) poller() {
+	defer w.wg.Done()
+	t := time.NewTicker(holdPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-w.stop:
+			return
+		case <-t.C:
+		}
+		w.mu.Lock()
+		w.releaseLocked()
+		if len(w.held) == 0 || w.closed {
+			w.poll = false
+			w.mu.Unlock()
+			return
+		}
+		w.mu.Unlock()
+	}
+}
+
+// Close closes the connection and waits for the poller. Messages still
+// held are left to the stream's break (writtenQueue.flush).
+func (w *wireConn) Close() error {
+	w.mu.Lock()
+	if !w.closed {
+		w.closed = true
+		close(w.stop)
+	}
+	w.mu.Unlock()
+	err := w.Conn.Close()
+	w.wg.Wait()
+	return err
 }
 
 // writtenQueue holds, in stream order, what to call when each queued

@@ -2,9 +2,16 @@ package simcall
 
 import (
 	"encoding/binary"
+	"io"
 	"math/rand/v2"
+	"net"
+	"runtime"
 	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // frame is an HTTP/2 frame: type, flags, stream, payload.
@@ -53,7 +60,7 @@ func clientStream() (b []byte, ends []int) {
 
 // TestFrameCounterCountsMessagesAsWritten: however the writes cut the
 // stream, each message is counted by the write that carried its last
-// byte, and by no other.
+// byte, and by no other, at the offset just past that byte.
 func TestFrameCounterCountsMessagesAsWritten(t *testing.T) {
 	stream, ends := clientStream()
 	rng := rand.New(rand.NewPCG(3, 4))
@@ -70,14 +77,14 @@ func TestFrameCounterCountsMessagesAsWritten(t *testing.T) {
 			if !ok {
 				t.Fatalf("trial %d: the counter gave up at offset %d", trial, off)
 			}
-			want := 0
+			var want []int
 			for _, e := range ends {
 				if e > off && e <= off+n {
-					want++
+					want = append(want, e-off)
 				}
 			}
-			if got != want {
-				t.Fatalf("trial %d: write [%d, %d) completed %d messages, want %d", trial, off, off+n, got, want)
+			if got != len(want) || !slices.Equal(f.ends, want) {
+				t.Fatalf("trial %d: write [%d, %d) completed %d messages ending at %v, want %v", trial, off, off+n, got, f.ends, want)
 			}
 			total += got
 			off += n
@@ -160,4 +167,139 @@ func FuzzFrameCounter(f *testing.F) {
 			t.Fatalf("%d messages in %d bytes", total, len(b))
 		}
 	})
+}
+
+// heldConn is a net.Conn whose writes succeed at once and whose kernel
+// holds the last unsent bytes (set by the test).
+type heldConn struct {
+	net.Conn
+	mu     sync.Mutex
+	unsent int
+}
+
+func (c *heldConn) Write(b []byte) (int, error) { return len(b), nil }
+func (c *heldConn) Close() error                { return nil }
+func (c *heldConn) setUnsent(n int)             { c.mu.Lock(); c.unsent = n; c.mu.Unlock() }
+func (c *heldConn) unsentBytes() (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.unsent, nil
+}
+
+// TestWireConnHoldsUnsentMessages: a message whose last byte the kernel
+// has not sent is not reported written when the write returns, but as
+// soon as the byte has left (the poller), in order; Close stops the
+// poller.
+func TestWireConnHoldsUnsentMessages(t *testing.T) {
+	stream, ends := clientStream()
+	var q writtenQueue
+	q.started()
+	var mu sync.Mutex
+	var calls []int
+	for i := range ends {
+		q.push(func() { mu.Lock(); calls = append(calls, i); mu.Unlock() })
+	}
+	got := func() []int { mu.Lock(); defer mu.Unlock(); return slices.Clone(calls) }
+	hc := &heldConn{}
+	w := newWireConn(hc, &q, hc.unsentBytes)
+
+	// The kernel holds everything from the middle of message 2 on.
+	hc.setUnsent(len(stream) - (ends[2] - 1))
+	if _, err := w.Write(stream); err != nil {
+		t.Fatal(err)
+	}
+	if c := got(); !slices.Equal(c, []int{0, 1}) {
+		t.Fatalf("after the write: %v written, want [0 1] (the rest unsent)", c)
+	}
+	// It sends up to message 3's end.
+	hc.setUnsent(len(stream) - ends[3])
+	waitFor(t, func() bool { return slices.Equal(got(), []int{0, 1, 2, 3}) }, "messages 2 and 3 reported once sent")
+	hc.setUnsent(0)
+	waitFor(t, func() bool { return slices.Equal(got(), []int{0, 1, 2, 3, 4}) }, "every message reported")
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	w.mu.Lock()
+	poll := w.poll
+	w.mu.Unlock()
+	if poll {
+		t.Fatal("the poller still runs after Close")
+	}
+}
+
+// TestWireConnOnALoopbackSocket: over a real TCP connection whose reader
+// stops reading, the kernel keeps what does not fit the reader's window;
+// the messages it kept are reported written only once the reader reads.
+func TestWireConnOnALoopbackSocket(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the unsent byte count is not known on this platform")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		accepted <- c
+	}()
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 4<<20) })
+	}}
+	conn, err := d.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := <-accepted
+	if peer == nil {
+		t.Fatal("accept failed")
+	}
+	defer peer.Close()
+	if unsentBytes(conn) == nil {
+		t.Fatal("no unsent byte count for a TCP connection on Linux")
+	}
+
+	// A stream of 4,000 messages of 500 bytes (2 MB): more than a reader
+	// that does not read can take, less than the send buffer.
+	const msgs = 4000
+	b := []byte(clientPreface)
+	for range msgs {
+		b = append(b, frame(frameData, 0, 1, grpcMsg(495))...)
+	}
+	var q writtenQueue
+	q.started()
+	var n atomic.Int64
+	for range msgs {
+		q.push(func() { n.Add(1) })
+	}
+	w := newWireConn(conn, &q, unsentBytes(conn))
+	defer w.Close()
+	if _, err := w.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if got := n.Load(); got >= msgs {
+		t.Fatalf("all %d messages reported written while the reader had read nothing", got)
+	}
+	readDone := make(chan error, 1)
+	go func() { _, err := io.ReadFull(peer, make([]byte, len(b))); readDone <- err }()
+	waitFor(t, func() bool { return n.Load() == msgs }, "every message reported once the reader read")
+	if err := <-readDone; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 10 s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
