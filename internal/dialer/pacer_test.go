@@ -73,7 +73,7 @@ func TestPacerNoWindowAboveRatePlusOne(t *testing.T) {
 // (lateness − interval/2) / n later. The 100 ms window holds a quarter
 // more than the pace (m = ceil(X/8) + 1) and binds only once m events per
 // (100 ms + interval/2 + lateness) is slower still: at 100/s, m = 14 and
-// the lateness above about 35 ms. (With m = ceil(X/10) + 1 = 11 it bound
+// the lateness above about 40 ms. (With m = ceil(X/10) + 1 = 11 it bound
 // from half an interval on, and 9 ms cost (100+5+9)/11 ms an event.)
 func TestPacerKeepsRateUnderSmallLateness(t *testing.T) {
 	perSec, per100ms := pacing.WindowLimits(100)
