@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
 	"github.com/seed-7bfc04c2/dialtone/bench/env"
 	"github.com/seed-7bfc04c2/dialtone/bench/report"
+	"github.com/seed-7bfc04c2/dialtone/internal/dialer/pacing"
 	"github.com/seed-7bfc04c2/dialtone/internal/sim/mediasim"
 )
 
@@ -194,8 +194,9 @@ func (h *harness) runCapsTarget(ctx context.Context, e *environment, w *wireView
 	h.rep.Caps = append(h.rep.Caps, res)
 	h.repMu.Unlock()
 	r, m := res.Rate, res.AtMediasim
+	limSec, lim100ms := pacing.WindowLimits(r.Target)
 	h.logf("caps %s: %s: achieved %.2f/s (%.3f of target, error %+.3f%%), max in any 1s window %d (limit %d), in any 100 ms %d (limit %d), interval p50 %.3f ms p99 %.3f ms, capped by ports %.0f%% of samples, %d leader changes",
-		t.label(), measuredLabel(res), r.Achieved, r.Achieved/r.Target, r.ErrorPct, r.MaxWindow, windowLimit(r.Target, 1), r.MaxWindow100ms, windowLimit(r.Target, 10),
+		t.label(), measuredLabel(res), r.Achieved, r.Achieved/r.Target, r.ErrorPct, r.MaxWindow, limSec, r.MaxWindow100ms, lim100ms,
 		r.IntervalP50, r.IntervalP99, res.CappedByPortsPct, res.LeaderChanges)
 	if res.Measured == measuredOnWire {
 		h.logf("caps %s: at mediasim (user space): achieved %.2f/s, max in any 1s window %d, in any 100 ms %d, interval p50 %.3f ms p99 %.3f ms",
@@ -230,16 +231,6 @@ func (h *harness) capsChecks(res CapsResult) {
 	}
 	h.target("caps", name+": no 1s window above target+1", float64(r.MaxWindow) <= r.Target+1, "max %d in any 1s window (target %g), %s%s",
 		r.MaxWindow, r.Target, measuredLabel(res), alsoAtMediasim(res, res.AtMediasim.MaxWindow))
-}
-
-// windowLimit is the most attempts the dialer lets into a window of
-// 1/parts s at CAPS X (docs/dialer.md): X+1 in a second, ceil(X/10)+1 in
-// 100 ms.
-func windowLimit(target float64, parts int) int {
-	if parts == 1 {
-		return int(math.Floor(target)) + 1
-	}
-	return int(math.Ceil(target/float64(parts))) + 1
 }
 
 // alsoAtMediasim adds mediasim's figure to a check measured on the wire.

@@ -50,14 +50,3 @@ func TestCompareWire(t *testing.T) {
 		t.Fatalf("calls counted twice agree: %+v", w)
 	}
 }
-
-func TestWindowLimit(t *testing.T) {
-	for _, tc := range []struct {
-		target     float64
-		parts, got int
-	}{{500, 1, 501}, {500, 10, 51}, {5000, 10, 501}, {0.5, 1, 1}, {55, 10, 7}} {
-		if g := windowLimit(tc.target, tc.parts); g != tc.got {
-			t.Errorf("windowLimit(%g, %d) = %d, want %d", tc.target, tc.parts, g, tc.got)
-		}
-	}
-}

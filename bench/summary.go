@@ -6,6 +6,7 @@ import (
 
 	"github.com/seed-7bfc04c2/dialtone/bench/load"
 	"github.com/seed-7bfc04c2/dialtone/internal/config"
+	"github.com/seed-7bfc04c2/dialtone/internal/dialer/pacing"
 )
 
 // summary renders the report as Markdown.
@@ -67,7 +68,7 @@ func summary(r *Report) string {
 		}
 		p("\n\"measured at\": `wire` is the capture time of the packet that carried each call's last byte to mediasim's socket; `mediasim` its receive loop's stamp, used only when there is no capture. " +
 			"\"at port budget\": share of the 250 ms samples in which the engine's calls (in progress + armed) were at its port budget, i.e. ports, not CAPS, limited the rate.\n\n")
-		p("On the wire and at mediasim (user space), the same calls (limits: X+1 in 1 s, ceil(X/10)+1 in 100 ms):\n\n")
+		p("On the wire and at mediasim (user space), the same calls (limits: floor(X)+1 in 1 s, ceil(X/8)+1 in 100 ms):\n\n")
 		p("| target | attempts on the wire / at mediasim | in flight at start / end | achieved/s wire / mediasim | max in any 1 s wire / mediasim (limit) | max in any 100 ms wire / mediasim (limit) | mediasim after the wire p50 / p99 / max ms |\n")
 		p("|---|---:|---:|---:|---:|---:|---:|\n")
 		for _, c := range r.Caps {
@@ -76,9 +77,10 @@ func summary(r *Report) string {
 				continue
 			}
 			x, m, w := c.Rate, c.AtMediasim, c.Wire
+			limSec, lim100ms := pacing.WindowLimits(x.Target)
 			p("| %s | %d / %d | %d / %d | %.2f / %.2f | %d / %d (%d) | %d / %d (%d) | %.3f / %.3f / %.1f |\n",
 				c.Label, w.OnWire, w.AtMediasim, w.InFlightStart, w.InFlightEnd, x.Achieved, m.Achieved,
-				x.MaxWindow, m.MaxWindow, windowLimit(x.Target, 1), x.MaxWindow100ms, m.MaxWindow100ms, windowLimit(x.Target, 10), w.LagP50, w.LagP99, w.LagMax)
+				x.MaxWindow, m.MaxWindow, limSec, x.MaxWindow100ms, m.MaxWindow100ms, lim100ms, w.LagP50, w.LagP99, w.LagMax)
 		}
 		p("\n")
 		charts(&b, r.Charts, "caps-")

@@ -68,8 +68,8 @@ type Rate struct {
 	// against the target, in percent of it.
 	BinMAEPct float64 `json:"second_mean_abs_error_pct"`
 	// MaxWindow is the largest count in any one-second sliding window,
-	// MaxWindow100ms in any 100 ms one (the dialer promises X+1 and
-	// ceil(X/10)+1 at CAPS X, docs/dialer.md).
+	// MaxWindow100ms in any 100 ms one (the dialer promises floor(X)+1 and
+	// ceil(X/8)+1 at CAPS X, pacing.WindowLimits, docs/dialer.md).
 	MaxWindow      int `json:"max_in_any_1s_window"`
 	MaxWindow100ms int `json:"max_in_any_100ms_window"`
 	// Inter-attempt intervals, milliseconds.

@@ -53,7 +53,8 @@
 // (gate.go), which the backend runs immediately before the call leaves the
 // process (telephony.Call.Send). Slots are 1/X apart, late slots are made
 // up within 50 ms, a cold pacer has no debt, and no one-second (100 ms)
-// window holds more than X + 1 (ceil(X/10) + 1) sends.
+// window holds more than floor(X) + 1 (ceil(X/8) + 1) sends
+// (pacing.WindowLimits).
 //
 // # Fencing
 //

@@ -20,7 +20,8 @@ import (
 // TestEngineWireWindowsAtTheFarEnd: with 0-30 ms of random work between
 // the hand-off and the send (a trunk limiter, building the INVITE, a busy
 // scheduler), the calls as the platform receives them never exceed X + 1
-// in a sliding second nor ceil(X/10) + 1 in 100 ms, and the rate holds
+// in a sliding second nor ceil(X/8) + 1 in 100 ms (pacing.WindowLimits,
+// through checkWindows), and the rate holds
 // (within 5%; half of it under -race on a shared 2-core machine).
 func TestEngineWireWindowsAtTheFarEnd(t *testing.T) {
 	for _, caps := range []float64{50, 200} {
@@ -77,7 +78,7 @@ func TestEngineWireWindowsAtTheFarEnd(t *testing.T) {
 // socket: on a loaded machine sends the gate released 5 ms apart arrived
 // together at a SIPp UAS); because the window logs hold a send as pending
 // until its backend reports it written, the far end's receive times still
-// hold no second above X+1 and no 100 ms above ceil(X/10)+1.
+// hold no second above X+1 and no 100 ms above ceil(X/8)+1.
 func TestEngineWindowsHoldPastAJitteryWrite(t *testing.T) {
 	const caps = 200
 	h := newHarness(t, 5*time.Millisecond)

@@ -1,10 +1,11 @@
 package dialer
 
 import (
-	"math"
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	"github.com/seed-7bfc04c2/dialtone/internal/dialer/pacing"
 )
 
 // maxInWindow is the largest number of events in any half-open one-second
@@ -57,7 +58,7 @@ func TestPacerNoWindowAboveRatePlusOne(t *testing.T) {
 				p.take(now)
 				ts = append(ts, now)
 			}
-			limit := int(tc.rate) + 1
+			limit, _ := pacing.WindowLimits(tc.rate)
 			if got := maxInWindow(ts); got > limit {
 				t.Fatalf("a one-second window holds %d events, want at most %d", got, limit)
 			}
@@ -67,15 +68,25 @@ func TestPacerNoWindowAboveRatePlusOne(t *testing.T) {
 
 // TestPacerKeepsRateUnderSmallLateness: a sender late by a constant
 // amount keeps the exact rate while the lateness is below half an interval
-// (the windows' guard); beyond that the 100 ms window binds and each event
-// costs (lateness − interval/2) / (X/10 + 1) more.
+// (the windows' guard). Beyond that the one-second window binds: n =
+// floor(X) + 1 events per (1 s + interval/2 + lateness), each event
+// (lateness − interval/2) / n later. The 100 ms window holds a quarter
+// more than the pace (m = ceil(X/8) + 1) and binds only once m events per
+// (100 ms + interval/2 + lateness) is slower still: at 100/s, m = 14 and
+// the lateness above about 40 ms. (With m = ceil(X/10) + 1 = 11 it bound
+// from half an interval on, and 9 ms cost (100+5+9)/11 ms an event.)
 func TestPacerKeepsRateUnderSmallLateness(t *testing.T) {
+	perSec, per100ms := pacing.WindowLimits(100)
+	if perSec != 101 || per100ms != 14 {
+		t.Fatalf("window limits at 100/s: %d, %d; the cases below assume 101 and 14", perSec, per100ms)
+	}
 	for _, tc := range []struct {
 		late     time.Duration
 		min, max time.Duration
 	}{
 		{4 * time.Millisecond, 9990 * time.Millisecond, 10 * time.Second},
-		{9 * time.Millisecond, 10300 * time.Millisecond, 10400 * time.Millisecond}, // (100+5+9)/11 ms each
+		{9 * time.Millisecond, 10020 * time.Millisecond, 10060 * time.Millisecond},  // one second: (1000+5+9)/101 ms each
+		{45 * time.Millisecond, 10650 * time.Millisecond, 10800 * time.Millisecond}, // 100 ms: (100+5+45)/14 ms each
 	} {
 		var p pacer
 		p.setRate(100)
@@ -96,23 +107,27 @@ func TestPacerKeepsRateUnderSmallLateness(t *testing.T) {
 // TestPacerMakesUpSlotsOfALateDispatcher: a sender that wakes late every
 // time and then takes every slot that is due keeps the rate within a
 // bound set by its lateness, and no one-second window holds more than
-// X + 1 events nor any 100 ms window more than ceil(X/10) + 1. (When a
-// window limit binds, the wake-up lateness shifts the schedule: the
-// achieved rate is about (X/10 + 1) per (100 ms + mean lateness). A timer
-// 0-0.2 ms late loses under 0.5%; one 1-5 ms late, a loaded machine, about
-// 2% at 1,000/s and above.)
+// floor(X) + 1 events nor any 100 ms window more than ceil(X/8) + 1. (When
+// a window limit binds, the wake-up lateness shifts the schedule: the
+// achieved rate is about floor(X) + 1 per (1 s + 1/2X + mean lateness), or
+// ceil(X/8) + 1 per (100 ms + 1/2X + mean lateness) if that is less; at
+// these latenesses the one-second window binds. A timer 0-0.2 ms late
+// loses under 0.1%; one 1-5 ms late, a loaded machine, about 0.25% at
+// 1,000/s and above. With ceil(X/10) + 1 in 100 ms that window bound
+// first, and the late timer lost 2.6-2.9%: the tolerances below fail it.)
 func TestPacerMakesUpSlotsOfALateDispatcher(t *testing.T) {
 	for _, tc := range []struct {
 		rate            float64
 		minLate, jitter time.Duration
 		tol             float64
 	}{
-		{1000, 0, 200 * time.Microsecond, 0.005},
-		{5000, 0, 200 * time.Microsecond, 0.005},
-		{333.3, 0, 200 * time.Microsecond, 0.005},
-		{200, time.Millisecond, 4 * time.Millisecond, 0.01},
-		{1000, time.Millisecond, 4 * time.Millisecond, 0.03},
-		{5000, time.Millisecond, 4 * time.Millisecond, 0.03},
+		{1000, 0, 200 * time.Microsecond, 0.001},
+		{5000, 0, 200 * time.Microsecond, 0.001},
+		{333.3, 0, 200 * time.Microsecond, 0.001},
+		{200, time.Millisecond, 4 * time.Millisecond, 0.003},
+		{1000, time.Millisecond, 4 * time.Millisecond, 0.005},
+		{5000, time.Millisecond, 4 * time.Millisecond, 0.005},
+		{5000, 2 * time.Millisecond, 8 * time.Millisecond, 0.01},
 	} {
 		r := rand.New(rand.NewPCG(3, 4))
 		var p pacer
@@ -152,7 +167,8 @@ func maxInSpan(ts []time.Time, span time.Duration) int {
 }
 
 // checkWindows fails t when a one-second window of ts holds more than
-// rate + 1 events or a 100 ms window more than ceil(rate/10) + 1.
+// floor(rate) + 1 events or a 100 ms window more than ceil(rate/8) + 1
+// (pacing.WindowLimits).
 func checkWindows(t *testing.T, ts []time.Time, rate float64) {
 	t.Helper()
 	checkWindowsSlack(t, ts, rate, 0)
@@ -161,10 +177,11 @@ func checkWindows(t *testing.T, ts []time.Time, rate float64) {
 // checkWindowsSlack is checkWindows allowing slack events more.
 func checkWindowsSlack(t *testing.T, ts []time.Time, rate float64, slack int) {
 	t.Helper()
-	if w, lim := maxInSpan(ts, time.Second), int(rate)+1+slack; w > lim {
+	perSec, per100ms := pacing.WindowLimits(rate)
+	if w, lim := maxInSpan(ts, time.Second), perSec+slack; w > lim {
 		t.Errorf("rate %g: a one-second window holds %d events, limit %d", rate, w, lim)
 	}
-	if w, lim := maxInSpan(ts, 100*time.Millisecond), int(math.Ceil(rate/10))+1+slack; w > lim {
+	if w, lim := maxInSpan(ts, 100*time.Millisecond), per100ms+slack; w > lim {
 		t.Errorf("rate %g: a 100 ms window holds %d events, limit %d", rate, w, lim)
 	}
 }
@@ -191,7 +208,9 @@ func TestPacerColdStartHasNoDebt(t *testing.T) {
 
 // TestPacerCatchUpAfterStalls: a sender that stalls for up to 300 ms at
 // random and then takes every slot that is due never crowds a window, at
-// the rates.
+// the rates, and its catch-up fills the 100 ms window to its limit
+// (ceil(X/8) + 1: the made-up slots go at up to a quarter above the rate,
+// not one extra per 100 ms).
 func TestPacerCatchUpAfterStalls(t *testing.T) {
 	for _, rate := range []float64{50, 200, 1000, 2000} {
 		r := rand.New(rand.NewPCG(5, 6))
@@ -213,6 +232,9 @@ func TestPacerCatchUpAfterStalls(t *testing.T) {
 			}
 		}
 		checkWindows(t, ts, rate)
+		if _, lim := pacing.WindowLimits(rate); maxInSpan(ts, 100*time.Millisecond) < lim {
+			t.Errorf("rate %g: the catch-up filled a 100 ms window with at most %d events, want the limit %d", rate, maxInSpan(ts, 100*time.Millisecond), lim)
+		}
 	}
 }
 
@@ -262,11 +284,12 @@ func TestPacerDropsMissedSlotsInsteadOfBursting(t *testing.T) {
 		t.Fatalf("next slot %s after a late event, want immediately (one catch-up)", gap)
 	}
 	p.take(now)
-	// The schedule allows the next at +100ms, but two events at one
-	// instant fill the 100 ms window (ceil(10/10) + 1), held for 100 ms
-	// plus half an interval.
-	if gap := p.ready().Sub(now); gap != 150*time.Millisecond {
-		t.Fatalf("second catch-up slot %s away, want 150ms", gap)
+	// The older missed slots are dropped: the schedule allows the next at
+	// +100ms. The two events at one instant leave room in the 100 ms
+	// window (ceil(10/8) + 1 = 3; with ceil(10/10) + 1 = 2 they filled it
+	// and held the next for 100 ms plus half an interval, 150ms).
+	if gap := p.ready().Sub(now); gap != 100*time.Millisecond {
+		t.Fatalf("second catch-up slot %s away, want 100ms", gap)
 	}
 }
 
@@ -291,10 +314,14 @@ func TestPacerSetRate(t *testing.T) {
 // opens one span after its written time, not its gate time.
 func TestPacerPendingHoldsTheWindow(t *testing.T) {
 	var p pacer
-	p.setRate(10) // 100 ms window: ceil(10/10)+1 = 2 sends, span 100 ms + 50 ms
+	p.setRate(10) // 100 ms window: ceil(10/8)+1 = 3 sends, span 100 ms + 50 ms
 	t0 := time.Unix(1000, 0)
 	p.takePending(t0, -1)
 	p.takePending(t0.Add(100*time.Millisecond), -2)
+	if got := p.windows[1].ready(); !got.IsZero() {
+		t.Fatalf("100 ms window ready at %v after 2 sends, want open (its limit is 3)", got)
+	}
+	p.takePending(t0.Add(200*time.Millisecond), -3)
 	if got := p.windows[1].ready(); !got.Equal(pendingUntil) {
 		t.Fatalf("100 ms window ready at %v with its oldest send pending, want closed", got)
 	}

@@ -3,7 +3,6 @@ package node_test
 import (
 	"context"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +16,7 @@ import (
 
 	pb "github.com/seed-7bfc04c2/dialtone/api/dialtonev1"
 	"github.com/seed-7bfc04c2/dialtone/internal/config"
+	"github.com/seed-7bfc04c2/dialtone/internal/dialer/pacing"
 	"github.com/seed-7bfc04c2/dialtone/internal/node"
 	"github.com/seed-7bfc04c2/dialtone/internal/sim/mediasim"
 	"github.com/seed-7bfc04c2/dialtone/internal/telephony"
@@ -74,9 +74,9 @@ func maxInSpan(ts []time.Time, span time.Duration) int {
 
 // TestDialerWireWindowsAtMediasim: at CAPS 50 and 200 the calls as the
 // media platform receives them (its receive time, CallRecord.Start) never
-// exceed X + 1 in a sliding second nor ceil(X/10) + 1 in 100 ms, the
-// first second included (a cold pacer makes up nothing), and the rate is
-// reached.
+// exceed X + 1 in a sliding second nor ceil(X/8) + 1 in 100 ms
+// (pacing.WindowLimits), the first second included (a cold pacer makes up
+// nothing), and the rate is reached.
 func TestDialerWireWindowsAtMediasim(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a 3-node cluster dialling for several seconds")
@@ -114,10 +114,11 @@ func TestDialerWireWindowsAtMediasim(t *testing.T) {
 		if raceDetector || caps >= 200 {
 			slack100 = 1
 		}
-		if w, lim := maxInSpan(ts, time.Second), int(caps)+1+slack1s; w > lim {
+		perSec, per100ms := pacing.WindowLimits(caps)
+		if w, lim := maxInSpan(ts, time.Second), perSec+slack1s; w > lim {
 			t.Errorf("CAPS %g: a one-second window holds %d calls, limit %d", caps, w, lim)
 		}
-		if w, lim := maxInSpan(ts, 100*time.Millisecond), int(math.Ceil(caps/10))+1+slack100; w > lim {
+		if w, lim := maxInSpan(ts, 100*time.Millisecond), per100ms+slack100; w > lim {
 			t.Errorf("CAPS %g: a 100 ms window holds %d calls, limit %d", caps, w, lim)
 		}
 		took := time.Since(start).Seconds()
