@@ -12,11 +12,12 @@ import (
 // ran tens of milliseconds late and wrote calls the gate had released
 // 200 µs apart in one packet (a loopback capture at 5,000 CAPS showed up
 // to 768 calls in 100 ms against a window of 501, ceil(X/10) + 1 at the
-// time; 626 since). So the stream has a connection of its own, wrapped in a wireConn that follows the client's
-// HTTP/2 frames as they are written and counts the gRPC messages whose
-// last byte a write carried: the calls waiting in writtenQueue are then
-// reported written (telephony.Call.Written), and the dialer's windows
-// hold each send until it has really left (see SendQueue).
+// time; 626 since). So the stream has a connection of its own, wrapped in
+// a wireConn that follows the client's HTTP/2 frames as they are written
+// and counts the gRPC messages whose last byte a write carried: the calls
+// waiting in writtenQueue are then reported written
+// (telephony.Call.Written), and the dialer's windows hold each send until
+// it has really left (see SendQueue).
 //
 // A write's return is not yet the wire: the kernel may keep the bytes in
 // the socket's send queue (TCP waits for the peer's window or for ACKs of
