@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/seed-7bfc04c2/dialtone/bench/report"
 	"github.com/seed-7bfc04c2/dialtone/internal/sim/mediasim"
 )
 
@@ -162,5 +163,41 @@ func TestLeaderChanges(t *testing.T) {
 		if got := leaderChanges(ss); got != c.want {
 			t.Errorf("%v: %d leader changes, want %d", c.leaders, got, c.want)
 		}
+	}
+}
+
+// TestCapsWindowTargets: the caps run's window targets fail on a planted
+// excess, the 100 ms one is checked only on the wire, and both pass at
+// exactly the limits (X+1 in 1 s, ceil(X/8)+1 in 100 ms).
+func TestCapsWindowTargets(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		measured      string
+		sec, tenth    int
+		wantSec       bool
+		wantTenth     bool
+		tenthReported bool
+	}{
+		{"at the limits, on the wire", measuredOnWire, 5001, 626, true, true, true},
+		{"a second too full", measuredOnWire, 5002, 626, false, true, true},
+		{"100 ms too full", measuredOnWire, 5001, 627, true, false, true},
+		{"100 ms at mediasim is not checked", "mediasim", 5001, 900, true, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := &harness{progress: io.Discard, rep: &Report{}}
+			h.capsChecks(CapsResult{Label: "5000", PLF: 100, Measured: tc.measured,
+				Rate: report.Rate{Target: 5000, Achieved: 4990, ErrorPct: -0.2, MaxWindow: tc.sec, MaxWindow100ms: tc.tenth}})
+			got := map[string]bool{}
+			for _, c := range h.rep.Checks {
+				got[c.Name] = c.OK
+			}
+			if ok, found := got["caps 5000: no 1s window above target+1"]; !found || ok != tc.wantSec {
+				t.Errorf("1 s target: found %v ok %v, want ok %v", found, ok, tc.wantSec)
+			}
+			ok, found := got["caps 5000: no 100 ms window above ceil(target/8)+1"]
+			if found != tc.tenthReported || (found && ok != tc.wantTenth) {
+				t.Errorf("100 ms target: found %v ok %v, want found %v ok %v", found, ok, tc.tenthReported, tc.wantTenth)
+			}
+		})
 	}
 }
