@@ -242,12 +242,26 @@ func ParseMinute(s string) (uint32, error) {
 	if !ok || len(h) != 2 || len(m) != 2 {
 		return 0, fmt.Errorf("%q is not HH:MM", s)
 	}
+	// Digits only: strconv.Atoi also takes a sign ("00:+0").
+	if !digits(h) || !digits(m) {
+		return 0, fmt.Errorf("%q is not a time 00:00..24:00", s)
+	}
 	hh, err1 := strconv.Atoi(h)
 	mm, err2 := strconv.Atoi(m)
-	if err1 != nil || err2 != nil || hh < 0 || mm < 0 || mm > 59 || hh > 24 || (hh == 24 && mm != 0) {
+	if err1 != nil || err2 != nil || mm > 59 || hh > 24 || (hh == 24 && mm != 0) {
 		return 0, fmt.Errorf("%q is not a time 00:00..24:00", s)
 	}
 	return uint32(hh*60 + mm), nil
+}
+
+// digits reports whether s is ASCII digits only.
+func digits(s string) bool {
+	for i := range len(s) {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // FormatMinute formats minutes after midnight as "HH:MM".

@@ -179,7 +179,7 @@ func TestParse(t *testing.T) {
 			t.Errorf("round trip %d", want)
 		}
 	}
-	for _, s := range []string{"", "8:00", "24:01", "12:60", "ab:cd", "-1:00", "12:5"} {
+	for _, s := range []string{"", "8:00", "24:01", "12:60", "ab:cd", "-1:00", "12:5", "00:+0", "+1:00", "-0:00", " 1:00"} {
 		if _, err := ParseMinute(s); err == nil {
 			t.Errorf("ParseMinute(%q) accepted", s)
 		}
