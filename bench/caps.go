@@ -175,7 +175,7 @@ func (h *harness) runCapsTarget(ctx context.Context, e *environment, w *wireView
 		Label: t.label(), Tenant: tenant, PLF: t.PLF, Backlog: len(ids), Ports: ports, Rate: report.Rate{Target: t.CAPS},
 		Refused: st.Refused, Concurrent: st.ConcurrentViolations, PeakInUse: st.PeakInProgress, Samples: samples,
 	}
-	h.capsWire(ctx, w, &res, attempts(cs), origin.UnixNano(), from, to)
+	h.capsWire(ctx, e, w, &res, attempts(cs), origin.UnixNano(), from, to)
 	res.LeaderChanges = leaderChanges(samples)
 	capped, measured := 0, 0
 	for _, s := range samples {

@@ -144,7 +144,7 @@ func (w WireCheck) agrees(onWire []int64, from, to int64) bool {
 // capsWire fills res's rate figures: from the wire when the capture can be
 // trusted (cross-checked against mediasim's count), else from mediasim's
 // stamps, labelled as such.
-func (h *harness) capsWire(ctx context.Context, w *wireView, res *CapsResult, atSim []int64, origin, from, to int64) {
+func (h *harness) capsWire(ctx context.Context, e *environment, w *wireView, res *CapsResult, atSim []int64, origin, from, to int64) {
 	res.AtMediasim = report.AnalyzeRate(atSim, from, to, res.Rate.Target)
 	onWire, dec, why := w.attempts(ctx, res.Tenant, to)
 	if why == "" && len(onWire) == 0 && len(atSim) > 0 {
@@ -167,6 +167,19 @@ func (h *harness) capsWire(ctx context.Context, w *wireView, res *CapsResult, at
 	h.check("caps", "caps "+res.Label+": attempts on the wire agree with mediasim's", wc.agrees(onWire, from, to),
 		"%d on the wire, %d at mediasim in the span; in flight at its start %d, at its end %d (each must be ≥ 0 and ≤ the wire's attempts in the second before)",
 		wc.OnWire, wc.AtMediasim, wc.InFlightStart, wc.InFlightEnd)
+	all := make([]int64, len(dec.Attempts))
+	for i, a := range dec.Attempts {
+		all[i] = a.At
+	}
+	sc := pairSendLogs(e.dir, e.c.IDs(), all, from, to)
+	res.Send = &sc
+	if sc.Note != "" {
+		h.logf("caps %s: send log not paired with the wire: %s", res.Label, sc.Note)
+		return
+	}
+	h.target("caps", "caps "+res.Label+": no call on the wire after the dialer counted it written", sc.Late == 0,
+		"%d of %d calls in the span reached the wire after they were counted written; wire − written p50 %.3f ms, max %.3f ms (send log paired with the capture)",
+		sc.Late, sc.Paired, sc.WireAfterWrittenP50, sc.WireAfterWrittenMax)
 }
 
 const (

@@ -67,6 +67,7 @@ func (h *harness) record(c Check) {
 // environment is a cluster and its media platform.
 type environment struct {
 	name string
+	dir  string // data, logs, send logs
 	sim  env.SimAddrs
 	c    *cluster.Processes
 	ms   *env.Mediasim
@@ -94,13 +95,13 @@ func (h *harness) startEnvAt(ctx context.Context, sim env.SimAddrs, name string,
 		profile = func(id string) string { return filepath.Join(h.out, "cpu-"+name+"-"+id+".pprof") }
 	}
 	c, err := env.StartCluster(ctx, env.ClusterOptions{
-		Bin: h.bin, Dir: dir, Sim: sim, PortView: portView, CPUProfile: profile,
+		Bin: h.bin, Dir: dir, Sim: sim, PortView: portView, CPUProfile: profile, SendLog: func(id string) string { return sendLogPath(dir, id) },
 		Heartbeat: h.cfg.Heartbeat.Duration, Election: h.cfg.Election.Duration, Lease: h.cfg.Lease.Duration,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	e := &environment{name: name, sim: sim, c: c,
+	e := &environment{name: name, dir: dir, sim: sim, c: c,
 		http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 512}}}
 	if e.pool, err = load.DialPool(cluster.GRPCAddrs(c), 4); err != nil {
 		e.stop()

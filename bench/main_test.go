@@ -201,3 +201,41 @@ func TestCapsWindowTargets(t *testing.T) {
 		})
 	}
 }
+
+// TestSendLogPairsWithTheWire: the send log's written times pair in
+// order with the wire's; a call on the wire after its written time is
+// late; a last line still being written is left out; lists that are not
+// the same calls are not paired.
+func TestSendLogPairsWithTheWire(t *testing.T) {
+	dir := t.TempDir()
+	// n1 sent five calls (its last line half written); n2 and n3 none.
+	log := "1 100\n2 200\n3 300\n4 400\n5 500\n6 6"
+	if err := os.WriteFile(sendLogPath(dir, "n1"), []byte(log), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"n2", "n3"} {
+		if err := os.WriteFile(sendLogPath(dir, id), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wire := []int64{90, 190, 300 + 2e6, 395, 499, 600, 700} // the third 2 ms late
+	c := pairSendLogs(dir, []string{"n1", "n2", "n3"}, wire, 0, 1e9)
+	if c.Note != "" || c.Paired != 5 || c.Late != 1 || c.WireAfterWrittenMax != 2 {
+		t.Fatalf("got %+v, want 5 paired, 1 late by 2 ms", c)
+	}
+	// Only the span counts.
+	if c := pairSendLogs(dir, []string{"n1", "n2", "n3"}, wire, 0, 250); c.Paired != 2 || c.Late != 0 {
+		t.Fatalf("span [0, 250): %+v, want 2 paired, none late", c)
+	}
+	// Two senders: a leader change.
+	if err := os.WriteFile(sendLogPath(dir, "n2"), []byte("7 700\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if c := pairSendLogs(dir, []string{"n1", "n2", "n3"}, wire, 0, 1e9); c.Note == "" {
+		t.Fatalf("two senders paired: %+v", c)
+	}
+	// Not the same calls.
+	if c := pairSendLog([]int64{1, 2, 3}, []int64{5e9, 6e9, 7e9}, 0, 1e10); c.Note == "" {
+		t.Fatalf("lists seconds apart paired: %+v", c)
+	}
+}

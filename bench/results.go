@@ -71,6 +71,8 @@ type CapsResult struct {
 	AtMediasim report.Rate `json:"rate_at_mediasim"`
 	// Wire: the capture checked against mediasim (nil without one).
 	Wire *WireCheck `json:"wire,omitempty"`
+	// Send pairs the leader's send log with the wire (sendlog.go).
+	Send *SendCheck `json:"send_log,omitempty"`
 	// CappedByPortsPct: share of samples in the measured window where the
 	// engine's calls in progress were at its port budget (the rate limited by
 	// ports, not CAPS).

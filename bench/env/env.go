@@ -52,6 +52,9 @@ type ClusterOptions struct {
 	// CPUProfile, when set, names each node's CPU profile file (serve
 	// --cpuprofile; written when the node stops cleanly).
 	CPUProfile func(id string) string
+	// SendLog, when set, names each node's send log (serve --send-log: a
+	// line per call the node sent, gate and written times).
+	SendLog func(id string) string
 }
 
 // StartCluster starts three `dialtone serve` processes with the harness's
@@ -69,8 +72,15 @@ func StartCluster(ctx context.Context, o ClusterOptions) (*cluster.Processes, er
 			cfg.Dialer.PortView = o.PortView
 		}
 	}, Poll: 50 * time.Millisecond}}
-	if o.CPUProfile != nil {
-		po.Args = func(id string) []string { return []string{"--cpuprofile", o.CPUProfile(id)} }
+	po.Args = func(id string) []string {
+		var args []string
+		if o.CPUProfile != nil {
+			args = append(args, "--cpuprofile", o.CPUProfile(id))
+		}
+		if o.SendLog != nil {
+			args = append(args, "--send-log", o.SendLog(id))
+		}
+		return args
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()

@@ -23,7 +23,7 @@ import (
 
 func newServe() *cobra.Command {
 	var (
-		cfgPath, nodeID, dataDir, logLevel, cpuProfile string
+		cfgPath, nodeID, dataDir, logLevel, cpuProfile, sendLogPath string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve --config FILE --node ID",
@@ -65,7 +65,14 @@ every node; a flag wins over the environment.`,
 				}
 				defer pprof.StopCPUProfile()
 			}
-			return serve(cfg, nodeID)
+			var sl *sendLog
+			if sendLogPath != "" {
+				if sl, err = openSendLog(sendLogPath); err != nil {
+					return fmt.Errorf("--send-log: %w", err)
+				}
+				defer sl.Close()
+			}
+			return serve(cfg, nodeID, sl)
 		},
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", envOr("DIALTONE_CONFIG", "cluster.example.toml"), "cluster configuration file (env DIALTONE_CONFIG)")
@@ -73,6 +80,7 @@ every node; a flag wins over the environment.`,
 	cmd.Flags().StringVar(&dataDir, "data-dir", "", "override cluster.data_dir")
 	cmd.Flags().StringVar(&logLevel, "log-level", "", "override log.level (debug, info, warn, error)")
 	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the node's whole run to this file (at a clean shutdown)")
+	cmd.Flags().StringVar(&sendLogPath, "send-log", "", "write a line per call this node sends, \"<gate Unix ns> <written Unix ns>\", to this file (for benchmarks: build/bench pairs it with a capture of the wire)")
 	return cmd
 }
 
@@ -105,7 +113,9 @@ func processMetrics() (prometheus.Gatherer, error) {
 	return reg, nil
 }
 
-func serve(cfg config.Config, nodeID string) error {
+// serve runs the node until a signal or its leaving; sendLog, when not
+// nil, gets the dialer's line per call sent.
+func serve(cfg config.Config, nodeID string, sendLog *sendLog) error {
 	log := newLogger(cfg.Log)
 	tuneGC(log)
 	if len(cfg.Cluster.InitialVoters) == 0 && cfg.Cluster.BootstrapExpect == 0 {
@@ -115,7 +125,11 @@ func serve(cfg config.Config, nodeID string) error {
 	if err != nil {
 		return err
 	}
-	n, err := node.Start(node.Options{Config: cfg, NodeID: nodeID, Logger: log, Gatherer: gatherer})
+	opts := node.Options{Config: cfg, NodeID: nodeID, Logger: log, Gatherer: gatherer}
+	if sendLog != nil {
+		opts.SendLog = sendLog
+	}
+	n, err := node.Start(opts)
 	if err != nil {
 		return err
 	}

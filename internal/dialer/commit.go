@@ -105,11 +105,11 @@ func (e *Engine) call(ctx context.Context, it *item) {
 			Telnum: r.Telnum, Ani: r.Ani, Cpd: r.Cpd, CustomData: r.CustomData,
 			Attempt:      r.AttemptsMade + 1,
 			Gate:         e.sendGate(it),
-			Sent:         func() { e.sendWritten(it) },
+			Sent:         func() { e.sendWritten(it, true) },
 			Dialog:       e.dialogSink(r.Id, it.callUUID),
 			DialogCommit: e.dialogCommitter(r.Id, it.callUUID),
 		})
-		e.sendWritten(it) // a backend that did not report it
+		e.sendWritten(it, false) // a backend that did not report it
 	}
 	e.mu.Lock()
 	it.t.budget.calls--

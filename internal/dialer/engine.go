@@ -2,6 +2,7 @@ package dialer
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -88,6 +89,12 @@ type Options struct {
 	PortSampleInterval time.Duration
 	// Clock is the engine's time (clock.go); nil: the real clock.
 	Clock Clock
+	// SendLog, when set, gets a line per call the backend reported
+	// written, "<gate Unix ns> <written Unix ns>\n", in the order they
+	// were written (the benchmark pairs them with a capture of the wire:
+	// no call may reach the wire after it was counted written). Written
+	// with the engine's lock held: give it a buffered writer.
+	SendLog io.Writer
 }
 
 // Engine is the dialer: the leader-only loop that fetches due requests,
@@ -133,6 +140,8 @@ type Engine struct {
 	// pacers (gate.go); settled is closed and replaced when one settles.
 	sendToken int64
 	settled   chan struct{}
+	// sendLogLine is SendLog's line buffer (under mu).
+	sendLogLine []byte
 
 	// Per term: set in Run before any goroutine of the term starts, read
 	// without mu afterwards.

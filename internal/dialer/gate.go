@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -104,7 +105,7 @@ func (e *Engine) sendGate(it *item) func(context.Context, func() error, bool) er
 				// A queued write stays pending until the backend reports
 				// it written (Call.Written), unless it failed.
 				if err := write(); err != nil || !queued {
-					e.sendWritten(it)
+					e.sendWritten(it, err == nil)
 				}
 				return nil // then the next waiter's turn (deferred)
 			}
@@ -153,8 +154,10 @@ func (e *Engine) passLocked(it *item, now time.Time) error {
 }
 
 // sendWritten settles it's pending send at the time now (after the
-// backend's write returned); a no-op once settled.
-func (e *Engine) sendWritten(it *item) {
+// backend's write returned); a no-op once settled. sent says the backend
+// wrote the call (not a failed write, nor a settle after Place for a
+// backend that reported nothing): only those go to Options.SendLog.
+func (e *Engine) sendWritten(it *item, sent bool) {
 	now := time.Now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -163,6 +166,13 @@ func (e *Engine) sendWritten(it *item) {
 	}
 	it.t.wire.settle(it.sendToken, now)
 	e.gwire.settle(it.sendToken, now)
+	if sent && e.opts.SendLog != nil {
+		e.sendLogLine = strconv.AppendInt(e.sendLogLine[:0], it.gateAt.UnixNano(), 10)
+		e.sendLogLine = append(e.sendLogLine, ' ')
+		e.sendLogLine = strconv.AppendInt(e.sendLogLine, now.UnixNano(), 10)
+		e.sendLogLine = append(e.sendLogLine, '\n')
+		_, _ = e.opts.SendLog.Write(e.sendLogLine) // a debugging aid: a failed write costs nothing else
+	}
 	it.sendToken = 0
 	e.m.SendDelay.Observe(now.Sub(it.gateAt).Seconds())
 	close(e.settled)

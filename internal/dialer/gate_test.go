@@ -1,10 +1,12 @@
 package dialer
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -243,6 +245,63 @@ func TestEngineFencedAtTheSend(t *testing.T) {
 	for _, id := range fencedIDs {
 		if st := h.recv.last(id).Get("Status"); strings.Contains(st, telephony.ReasonNotSent) {
 			t.Errorf("%s: notified Status %q lists the fenced send", id, st)
+		}
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for the engine and the test.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestEngineSendLog: Options.SendLog gets one line per call the backend
+// wrote, in the order the far end received them, each with its gate time
+// before the receipt and its written time after it.
+func TestEngineSendLog(t *testing.T) {
+	h := newHarness(t, 5*time.Millisecond)
+	h.setPorts("acme", 500)
+	h.plat.sendWrite = true
+	h.plat.postSend = stalls(7, 10, 5*time.Millisecond, 200*time.Microsecond)
+	var log lockedBuffer
+	h.opts = func(o *Options) { o.SendLog = &log }
+	h.st.setPacing(&fsmpb.Pacing{Tenant: "acme", Caps: 200})
+	h.submit("acme", "P", 100, 1, time.Hour, digits)
+	h.start()
+	eventually(t, 10*time.Second, "every call sent", func() error {
+		if n := len(h.plat.snapshot()); n < 100 {
+			return fmt.Errorf("%d calls", n)
+		}
+		return nil
+	})
+	h.stop()
+	calls := h.plat.snapshot()
+	lines := strings.Split(strings.TrimSuffix(log.String(), "\n"), "\n")
+	if len(lines) != len(calls) {
+		t.Fatalf("%d lines in the send log, %d calls received", len(lines), len(calls))
+	}
+	for i, l := range lines {
+		g, w, ok := strings.Cut(l, " ")
+		gate, err1 := strconv.ParseInt(g, 10, 64)
+		written, err2 := strconv.ParseInt(w, 10, 64)
+		if !ok || err1 != nil || err2 != nil {
+			t.Fatalf("line %d: %q is not \"<gate ns> <written ns>\"", i, l)
+		}
+		recv := calls[i].start.UnixNano()
+		if gate > recv || written < recv {
+			t.Fatalf("line %d: gate %d, received %d, written %d: want gate ≤ received ≤ written", i, gate, recv, written)
 		}
 	}
 }

@@ -23,7 +23,7 @@ import (
 // newDialer builds the node's dialer engine. It is leader-only work: Start
 // runs it as a leader task (runLeaderTasks), so it commits with
 // ApplyLeader, which never forwards to another node.
-func newDialer(cfg config.Config, store *fsm.FSM, cl *cluster.Cluster, ports dialer.Ports, backend telephony.Backend, reg prometheus.Registerer, log *slog.Logger) *dialer.Engine {
+func newDialer(cfg config.Config, store *fsm.FSM, cl *cluster.Cluster, ports dialer.Ports, backend telephony.Backend, reg prometheus.Registerer, log *slog.Logger, sendLog io.Writer) *dialer.Engine {
 	return dialer.New(dialer.Options{
 		Store:   store,
 		Apply:   cl,
@@ -42,6 +42,7 @@ func newDialer(cfg config.Config, store *fsm.FSM, cl *cluster.Cluster, ports dia
 		NotifyConcurrency:     cfg.Dialer.NotifyConcurrency,
 		PortView:              cfg.Dialer.PortView,
 		Clock:                 clockOf(cfg),
+		SendLog:               sendLog,
 		// Adopting needs the far ends to reach the new leader: the SIP
 		// service address. Without it calls are interrupted as before (and
 		// no dialog state is replicated).

@@ -51,6 +51,9 @@ type Options struct {
 	// Backend overrides the call backend chosen by [telephony] (tests use
 	// an in-process simulated media platform).
 	Backend telephony.Backend
+	// SendLog, when set, gets the dialer's line per call written
+	// (dialer.Options.SendLog; `serve --send-log`).
+	SendLog io.Writer
 }
 
 // Node is one running Dialtone node.
@@ -160,7 +163,7 @@ func Start(opts Options) (_ *Node, err error) {
 
 	// The dialer engine: a leader task (see below).
 	stated, _ := backend.(statedPorts)
-	n.dialer = newDialer(cfg, n.fsm, n.cluster, dialerPorts{cache: cache, stated: stated}, backend, n.reg, log)
+	n.dialer = newDialer(cfg, n.fsm, n.cluster, dialerPorts{cache: cache, stated: stated}, backend, n.reg, log, opts.SendLog)
 
 	// The gRPC services and the HTTP front ends over them.
 	requests := server.NewRequests(n.fsm, n.cluster, server.Options{
