@@ -106,8 +106,9 @@ func pairSendLog(written, wire []int64, from, to int64) SendCheck {
 	}
 	slices.Sort(d)
 	c.WireAfterWrittenP50, c.WireAfterWrittenMax = d[len(d)/2], d[len(d)-1]
-	// Pairs a whole call apart or more would mean the two lists are not
-	// the same calls (a call logged but never sent, or the reverse).
+	// A median a second or more off means the two lists are not the same
+	// calls in the same order (a call logged but never sent, or the
+	// reverse, shifts every pair after it).
 	if c.WireAfterWrittenP50 < -1000 || c.WireAfterWrittenP50 > 1000 {
 		return SendCheck{Note: fmt.Sprintf("the send log does not pair with the wire (median wire − written %.1f ms)", c.WireAfterWrittenP50)}
 	}
