@@ -130,75 +130,79 @@ func (a *applier) create(c *fsmpb.CreateRequests) *fsmpb.ApplyResult {
 	// The results of stored records, allocated once per entry rather than
 	// once per record.
 	oks := make([]fsmpb.ItemResult, len(reqs))
-	for i, r := range reqs {
-		res.Items = append(res.Items, a.createOne(r, c.GetMaxRecords(), &oks[i]))
+	for i, spec := range reqs {
+		r := newRecord(spec, a.now, a.index)
+		k := newKeys{id: r.Id, tenant: r.Tenant, profile: r.IvrProfile, key: r.IdempotencyKey, ttlMs: r.TtlMs, fingerprint: r.Fingerprint}
+		res.Items = append(res.Items, a.createOne(&k, idItem{id: r.Id, r: r}, c.GetMaxRecords(), &oks[i]))
+		r.Tenant, r.IvrProfile = k.tenant, k.profile
 	}
 	return res
 }
 
-// createOne stores r, which it takes over, and returns its result: item,
-// set, when it is stored.
-func (a *applier) createOne(r *fsmpb.Request, maxRecords uint64, item *fsmpb.ItemResult) *fsmpb.ItemResult {
+// createFresh is create for an entry read in place (viewCreate): each
+// record is stored as a fresh (see fresh.go).
+func (a *applier) createFresh(v *createView) *fsmpb.ApplyResult {
+	res := &fsmpb.ApplyResult{Items: make([]*fsmpb.ItemResult, 0, len(v.reqs))}
+	oks := make([]fsmpb.ItemResult, len(v.reqs))
+	fs := make([]fresh, len(v.reqs)) // one allocation per entry
+	for i := range v.reqs {
+		spec := &v.reqs[i]
+		k := newKeys{id: spec.id, tenant: spec.tenant, profile: spec.profile, key: spec.idempotencyKey, ttlMs: spec.ttlMs, fingerprint: spec.fingerprint}
+		f := &fs[i]
+		res.Items = append(res.Items, a.createOne(&k, idItem{id: spec.id, f: f}, v.maxRecords, &oks[i]))
+		*f = fresh{raw: spec.raw, tenant: k.tenant, profile: k.profile, created: a.now, index: a.index}
+	}
+	return res
+}
+
+// newKeys is what a create checks and indexes of a new record.
+type newKeys struct {
+	id, tenant, profile, key string
+	ttlMs                    int64
+	fingerprint              []byte
+}
+
+// createOne stores it, the item of a new record whose keys are k, and
+// returns its result: item, set, when it is stored. It sets k's tenant and
+// profile to the canonical strings (state.canonical), which the caller
+// gives the stored record.
+func (a *applier) createOne(k *newKeys, it idItem, maxRecords uint64, item *fsmpb.ItemResult) *fsmpb.ItemResult {
 	switch {
-	case r.Id == "":
+	case k.id == "":
 		return fail("", fsmpb.Code_CODE_INVALID_STATE, "id is required")
-	case r.Tenant == "":
-		return fail(r.Id, fsmpb.Code_CODE_INVALID_STATE, "tenant is required")
+	case k.tenant == "":
+		return fail(k.id, fsmpb.Code_CODE_INVALID_STATE, "tenant is required")
 	}
 	full := maxRecords > 0 && uint64(a.st.count()) >= maxRecords
+	k.tenant, k.profile = a.st.canonical(k.tenant, k.profile, fsmpb.State_PENDING)
 
-	// r was decoded from this entry and is owned here, so it becomes the
-	// stored record itself rather than a copy: every status field is reset
-	// (only the spec and its fingerprint come from the proposer), and so
-	// are fields this binary does not know. The literal is built before
-	// it is assigned, so it reads r's old fields.
-	*r = fsmpb.Request{
-		Id:              r.Id,
-		Tenant:          r.Tenant,
-		Token:           r.Token,
-		IvrProfile:      r.IvrProfile,
-		Telnum:          r.Telnum,
-		Ani:             r.Ani,
-		NotificationUrl: r.NotificationUrl,
-		CustomData:      r.CustomData,
-		Cpd:             r.Cpd,
-		MaxAttempts:     r.MaxAttempts,
-		TtlMs:           r.TtlMs,
-		IdempotencyKey:  r.IdempotencyKey,
-		Fingerprint:     r.Fingerprint,
-		TimeZone:        r.TimeZone,
-
-		State:           fsmpb.State_PENDING,
-		CreatedUnixMs:   a.now,
-		NextRetryUnixMs: a.now,
-		ExpiresUnixMs:   a.now + r.TtlMs,
-		NotifyState:     fsmpb.NotifyState_NOTIFY_NONE,
-		UpdatedUnixMs:   a.now,
-		CreateIndex:     a.index,
-		ModifyIndex:     a.index,
-	}
 	// The checks in order: the idempotency key, the id, the capacity.
-	prev, byKey := a.st.insertNew(r)
+	prev, found, byKey := a.st.insertNew(it, k.tenant, k.key)
 	switch {
-	case prev != nil && byKey:
-		if string(prev.Fingerprint) == string(r.Fingerprint) {
-			return fail(prev.Id, fsmpb.Code_CODE_DUPLICATE, "idempotency key already used by this request")
+	case found && byKey:
+		p := prev.record()
+		if string(p.Fingerprint) == string(k.fingerprint) {
+			return fail(p.Id, fsmpb.Code_CODE_DUPLICATE, "idempotency key already used by this request")
 		}
-		return fail(r.Id, fsmpb.Code_CODE_CONFLICT, "idempotency key already used by a different request")
-	case prev != nil:
+		return fail(k.id, fsmpb.Code_CODE_CONFLICT, "idempotency key already used by a different request")
+	case found:
 		// The same request under the same id is a replay of this very
 		// command (a proposer retrying after an unknown outcome): answer
 		// as the original did, not with an error.
-		if prev.Tenant == r.Tenant && string(prev.Fingerprint) == string(r.Fingerprint) {
-			return fail(prev.Id, fsmpb.Code_CODE_DUPLICATE, "request already stored under this id")
+		p := prev.record()
+		if p.Tenant == k.tenant && string(p.Fingerprint) == string(k.fingerprint) {
+			return fail(p.Id, fsmpb.Code_CODE_DUPLICATE, "request already stored under this id")
 		}
-		return fail(r.Id, fsmpb.Code_CODE_EXISTS, "id already exists")
+		return fail(k.id, fsmpb.Code_CODE_EXISTS, "id already exists")
 	case full:
-		a.st.dropNew(r)
-		return fail(r.Id, fsmpb.Code_CODE_CAPACITY, "maximum of %d stored records reached", maxRecords)
+		a.st.dropNew(k.id, k.tenant, k.key)
+		return fail(k.id, fsmpb.Code_CODE_CAPACITY, "maximum of %d stored records reached", maxRecords)
 	}
-	a.st.insertRest(r)
-	return okItem(item, r.Id)
+	a.st.insertKeys(queueItem{
+		tenant: k.tenant, profile: k.profile, state: fsmpb.State_PENDING,
+		nextRetry: a.now, expires: a.now + k.ttlMs, id: k.id,
+	}, true)
+	return okItem(item, k.id)
 }
 
 func (a *applier) cancelFn(tenant string) func(r *fsmpb.Request) *fsmpb.ItemResult {

@@ -50,6 +50,10 @@ type FSM struct {
 
 	waitMu sync.Mutex
 	waitCh chan struct{} // closed and replaced whenever applied advances
+
+	// eagerCreates makes ApplyBatch decode create entries rather than
+	// store fresh records (fresh.go); tests compare the two.
+	eagerCreates bool
 }
 
 // New returns an empty FSM.
@@ -98,20 +102,35 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	defer f.writeMu.Unlock()
 
 	cmds := make([]*fsmpb.Command, len(logs))
+	var views []*createView // by entry, once there is one
 	skipped := 0
 	for i, l := range logs {
-		if l.Type == raft.LogCommand {
-			var skip bool
-			if cmds[i], skip = decode(l); skip {
-				skipped++
+		if l.Type != raft.LogCommand {
+			continue
+		}
+		if !f.eagerCreates {
+			if v, ok := viewCreate(l); ok {
+				if views == nil {
+					views = make([]*createView, len(logs))
+				}
+				views[i] = &v
+				continue
 			}
+		}
+		var skip bool
+		if cmds[i], skip = decode(l); skip {
+			skipped++
 		}
 	}
 	a := applier{st: f.w}
 	out := make([]interface{}, len(logs))
 	for i, cmd := range cmds {
-		if cmd != nil {
+		switch {
+		case cmd != nil:
 			out[i] = a.apply(logs[i].Index, cmd)
+		case views != nil && views[i] != nil:
+			a.index, a.now = logs[i].Index, views[i].now
+			out[i] = a.createFresh(views[i])
 		}
 	}
 	last := logs[len(logs)-1].Index

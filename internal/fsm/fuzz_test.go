@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
 )
@@ -23,6 +24,10 @@ func FuzzApply(f *testing.F) {
 			return // long inputs only slow the fuzzer down
 		}
 		fsm := New()
+		// eager decodes its create entries, fsm stores fresh records:
+		// both must give the same results and the same state.
+		eager := New()
+		eager.eagerCreates = true
 		src := &sliceSource{b: data}
 		g := &gen{src: src, now: t0, lookup: fsm.Get}
 		for index := uint64(1); !src.done(); index++ {
@@ -35,15 +40,80 @@ func FuzzApply(f *testing.F) {
 			if len(res.Items) != itemCount(cmd) {
 				t.Fatalf("entry %d: %d results for %d items", index, len(res.Items), itemCount(cmd))
 			}
+			if want := eager.Apply(&raft.Log{Index: index, Type: raft.LogCommand, Data: b}); !proto.Equal(res, want.(*fsmpb.ApplyResult)) {
+				t.Fatalf("entry %d: result %v, decoding the creates %v", index, res, want)
+			}
 			checkInvariants(t, fsm)
 		}
 		snap := snapshotBytes(t, fsm)
+		if !bytes.Equal(snapshotBytes(t, eager), snap) {
+			t.Fatal("the state differs from the state of decoded creates")
+		}
 		restored := New()
 		if err := restored.Restore(readCloser(snap)); err != nil {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(snapshotBytes(t, restored), snap) || restored.AppliedIndex() != fsm.AppliedIndex() {
 			t.Fatal("snapshot round trip changed the state")
+		}
+	})
+}
+
+// FuzzCreateEntry applies any bytes as a log entry after a create, both
+// as a replica does (fresh records for a create entry it can read in
+// place) and decoding every create: whenever the entry is read in place,
+// it must decode, and both replicas must answer alike and hold the same
+// state, record for record.
+func FuzzCreateEntry(f *testing.F) {
+	seed := func(cmd *fsmpb.Command) {
+		b, err := EncodeAt(cmd, t0)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	seed(create(newReq("id-1", "t1", "p", 3, 60_000), withKey(newReq("id-2", "t1", "p", 1, 1000), "k1")))
+	seed(createMax(2, newReq("id-3", "t2", "q", 2, 5000), newReq("id-1", "t1", "p", 3, 60_000), newReq("", "t1", "p", 3, 1)))
+	seed(create(withKey(newReq("id-4", "t1", "p", 3, 60_000), "k0"), newReq("id-5", "", "p", 1, 1)))
+	seed(claim("id-0"))
+
+	f.Fuzz(func(t *testing.T, entry []byte) {
+		if len(entry) > 4096 {
+			return
+		}
+		first := encode(t, create(newReq("id-0", "t1", "p", 3, 60_000), withKey(newReq("id-9", "t1", "p", 3, 60_000), "k0")))
+		_, inPlace := viewCreate(&raft.Log{Data: entry})
+		decodes := func() (ok bool) {
+			defer func() {
+				if recover() != nil {
+					ok = false
+				}
+			}()
+			decode(&raft.Log{Data: entry})
+			return true
+		}()
+		if inPlace && !decodes {
+			t.Fatalf("read in place but does not decode: %x", entry)
+		}
+		if !decodes {
+			return
+		}
+		var results [2]any
+		var snaps [2][]byte
+		for i, eager := range []bool{false, true} {
+			m := New()
+			m.eagerCreates = eager
+			m.Apply(&raft.Log{Index: 1, Type: raft.LogCommand, Data: first})
+			results[i] = m.Apply(&raft.Log{Index: 2, Type: raft.LogCommand, Data: entry})
+			snaps[i] = snapshotBytes(t, m)
+		}
+		a, _ := results[0].(*fsmpb.ApplyResult)
+		b, _ := results[1].(*fsmpb.ApplyResult)
+		if (a == nil) != (b == nil) || !proto.Equal(a, b) {
+			t.Fatalf("results differ: %v, decoding %v", a, b)
+		}
+		if !bytes.Equal(snaps[0], snaps[1]) {
+			t.Fatal("states differ")
 		}
 	})
 }

@@ -25,7 +25,10 @@ const btreeDegree = 16
 // idItem orders records by id (UUIDv7: creation order).
 type idItem struct {
 	id string
-	r  *fsmpb.Request
+	// Either r, the record, or f, the record still in its create entry's
+	// encoding (see fresh.go); record returns it either way.
+	r *fsmpb.Request
+	f *fresh
 }
 
 // tenantProfileStateItem orders (tenant, profile, state, id): every List
@@ -212,14 +215,17 @@ func (s *state) get(id string) (*fsmpb.Request, bool) {
 		return nil, false
 	}
 	it, ok := s.byID.Get(idItem{id: id})
-	return it.r, ok
+	if !ok {
+		return nil, false
+	}
+	return it.record(), true
 }
 
 // mustGet returns the record of an id taken from a secondary index, which
 // always has one.
 func (s *state) mustGet(id string) *fsmpb.Request {
 	it, _ := s.byID.Get(idItem{id: id})
-	return it.r
+	return it.record()
 }
 
 func (s *state) getByKey(tenant, key string) (*fsmpb.Request, bool) {
@@ -242,54 +248,59 @@ func (s *state) insert(r *fsmpb.Request) {
 	s.insertRest(r)
 }
 
-// insertNew starts storing r, a record not stored yet, as insert does,
-// unless a stored record holds its (tenant, idempotency key) or its id:
-// then it changes nothing and returns that record, and whether it was found
-// by the key. Otherwise r is in the id and idempotency indexes, and the
-// caller completes the insert with insertRest or undoes it with dropNew.
-// Each of the two trees is descended once, where a lookup and then an
-// insert would descend it twice: the insert goes first and is taken back
-// when it replaced a record.
-func (s *state) insertNew(r *fsmpb.Request) (prev *fsmpb.Request, byKey bool) {
-	r.Tenant, r.IvrProfile = s.canonical(r.Tenant, r.IvrProfile, r.State)
-	if r.IdempotencyKey != "" {
-		if old, found := s.idem.ReplaceOrInsert(idemItem{tenant: r.Tenant, key: r.IdempotencyKey, id: r.Id}); found {
-			if p, ok := s.get(old.id); ok {
+// insertNew starts storing it, the item of a record not stored yet whose
+// tenant and idempotency key (if any) are given, unless a stored record
+// holds its (tenant, key) or its id: then it changes nothing and returns
+// that record's item, found, and whether it was found by the key.
+// Otherwise it is in the id and idempotency indexes, and the caller
+// completes the insert with insertKeys or undoes it with dropNew. Each of
+// the two trees is descended once, where a lookup and then an insert
+// would descend it twice: the insert goes first and is taken back when it
+// replaced a record.
+func (s *state) insertNew(it idItem, tenant, key string) (prev idItem, found, byKey bool) {
+	if key != "" {
+		if old, found := s.idem.ReplaceOrInsert(idemItem{tenant: tenant, key: key, id: it.id}); found {
+			if p, ok := s.byID.Get(idItem{id: old.id}); ok {
 				s.idem.ReplaceOrInsert(old)
-				return p, true
+				return p, true, true
 			}
 			// A key without its record cannot be stored (Apply and
 			// Restore store and remove both together); were it, the key
 			// would be free as for a lookup, and r's item replaces it.
 		}
 	}
-	if old, found := s.byID.ReplaceOrInsert(idItem{id: r.Id, r: r}); found {
+	if old, found := s.byID.ReplaceOrInsert(it); found {
 		s.byID.ReplaceOrInsert(old)
-		if r.IdempotencyKey != "" {
-			s.idem.Delete(idemItem{tenant: r.Tenant, key: r.IdempotencyKey})
+		if key != "" {
+			s.idem.Delete(idemItem{tenant: tenant, key: key})
 		}
-		return old.r, false
+		return old, true, false
 	}
-	return nil, false
+	return idItem{}, false, false
 }
 
-// dropNew takes r, just added by insertNew, out of the indexes again.
-func (s *state) dropNew(r *fsmpb.Request) {
-	s.byID.Delete(idItem{id: r.Id})
-	if r.IdempotencyKey != "" {
-		s.idem.Delete(idemItem{tenant: r.Tenant, key: r.IdempotencyKey})
+// dropNew takes the record of id, just added by insertNew, out of the
+// indexes again.
+func (s *state) dropNew(id, tenant, key string) {
+	s.byID.Delete(idItem{id: id})
+	if key != "" {
+		s.idem.Delete(idemItem{tenant: tenant, key: key})
 	}
 }
 
 // insertRest adds r, in the id and idempotency indexes already, to the
 // others and counts it.
-func (s *state) insertRest(r *fsmpb.Request) {
-	s.tenantProfileState.ReplaceOrInsert(tenantProfileStateItem{tenant: r.Tenant, profile: r.IvrProfile, state: r.State, id: r.Id})
-	if waiting(r) {
-		s.queue.ReplaceOrInsert(queueKey(r))
-		s.expiry.ReplaceOrInsert(expiryItem{expires: r.ExpiresUnixMs, id: r.Id})
+func (s *state) insertRest(r *fsmpb.Request) { s.insertKeys(queueKey(r), waiting(r)) }
+
+// insertKeys is insertRest for a record whose queue key is q (every
+// index's key fields are in it) and that is waiting or not.
+func (s *state) insertKeys(q queueItem, waiting bool) {
+	s.tenantProfileState.ReplaceOrInsert(tenantProfileStateItem{tenant: q.tenant, profile: q.profile, state: q.state, id: q.id})
+	if waiting {
+		s.queue.ReplaceOrInsert(q)
+		s.expiry.ReplaceOrInsert(expiryItem{expires: q.expires, id: q.id})
 	}
-	s.adjust(r.Tenant, r.IvrProfile, r.State, 1)
+	s.adjust(q.tenant, q.profile, q.state, 1)
 }
 
 // canonical returns tenant and profile as the count item of (tenant,

@@ -116,7 +116,7 @@ func (s *snapshot) writeTo(w io.Writer) error {
 		err error
 	)
 	s.st.byID.Ascend(func(it idItem) bool {
-		if _, err = opts.MarshalTo(bw, it.r); err != nil {
+		if _, err = opts.MarshalTo(bw, it.record()); err != nil {
 			err = fmt.Errorf("writing record %d: %w", n, err)
 			return false
 		}

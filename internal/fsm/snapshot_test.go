@@ -292,7 +292,7 @@ func checkInvariants(t testing.TB, f *FSM) {
 		if r.State == fsmpb.State_IN_PROGRESS && (len(r.Attempts) == 0 || r.Attempts[len(r.Attempts)-1].CallUuid != r.LastCallUuid) {
 			t.Fatalf("%s: in progress without a current attempt", r.Id)
 		}
-		if got, ok := f.Get(r.Id); !ok || got != r {
+		if got, ok := f.Get(r.Id); !ok || !proto.Equal(got, r) {
 			t.Fatalf("%s: Get disagrees with List", r.Id)
 		}
 		if perState[r.Tenant] == nil {

@@ -1,0 +1,302 @@
+package fsm
+
+import (
+	"bytes"
+	"fmt"
+	"unsafe"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
+)
+
+// Fresh records (issue 18, "a compact in-memory form"): a create entry in
+// its usual form is applied without decoding its requests. Each request's
+// bytes are checked against the schema (checkMessage: they would decode),
+// the fields a create checks and indexes are read in place, and the record
+// is stored as a fresh: the request's bytes in one copy of the entry, and
+// the entry's index and time. Until a command changes it, a fresh record
+// is decoded only when it is read (fresh.request), giving exactly the
+// record an eager create stores (newRecord). The first change stores the
+// changed record decoded, as before. A bulk create of 100 records then
+// costs each replica one allocation for the entry's bytes and one small
+// fresh per record, instead of a decoded message with a string per field.
+
+// fresh is a stored record as its create entry made it, kept encoded.
+type fresh struct {
+	// raw is the Request as proposed: a slice of the replica's own copy
+	// of the entry, never modified, which the record's id and the index
+	// keys alias.
+	raw []byte
+	// tenant and profile are the canonical strings (state.canonical).
+	tenant, profile string
+	created         int64  // the entry's time (now_unix_ms)
+	index           uint64 // the entry's index
+}
+
+// request decodes the record. Its bytes were checked when the entry was
+// applied, so decoding cannot fail; were it to, the replica's state would
+// be wrong, and stopping is safer than serving it.
+func (f *fresh) request() *fsmpb.Request {
+	var spec fsmpb.Request
+	if err := proto.Unmarshal(f.raw, &spec); err != nil {
+		panic(fmt.Sprintf("fsm: a stored record created by entry %d does not decode: %v", f.index, err))
+	}
+	r := newRecord(&spec, f.created, f.index)
+	r.Tenant, r.IvrProfile = f.tenant, f.profile
+	return r
+}
+
+// newRecord is the record a create stores for spec, decoded from entry
+// index at time now: the spec's fields and fingerprint, every status field
+// set as for a new request. Status fields in spec, and fields this binary
+// does not know, are dropped.
+func newRecord(spec *fsmpb.Request, now int64, index uint64) *fsmpb.Request {
+	return &fsmpb.Request{
+		Id:              spec.Id,
+		Tenant:          spec.Tenant,
+		Token:           spec.Token,
+		IvrProfile:      spec.IvrProfile,
+		Telnum:          spec.Telnum,
+		Ani:             spec.Ani,
+		NotificationUrl: spec.NotificationUrl,
+		CustomData:      spec.CustomData,
+		Cpd:             spec.Cpd,
+		MaxAttempts:     spec.MaxAttempts,
+		TtlMs:           spec.TtlMs,
+		IdempotencyKey:  spec.IdempotencyKey,
+		Fingerprint:     spec.Fingerprint,
+		TimeZone:        spec.TimeZone,
+
+		State:           fsmpb.State_PENDING,
+		CreatedUnixMs:   now,
+		NextRetryUnixMs: now,
+		ExpiresUnixMs:   now + spec.TtlMs,
+		NotifyState:     fsmpb.NotifyState_NOTIFY_NONE,
+		UpdatedUnixMs:   now,
+		CreateIndex:     index,
+		ModifyIndex:     index,
+	}
+}
+
+// createView is a create entry read in place (viewCreate).
+type createView struct {
+	now        int64
+	maxRecords uint64
+	reqs       []freshSpec
+}
+
+// freshSpec is what a create checks and indexes of one request, read from
+// its bytes: the strings and fingerprint alias raw.
+type freshSpec struct {
+	raw                 []byte
+	id, tenant, profile string
+	idempotencyKey      string
+	ttlMs               int64
+	fingerprint         []byte
+}
+
+// The field numbers viewCreate reads (fsm.proto: Command.create,
+// CreateRequests, Request).
+const (
+	createBodyField     protowire.Number = 10
+	createRequestsField protowire.Number = 1
+	createMaxRecords    protowire.Number = 2
+	requestIDField      protowire.Number = 1
+	requestTenantField  protowire.Number = 2
+	requestProfileField protowire.Number = 4
+	requestTTLField     protowire.Number = 11
+	requestKeyField     protowire.Number = 12
+	requestFingerprint  protowire.Number = 13
+)
+
+// requestDesc is the record's descriptor, for checkMessage.
+var requestDesc = (&fsmpb.Request{}).ProtoReflect().Descriptor()
+
+// viewCreate reads l as a create entry without decoding its requests. It
+// reports ok only for the form Encode writes (the envelope's version, time
+// and flag, one create body holding requests and the record limit, each
+// field with its own wire type) with a version this binary applies and
+// requests that decode; for anything else the caller decodes the entry
+// (decode), which applies it the same way or refuses it. The view owns a
+// copy of the entry's bytes: raft's buffer is not kept.
+func viewCreate(l *raft.Log) (v createView, ok bool) {
+	var (
+		version uint64
+		body    bool
+	)
+	if !hasCreateBody(l.Data) {
+		return createView{}, false
+	}
+	data := bytes.Clone(l.Data)
+	for b := data; len(b) > 0; {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 || !num.IsValid() {
+			return createView{}, false
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b[n:])
+		if m < 0 {
+			return createView{}, false
+		}
+		val := b[n : n+m]
+		b = b[n+m:]
+		switch {
+		case num == versionField && typ == protowire.VarintType:
+			version, _ = protowire.ConsumeVarint(val)
+		case num == nowField && typ == protowire.VarintType:
+			x, _ := protowire.ConsumeVarint(val)
+			v.now = int64(x)
+		case num == ignoreUnknownField && typ == protowire.VarintType:
+		case num == createBodyField && typ == protowire.BytesType:
+			// A message field repeated on the wire is merged: the
+			// requests of every occurrence, the last record limit.
+			c, _ := protowire.ConsumeBytes(val)
+			if v.reqs == nil {
+				v.reqs = make([]freshSpec, 0, countField(c, createRequestsField))
+			}
+			if !v.readCreate(c) {
+				return createView{}, false
+			}
+			body = true
+		default:
+			return createView{}, false
+		}
+	}
+	// decode's checks: the version is 32 bits and one this binary applies.
+	if !body || version == 0 || version > CommandVersion {
+		return createView{}, false
+	}
+	return v, true
+}
+
+// hasCreateBody reports whether entry's envelope holds a create body, reading
+// only its top-level tags, so that other entries are not copied.
+func hasCreateBody(entry []byte) bool {
+	for b := entry; len(b) > 0; {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return false
+		}
+		if num == createBodyField && typ == protowire.BytesType {
+			return true
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b[n:])
+		if m < 0 {
+			return false
+		}
+		b = b[n+m:]
+	}
+	return false
+}
+
+// countField returns how many times field num occurs in the message b, or
+// as many as it could read of a malformed one.
+func countField(b []byte, num protowire.Number) int {
+	n := 0
+	for len(b) > 0 {
+		got, typ, t := protowire.ConsumeTag(b)
+		if t < 0 {
+			break
+		}
+		m := protowire.ConsumeFieldValue(got, typ, b[t:])
+		if m < 0 {
+			break
+		}
+		if got == num {
+			n++
+		}
+		b = b[t+m:]
+	}
+	return n
+}
+
+// readCreate appends the requests of c, a CreateRequests body, to v.
+func (v *createView) readCreate(c []byte) bool {
+	for len(c) > 0 {
+		num, typ, n := protowire.ConsumeTag(c)
+		if n < 0 || !num.IsValid() {
+			return false
+		}
+		m := protowire.ConsumeFieldValue(num, typ, c[n:])
+		if m < 0 {
+			return false
+		}
+		val := c[n : n+m]
+		c = c[n+m:]
+		switch {
+		case num == createRequestsField && typ == protowire.BytesType:
+			raw, _ := protowire.ConsumeBytes(val)
+			spec, ok := readSpec(raw)
+			if !ok {
+				return false
+			}
+			v.reqs = append(v.reqs, spec)
+		case num == createMaxRecords && typ == protowire.VarintType:
+			v.maxRecords, _ = protowire.ConsumeVarint(val)
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// readSpec checks that raw decodes as a Request and reads the fields a
+// create needs; a field given more than once counts with its last value,
+// as a decode takes it.
+func readSpec(raw []byte) (freshSpec, bool) {
+	if checkMessage(raw, requestDesc) != nil {
+		return freshSpec{}, false
+	}
+	s := freshSpec{raw: raw}
+	for b := raw; len(b) > 0; {
+		num, typ, n := protowire.ConsumeTag(b)
+		m := protowire.ConsumeFieldValue(num, typ, b[n:])
+		val := b[n : n+m]
+		b = b[n+m:]
+		if typ == protowire.VarintType && num == requestTTLField {
+			x, _ := protowire.ConsumeVarint(val)
+			s.ttlMs = int64(x)
+			continue
+		}
+		if typ != protowire.BytesType {
+			continue
+		}
+		switch num {
+		case requestIDField, requestTenantField, requestProfileField, requestKeyField:
+			f, _ := protowire.ConsumeBytes(val)
+			str := aliasString(f)
+			switch num {
+			case requestIDField:
+				s.id = str
+			case requestTenantField:
+				s.tenant = str
+			case requestProfileField:
+				s.profile = str
+			default:
+				s.idempotencyKey = str
+			}
+		case requestFingerprint:
+			s.fingerprint, _ = protowire.ConsumeBytes(val)
+		}
+	}
+	return s, true
+}
+
+// aliasString returns b as a string without copying it: b is part of a
+// fresh record's bytes, which nothing modifies.
+func aliasString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}
+
+// record returns the item's record, decoding a fresh one.
+func (it idItem) record() *fsmpb.Request {
+	if it.f != nil {
+		return it.f.request()
+	}
+	return it.r
+}
