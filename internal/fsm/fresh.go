@@ -40,11 +40,11 @@ type fresh struct {
 // applied, so decoding cannot fail; were it to, the replica's state would
 // be wrong, and stopping is safer than serving it.
 func (f *fresh) request() *fsmpb.Request {
-	var spec fsmpb.Request
-	if err := proto.Unmarshal(f.raw, &spec); err != nil {
+	r, err := decodeSpec(f.raw)
+	if err != nil {
 		panic(fmt.Sprintf("fsm: a stored record created by entry %d does not decode: %v", f.index, err))
 	}
-	r := newRecord(&spec, f.created, f.index)
+	setNew(r, f.created, f.index)
 	r.Tenant, r.IvrProfile = f.tenant, f.profile
 	return r
 }
@@ -54,7 +54,7 @@ func (f *fresh) request() *fsmpb.Request {
 // set as for a new request. Status fields in spec, and fields this binary
 // does not know, are dropped.
 func newRecord(spec *fsmpb.Request, now int64, index uint64) *fsmpb.Request {
-	return &fsmpb.Request{
+	r := &fsmpb.Request{
 		Id:              spec.Id,
 		Tenant:          spec.Tenant,
 		Token:           spec.Token,
@@ -69,16 +69,110 @@ func newRecord(spec *fsmpb.Request, now int64, index uint64) *fsmpb.Request {
 		IdempotencyKey:  spec.IdempotencyKey,
 		Fingerprint:     spec.Fingerprint,
 		TimeZone:        spec.TimeZone,
-
-		State:           fsmpb.State_PENDING,
-		CreatedUnixMs:   now,
-		NextRetryUnixMs: now,
-		ExpiresUnixMs:   now + spec.TtlMs,
-		NotifyState:     fsmpb.NotifyState_NOTIFY_NONE,
-		UpdatedUnixMs:   now,
-		CreateIndex:     index,
-		ModifyIndex:     index,
 	}
+	setNew(r, now, index)
+	return r
+}
+
+// setNew sets the status fields of r, which has none, as a create entry
+// at index and time now sets them.
+func setNew(r *fsmpb.Request, now int64, index uint64) {
+	r.State = fsmpb.State_PENDING
+	r.CreatedUnixMs = now
+	r.NextRetryUnixMs = now
+	r.ExpiresUnixMs = now + r.TtlMs
+	r.NotifyState = fsmpb.NotifyState_NOTIFY_NONE
+	r.UpdatedUnixMs = now
+	r.CreateIndex = index
+	r.ModifyIndex = index
+}
+
+// The spec fields of fsm.proto's Request, which decodeSpec reads
+// (TestSpecFields checks them against the schema).
+const (
+	specID              protowire.Number = 1
+	specTenant          protowire.Number = 2
+	specToken           protowire.Number = 3
+	specProfile         protowire.Number = 4
+	specTelnum          protowire.Number = 5
+	specAni             protowire.Number = 6
+	specNotificationURL protowire.Number = 7
+	specCustomData      protowire.Number = 8
+	specCpd             protowire.Number = 9
+	specMaxAttempts     protowire.Number = 10
+	specTTL             protowire.Number = 11
+	specKey             protowire.Number = 12
+	specFingerprint     protowire.Number = 13
+	specTimeZone        protowire.Number = 35
+)
+
+// decodeSpec decodes the spec fields of raw, a Request that checkMessage
+// accepted, as proto.Unmarshal and newRecord keep them: the last value of
+// a field given more than once, every custom data pair, the Cpd messages
+// merged. Its strings and fingerprint alias raw instead of copying it (a
+// fresh record's raw is never modified). Every other field is dropped.
+func decodeSpec(raw []byte) (*fsmpb.Request, error) {
+	r := &fsmpb.Request{}
+	for b := raw; len(b) > 0; {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, protowire.ParseError(n)
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b[n:])
+		if m < 0 {
+			return nil, protowire.ParseError(m)
+		}
+		val := b[n : n+m]
+		b = b[n+m:]
+		switch typ {
+		case protowire.VarintType:
+			x, _ := protowire.ConsumeVarint(val)
+			switch num {
+			case specMaxAttempts:
+				r.MaxAttempts = uint32(x)
+			case specTTL:
+				r.TtlMs = int64(x)
+			}
+		case protowire.BytesType:
+			v, _ := protowire.ConsumeBytes(val)
+			switch num {
+			case specID:
+				r.Id = aliasString(v)
+			case specTenant:
+				r.Tenant = aliasString(v)
+			case specToken:
+				r.Token = aliasString(v)
+			case specProfile:
+				r.IvrProfile = aliasString(v)
+			case specTelnum:
+				r.Telnum = aliasString(v)
+			case specAni:
+				r.Ani = aliasString(v)
+			case specNotificationURL:
+				r.NotificationUrl = aliasString(v)
+			case specKey:
+				r.IdempotencyKey = aliasString(v)
+			case specTimeZone:
+				r.TimeZone = aliasString(v)
+			case specFingerprint:
+				r.Fingerprint = v[:len(v):len(v)]
+			case specCustomData:
+				kv := &fsmpb.KeyValue{}
+				if err := proto.Unmarshal(v, kv); err != nil {
+					return nil, err
+				}
+				r.CustomData = append(r.CustomData, kv)
+			case specCpd:
+				if r.Cpd == nil {
+					r.Cpd = &fsmpb.Cpd{}
+				}
+				if err := (proto.UnmarshalOptions{Merge: true}).Unmarshal(v, r.Cpd); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	return r, nil
 }
 
 // createView is a create entry read in place (viewCreate).
@@ -99,17 +193,11 @@ type freshSpec struct {
 }
 
 // The field numbers viewCreate reads (fsm.proto: Command.create,
-// CreateRequests, Request).
+// CreateRequests).
 const (
 	createBodyField     protowire.Number = 10
 	createRequestsField protowire.Number = 1
 	createMaxRecords    protowire.Number = 2
-	requestIDField      protowire.Number = 1
-	requestTenantField  protowire.Number = 2
-	requestProfileField protowire.Number = 4
-	requestTTLField     protowire.Number = 11
-	requestKeyField     protowire.Number = 12
-	requestFingerprint  protowire.Number = 13
 )
 
 // requestDesc is the record's descriptor, for checkMessage.
@@ -255,7 +343,7 @@ func readSpec(raw []byte) (freshSpec, bool) {
 		m := protowire.ConsumeFieldValue(num, typ, b[n:])
 		val := b[n : n+m]
 		b = b[n+m:]
-		if typ == protowire.VarintType && num == requestTTLField {
+		if typ == protowire.VarintType && num == specTTL {
 			x, _ := protowire.ConsumeVarint(val)
 			s.ttlMs = int64(x)
 			continue
@@ -264,20 +352,20 @@ func readSpec(raw []byte) (freshSpec, bool) {
 			continue
 		}
 		switch num {
-		case requestIDField, requestTenantField, requestProfileField, requestKeyField:
+		case specID, specTenant, specProfile, specKey:
 			f, _ := protowire.ConsumeBytes(val)
 			str := aliasString(f)
 			switch num {
-			case requestIDField:
+			case specID:
 				s.id = str
-			case requestTenantField:
+			case specTenant:
 				s.tenant = str
-			case requestProfileField:
+			case specProfile:
 				s.profile = str
 			default:
 				s.idempotencyKey = str
 			}
-		case requestFingerprint:
+		case specFingerprint:
 			s.fingerprint, _ = protowire.ConsumeBytes(val)
 		}
 	}

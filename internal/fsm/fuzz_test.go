@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
@@ -76,6 +77,23 @@ func FuzzCreateEntry(f *testing.F) {
 	seed(createMax(2, newReq("id-3", "t2", "q", 2, 5000), newReq("id-1", "t1", "p", 3, 60_000), newReq("", "t1", "p", 3, 1)))
 	seed(create(withKey(newReq("id-4", "t1", "p", 3, 60_000), "k0"), newReq("id-5", "", "p", 1, 1)))
 	seed(claim("id-0"))
+	full := withKey(newReq("id-6", "t1", "p", 3, 60_000), "k6")
+	full.TimeZone = "Europe/Berlin"
+	full.CustomData = []*fsmpb.KeyValue{{Key: "a", Value: "1"}, {Key: "b"}}
+	detect := true
+	full.Cpd = &fsmpb.Cpd{Preconnect: &detect, Detect: "machine"}
+	seed(create(full))
+	// One request encoded as two concatenated messages (the last string
+	// and ttl count, the custom data pairs add up and the Cpd messages
+	// merge), in a second create body, which merges with the first.
+	other := &fsmpb.Request{Id: "id-7", Tenant: "t2", TtlMs: 5, CustomData: []*fsmpb.KeyValue{{Key: "c"}}, Cpd: &fsmpb.Cpd{Detect: "human"}}
+	one, _ := proto.Marshal(full)
+	two, _ := proto.Marshal(other)
+	body := protowire.AppendTag(nil, createRequestsField, protowire.BytesType)
+	body = protowire.AppendBytes(body, append(one, two...))
+	first, _ := EncodeAt(create(newReq("id-8", "t1", "p", 1, 1)), t0)
+	entry := protowire.AppendTag(first, createBodyField, protowire.BytesType)
+	f.Add(protowire.AppendBytes(entry, body))
 
 	f.Fuzz(func(t *testing.T, entry []byte) {
 		if len(entry) > 4096 {
