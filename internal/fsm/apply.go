@@ -164,8 +164,8 @@ type newKeys struct {
 
 // createOne stores it, the item of a new record whose keys are k, and
 // returns its result: item, set, when it is stored. It sets k's tenant and
-// profile to the canonical strings (state.canonical), which the caller
-// gives the stored record.
+// profile to its group's strings (state.group), which the caller gives the
+// stored record.
 func (a *applier) createOne(k *newKeys, it idItem, maxRecords uint64, item *fsmpb.ItemResult) *fsmpb.ItemResult {
 	switch {
 	case k.id == "":
@@ -174,7 +174,8 @@ func (a *applier) createOne(k *newKeys, it idItem, maxRecords uint64, item *fsmp
 		return fail(k.id, fsmpb.Code_CODE_INVALID_STATE, "tenant is required")
 	}
 	full := maxRecords > 0 && uint64(a.st.count()) >= maxRecords
-	k.tenant, k.profile = a.st.canonical(k.tenant, k.profile, fsmpb.State_PENDING)
+	g := a.st.group(k.tenant, k.profile, fsmpb.State_PENDING)
+	k.tenant, k.profile = g.tenant, g.profile
 
 	// The checks in order: the idempotency key, the id, the capacity.
 	prev, found, byKey := a.st.insertNew(it, k.tenant, k.key)
@@ -199,7 +200,7 @@ func (a *applier) createOne(k *newKeys, it idItem, maxRecords uint64, item *fsmp
 		return fail(k.id, fsmpb.Code_CODE_CAPACITY, "maximum of %d stored records reached", maxRecords)
 	}
 	a.st.insertKeys(queueItem{
-		tenant: k.tenant, profile: k.profile, state: fsmpb.State_PENDING,
+		g: g, state: fsmpb.State_PENDING,
 		nextRetry: a.now, expires: a.now + k.ttlMs, id: k.id,
 	}, true)
 	return okItem(item, k.id)

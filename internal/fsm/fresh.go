@@ -30,7 +30,7 @@ type fresh struct {
 	// of the entry, never modified, which the record's id and the index
 	// keys alias.
 	raw []byte
-	// tenant and profile are the canonical strings (state.canonical).
+	// tenant and profile are the strings of the record's group (state.group).
 	tenant, profile string
 	created         int64  // the entry's time (now_unix_ms)
 	index           uint64 // the entry's index

@@ -234,12 +234,12 @@ func (f *FSM) Due(tenant, ivrProfile string, state fsmpb.State, limit int) []*fs
 	var out []*fsmpb.Request
 	// The smallest key of the (tenant, profile, state) range.
 	first := queueItem{
-		tenant: tenant, profile: ivrProfile, state: state,
+		g: &group{tenant: tenant, profile: ivrProfile}, state: state,
 		nextRetry: math.MinInt64, expires: math.MinInt64, attempts: math.MaxUint32,
 	}
 	st := f.view()
 	st.queue.AscendGreaterOrEqual(first, func(it queueItem) bool {
-		if it.tenant != tenant || it.profile != ivrProfile || it.state != state {
+		if !it.g.is(tenant, ivrProfile) || it.state != state {
 			return false
 		}
 		out = append(out, st.mustGet(it.id))

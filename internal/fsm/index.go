@@ -35,10 +35,31 @@ type idItem struct {
 // and InState page, merged over the (profile, state) ranges that match
 // (see state.listIDs).
 type tenantProfileStateItem struct {
-	tenant, profile string
-	state           fsmpb.State
-	id              string
+	g     *group
+	state fsmpb.State
+	id    string
 }
+
+// group is a (tenant, IVR profile) pair. The index items of a group's
+// records point to one group rather than each holding both strings: an
+// item is 24 bytes smaller (a tree insert moves and allocates less), and
+// items of one group compare equal by pointer. Items may point to
+// different but equal groups (a lookup's probe, a pair met again after its
+// count dropped to zero), which compare by their strings.
+type group struct{ tenant, profile string }
+
+func cmpGroup(a, b *group) int {
+	if a == b {
+		return 0
+	}
+	if c := strings.Compare(a.tenant, b.tenant); c != 0 {
+		return c
+	}
+	return strings.Compare(a.profile, b.profile)
+}
+
+// is reports whether g is the pair (tenant, profile).
+func (g *group) is(tenant, profile string) bool { return g.tenant == tenant && g.profile == profile }
 
 // idemItem orders (tenant, idempotency key); only records with a key have
 // one. The pair is unique (Apply and Restore check it).
@@ -51,12 +72,12 @@ type idemItem struct {
 // then oldest (id). Only waiting records (PENDING or INITIATED) are in it:
 // the dialer takes nothing else.
 type queueItem struct {
-	tenant, profile string
-	state           fsmpb.State
-	attempts        uint32
-	nextRetry       int64
-	expires         int64
-	id              string
+	g         *group
+	state     fsmpb.State
+	attempts  uint32
+	nextRetry int64
+	expires   int64
+	id        string
 }
 
 // expiryItem orders records that wait for the dialer (PENDING or
@@ -87,6 +108,9 @@ type countItem struct {
 	state   fsmpb.State
 	profile string
 	n       int
+	// g is the group the index items of these records share, if they
+	// were stored after this item existed (see state.group).
+	g *group
 }
 
 // States compare as uint32, the order the previous (byte-key) indexes had,
@@ -96,10 +120,7 @@ func cmpState(a, b fsmpb.State) int { return cmp.Compare(uint32(a), uint32(b)) }
 func lessID(a, b idItem) bool { return a.id < b.id }
 
 func lessTenantProfileState(a, b tenantProfileStateItem) bool {
-	if c := strings.Compare(a.tenant, b.tenant); c != 0 {
-		return c < 0
-	}
-	if c := strings.Compare(a.profile, b.profile); c != 0 {
+	if c := cmpGroup(a.g, b.g); c != 0 {
 		return c < 0
 	}
 	if c := cmpState(a.state, b.state); c != 0 {
@@ -116,10 +137,7 @@ func lessIdem(a, b idemItem) bool {
 }
 
 func cmpQueue(a, b queueItem) int {
-	if c := strings.Compare(a.tenant, b.tenant); c != 0 {
-		return c
-	}
-	if c := strings.Compare(a.profile, b.profile); c != 0 {
+	if c := cmpGroup(a.g, b.g); c != 0 {
 		return c
 	}
 	if c := cmpState(a.state, b.state); c != 0 {
@@ -149,9 +167,9 @@ func lessCount(a, b countItem) bool {
 	return a.profile < b.profile
 }
 
-func queueKey(r *fsmpb.Request) queueItem {
+func queueKey(r *fsmpb.Request, g *group) queueItem {
 	return queueItem{
-		tenant: r.Tenant, profile: r.IvrProfile, state: r.State,
+		g: g, state: r.State,
 		attempts: r.AttemptsMade, nextRetry: r.NextRetryUnixMs, expires: r.ExpiresUnixMs,
 		id: r.Id,
 	}
@@ -238,14 +256,15 @@ func (s *state) getByKey(tenant, key string) (*fsmpb.Request, bool) {
 
 // insert adds r, which must not be stored yet (no record with its id or its
 // idempotency key), to every index. It may replace r's tenant and profile
-// with equal strings (see canonical).
+// with equal strings (see group).
 func (s *state) insert(r *fsmpb.Request) {
-	r.Tenant, r.IvrProfile = s.canonical(r.Tenant, r.IvrProfile, r.State)
+	g := s.group(r.Tenant, r.IvrProfile, r.State)
+	r.Tenant, r.IvrProfile = g.tenant, g.profile
 	s.byID.ReplaceOrInsert(idItem{id: r.Id, r: r})
 	if r.IdempotencyKey != "" {
 		s.idem.ReplaceOrInsert(idemItem{tenant: r.Tenant, key: r.IdempotencyKey, id: r.Id})
 	}
-	s.insertRest(r)
+	s.insertKeys(queueKey(r, g), waiting(r))
 }
 
 // insertNew starts storing it, the item of a record not stored yet whose
@@ -288,31 +307,28 @@ func (s *state) dropNew(id, tenant, key string) {
 	}
 }
 
-// insertRest adds r, in the id and idempotency indexes already, to the
-// others and counts it.
-func (s *state) insertRest(r *fsmpb.Request) { s.insertKeys(queueKey(r), waiting(r)) }
-
-// insertKeys is insertRest for a record whose queue key is q (every
-// index's key fields are in it) and that is waiting or not.
+// insertKeys adds a record, in the id and idempotency indexes already,
+// to the others and counts it: q is its queue key (every other index's key
+// fields are in it), and waiting whether it waits for the dialer.
 func (s *state) insertKeys(q queueItem, waiting bool) {
-	s.tenantProfileState.ReplaceOrInsert(tenantProfileStateItem{tenant: q.tenant, profile: q.profile, state: q.state, id: q.id})
+	s.tenantProfileState.ReplaceOrInsert(tenantProfileStateItem{g: q.g, state: q.state, id: q.id})
 	if waiting {
 		s.queue.ReplaceOrInsert(q)
 		s.expiry.ReplaceOrInsert(expiryItem{expires: q.expires, id: q.id})
 	}
-	s.adjust(q.tenant, q.profile, q.state, 1)
+	s.adjust(q.g, q.state, 1)
 }
 
-// canonical returns tenant and profile as the count item of (tenant,
-// state, profile) holds them, when there is one: equal strings, shared by
-// the records stored before. A record that uses them makes the index
-// comparisons find its tenant and profile equal by pointer (bytes are
-// compared only when pointers differ) and keeps no copies of its own.
-func (s *state) canonical(tenant, profile string, st fsmpb.State) (string, string) {
-	if c, ok := s.counts.Get(countItem{tenant: tenant, state: st, profile: profile}); ok {
-		return c.tenant, c.profile
+// group returns the group of (tenant, profile) for a record in state st:
+// the one the count item of (tenant, st, profile) holds, when there is one,
+// else a new one. A record that takes the group's strings keeps no copies
+// of its own, and index comparisons of its items with the other items of
+// the group stop at the pointer.
+func (s *state) group(tenant, profile string, st fsmpb.State) *group {
+	if c, ok := s.counts.Get(countItem{tenant: tenant, state: st, profile: profile}); ok && c.g != nil {
+		return c.g
 	}
-	return tenant, profile
+	return &group{tenant: tenant, profile: profile}
 }
 
 // replace stores n in place of old, the stored record with the same id,
@@ -320,14 +336,15 @@ func (s *state) canonical(tenant, profile string, st fsmpb.State) (string, strin
 // changed are touched.
 func (s *state) replace(old, n *fsmpb.Request) {
 	s.byID.ReplaceOrInsert(idItem{id: n.Id, r: n})
+	g := s.group(old.Tenant, old.IvrProfile, old.State)
 	if n.State != old.State {
-		s.tenantProfileState.Delete(tenantProfileStateItem{tenant: old.Tenant, profile: old.IvrProfile, state: old.State, id: old.Id})
-		s.tenantProfileState.ReplaceOrInsert(tenantProfileStateItem{tenant: n.Tenant, profile: n.IvrProfile, state: n.State, id: n.Id})
-		s.adjust(old.Tenant, old.IvrProfile, old.State, -1)
-		s.adjust(n.Tenant, n.IvrProfile, n.State, 1)
+		s.tenantProfileState.Delete(tenantProfileStateItem{g: g, state: old.State, id: old.Id})
+		s.tenantProfileState.ReplaceOrInsert(tenantProfileStateItem{g: g, state: n.State, id: n.Id})
+		s.adjust(g, old.State, -1)
+		s.adjust(g, n.State, 1)
 	}
 	wasWaiting, isWaiting := waiting(old), waiting(n)
-	oldKey, newKey := queueKey(old), queueKey(n)
+	oldKey, newKey := queueKey(old, g), queueKey(n, g)
 	if wasWaiting && (!isWaiting || oldKey != newKey) {
 		s.queue.Delete(oldKey)
 	}
@@ -345,15 +362,16 @@ func (s *state) replace(old, n *fsmpb.Request) {
 // remove deletes the stored record r from every index.
 func (s *state) remove(r *fsmpb.Request) {
 	s.byID.Delete(idItem{id: r.Id})
-	s.tenantProfileState.Delete(tenantProfileStateItem{tenant: r.Tenant, profile: r.IvrProfile, state: r.State, id: r.Id})
+	g := s.group(r.Tenant, r.IvrProfile, r.State)
+	s.tenantProfileState.Delete(tenantProfileStateItem{g: g, state: r.State, id: r.Id})
 	if r.IdempotencyKey != "" {
 		s.idem.Delete(idemItem{tenant: r.Tenant, key: r.IdempotencyKey})
 	}
 	if waiting(r) {
-		s.queue.Delete(queueKey(r))
+		s.queue.Delete(queueKey(r, g))
 		s.expiry.Delete(expiryItem{expires: r.ExpiresUnixMs, id: r.Id})
 	}
-	s.adjust(r.Tenant, r.IvrProfile, r.State, -1)
+	s.adjust(g, r.State, -1)
 }
 
 // profileState is one (profile, state) range of the tenant's records in
@@ -394,8 +412,9 @@ func (s *state) listIDs(tenant, profile string, state fsmpb.State, after string,
 	var ids, run, merged []string
 	for _, r := range s.ranges(tenant, profile, state) {
 		run = run[:0]
-		s.tenantProfileState.AscendGreaterOrEqual(tenantProfileStateItem{tenant: tenant, profile: r.profile, state: r.state, id: after}, func(it tenantProfileStateItem) bool {
-			if it.tenant != tenant || it.profile != r.profile || it.state != r.state {
+		probe := tenantProfileStateItem{g: &group{tenant: tenant, profile: r.profile}, state: r.state, id: after}
+		s.tenantProfileState.AscendGreaterOrEqual(probe, func(it tenantProfileStateItem) bool {
+			if !it.g.is(tenant, r.profile) || it.state != r.state {
 				return false
 			}
 			// With n ids held, only a smaller one can still be on the page.
@@ -430,12 +449,12 @@ func mergeIDs(dst, a, b []string, n int) []string {
 	return dst
 }
 
-// adjust adds delta to the (tenant, state, profile) count, dropping items
-// that reach zero.
-func (s *state) adjust(tenant, profile string, st fsmpb.State, delta int) {
-	key := countItem{tenant: tenant, state: st, profile: profile}
+// adjust adds delta to the count of g's records in state st, dropping
+// items that reach zero. A new item keeps g (see group).
+func (s *state) adjust(g *group, st fsmpb.State, delta int) {
+	key := countItem{tenant: g.tenant, state: st, profile: g.profile, g: g}
 	if c, ok := s.counts.Get(key); ok {
-		key = c // its strings (see canonical)
+		key = c // its strings and group
 	}
 	key.n += delta
 	if key.n == 0 {

@@ -42,7 +42,7 @@ func TestKeyEncodingOrder(t *testing.T) {
 	// The indexes are btrees of key structs now, not byte keys: check the
 	// queue order's comparison of its leading components instead.
 	enc := func(p pair) queueItem {
-		return queueItem{tenant: p.s1, profile: p.s2, nextRetry: p.n}
+		return queueItem{g: &group{tenant: p.s1, profile: p.s2}, nextRetry: p.n}
 	}
 	for i := 0; i < 20_000; i++ {
 		a := pair{randString(), randString(), randInt()}
