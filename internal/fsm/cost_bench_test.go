@@ -231,12 +231,17 @@ func BenchmarkRecordFootprint(b *testing.B) {
 		data := snapshotBytes(b, f)
 		f = nil
 		runtime.GC()
+		runtime.ReadMemStats(&before)
 		g := New()
 		t, c = time.Now(), cpuTime()
 		if err := g.Restore(readCloser(data)); err != nil {
 			b.Fatal(err)
 		}
 		restore, restoreCPU := time.Since(t), cpuTime()-c
+		g.Get("x")
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(g.Count()), "restored-heap-B/record")
 		b.ReportMetric(heap, "heap-B/record")
 		b.ReportMetric(float64(ds.n)/float64(g.Count()), "snap-B/record")
 		b.ReportMetric(persist.Seconds()*1000, "persist-ms")

@@ -92,6 +92,10 @@
 // before, so a fresh record is only ever made from bytes that decode.
 // FuzzCreateEntry and FuzzApply apply the same entries with and without
 // fresh records and compare the results and the snapshots byte for byte.
+// Restore stores fresh the records that are exactly as their create stored
+// them (isNew: every status field as a create sets it, no unknown fields),
+// keeping a copy of each one's snapshot bytes, so a restarted replica holds
+// its records in the same compact form.
 // Measured (BENCHMARKS.md, issue 18, session 7): BenchmarkCreateCPU 1,116
 // → 109 allocations per 100 records, the live heap 1,098 → 788 B per
 // record; the first change of a fresh record pays its decode (about 1 µs).

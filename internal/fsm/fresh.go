@@ -49,6 +49,39 @@ func (f *fresh) request() *fsmpb.Request {
 	return r
 }
 
+// isNew reports whether r is exactly as a create stored it: nothing but
+// its spec and the status a create sets (no unknown fields either). A
+// restored record that is, is stored fresh.
+func isNew(r *fsmpb.Request) bool {
+	// Every status field (TestIsNew sets each in turn), without
+	// proto.Equal's reflection: this runs for every restored record.
+	return r.State == fsmpb.State_PENDING && r.Result == fsmpb.Result_RESULT_UNSPECIFIED &&
+		r.AttemptsMade == 0 && r.NextRetryUnixMs == r.CreatedUnixMs &&
+		r.ExpiresUnixMs == r.CreatedUnixMs+r.TtlMs && r.LastCallUuid == "" && len(r.Attempts) == 0 &&
+		!r.DeleteFlag && r.NotifyState == fsmpb.NotifyState_NOTIFY_NONE && r.UpdatedUnixMs == r.CreatedUnixMs &&
+		r.ResultReason == "" && r.ModifyIndex == r.CreateIndex && r.WaitReason == "" &&
+		len(r.ProtoReflect().GetUnknown()) == 0
+}
+
+// insertFresh adds a restored record, r decoded from raw, which isNew
+// accepted, as a fresh record that keeps raw (see readSnapshot): its index
+// keys alias raw instead of r's strings.
+func (s *state) insertFresh(raw []byte, r *fsmpb.Request) {
+	spec, err := decodeSpec(raw)
+	if err != nil {
+		panic(fmt.Sprintf("fsm: restoring record %q: %v", r.Id, err)) // r decoded from raw
+	}
+	g := s.group(spec.Tenant, spec.IvrProfile, r.State)
+	f := &fresh{raw: raw, tenant: g.tenant, profile: g.profile, created: r.CreatedUnixMs, index: r.CreateIndex}
+	s.byID.ReplaceOrInsert(idItem{id: spec.Id, f: f})
+	if spec.IdempotencyKey != "" {
+		s.idem.ReplaceOrInsert(idemItem{tenant: g.tenant, key: spec.IdempotencyKey, id: spec.Id})
+	}
+	q := queueKey(r, g)
+	q.id = spec.Id
+	s.insertKeys(q, true)
+}
+
 // newRecord is the record a create stores for spec, decoded from entry
 // index at time now: the spec's fields and fingerprint, every status field
 // set as for a new request. Status fields in spec, and fields this binary

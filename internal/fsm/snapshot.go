@@ -207,18 +207,27 @@ func readSnapshot(br *bufio.Reader) (*state, error) {
 	count := binary.BigEndian.Uint64(rest[12:])
 
 	opts := protodelim.UnmarshalOptions{MaxSize: maxRecordSize}
+	var buf []byte
 	for i := uint64(0); i < count; i++ {
+		b, err := readDelimited(br, buf)
+		if err != nil {
+			return nil, fmt.Errorf("reading record %d of %d: %w", i, count, err)
+		}
+		buf = b[:0]
 		r := &fsmpb.Request{}
-		if err := opts.UnmarshalFrom(br, r); err != nil {
-			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
+		if err := proto.Unmarshal(b, r); err != nil {
 			return nil, fmt.Errorf("reading record %d of %d: %w", i, count, err)
 		}
 		if err := checkRestored(st, r); err != nil {
 			return nil, fmt.Errorf("record %d of %d: %w", i, count, err)
 		}
-		st.insert(r)
+		if isNew(r) {
+			// Stored as fresh, as its create stored it (fresh.go): a
+			// restart keeps the memory it had.
+			st.insertFresh(bytes.Clone(b), r)
+		} else {
+			st.insert(r)
+		}
 	}
 	if version >= snapshotV2 {
 		set, err := readSettings(br, opts, version)
@@ -331,6 +340,33 @@ func readSection[M proto.Message](br *bufio.Reader, opts protodelim.UnmarshalOpt
 		out = append(out, m)
 	}
 	return out, nil
+}
+
+// readDelimited reads one varint-length-delimited message, as
+// protodelim.UnmarshalFrom does, into buf (grown as needed) and returns its
+// bytes, so that a restored record may keep them.
+func readDelimited(br *bufio.Reader, buf []byte) ([]byte, error) {
+	size, err := binary.ReadUvarint(br)
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	if size > maxRecordSize {
+		return nil, fmt.Errorf("message of %d bytes exceeds the maximum of %d", size, maxRecordSize)
+	}
+	if uint64(cap(buf)) < size {
+		buf = make([]byte, size)
+	}
+	buf = buf[:size]
+	if _, err := io.ReadFull(br, buf); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	return buf, nil
 }
 
 // checkRestored rejects records that would break the uniqueness of the
