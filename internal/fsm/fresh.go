@@ -147,16 +147,11 @@ const (
 func decodeSpec(raw []byte) (*fsmpb.Request, error) {
 	r := &fsmpb.Request{}
 	for b := raw; len(b) > 0; {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return nil, protowire.ParseError(n)
+		num, typ, val, rest, ok := nextField(b)
+		if !ok {
+			return nil, errWire
 		}
-		m := protowire.ConsumeFieldValue(num, typ, b[n:])
-		if m < 0 {
-			return nil, protowire.ParseError(m)
-		}
-		val := b[n : n+m]
-		b = b[n+m:]
+		b = rest
 		switch typ {
 		case protowire.VarintType:
 			x, _ := protowire.ConsumeVarint(val)
@@ -253,16 +248,11 @@ func viewCreate(l *raft.Log) (v createView, ok bool) {
 	}
 	data := bytes.Clone(l.Data)
 	for b := data; len(b) > 0; {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 || !num.IsValid() {
+		num, typ, val, rest, ok := nextField(b)
+		if !ok {
 			return createView{}, false
 		}
-		m := protowire.ConsumeFieldValue(num, typ, b[n:])
-		if m < 0 {
-			return createView{}, false
-		}
-		val := b[n : n+m]
-		b = b[n+m:]
+		b = rest
 		switch {
 		case num == versionField && typ == protowire.VarintType:
 			version, _ = protowire.ConsumeVarint(val)
@@ -296,18 +286,14 @@ func viewCreate(l *raft.Log) (v createView, ok bool) {
 // only its top-level tags, so that other entries are not copied.
 func hasCreateBody(entry []byte) bool {
 	for b := entry; len(b) > 0; {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
+		num, typ, _, rest, ok := nextField(b)
+		if !ok {
 			return false
 		}
 		if num == createBodyField && typ == protowire.BytesType {
 			return true
 		}
-		m := protowire.ConsumeFieldValue(num, typ, b[n:])
-		if m < 0 {
-			return false
-		}
-		b = b[n+m:]
+		b = rest
 	}
 	return false
 }
@@ -317,18 +303,14 @@ func hasCreateBody(entry []byte) bool {
 func countField(b []byte, num protowire.Number) int {
 	n := 0
 	for len(b) > 0 {
-		got, typ, t := protowire.ConsumeTag(b)
-		if t < 0 {
-			break
-		}
-		m := protowire.ConsumeFieldValue(got, typ, b[t:])
-		if m < 0 {
+		got, _, _, rest, ok := nextField(b)
+		if !ok {
 			break
 		}
 		if got == num {
 			n++
 		}
-		b = b[t+m:]
+		b = rest
 	}
 	return n
 }
@@ -336,16 +318,11 @@ func countField(b []byte, num protowire.Number) int {
 // readCreate appends the requests of c, a CreateRequests body, to v.
 func (v *createView) readCreate(c []byte) bool {
 	for len(c) > 0 {
-		num, typ, n := protowire.ConsumeTag(c)
-		if n < 0 || !num.IsValid() {
+		num, typ, val, rest, ok := nextField(c)
+		if !ok {
 			return false
 		}
-		m := protowire.ConsumeFieldValue(num, typ, c[n:])
-		if m < 0 {
-			return false
-		}
-		val := c[n : n+m]
-		c = c[n+m:]
+		c = rest
 		switch {
 		case num == createRequestsField && typ == protowire.BytesType:
 			raw, _ := protowire.ConsumeBytes(val)
@@ -372,10 +349,8 @@ func readSpec(raw []byte) (freshSpec, bool) {
 	}
 	s := freshSpec{raw: raw}
 	for b := raw; len(b) > 0; {
-		num, typ, n := protowire.ConsumeTag(b)
-		m := protowire.ConsumeFieldValue(num, typ, b[n:])
-		val := b[n : n+m]
-		b = b[n+m:]
+		num, typ, val, rest, _ := nextField(b) // checked above
+		b = rest
 		if typ == protowire.VarintType && num == specTTL {
 			x, _ := protowire.ConsumeVarint(val)
 			s.ttlMs = int64(x)
@@ -403,6 +378,21 @@ func readSpec(raw []byte) (freshSpec, bool) {
 		}
 	}
 	return s, true
+}
+
+// nextField splits the first field off the message bytes b: its number,
+// wire type and value (the bytes after the tag), and the rest. ok is false
+// when b does not start with a well-formed field of a valid number.
+func nextField(b []byte) (num protowire.Number, typ protowire.Type, val, rest []byte, ok bool) {
+	num, typ, n := protowire.ConsumeTag(b)
+	if n < 0 || !num.IsValid() {
+		return 0, 0, nil, nil, false
+	}
+	m := protowire.ConsumeFieldValue(num, typ, b[n:])
+	if m < 0 {
+		return 0, 0, nil, nil, false
+	}
+	return num, typ, b[n : n+m], b[n+m:], true
 }
 
 // aliasString returns b as a string without copying it: b is part of a
