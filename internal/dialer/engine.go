@@ -9,6 +9,7 @@ import (
 
 	"github.com/seed-7bfc04c2/dialtone/internal/dialer/pacing"
 	"github.com/seed-7bfc04c2/dialtone/internal/dialer/window"
+	"github.com/seed-7bfc04c2/dialtone/internal/fsm"
 	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
 	"github.com/seed-7bfc04c2/dialtone/internal/telephony"
 )
@@ -18,7 +19,7 @@ type Store interface {
 	Get(id string) (*fsmpb.Request, bool)
 	Tenants(state fsmpb.State) []string
 	Profiles(tenant string, state fsmpb.State) map[string]int
-	Due(tenant, ivrProfile string, state fsmpb.State, limit int) []*fsmpb.Request
+	DueKeys(tenant, ivrProfile string, state fsmpb.State, limit int) []fsm.Queued
 	Expired(nowUnixMs int64, limit int) []*fsmpb.Request
 	InState(tenant string, state fsmpb.State, after string, limit int) []*fsmpb.Request
 	Pacing(tenant string) (*fsmpb.Pacing, bool)

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/seed-7bfc04c2/dialtone/internal/fsm"
 	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
 )
 
@@ -128,25 +129,33 @@ func (e *Engine) pickDue(w fetchWant, now time.Time) []*fsmpb.Request {
 		if w.equal {
 			limit = n * 4 // room to find both kinds
 		}
-		var scanned []*fsmpb.Request
-		for _, r := range e.opts.Store.Due(w.t.name, p, fsmpb.State_PENDING, limit+w.held) {
-			if r.NextRetryUnixMs > nowMs {
+		// The queue's keys, not the records: the scan reads past the held
+		// ones, and a record still as created is decoded on every read.
+		var scanned []fsm.Queued
+		for _, q := range e.opts.Store.DueKeys(w.t.name, p, fsmpb.State_PENDING, limit+w.held) {
+			if q.NextRetryUnixMs > nowMs {
 				break // the rest is later still
 			}
-			scanned = append(scanned, r)
+			scanned = append(scanned, q)
 		}
-		var due []*fsmpb.Request
+		var due []fsm.Queued
 		e.mu.Lock()
-		for _, r := range scanned {
+		for _, q := range scanned {
 			if len(due) == limit {
 				break
 			}
-			if _, held := w.t.held[r.Id]; !held && r.ExpiresUnixMs > nowMs {
-				due = append(due, r)
+			if _, held := w.t.held[q.ID]; !held && q.ExpiresUnixMs > nowMs {
+				due = append(due, q)
 			}
 		}
 		e.mu.Unlock()
-		picked = append(picked, pick(due, n, w.equal)...)
+		for _, q := range pick(due, n, w.equal) {
+			// Read after the scan: one that changed since is no longer
+			// due (its claim would fail).
+			if r, ok := e.opts.Store.Get(q.ID); ok && r.State == fsmpb.State_PENDING {
+				picked = append(picked, r)
+			}
+		}
 	}
 	return picked
 }

@@ -5,7 +5,7 @@ import (
 	"slices"
 
 	"github.com/seed-7bfc04c2/dialtone/internal/dialer/pacing"
-	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
+	"github.com/seed-7bfc04c2/dialtone/internal/fsm"
 )
 
 // allocate divides n fetch slots among IVR profiles (the SSG's Application
@@ -87,14 +87,14 @@ func allocate(n int, pending map[string]int, mode string) map[string]int {
 // most attempts). With equalNewOld it alternates between new requests (no
 // attempt made) and retries, so a fetch takes as many of each as it can;
 // when one kind runs out the other fills the rest.
-func pick(candidates []*fsmpb.Request, n int, equalNewOld bool) []*fsmpb.Request {
+func pick(candidates []fsm.Queued, n int, equalNewOld bool) []fsm.Queued {
 	if n <= 0 {
 		return nil
 	}
 	if !equalNewOld {
 		return candidates[:min(n, len(candidates))]
 	}
-	var fresh, retry []*fsmpb.Request
+	var fresh, retry []fsm.Queued
 	for _, r := range candidates {
 		if r.AttemptsMade == 0 {
 			fresh = append(fresh, r)
@@ -102,7 +102,7 @@ func pick(candidates []*fsmpb.Request, n int, equalNewOld bool) []*fsmpb.Request
 			retry = append(retry, r)
 		}
 	}
-	out := make([]*fsmpb.Request, 0, min(n, len(candidates)))
+	out := make([]fsm.Queued, 0, min(n, len(candidates)))
 	for len(out) < n && (len(fresh) > 0 || len(retry) > 0) {
 		// Take the kind we have taken fewer of (new first on a tie).
 		takeFresh := len(fresh) > 0 && (len(retry) == 0 || countNew(out)*2 <= len(out))
@@ -115,7 +115,7 @@ func pick(candidates []*fsmpb.Request, n int, equalNewOld bool) []*fsmpb.Request
 	return out
 }
 
-func countNew(rs []*fsmpb.Request) int {
+func countNew(rs []fsm.Queued) int {
 	n := 0
 	for _, r := range rs {
 		if r.AttemptsMade == 0 {

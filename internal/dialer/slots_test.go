@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/seed-7bfc04c2/dialtone/internal/dialer/pacing"
-	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
+	"github.com/seed-7bfc04c2/dialtone/internal/fsm"
 )
 
 func TestAllocate(t *testing.T) {
@@ -37,17 +37,17 @@ func TestAllocate(t *testing.T) {
 }
 
 func TestPick(t *testing.T) {
-	mk := func(attempts ...uint32) []*fsmpb.Request {
-		var out []*fsmpb.Request
+	mk := func(attempts ...uint32) []fsm.Queued {
+		var out []fsm.Queued
 		for i, a := range attempts {
-			out = append(out, &fsmpb.Request{Id: string(rune('a' + i)), AttemptsMade: a})
+			out = append(out, fsm.Queued{ID: string(rune('a' + i)), AttemptsMade: a})
 		}
 		return out
 	}
-	ids := func(rs []*fsmpb.Request) string {
+	ids := func(rs []fsm.Queued) string {
 		s := ""
 		for _, r := range rs {
-			s += r.Id
+			s += r.ID
 		}
 		return s
 	}

@@ -65,19 +65,20 @@ func (e *Engine) countWaiting(now time.Time) {
 	for name, due := range dueReason {
 		c := map[string]int{}
 		for profile, n := range e.opts.Store.Profiles(name, fsmpb.State_PENDING) {
-			recs := e.opts.Store.Due(name, profile, fsmpb.State_PENDING, min(n, waitingScan))
+			// The queue's keys; a record is read only for its wait reason.
+			keys := e.opts.Store.DueKeys(name, profile, fsmpb.State_PENDING, min(n, waitingScan))
 			reason := due
-			for _, r := range recs {
+			for _, q := range keys {
 				reason = due
-				if r.NextRetryUnixMs > nowMs {
+				if q.NextRetryUnixMs > nowMs {
 					reason = WaitRetry
-					if r.WaitReason != "" {
+					if r, ok := e.opts.Store.Get(q.ID); ok && r.WaitReason != "" {
 						reason = r.WaitReason
 					}
 				}
 				c[reason]++
 			}
-			if rest := n - len(recs); rest > 0 {
+			if rest := n - len(keys); rest > 0 {
 				c[reason] += rest
 			}
 		}

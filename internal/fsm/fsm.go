@@ -228,24 +228,56 @@ func (f *FSM) List(q ListQuery) (reqs []*fsmpb.Request, next string) {
 // next_retry with the clock: the caller stops at the first record not yet
 // due. Records are shared and must not be modified.
 func (f *FSM) Due(tenant, ivrProfile string, state fsmpb.State, limit int) []*fsmpb.Request {
-	if limit <= 0 {
-		return nil
-	}
 	var out []*fsmpb.Request
-	// The smallest key of the (tenant, profile, state) range.
-	first := queueItem{
-		g: &group{tenant: tenant, profile: ivrProfile}, state: state,
-		nextRetry: math.MinInt64, expires: math.MinInt64, attempts: math.MaxUint32,
-	}
 	st := f.view()
-	st.queue.AscendGreaterOrEqual(first, func(it queueItem) bool {
-		if !it.g.is(tenant, ivrProfile) || it.state != state {
-			return false
-		}
+	st.scanQueue(tenant, ivrProfile, state, limit, func(it queueItem) {
 		out = append(out, st.mustGet(it.id))
-		return len(out) < limit
 	})
 	return out
+}
+
+// Queued is a waiting record's place in the dialer's queue: the fields
+// Due orders by, as the queue index holds them.
+type Queued struct {
+	ID              string
+	AttemptsMade    uint32
+	NextRetryUnixMs int64
+	ExpiresUnixMs   int64
+}
+
+// DueKeys is Due without the records: the queue entries, read from the
+// index alone. A record kept fresh (fresh.go) is decoded on every read, so
+// a caller that scans past records it will not take (the dialer reads past
+// the ones it holds already) scans the keys and reads only the records it
+// takes.
+func (f *FSM) DueKeys(tenant, ivrProfile string, state fsmpb.State, limit int) []Queued {
+	var out []Queued
+	f.view().scanQueue(tenant, ivrProfile, state, limit, func(it queueItem) {
+		out = append(out, Queued{ID: it.id, AttemptsMade: it.attempts, NextRetryUnixMs: it.nextRetry, ExpiresUnixMs: it.expires})
+	})
+	return out
+}
+
+// scanQueue calls fn for up to limit queue items of (tenant, profile,
+// state) in order.
+func (s *state) scanQueue(tenant, profile string, st fsmpb.State, limit int, fn func(queueItem)) {
+	if limit <= 0 {
+		return
+	}
+	// The smallest key of the (tenant, profile, state) range.
+	first := queueItem{
+		g: &group{tenant: tenant, profile: profile}, state: st,
+		nextRetry: math.MinInt64, expires: math.MinInt64, attempts: math.MaxUint32,
+	}
+	n := 0
+	s.queue.AscendGreaterOrEqual(first, func(it queueItem) bool {
+		if !it.g.is(tenant, profile) || it.state != st {
+			return false
+		}
+		fn(it)
+		n++
+		return n < limit
+	})
 }
 
 // Profiles returns the number of the tenant's records in state per IVR

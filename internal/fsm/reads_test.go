@@ -81,6 +81,16 @@ func TestDueOrder(t *testing.T) {
 	if got := ids(h.f.Due("t1", "p1", fsmpb.State_PENDING, 10)); !slices.Equal(got, want) {
 		t.Fatalf("Due = %v, want %v", got, want)
 	}
+	// DueKeys: the same order, each record's queue fields.
+	keys := h.f.DueKeys("t1", "p1", fsmpb.State_PENDING, 10)
+	for i, r := range h.f.Due("t1", "p1", fsmpb.State_PENDING, 10) {
+		if q := keys[i]; q != (Queued{ID: r.Id, AttemptsMade: r.AttemptsMade, NextRetryUnixMs: r.NextRetryUnixMs, ExpiresUnixMs: r.ExpiresUnixMs}) {
+			t.Fatalf("DueKeys[%d] = %+v for %v", i, q, r)
+		}
+	}
+	if len(keys) != len(want) || len(h.f.DueKeys("t1", "p1", fsmpb.State_PENDING, 2)) != 2 || h.f.DueKeys("t1", "p1", fsmpb.State_PENDING, 0) != nil {
+		t.Fatalf("DueKeys lengths: %d", len(keys))
+	}
 	if got := ids(h.f.Due("t1", "p1", fsmpb.State_PENDING, 2)); !slices.Equal(got, want[:2]) {
 		t.Fatalf("Due limit 2 = %v", got)
 	}
