@@ -3,6 +3,7 @@ package fsm
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"unsafe"
 
 	"github.com/hashicorp/raft"
@@ -410,4 +411,135 @@ func (it idItem) record() *fsmpb.Request {
 		return it.f.request()
 	}
 	return it.r
+}
+
+// The status fields a create sets (fsm.proto, Request), for appendFresh.
+const (
+	statusState       protowire.Number = 20
+	statusCreated     protowire.Number = 23
+	statusNextRetry   protowire.Number = 24
+	statusExpires     protowire.Number = 25
+	statusNotifyState protowire.Number = 29
+	statusUpdated     protowire.Number = 30
+	statusCreateIndex protowire.Number = 32
+	statusModifyIndex protowire.Number = 33
+)
+
+// appendFresh appends the record's deterministic encoding (what
+// proto.Marshal with Deterministic writes for f.request()) to dst without
+// decoding it, when f.raw is in the form that encoding takes: its fields
+// in ascending order, each once (custom data pairs in one run), no zero
+// values, nothing but spec fields, every varint in its shortest form, and
+// its custom data and Cpd messages in that form too. Then the encoding is raw's fields below the status
+// fields, the status fields a create sets, and raw's time zone. ok is
+// false for any other form, which the caller encodes the slow way.
+// Snapshots of a store of fresh records cost about a third of the CPU
+// this way (BENCHMARKS.md, issue 18, session 7).
+func (f *fresh) appendFresh(dst []byte) (out []byte, ok bool) {
+	split := len(f.raw) // where the fields above the status fields start
+	var ttl int64
+	last := protowire.Number(0)
+	for b := f.raw; len(b) > 0; {
+		num, typ, val, rest, ok := nextCanonical(b)
+		if !ok || num < last || (num == last && num != specCustomData) {
+			return dst, false
+		}
+		if num > specFingerprint && split == len(f.raw) {
+			split = len(f.raw) - len(b)
+		}
+		last, b = num, rest
+		switch num {
+		case specMaxAttempts, specTTL:
+			x, _ := protowire.ConsumeVarint(val)
+			if typ != protowire.VarintType || x == 0 || (num == specMaxAttempts && x > math.MaxUint32) {
+				return dst, false
+			}
+			if num == specTTL {
+				ttl = int64(x)
+			}
+		case specID, specTenant, specToken, specProfile, specTelnum, specAni, specNotificationURL,
+			specKey, specFingerprint, specTimeZone:
+			if v, _ := protowire.ConsumeBytes(val); typ != protowire.BytesType || len(v) == 0 {
+				return dst, false
+			}
+		case specCustomData:
+			v, _ := protowire.ConsumeBytes(val)
+			if typ != protowire.BytesType || !canonicalFields(v, 2, nil) {
+				return dst, false
+			}
+		case specCpd:
+			v, _ := protowire.ConsumeBytes(val)
+			// Fields 1-4 are optional scalars (explicit presence: a zero
+			// value set is written), 1 and 4 bools; 5 is a string.
+			if typ != protowire.BytesType || !canonicalFields(v, 5, cpdScalars) {
+				return dst, false
+			}
+		default:
+			return dst, false
+		}
+	}
+	dst = append(dst, f.raw[:split]...)
+	put := func(num protowire.Number, v uint64) {
+		if v != 0 {
+			dst = protowire.AppendTag(dst, num, protowire.VarintType)
+			dst = protowire.AppendVarint(dst, v)
+		}
+	}
+	put(statusState, uint64(fsmpb.State_PENDING))
+	put(statusCreated, uint64(f.created))
+	put(statusNextRetry, uint64(f.created))
+	put(statusExpires, uint64(f.created+ttl))
+	put(statusNotifyState, uint64(fsmpb.NotifyState_NOTIFY_NONE))
+	put(statusUpdated, uint64(f.created))
+	put(statusCreateIndex, f.index)
+	put(statusModifyIndex, f.index)
+	return append(dst, f.raw[split:]...), true
+}
+
+// cpdScalars are Cpd's optional scalar fields, true for the bools.
+var cpdScalars = map[protowire.Number]bool{1: true, 2: false, 3: false, 4: true}
+
+// canonicalFields reports whether b, a message of fields 1 to max, the
+// scalars among them varints (true for a bool) and the others strings, is
+// in deterministic form: ascending, each once, no empty string, shortest
+// varints, bools 0 or 1.
+func canonicalFields(b []byte, max protowire.Number, scalars map[protowire.Number]bool) bool {
+	last := protowire.Number(0)
+	for len(b) > 0 {
+		num, typ, val, rest, ok := nextCanonical(b)
+		if !ok || num <= last || num > max {
+			return false
+		}
+		if isBool, scalar := scalars[num]; scalar {
+			x, _ := protowire.ConsumeVarint(val)
+			if typ != protowire.VarintType || (isBool && x > 1) {
+				return false
+			}
+		} else if v, _ := protowire.ConsumeBytes(val); typ != protowire.BytesType || len(v) == 0 {
+			return false
+		}
+		last, b = num, rest
+	}
+	return true
+}
+
+// nextCanonical is nextField for a field written as proto.Marshal writes
+// it: a varint or length-delimited value, its tag, length and varint value
+// in their shortest forms.
+func nextCanonical(b []byte) (num protowire.Number, typ protowire.Type, val, rest []byte, ok bool) {
+	num, typ, val, rest, ok = nextField(b)
+	if !ok || len(b)-len(val)-len(rest) != protowire.SizeTag(num) {
+		return 0, 0, nil, nil, false
+	}
+	switch typ {
+	case protowire.VarintType:
+		x, n := protowire.ConsumeVarint(val)
+		ok = n == protowire.SizeVarint(x)
+	case protowire.BytesType:
+		v, n := protowire.ConsumeBytes(val)
+		ok = n-len(v) == protowire.SizeVarint(uint64(len(v)))
+	default:
+		ok = false
+	}
+	return num, typ, val, rest, ok
 }

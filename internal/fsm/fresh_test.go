@@ -188,3 +188,77 @@ func TestIsNew(t *testing.T) {
 		t.Error("an unknown field, still new")
 	}
 }
+
+// TestAppendFresh: appendFresh writes a fresh record as proto.Marshal
+// (deterministic) writes the decoded record, takes the fast way for the
+// forms Encode writes, and declines bytes in any other form.
+func TestAppendFresh(t *testing.T) {
+	yes, no, post := true, false, int64(-5)
+	full := withKey(newReq("f", "t1", "p1", 3, 60_000), "k")
+	full.TimeZone = "Europe/Berlin"
+	full.CustomData = []*fsmpb.KeyValue{{Key: "a", Value: "1"}, {}, {Value: "v"}}
+	full.Cpd = &fsmpb.Cpd{Record: &no, PostConnectTimeoutMs: &post, Preconnect: &yes, Detect: "machine"}
+	bare := &fsmpb.Request{Id: "b", Tenant: "t1"}
+	emptyCpd := newReq("e", "t2", "p2", 1, 1)
+	emptyCpd.Cpd = &fsmpb.Cpd{}
+	zeroTTL := newReq("z", "t2", "p2", 1, 0)
+	for _, now := range []int64{t0, 0, -t0} {
+		h := newHarness(t)
+		h.mustOK(now, create(newReq("a", "t1", "p1", 3, 60_000), full, bare, emptyCpd, zeroTTL))
+		h.f.w.byID.Ascend(func(it idItem) bool {
+			if it.f == nil {
+				t.Fatalf("%s not fresh", it.id)
+			}
+			want, err := proto.MarshalOptions{Deterministic: true}.Marshal(it.record())
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, ok := it.f.appendFresh(nil)
+			if !ok || !bytes.Equal(got, want) {
+				t.Fatalf("now %d, %s: appendFresh %v %x, want %x", now, it.id, ok, got, want)
+			}
+			return true
+		})
+	}
+	// Other forms, each valid and read the same by a decode: declined.
+	str := func(b []byte, num protowire.Number, v string) []byte {
+		return protowire.AppendString(protowire.AppendTag(b, num, protowire.BytesType), v)
+	}
+	vint := func(b []byte, num protowire.Number, v uint64) []byte {
+		return protowire.AppendVarint(protowire.AppendTag(b, num, protowire.VarintType), v)
+	}
+	msg := func(b []byte, num protowire.Number, m []byte) []byte {
+		return protowire.AppendBytes(protowire.AppendTag(b, num, protowire.BytesType), m)
+	}
+	// head returns a new record's first fields each time: the cases
+	// append to it.
+	head0 := str(str(nil, specID, "x"), specTenant, "t")
+	head := head0[:len(head0):len(head0)]
+	ok := msg(vint(head, specMaxAttempts, 3), specTimeZone, []byte("UTC"))
+	if _, fast := (&fresh{raw: ok}).appendFresh(nil); !fast {
+		t.Fatal("the control case is declined")
+	}
+	for name, b := range map[string][]byte{
+		"a field twice":          str(head, specTenant, "u"),
+		"out of order":           str(str(nil, specTenant, "t"), specID, "x"),
+		"an overlong tag":        append([]byte{0x8a, 0x00, 1, 'x'}, str(nil, specTenant, "t")...),
+		"an overlong length":     append(protowire.AppendTag(nil, specID, protowire.BytesType), 0x81, 0x00, 'x'),
+		"a zero value":           vint(head, specMaxAttempts, 0),
+		"an empty string":        str(head, specToken, ""),
+		"an overlong value":      append(protowire.AppendTag(head, specMaxAttempts, protowire.VarintType), 0x83, 0x00),
+		"max attempts > 32 bits": vint(head, specMaxAttempts, 1<<32),
+		"a status field":         vint(head, statusState, 1),
+		"an unknown field":       vint(head, 99, 1),
+		"a Cpd bool of 2":        msg(head, specCpd, vint(nil, 4, 2)),
+		"a Cpd field twice":      msg(head, specCpd, vint(vint(nil, 2, 5), 2, 6)),
+		"custom data unordered":  msg(head, specCustomData, str(str(nil, 2, "v"), 1, "k")),
+		"custom data empty key":  msg(head, specCustomData, str(str(nil, 1, ""), 2, "v")),
+	} {
+		if err := checkMessage(b, requestDesc); err != nil {
+			t.Fatalf("%s: not a valid record: %v", name, err)
+		}
+		if _, fast := (&fresh{raw: b}).appendFresh(nil); fast {
+			t.Errorf("%s: taken the fast way", name)
+		}
+	}
+}

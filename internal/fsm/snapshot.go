@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/encoding/protodelim"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/seed-7bfc04c2/dialtone/internal/fsm/fsmpb"
@@ -115,7 +116,24 @@ func (s *snapshot) writeTo(w io.Writer) error {
 		n   uint64
 		err error
 	)
+	var buf []byte
 	s.st.byID.Ascend(func(it idItem) bool {
+		if it.f != nil {
+			// A fresh record in deterministic form is written from its
+			// bytes, without decoding it (appendFresh).
+			if b, ok := it.f.appendFresh(buf[:0]); ok {
+				buf = b
+				if _, err = bw.Write(protowire.AppendVarint(nil, uint64(len(b)))); err == nil {
+					_, err = bw.Write(b)
+				}
+				if err != nil {
+					err = fmt.Errorf("writing record %d: %w", n, err)
+					return false
+				}
+				n++
+				return true
+			}
+		}
 		if _, err = opts.MarshalTo(bw, it.record()); err != nil {
 			err = fmt.Errorf("writing record %d: %w", n, err)
 			return false
