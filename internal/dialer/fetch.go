@@ -150,9 +150,10 @@ func (e *Engine) pickDue(w fetchWant, now time.Time) []*fsmpb.Request {
 		}
 		e.mu.Unlock()
 		for _, q := range pick(due, n, w.equal) {
-			// Read after the scan: one that changed since is no longer
-			// due (its claim would fail).
-			if r, ok := e.opts.Store.Get(q.ID); ok && r.State == fsmpb.State_PENDING {
+			// Read after the scan: skip one that changed since and is no
+			// longer due (its claim would fail, or it was deferred).
+			if r, ok := e.opts.Store.Get(q.ID); ok && r.State == fsmpb.State_PENDING &&
+				r.NextRetryUnixMs <= nowMs && r.ExpiresUnixMs > nowMs {
 				picked = append(picked, r)
 			}
 		}
