@@ -28,8 +28,9 @@ import (
 // fresh is a stored record as its create entry made it, kept encoded.
 type fresh struct {
 	// raw is the Request as proposed: a slice of the replica's own copy
-	// of the entry, never modified, which the record's id and the index
-	// keys alias.
+	// of the entry (or, for a restored record, a copy of its snapshot
+	// bytes, status fields included, which decodeSpec skips), never
+	// modified, which the record's id and the index keys alias.
 	raw []byte
 	// tenant and profile are the strings of the record's group (state.group).
 	tenant, profile string
