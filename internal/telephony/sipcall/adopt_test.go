@@ -141,6 +141,15 @@ func TestTakeover(t *testing.T) {
 					t.Fatalf("call not connected; dialogs %v", log.all())
 				}
 			}
+			if !adopt {
+				// Confirmed is replicated before the ACK is sent: a
+				// handover in between leaves the callee's 2xx un-ACKed,
+				// and a successor that adopts nothing rightly ends it as
+				// a stray (ACK, BYE) instead of answering the callee's
+				// BYE 481. This case is about the BYE, so hand over only
+				// once the callee has its ACK.
+				u.waitFor(t, "ACK "+user)
+			}
 			stop1() // leadership lost: handed over
 			if err := <-placed; err == nil {
 				t.Fatal("Place on the deposed leader returned no error")
