@@ -235,7 +235,7 @@ func TestDialerCutOffLeaderSendsNothing(t *testing.T) {
 		}
 	}
 	t.Logf("last call from %s %s after the cut; successor %s seen after %s", old, lastOld.Sub(cut), successor, elected.Sub(cut))
-	t.Logf("%s fenced %.0f attempts at the send", old, testutilFenced(t, oldNode))
+	t.Logf("%s fenced %.0f attempts at the send", old, scrapeCounter(t, oldNode, "dialtone_dialer_fenced_total", nil))
 	oldNode.Cluster().Isolate(false)
 	waitAllNotified(t, tc, recv, ids, 90*time.Second)
 	if st := plat.Stats(); st.ConcurrentViolations != 0 {
@@ -251,9 +251,9 @@ func expectErr(err error) error {
 	return nil
 }
 
-// testutilFenced is dialtone_dialer_fenced_total on node n, scraped from
-// its /metrics.
-func testutilFenced(t *testing.T, n *node.Node) float64 {
+// scrapeCounter sums the counter family on node n's /metrics over the
+// series whose labels include every pair in match.
+func scrapeCounter(t *testing.T, n *node.Node, family string, match map[string]string) float64 {
 	t.Helper()
 	resp, err := http.Get("http://" + n.HTTPAddr() + "/metrics")
 	if err != nil {
@@ -265,8 +265,17 @@ func testutilFenced(t *testing.T, n *node.Node) float64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if mf, ok := mfs["dialtone_dialer_fenced_total"]; ok && len(mf.GetMetric()) > 0 {
-		return mf.GetMetric()[0].GetCounter().GetValue()
+	sum := 0.0
+	for _, m := range mfs[family].GetMetric() {
+		n := 0
+		for _, l := range m.GetLabel() {
+			if v, ok := match[l.GetName()]; ok && v == l.GetValue() {
+				n++
+			}
+		}
+		if n == len(match) {
+			sum += m.GetCounter().GetValue()
+		}
 	}
-	return 0
+	return sum
 }
