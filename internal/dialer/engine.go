@@ -17,6 +17,7 @@ import (
 // Store is the replicated state the engine reads (the FSM).
 type Store interface {
 	Get(id string) (*fsmpb.Request, bool)
+	StateOf(id string) (fsmpb.State, bool)
 	Tenants(state fsmpb.State) []string
 	Profiles(tenant string, state fsmpb.State) map[string]int
 	DueKeys(tenant, ivrProfile string, state fsmpb.State, limit int) []fsm.Queued

@@ -182,7 +182,7 @@ func (e *Engine) prune(t *tenant) {
 	e.mu.Unlock()
 	gone := map[*item]struct{}{}
 	for _, it := range queued {
-		if r, ok := e.opts.Store.Get(it.req.Id); !ok || (r.State != fsmpb.State_PENDING && r.State != fsmpb.State_INITIATED) {
+		if st, ok := e.opts.Store.StateOf(it.req.Id); !ok || (st != fsmpb.State_PENDING && st != fsmpb.State_INITIATED) {
 			gone[it] = struct{}{}
 		}
 	}

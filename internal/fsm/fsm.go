@@ -185,6 +185,12 @@ func (f *FSM) Get(id string) (*fsmpb.Request, bool) {
 	return f.view().get(id)
 }
 
+// StateOf returns the state of the record with the given id without
+// reading the record (a fresh record is PENDING until its first change).
+func (f *FSM) StateOf(id string) (fsmpb.State, bool) {
+	return f.view().stateOf(id)
+}
+
 // Count returns the number of stored records in all states.
 func (f *FSM) Count() int { return int(f.count.Load()) }
 

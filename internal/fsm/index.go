@@ -239,6 +239,17 @@ func (s *state) get(id string) (*fsmpb.Request, bool) {
 	return it.record(), true
 }
 
+func (s *state) stateOf(id string) (fsmpb.State, bool) {
+	it, ok := s.byID.Get(idItem{id: id})
+	switch {
+	case !ok:
+		return fsmpb.State_STATE_UNSPECIFIED, false
+	case it.f != nil:
+		return fsmpb.State_PENDING, true // as its create stored it
+	}
+	return it.r.State, true
+}
+
 // mustGet returns the record of an id taken from a secondary index, which
 // always has one.
 func (s *state) mustGet(id string) *fsmpb.Request {

@@ -295,6 +295,9 @@ func checkInvariants(t testing.TB, f *FSM) {
 		if got, ok := f.Get(r.Id); !ok || !proto.Equal(got, r) {
 			t.Fatalf("%s: Get disagrees with List", r.Id)
 		}
+		if st, ok := f.StateOf(r.Id); !ok || st != r.State {
+			t.Fatalf("%s: StateOf = %s, %v; the record is %s", r.Id, st, ok, r.State)
+		}
 		if perState[r.Tenant] == nil {
 			perState[r.Tenant] = map[fsmpb.State]map[string]int{}
 		}
