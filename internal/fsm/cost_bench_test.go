@@ -187,8 +187,9 @@ func (s *discardSink) Cancel() error               { return nil }
 // BenchmarkRecordFootprint stores DIALTONE_FSM_RECORDS records (default
 // 100,000; the BENCHMARKS.md figures use 1,000,000 and 10,000,000) with
 // 100-record creates, every record with an idempotency key, and reports
-// the live heap per stored record, the snapshot's bytes per record and the
-// time to persist and to restore the snapshot. Run it with -benchtime 1x.
+// the live heap per stored record, the snapshot's bytes per record, the
+// time to persist and to restore the snapshot, and the time the restored
+// replica takes to persist its own. Run it with -benchtime 1x.
 func BenchmarkRecordFootprint(b *testing.B) {
 	n := 100_000
 	if s := os.Getenv("DIALTONE_FSM_RECORDS"); s != "" {
@@ -241,6 +242,16 @@ func BenchmarkRecordFootprint(b *testing.B) {
 		g.Get("x")
 		runtime.GC()
 		runtime.ReadMemStats(&after)
+		// The next snapshot of the restored replica.
+		snap, err = g.Snapshot()
+		if err != nil {
+			b.Fatal(err)
+		}
+		t = time.Now()
+		if err := snap.Persist(&discardSink{}); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(time.Since(t).Seconds()*1000, "restored-persist-ms")
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(g.Count()), "restored-heap-B/record")
 		b.ReportMetric(heap, "heap-B/record")
 		b.ReportMetric(float64(ds.n)/float64(g.Count()), "snap-B/record")

@@ -432,13 +432,17 @@ const (
 // in ascending order, each once (custom data pairs in one run), no zero
 // values, nothing but spec fields, every varint in its shortest form, and
 // its custom data and Cpd messages in that form too. Then the encoding is raw's fields below the status
-// fields, the status fields a create sets, and raw's time zone. ok is
-// false for any other form, which the caller encodes the slow way.
+// fields, the status fields a create sets, and raw's time zone. A
+// restored record's raw is its snapshot encoding, which holds the status
+// fields already: when they are exactly the ones a create sets, in that
+// form, the encoding is raw itself. ok is false for any other form, which
+// the caller encodes the slow way.
 // Snapshots of a store of fresh records cost about a third of the CPU
 // this way (BENCHMARKS.md, issue 18, session 7).
 func (f *fresh) appendFresh(dst []byte) (out []byte, ok bool) {
 	split := len(f.raw) // where the fields above the status fields start
 	var ttl int64
+	withStatus := false
 	last := protowire.Number(0)
 	for b := f.raw; len(b) > 0; {
 		num, typ, val, rest, ok := nextCanonical(b)
@@ -447,6 +451,17 @@ func (f *fresh) appendFresh(dst []byte) (out []byte, ok bool) {
 		}
 		if num > specFingerprint && split == len(f.raw) {
 			split = len(f.raw) - len(b)
+		}
+		if num > specFingerprint && num < specTimeZone {
+			// Status fields (a restored record): all of them, as
+			// appendStatus writes them, or the slow way.
+			var st [64]byte
+			want := f.appendStatus(st[:0], ttl)
+			if withStatus || !bytes.HasPrefix(b, want) {
+				return dst, false
+			}
+			withStatus, last, b = true, statusModifyIndex, b[len(want):]
+			continue
 		}
 		last, b = num, rest
 		switch num {
@@ -479,7 +494,17 @@ func (f *fresh) appendFresh(dst []byte) (out []byte, ok bool) {
 			return dst, false
 		}
 	}
+	if withStatus {
+		return append(dst, f.raw...), true
+	}
 	dst = append(dst, f.raw[:split]...)
+	dst = f.appendStatus(dst, ttl)
+	return append(dst, f.raw[split:]...), true
+}
+
+// appendStatus appends the status fields a create sets, in deterministic
+// form, for a record with TTL ttl.
+func (f *fresh) appendStatus(dst []byte, ttl int64) []byte {
 	put := func(num protowire.Number, v uint64) {
 		if v != 0 {
 			dst = protowire.AppendTag(dst, num, protowire.VarintType)
@@ -494,7 +519,7 @@ func (f *fresh) appendFresh(dst []byte) (out []byte, ok bool) {
 	put(statusUpdated, uint64(f.created))
 	put(statusCreateIndex, f.index)
 	put(statusModifyIndex, f.index)
-	return append(dst, f.raw[split:]...), true
+	return dst
 }
 
 // cpdScalars are Cpd's optional scalar fields, true for the bools.

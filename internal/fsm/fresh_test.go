@@ -205,20 +205,28 @@ func TestAppendFresh(t *testing.T) {
 	for _, now := range []int64{t0, 0, -t0} {
 		h := newHarness(t)
 		h.mustOK(now, create(newReq("a", "t1", "p1", 3, 60_000), full, bare, emptyCpd, zeroTTL))
-		h.f.w.byID.Ascend(func(it idItem) bool {
-			if it.f == nil {
-				t.Fatalf("%s not fresh", it.id)
-			}
-			want, err := proto.MarshalOptions{Deterministic: true}.Marshal(it.record())
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, ok := it.f.appendFresh(nil)
-			if !ok || !bytes.Equal(got, want) {
-				t.Fatalf("now %d, %s: appendFresh %v %x, want %x", now, it.id, ok, got, want)
-			}
-			return true
-		})
+		// A restored record's bytes are its snapshot encoding, status
+		// fields included: written as they are.
+		restored := New()
+		if err := restored.Restore(readCloser(snapshotBytes(t, h.f))); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range []*FSM{h.f, restored} {
+			f.w.byID.Ascend(func(it idItem) bool {
+				if it.f == nil {
+					t.Fatalf("%s not fresh", it.id)
+				}
+				want, err := proto.MarshalOptions{Deterministic: true}.Marshal(it.record())
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, ok := it.f.appendFresh(nil)
+				if !ok || !bytes.Equal(got, want) {
+					t.Fatalf("now %d, %s (restored %v): appendFresh %v %x, want %x", now, it.id, f == restored, ok, got, want)
+				}
+				return true
+			})
+		}
 	}
 	// Other forms, each valid and read the same by a decode: declined.
 	str := func(b []byte, num protowire.Number, v string) []byte {
@@ -247,7 +255,9 @@ func TestAppendFresh(t *testing.T) {
 		"an empty string":        str(head, specToken, ""),
 		"an overlong value":      append(protowire.AppendTag(head, specMaxAttempts, protowire.VarintType), 0x83, 0x00),
 		"max attempts > 32 bits": vint(head, specMaxAttempts, 1<<32),
-		"a status field":         vint(head, statusState, 1),
+		"a status field not new": vint(head, statusState, 2),
+		"a status field twice":   vint(vint(head, statusState, 1), statusState, 1),
+		"a status field more":    vint(vint(head, statusState, 1), statusCreateIndex, 1),
 		"an unknown field":       vint(head, 99, 1),
 		"a Cpd bool of 2":        msg(head, specCpd, vint(nil, 4, 2)),
 		"a Cpd field twice":      msg(head, specCpd, vint(vint(nil, 2, 5), 2, 6)),
