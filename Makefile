@@ -97,6 +97,7 @@ fuzz:
 	go test -timeout 5m -run='^$$' -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) ./internal/fsm/
 	go test -timeout 5m -run='^$$' -fuzz=FuzzRestamp -fuzztime=$(FUZZTIME) ./internal/fsm/
 	go test -timeout 5m -run='^$$' -fuzz=FuzzCreateEntry -fuzztime=$(FUZZTIME) ./internal/fsm/
+	go test -timeout 5m -run='^$$' -fuzz=FuzzRestoreRecord -fuzztime=$(FUZZTIME) ./internal/fsm/
 	go test -timeout 5m -run='^$$' -fuzz=FuzzURL -fuzztime=$(FUZZTIME) ./internal/notify/
 	go test -timeout 5m -run='^$$' -fuzz=FuzzFrameCounter -fuzztime=$(FUZZTIME) ./internal/telephony/simcall/
 	go test -timeout 5m -run='^$$' -fuzz=FuzzValidateSpec -fuzztime=$(FUZZTIME) ./internal/server/

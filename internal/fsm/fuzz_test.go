@@ -2,6 +2,9 @@ package fsm
 
 import (
 	"bytes"
+	"encoding/binary"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/raft"
@@ -134,4 +137,103 @@ func FuzzCreateEntry(f *testing.F) {
 			t.Fatal("states differ")
 		}
 	})
+}
+
+// FuzzRestoreRecord restores a snapshot that holds one record of any
+// bytes. Whether the restore keeps it as it is (restoreFresh) or decodes
+// it, the restore fails exactly when the bytes do not decode to a record
+// with an id and a tenant, and otherwise holds the decoded record, in
+// every index, and writes the same bytes in its next snapshot as a store
+// that holds it.
+func FuzzRestoreRecord(f *testing.F) {
+	yes := true
+	full := withKey(newReq("f", "t1", "p1", 3, 60_000), "k")
+	full.TimeZone = "Europe/Berlin"
+	full.CustomData = []*fsmpb.KeyValue{{Key: "a", Value: "1"}}
+	full.Cpd = &fsmpb.Cpd{Preconnect: &yes, Detect: "machine"}
+	h := newHarness(f)
+	h.mustOK(t0, create(newReq("a", "t0", "p1", 3, 60_000), full, newReq("c", "t1", "p2", 2, 1000)))
+	h.mustOK(t0+5, claim("c"))
+	h.f.w.byID.Ascend(func(it idItem) bool {
+		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(it.record())
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+		return true
+	})
+	empty := snapshotBytes(f, New())
+	f.Fuzz(func(t *testing.T, rec []byte) {
+		if len(rec) > 4096 {
+			return
+		}
+		// The empty store's snapshot with rec as its one record.
+		snap := append([]byte(nil), empty[:headerLen-8]...)
+		snap = binary.BigEndian.AppendUint64(snap, 1)
+		snap = binary.AppendUvarint(snap, uint64(len(rec)))
+		snap = append(append(snap, rec...), empty[headerLen:]...)
+		g := New()
+		err := g.Restore(readCloser(snap))
+		r := &fsmpb.Request{}
+		if uerr := proto.Unmarshal(rec, r); uerr != nil || r.Id == "" || r.Tenant == "" {
+			if err == nil {
+				t.Fatalf("restored a record that does not decode or has no id or tenant (%v)", uerr)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatalf("restore refused a record that decodes: %v", err)
+		}
+		got, ok := g.Get(r.Id)
+		if !ok || !proto.Equal(got, r) {
+			t.Fatalf("restored %v, the bytes decode to %v", got, r)
+		}
+		if st, ok := g.StateOf(r.Id); !ok || st != r.State || g.Count() != 1 {
+			t.Fatalf("StateOf = %s %v, Count = %d", st, ok, g.Count())
+		}
+		// A store that inserted the decoded record writes the same snapshot.
+		st := newState()
+		st.insert(r)
+		want := New()
+		want.w = st
+		want.cur.Store(st.clone())
+		want.count.Store(int64(st.count()))
+		if !bytes.Equal(snapshotBytes(t, want), snapshotBytes(t, g)) {
+			t.Fatal("the restored store's snapshot differs from the decoded record's")
+		}
+		if a, b := indexDump(g.w), indexDump(st); a != b {
+			t.Fatalf("restored indexes\n%s\nthe decoded record's\n%s", a, b)
+		}
+	})
+}
+
+// indexDump lists every index item of st but the records themselves, with
+// their groups' strings.
+func indexDump(st *state) string {
+	var b strings.Builder
+	st.tenantProfileState.Ascend(func(it tenantProfileStateItem) bool {
+		fmt.Fprintf(&b, "tps %s/%s %s %s\n", it.g.tenant, it.g.profile, it.state, it.id)
+		return true
+	})
+	st.idem.Ascend(func(it idemItem) bool {
+		fmt.Fprintf(&b, "idem %s %s %s\n", it.tenant, it.key, it.id)
+		return true
+	})
+	st.queue.Ascend(func(it queueItem) bool {
+		fmt.Fprintf(&b, "queue %s/%s %s %d %d %d %s\n", it.g.tenant, it.g.profile, it.state, it.attempts, it.nextRetry, it.expires, it.id)
+		return true
+	})
+	st.counts.Ascend(func(it countItem) bool {
+		fmt.Fprintf(&b, "count %s %s %s %d\n", it.tenant, it.state, it.profile, it.n)
+		return true
+	})
+	st.expiry.Ascend(func(it expiryItem) bool {
+		fmt.Fprintf(&b, "expiry %d %s\n", it.expires, it.id)
+		return true
+	})
+	st.byID.Ascend(func(it idItem) bool {
+		fmt.Fprintf(&b, "id %s\n", it.id)
+		return true
+	})
+	return b.String()
 }
