@@ -100,8 +100,12 @@
 // fields ascending, each once, no zero values, shortest varints, the
 // status fields a create sets spliced in before the time zone), which
 // Encode's proto.Marshal gives; other forms are decoded and marshalled.
-// The dialer scans the queue's keys (DueKeys), not the records, so it
-// decodes only the requests it takes.
+// A restored fresh record's bytes are its snapshot encoding, status fields
+// included: appendFresh writes them as they are when those fields are
+// exactly the ones a create sets (FuzzRestoreRecord and TestAppendFresh
+// check restores against decoding). The dialer scans the queue's keys
+// (DueKeys), not the records, so it decodes only the requests it takes,
+// and reads a queued request's state without the record (StateOf).
 // Measured (BENCHMARKS.md, issue 18, session 7): BenchmarkCreateCPU 1,116
 // → 109 allocations per 100 records, the live heap 1,098 → 788 B per
 // record; the first change of a fresh record pays its decode (about 1 µs),

@@ -308,23 +308,53 @@ func (f *FSM) Profiles(tenant string, state fsmpb.State) map[string]int {
 // stored bytes, because deterministic marshalling is not guaranteed stable
 // across protobuf library versions and replicas may run different binaries.
 func Fingerprint(r *fsmpb.Request) []byte {
-	spec := &fsmpb.Request{
-		Tenant:          r.GetTenant(),
-		Token:           r.GetToken(),
-		IvrProfile:      r.GetIvrProfile(),
-		Telnum:          r.GetTelnum(),
-		Ani:             r.GetAni(),
-		NotificationUrl: r.GetNotificationUrl(),
-		CustomData:      r.GetCustomData(), // shared read-only: marshalling does not modify
-		Cpd:             r.GetCpd(),
-		MaxAttempts:     r.GetMaxAttempts(),
-		TtlMs:           r.GetTtlMs(),
-		IdempotencyKey:  r.GetIdempotencyKey(),
-		TimeZone:        r.GetTimeZone(),
+	var sum [sha256.Size]byte
+	var f fingerprinter
+	f.sum(r, &sum)
+	return sum[:]
+}
+
+// SetFingerprints sets each record's Fingerprint, as Fingerprint computes
+// it, reusing one spec message and one buffer for the batch and holding the
+// sums in one array: a bulk create fingerprints every record on the node
+// that receives it (per record, a message, a buffer and a sum allocated was
+// 5% of that node's CPU in the bulk profile).
+func SetFingerprints(recs []*fsmpb.Request) {
+	sums := make([]byte, len(recs)*sha256.Size)
+	var f fingerprinter
+	for i, r := range recs {
+		sum := (*[sha256.Size]byte)(sums[i*sha256.Size:])
+		f.sum(r, sum)
+		r.Fingerprint = sum[:len(sum):len(sum)]
 	}
+}
+
+// fingerprinter holds what Fingerprint marshals, reused across records.
+type fingerprinter struct {
+	spec fsmpb.Request
+	buf  []byte
+}
+
+func (f *fingerprinter) sum(r *fsmpb.Request, out *[sha256.Size]byte) {
+	// Every field of the spec is set here for each record (the rest stay
+	// zero), so nothing of the record before carries over.
+	s := &f.spec
+	s.Tenant = r.GetTenant()
+	s.Token = r.GetToken()
+	s.IvrProfile = r.GetIvrProfile()
+	s.Telnum = r.GetTelnum()
+	s.Ani = r.GetAni()
+	s.NotificationUrl = r.GetNotificationUrl()
+	s.CustomData = r.GetCustomData() // shared read-only: marshalling does not modify
+	s.Cpd = r.GetCpd()
+	s.MaxAttempts = r.GetMaxAttempts()
+	s.TtlMs = r.GetTtlMs()
+	s.IdempotencyKey = r.GetIdempotencyKey()
+	s.TimeZone = r.GetTimeZone()
 	// Marshalling fails only on invalid UTF-8, which Encode rejects too, so
 	// such a request never reaches the log whatever is hashed here.
-	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(spec)
-	sum := sha256.Sum256(b)
-	return sum[:]
+	b, _ := proto.MarshalOptions{Deterministic: true}.MarshalAppend(f.buf[:0], s)
+	f.buf = b
+	*out = sha256.Sum256(b)
+	s.CustomData, s.Cpd = nil, nil // no reference kept past the call
 }

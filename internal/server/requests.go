@@ -118,9 +118,9 @@ func (s *Requests) Create(ctx context.Context, tenant string, recs []*fsmpb.Requ
 	for i, r := range recs {
 		r.Tenant = tenant
 		r.Id = s.opts.NewID()
-		r.Fingerprint = fsm.Fingerprint(r)
 		ids[i] = r.Id
 	}
+	fsm.SetFingerprints(recs)
 	cmd := fsm.CreateCommand(recs, s.opts.MaxRecords)
 	res, index, _, err := applyReplaying(ctx, s.repl, cmd)
 	if err != nil {
