@@ -228,3 +228,46 @@ func FuzzDecode(f *testing.F) {
 		h.f.Apply(&raft.Log{Index: 2, Type: raft.LogCommand, Data: data})
 	})
 }
+
+// TestFieldTables: checkMessage's field tables answer as Fields().ByNumber
+// for every number of every message of fsm.proto, and cover them all.
+func TestFieldTables(t *testing.T) {
+	var walk func(ms protoreflect.MessageDescriptors)
+	n := 0
+	walk = func(ms protoreflect.MessageDescriptors) {
+		for i := range ms.Len() {
+			md := ms.Get(i)
+			byNum, ok := fieldTables[md]
+			if !ok {
+				t.Errorf("%s has no table", md.FullName())
+			}
+			for num := protowire.Number(0); num < 300; num++ {
+				if got, want := fieldByNumber(md, byNum, ok, num), md.Fields().ByNumber(num); got != want {
+					t.Fatalf("%s field %d: %v, ByNumber %v", md.FullName(), num, got, want)
+				}
+			}
+			n++
+			walk(md.Messages())
+		}
+	}
+	walk(fsmpb.File_fsm_proto.Messages())
+	if n < 10 || len(fieldTables) != n {
+		t.Fatalf("%d messages walked, %d tables", n, len(fieldTables))
+	}
+}
+
+// BenchmarkCheckRequest is the schema check every replica makes of each
+// bulk-created record (readSpec).
+func BenchmarkCheckRequest(b *testing.B) {
+	r := withKey(newReq("0190a8c4-000000-0001", "tenant-1", "profile-1", 3, 3_600_000), "key-1")
+	r.CustomData = []*fsmpb.KeyValue{{Key: "account", Value: "12345"}}
+	raw, err := proto.Marshal(r)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if err := checkMessage(raw, requestDesc); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
