@@ -12,7 +12,8 @@ import (
 // Availability is what one fault cost, measured from the history: the
 // longest gap between acknowledged writes (creates and cancels answered
 // ok) and between calls the media platform saw, from the fault's start
-// until the next fault (or the end of the load).
+// until the next fault (or the end of the load). Time the calling window
+// was closed is not counted in a gap between calls: no call is due then.
 type Availability struct {
 	Fault    history.Fault
 	WriteGap time.Duration
@@ -57,24 +58,49 @@ func gaps(h *history.History, from, to time.Time) (write, dial time.Duration) {
 			ds = append(ds, c.Start)
 		}
 	}
-	return longest(ws, from, to), longest(ds, from, to)
+	var closed []history.Span
+	if c := h.Settings.Contact; c != nil {
+		closed = c.Closed
+	}
+	return longest(ws, from, to, nil), longest(ds, from, to, closed)
 }
 
-func longest(ts []time.Time, from, to time.Time) time.Duration {
+// longest is the longest gap between the sorted times ts within [from,
+// to], not counting the time inside closed.
+func longest(ts []time.Time, from, to time.Time, closed []history.Span) time.Duration {
 	slices.SortFunc(ts, func(a, b time.Time) int { return a.Compare(b) })
 	prev, worst := from, time.Duration(0)
 	for _, t := range ts {
-		worst = max(worst, t.Sub(prev))
+		worst = max(worst, openTime(prev, t, closed))
 		prev = t
 	}
 	// A silence that lasts to the window's end counts too.
-	return max(worst, to.Sub(prev))
+	return max(worst, openTime(prev, to, closed))
+}
+
+// openTime is how much of [a, b] lies outside every span of closed (the
+// spans do not overlap).
+func openTime(a, b time.Time, closed []history.Span) time.Duration {
+	d := b.Sub(a)
+	for _, sp := range closed {
+		lo, hi := sp.From, sp.To
+		if a.After(lo) {
+			lo = a
+		}
+		if b.Before(hi) {
+			hi = b
+		}
+		if hi.After(lo) {
+			d -= hi.Sub(lo)
+		}
+	}
+	return max(d, 0)
 }
 
 // AvailabilityTable renders the measures as a Markdown table.
 func AvailabilityTable(av []Availability) string {
 	var b strings.Builder
-	b.WriteString("| fault | target | new leader seen after | healed after | longest gap in acknowledged writes | longest gap in calls placed |\n|---|---|---|---|---|---|\n")
+	b.WriteString("| fault | target | new leader seen after | healed after | longest gap in acknowledged writes | longest gap in calls placed (calling window open) |\n|---|---|---|---|---|---|\n")
 	for _, a := range av {
 		settled, healed := "-", "-"
 		if !a.Fault.Settled.IsZero() {

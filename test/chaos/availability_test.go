@@ -39,6 +39,30 @@ func TestMeasure(t *testing.T) {
 	}
 }
 
+// TestMeasureClosedWindow: the time the calling window was closed does
+// not count in a gap between calls (but does between writes).
+func TestMeasureClosedWindow(t *testing.T) {
+	t0 := time.Date(2026, 12, 2, 13, 0, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	h := &history.History{Start: t0, Settings: history.Settings{Contact: &history.ContactRules{
+		Closed: []history.Span{{From: at(1500), To: at(3500)}, {From: at(4800), To: at(6000)}},
+	}}}
+	for _, ms := range []int{500, 4000, 4500} {
+		h.Ops = append(h.Ops, history.Op{Kind: history.Create, Outcome: history.OK, Return: at(ms)})
+		h.Calls = append(h.Calls, mediasim.CallRecord{Start: at(ms)})
+	}
+	h.Faults = []history.Fault{{Name: "pause-leader", Start: at(1000)}}
+	av := Measure(h, at(5000))
+	// Writes: 1000..4000 = 3s. Calls: 1000..4000 less the 2 s closed = 1 s;
+	// 4500..5000 less 4800..5000 = 300ms.
+	if av[1].WriteGap != 3*time.Second || av[1].DialGap != time.Second {
+		t.Errorf("write %v dial %v, want 3s 1s", av[1].WriteGap, av[1].DialGap)
+	}
+	if got := openTime(at(0), at(10000), h.Settings.Contact.Closed); got != 6800*time.Millisecond {
+		t.Errorf("openTime over both spans = %v, want 6.8s", got)
+	}
+}
+
 // TestLeaderTerms: a new term inside a fault's window is forced; one
 // elsewhere is not.
 func TestLeaderTerms(t *testing.T) {
