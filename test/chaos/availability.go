@@ -18,12 +18,15 @@ type Availability struct {
 	Fault    history.Fault
 	WriteGap time.Duration
 	DialGap  time.Duration
+	// DialOpen is how long the calling window was open in the measured
+	// span: 0 when it was closed throughout (no call due, no gap).
+	DialOpen time.Duration
 }
 
 // Baseline is the same measure over the warm-up, before any fault.
 func baselineOf(h *history.History, firstFault time.Time) Availability {
-	w, d := gaps(h, h.Start, firstFault)
-	return Availability{Fault: history.Fault{Name: "baseline (no fault)", Start: h.Start}, WriteGap: w, DialGap: d}
+	w, d, open := gaps(h, h.Start, firstFault)
+	return Availability{Fault: history.Fault{Name: "baseline (no fault)", Start: h.Start}, WriteGap: w, DialGap: d, DialOpen: open}
 }
 
 // Measure computes the availability of every fault in h; the first entry
@@ -38,15 +41,16 @@ func Measure(h *history.History, loadEnd time.Time) []Availability {
 		if i+1 < len(h.Faults) {
 			end = h.Faults[i+1].Start
 		}
-		w, d := gaps(h, f.Start, end)
-		out = append(out, Availability{Fault: f, WriteGap: w, DialGap: d})
+		w, d, open := gaps(h, f.Start, end)
+		out = append(out, Availability{Fault: f, WriteGap: w, DialGap: d, DialOpen: open})
 	}
 	return out
 }
 
 // gaps are the longest gaps between write acknowledgements and between
-// call starts within [from, to], counting from from.
-func gaps(h *history.History, from, to time.Time) (write, dial time.Duration) {
+// call starts within [from, to], counting from from, and how long the
+// calling window was open in it.
+func gaps(h *history.History, from, to time.Time) (write, dial, open time.Duration) {
 	var ws, ds []time.Time
 	for _, o := range h.Ops {
 		if (o.Kind == history.Create || o.Kind == history.Cancel) && o.Outcome == history.OK && !o.Return.Before(from) && !o.Return.After(to) {
@@ -62,7 +66,7 @@ func gaps(h *history.History, from, to time.Time) (write, dial time.Duration) {
 	if c := h.Settings.Contact; c != nil {
 		closed = c.Closed
 	}
-	return longest(ws, from, to, nil), longest(ds, from, to, closed)
+	return longest(ws, from, to, nil), longest(ds, from, to, closed), openTime(from, to, closed)
 }
 
 // longest is the longest gap between the sorted times ts within [from,
@@ -113,8 +117,12 @@ func AvailabilityTable(av []Availability) string {
 		if a.Fault.Note != "" {
 			target += " (" + a.Fault.Note + ")"
 		}
+		dial := a.DialGap.Round(10 * time.Millisecond).String()
+		if a.DialOpen == 0 {
+			dial = "- (window closed)"
+		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", a.Fault.Name, target, settled, healed,
-			a.WriteGap.Round(10*time.Millisecond), a.DialGap.Round(10*time.Millisecond))
+			a.WriteGap.Round(10*time.Millisecond), dial)
 	}
 	return b.String()
 }

@@ -61,6 +61,12 @@ func TestMeasureClosedWindow(t *testing.T) {
 	if got := openTime(at(0), at(10000), h.Settings.Contact.Closed); got != 6800*time.Millisecond {
 		t.Errorf("openTime over both spans = %v, want 6.8s", got)
 	}
+	// A fault whose whole span the window was closed: no call gap.
+	h.Faults = []history.Fault{{Name: "pause-leader", Start: at(1000)}, {Name: "kill-follower", Start: at(1600)}, {Name: "kill-leader", Start: at(3500)}}
+	av = Measure(h, at(5000))
+	if tab := AvailabilityTable(av); av[2].DialOpen != 0 || !strings.Contains(tab, "| kill-follower |  | - | - | 1.9s | - (window closed) |") {
+		t.Errorf("open %v, table:\n%s", av[2].DialOpen, tab)
+	}
 }
 
 // TestLeaderTerms: a new term inside a fault's window is forced; one
