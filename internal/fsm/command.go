@@ -183,32 +183,25 @@ var fieldTables = func() map[protoreflect.MessageDescriptor][]protoreflect.Field
 	add = func(ms protoreflect.MessageDescriptors) {
 		for i := range ms.Len() {
 			md := ms.Get(i)
+			add(md.Messages())
 			fields := md.Fields()
-			max := protowire.Number(0)
+			top := protowire.Number(0)
 			for j := range fields.Len() {
-				max = maxNumber(max, fields.Get(j).Number())
+				top = max(top, fields.Get(j).Number())
 			}
-			if max > 1024 {
+			if top > 1024 {
 				continue // sparse numbers: ByNumber
 			}
-			byNum := make([]protoreflect.FieldDescriptor, max+1)
+			byNum := make([]protoreflect.FieldDescriptor, top+1)
 			for j := range fields.Len() {
 				byNum[fields.Get(j).Number()] = fields.Get(j)
 			}
 			t[md] = byNum
-			add(md.Messages())
 		}
 	}
 	add(fsmpb.File_fsm_proto.Messages())
 	return t
 }()
-
-func maxNumber(a, b protowire.Number) protowire.Number {
-	if a > b {
-		return a
-	}
-	return b
-}
 
 // fieldByNumber is md's field numbered num, nil if none: from byNum,
 // md's entry in fieldTables, when it has one (ok).
