@@ -184,6 +184,11 @@ func TestConfirmedBeforeACK(t *testing.T) {
 	if err := <-adopted; err != nil {
 		t.Fatalf("Adopt: %v", err)
 	}
+	// The callee hangs up 1.6 s after its 200: the adopted call answers
+	// its BYE and ends the IVR leg. Waiting for both also keeps the test
+	// from closing the far end while its BYE is in flight.
+	u.waitFor(t, "BYE-tx "+user)
+	u.waitFor(t, "BYE-rx "+app)
 }
 
 // TestAdoptSendsOwedACK: a far end that does not retransmit its 2xx (or
