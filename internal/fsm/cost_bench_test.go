@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"syscall"
 	"testing"
@@ -224,6 +225,9 @@ func BenchmarkRecordFootprint(b *testing.B) {
 			b.Fatalf("stored %d records", f.Count())
 		}
 		heap := float64(after.HeapAlloc-before.HeapAlloc) / float64(f.Count())
+		if p := os.Getenv("DIALTONE_FSM_HEAPPROFILE"); p != "" {
+			writeHeapProfile(b, p) // what the stored records' heap is made of
+		}
 
 		snap, err := f.Snapshot()
 		if err != nil {
@@ -265,5 +269,16 @@ func BenchmarkRecordFootprint(b *testing.B) {
 		b.ReportMetric(restore.Seconds()*1000, "restore-ms")
 		b.ReportMetric(persistCPU.Seconds()*1000, "persist-cpu-ms")
 		b.ReportMetric(restoreCPU.Seconds()*1000, "restore-cpu-ms")
+	}
+}
+
+func writeHeapProfile(b *testing.B, path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		b.Fatal(err)
 	}
 }
