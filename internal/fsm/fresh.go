@@ -65,25 +65,6 @@ func isNew(r *fsmpb.Request) bool {
 		len(r.ProtoReflect().GetUnknown()) == 0
 }
 
-// insertFresh adds a restored record, r decoded from raw, which isNew
-// accepted, as a fresh record that keeps raw (see readSnapshot): its index
-// keys alias raw instead of r's strings.
-func (s *state) insertFresh(raw []byte, r *fsmpb.Request) {
-	spec, err := decodeSpec(raw)
-	if err != nil {
-		panic(fmt.Sprintf("fsm: restoring record %q: %v", r.Id, err)) // r decoded from raw
-	}
-	g := s.group(spec.Tenant, spec.IvrProfile, r.State)
-	f := &fresh{raw: raw, tenant: g.tenant, profile: g.profile, created: r.CreatedUnixMs, index: r.CreateIndex}
-	s.byID.ReplaceOrInsert(idItem{id: spec.Id, f: f})
-	if spec.IdempotencyKey != "" {
-		s.idem.ReplaceOrInsert(idemItem{tenant: g.tenant, key: spec.IdempotencyKey, id: spec.Id})
-	}
-	q := queueKey(r, g)
-	q.id = spec.Id
-	s.insertKeys(q, true)
-}
-
 // newRecord is the record a create stores for spec, decoded from entry
 // index at time now: the spec's fields and fingerprint, every status field
 // set as for a new request. Status fields in spec, and fields this binary

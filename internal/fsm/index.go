@@ -260,14 +260,6 @@ func (s *state) mustGet(id string) *fsmpb.Request {
 	return it.record()
 }
 
-func (s *state) getByKey(tenant, key string) (*fsmpb.Request, bool) {
-	it, ok := s.idem.Get(idemItem{tenant: tenant, key: key})
-	if !ok {
-		return nil, false
-	}
-	return s.get(it.id)
-}
-
 // insert adds r, which must not be stored yet (no record with its id or its
 // idempotency key), to every index. It may replace r's tenant and profile
 // with equal strings (see group).
@@ -325,12 +317,18 @@ func (s *state) dropNew(id, tenant, key string) {
 // to the others and counts it: q is its queue key (every other index's key
 // fields are in it), and waiting whether it waits for the dialer.
 func (s *state) insertKeys(q queueItem, waiting bool) {
+	s.insertSecondary(q, waiting)
+	s.adjust(q.g, q.state, 1)
+}
+
+// insertSecondary adds a record's items to the (tenant, profile, state)
+// index and, if it is waiting, to the queue and expiry indexes.
+func (s *state) insertSecondary(q queueItem, waiting bool) {
 	s.tenantProfileState.ReplaceOrInsert(tenantProfileStateItem{g: q.g, state: q.state, id: q.id})
 	if waiting {
 		s.queue.ReplaceOrInsert(q)
 		s.expiry.ReplaceOrInsert(expiryItem{expires: q.expires, id: q.id})
 	}
-	s.adjust(q.g, q.state, 1)
 }
 
 // group returns the group of (tenant, profile) for a record in state st:

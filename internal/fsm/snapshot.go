@@ -225,7 +225,12 @@ func readSnapshot(br *bufio.Reader) (*state, error) {
 	count := binary.BigEndian.Uint64(rest[12:])
 
 	opts := protodelim.UnmarshalOptions{MaxSize: maxRecordSize}
-	var buf []byte
+	kb := startKeyBuilder(st)
+	defer kb.wait() // on an error too: the builder is stopped and waited for (a no-op after the wait below)
+	var (
+		buf  []byte
+		last string // the greatest id restored so far
+	)
 	for i := uint64(0); i < count; i++ {
 		b, err := readDelimited(br, buf)
 		if err != nil {
@@ -236,16 +241,23 @@ func readSnapshot(br *bufio.Reader) (*state, error) {
 		if err := proto.Unmarshal(b, r); err != nil {
 			return nil, fmt.Errorf("reading record %d of %d: %w", i, count, err)
 		}
-		if err := checkRestored(st, r); err != nil {
-			return nil, fmt.Errorf("record %d of %d: %w", i, count, err)
+		if r.Id == "" || r.Tenant == "" {
+			return nil, fmt.Errorf("record %d of %d: record without id or tenant", i, count)
 		}
-		if isNew(r) {
-			// Stored as fresh, as its create stored it (fresh.go): a
-			// restart keeps the memory it had.
-			st.insertFresh(bytes.Clone(b), r)
+		// Snapshots hold the records in id order, so a record's id is
+		// new when it is above every id so far; only one that is not
+		// (a snapshot written otherwise) is looked up.
+		if r.Id <= last {
+			if _, dup := st.get(r.Id); dup {
+				return nil, fmt.Errorf("record %d of %d: duplicate id %q", i, count, r.Id)
+			}
 		} else {
-			st.insert(r)
+			last = r.Id
 		}
+		kb.add(st.restoreRecord(b, r, i))
+	}
+	if err := kb.wait(); err != nil {
+		return nil, fmt.Errorf("record %d of %d: %w", err.rec, count, err)
 	}
 	if version >= snapshotV2 {
 		set, err := readSettings(br, opts, version)
@@ -387,19 +399,119 @@ func readDelimited(br *bufio.Reader, buf []byte) ([]byte, error) {
 	return buf, nil
 }
 
-// checkRestored rejects records that would break the uniqueness of the
-// id and idempotency-key indexes.
-func checkRestored(st *state, r *fsmpb.Request) error {
-	if r.Id == "" || r.Tenant == "" {
-		return errors.New("record without id or tenant")
-	}
-	if _, dup := st.get(r.Id); dup {
-		return fmt.Errorf("duplicate id %q", r.Id)
-	}
-	if r.IdempotencyKey != "" {
-		if _, dup := st.getByKey(r.Tenant, r.IdempotencyKey); dup {
-			return fmt.Errorf("duplicate idempotency key in tenant %q", r.Tenant)
+// restoredKey is what the idempotency and secondary indexes hold of a
+// restored record, the rec-th of the snapshot.
+type restoredKey struct {
+	q       queueItem
+	waiting bool
+	key     string // idempotency key, if any
+	rec     uint64
+}
+
+// restoreRecord adds r, the rec-th record of a snapshot, decoded from raw
+// (which it may keep, copied), to the id index and the counts, and returns
+// the record's keys for the other indexes (see keyBuilder).
+func (s *state) restoreRecord(raw []byte, r *fsmpb.Request, rec uint64) restoredKey {
+	id, tenant, profile, key := r.Id, r.Tenant, r.IvrProfile, r.IdempotencyKey
+	asFresh := isNew(r)
+	if asFresh {
+		// Stored as fresh, as its create stored it (fresh.go): a restart
+		// keeps the memory it had. Its index keys alias its bytes, not
+		// r's strings.
+		raw = bytes.Clone(raw)
+		spec, err := decodeSpec(raw)
+		if err != nil {
+			panic(fmt.Sprintf("fsm: restoring record %q: %v", r.Id, err)) // r decoded from raw
 		}
+		id, tenant, profile, key = spec.Id, spec.Tenant, spec.IvrProfile, spec.IdempotencyKey
 	}
-	return nil
+	g := s.group(tenant, profile, r.State)
+	if asFresh {
+		s.byID.ReplaceOrInsert(idItem{id: id, f: &fresh{raw: raw, tenant: g.tenant, profile: g.profile, created: r.CreatedUnixMs, index: r.CreateIndex}})
+	} else {
+		r.Tenant, r.IvrProfile = g.tenant, g.profile
+		s.byID.ReplaceOrInsert(idItem{id: id, r: r})
+	}
+	s.adjust(g, r.State, 1)
+	q := queueKey(r, g)
+	q.id = id
+	return restoredKey{q: q, waiting: waiting(r), key: key, rec: rec}
+}
+
+// keyBuilder fills the idempotency, (tenant, profile, state), queue and
+// expiry indexes of a state being restored, on a goroutine of its own,
+// from the keys the restoring goroutine hands it in chunks. Those inserts
+// need no answer back before the end (a repeated idempotency key fails the
+// whole restore, at wait), so a restore takes about the longer of the two
+// goroutines' shares rather than their sum (BENCHMARKS.md, issue 18,
+// session 9). Only the builder touches those four trees until wait.
+type keyBuilder struct {
+	chunk []restoredKey
+	ch    chan []restoredKey
+	done  chan struct{}
+	err   *duplicateKeyError // the builder's, read after done
+}
+
+// duplicateKeyError is a restored record whose idempotency key an earlier
+// record of its tenant has.
+type duplicateKeyError struct {
+	rec    uint64
+	tenant string
+}
+
+func (e *duplicateKeyError) Error() string {
+	return fmt.Sprintf("duplicate idempotency key in tenant %q", e.tenant)
+}
+
+const restoreChunk = 4096
+
+func startKeyBuilder(st *state) *keyBuilder {
+	kb := &keyBuilder{ch: make(chan []restoredKey, 4), done: make(chan struct{})}
+	ch := kb.ch
+	go func() {
+		defer close(kb.done)
+		for chunk := range ch {
+			if kb.err != nil {
+				continue // the restore fails: drain
+			}
+			for _, k := range chunk {
+				if k.key != "" {
+					if _, dup := st.idem.ReplaceOrInsert(idemItem{tenant: k.q.g.tenant, key: k.key, id: k.q.id}); dup {
+						kb.err = &duplicateKeyError{rec: k.rec, tenant: k.q.g.tenant}
+						break
+					}
+				}
+				st.insertSecondary(k.q, k.waiting)
+			}
+		}
+	}()
+	return kb
+}
+
+func (kb *keyBuilder) add(k restoredKey) {
+	if kb.chunk == nil {
+		kb.chunk = make([]restoredKey, 0, restoreChunk)
+	}
+	kb.chunk = append(kb.chunk, k)
+	if len(kb.chunk) == restoreChunk {
+		kb.ch <- kb.chunk
+		kb.chunk = nil
+	}
+}
+
+// wait hands over the last keys and returns when every key is in its
+// indexes, or the first repeated idempotency key. Later calls return nil
+// at once.
+func (kb *keyBuilder) wait() *duplicateKeyError {
+	if kb.ch == nil {
+		return nil
+	}
+	if len(kb.chunk) > 0 {
+		kb.ch <- kb.chunk
+		kb.chunk = nil
+	}
+	close(kb.ch)
+	kb.ch = nil
+	<-kb.done
+	return kb.err
 }

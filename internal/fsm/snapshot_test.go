@@ -3,7 +3,9 @@ package fsm
 import (
 	"bytes"
 	"encoding/binary"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -174,6 +176,10 @@ func TestRestoreCorrupt(t *testing.T) {
 		corrupt["duplicate id"] = append(append(b, rec...), rec...)
 	}
 	corrupt["record without tenant"] = snapshotOf(t, &fsmpb.Request{Id: "a"})
+	// Out of id order, the repeat is found by a lookup rather than by
+	// its place in the order.
+	corrupt["duplicate id out of order"] = snapshotOf(t,
+		&fsmpb.Request{Id: "a", Tenant: "t1"}, &fsmpb.Request{Id: "c", Tenant: "t1"}, &fsmpb.Request{Id: "a", Tenant: "t1"})
 	corrupt["duplicate idempotency key"] = snapshotOf(t,
 		&fsmpb.Request{Id: "a", Tenant: "t1", IdempotencyKey: "k"},
 		&fsmpb.Request{Id: "b", Tenant: "t1", IdempotencyKey: "k"})
@@ -190,6 +196,60 @@ func TestRestoreCorrupt(t *testing.T) {
 	}
 	if after := snapshotBytes(t, target.f); !bytes.Equal(after, keep) || target.f.AppliedIndex() != 1 {
 		t.Fatal("failed Restore changed the state")
+	}
+}
+
+// TestRestoreOutOfOrder: a snapshot whose records are not in id order (a
+// writer other than Persist) restores to the same state, every index
+// included, as the same records in order.
+func TestRestoreOutOfOrder(t *testing.T) {
+	h := richState(t)
+	var recs []*fsmpb.Request
+	h.f.view().byID.Ascend(func(it idItem) bool {
+		recs = append(recs, it.record())
+		return true
+	})
+	if len(recs) < 3 {
+		t.Fatalf("rich state holds %d records", len(recs))
+	}
+	ref, f := New(), New()
+	if err := ref.Restore(readCloser(snapshotOf(t, recs...))); err != nil {
+		t.Fatal(err)
+	}
+	backward := slices.Clone(recs)
+	slices.Reverse(backward)
+	if err := f.Restore(readCloser(snapshotOf(t, backward...))); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(snapshotBytes(t, f), snapshotBytes(t, ref)) || f.Count() != len(recs) {
+		t.Fatalf("restored %d records, not as in order", f.Count())
+	}
+	ids := func(rs []*fsmpb.Request) []string {
+		var out []string
+		for _, r := range rs {
+			out = append(out, r.Id)
+		}
+		return out
+	}
+	for _, tenant := range []string{"t1", "t2"} {
+		for st := range fsmpb.State_name {
+			state := fsmpb.State(st)
+			q := ListQuery{Tenant: tenant, State: state, Limit: 3}
+			if got, want := ids(listAll(t, f, q)), ids(listAll(t, ref, q)); !slices.Equal(got, want) {
+				t.Errorf("%s %s: List %v, want %v", tenant, state, got, want)
+			}
+			if got, want := f.Profiles(tenant, state), ref.Profiles(tenant, state); !maps.Equal(got, want) {
+				t.Errorf("%s %s: Profiles %v, want %v", tenant, state, got, want)
+			}
+			for _, p := range []string{"p1", "p2"} {
+				if got, want := ids(f.Due(tenant, p, state, 100)), ids(ref.Due(tenant, p, state, 100)); !slices.Equal(got, want) {
+					t.Errorf("%s %s %s: Due %v, want %v", tenant, p, state, got, want)
+				}
+			}
+		}
+	}
+	if got, want := ids(f.Expired(t0+1<<40, 100)), ids(ref.Expired(t0+1<<40, 100)); !slices.Equal(got, want) || len(want) == 0 {
+		t.Errorf("Expired %v, want %v", got, want)
 	}
 }
 
