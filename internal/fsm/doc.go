@@ -148,7 +148,10 @@
 // count and the pacing entries in tenant order, the global entry (tenant
 // "") first. Restore still reads version 1 (no settings) and version 2 (no
 // pacing: every tenant runs on the built-in defaults). The counts and all
-// indexes are rebuilt on Restore. Restore builds new state aside and swaps
+// indexes are rebuilt on Restore: the id index and the counts as the
+// records are read, the other four trees on a second goroutine that the
+// reader hands the keys to in chunks (keyBuilder), so a large restore takes
+// the longer of the two shares, not their sum. Restore builds new state aside and swaps
 // it in only after reading exactly the announced number of items and then
 // EOF, so a corrupt or truncated snapshot leaves the state untouched.
 //
