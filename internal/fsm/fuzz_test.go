@@ -140,8 +140,8 @@ func FuzzCreateEntry(f *testing.F) {
 }
 
 // FuzzRestoreRecord restores a snapshot that holds one record of any
-// bytes. Whether the restore keeps it as it is (restoreFresh) or decodes
-// it, the restore fails exactly when the bytes do not decode to a record
+// bytes. Whether the restore keeps it as it is (a fresh record, see
+// restoreRecord) or decodes it, the restore fails exactly when the bytes do not decode to a record
 // with an id and a tenant, and otherwise holds the decoded record, in
 // every index, and writes the same bytes in its next snapshot as a store
 // that holds it.
@@ -236,4 +236,18 @@ func indexDump(st *state) string {
 		return true
 	})
 	return b.String()
+}
+
+// insert adds r, which must not be stored yet (no record with its id or its
+// idempotency key), to every index, the plain way: FuzzRestoreRecord's
+// reference for what a restore stores. It may replace r's tenant and
+// profile with equal strings (see group).
+func (s *state) insert(r *fsmpb.Request) {
+	g := s.group(r.Tenant, r.IvrProfile, r.State)
+	r.Tenant, r.IvrProfile = g.tenant, g.profile
+	s.byID.ReplaceOrInsert(idItem{id: r.Id, r: r})
+	if r.IdempotencyKey != "" {
+		s.idem.ReplaceOrInsert(idemItem{tenant: r.Tenant, key: r.IdempotencyKey, id: r.Id})
+	}
+	s.insertKeys(queueKey(r, g), waiting(r))
 }

@@ -260,19 +260,6 @@ func (s *state) mustGet(id string) *fsmpb.Request {
 	return it.record()
 }
 
-// insert adds r, which must not be stored yet (no record with its id or its
-// idempotency key), to every index. It may replace r's tenant and profile
-// with equal strings (see group).
-func (s *state) insert(r *fsmpb.Request) {
-	g := s.group(r.Tenant, r.IvrProfile, r.State)
-	r.Tenant, r.IvrProfile = g.tenant, g.profile
-	s.byID.ReplaceOrInsert(idItem{id: r.Id, r: r})
-	if r.IdempotencyKey != "" {
-		s.idem.ReplaceOrInsert(idemItem{tenant: r.Tenant, key: r.IdempotencyKey, id: r.Id})
-	}
-	s.insertKeys(queueKey(r, g), waiting(r))
-}
-
 // insertNew starts storing it, the item of a record not stored yet whose
 // tenant and idempotency key (if any) are given, unless a stored record
 // holds its (tenant, key) or its id: then it changes nothing and returns
